@@ -1,1 +1,133 @@
+//! zaloflow: customer care automation for a Zalo Official Account.
+//!
+//! Data flows one way — `http → inbox → engine → store` — and each stage is its own module.
+//! [`run`] wires them together for `zaloflow serve`; tests call it with a listener on port 0.
 
+pub mod clock;
+pub mod config;
+pub mod engine;
+pub mod http;
+pub mod inbox;
+pub mod store;
+pub mod telemetry;
+pub mod zalo;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::inbox::{Intake, Processor};
+use crate::store::{Backend, DynStore};
+
+/// Opens and migrates the configured database.
+pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
+    let store = store::open(config.database_url.expose()).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Runs the service on `listener` until `shutdown` resolves: stops accepting, lets requests in
+/// flight finish, drains the intake queue and the batch in hand, gives back leases, returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    if config.webhook_keys().is_none() {
+        tracing::warn!("ZALO_APP_ID and ZALO_OA_SECRET_KEY are not both set: webhooks will be refused with 503 until they are");
+    }
+    let store = open_store(&config).await?;
+    let metrics = telemetry::metrics_handle();
+
+    let stop = CancellationToken::new();
+    let stored = Arc::new(Notify::new());
+    let mut writers = JoinSet::new();
+    let writer_count = match store.backend() {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 4,
+    };
+    let intake = Intake::start(
+        store.clone(),
+        writer_count,
+        Duration::from_millis(1500),
+        stored.clone(),
+        &mut writers,
+    );
+
+    let mut workers = JoinSet::new();
+    let engine = Arc::new(Engine::new());
+    let instance = instance_id();
+    for n in 0..2 {
+        let p = Processor::new(
+            store.clone(),
+            engine.clone(),
+            Clock::system(),
+            format!("{instance}/inbox-{n}"),
+        );
+        workers.spawn(p.run(stored.clone(), stop.clone()));
+    }
+
+    let app = http::router(http::AppState {
+        config: config.clone(),
+        store: store.clone(),
+        intake,
+        metrics,
+    });
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");
+    let http_stop = stop.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = http_stop.cancelled() => {}
+            }
+        })
+        .await?;
+    tracing::info!("HTTP stopped; draining");
+    // The router (and with it every Intake sender) is gone: writers finish the queue and stop.
+    while writers.join_next().await.is_some() {}
+    stop.cancel();
+    while workers.join_next().await.is_some() {}
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// A name for this process's leases: host and pid, unique enough across instances.
+pub fn instance_id() -> String {
+    let host = std::env::var("FLY_MACHINE_ID")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "local".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("ctrl-c: shutting down"),
+        _ = term => tracing::info!("SIGTERM: shutting down"),
+    }
+}

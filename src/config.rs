@@ -1,0 +1,237 @@
+//! Configuration: environment variables, optionally a `zaloflow.toml` with the same keys.
+//! The environment wins. Secrets are wrapped in [`Secret`] so `Debug` never prints them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// A value that must never appear in logs: `Debug` and `Display` print `[redacted]`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself; call only where it is sent or compared.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Every key of the contract (CONTRACT.md), in the spelling of its environment variable.
+pub const KEYS: &[&str] = &[
+    "PORT",
+    "DATABASE_URL",
+    "ZALOFLOW_RULES",
+    "ZALOFLOW_TZ",
+    "ZALO_APP_ID",
+    "ZALO_OA_SECRET_KEY",
+    "ZALO_APP_SECRET",
+    "ZALO_ACCESS_TOKEN",
+    "ZALO_REFRESH_TOKEN",
+    "ZALO_API_BASE",
+    "ZALO_OAUTH_BASE",
+    "ZALO_ZNS_BASE",
+    "ZALOFLOW_ADMIN_TOKEN",
+    "ZALOFLOW_CHAT_WEBHOOK_URL",
+    "ZALOFLOW_TASK_WEBHOOK_URL",
+    "ZALOFLOW_SMS_URL",
+    "ZALOFLOW_SMTP_URL",
+    "ZALOFLOW_PUBLIC_URL",
+    "ZALOFLOW_LOG_FORMAT",
+];
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    pub database_url: Secret,
+    pub rules_dir: PathBuf,
+    pub tz: chrono_tz::Tz,
+    pub zalo_app_id: Option<String>,
+    pub zalo_oa_secret_key: Option<Secret>,
+    pub zalo_app_secret: Option<Secret>,
+    pub zalo_access_token: Option<Secret>,
+    pub zalo_refresh_token: Option<Secret>,
+    pub zalo_api_base: String,
+    pub zalo_oauth_base: String,
+    pub zalo_zns_base: String,
+    pub admin_token: Option<Secret>,
+    pub chat_webhook_url: Option<String>,
+    pub task_webhook_url: Option<String>,
+    pub sms_url: Option<String>,
+    pub smtp_url: Option<Secret>,
+    pub public_url: String,
+    pub log_json: bool,
+}
+
+impl Config {
+    /// Reads `zaloflow.toml` (or the file named by `ZALOFLOW_CONFIG`) if present, then the
+    /// process environment on top.
+    pub fn load() -> anyhow::Result<Config> {
+        let file = std::env::var("ZALOFLOW_CONFIG").unwrap_or_else(|_| "zaloflow.toml".into());
+        let mut values = if Path::new(&file).exists() {
+            read_toml(Path::new(&file))?
+        } else {
+            BTreeMap::new()
+        };
+        for key in KEYS {
+            if let Ok(v) = std::env::var(key) {
+                values.insert((*key).to_string(), v);
+            }
+        }
+        Config::from_map(&values)
+    }
+
+    /// Builds a configuration from key/value pairs (environment spelling); unset keys take
+    /// their defaults. Empty values count as unset.
+    pub fn from_map(values: &BTreeMap<String, String>) -> anyhow::Result<Config> {
+        let get = |k: &str| values.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+        let port = match get("PORT") {
+            Some(p) => p.parse().with_context(|| format!("PORT={p:?} is not a port number"))?,
+            None => 8080,
+        };
+        let tz_name = get("ZALOFLOW_TZ").unwrap_or("Asia/Ho_Chi_Minh");
+        let tz: chrono_tz::Tz = tz_name
+            .parse()
+            .map_err(|_| anyhow::anyhow!("ZALOFLOW_TZ={tz_name:?} is not an IANA time zone"))?;
+        let database_url = get("DATABASE_URL").unwrap_or("sqlite://zaloflow.db");
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            bail!("DATABASE_URL must start with sqlite:// or postgres://");
+        }
+        let log_json = matches!(get("ZALOFLOW_LOG_FORMAT"), Some("json"));
+        Ok(Config {
+            port,
+            database_url: Secret::new(database_url),
+            rules_dir: PathBuf::from(get("ZALOFLOW_RULES").unwrap_or("rules")),
+            tz,
+            zalo_app_id: get("ZALO_APP_ID").map(str::to_string),
+            zalo_oa_secret_key: get("ZALO_OA_SECRET_KEY").map(Secret::new),
+            zalo_app_secret: get("ZALO_APP_SECRET").map(Secret::new),
+            zalo_access_token: get("ZALO_ACCESS_TOKEN").map(Secret::new),
+            zalo_refresh_token: get("ZALO_REFRESH_TOKEN").map(Secret::new),
+            zalo_api_base: get("ZALO_API_BASE")
+                .unwrap_or("https://openapi.zalo.me")
+                .trim_end_matches('/')
+                .to_string(),
+            zalo_oauth_base: get("ZALO_OAUTH_BASE")
+                .unwrap_or("https://oauth.zaloapp.com")
+                .trim_end_matches('/')
+                .to_string(),
+            zalo_zns_base: get("ZALO_ZNS_BASE")
+                .unwrap_or("https://business.openapi.zalo.me")
+                .trim_end_matches('/')
+                .to_string(),
+            admin_token: get("ZALOFLOW_ADMIN_TOKEN").map(Secret::new),
+            chat_webhook_url: get("ZALOFLOW_CHAT_WEBHOOK_URL").map(str::to_string),
+            task_webhook_url: get("ZALOFLOW_TASK_WEBHOOK_URL").map(str::to_string),
+            sms_url: get("ZALOFLOW_SMS_URL").map(str::to_string),
+            smtp_url: get("ZALOFLOW_SMTP_URL").map(Secret::new),
+            public_url: get("ZALOFLOW_PUBLIC_URL")
+                .unwrap_or("http://localhost:8080")
+                .trim_end_matches('/')
+                .to_string(),
+            log_json,
+        })
+    }
+
+    /// The webhook signature keys, when both are configured.
+    pub fn webhook_keys(&self) -> Option<(&str, &Secret)> {
+        match (&self.zalo_app_id, &self.zalo_oa_secret_key) {
+            (Some(id), Some(key)) => Some((id.as_str(), key)),
+            _ => None,
+        }
+    }
+}
+
+fn read_toml(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (k, v) in table {
+        let key = k.to_ascii_uppercase();
+        if !KEYS.contains(&key.as_str()) {
+            bail!("{}: unknown key {k:?}", path.display());
+        }
+        let value = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => bail!("{}: key {k:?} must be a string, not {other}", path.display()),
+        };
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = Config::from_map(&BTreeMap::new()).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.database_url.expose(), "sqlite://zaloflow.db");
+        assert_eq!(c.tz, chrono_tz::Asia::Ho_Chi_Minh);
+        assert_eq!(c.zalo_api_base, "https://openapi.zalo.me");
+        assert!(c.webhook_keys().is_none());
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::from_map(&map(&[
+            ("ZALO_OA_SECRET_KEY", "very-secret-key"),
+            ("ZALO_APP_ID", "123"),
+            ("DATABASE_URL", "postgres://u:hunter2@db/x"),
+            ("ZALOFLOW_ADMIN_TOKEN", "admintoken42"),
+        ]))
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("very-secret-key"), "{dbg}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(!dbg.contains("admintoken42"), "{dbg}");
+        assert!(dbg.contains("[redacted]"));
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        assert!(Config::from_map(&map(&[("PORT", "eighty")])).is_err());
+        assert!(Config::from_map(&map(&[("ZALOFLOW_TZ", "Mars/Olympus")])).is_err());
+        assert!(Config::from_map(&map(&[("DATABASE_URL", "mysql://x")])).is_err());
+    }
+
+    #[test]
+    fn toml_file_is_read_and_unknown_keys_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zaloflow.toml");
+        std::fs::write(&p, "port = 9000\nzalo_app_id = \"42\"\n").unwrap();
+        let m = read_toml(&p).unwrap();
+        assert_eq!(m["PORT"], "9000");
+        assert_eq!(m["ZALO_APP_ID"], "42");
+        std::fs::write(&p, "prot = 9000\n").unwrap();
+        assert!(read_toml(&p).is_err());
+    }
+}

@@ -1,0 +1,41 @@
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when the database answers.
+pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({"ready": true, "database": "ok"}))),
+        Ok(Err(e)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "database": e.to_string()})),
+        ),
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "database": "timeout"})),
+        ),
+    }
+}
+
+/// Prometheus text. The inbox depth is read at scrape time.
+pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
+    if let Ok(Ok(s)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), st.store.inbox_stats()).await
+    {
+        metrics::gauge!("zaloflow_inbox_depth").set(s.pending as f64);
+        metrics::gauge!("zaloflow_inbox_failed").set(s.failed as f64);
+    }
+    let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        body,
+    )
+}

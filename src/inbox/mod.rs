@@ -1,0 +1,8 @@
+//! The inbox: verified deliveries are stored durably (group commit) before Zalo gets its 200,
+//! then processed in arrival order per user by a background worker.
+
+pub mod intake;
+pub mod processor;
+
+pub use intake::{Intake, IntakeError};
+pub use processor::Processor;

@@ -1,0 +1,240 @@
+//! The inbox processor: claims stored events in arrival order (a lease, so a crashed worker's
+//! events are taken again), runs them through the engine and commits each batch's effects in
+//! the transaction that marks its events done. One user's events are never processed
+//! concurrently or out of order; different users' events run in parallel across workers and
+//! instances.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::engine::Engine;
+use crate::store::{Completion, DynStore, InboxEvent, StoreError};
+use crate::zalo::event::{self, Event, EventKind};
+
+/// After this many attempts an event is given up and marked failed (with its error).
+pub const MAX_ATTEMPTS: i32 = 8;
+
+#[derive(Clone)]
+pub struct Processor {
+    pub store: DynStore,
+    pub engine: Arc<Engine>,
+    pub clock: Clock,
+    /// Identifies this worker's leases.
+    pub owner: String,
+    pub batch: i64,
+    pub lease: Duration,
+    pub poll: Duration,
+}
+
+impl Processor {
+    pub fn new(store: DynStore, engine: Arc<Engine>, clock: Clock, owner: String) -> Self {
+        Processor {
+            store,
+            engine,
+            clock,
+            owner,
+            batch: 256,
+            lease: Duration::from_secs(15),
+            poll: Duration::from_millis(500),
+        }
+    }
+
+    /// Runs until `stop` is cancelled, waking on `stored` or every `poll`. Finishes the batch
+    /// in hand, then gives back anything still claimed.
+    pub async fn run(self, stored: Arc<Notify>, stop: CancellationToken) {
+        loop {
+            match self.drain(&stop).await {
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "inbox processing paused");
+                    metrics::counter!("zaloflow_inbox_errors_total").increment(1);
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = stored.notified() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+            }
+        }
+        if let Err(e) = self.store.release_inbox(&self.owner).await {
+            tracing::warn!(error = %e, "could not release inbox leases");
+        }
+    }
+
+    /// Processes batches until nothing is claimable. Returns how many events were handled.
+    pub async fn drain(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
+        let mut total = 0;
+        while !stop.is_cancelled() {
+            let now = self.clock.now();
+            let claimed = self
+                .store
+                .claim_inbox(&self.owner, now, self.lease.as_millis() as i64, self.batch)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            total += claimed.len();
+            self.process_batch(claimed).await?;
+        }
+        Ok(total)
+    }
+
+    async fn process_batch(&self, claimed: Vec<InboxEvent>) -> Result<(), StoreError> {
+        let mut parsed: Vec<(InboxEvent, Result<Event, String>)> = Vec::with_capacity(claimed.len());
+        let mut users: Vec<String> = Vec::new();
+        for row in claimed {
+            let ev = event::parse(row.body.as_bytes()).map_err(|e| e.to_string());
+            if let Ok(ev) = &ev {
+                users.extend(concerned_users(ev));
+            }
+            parsed.push((row, ev));
+        }
+        users.sort();
+        users.dedup();
+        let mut contacts = self.store.load_contacts(&users).await?;
+        let before = contacts.clone();
+
+        let mut done = Vec::with_capacity(parsed.len());
+        let mut failed = Vec::new();
+        for (row, ev) in &parsed {
+            match ev {
+                Ok(ev) => {
+                    let at = event_time(ev, row);
+                    let effects = self.engine.process(ev, at, &mut contacts);
+                    done.push(Completion {
+                        inbox_id: row.id,
+                        effects,
+                    });
+                }
+                Err(e) => failed.push((row, e.clone())),
+            }
+        }
+        let now = self.clock.now();
+        match self.store.complete_inbox(&self.owner, &done, now).await {
+            Ok(()) => {}
+            Err(StoreError::LeaseLost(what)) => {
+                tracing::warn!(%what, "lease lost; batch left to its new owner");
+                return Ok(());
+            }
+            Err(e) if done.len() > 1 => {
+                // One bad event must not hold the others: commit them one by one.
+                tracing::warn!(error = %e, "batch commit failed; retrying events one at a time");
+                drop(contacts);
+                return self.one_by_one(parsed, before).await;
+            }
+            Err(e) => {
+                for (row, _) in &parsed {
+                    self.retry_later(row, &e.to_string()).await?;
+                }
+                return Err(e);
+            }
+        }
+        self.record_done(&parsed, now);
+        for (row, e) in failed {
+            self.retry_later(row, &e).await?;
+        }
+        Ok(())
+    }
+
+    async fn one_by_one(
+        &self,
+        parsed: Vec<(InboxEvent, Result<Event, String>)>,
+        mut contacts: HashMap<String, crate::store::Contact>,
+    ) -> Result<(), StoreError> {
+        for (row, ev) in &parsed {
+            let result = match ev {
+                Ok(ev) => {
+                    let at = event_time(ev, row);
+                    let mut scratch = contacts.clone();
+                    let effects = self.engine.process(ev, at, &mut scratch);
+                    let c = Completion {
+                        inbox_id: row.id,
+                        effects,
+                    };
+                    let r = self
+                        .store
+                        .complete_inbox(&self.owner, &[c], self.clock.now())
+                        .await;
+                    if r.is_ok() {
+                        contacts = scratch;
+                    }
+                    r.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.clone()),
+            };
+            match result {
+                Ok(()) => self.record_done(std::slice::from_ref(&(row.clone(), ev.clone())), self.clock.now()),
+                Err(e) => self.retry_later(row, &e).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn retry_later(&self, row: &InboxEvent, error: &str) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let retry_at = (row.attempts < MAX_ATTEMPTS)
+            .then(|| now + 1000 * (1i64 << row.attempts.clamp(0, 10)));
+        if retry_at.is_none() {
+            tracing::error!(inbox_id = row.id, event = %row.event_name, %error, "event given up after {MAX_ATTEMPTS} attempts");
+            metrics::counter!("zaloflow_inbox_failed_total").increment(1);
+        }
+        self.store
+            .fail_inbox(&self.owner, row.id, error, retry_at, now)
+            .await
+    }
+
+    fn record_done(&self, rows: &[(InboxEvent, Result<Event, String>)], now: i64) {
+        for (row, ev) in rows {
+            if ev.is_err() {
+                continue;
+            }
+            metrics::counter!("zaloflow_inbox_processed_total", "event" => metric_event_name(&row.event_name)).increment(1);
+            let latency = (now - row.received_at).max(0) as f64 / 1000.0;
+            metrics::histogram!("zaloflow_inbox_processing_latency_seconds").record(latency);
+            tracing::debug!(inbox_id = row.id, event = %row.event_name, user = %row.user_id, "processed");
+        }
+    }
+}
+
+/// Known event names keep their label; anything else is `other` (bounded label set).
+fn metric_event_name(name: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "user_send_text",
+        "user_send_image",
+        "user_send_link",
+        "user_send_sticker",
+        "user_send_file",
+        "follow",
+        "unfollow",
+        "user_click_chatnow",
+        "add_user_to_tag",
+        "remove_user_from_tag",
+        "user_submit_info",
+        "user_reacted_message",
+        "user_received_message",
+        "user_seen_message",
+        "oa_send_text",
+    ];
+    KNOWN.iter().find(|k| **k == name).copied().unwrap_or("other")
+}
+
+/// The event's own time when Zalo gave a plausible one, else when we received it.
+fn event_time(ev: &Event, row: &InboxEvent) -> i64 {
+    ev.timestamp_ms
+        .filter(|t| *t > 1_000_000_000_000)
+        .unwrap_or(row.received_at)
+}
+
+fn concerned_users(ev: &Event) -> Vec<String> {
+    match &ev.kind {
+        EventKind::TagAdded { user_ids, .. } | EventKind::TagRemoved { user_ids, .. } => {
+            user_ids.clone()
+        }
+        _ => ev.user_id().map(str::to_string).into_iter().collect(),
+    }
+}

@@ -1,0 +1,323 @@
+//! Storage: one interface ([`Store`]), two real backends chosen by the URL scheme —
+//! [`sqlite`] (the embedded default) and [`postgres`] (several instances).
+//!
+//! Deciding is done above this layer, in plain code; a store applies decisions atomically
+//! (an event is marked processed in the same transaction as everything it caused).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub mod postgres;
+pub mod sqlite;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Our lease on a claimed row expired and another worker may own it now.
+    #[error("lease lost on {0}")]
+    LeaseLost(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A verified delivery, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewInboxEvent {
+    pub dedupe_key: String,
+    pub event_name: String,
+    /// The per-user lane ('' when the event concerns no user).
+    pub user_id: String,
+    pub priority: i32,
+    pub body: String,
+    pub event_ts: Option<i64>,
+    pub received_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Stored(i64),
+    Duplicate,
+}
+
+/// A stored delivery claimed for processing.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboxEvent {
+    pub id: i64,
+    pub dedupe_key: String,
+    pub event_name: String,
+    pub user_id: String,
+    pub body: String,
+    pub event_ts: Option<i64>,
+    pub received_at: i64,
+    pub attempts: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InboxStats {
+    pub pending: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Contact {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// `None` while unknown.
+    pub follows: Option<bool>,
+    pub first_seen: i64,
+    pub last_interaction: Option<i64>,
+    /// How many events the user caused (messages, follows, taps, reactions…).
+    pub interaction_count: i64,
+    pub followed_at: Option<i64>,
+    pub unfollowed_at: Option<i64>,
+    pub tags: BTreeSet<String>,
+    pub fields: BTreeMap<String, String>,
+}
+
+/// What an event changes on one contact. Absent values leave the stored ones alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactChange {
+    pub user_id: String,
+    /// When the contact was seen (creates it with this `first_seen` if new).
+    pub seen_at: i64,
+    pub display_name: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub follows: Option<bool>,
+    pub followed_at: Option<i64>,
+    pub unfollowed_at: Option<i64>,
+    /// Only events the user caused move this; it never moves backwards.
+    pub interaction_at: Option<i64>,
+    pub tags_add: Vec<String>,
+    pub tags_remove: Vec<String>,
+    pub fields_set: Vec<(String, String)>,
+}
+
+impl ContactChange {
+    pub fn new(user_id: impl Into<String>, seen_at: i64) -> Self {
+        ContactChange {
+            user_id: user_id.into(),
+            seen_at,
+            ..Default::default()
+        }
+    }
+
+    /// Applies the change to an in-memory contact the same way the store applies it to a row,
+    /// so a batch of one user's events can be folded before it is written.
+    pub fn apply_to(&self, c: &mut Contact) {
+        if c.user_id.is_empty() {
+            c.user_id = self.user_id.clone();
+            c.first_seen = self.seen_at;
+        }
+        fn set(dst: &mut Option<String>, v: &Option<String>) {
+            if v.is_some() {
+                dst.clone_from(v);
+            }
+        }
+        set(&mut c.display_name, &self.display_name);
+        set(&mut c.phone, &self.phone);
+        set(&mut c.email, &self.email);
+        if self.follows.is_some() {
+            c.follows = self.follows;
+        }
+        if self.followed_at.is_some() {
+            c.followed_at = self.followed_at;
+        }
+        if self.unfollowed_at.is_some() {
+            c.unfollowed_at = self.unfollowed_at;
+        }
+        if let Some(t) = self.interaction_at {
+            c.interaction_count += 1;
+            if c.last_interaction.is_none_or(|old| t > old) {
+                c.last_interaction = Some(t);
+            }
+        }
+        for t in &self.tags_add {
+            c.tags.insert(t.clone());
+        }
+        for t in &self.tags_remove {
+            c.tags.remove(t);
+        }
+        for (k, v) in &self.fields_set {
+            c.fields.insert(k.clone(), v.clone());
+        }
+    }
+}
+
+/// Everything processing one event caused, applied in the transaction that marks it processed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Effects {
+    pub contacts: Vec<ContactChange>,
+}
+
+/// One processed inbox event and its effects.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub inbox_id: i64,
+    pub effects: Effects,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+    /// Cheap reachability check (readiness).
+    async fn ping(&self) -> Result<()>;
+
+    // --- inbox ---
+    /// Stores deliveries in one transaction (group commit); a dedupe key seen before, in the
+    /// table or earlier in the same batch, is reported as a duplicate and not stored again.
+    async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>>;
+    /// Claims up to `limit` pending events, oldest first (higher priority first), skipping any
+    /// event whose user has an earlier event leased by someone else: one user's events are
+    /// never processed concurrently or out of order.
+    async fn claim_inbox(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<InboxEvent>>;
+    /// Marks the events processed and applies their effects, in one transaction. Fails with
+    /// `LeaseLost` (and changes nothing) if any lease is no longer ours.
+    async fn complete_inbox(&self, owner: &str, done: &[Completion], now: i64) -> Result<()>;
+    /// Records a processing failure: retried after `retry_at`, or given up (`failed`) when `None`.
+    async fn fail_inbox(
+        &self,
+        owner: &str,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<()>;
+    /// Gives claimed events back (graceful shutdown).
+    async fn release_inbox(&self, owner: &str) -> Result<u64>;
+    async fn inbox_stats(&self) -> Result<InboxStats>;
+
+    // --- contacts ---
+    async fn load_contacts(&self, user_ids: &[String]) -> Result<HashMap<String, Contact>>;
+    async fn get_contact(&self, user_id: &str) -> Result<Option<Contact>> {
+        let mut m = self.load_contacts(&[user_id.to_string()]).await?;
+        Ok(m.remove(user_id))
+    }
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by the URL (`sqlite://…` or `postgres://…`). Does not migrate.
+pub async fn open(url: &str) -> anyhow::Result<DynStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme (use sqlite:// or postgres://)")
+    }
+}
+
+/// Splits an inbox batch in memory: the first occurrence of each dedupe key is kept, later
+/// ones in the same batch are duplicates. Returns the index of the kept rows.
+pub(crate) fn first_occurrences(events: &[NewInboxEvent]) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::with_capacity(events.len());
+    (0..events.len())
+        .filter(|&i| seen.insert(events[i].dedupe_key.as_str()))
+        .collect()
+}
+
+/// Rows of `contact_tags` / `contact_fields` folded into contacts.
+pub(crate) fn attach_tags_fields(
+    contacts: &mut HashMap<String, Contact>,
+    tags: Vec<(String, String)>,
+    fields: Vec<(String, String, String)>,
+) {
+    for (u, t) in tags {
+        if let Some(c) = contacts.get_mut(&u) {
+            c.tags.insert(t);
+        }
+    }
+    for (u, k, v) in fields {
+        if let Some(c) = contacts.get_mut(&u) {
+            c.fields.insert(k, v);
+        }
+    }
+}
+
+/// Maps a batch back to per-request outcomes: kept rows that the database returned were
+/// stored, everything else (seen before, or repeated in the batch) is a duplicate.
+pub(crate) fn inserted_outcomes(
+    events: &[NewInboxEvent],
+    keep: &[usize],
+    mut stored: HashMap<String, i64>,
+) -> Vec<Inserted> {
+    let mut out = vec![Inserted::Duplicate; events.len()];
+    for &i in keep {
+        if let Some(id) = stored.remove(&events[i].dedupe_key) {
+            out[i] = Inserted::Stored(id);
+        }
+    }
+    out
+}
+
+pub(crate) fn stats_from_rows(rows: Vec<(String, i64)>) -> InboxStats {
+    let mut s = InboxStats::default();
+    for (status, n) in rows {
+        match status.as_str() {
+            "pending" => s.pending = n,
+            "done" => s.done = n,
+            "failed" => s.failed = n,
+            _ => {}
+        }
+    }
+    s
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ContactRow {
+    user_id: String,
+    display_name: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    follows: Option<bool>,
+    first_seen: i64,
+    last_interaction: Option<i64>,
+    interaction_count: i64,
+    followed_at: Option<i64>,
+    unfollowed_at: Option<i64>,
+}
+
+impl From<ContactRow> for Contact {
+    fn from(r: ContactRow) -> Self {
+        Contact {
+            user_id: r.user_id,
+            display_name: r.display_name,
+            phone: r.phone,
+            email: r.email,
+            follows: r.follows,
+            first_seen: r.first_seen,
+            last_interaction: r.last_interaction,
+            interaction_count: r.interaction_count,
+            followed_at: r.followed_at,
+            unfollowed_at: r.unfollowed_at,
+            tags: BTreeSet::new(),
+            fields: BTreeMap::new(),
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! Everything Zalo-specific: the webhook signature, typed events.
+
+pub mod event;
+pub mod signature;

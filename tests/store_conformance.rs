@@ -1,0 +1,216 @@
+//! One story, two backends: every behaviour the service relies on from storage, run against a
+//! real SQLite file and a real PostgreSQL database.
+
+mod common;
+
+use std::collections::HashMap;
+
+use zaloflow::store::{
+    self, Completion, ContactChange, DynStore, Effects, Inserted, NewInboxEvent, StoreError,
+};
+
+async fn open(kind: &str) -> (common::Db, DynStore) {
+    let db = common::Db::new(kind).await;
+    let s = store::open(db.url()).await.unwrap();
+    s.migrate().await.unwrap();
+    // Migrating twice is harmless.
+    s.migrate().await.unwrap();
+    (db, s)
+}
+
+fn ev(key: &str, user: &str, at: i64) -> NewInboxEvent {
+    NewInboxEvent {
+        dedupe_key: key.into(),
+        event_name: "user_send_text".into(),
+        user_id: user.into(),
+        priority: 0,
+        body: format!(r#"{{"event_name":"user_send_text","sender":{{"id":"{user}"}},"message":{{"msg_id":"{key}","text":"hi"}},"timestamp":"{at}"}}"#),
+        event_ts: Some(at),
+        received_at: at,
+    }
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test] async fn $name() { super::$name("sqlite").await } )* }
+        mod postgres { $( #[tokio::test] async fn $name() { super::$name("postgres").await } )* }
+    };
+}
+
+both!(
+    insert_dedupes_across_and_within_batches,
+    claim_orders_and_leases,
+    one_users_lane_is_never_split,
+    complete_applies_effects_atomically,
+    lost_lease_changes_nothing,
+    failures_back_off_then_give_up,
+    release_gives_claims_back,
+    contacts_merge_changes,
+);
+
+async fn insert_dedupes_across_and_within_batches(kind: &str) {
+    let (_db, s) = open(kind).await;
+    let out = s
+        .insert_inbox(&[ev("a", "u1", 1), ev("b", "u1", 2), ev("a", "u1", 1)])
+        .await
+        .unwrap();
+    assert!(matches!(out[0], Inserted::Stored(_)));
+    assert!(matches!(out[1], Inserted::Stored(_)));
+    assert_eq!(out[2], Inserted::Duplicate);
+    let again = s.insert_inbox(&[ev("b", "u1", 2), ev("c", "u2", 3)]).await.unwrap();
+    assert_eq!(again[0], Inserted::Duplicate);
+    assert!(matches!(again[1], Inserted::Stored(_)));
+    assert_eq!(s.inbox_stats().await.unwrap().pending, 3);
+}
+
+async fn claim_orders_and_leases(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u2", 2), ev("3", "u3", 3)])
+        .await
+        .unwrap();
+    let a = s.claim_inbox("w1", 100, 1000, 2).await.unwrap();
+    assert_eq!(a.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    assert!(a.iter().all(|e| e.attempts == 1));
+    // Leased events are not claimed again until the lease runs out.
+    let b = s.claim_inbox("w2", 200, 1000, 10).await.unwrap();
+    assert_eq!(b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["3"]);
+    assert!(s.claim_inbox("w2", 300, 1000, 10).await.unwrap().is_empty());
+    // A dead worker's lease expires: its events are taken again.
+    let c = s.claim_inbox("w3", 5000, 1000, 10).await.unwrap();
+    assert_eq!(c.len(), 3);
+    assert!(c.iter().all(|e| e.attempts == 2));
+}
+
+async fn one_users_lane_is_never_split(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u2", 2), ev("3", "u1", 3)])
+        .await
+        .unwrap();
+    let a = s.claim_inbox("w1", 100, 1000, 1).await.unwrap();
+    assert_eq!(a[0].dedupe_key, "1");
+    // u1's later event waits while its earlier one is leased; u2 goes ahead.
+    let b = s.claim_inbox("w2", 100, 1000, 10).await.unwrap();
+    assert_eq!(b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["2"]);
+    s.complete_inbox("w1", &[Completion { inbox_id: a[0].id, effects: Effects::default() }], 150)
+        .await
+        .unwrap();
+    let c = s.claim_inbox("w2", 200, 1000, 10).await.unwrap();
+    assert_eq!(c.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["3"]);
+}
+
+async fn complete_applies_effects_atomically(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1)]).await.unwrap();
+    let a = s.claim_inbox("w", 10, 1000, 10).await.unwrap();
+    let mut ch = ContactChange::new("u1", 10);
+    ch.interaction_at = Some(10);
+    ch.follows = Some(true);
+    ch.display_name = Some("Lan Nguyễn".into());
+    ch.tags_add = vec!["new_user".into(), "interested".into()];
+    ch.fields_set = vec![("city".into(), "Hà Nội".into())];
+    s.complete_inbox(
+        "w",
+        &[Completion { inbox_id: a[0].id, effects: Effects { contacts: vec![ch] } }],
+        20,
+    )
+    .await
+    .unwrap();
+    let st = s.inbox_stats().await.unwrap();
+    assert_eq!((st.pending, st.done), (0, 1));
+    let c = s.get_contact("u1").await.unwrap().unwrap();
+    assert_eq!(c.display_name.as_deref(), Some("Lan Nguyễn"));
+    assert_eq!(c.follows, Some(true));
+    assert_eq!(c.last_interaction, Some(10));
+    assert_eq!(c.interaction_count, 1);
+    assert!(c.tags.contains("new_user") && c.tags.contains("interested"));
+    assert_eq!(c.fields["city"], "Hà Nội");
+    // Completing twice is refused: the event is no longer pending under our lease.
+    let again = s
+        .complete_inbox("w", &[Completion { inbox_id: a[0].id, effects: Effects::default() }], 30)
+        .await;
+    assert!(matches!(again, Err(StoreError::LeaseLost(_))));
+}
+
+async fn lost_lease_changes_nothing(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u2", 2)]).await.unwrap();
+    let a = s.claim_inbox("slow", 10, 100, 10).await.unwrap();
+    // The slow worker's lease expires and another takes over.
+    let b = s.claim_inbox("fast", 500, 1000, 10).await.unwrap();
+    assert_eq!(b.len(), 2);
+    let mut ch = ContactChange::new("u1", 10);
+    ch.interaction_at = Some(10);
+    let r = s
+        .complete_inbox(
+            "slow",
+            &[
+                Completion { inbox_id: a[0].id, effects: Effects { contacts: vec![ch] } },
+                Completion { inbox_id: a[1].id, effects: Effects::default() },
+            ],
+            600,
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::LeaseLost(_))));
+    assert!(s.get_contact("u1").await.unwrap().is_none(), "nothing of the batch applied");
+    assert_eq!(s.inbox_stats().await.unwrap().pending, 2);
+}
+
+async fn failures_back_off_then_give_up(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u1", 2)]).await.unwrap();
+    let a = s.claim_inbox("w", 10, 1000, 1).await.unwrap();
+    s.fail_inbox("w", a[0].id, "boom", Some(5000), 20).await.unwrap();
+    // Backing off holds the user's lane: event 2 must not overtake event 1.
+    assert!(s.claim_inbox("w", 100, 1000, 10).await.unwrap().is_empty());
+    let b = s.claim_inbox("w", 5001, 1000, 10).await.unwrap();
+    assert_eq!(b.len(), 2);
+    s.fail_inbox("w", b[0].id, "boom again", None, 5002).await.unwrap();
+    let st = s.inbox_stats().await.unwrap();
+    assert_eq!((st.failed, st.pending), (1, 1));
+}
+
+async fn release_gives_claims_back(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1)]).await.unwrap();
+    assert_eq!(s.claim_inbox("w", 10, 60_000, 10).await.unwrap().len(), 1);
+    assert_eq!(s.release_inbox("w").await.unwrap(), 1);
+    let again = s.claim_inbox("w2", 11, 60_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1, "a released claim is not counted as an attempt");
+}
+
+async fn contacts_merge_changes(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u1", 2), ev("3", "u1", 3)])
+        .await
+        .unwrap();
+    let rows = s.claim_inbox("w", 10, 1000, 10).await.unwrap();
+    let mut first = ContactChange::new("u1", 100);
+    first.interaction_at = Some(300);
+    first.phone = Some("84912345678".into());
+    first.tags_add = vec!["potential".into()];
+    let mut second = ContactChange::new("u1", 200);
+    second.interaction_at = Some(200); // older: last_interaction must not move back
+    second.follows = Some(false);
+    second.tags_remove = vec!["potential".into()];
+    second.tags_add = vec!["active_buyer".into()];
+    let third = ContactChange::new("u1", 250); // seen, nothing else: keeps what is known
+    let mut comps = Vec::new();
+    for (row, ch) in rows.iter().zip([first, second, third]) {
+        comps.push(Completion { inbox_id: row.id, effects: Effects { contacts: vec![ch] } });
+    }
+    s.complete_inbox("w", &comps, 400).await.unwrap();
+    let c = s.get_contact("u1").await.unwrap().unwrap();
+    assert_eq!(c.first_seen, 100);
+    assert_eq!(c.last_interaction, Some(300));
+    assert_eq!(c.interaction_count, 2);
+    assert_eq!(c.phone.as_deref(), Some("84912345678"));
+    assert_eq!(c.follows, Some(false));
+    assert_eq!(c.tags.iter().collect::<Vec<_>>(), ["active_buyer"]);
+    let many = s
+        .load_contacts(&["u1".to_string(), "nobody".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 1);
+    let _: HashMap<_, _> = many;
+}
