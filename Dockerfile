@@ -1,0 +1,18 @@
+# Build: docker build -t zaloflow .   (fly deploy uses this file)
+FROM rust:1-bookworm AS build
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY migrations ./migrations
+RUN cargo build --release --locked --bin zaloflow
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates tzdata \
+    && rm -rf /var/lib/apt/lists/* && mkdir -p /data
+WORKDIR /app
+COPY --from=build /src/target/release/zaloflow /usr/local/bin/zaloflow
+COPY rules ./rules
+ENV PORT=8080 DATABASE_URL=sqlite:///data/zaloflow.db ZALOFLOW_RULES=/app/rules
+EXPOSE 8080
+STOPSIGNAL SIGTERM
+CMD ["zaloflow", "serve"]
