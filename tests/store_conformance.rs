@@ -54,12 +54,12 @@ async fn insert_dedupes_across_and_within_batches(kind: &str) {
         .insert_inbox(&[ev("a", "u1", 1), ev("b", "u1", 2), ev("a", "u1", 1)])
         .await
         .unwrap();
-    assert!(matches!(out[0], Inserted::Stored(_)));
-    assert!(matches!(out[1], Inserted::Stored(_)));
+    assert!(matches!(out[0], Inserted::Stored));
+    assert!(matches!(out[1], Inserted::Stored));
     assert_eq!(out[2], Inserted::Duplicate);
     let again = s.insert_inbox(&[ev("b", "u1", 2), ev("c", "u2", 3)]).await.unwrap();
     assert_eq!(again[0], Inserted::Duplicate);
-    assert!(matches!(again[1], Inserted::Stored(_)));
+    assert!(matches!(again[1], Inserted::Stored));
     assert_eq!(s.inbox_stats().await.unwrap().pending, 3);
 }
 
@@ -104,6 +104,7 @@ async fn complete_applies_effects_atomically(kind: &str) {
     let a = s.claim_inbox("w", 10, 1000, 10).await.unwrap();
     let mut ch = ContactChange::new("u1", 10);
     ch.interaction_at = Some(10);
+    ch.interactions = 1;
     ch.follows = Some(true);
     ch.display_name = Some("Lan Nguyễn".into());
     ch.tags_add = vec!["new_user".into(), "interested".into()];
@@ -187,10 +188,12 @@ async fn contacts_merge_changes(kind: &str) {
     let rows = s.claim_inbox("w", 10, 1000, 10).await.unwrap();
     let mut first = ContactChange::new("u1", 100);
     first.interaction_at = Some(300);
+    first.interactions = 1;
     first.phone = Some("84912345678".into());
     first.tags_add = vec!["potential".into()];
     let mut second = ContactChange::new("u1", 200);
     second.interaction_at = Some(200); // older: last_interaction must not move back
+    second.interactions = 1;
     second.follows = Some(false);
     second.tags_remove = vec!["potential".into()];
     second.tags_add = vec!["active_buyer".into()];

@@ -42,6 +42,7 @@ pub fn contact_changes(event: &Event, at: i64) -> Vec<ContactChange> {
         let mut ch = ContactChange::new(user_id, at);
         if event.kind.is_user_interaction() {
             ch.interaction_at = Some(at);
+            ch.interactions = 1;
         }
         ch
     };

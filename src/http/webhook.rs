@@ -119,11 +119,11 @@ pub async fn receive(
             received_at: crate::clock::system_now(),
         })
         .await?;
-    let (label, id) = match outcome {
-        Inserted::Stored(id) => ("stored", Some(id)),
-        Inserted::Duplicate => ("duplicate", None),
+    let label = match outcome {
+        Inserted::Stored => "stored",
+        Inserted::Duplicate => "duplicate",
     };
     metrics::counter!("zaloflow_webhooks_total", "outcome" => label).increment(1);
-    tracing::info!(event = %ev.name, user = %user_id, inbox_id = ?id, outcome = label, "webhook");
+    tracing::info!(event = %ev.name, user = %user_id, outcome = label, "webhook");
     Ok((StatusCode::OK, Json(json!({"ok": true, "outcome": label}))).into_response())
 }

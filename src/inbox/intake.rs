@@ -94,7 +94,7 @@ async fn writer(
         metrics::histogram!("zaloflow_inbox_commit_batch_size").record(events.len() as f64);
         match result {
             Ok(outcomes) => {
-                let any_new = outcomes.iter().any(|o| matches!(o, Inserted::Stored(_)));
+                let any_new = outcomes.iter().any(|o| matches!(o, Inserted::Stored));
                 for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }

@@ -43,7 +43,7 @@ pub struct NewInboxEvent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
-    Stored(i64),
+    Stored,
     Duplicate,
 }
 
@@ -99,6 +99,8 @@ pub struct ContactChange {
     pub unfollowed_at: Option<i64>,
     /// Only events the user caused move this; it never moves backwards.
     pub interaction_at: Option<i64>,
+    /// How many user-caused events this change stands for (added to the contact's count).
+    pub interactions: i64,
     pub tags_add: Vec<String>,
     pub tags_remove: Vec<String>,
     pub fields_set: Vec<(String, String)>,
@@ -137,8 +139,8 @@ impl ContactChange {
         if self.unfollowed_at.is_some() {
             c.unfollowed_at = self.unfollowed_at;
         }
+        c.interaction_count += self.interactions;
         if let Some(t) = self.interaction_at {
-            c.interaction_count += 1;
             if c.last_interaction.is_none_or(|old| t > old) {
                 c.last_interaction = Some(t);
             }
@@ -153,6 +155,54 @@ impl ContactChange {
             c.fields.insert(k.clone(), v.clone());
         }
     }
+}
+
+/// Folds a sequence of changes into one change per contact, as if applied in order: later
+/// values win, `interaction_at` is the latest, counts add up, the last tag operation on a tag
+/// wins. Lets a batch write each contact once.
+pub fn merge_changes<'a>(changes: impl IntoIterator<Item = &'a ContactChange>) -> Vec<ContactChange> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_user: HashMap<String, ContactChange> = HashMap::new();
+    for ch in changes {
+        let m = by_user.entry(ch.user_id.clone()).or_insert_with(|| {
+            order.push(ch.user_id.clone());
+            ContactChange::new(ch.user_id.clone(), ch.seen_at)
+        });
+        m.seen_at = m.seen_at.min(ch.seen_at);
+        fn later<T: Clone>(dst: &mut Option<T>, v: &Option<T>) {
+            if v.is_some() {
+                dst.clone_from(v);
+            }
+        }
+        later(&mut m.display_name, &ch.display_name);
+        later(&mut m.phone, &ch.phone);
+        later(&mut m.email, &ch.email);
+        later(&mut m.follows, &ch.follows);
+        later(&mut m.followed_at, &ch.followed_at);
+        later(&mut m.unfollowed_at, &ch.unfollowed_at);
+        m.interaction_at = m.interaction_at.max(ch.interaction_at);
+        m.interactions += ch.interactions;
+        for t in &ch.tags_add {
+            m.tags_remove.retain(|x| x != t);
+            if !m.tags_add.contains(t) {
+                m.tags_add.push(t.clone());
+            }
+        }
+        for t in &ch.tags_remove {
+            m.tags_add.retain(|x| x != t);
+            if !m.tags_remove.contains(t) {
+                m.tags_remove.push(t.clone());
+            }
+        }
+        for (k, v) in &ch.fields_set {
+            m.fields_set.retain(|(x, _)| x != k);
+            m.fields_set.push((k.clone(), v.clone()));
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|u| by_user.remove(&u))
+        .collect()
 }
 
 /// Everything processing one event caused, applied in the transaction that marks it processed.
@@ -265,12 +315,12 @@ pub(crate) fn attach_tags_fields(
 pub(crate) fn inserted_outcomes(
     events: &[NewInboxEvent],
     keep: &[usize],
-    mut stored: HashMap<String, i64>,
+    stored: std::collections::HashSet<String>,
 ) -> Vec<Inserted> {
     let mut out = vec![Inserted::Duplicate; events.len()];
     for &i in keep {
-        if let Some(id) = stored.remove(&events[i].dedupe_key) {
-            out[i] = Inserted::Stored(id);
+        if stored.contains(&events[i].dedupe_key) {
+            out[i] = Inserted::Stored;
         }
     }
     out

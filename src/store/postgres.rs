@@ -54,7 +54,8 @@ impl Store for PgStore {
 
     async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
         let keep = first_occurrences(events);
-        let mut stored: HashMap<String, i64> = HashMap::with_capacity(keep.len());
+        let mut stored: std::collections::HashSet<String> =
+            std::collections::HashSet::with_capacity(keep.len());
         let mut tx = self.pool.begin().await?;
         for chunk in keep.chunks(1000) {
             let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
@@ -70,9 +71,9 @@ impl Store for PgStore {
                     .push_bind(e.event_ts)
                     .push_bind(e.received_at);
             });
-            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
+            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
             for row in qb.build().fetch_all(&mut *tx).await? {
-                stored.insert(row.try_get(1)?, row.try_get(0)?);
+                stored.insert(row.try_get(0)?);
             }
         }
         tx.commit().await?;
@@ -117,24 +118,25 @@ impl Store for PgStore {
     }
 
     async fn complete_inbox(&self, owner: &str, done: &[Completion], now: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for c in done {
-            let r = sqlx::query(
-                "UPDATE inbox SET status = 'done', processed_at = $1, lease_owner = NULL, error = NULL
-                 WHERE id = $2 AND lease_owner = $3 AND status = 'pending'",
-            )
-            .bind(now)
-            .bind(c.inbox_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() != 1 {
-                return Err(StoreError::LeaseLost(format!("inbox event {}", c.inbox_id)));
-            }
-            for ch in &c.effects.contacts {
-                apply_contact_change(&mut tx, ch, now).await?;
-            }
+        if done.is_empty() {
+            return Ok(());
         }
+        let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query(
+            "UPDATE inbox SET status = 'done', processed_at = $1, lease_owner = NULL, error = NULL
+             WHERE id = ANY($2) AND lease_owner = $3 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(&ids)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != ids.len() as u64 {
+            return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
+        }
+        let merged = merge_changes(done.iter().flat_map(|c| &c.effects.contacts));
+        apply_contact_changes(&mut tx, &merged, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -218,16 +220,32 @@ impl Store for PgStore {
     }
 }
 
-async fn apply_contact_change(
+async fn apply_contact_changes(
     tx: &mut Transaction<'static, Postgres>,
-    ch: &ContactChange,
+    changes: &[ContactChange],
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
-                               last_interaction, followed_at, unfollowed_at, updated_at, interaction_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (user_id) DO UPDATE SET
+    // merge_changes left one change per user, so one multi-row upsert never hits a row twice.
+    for chunk in changes.chunks(500) {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
+            "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
+                last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
+        );
+        qb.push_values(chunk, |mut b, ch| {
+            b.push_bind(&ch.user_id)
+                .push_bind(&ch.display_name)
+                .push_bind(&ch.phone)
+                .push_bind(&ch.email)
+                .push_bind(ch.follows)
+                .push_bind(ch.seen_at)
+                .push_bind(ch.interaction_at)
+                .push_bind(ch.followed_at)
+                .push_bind(ch.unfollowed_at)
+                .push_bind(now)
+                .push_bind(ch.interactions);
+        });
+        qb.push(
+            " ON CONFLICT (user_id) DO UPDATE SET
             display_name = COALESCE(excluded.display_name, contacts.display_name),
             phone = COALESCE(excluded.phone, contacts.phone),
             email = COALESCE(excluded.email, contacts.email),
@@ -237,49 +255,40 @@ async fn apply_contact_change(
             last_interaction = GREATEST(contacts.last_interaction, excluded.last_interaction),
             interaction_count = contacts.interaction_count + excluded.interaction_count,
             updated_at = excluded.updated_at",
-    )
-    .bind(&ch.user_id)
-    .bind(&ch.display_name)
-    .bind(&ch.phone)
-    .bind(&ch.email)
-    .bind(ch.follows)
-    .bind(ch.seen_at)
-    .bind(ch.interaction_at)
-    .bind(ch.followed_at)
-    .bind(ch.unfollowed_at)
-    .bind(now)
-    .bind(i64::from(ch.interaction_at.is_some()))
-    .execute(&mut **tx)
-    .await?;
-    if !ch.tags_add.is_empty() {
-        sqlx::query(
-            "INSERT INTO contact_tags (user_id, tag, added_at)
-             SELECT $1, t, $3 FROM UNNEST($2::text[]) AS t ON CONFLICT DO NOTHING",
-        )
-        .bind(&ch.user_id)
-        .bind(&ch.tags_add)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        );
+        qb.build().execute(&mut **tx).await?;
     }
-    if !ch.tags_remove.is_empty() {
-        sqlx::query("DELETE FROM contact_tags WHERE user_id = $1 AND tag = ANY($2)")
+    for ch in changes {
+        if !ch.tags_add.is_empty() {
+            sqlx::query(
+                "INSERT INTO contact_tags (user_id, tag, added_at)
+                 SELECT $1, t, $3 FROM UNNEST($2::text[]) AS t ON CONFLICT DO NOTHING",
+            )
             .bind(&ch.user_id)
-            .bind(&ch.tags_remove)
+            .bind(&ch.tags_add)
+            .bind(now)
             .execute(&mut **tx)
             .await?;
-    }
-    for (k, v) in &ch.fields_set {
-        sqlx::query(
-            "INSERT INTO contact_fields (user_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(&ch.user_id)
-        .bind(k)
-        .bind(v)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+        }
+        if !ch.tags_remove.is_empty() {
+            sqlx::query("DELETE FROM contact_tags WHERE user_id = $1 AND tag = ANY($2)")
+                .bind(&ch.user_id)
+                .bind(&ch.tags_remove)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for (k, v) in &ch.fields_set {
+            sqlx::query(
+                "INSERT INTO contact_fields (user_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(&ch.user_id)
+            .bind(k)
+            .bind(v)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::*;
 
@@ -68,10 +68,26 @@ impl Store for SqliteStore {
     }
 
     async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
+        // One writer (this connection, inside BEGIN IMMEDIATE): look up the keys already
+        // stored, then insert the rest without RETURNING (each returned row would cost a
+        // round trip to the connection's thread).
         let keep = first_occurrences(events);
-        let mut stored: HashMap<String, i64> = HashMap::with_capacity(keep.len());
         let mut tx = self.begin().await?;
-        for chunk in keep.chunks(400) {
+        let keys: Vec<&str> = keep.iter().map(|&i| events[i].dedupe_key.as_str()).collect();
+        let existing: Vec<(String,)> = sqlx::query_as(
+            "SELECT dedupe_key FROM inbox WHERE dedupe_key IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(&keys).expect("strings serialise"))
+        .fetch_all(&mut *tx)
+        .await?;
+        let existing: std::collections::HashSet<String> =
+            existing.into_iter().map(|(k,)| k).collect();
+        let fresh: Vec<usize> = keep
+            .iter()
+            .copied()
+            .filter(|&i| !existing.contains(&events[i].dedupe_key))
+            .collect();
+        for chunk in fresh.chunks(400) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at) ",
             );
@@ -85,13 +101,15 @@ impl Store for SqliteStore {
                     .push_bind(e.event_ts)
                     .push_bind(e.received_at);
             });
-            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, dedupe_key");
-            for row in qb.build().fetch_all(&mut *tx).await? {
-                stored.insert(row.try_get(1)?, row.try_get(0)?);
-            }
+            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+            qb.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
-        Ok(inserted_outcomes(events, &keep, stored))
+        let mut out = vec![Inserted::Duplicate; events.len()];
+        for i in fresh {
+            out[i] = Inserted::Stored;
+        }
+        Ok(out)
     }
 
     async fn claim_inbox(
@@ -127,24 +145,25 @@ impl Store for SqliteStore {
     }
 
     async fn complete_inbox(&self, owner: &str, done: &[Completion], now: i64) -> Result<()> {
-        let mut tx = self.begin().await?;
-        for c in done {
-            let r = sqlx::query(
-                "UPDATE inbox SET status = 'done', processed_at = ?1, lease_owner = NULL, error = NULL
-                 WHERE id = ?2 AND lease_owner = ?3 AND status = 'pending'",
-            )
-            .bind(now)
-            .bind(c.inbox_id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() != 1 {
-                return Err(StoreError::LeaseLost(format!("inbox event {}", c.inbox_id)));
-            }
-            for ch in &c.effects.contacts {
-                apply_contact_change(&mut tx, ch, now).await?;
-            }
+        if done.is_empty() {
+            return Ok(());
         }
+        let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
+        let mut tx = self.begin().await?;
+        let r = sqlx::query(
+            "UPDATE inbox SET status = 'done', processed_at = ?1, lease_owner = NULL, error = NULL
+             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?3 AND status = 'pending'",
+        )
+        .bind(now)
+        .bind(serde_json::to_string(&ids).expect("ids serialise"))
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() != ids.len() as u64 {
+            return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
+        }
+        let merged = merge_changes(done.iter().flat_map(|c| &c.effects.contacts));
+        apply_contact_changes(&mut tx, &merged, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -236,16 +255,31 @@ impl Store for SqliteStore {
     }
 }
 
-async fn apply_contact_change(
+async fn apply_contact_changes(
     tx: &mut Transaction<'static, Sqlite>,
-    ch: &ContactChange,
+    changes: &[ContactChange],
     now: i64,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
-                               last_interaction, followed_at, unfollowed_at, updated_at, interaction_count)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-         ON CONFLICT (user_id) DO UPDATE SET
+    for chunk in changes.chunks(200) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
+                last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
+        );
+        qb.push_values(chunk, |mut b, ch| {
+            b.push_bind(&ch.user_id)
+                .push_bind(&ch.display_name)
+                .push_bind(&ch.phone)
+                .push_bind(&ch.email)
+                .push_bind(ch.follows)
+                .push_bind(ch.seen_at)
+                .push_bind(ch.interaction_at)
+                .push_bind(ch.followed_at)
+                .push_bind(ch.unfollowed_at)
+                .push_bind(now)
+                .push_bind(ch.interactions);
+        });
+        qb.push(
+            " ON CONFLICT (user_id) DO UPDATE SET
             display_name = COALESCE(excluded.display_name, contacts.display_name),
             phone = COALESCE(excluded.phone, contacts.phone),
             email = COALESCE(excluded.email, contacts.email),
@@ -258,46 +292,49 @@ async fn apply_contact_change(
                 THEN excluded.last_interaction ELSE contacts.last_interaction END,
             interaction_count = contacts.interaction_count + excluded.interaction_count,
             updated_at = excluded.updated_at",
-    )
-    .bind(&ch.user_id)
-    .bind(&ch.display_name)
-    .bind(&ch.phone)
-    .bind(&ch.email)
-    .bind(ch.follows)
-    .bind(ch.seen_at)
-    .bind(ch.interaction_at)
-    .bind(ch.followed_at)
-    .bind(ch.unfollowed_at)
-    .bind(now)
-    .bind(i64::from(ch.interaction_at.is_some()))
-    .execute(&mut **tx)
-    .await?;
-    for t in &ch.tags_add {
-        sqlx::query("INSERT INTO contact_tags (user_id, tag, added_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING")
-            .bind(&ch.user_id)
-            .bind(t)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+        );
+        qb.build().execute(&mut **tx).await?;
     }
-    for t in &ch.tags_remove {
-        sqlx::query("DELETE FROM contact_tags WHERE user_id = ?1 AND tag = ?2")
-            .bind(&ch.user_id)
-            .bind(t)
-            .execute(&mut **tx)
-            .await?;
+    let adds: Vec<(&str, &str)> = changes
+        .iter()
+        .flat_map(|c| c.tags_add.iter().map(move |t| (c.user_id.as_str(), t.as_str())))
+        .collect();
+    for chunk in adds.chunks(300) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO contact_tags (user_id, tag, added_at) ");
+        qb.push_values(chunk, |mut b, (u, t)| {
+            b.push_bind(*u).push_bind(*t).push_bind(now);
+        });
+        qb.push(" ON CONFLICT DO NOTHING");
+        qb.build().execute(&mut **tx).await?;
     }
-    for (k, v) in &ch.fields_set {
-        sqlx::query(
-            "INSERT INTO contact_fields (user_id, name, value, updated_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        )
-        .bind(&ch.user_id)
-        .bind(k)
-        .bind(v)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    for ch in changes {
+        for t in &ch.tags_remove {
+            sqlx::query("DELETE FROM contact_tags WHERE user_id = ?1 AND tag = ?2")
+                .bind(&ch.user_id)
+                .bind(t)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    let fields: Vec<(&str, &str, &str)> = changes
+        .iter()
+        .flat_map(|c| {
+            c.fields_set
+                .iter()
+                .map(move |(k, v)| (c.user_id.as_str(), k.as_str(), v.as_str()))
+        })
+        .collect();
+    for chunk in fields.chunks(200) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO contact_fields (user_id, name, value, updated_at) ");
+        qb.push_values(chunk, |mut b, (u, k, v)| {
+            b.push_bind(*u).push_bind(*k).push_bind(*v).push_bind(now);
+        });
+        qb.push(
+            " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        );
+        qb.build().execute(&mut **tx).await?;
     }
     Ok(())
 }
