@@ -273,13 +273,22 @@ impl TokenManager {
         Ok(pair)
     }
 
-    /// An access token to use now, refreshed first when it is about to expire.
+    /// An access token to use now, refreshed first when it is about to expire. When that early
+    /// refresh fails but the token has not expired yet, the token is used as it is.
     pub async fn access_token(&self) -> Result<String, TokenError> {
         let pair = self.current().await?;
-        if pair.needs_refresh((self.clock)()) {
-            return self.refresh_replacing(&pair.access_token).await;
+        let now = (self.clock)();
+        if !pair.needs_refresh(now) {
+            return Ok(pair.access_token);
         }
-        Ok(pair.access_token)
+        match self.refresh_replacing(&pair.access_token).await {
+            Ok(token) => Ok(token),
+            Err(e) if !pair.access_token.is_empty() && pair.expires_at_ms > now => {
+                tracing::warn!(error = %e, "early token refresh failed; using the current token");
+                Ok(pair.access_token)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Zalo rejected `rejected` (-216/-220): answers its replacement, refreshing only if nobody
