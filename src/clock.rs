@@ -23,6 +23,9 @@ impl Clock {
             Some(t) => t.load(Ordering::SeqCst),
         }
     }
+    pub fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
+        to_utc(self.now())
+    }
     /// Moves a fixed clock (no effect on the system clock).
     pub fn set(&self, at: Millis) {
         if let Some(t) = &self.0 {
@@ -36,4 +39,8 @@ pub fn system_now() -> Millis {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+pub fn to_utc(ms: Millis) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }

@@ -98,7 +98,9 @@ impl Config {
     pub fn from_map(values: &BTreeMap<String, String>) -> anyhow::Result<Config> {
         let get = |k: &str| values.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
         let port = match get("PORT") {
-            Some(p) => p.parse().with_context(|| format!("PORT={p:?} is not a port number"))?,
+            Some(p) => p
+                .parse()
+                .with_context(|| format!("PORT={p:?} is not a port number"))?,
             None => 8080,
         };
         let tz_name = get("ZALOFLOW_TZ").unwrap_or("Asia/Ho_Chi_Minh");
@@ -172,7 +174,10 @@ fn read_toml(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            other => bail!("{}: key {k:?} must be a string, not {other}", path.display()),
+            other => bail!(
+                "{}: key {k:?} must be a string, not {other}",
+                path.display()
+            ),
         };
         out.insert(key, value);
     }

@@ -3,9 +3,11 @@
 //! Data flows one way — `http → inbox → engine → store` — and each stage is its own module.
 //! [`run`] wires them together for `zaloflow serve`; tests call it with a listener on port 0.
 
+pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod engine;
+pub mod fakes;
 pub mod http;
 pub mod inbox;
 pub mod store;

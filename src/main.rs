@@ -3,7 +3,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "zaloflow", version, about = "Customer care automation for a Zalo Official Account")]
+#[command(
+    name = "zaloflow",
+    version,
+    about = "Customer care automation for a Zalo Official Account"
+)]
 struct Cli {
     /// Log as JSON lines (also ZALOFLOW_LOG_FORMAT=json).
     #[arg(long, global = true)]

@@ -14,7 +14,11 @@ use common::*;
 use sqlx::Connection;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_binary(db_url: &str, port: u16) -> Child {
@@ -53,7 +57,10 @@ fn start_senders(
     for t in 0..tasks {
         let (base, acked, stop) = (base.clone(), acked.clone(), stop.clone());
         set.spawn(async move {
-            let c = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            let c = reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap();
             let mut i = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 i += 1;
@@ -88,7 +95,10 @@ async fn crash_and_recover(db_url: String) {
         let stop = Arc::new(AtomicBool::new(false));
         let before = acked.lock().unwrap().len();
         let mut senders = start_senders(base.clone(), 6, round, acked.clone(), stop.clone());
-        wait_until(Duration::from_secs(60), || async { acked.lock().unwrap().len() >= before + 400 }).await;
+        wait_until(Duration::from_secs(60), || async {
+            acked.lock().unwrap().len() >= before + 400
+        })
+        .await;
         child.kill().unwrap(); // SIGKILL, mid-stream
         child.wait().unwrap();
         stop.store(true, Ordering::Relaxed);
@@ -135,19 +145,27 @@ async fn crash_and_recover(db_url: String) {
 async fn read_back(db_url: &str) -> (Vec<String>, i64) {
     if db_url.starts_with("sqlite") {
         let mut c = sqlx::SqliteConnection::connect(db_url).await.unwrap();
-        let keys: Vec<(String,)> = sqlx::query_as("SELECT dedupe_key FROM inbox").fetch_all(&mut c).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as("SELECT COALESCE(SUM(interaction_count), 0) FROM contacts")
-            .fetch_one(&mut c)
+        let keys: Vec<(String,)> = sqlx::query_as("SELECT dedupe_key FROM inbox")
+            .fetch_all(&mut c)
             .await
             .unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(SUM(interaction_count), 0) FROM contacts")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
         (keys.into_iter().map(|k| k.0).collect(), n)
     } else {
         let mut c = sqlx::PgConnection::connect(db_url).await.unwrap();
-        let keys: Vec<(String,)> = sqlx::query_as("SELECT dedupe_key FROM inbox").fetch_all(&mut c).await.unwrap();
-        let (n,): (i64,) = sqlx::query_as("SELECT COALESCE(SUM(interaction_count), 0)::BIGINT FROM contacts")
-            .fetch_one(&mut c)
+        let keys: Vec<(String,)> = sqlx::query_as("SELECT dedupe_key FROM inbox")
+            .fetch_all(&mut c)
             .await
             .unwrap();
+        let (n,): (i64,) =
+            sqlx::query_as("SELECT COALESCE(SUM(interaction_count), 0)::BIGINT FROM contacts")
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
         (keys.into_iter().map(|k| k.0).collect(), n)
     }
 }
@@ -168,21 +186,38 @@ async fn postgres_unavailable_answers_503_then_recovers() {
     let url = fresh_pg().await;
     let name = url.rsplit('/').next().unwrap().to_string();
     let app = TestApp::spawn(config(&url, &[])).await;
-    assert_eq!(app.post_webhook(&text_event("1", "before", "a")).await.status(), 200);
+    assert_eq!(
+        app.post_webhook(&text_event("1", "before", "a"))
+            .await
+            .status(),
+        200
+    );
 
     let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
         .bind(&name)
         .execute(&mut admin)
         .await
         .unwrap();
-    let during = app.post_webhook(&text_event("1", "during", "b")).await.status();
+    let during = app
+        .post_webhook(&text_event("1", "during", "b"))
+        .await
+        .status();
     assert_eq!(during, 503, "storage down must not be acknowledged");
-    let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap().status();
+    let ready = reqwest::get(format!("{}/readyz", app.base))
+        .await
+        .unwrap()
+        .status();
     assert_eq!(ready, 503);
 
-    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
     // Zalo retries; once the database is back the same delivery is stored.
     let ok = Arc::new(AtomicUsize::new(0));
     wait_until(Duration::from_secs(30), || {
@@ -197,7 +232,10 @@ async fn postgres_unavailable_answers_503_then_recovers() {
     })
     .await;
     let s = zaloflow::store::open(&url).await.unwrap();
-    wait_until(Duration::from_secs(20), || async { s.inbox_stats().await.map(|s| s.done == 2).unwrap_or(false) }).await;
+    wait_until(Duration::from_secs(20), || async {
+        s.inbox_stats().await.map(|s| s.done == 2).unwrap_or(false)
+    })
+    .await;
     app.shutdown().await;
 }
 
@@ -205,16 +243,29 @@ async fn postgres_unavailable_answers_503_then_recovers() {
 async fn sqlite_locked_answers_503_not_200() {
     let (_dir, url) = fresh_sqlite();
     let app = TestApp::spawn(config(&url, &[])).await;
-    assert_eq!(app.post_webhook(&text_event("1", "first", "a")).await.status(), 200);
+    assert_eq!(
+        app.post_webhook(&text_event("1", "first", "a"))
+            .await
+            .status(),
+        200
+    );
     // Another process holds the write lock longer than Zalo waits.
     let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("BEGIN EXCLUSIVE").execute(&mut other).await.unwrap();
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut other)
+        .await
+        .unwrap();
     let r = app.post_webhook(&text_event("1", "locked", "b")).await;
     assert_eq!(r.status(), 503);
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
     wait_until(Duration::from_secs(20), || {
         let base = app.base.clone();
-        async move { post_signed(&base, &text_event("1", "locked", "b")).await.status() == 200 }
+        async move {
+            post_signed(&base, &text_event("1", "locked", "b"))
+                .await
+                .status()
+                == 200
+        }
     })
     .await;
     app.shutdown().await;
@@ -231,18 +282,24 @@ async fn sigterm_drains_and_exits_zero() {
         let r = post_signed(&base, &text_event("7", &format!("t-{i}"), "hi")).await;
         assert_eq!(r.status(), 200);
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
-    let code = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let code = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
     assert!(code.success(), "exit status {code:?}");
     // Everything acknowledged is there; nothing is left leased by the stopped instance.
     let s = zaloflow::store::open(&url).await.unwrap();
     let st = s.inbox_stats().await.unwrap();
     assert_eq!(st.pending + st.done, 20);
     let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let (leased,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM inbox WHERE lease_owner IS NOT NULL")
-        .fetch_one(&mut c)
-        .await
-        .unwrap();
+    let (leased,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM inbox WHERE lease_owner IS NOT NULL")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
     assert_eq!(leased, 0);
 }

@@ -24,7 +24,9 @@ fn ev(key: &str, user: &str, at: i64) -> NewInboxEvent {
         event_name: "user_send_text".into(),
         user_id: user.into(),
         priority: 0,
-        body: format!(r#"{{"event_name":"user_send_text","sender":{{"id":"{user}"}},"message":{{"msg_id":"{key}","text":"hi"}},"timestamp":"{at}"}}"#),
+        body: format!(
+            r#"{{"event_name":"user_send_text","sender":{{"id":"{user}"}},"message":{{"msg_id":"{key}","text":"hi"}},"timestamp":"{at}"}}"#
+        ),
         event_ts: Some(at),
         received_at: at,
     }
@@ -57,7 +59,10 @@ async fn insert_dedupes_across_and_within_batches(kind: &str) {
     assert!(matches!(out[0], Inserted::Stored));
     assert!(matches!(out[1], Inserted::Stored));
     assert_eq!(out[2], Inserted::Duplicate);
-    let again = s.insert_inbox(&[ev("b", "u1", 2), ev("c", "u2", 3)]).await.unwrap();
+    let again = s
+        .insert_inbox(&[ev("b", "u1", 2), ev("c", "u2", 3)])
+        .await
+        .unwrap();
     assert_eq!(again[0], Inserted::Duplicate);
     assert!(matches!(again[1], Inserted::Stored));
     assert_eq!(s.inbox_stats().await.unwrap().pending, 3);
@@ -69,11 +74,17 @@ async fn claim_orders_and_leases(kind: &str) {
         .await
         .unwrap();
     let a = s.claim_inbox("w1", 100, 1000, 2).await.unwrap();
-    assert_eq!(a.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+    assert_eq!(
+        a.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["1", "2"]
+    );
     assert!(a.iter().all(|e| e.attempts == 1));
     // Leased events are not claimed again until the lease runs out.
     let b = s.claim_inbox("w2", 200, 1000, 10).await.unwrap();
-    assert_eq!(b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["3"]);
+    assert_eq!(
+        b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["3"]
+    );
     assert!(s.claim_inbox("w2", 300, 1000, 10).await.unwrap().is_empty());
     // A dead worker's lease expires: its events are taken again.
     let c = s.claim_inbox("w3", 5000, 1000, 10).await.unwrap();
@@ -90,12 +101,25 @@ async fn one_users_lane_is_never_split(kind: &str) {
     assert_eq!(a[0].dedupe_key, "1");
     // u1's later event waits while its earlier one is leased; u2 goes ahead.
     let b = s.claim_inbox("w2", 100, 1000, 10).await.unwrap();
-    assert_eq!(b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["2"]);
-    s.complete_inbox("w1", &[Completion { inbox_id: a[0].id, effects: Effects::default() }], 150)
-        .await
-        .unwrap();
+    assert_eq!(
+        b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["2"]
+    );
+    s.complete_inbox(
+        "w1",
+        &[Completion {
+            inbox_id: a[0].id,
+            effects: Effects::default(),
+        }],
+        150,
+    )
+    .await
+    .unwrap();
     let c = s.claim_inbox("w2", 200, 1000, 10).await.unwrap();
-    assert_eq!(c.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(), ["3"]);
+    assert_eq!(
+        c.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["3"]
+    );
 }
 
 async fn complete_applies_effects_atomically(kind: &str) {
@@ -111,7 +135,10 @@ async fn complete_applies_effects_atomically(kind: &str) {
     ch.fields_set = vec![("city".into(), "Hà Nội".into())];
     s.complete_inbox(
         "w",
-        &[Completion { inbox_id: a[0].id, effects: Effects { contacts: vec![ch] } }],
+        &[Completion {
+            inbox_id: a[0].id,
+            effects: Effects { contacts: vec![ch] },
+        }],
         20,
     )
     .await
@@ -127,14 +154,23 @@ async fn complete_applies_effects_atomically(kind: &str) {
     assert_eq!(c.fields["city"], "Hà Nội");
     // Completing twice is refused: the event is no longer pending under our lease.
     let again = s
-        .complete_inbox("w", &[Completion { inbox_id: a[0].id, effects: Effects::default() }], 30)
+        .complete_inbox(
+            "w",
+            &[Completion {
+                inbox_id: a[0].id,
+                effects: Effects::default(),
+            }],
+            30,
+        )
         .await;
     assert!(matches!(again, Err(StoreError::LeaseLost(_))));
 }
 
 async fn lost_lease_changes_nothing(kind: &str) {
     let (_db, s) = open(kind).await;
-    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u2", 2)]).await.unwrap();
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u2", 2)])
+        .await
+        .unwrap();
     let a = s.claim_inbox("slow", 10, 100, 10).await.unwrap();
     // The slow worker's lease expires and another takes over.
     let b = s.claim_inbox("fast", 500, 1000, 10).await.unwrap();
@@ -145,27 +181,42 @@ async fn lost_lease_changes_nothing(kind: &str) {
         .complete_inbox(
             "slow",
             &[
-                Completion { inbox_id: a[0].id, effects: Effects { contacts: vec![ch] } },
-                Completion { inbox_id: a[1].id, effects: Effects::default() },
+                Completion {
+                    inbox_id: a[0].id,
+                    effects: Effects { contacts: vec![ch] },
+                },
+                Completion {
+                    inbox_id: a[1].id,
+                    effects: Effects::default(),
+                },
             ],
             600,
         )
         .await;
     assert!(matches!(r, Err(StoreError::LeaseLost(_))));
-    assert!(s.get_contact("u1").await.unwrap().is_none(), "nothing of the batch applied");
+    assert!(
+        s.get_contact("u1").await.unwrap().is_none(),
+        "nothing of the batch applied"
+    );
     assert_eq!(s.inbox_stats().await.unwrap().pending, 2);
 }
 
 async fn failures_back_off_then_give_up(kind: &str) {
     let (_db, s) = open(kind).await;
-    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u1", 2)]).await.unwrap();
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u1", 2)])
+        .await
+        .unwrap();
     let a = s.claim_inbox("w", 10, 1000, 1).await.unwrap();
-    s.fail_inbox("w", a[0].id, "boom", Some(5000), 20).await.unwrap();
+    s.fail_inbox("w", a[0].id, "boom", Some(5000), 20)
+        .await
+        .unwrap();
     // Backing off holds the user's lane: event 2 must not overtake event 1.
     assert!(s.claim_inbox("w", 100, 1000, 10).await.unwrap().is_empty());
     let b = s.claim_inbox("w", 5001, 1000, 10).await.unwrap();
     assert_eq!(b.len(), 2);
-    s.fail_inbox("w", b[0].id, "boom again", None, 5002).await.unwrap();
+    s.fail_inbox("w", b[0].id, "boom again", None, 5002)
+        .await
+        .unwrap();
     let st = s.inbox_stats().await.unwrap();
     assert_eq!((st.failed, st.pending), (1, 1));
 }
@@ -177,7 +228,10 @@ async fn release_gives_claims_back(kind: &str) {
     assert_eq!(s.release_inbox("w").await.unwrap(), 1);
     let again = s.claim_inbox("w2", 11, 60_000, 10).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_eq!(again[0].attempts, 1, "a released claim is not counted as an attempt");
+    assert_eq!(
+        again[0].attempts, 1,
+        "a released claim is not counted as an attempt"
+    );
 }
 
 async fn contacts_merge_changes(kind: &str) {
@@ -200,7 +254,10 @@ async fn contacts_merge_changes(kind: &str) {
     let third = ContactChange::new("u1", 250); // seen, nothing else: keeps what is known
     let mut comps = Vec::new();
     for (row, ch) in rows.iter().zip([first, second, third]) {
-        comps.push(Completion { inbox_id: row.id, effects: Effects { contacts: vec![ch] } });
+        comps.push(Completion {
+            inbox_id: row.id,
+            effects: Effects { contacts: vec![ch] },
+        });
     }
     s.complete_inbox("w", &comps, 400).await.unwrap();
     let c = s.get_contact("u1").await.unwrap().unwrap();

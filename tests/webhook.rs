@@ -37,7 +37,13 @@ async fn refusals_store_nothing(kind: &str) {
     assert_eq!(r.status(), 401);
     // Wrong mac.
     let bad = format!("mac={}", "0".repeat(64));
-    let r = c.post(&url).header("X-ZEvent-Signature", bad).body(body.clone()).send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("X-ZEvent-Signature", bad)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // Tampered body with the original's signature.
     let r = c
@@ -49,11 +55,26 @@ async fn refusals_store_nothing(kind: &str) {
         .unwrap();
     assert_eq!(r.status(), 401);
     // Not JSON.
-    let r = c.post(&url).header("X-ZEvent-Signature", sign("nope")).body("nope").send().await.unwrap();
+    let r = c
+        .post(&url)
+        .header("X-ZEvent-Signature", sign("nope"))
+        .body("nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     // Over 1 MiB.
-    let huge = format!(r#"{{"event_name":"user_send_text","pad":"{}"}}"#, "x".repeat(1024 * 1024 + 10));
-    let r = c.post(&url).header("X-ZEvent-Signature", sign(&huge)).body(huge).send().await.unwrap();
+    let huge = format!(
+        r#"{{"event_name":"user_send_text","pad":"{}"}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let r = c
+        .post(&url)
+        .header("X-ZEvent-Signature", sign(&huge))
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
 
     let st = store_of(&db).await.inbox_stats().await.unwrap();
@@ -82,7 +103,10 @@ async fn valid_delivery_is_stored_then_processed(kind: &str) {
     );
     let r = app.post_webhook(&body).await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["outcome"], "stored");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["outcome"],
+        "stored"
+    );
     let s = store_of(&db).await;
     wait_until(Duration::from_secs(10), || async {
         s.inbox_stats().await.unwrap().done == 1
@@ -97,8 +121,16 @@ async fn valid_delivery_is_stored_then_processed(kind: &str) {
     let r = app.post_webhook(&old).await;
     assert_eq!(r.status(), 200);
 
-    let metrics = reqwest::get(format!("{}/metrics", app.base)).await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("zaloflow_webhooks_total{outcome=\"stored\"}"), "{metrics}");
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("zaloflow_webhooks_total{outcome=\"stored\"}"),
+        "{metrics}"
+    );
     assert!(metrics.contains("zaloflow_inbox_depth"), "{metrics}");
     let ready = reqwest::get(format!("{}/readyz", app.base)).await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -149,7 +181,13 @@ async fn duplicates_concurrently_processed_once(kind: &str) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let (base, body) = (app.base.clone(), body.clone());
-        tasks.spawn(async move { post_signed(&base, &body).await.json::<serde_json::Value>().await.unwrap() });
+        tasks.spawn(async move {
+            post_signed(&base, &body)
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        });
     }
     let mut stored = 0;
     while let Some(r) = tasks.join_next().await {
@@ -160,12 +198,25 @@ async fn duplicates_concurrently_processed_once(kind: &str) {
     assert_eq!(stored, 1, "exactly one delivery stored");
     // And once more later, after processing.
     let s = store_of(&db).await;
-    wait_until(Duration::from_secs(10), || async { s.inbox_stats().await.unwrap().done == 1 }).await;
+    wait_until(Duration::from_secs(10), || async {
+        s.inbox_stats().await.unwrap().done == 1
+    })
+    .await;
     let r = app.post_webhook(&body).await;
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["outcome"], "duplicate");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["outcome"],
+        "duplicate"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let st = s.inbox_stats().await.unwrap();
     assert_eq!((st.done, st.pending), (1, 0));
-    assert_eq!(s.get_contact("300").await.unwrap().unwrap().interaction_count, 1);
+    assert_eq!(
+        s.get_contact("300")
+            .await
+            .unwrap()
+            .unwrap()
+            .interaction_count,
+        1
+    );
     app.shutdown().await;
 }

@@ -131,9 +131,18 @@ mod tests {
 
     #[test]
     fn phones() {
-        assert_eq!(normalise_phone("0912 345 678").as_deref(), Some("84912345678"));
-        assert_eq!(normalise_phone("+84 912-345-678").as_deref(), Some("84912345678"));
-        assert_eq!(normalise_phone("84912345678").as_deref(), Some("84912345678"));
+        assert_eq!(
+            normalise_phone("0912 345 678").as_deref(),
+            Some("84912345678")
+        );
+        assert_eq!(
+            normalise_phone("+84 912-345-678").as_deref(),
+            Some("84912345678")
+        );
+        assert_eq!(
+            normalise_phone("84912345678").as_deref(),
+            Some("84912345678")
+        );
         assert_eq!(normalise_phone("912345678").as_deref(), Some("84912345678"));
         assert_eq!(normalise_phone("12"), None);
         assert_eq!(normalise_phone("abc"), None);
@@ -143,8 +152,8 @@ mod tests {
     fn follow_then_unfollow_folds_in_order() {
         let engine = Engine::new();
         let mut contacts = HashMap::new();
-        let f = parse(br#"{"event_name":"follow","follower":{"id":"7"},"timestamp":"1000"}"#)
-            .unwrap();
+        let f =
+            parse(br#"{"event_name":"follow","follower":{"id":"7"},"timestamp":"1000"}"#).unwrap();
         let u = parse(br#"{"event_name":"unfollow","follower":{"id":"7"},"timestamp":"2000"}"#)
             .unwrap();
         engine.process(&f, 1000, &mut contacts);
@@ -195,6 +204,8 @@ mod tests {
         let e = parse(br#"{"event_name":"add_user_to_tag","tag":{"name":"vip_customer","user_ids":["1","2"]},"timestamp":"5"}"#).unwrap();
         let ch = contact_changes(&e, 5);
         assert_eq!(ch.len(), 2);
-        assert!(ch.iter().all(|c| c.tags_add == vec!["vip_customer".to_string()]));
+        assert!(ch
+            .iter()
+            .all(|c| c.tags_add == vec!["vip_customer".to_string()]));
     }
 }

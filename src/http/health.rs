@@ -13,7 +13,10 @@ pub async fn healthz() -> &'static str {
 /// Ready when the database answers.
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({"ready": true, "database": "ok"}))),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({"ready": true, "database": "ok"})),
+        ),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "database": e.to_string()})),
@@ -34,8 +37,5 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         metrics::gauge!("zaloflow_inbox_failed").set(s.failed as f64);
     }
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        body,
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

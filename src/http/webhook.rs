@@ -54,7 +54,9 @@ impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         metrics::counter!("zaloflow_webhooks_total", "outcome" => self.label()).increment(1);
         match &self {
-            WebhookError::Unavailable(e) => tracing::warn!(error = %e, "webhook refused: storage unavailable"),
+            WebhookError::Unavailable(e) => {
+                tracing::warn!(error = %e, "webhook refused: storage unavailable")
+            }
             other => tracing::info!(reason = %other, "webhook refused"),
         }
         (self.status(), Json(json!({"error": self.to_string()}))).into_response()
@@ -90,7 +92,10 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, WebhookError> {
-    let (app_id, key) = st.config.webhook_keys().ok_or(WebhookError::NotConfigured)?;
+    let (app_id, key) = st
+        .config
+        .webhook_keys()
+        .ok_or(WebhookError::NotConfigured)?;
     let header = headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
     if header.is_none() {
         return Err(signature::SignatureError::Missing.into());

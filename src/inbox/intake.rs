@@ -70,11 +70,7 @@ impl Intake {
     }
 }
 
-async fn writer(
-    store: DynStore,
-    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
-    stored: Arc<Notify>,
-) {
+async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, stored: Arc<Notify>) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     loop {
         batch.clear();

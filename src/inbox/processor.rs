@@ -85,7 +85,8 @@ impl Processor {
     }
 
     async fn process_batch(&self, claimed: Vec<InboxEvent>) -> Result<(), StoreError> {
-        let mut parsed: Vec<(InboxEvent, Result<Event, String>)> = Vec::with_capacity(claimed.len());
+        let mut parsed: Vec<(InboxEvent, Result<Event, String>)> =
+            Vec::with_capacity(claimed.len());
         let mut users: Vec<String> = Vec::new();
         for row in claimed {
             let ev = event::parse(row.body.as_bytes()).map_err(|e| e.to_string());
@@ -168,7 +169,10 @@ impl Processor {
                 Err(e) => Err(e.clone()),
             };
             match result {
-                Ok(()) => self.record_done(std::slice::from_ref(&(row.clone(), ev.clone())), self.clock.now()),
+                Ok(()) => self.record_done(
+                    std::slice::from_ref(&(row.clone(), ev.clone())),
+                    self.clock.now(),
+                ),
                 Err(e) => self.retry_later(row, &e).await?,
             }
         }
@@ -177,8 +181,8 @@ impl Processor {
 
     async fn retry_later(&self, row: &InboxEvent, error: &str) -> Result<(), StoreError> {
         let now = self.clock.now();
-        let retry_at = (row.attempts < MAX_ATTEMPTS)
-            .then(|| now + 1000 * (1i64 << row.attempts.clamp(0, 10)));
+        let retry_at =
+            (row.attempts < MAX_ATTEMPTS).then(|| now + 1000 * (1i64 << row.attempts.clamp(0, 10)));
         if retry_at.is_none() {
             tracing::error!(inbox_id = row.id, event = %row.event_name, %error, "event given up after {MAX_ATTEMPTS} attempts");
             metrics::counter!("zaloflow_inbox_failed_total").increment(1);
@@ -220,7 +224,11 @@ fn metric_event_name(name: &str) -> &'static str {
         "user_seen_message",
         "oa_send_text",
     ];
-    KNOWN.iter().find(|k| **k == name).copied().unwrap_or("other")
+    KNOWN
+        .iter()
+        .find(|k| **k == name)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// The event's own time when Zalo gave a plausible one, else when we received it.

@@ -160,7 +160,9 @@ impl ContactChange {
 /// Folds a sequence of changes into one change per contact, as if applied in order: later
 /// values win, `interaction_at` is the latest, counts add up, the last tag operation on a tag
 /// wins. Lets a batch write each contact once.
-pub fn merge_changes<'a>(changes: impl IntoIterator<Item = &'a ContactChange>) -> Vec<ContactChange> {
+pub fn merge_changes<'a>(
+    changes: impl IntoIterator<Item = &'a ContactChange>,
+) -> Vec<ContactChange> {
     let mut order: Vec<String> = Vec::new();
     let mut by_user: HashMap<String, ContactChange> = HashMap::new();
     for ch in changes {

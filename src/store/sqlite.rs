@@ -73,7 +73,10 @@ impl Store for SqliteStore {
         // round trip to the connection's thread).
         let keep = first_occurrences(events);
         let mut tx = self.begin().await?;
-        let keys: Vec<&str> = keep.iter().map(|&i| events[i].dedupe_key.as_str()).collect();
+        let keys: Vec<&str> = keep
+            .iter()
+            .map(|&i| events[i].dedupe_key.as_str())
+            .collect();
         let existing: Vec<(String,)> = sqlx::query_as(
             "SELECT dedupe_key FROM inbox WHERE dedupe_key IN (SELECT value FROM json_each(?1))",
         )
@@ -297,7 +300,11 @@ async fn apply_contact_changes(
     }
     let adds: Vec<(&str, &str)> = changes
         .iter()
-        .flat_map(|c| c.tags_add.iter().map(move |t| (c.user_id.as_str(), t.as_str())))
+        .flat_map(|c| {
+            c.tags_add
+                .iter()
+                .map(move |t| (c.user_id.as_str(), t.as_str()))
+        })
         .collect();
     for chunk in adds.chunks(300) {
         let mut qb: QueryBuilder<Sqlite> =

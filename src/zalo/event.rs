@@ -433,9 +433,19 @@ mod tests {
         assert!(matches!(e.kind, EventKind::Unfollow { ref user_id, .. } if user_id == "77"));
         assert!(!e.kind.is_user_interaction());
         let flat = parse(br#"{"event_name":"user_click_chatnow","oa_id":"1","user_id":"88","app_id":"2","timestamp":"5"}"#).unwrap();
-        assert_eq!(flat.kind, EventKind::ChatNow { user_id: "88".into() });
+        assert_eq!(
+            flat.kind,
+            EventKind::ChatNow {
+                user_id: "88".into()
+            }
+        );
         let nested = parse(br#"{"event_name":"user_click_chatnow","oa_id":"1","follower":{"id":"99"},"app_id":"2","timestamp":"5"}"#).unwrap();
-        assert_eq!(nested.kind, EventKind::ChatNow { user_id: "99".into() });
+        assert_eq!(
+            nested.kind,
+            EventKind::ChatNow {
+                user_id: "99".into()
+            }
+        );
     }
 
     #[test]
@@ -471,7 +481,10 @@ mod tests {
         assert_eq!(info.dob.as_deref(), Some("30/10/1999"));
         assert_eq!(info.gender.as_deref(), Some("Nam"));
         assert_eq!(info.city.as_deref(), Some("Thành phố Hồ Chí Minh"));
-        assert_eq!(info.address.as_deref(), Some("Đường số 13, KCX Tân Thuận Đông"));
+        assert_eq!(
+            info.address.as_deref(),
+            Some("Đường số 13, KCX Tân Thuận Đông")
+        );
     }
 
     #[test]
@@ -514,7 +527,9 @@ mod tests {
             }
         );
         let zns = parse(br#"{"event_name":"user_received_message","sender":{"id":"1"},"recipient":{"id":"5"},"message":{"msg_id":"z1","tracking_id":"t-42"},"timestamp":"7"}"#).unwrap();
-        assert!(matches!(zns.kind, EventKind::Received { tracking_id: Some(ref t), .. } if t == "t-42"));
+        assert!(
+            matches!(zns.kind, EventKind::Received { tracking_id: Some(ref t), .. } if t == "t-42")
+        );
         let seen = parse(br#"{"event_name":"user_seen_message","sender":{"id":"1"},"recipient":{"id":"5"},"message":{"msg_ids":["a","b"]},"timestamp":"7"}"#).unwrap();
         assert_eq!(
             seen.kind,
@@ -551,7 +566,9 @@ mod tests {
 
     #[test]
     fn big_ids_stay_exact() {
-        let e = parse(br#"{"event_name":"follow","follower":{"id":18446744073709551617999},"timestamp":"1"}"#);
+        let e = parse(
+            br#"{"event_name":"follow","follower":{"id":18446744073709551617999},"timestamp":"1"}"#,
+        );
         // A number too large for u64 is not valid serde_json without arbitrary precision; such a
         // body is refused rather than rounded.
         assert!(e.is_err() || matches!(e.unwrap().kind, EventKind::Follow { .. }));

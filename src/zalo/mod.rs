@@ -1,4 +1,6 @@
-//! Everything Zalo-specific: the webhook signature, typed events.
+//! Everything Zalo-specific: the webhook signature, typed events, the Open API client and tokens.
 
+pub mod client;
 pub mod event;
 pub mod signature;
+pub mod token;

@@ -115,11 +115,23 @@ mod tests {
         );
         let tampered = body.replace("hello", "hellO");
         assert_eq!(
-            verify(&app, &key, tampered.as_bytes(), &ts, Some(header.as_bytes())),
+            verify(
+                &app,
+                &key,
+                tampered.as_bytes(),
+                &ts,
+                Some(header.as_bytes())
+            ),
             Err(SignatureError::Mismatch)
         );
         assert_eq!(
-            verify(&app, "another key", body.as_bytes(), &ts, Some(header.as_bytes())),
+            verify(
+                &app,
+                "another key",
+                body.as_bytes(),
+                &ts,
+                Some(header.as_bytes())
+            ),
             Err(SignatureError::Mismatch)
         );
     }
@@ -129,7 +141,14 @@ mod tests {
         // Spaces and \u escapes: the mac covers exactly these bytes.
         let body = r#"{ "app_id": "1", "event_name": "user_send_text", "message": {"text": "Ch\u00e0o b\u1ea1n", "msg_id": "m1"}, "timestamp": "1700000000000" }"#;
         let h = header_value("1", body.as_bytes(), "1700000000000", "k");
-        assert!(verify("1", "k", body.as_bytes(), "1700000000000", Some(h.as_bytes())).is_ok());
+        assert!(verify(
+            "1",
+            "k",
+            body.as_bytes(),
+            "1700000000000",
+            Some(h.as_bytes())
+        )
+        .is_ok());
         let reserialised =
             serde_json::to_string(&serde_json::from_str::<serde_json::Value>(body).unwrap())
                 .unwrap();

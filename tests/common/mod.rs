@@ -21,11 +21,7 @@ pub fn pg_admin_url() -> String {
 /// A new, empty PostgreSQL database; its URL.
 pub async fn fresh_pg() -> String {
     use sqlx::Connection;
-    let name = format!(
-        "zf_test_{}_{}",
-        std::process::id(),
-        rand::random::<u32>()
-    );
+    let name = format!("zf_test_{}_{}", std::process::id(), rand::random::<u32>());
     let mut conn = sqlx::PgConnection::connect(&pg_admin_url())
         .await
         .expect("PostgreSQL must run on 127.0.0.1:5432 (see .ci/run)");
@@ -120,7 +116,11 @@ impl TestApp {
 pub fn sign(body: &str) -> String {
     let ts = serde_json::from_str::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("timestamp").and_then(|t| t.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("timestamp")
+                .and_then(|t| t.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_default();
     signature::header_value(APP_ID, body.as_bytes(), &ts, OA_KEY)
 }
@@ -169,7 +169,10 @@ where
 {
     let start = Instant::now();
     while !cond().await {
-        assert!(start.elapsed() < limit, "condition not met within {limit:?}");
+        assert!(
+            start.elapsed() < limit,
+            "condition not met within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
