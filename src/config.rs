@@ -50,6 +50,14 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_SMTP_URL",
     "ZALOFLOW_PUBLIC_URL",
     "ZALOFLOW_LOG_FORMAT",
+    "ZALOFLOW_CHAT_CHANNELS",
+    "ZALOFLOW_CHAT_BODY",
+    "ZALOFLOW_SMS_HEADERS",
+    "ZALOFLOW_SMTP_FROM",
+    "ZALOFLOW_OUTBOX_RETRY",
+    "ZALOFLOW_ZALO_RATE",
+    "ZALOFLOW_ZALO_RATE_PER_MINUTE",
+    "ZALOFLOW_SEND_TIMEOUT",
 ];
 
 #[derive(Clone, Debug)]
@@ -73,6 +81,18 @@ pub struct Config {
     pub smtp_url: Option<Secret>,
     pub public_url: String,
     pub log_json: bool,
+    /// Named team-chat targets (`agents=https://…,supervisors=https://…`).
+    pub chat_channels: BTreeMap<String, Secret>,
+    /// JSON body template of chat notifications (`{{text}}`, `{{channel}}`, `{{data}}`).
+    pub chat_body: Option<String>,
+    /// Extra headers of SMS gateway calls (`Authorization: Bearer …; X-Key: …`).
+    pub sms_headers: Vec<(String, Secret)>,
+    pub smtp_from: Option<String>,
+    pub outbox_retry: crate::outbox::RetryPolicy,
+    /// Outbound Zalo OA calls per second / per minute (0 = no limit).
+    pub zalo_rate_per_second: u32,
+    pub zalo_rate_per_minute: u32,
+    pub send_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -115,6 +135,45 @@ impl Config {
             bail!("DATABASE_URL must start with sqlite:// or postgres://");
         }
         let log_json = matches!(get("ZALOFLOW_LOG_FORMAT"), Some("json"));
+        let mut chat_channels = BTreeMap::new();
+        for part in get("ZALOFLOW_CHAT_CHANNELS").unwrap_or("").split(',') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (name, url) = part
+                .split_once('=')
+                .with_context(|| format!("ZALOFLOW_CHAT_CHANNELS: {part:?} is not name=url"))?;
+            chat_channels.insert(name.trim().to_string(), Secret::new(url.trim()));
+        }
+        let mut sms_headers = Vec::new();
+        for part in get("ZALOFLOW_SMS_HEADERS").unwrap_or("").split(';') {
+            let part = part.trim();
+            if part.is_empty() {
+                continue;
+            }
+            let (k, v) = part
+                .split_once(':')
+                .with_context(|| "ZALOFLOW_SMS_HEADERS: expected `Name: value; Name: value`")?;
+            sms_headers.push((k.trim().to_string(), Secret::new(v.trim())));
+        }
+        let outbox_retry = match get("ZALOFLOW_OUTBOX_RETRY") {
+            Some(s) => crate::outbox::RetryPolicy::parse(s)
+                .map_err(|e| anyhow::anyhow!("ZALOFLOW_OUTBOX_RETRY: {e}"))?,
+            None => crate::outbox::RetryPolicy::default(),
+        };
+        let num = |k: &str, d: u32| -> anyhow::Result<u32> {
+            get(k).map_or(Ok(d), |v| {
+                v.parse()
+                    .with_context(|| format!("{k}={v:?} is not a whole number"))
+            })
+        };
+        let send_timeout = match get("ZALOFLOW_SEND_TIMEOUT") {
+            Some(v) => crate::outbox::retry::parse_duration(v).with_context(|| {
+                format!("ZALOFLOW_SEND_TIMEOUT={v:?} is not a duration like 15s")
+            })?,
+            None => std::time::Duration::from_secs(15),
+        };
         Ok(Config {
             port,
             database_url: Secret::new(database_url),
@@ -147,7 +206,47 @@ impl Config {
                 .trim_end_matches('/')
                 .to_string(),
             log_json,
+            chat_channels,
+            chat_body: get("ZALOFLOW_CHAT_BODY").map(str::to_string),
+            sms_headers,
+            smtp_from: get("ZALOFLOW_SMTP_FROM").map(str::to_string),
+            outbox_retry,
+            zalo_rate_per_second: num("ZALOFLOW_ZALO_RATE", 10)?,
+            zalo_rate_per_minute: num("ZALOFLOW_ZALO_RATE_PER_MINUTE", 600)?,
+            send_timeout,
         })
+    }
+
+    /// What the outbound channels need.
+    pub fn channels_config(&self) -> crate::channels::ChannelsConfig {
+        let expose = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_string());
+        crate::channels::ChannelsConfig {
+            zalo_api_base: self.zalo_api_base.clone(),
+            zalo_oauth_base: self.zalo_oauth_base.clone(),
+            zalo_zns_base: self.zalo_zns_base.clone(),
+            app_id: self.zalo_app_id.clone(),
+            app_secret: expose(&self.zalo_app_secret),
+            access_token: expose(&self.zalo_access_token),
+            refresh_token: expose(&self.zalo_refresh_token),
+            sms_url: self.sms_url.clone(),
+            sms_headers: self
+                .sms_headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect(),
+            smtp_url: expose(&self.smtp_url),
+            smtp_from: self.smtp_from.clone(),
+            chat_webhook_url: self.chat_webhook_url.clone(),
+            chat_channels: self
+                .chat_channels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.expose().to_string()))
+                .collect(),
+            chat_body_template: self.chat_body.clone(),
+            task_webhook_url: self.task_webhook_url.clone(),
+            tz: self.tz,
+            timeout: self.send_timeout,
+        }
     }
 
     /// The webhook signature keys, when both are configured.

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fakes;
 pub mod http;
 pub mod inbox;
+pub mod outbox;
 pub mod store;
 pub mod telemetry;
 pub mod zalo;
@@ -68,21 +69,27 @@ pub async fn run(
     let mut workers = JoinSet::new();
     let engine = Arc::new(Engine::new());
     let instance = instance_id();
+    let clock = Clock::system();
+    let jobs_enqueued = Arc::new(Notify::new());
     for n in 0..2 {
-        let p = Processor::new(
+        let mut p = Processor::new(
             store.clone(),
             engine.clone(),
-            Clock::system(),
+            clock.clone(),
             format!("{instance}/inbox-{n}"),
         );
+        p.jobs_enqueued = jobs_enqueued.clone();
         workers.spawn(p.run(stored.clone(), stop.clone()));
     }
+    let sender = build_sender(&config, store.clone(), clock.clone(), &instance)?;
+    workers.spawn(sender.run(jobs_enqueued.clone(), stop.clone()));
 
     let app = http::router(http::AppState {
         config: config.clone(),
         store: store.clone(),
         intake,
         metrics,
+        jobs_enqueued,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");
@@ -102,6 +109,32 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The outbox sender of this configuration: real channels, tokens kept in the database, the
+/// configured rate limit and retry schedule.
+pub fn build_sender(
+    config: &Config,
+    store: DynStore,
+    clock: Clock,
+    instance: &str,
+) -> anyhow::Result<outbox::Sender> {
+    let tokens = store::tokens::DbTokenStore::new(
+        store.clone(),
+        format!("{instance}/tokens"),
+        clock.clone(),
+    );
+    let channels =
+        channels::Channels::new(&config.channels_config(), tokens)?.with_clock(clock.clone());
+    Ok(outbox::Sender {
+        store,
+        channels: Arc::new(channels),
+        limiter: outbox::Limiter::new(config.zalo_rate_per_second, config.zalo_rate_per_minute),
+        retry: config.outbox_retry.clone(),
+        clock,
+        owner: format!("{instance}/outbox"),
+        options: outbox::SenderOptions::default(),
+    })
 }
 
 /// A name for this process's leases: host and pid, unique enough across instances.

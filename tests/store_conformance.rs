@@ -48,6 +48,8 @@ both!(
     failures_back_off_then_give_up,
     release_gives_claims_back,
     contacts_merge_changes,
+    jobs_commit_with_their_event_and_dedupe,
+    leases_exclude_other_owners,
 );
 
 async fn insert_dedupes_across_and_within_batches(kind: &str) {
@@ -137,7 +139,10 @@ async fn complete_applies_effects_atomically(kind: &str) {
         "w",
         &[Completion {
             inbox_id: a[0].id,
-            effects: Effects { contacts: vec![ch] },
+            effects: Effects {
+                contacts: vec![ch],
+                ..Default::default()
+            },
         }],
         20,
     )
@@ -183,7 +188,10 @@ async fn lost_lease_changes_nothing(kind: &str) {
             &[
                 Completion {
                     inbox_id: a[0].id,
-                    effects: Effects { contacts: vec![ch] },
+                    effects: Effects {
+                        contacts: vec![ch],
+                        ..Default::default()
+                    },
                 },
                 Completion {
                     inbox_id: a[1].id,
@@ -256,7 +264,10 @@ async fn contacts_merge_changes(kind: &str) {
     for (row, ch) in rows.iter().zip([first, second, third]) {
         comps.push(Completion {
             inbox_id: row.id,
-            effects: Effects { contacts: vec![ch] },
+            effects: Effects {
+                contacts: vec![ch],
+                ..Default::default()
+            },
         });
     }
     s.complete_inbox("w", &comps, 400).await.unwrap();
@@ -273,4 +284,105 @@ async fn contacts_merge_changes(kind: &str) {
         .unwrap();
     assert_eq!(many.len(), 1);
     let _: HashMap<_, _> = many;
+}
+
+async fn jobs_commit_with_their_event_and_dedupe(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u2", 2)])
+        .await
+        .unwrap();
+    let rows = s.claim_inbox("w", 10, 1000, 10).await.unwrap();
+    let job = |key: &str| zaloflow::store::NewJob {
+        channel: "zalo".into(),
+        user_id: "u1".into(),
+        payload: "{}".into(),
+        priority: 0,
+        run_at: 10,
+        rule_id: Some("greeting".into()),
+        source: "inbox:1".into(),
+        dedupe_key: Some(key.into()),
+    };
+    // A lost lease takes the jobs down with it.
+    let stolen = s.claim_inbox("thief", 5000, 1000, 10).await.unwrap();
+    assert_eq!(stolen.len(), 2);
+    let r = s
+        .complete_inbox(
+            "w",
+            &[Completion {
+                inbox_id: rows[0].id,
+                effects: Effects {
+                    jobs: vec![job("k1")],
+                    ..Default::default()
+                },
+            }],
+            20,
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::LeaseLost(_))));
+    assert!(
+        s.list_jobs(None, 10).await.unwrap().is_empty(),
+        "no job without its event"
+    );
+    // The owner's completion enqueues them; a repeated dedupe key is enqueued once.
+    s.complete_inbox(
+        "thief",
+        &[
+            Completion {
+                inbox_id: stolen[0].id,
+                effects: Effects {
+                    jobs: vec![job("k1")],
+                    ..Default::default()
+                },
+            },
+            Completion {
+                inbox_id: stolen[1].id,
+                effects: Effects {
+                    jobs: vec![job("k1"), job("k2")],
+                    ..Default::default()
+                },
+            },
+        ],
+        5001,
+    )
+    .await
+    .unwrap();
+    let jobs = s.list_jobs(Some("pending"), 10).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert!(jobs
+        .iter()
+        .all(|j| j.rule_id.as_deref() == Some("greeting") && j.attempts == 0));
+    s.enqueue_jobs(&[job("k2"), job("k3")], 6000).await.unwrap();
+    assert_eq!(s.list_jobs(None, 10).await.unwrap().len(), 3);
+    assert_eq!(s.next_job_due().await.unwrap(), Some(10));
+}
+
+async fn leases_exclude_other_owners(kind: &str) {
+    let (_db, s) = open(kind).await;
+    assert!(s.try_lease("tick", "a", 0, 1000).await.unwrap());
+    assert!(!s.try_lease("tick", "b", 500, 1000).await.unwrap());
+    assert!(
+        s.try_lease("tick", "a", 900, 1000).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(!s.try_lease("tick", "b", 1800, 1000).await.unwrap());
+    assert!(
+        s.try_lease("tick", "b", 1901, 1000).await.unwrap(),
+        "expired: taken over"
+    );
+    s.release_lease("tick", "a").await.unwrap();
+    assert!(
+        !s.try_lease("tick", "a", 1902, 1000).await.unwrap(),
+        "only the holder releases"
+    );
+    s.release_lease("tick", "b").await.unwrap();
+    assert!(s.try_lease("tick", "a", 1903, 1000).await.unwrap());
+    let pair = zaloflow::zalo::token::TokenPair {
+        access_token: "a1".into(),
+        refresh_token: "r1".into(),
+        expires_at_ms: 99,
+    };
+    assert!(s.load_tokens().await.unwrap().is_none());
+    s.save_tokens(&pair, 1).await.unwrap();
+    s.save_tokens(&pair, 2).await.unwrap();
+    assert_eq!(s.load_tokens().await.unwrap(), Some(pair));
 }

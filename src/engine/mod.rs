@@ -30,7 +30,10 @@ impl Engine {
             let c = contacts.entry(ch.user_id.clone()).or_default();
             ch.apply_to(c);
         }
-        Effects { contacts: changes }
+        Effects {
+            contacts: changes,
+            jobs: Vec::new(),
+        }
     }
 }
 

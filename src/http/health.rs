@@ -36,6 +36,16 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         metrics::gauge!("zaloflow_inbox_depth").set(s.pending as f64);
         metrics::gauge!("zaloflow_inbox_failed").set(s.failed as f64);
     }
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), st.store.job_counts()).await
+    {
+        for (channel, status, n) in counts {
+            if status != "sent" {
+                metrics::gauge!("zaloflow_outbox_jobs", "channel" => channel, "status" => status)
+                    .set(n as f64);
+            }
+        }
+    }
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::inbox::Intake;
 use crate::store::DynStore;
 
+pub mod admin;
 pub mod health;
 pub mod webhook;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub store: DynStore,
     pub intake: Intake,
     pub metrics: Option<PrometheusHandle>,
+    /// Wakes the outbox sender (a dead letter sent back, a job enqueued by the API).
+    pub jobs_enqueued: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -32,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(admin::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

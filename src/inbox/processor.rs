@@ -29,6 +29,8 @@ pub struct Processor {
     pub batch: i64,
     pub lease: Duration,
     pub poll: Duration,
+    /// Notified when a batch enqueued outbound jobs.
+    pub jobs_enqueued: Arc<Notify>,
 }
 
 impl Processor {
@@ -41,6 +43,7 @@ impl Processor {
             batch: 256,
             lease: Duration::from_secs(15),
             poll: Duration::from_millis(500),
+            jobs_enqueued: Arc::new(Notify::new()),
         }
     }
 
@@ -117,7 +120,11 @@ impl Processor {
         }
         let now = self.clock.now();
         match self.store.complete_inbox(&self.owner, &done, now).await {
-            Ok(()) => {}
+            Ok(()) => {
+                if done.iter().any(|c| !c.effects.jobs.is_empty()) {
+                    self.jobs_enqueued.notify_one();
+                }
+            }
             Err(StoreError::LeaseLost(what)) => {
                 tracing::warn!(%what, "lease lost; batch left to its new owner");
                 return Ok(());

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 pub mod postgres;
 pub mod sqlite;
+pub mod tokens;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -211,6 +212,83 @@ pub fn merge_changes<'a>(
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Effects {
     pub contacts: Vec<ContactChange>,
+    /// Outbound jobs (sends, tags mirrored to Zalo, notifications), enqueued atomically.
+    pub jobs: Vec<NewJob>,
+}
+
+/// An outbound job to enqueue.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct NewJob {
+    /// `zalo`, `sms`, `email`, `zns`, `chat`, `task` (the payload's channel).
+    pub channel: String,
+    /// The customer this send goes to: sends to one user keep their order. '' for staff.
+    pub user_id: String,
+    /// `channels::Payload` as JSON.
+    pub payload: String,
+    pub priority: i32,
+    pub run_at: i64,
+    pub rule_id: Option<String>,
+    /// What caused it (`inbox:42`, `tick:…`, `admin`).
+    pub source: String,
+    /// Enqueued at most once per key (idempotent scheduler decisions).
+    pub dedupe_key: Option<String>,
+}
+
+/// A stored outbound job.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub channel: String,
+    pub user_id: String,
+    pub payload: String,
+    pub priority: i32,
+    pub first_due: i64,
+    pub run_at: i64,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub last_code: Option<i64>,
+    pub provider_id: Option<String>,
+    pub rule_id: Option<String>,
+    pub source: String,
+    pub created_at: i64,
+    pub sent_at: Option<i64>,
+}
+
+pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at";
+
+/// Which jobs a sender claims: OA calls go through one rate-limited sender per OA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobLane {
+    All,
+    /// Only Zalo OA API calls (`channel = 'zalo'`).
+    ZaloOa,
+    /// Everything but Zalo OA API calls.
+    NotZaloOa,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobResult {
+    Sent {
+        provider_id: Option<String>,
+    },
+    Retry {
+        run_at: i64,
+        error: String,
+        code: Option<i64>,
+    },
+    Dead {
+        error: String,
+        code: Option<i64>,
+    },
+}
+
+/// The outcome of one attempt, and what it taught us about the contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobOutcome {
+    pub id: i64,
+    pub result: JobResult,
+    pub contact: Option<ContactChange>,
 }
 
 /// One processed inbox event and its effects.
@@ -263,6 +341,37 @@ pub trait Store: Send + Sync + 'static {
     /// Gives claimed events back (graceful shutdown).
     async fn release_inbox(&self, owner: &str) -> Result<u64>;
     async fn inbox_stats(&self) -> Result<InboxStats>;
+
+    // --- outbox ---
+    async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()>;
+    /// Claims due jobs (and in-flight ones whose lease expired), marking the attempt before
+    /// the call. A job waits while an earlier job of the same user is in flight or backing off.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+        lane: JobLane,
+    ) -> Result<Vec<Job>>;
+    /// Records attempts' outcomes (and contact updates) in one transaction; an outcome whose
+    /// lease is no longer ours is skipped and counted in the returned number.
+    async fn finish_jobs(&self, owner: &str, outcomes: &[JobOutcome], now: i64) -> Result<u64>;
+    async fn list_jobs(&self, status: Option<&str>, limit: i64) -> Result<Vec<Job>>;
+    async fn get_job(&self, id: i64) -> Result<Option<Job>>;
+    /// A dead letter goes back to the queue (attempts reset). False if it is not dead.
+    async fn retry_dead_job(&self, id: i64, now: i64) -> Result<bool>;
+    /// (channel, status, count)
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>>;
+    /// The earliest `run_at` of pending jobs, if any.
+    async fn next_job_due(&self) -> Result<Option<i64>>;
+
+    // --- leases and tokens ---
+    /// Takes or renews the named lease; false while someone else holds it.
+    async fn try_lease(&self, name: &str, owner: &str, now: i64, ttl_ms: i64) -> Result<bool>;
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
+    async fn load_tokens(&self) -> Result<Option<crate::zalo::token::TokenPair>>;
+    async fn save_tokens(&self, pair: &crate::zalo::token::TokenPair, now: i64) -> Result<()>;
 
     // --- contacts ---
     async fn load_contacts(&self, user_ids: &[String]) -> Result<HashMap<String, Contact>>;
@@ -371,5 +480,41 @@ impl From<ContactRow> for Contact {
             tags: BTreeSet::new(),
             fields: BTreeMap::new(),
         }
+    }
+}
+
+pub(crate) fn token_pair(
+    (access_token, refresh_token, expires_at_ms): (String, String, i64),
+) -> crate::zalo::token::TokenPair {
+    crate::zalo::token::TokenPair {
+        access_token,
+        refresh_token,
+        expires_at_ms,
+    }
+}
+
+/// The columns an attempt's outcome sets: status, next run, sent time, provider id, error, code.
+#[allow(clippy::type_complexity)]
+pub(crate) fn outcome_columns(
+    o: &JobOutcome,
+    now: i64,
+) -> (
+    &'static str,
+    Option<i64>,
+    Option<i64>,
+    Option<&str>,
+    Option<&str>,
+    Option<i64>,
+) {
+    match &o.result {
+        JobResult::Sent { provider_id } => {
+            ("sent", None, Some(now), provider_id.as_deref(), None, None)
+        }
+        JobResult::Retry {
+            run_at,
+            error,
+            code,
+        } => ("pending", Some(*run_at), None, None, Some(error), *code),
+        JobResult::Dead { error, code } => ("dead", None, None, None, Some(error), *code),
     }
 }

@@ -167,6 +167,8 @@ impl Store for SqliteStore {
         }
         let merged = merge_changes(done.iter().flat_map(|c| &c.effects.contacts));
         apply_contact_changes(&mut tx, &merged, now).await?;
+        let jobs: Vec<&NewJob> = done.iter().flat_map(|c| &c.effects.jobs).collect();
+        insert_jobs(&mut tx, &jobs, now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -256,6 +258,191 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+
+    async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let refs: Vec<&NewJob> = jobs.iter().collect();
+        insert_jobs(&mut tx, &refs, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+        lane: JobLane,
+    ) -> Result<Vec<Job>> {
+        let lane_sql = match lane {
+            JobLane::All => "",
+            JobLane::ZaloOa => "AND j.channel = 'zalo'",
+            JobLane::NotZaloOa => "AND j.channel <> 'zalo'",
+        };
+        let sql = format!(
+            "UPDATE outbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1,
+                    status = 'sending', updated_at = ?3
+             WHERE id IN (
+                SELECT j.id FROM outbox j
+                WHERE ((j.status = 'pending' AND j.run_at <= ?3)
+                       OR (j.status = 'sending' AND j.lease_until < ?3)) {lane_sql}
+                  AND NOT EXISTS (
+                    SELECT 1 FROM outbox k
+                    WHERE j.user_id <> '' AND k.user_id = j.user_id AND k.id <> j.id
+                      AND (k.first_due < j.first_due OR (k.first_due = j.first_due AND k.id < j.id))
+                      AND ((k.status = 'sending' AND k.lease_until >= ?3)
+                           OR (k.status = 'pending' AND k.run_at > ?3)))
+                ORDER BY j.priority DESC, j.run_at, j.id
+                LIMIT ?4)
+             RETURNING {JOB_COLUMNS}"
+        );
+        let mut tx = self.begin().await?;
+        let mut rows: Vec<Job> = sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.sort_by_key(|j| (std::cmp::Reverse(j.priority), j.first_due, j.id));
+        Ok(rows)
+    }
+
+    async fn finish_jobs(&self, owner: &str, outcomes: &[JobOutcome], now: i64) -> Result<u64> {
+        let mut lost = 0;
+        let mut tx = self.begin().await?;
+        let mut contacts = Vec::new();
+        for o in outcomes {
+            let (status, run_at, sent_at, provider_id, error, code) = outcome_columns(o, now);
+            let r = sqlx::query(
+                "UPDATE outbox SET status = ?1, run_at = COALESCE(?2, run_at), sent_at = ?3,
+                    provider_id = COALESCE(?4, provider_id), last_error = ?5, last_code = ?6,
+                    lease_owner = NULL, lease_until = 0, updated_at = ?7
+                 WHERE id = ?8 AND lease_owner = ?9 AND status = 'sending'",
+            )
+            .bind(status)
+            .bind(run_at)
+            .bind(sent_at)
+            .bind(provider_id)
+            .bind(error)
+            .bind(code)
+            .bind(now)
+            .bind(o.id)
+            .bind(owner)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() == 0 {
+                lost += 1;
+                continue;
+            }
+            if let Some(c) = &o.contact {
+                contacts.push(c.clone());
+            }
+        }
+        let merged = merge_changes(&contacts);
+        apply_contact_changes(&mut tx, &merged, now).await?;
+        tx.commit().await?;
+        Ok(lost)
+    }
+
+    async fn list_jobs(&self, status: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM outbox WHERE (?1 IS NULL OR status = ?1) ORDER BY id DESC LIMIT ?2"
+        ))
+        .bind(status)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn get_job(&self, id: i64) -> Result<Option<Job>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {JOB_COLUMNS} FROM outbox WHERE id = ?1"))
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+
+    async fn retry_dead_job(&self, id: i64, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE outbox SET status = 'pending', attempts = 0, run_at = ?1, updated_at = ?1
+             WHERE id = ?2 AND status = 'dead'",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status ORDER BY 1, 2",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn next_job_due(&self) -> Result<Option<i64>> {
+        let (v,): (Option<i64>,) =
+            sqlx::query_as("SELECT MIN(run_at) FROM outbox WHERE status = 'pending'")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(v)
+    }
+
+    async fn try_lease(&self, name: &str, owner: &str, now: i64, ttl_ms: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "INSERT INTO leases (name, owner, until) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+             WHERE leases.owner = excluded.owner OR leases.until < ?4",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = ?1 AND owner = ?2")
+            .bind(name)
+            .bind(owner)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn load_tokens(&self) -> Result<Option<crate::zalo::token::TokenPair>> {
+        let row: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT access_token, refresh_token, expires_at FROM oa_tokens WHERE id = 1",
+        )
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.map(token_pair))
+    }
+
+    async fn save_tokens(&self, pair: &crate::zalo::token::TokenPair, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO oa_tokens (id, access_token, refresh_token, expires_at, updated_at)
+             VALUES (1, ?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET access_token = excluded.access_token,
+                refresh_token = excluded.refresh_token, expires_at = excluded.expires_at,
+                updated_at = excluded.updated_at",
+        )
+        .bind(&pair.access_token)
+        .bind(&pair.refresh_token)
+        .bind(pair.expires_at_ms)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
 }
 
 async fn apply_contact_changes(
@@ -341,6 +528,35 @@ async fn apply_contact_changes(
         qb.push(
             " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         );
+        qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+async fn insert_jobs(
+    tx: &mut Transaction<'static, Sqlite>,
+    jobs: &[&NewJob],
+    now: i64,
+) -> Result<()> {
+    for chunk in jobs.chunks(300) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
+                source, dedupe_key, created_at, updated_at) ",
+        );
+        qb.push_values(chunk, |mut b, j| {
+            b.push_bind(&j.channel)
+                .push_bind(&j.user_id)
+                .push_bind(&j.payload)
+                .push_bind(j.priority)
+                .push_bind(j.run_at)
+                .push_bind(j.run_at)
+                .push_bind(&j.rule_id)
+                .push_bind(&j.source)
+                .push_bind(&j.dedupe_key)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
     }
     Ok(())

@@ -1,0 +1,273 @@
+//! The sender: claims due jobs, sends them through their channel (Zalo OA calls through the
+//! rate limiter, by the single holder of the `zalo-sender` lease), records outcomes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::retry::Next;
+use super::{Limiter, RetryPolicy};
+use crate::channels::{Channel, Payload, SendError};
+use crate::clock::Clock;
+use crate::store::{ContactChange, DynStore, Job, JobLane, JobOutcome, JobResult, StoreError};
+
+/// The lease that makes one instance the OA's only caller (so the rate limit is global).
+pub const ZALO_SENDER_LEASE: &str = "zalo-sender";
+
+#[derive(Debug, Clone)]
+pub struct SenderOptions {
+    pub batch: i64,
+    /// Jobs sent at once (different users; one user's jobs are always sequential).
+    pub concurrency: usize,
+    /// Longer than a channel call may take.
+    pub lease: Duration,
+    pub poll: Duration,
+}
+
+impl Default for SenderOptions {
+    fn default() -> Self {
+        SenderOptions {
+            batch: 200,
+            concurrency: 32,
+            lease: Duration::from_secs(60),
+            poll: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub sent: usize,
+    pub retried: usize,
+    pub dead: usize,
+}
+
+impl Summary {
+    fn add(&mut self, o: &JobOutcome) {
+        match o.result {
+            JobResult::Sent { .. } => self.sent += 1,
+            JobResult::Retry { .. } => self.retried += 1,
+            JobResult::Dead { .. } => self.dead += 1,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    pub store: DynStore,
+    pub channels: Arc<dyn Channel>,
+    pub limiter: Limiter,
+    pub retry: RetryPolicy,
+    pub clock: Clock,
+    pub owner: String,
+    pub options: SenderOptions,
+}
+
+impl Sender {
+    /// Runs until `stop`: wakes on `enqueued` or every poll interval.
+    pub async fn run(self, enqueued: Arc<Notify>, stop: CancellationToken) {
+        loop {
+            let lane = self.lane().await;
+            match self.pass(lane, &stop).await {
+                Ok(s) if s != Summary::default() => tracing::debug!(?s, "outbox pass"),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox paused");
+                    metrics::counter!("zaloflow_outbox_errors_total").increment(1);
+                }
+            }
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = enqueued.notified() => {}
+                _ = tokio::time::sleep(self.options.poll) => {}
+            }
+        }
+        let _ = self
+            .store
+            .release_lease(ZALO_SENDER_LEASE, &self.owner)
+            .await;
+    }
+
+    /// All jobs if this instance holds (or takes) the Zalo sender lease, else everything but
+    /// OA calls.
+    async fn lane(&self) -> JobLane {
+        let ttl = (self.options.lease.as_millis() as i64).max(5_000);
+        match self
+            .store
+            .try_lease(ZALO_SENDER_LEASE, &self.owner, self.clock.now(), ttl / 4)
+            .await
+        {
+            Ok(true) => JobLane::All,
+            _ => JobLane::NotZaloOa,
+        }
+    }
+
+    /// Sends everything due now (claimable in `lane`) until nothing is left.
+    pub async fn pass(
+        &self,
+        lane: JobLane,
+        stop: &CancellationToken,
+    ) -> Result<Summary, StoreError> {
+        let mut summary = Summary::default();
+        while !stop.is_cancelled() {
+            let now = self.clock.now();
+            let jobs = self
+                .store
+                .claim_jobs(
+                    &self.owner,
+                    now,
+                    self.options.lease.as_millis() as i64,
+                    self.options.batch,
+                    lane,
+                )
+                .await?;
+            if jobs.is_empty() {
+                break;
+            }
+            let outcomes = self.send_batch(jobs).await;
+            for o in &outcomes {
+                summary.add(o);
+            }
+            let lost = self
+                .store
+                .finish_jobs(&self.owner, &outcomes, self.clock.now())
+                .await?;
+            if lost > 0 {
+                tracing::warn!(
+                    lost,
+                    "outcomes of jobs whose lease had expired were not recorded"
+                );
+            }
+        }
+        Ok(summary)
+    }
+
+    async fn send_batch(&self, jobs: Vec<Job>) -> Vec<JobOutcome> {
+        // One user's jobs in order, one after the other; users side by side.
+        let mut lanes: BTreeMap<String, Vec<Job>> = BTreeMap::new();
+        let mut solo = Vec::new();
+        for j in jobs {
+            if j.user_id.is_empty() {
+                solo.push(vec![j]);
+            } else {
+                lanes.entry(j.user_id.clone()).or_default().push(j);
+            }
+        }
+        let groups: Vec<Vec<Job>> = lanes.into_values().chain(solo).collect();
+        stream::iter(groups)
+            .map(|group| async move {
+                let mut out = Vec::with_capacity(group.len());
+                for job in group {
+                    out.push(self.attempt(job).await);
+                }
+                out
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .flat_map(stream::iter)
+            .collect()
+            .await
+    }
+
+    async fn attempt(&self, job: Job) -> JobOutcome {
+        let payload: Payload = match serde_json::from_str(&job.payload) {
+            Ok(p) => p,
+            Err(e) => {
+                return JobOutcome {
+                    id: job.id,
+                    result: JobResult::Dead {
+                        error: format!("unreadable payload: {e}"),
+                        code: None,
+                    },
+                    contact: None,
+                }
+            }
+        };
+        if job.channel == crate::channels::zalo::NAME {
+            self.limiter.until_ready().await;
+        }
+        let started = Instant::now();
+        let result = self.channels.send(&payload).await;
+        let channel = channel_label(&job.channel);
+        metrics::histogram!("zaloflow_outbox_send_seconds", "channel" => channel)
+            .record(started.elapsed());
+        let now = self.clock.now();
+        match result {
+            Ok(d) => {
+                metrics::counter!("zaloflow_outbox_sent_total", "channel" => channel).increment(1);
+                tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), attempts = job.attempts, "sent");
+                JobOutcome {
+                    id: job.id,
+                    result: JobResult::Sent {
+                        provider_id: d.provider_id,
+                    },
+                    contact: None,
+                }
+            }
+            Err(e) => {
+                let code = e.code();
+                let code_label = code.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
+                let contact = contact_lesson(&payload, &e, now);
+                let result = match self.retry.next(job.attempts, &e, now) {
+                    Next::RetryAt(at) => {
+                        metrics::counter!("zaloflow_outbox_retried_total", "channel" => channel, "code" => code_label).increment(1);
+                        tracing::info!(job = job.id, channel, user = %job.user_id, attempts = job.attempts, error = %e, retry_in_ms = at - now, "send failed; will retry");
+                        JobResult::Retry {
+                            run_at: at,
+                            error: e.to_string(),
+                            code,
+                        }
+                    }
+                    Next::Dead(reason) => {
+                        metrics::counter!("zaloflow_outbox_dead_total", "channel" => channel, "code" => code_label).increment(1);
+                        tracing::warn!(job = job.id, channel, user = %job.user_id, attempts = job.attempts, %reason, "dead-lettered");
+                        JobResult::Dead {
+                            error: reason,
+                            code,
+                        }
+                    }
+                };
+                JobOutcome {
+                    id: job.id,
+                    result,
+                    contact,
+                }
+            }
+        }
+    }
+}
+
+/// What a permanent Zalo answer tells us about the contact.
+fn contact_lesson(payload: &Payload, err: &SendError, now: i64) -> Option<ContactChange> {
+    let (Payload::Zalo { user_id, .. } | Payload::ZaloTag { user_id, .. }) = payload else {
+        return None;
+    };
+    let status = match err.code()? {
+        -213 => "not_follower",
+        -217 => "blocked",
+        -227 => "inactive",
+        _ => return None,
+    };
+    let mut ch = ContactChange::new(user_id.clone(), now);
+    if matches!(status, "not_follower" | "blocked") {
+        ch.follows = Some(false);
+    }
+    ch.fields_set.push(("zalo_status".into(), status.into()));
+    Some(ch)
+}
+
+fn channel_label(c: &str) -> &'static str {
+    match c {
+        "zalo" => "zalo",
+        "sms" => "sms",
+        "email" => "email",
+        "zns" => "zns",
+        "chat" => "chat",
+        "task" => "task",
+        _ => "other",
+    }
+}
