@@ -187,11 +187,14 @@ impl Sender {
                 }
             }
         };
-        if job.channel == crate::channels::zalo::NAME {
-            self.limiter.until_ready().await;
-        }
+        let permit = if job.channel == crate::channels::zalo::NAME {
+            Some(self.limiter.acquire().await)
+        } else {
+            None
+        };
         let started = Instant::now();
         let result = self.channels.send(&payload).await;
+        drop(permit);
         let channel = channel_label(&job.channel);
         metrics::histogram!("zaloflow_outbox_send_seconds", "channel" => channel)
             .record(started.elapsed());

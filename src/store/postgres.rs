@@ -253,6 +253,7 @@ impl Store for PgStore {
                   AND NOT EXISTS (
                     SELECT 1 FROM outbox k
                     WHERE j.user_id <> '' AND k.user_id = j.user_id AND k.id <> j.id
+                      AND k.status IN ('pending', 'sending')
                       AND (k.first_due < j.first_due OR (k.first_due = j.first_due AND k.id < j.id))
                       AND ((k.status = 'sending' AND k.lease_until >= $3)
                            OR (k.status = 'pending' AND k.run_at > $3)))
@@ -279,40 +280,56 @@ impl Store for PgStore {
     }
 
     async fn finish_jobs(&self, owner: &str, outcomes: &[JobOutcome], now: i64) -> Result<u64> {
-        let mut lost = 0;
-        let mut tx = self.pool.begin().await?;
-        let mut contacts = Vec::new();
+        // One statement for the whole batch (a round trip per job would dominate).
+        let mut ids = Vec::with_capacity(outcomes.len());
+        let mut statuses = Vec::with_capacity(outcomes.len());
+        let mut run_ats = Vec::with_capacity(outcomes.len());
+        let mut sent_ats = Vec::with_capacity(outcomes.len());
+        let mut providers = Vec::with_capacity(outcomes.len());
+        let mut errors = Vec::with_capacity(outcomes.len());
+        let mut codes = Vec::with_capacity(outcomes.len());
         for o in outcomes {
             let (status, run_at, sent_at, provider_id, error, code) = outcome_columns(o, now);
-            let r = sqlx::query(
-                "UPDATE outbox SET status = $1, run_at = COALESCE($2, run_at), sent_at = $3,
-                    provider_id = COALESCE($4, provider_id), last_error = $5, last_code = $6,
-                    lease_owner = NULL, lease_until = 0, updated_at = $7
-                 WHERE id = $8 AND lease_owner = $9 AND status = 'sending'",
-            )
-            .bind(status)
-            .bind(run_at)
-            .bind(sent_at)
-            .bind(provider_id)
-            .bind(error)
-            .bind(code)
-            .bind(now)
-            .bind(o.id)
-            .bind(owner)
-            .execute(&mut *tx)
-            .await?;
-            if r.rows_affected() == 0 {
-                lost += 1;
-                continue;
-            }
-            if let Some(c) = &o.contact {
-                contacts.push(c.clone());
-            }
+            ids.push(o.id);
+            statuses.push(status);
+            run_ats.push(run_at);
+            sent_ats.push(sent_at);
+            providers.push(provider_id);
+            errors.push(error);
+            codes.push(code);
         }
+        let mut tx = self.pool.begin().await?;
+        let done: Vec<(i64,)> = sqlx::query_as(
+            "UPDATE outbox o SET status = v.status, run_at = COALESCE(v.run_at, o.run_at),
+                sent_at = v.sent_at, provider_id = COALESCE(v.provider_id, o.provider_id),
+                last_error = v.error, last_code = v.code, lease_owner = NULL, lease_until = 0,
+                updated_at = $8
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
+                AS v(id, status, run_at, sent_at, provider_id, error, code)
+             WHERE o.id = v.id AND o.lease_owner = $9 AND o.status = 'sending'
+             RETURNING o.id",
+        )
+        .bind(&ids)
+        .bind(&statuses)
+        .bind(&run_ats)
+        .bind(&sent_ats)
+        .bind(&providers)
+        .bind(&errors)
+        .bind(&codes)
+        .bind(now)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        let done: std::collections::HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
+        let contacts: Vec<ContactChange> = outcomes
+            .iter()
+            .filter(|o| done.contains(&o.id))
+            .filter_map(|o| o.contact.clone())
+            .collect();
         let merged = merge_changes(&contacts);
         apply_contact_changes(&mut tx, &merged, now).await?;
         tx.commit().await?;
-        Ok(lost)
+        Ok((outcomes.len() - done.len()) as u64)
     }
 
     async fn list_jobs(&self, status: Option<&str>, limit: i64) -> Result<Vec<Job>> {

@@ -68,29 +68,14 @@ impl Store for SqliteStore {
     }
 
     async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
-        // One writer (this connection, inside BEGIN IMMEDIATE): look up the keys already
-        // stored, then insert the rest without RETURNING (each returned row would cost a
-        // round trip to the connection's thread).
+        // One statement per chunk, atomic on its own (no BEGIN/COMMIT round trips); the
+        // connection is the only writer in this process, so the rows one INSERT adds get
+        // consecutive ids. When fewer rows were added than sent, some keys were stored before:
+        // the rows with this statement's ids are the new ones.
         let keep = first_occurrences(events);
-        let mut tx = self.begin().await?;
-        let keys: Vec<&str> = keep
-            .iter()
-            .map(|&i| events[i].dedupe_key.as_str())
-            .collect();
-        let existing: Vec<(String,)> = sqlx::query_as(
-            "SELECT dedupe_key FROM inbox WHERE dedupe_key IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(serde_json::to_string(&keys).expect("strings serialise"))
-        .fetch_all(&mut *tx)
-        .await?;
-        let existing: std::collections::HashSet<String> =
-            existing.into_iter().map(|(k,)| k).collect();
-        let fresh: Vec<usize> = keep
-            .iter()
-            .copied()
-            .filter(|&i| !existing.contains(&events[i].dedupe_key))
-            .collect();
-        for chunk in fresh.chunks(400) {
+        let mut out = vec![Inserted::Duplicate; events.len()];
+        let mut conn = self.writer.acquire().await?;
+        for chunk in keep.chunks(400) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at) ",
             );
@@ -105,12 +90,35 @@ impl Store for SqliteStore {
                     .push_bind(e.received_at);
             });
             qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-            qb.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        let mut out = vec![Inserted::Duplicate; events.len()];
-        for i in fresh {
-            out[i] = Inserted::Stored;
+            let r = qb.build().execute(&mut *conn).await?;
+            let added = r.rows_affected() as usize;
+            if added == chunk.len() {
+                for &i in chunk {
+                    out[i] = Inserted::Stored;
+                }
+            } else if added > 0 {
+                let last = r.last_insert_rowid();
+                let keys: Vec<&str> = chunk
+                    .iter()
+                    .map(|&i| events[i].dedupe_key.as_str())
+                    .collect();
+                let fresh: Vec<(String,)> = sqlx::query_as(
+                    "SELECT dedupe_key FROM inbox
+                     WHERE dedupe_key IN (SELECT value FROM json_each(?1)) AND id > ?2 AND id <= ?3",
+                )
+                .bind(serde_json::to_string(&keys).expect("strings serialise"))
+                .bind(last - added as i64)
+                .bind(last)
+                .fetch_all(&mut *conn)
+                .await?;
+                let fresh: std::collections::HashSet<String> =
+                    fresh.into_iter().map(|(k,)| k).collect();
+                for &i in chunk {
+                    if fresh.contains(&events[i].dedupe_key) {
+                        out[i] = Inserted::Stored;
+                    }
+                }
+            }
         }
         Ok(out)
     }
@@ -122,7 +130,7 @@ impl Store for SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<InboxEvent>> {
-        let mut tx = self.begin().await?;
+        // A single UPDATE … RETURNING is atomic by itself.
         let mut rows: Vec<InboxEvent> = sqlx::query_as(
             "UPDATE inbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1
              WHERE id IN (
@@ -140,9 +148,8 @@ impl Store for SqliteStore {
         .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.writer)
         .await?;
-        tx.commit().await?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
@@ -290,6 +297,7 @@ impl Store for SqliteStore {
                   AND NOT EXISTS (
                     SELECT 1 FROM outbox k
                     WHERE j.user_id <> '' AND k.user_id = j.user_id AND k.id <> j.id
+                      AND k.status IN ('pending', 'sending')
                       AND (k.first_due < j.first_due OR (k.first_due = j.first_due AND k.id < j.id))
                       AND ((k.status = 'sending' AND k.lease_until >= ?3)
                            OR (k.status = 'pending' AND k.run_at > ?3)))
