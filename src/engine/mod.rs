@@ -32,7 +32,7 @@ impl Engine {
         }
         Effects {
             contacts: changes,
-            jobs: Vec::new(),
+            ..Default::default()
         }
     }
 }
@@ -104,6 +104,26 @@ pub fn contact_changes(event: &Event, at: i64) -> Vec<ContactChange> {
                 out.push(one(u));
             }
         }
+        // A form registration fills the contact in. It is not a Zalo interaction: the 7-day
+        // customer-service window (PROTOCOL.md) opens only on events in the OA.
+        EventKind::FormSubmitted {
+            contact_id,
+            name,
+            phone,
+            email,
+            fields,
+            ..
+        } => {
+            let mut ch = one(contact_id);
+            ch.display_name.clone_from(name);
+            ch.phone.clone_from(phone);
+            ch.email.clone_from(email);
+            ch.fields_set = fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            out.push(ch);
+        }
+        // Opens and clicks change nothing on the contact (and must not move its Zalo
+        // interaction time); rules react to the events themselves.
+        EventKind::EmailOpened { .. } | EventKind::EmailClicked { .. } => {}
     }
     out
 }
@@ -200,6 +220,38 @@ mod tests {
         assert_eq!(ch.phone.as_deref(), Some("84912345678"));
         assert!(ch.fields_set.contains(&("dob".into(), "30/10/1999".into())));
         assert_eq!(ch.interaction_at, Some(9));
+    }
+
+    #[test]
+    fn form_fills_the_contact_and_opens_change_nothing() {
+        use crate::zalo::event::{internal_body, EventKind};
+        let kind = EventKind::FormSubmitted {
+            contact_id: "phone:84912345678".into(),
+            form: "f".into(),
+            name: Some("Lan".into()),
+            phone: Some("84912345678".into()),
+            email: Some("lan@example.vn".into()),
+            fields: [("gift".to_string(), "Áo thun".to_string())].into(),
+            repeat: false,
+        };
+        let (_, body) = internal_body(&kind, 5).unwrap();
+        let e = parse(body.as_bytes()).unwrap();
+        let ch = contact_changes(&e, 5);
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].user_id, "phone:84912345678");
+        assert_eq!(ch[0].display_name.as_deref(), Some("Lan"));
+        assert_eq!(ch[0].phone.as_deref(), Some("84912345678"));
+        assert_eq!(ch[0].email.as_deref(), Some("lan@example.vn"));
+        assert_eq!(ch[0].fields_set, vec![("gift".into(), "Áo thun".into())]);
+        // Not a Zalo interaction: the 7-day window stays as it was.
+        assert_eq!(ch[0].interaction_at, None);
+        let open = EventKind::EmailOpened {
+            contact_id: "u".into(),
+            job_id: 1,
+            prefetch: false,
+        };
+        let (_, body) = internal_body(&open, 5).unwrap();
+        assert!(contact_changes(&parse(body.as_bytes()).unwrap(), 5).is_empty());
     }
 
     #[test]

@@ -108,6 +108,13 @@ pub async fn receive(
     let value: serde_json::Value = serde_json::from_slice(&body)
         .map_err(|e| WebhookError::BadRequest(format!("body is not JSON: {e}")))?;
     let ev = event::normalise(&value).map_err(|e| WebhookError::BadRequest(e.to_string()))?;
+    if event::is_internal_name(&ev.name) {
+        // Form registrations and email opens/clicks enter the inbox only through our own routes.
+        return Err(WebhookError::BadRequest(format!(
+            "event_name {:?} is reserved",
+            ev.name
+        )));
+    }
     let dedupe_key = event::dedupe_key(&ev, &value);
     let user_id = ev.user_id().unwrap_or_default().to_string();
     let body = String::from_utf8(body.to_vec())

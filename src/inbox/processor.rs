@@ -230,6 +230,9 @@ fn metric_event_name(name: &str) -> &'static str {
         "user_received_message",
         "user_seen_message",
         "oa_send_text",
+        event::FORM_SUBMITTED,
+        event::EMAIL_OPENED,
+        event::EMAIL_CLICKED,
     ];
     KNOWN
         .iter()

@@ -214,6 +214,121 @@ pub struct Effects {
     pub contacts: Vec<ContactChange>,
     /// Outbound jobs (sends, tags mirrored to Zalo, notifications), enqueued atomically.
     pub jobs: Vec<NewJob>,
+    /// Contact list operations (add, remove, copy, move), applied in order after `contacts`.
+    pub lists: Vec<ListChange>,
+}
+
+/// One operation on contact lists (seed 000, II.5.3). A list is created by the first operation
+/// that names it. `user_id: None` on copy/move means every member of `from`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum ListChange {
+    /// Creates the list, or sets its description.
+    Create {
+        list: String,
+        description: Option<String>,
+    },
+    Add {
+        list: String,
+        user_id: String,
+    },
+    Remove {
+        list: String,
+        user_id: String,
+    },
+    /// Adds to `to` and keeps in `from`.
+    Copy {
+        from: String,
+        to: String,
+        user_id: Option<String>,
+    },
+    /// Adds to `to` and removes from `from`.
+    Move {
+        from: String,
+        to: String,
+        user_id: Option<String>,
+    },
+}
+
+impl ListChange {
+    /// The list names this operation touches, for validation.
+    pub fn lists(&self) -> Vec<&str> {
+        match self {
+            ListChange::Create { list, .. }
+            | ListChange::Add { list, .. }
+            | ListChange::Remove { list, .. } => vec![list],
+            ListChange::Copy { from, to, .. } | ListChange::Move { from, to, .. } => {
+                vec![from, to]
+            }
+        }
+    }
+}
+
+/// A list name: 1–100 characters, no control characters, not only spaces.
+pub fn valid_list_name(name: &str) -> bool {
+    !name.trim().is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
+}
+
+pub(crate) fn check_list_changes(changes: &[ListChange]) -> Result<()> {
+    for ch in changes {
+        for l in ch.lists() {
+            if !valid_list_name(l) {
+                return Err(StoreError::Invalid(format!("invalid list name {l:?}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ListMember {
+    pub user_id: String,
+    pub added_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct ContactList {
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: i64,
+    pub members: i64,
+}
+
+/// Contacts found by phone and by email: `phone -> user_id`, `email (lower case) -> user_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactKeys {
+    pub by_phone: HashMap<String, String>,
+    pub by_email: HashMap<String, String>,
+}
+
+/// Ids the service makes up for contacts that have no Zalo user id (form sign-ups, imports).
+pub fn is_synthetic_id(user_id: &str) -> bool {
+    user_id.starts_with("phone:") || user_id.starts_with("email:")
+}
+
+/// Picks one contact per phone and per email from `(key, user_id, first_seen)` rows: a Zalo
+/// user id before a made-up one, then the oldest, then the smallest id (stable).
+pub(crate) fn pick_contact_keys(
+    phones: Vec<(String, String, i64)>,
+    emails: Vec<(String, String, i64)>,
+) -> ContactKeys {
+    fn pick(rows: Vec<(String, String, i64)>) -> HashMap<String, String> {
+        let mut best: HashMap<String, (bool, i64, String)> = HashMap::new();
+        for (key, user, first_seen) in rows {
+            let cand = (is_synthetic_id(&user), first_seen, user);
+            match best.get(&key) {
+                Some(cur) if *cur <= cand => {}
+                _ => {
+                    best.insert(key, cand);
+                }
+            }
+        }
+        best.into_iter().map(|(k, (_, _, u))| (k, u)).collect()
+    }
+    ContactKeys {
+        by_phone: pick(phones),
+        by_email: pick(emails),
+    }
 }
 
 /// An outbound job to enqueue.
@@ -378,6 +493,83 @@ pub trait Store: Send + Sync + 'static {
     async fn get_contact(&self, user_id: &str) -> Result<Option<Contact>> {
         let mut m = self.load_contacts(&[user_id.to_string()]).await?;
         Ok(m.remove(user_id))
+    }
+
+    // --- contact lists, forms, import/export ---
+    /// Applies list operations in order, in one transaction.
+    async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()>;
+    /// Members of a list ordered by user id, after `after` (keyset paging).
+    async fn list_members(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ListMember>>;
+    /// The lists a contact is on, by name.
+    async fn lists_of_contact(&self, user_id: &str) -> Result<Vec<String>>;
+    /// Every list with its member count, by name.
+    async fn contact_lists(&self) -> Result<Vec<ContactList>>;
+    /// Existing contacts with these phones (normalised `84…`) or emails (compared in lower case).
+    async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys>;
+    /// Which of these contact ids exist.
+    async fn existing_contact_ids(&self, user_ids: &[String]) -> Result<Vec<String>>;
+    /// Counts a registration of `contact_id` on `form`; returns how many there have been,
+    /// this one included (2 and more: a repeat registration).
+    async fn record_form_submission(&self, form: &str, contact_id: &str, now: i64) -> Result<i64>;
+    /// Takes back a registration that could not be stored as an event.
+    async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()>;
+    /// Upserts contacts (as `complete_inbox` does) and applies list operations, in one
+    /// transaction: the bulk path of CSV import.
+    async fn import_contacts(
+        &self,
+        changes: &[ContactChange],
+        lists: &[ListChange],
+        now: i64,
+    ) -> Result<()>;
+    /// Contact ids in order after `after`, optionally only the members of `list`.
+    async fn contact_ids_page(
+        &self,
+        list: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>>;
+    /// Every custom field name in use, sorted.
+    async fn contact_field_names(&self) -> Result<Vec<String>>;
+    /// The stored secret `name`, storing `candidate` first if there is none yet (the first
+    /// instance to ask wins; everyone gets the same value).
+    async fn get_or_create_secret(&self, name: &str, candidate: &str, now: i64) -> Result<String>;
+
+    async fn add_to_list(&self, list: &str, user_id: &str, now: i64) -> Result<()> {
+        let ch = ListChange::Add {
+            list: list.into(),
+            user_id: user_id.into(),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+    async fn remove_from_list(&self, list: &str, user_id: &str, now: i64) -> Result<()> {
+        let ch = ListChange::Remove {
+            list: list.into(),
+            user_id: user_id.into(),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+    /// Adds `user_id` (or, when `None`, every member of `from`) to `to`; `from` keeps them.
+    async fn copy_list(&self, from: &str, to: &str, user_id: Option<&str>, now: i64) -> Result<()> {
+        let ch = ListChange::Copy {
+            from: from.into(),
+            to: to.into(),
+            user_id: user_id.map(Into::into),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+    /// Adds `user_id` (or every member of `from`) to `to` and removes them from `from`.
+    async fn move_list(&self, from: &str, to: &str, user_id: Option<&str>, now: i64) -> Result<()> {
+        let ch = ListChange::Move {
+            from: from.into(),
+            to: to.into(),
+            user_id: user_id.map(Into::into),
+        };
+        self.apply_list_changes(&[ch], now).await
     }
 }
 

@@ -140,6 +140,7 @@ impl Store for PgStore {
         apply_contact_changes(&mut tx, &merged, now).await?;
         let jobs: Vec<&NewJob> = done.iter().flat_map(|c| &c.effects.jobs).collect();
         insert_jobs(&mut tx, &jobs, now).await?;
+        apply_list_changes(&mut tx, done.iter().flat_map(|c| &c.effects.lists), now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -428,6 +429,193 @@ impl Store for PgStore {
         .await?;
         Ok(())
     }
+
+    async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()> {
+        check_list_changes(changes)?;
+        let mut tx = self.pool.begin().await?;
+        apply_list_changes(&mut tx, changes, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_members(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ListMember>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, added_at FROM list_members
+             WHERE list = $1 AND ($2::text IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3",
+        )
+        .bind(list)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn lists_of_contact(&self, user_id: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT list FROM list_members WHERE user_id = $1 ORDER BY list")
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(l,)| l).collect())
+    }
+
+    async fn contact_lists(&self) -> Result<Vec<ContactList>> {
+        Ok(sqlx::query_as(
+            "SELECT l.name, l.description, l.created_at, COUNT(m.user_id) AS members
+             FROM contact_lists l LEFT JOIN list_members m ON m.list = l.name
+             GROUP BY l.name, l.description, l.created_at ORDER BY l.name",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys> {
+        let phone_rows: Vec<(String, String, i64)> = if phones.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as("SELECT phone, user_id, first_seen FROM contacts WHERE phone = ANY($1)")
+                .bind(phones)
+                .fetch_all(&self.pool)
+                .await?
+        };
+        let emails: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+        let email_rows: Vec<(String, String, i64)> = if emails.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT lower(email), user_id, first_seen FROM contacts WHERE lower(email) = ANY($1)",
+            )
+            .bind(&emails)
+            .fetch_all(&self.pool)
+            .await?
+        };
+        Ok(pick_contact_keys(phone_rows, email_rows))
+    }
+
+    async fn existing_contact_ids(&self, user_ids: &[String]) -> Result<Vec<String>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT user_id FROM contacts WHERE user_id = ANY($1)")
+                .bind(user_ids)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn record_form_submission(&self, form: &str, contact_id: &str, now: i64) -> Result<i64> {
+        let (count,): (i64,) = sqlx::query_as(
+            "INSERT INTO form_submissions (form, contact_id, first_at, last_at, count)
+             VALUES ($1, $2, $3, $3, 1)
+             ON CONFLICT (form, contact_id) DO UPDATE
+                SET count = form_submissions.count + 1, last_at = excluded.last_at
+             RETURNING count",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(count)
+    }
+
+    async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE form_submissions SET count = count - 1 WHERE form = $1 AND contact_id = $2",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM form_submissions WHERE form = $1 AND contact_id = $2 AND count <= 0",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn import_contacts(
+        &self,
+        changes: &[ContactChange],
+        lists: &[ListChange],
+        now: i64,
+    ) -> Result<()> {
+        check_list_changes(lists)?;
+        let merged = merge_changes(changes);
+        let mut tx = self.pool.begin().await?;
+        bulk_upsert_contacts(&mut tx, &merged, now).await?;
+        apply_list_changes(&mut tx, lists, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn contact_ids_page(
+        &self,
+        list: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            match list {
+                None => {
+                    sqlx::query_as(
+                        "SELECT user_id FROM contacts WHERE ($1::text IS NULL OR user_id > $1)
+                 ORDER BY user_id LIMIT $2",
+                    )
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                Some(list) => sqlx::query_as(
+                    "SELECT m.user_id FROM list_members m JOIN contacts c ON c.user_id = m.user_id
+                 WHERE m.list = $3 AND ($1::text IS NULL OR m.user_id > $1)
+                 ORDER BY m.user_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .bind(list)
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn contact_field_names(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT name FROM contact_fields ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    async fn get_or_create_secret(&self, name: &str, candidate: &str, now: i64) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO app_secrets (name, value, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        let (v,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
+    }
 }
 
 async fn apply_contact_changes(
@@ -528,6 +716,222 @@ async fn insert_jobs(
         });
         qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Applies list operations in order inside `tx`; runs of additions go in one `UNNEST` insert.
+async fn apply_list_changes<'a>(
+    tx: &mut Transaction<'static, Postgres>,
+    changes: impl IntoIterator<Item = &'a ListChange>,
+    now: i64,
+) -> Result<()> {
+    let changes: Vec<&ListChange> = changes.into_iter().collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = changes
+        .iter()
+        .flat_map(|c| c.lists())
+        .map(str::to_string)
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    sqlx::query(
+        "INSERT INTO contact_lists (name, created_at)
+         SELECT n, $2 FROM UNNEST($1::text[]) AS n ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&names)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    let mut i = 0;
+    while i < changes.len() {
+        if let ListChange::Add { .. } = changes[i] {
+            let run_end = changes[i..]
+                .iter()
+                .position(|c| !matches!(c, ListChange::Add { .. }))
+                .map_or(changes.len(), |p| i + p);
+            let (mut lists, mut users) = (Vec::new(), Vec::new());
+            for c in &changes[i..run_end] {
+                if let ListChange::Add { list, user_id } = c {
+                    lists.push(list.as_str());
+                    users.push(user_id.as_str());
+                }
+            }
+            sqlx::query(
+                "INSERT INTO list_members (list, user_id, added_at)
+                 SELECT l, u, $3 FROM UNNEST($1::text[], $2::text[]) AS t(l, u)
+                 ON CONFLICT (list, user_id) DO NOTHING",
+            )
+            .bind(&lists)
+            .bind(&users)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            i = run_end;
+            continue;
+        }
+        match changes[i] {
+            ListChange::Add { .. } => unreachable!("handled above"),
+            ListChange::Create { list, description } => {
+                sqlx::query("UPDATE contact_lists SET description = $1 WHERE name = $2")
+                    .bind(description)
+                    .bind(list)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ListChange::Remove { list, user_id } => {
+                sqlx::query("DELETE FROM list_members WHERE list = $1 AND user_id = $2")
+                    .bind(list)
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ListChange::Copy { from, to, user_id } | ListChange::Move { from, to, user_id } => {
+                let moving = matches!(changes[i], ListChange::Move { .. });
+                if from == to {
+                    i += 1;
+                    continue;
+                }
+                match user_id {
+                    Some(u) => {
+                        sqlx::query(
+                            "INSERT INTO list_members (list, user_id, added_at) VALUES ($1, $2, $3)
+                             ON CONFLICT (list, user_id) DO NOTHING",
+                        )
+                        .bind(to)
+                        .bind(u)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO list_members (list, user_id, added_at)
+                             SELECT $1, user_id, $2 FROM list_members WHERE list = $3
+                             ON CONFLICT (list, user_id) DO NOTHING",
+                        )
+                        .bind(to)
+                        .bind(now)
+                        .bind(from)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                if moving {
+                    sqlx::query(
+                        "DELETE FROM list_members WHERE list = $1 AND ($2::text IS NULL OR user_id = $2)",
+                    )
+                    .bind(from)
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The bulk form of `apply_contact_changes` (same semantics) for imports: a few `UNNEST`
+/// statements per chunk instead of one statement per tag and field. `changes` must hold one
+/// change per user (`merge_changes`).
+async fn bulk_upsert_contacts(
+    tx: &mut Transaction<'static, Postgres>,
+    changes: &[ContactChange],
+    now: i64,
+) -> Result<()> {
+    for chunk in changes.chunks(5000) {
+        let col = |f: fn(&ContactChange) -> Option<String>| -> Vec<Option<String>> {
+            chunk.iter().map(f).collect()
+        };
+        let ids: Vec<&str> = chunk.iter().map(|c| c.user_id.as_str()).collect();
+        let follows: Vec<Option<bool>> = chunk.iter().map(|c| c.follows).collect();
+        let int = |f: fn(&ContactChange) -> Option<i64>| -> Vec<Option<i64>> {
+            chunk.iter().map(f).collect()
+        };
+        sqlx::query(
+            "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
+                last_interaction, followed_at, unfollowed_at, updated_at, interaction_count)
+             SELECT u, n, p, e, f, s, li, fa, ua, $11, ic
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::bigint[],
+                         $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+                  AS t(u, n, p, e, f, s, li, fa, ua, ic)
+             ON CONFLICT (user_id) DO UPDATE SET
+                display_name = COALESCE(excluded.display_name, contacts.display_name),
+                phone = COALESCE(excluded.phone, contacts.phone),
+                email = COALESCE(excluded.email, contacts.email),
+                follows = COALESCE(excluded.follows, contacts.follows),
+                followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
+                unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
+                last_interaction = GREATEST(contacts.last_interaction, excluded.last_interaction),
+                interaction_count = contacts.interaction_count + excluded.interaction_count,
+                updated_at = excluded.updated_at",
+        )
+        .bind(&ids)
+        .bind(col(|c| c.display_name.clone()))
+        .bind(col(|c| c.phone.clone()))
+        .bind(col(|c| c.email.clone()))
+        .bind(&follows)
+        .bind(chunk.iter().map(|c| c.seen_at).collect::<Vec<i64>>())
+        .bind(int(|c| c.interaction_at))
+        .bind(int(|c| c.followed_at))
+        .bind(int(|c| c.unfollowed_at))
+        .bind(chunk.iter().map(|c| c.interactions).collect::<Vec<i64>>())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+
+        let (mut tu, mut tt) = (Vec::new(), Vec::new());
+        for c in chunk {
+            for t in &c.tags_add {
+                tu.push(c.user_id.as_str());
+                tt.push(t.as_str());
+            }
+        }
+        if !tu.is_empty() {
+            sqlx::query(
+                "INSERT INTO contact_tags (user_id, tag, added_at)
+                 SELECT u, t, $3 FROM UNNEST($1::text[], $2::text[]) AS x(u, t)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&tu)
+            .bind(&tt)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        for c in chunk.iter().filter(|c| !c.tags_remove.is_empty()) {
+            sqlx::query("DELETE FROM contact_tags WHERE user_id = $1 AND tag = ANY($2)")
+                .bind(&c.user_id)
+                .bind(&c.tags_remove)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let (mut fu, mut fk, mut fv) = (Vec::new(), Vec::new(), Vec::new());
+        for c in chunk {
+            for (k, v) in &c.fields_set {
+                fu.push(c.user_id.as_str());
+                fk.push(k.as_str());
+                fv.push(v.as_str());
+            }
+        }
+        if !fu.is_empty() {
+            sqlx::query(
+                "INSERT INTO contact_fields (user_id, name, value, updated_at)
+                 SELECT u, k, v, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x(u, k, v)
+                 ON CONFLICT (user_id, name) DO UPDATE
+                    SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(&fu)
+            .bind(&fk)
+            .bind(&fv)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -176,6 +176,7 @@ impl Store for SqliteStore {
         apply_contact_changes(&mut tx, &merged, now).await?;
         let jobs: Vec<&NewJob> = done.iter().flat_map(|c| &c.effects.jobs).collect();
         insert_jobs(&mut tx, &jobs, now).await?;
+        apply_list_changes(&mut tx, done.iter().flat_map(|c| &c.effects.lists), now).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -451,6 +452,198 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
+
+    async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()> {
+        check_list_changes(changes)?;
+        let mut tx = self.begin().await?;
+        apply_list_changes(&mut tx, changes, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_members(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ListMember>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, added_at FROM list_members
+             WHERE list = ?1 AND (?2 IS NULL OR user_id > ?2) ORDER BY user_id LIMIT ?3",
+        )
+        .bind(list)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn lists_of_contact(&self, user_id: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT list FROM list_members WHERE user_id = ?1 ORDER BY list")
+                .bind(user_id)
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().map(|(l,)| l).collect())
+    }
+
+    async fn contact_lists(&self) -> Result<Vec<ContactList>> {
+        Ok(sqlx::query_as(
+            "SELECT l.name, l.description, l.created_at, COUNT(m.user_id) AS members
+             FROM contact_lists l LEFT JOIN list_members m ON m.list = l.name
+             GROUP BY l.name, l.description, l.created_at ORDER BY l.name",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys> {
+        let phone_rows: Vec<(String, String, i64)> = if phones.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT phone, user_id, first_seen FROM contacts
+                 WHERE phone IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(serde_json::to_string(phones).expect("strings serialise"))
+            .fetch_all(&self.reader)
+            .await?
+        };
+        let emails: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+        let email_rows: Vec<(String, String, i64)> = if emails.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(
+                "SELECT lower(email), user_id, first_seen FROM contacts
+                 WHERE lower(email) IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(serde_json::to_string(&emails).expect("strings serialise"))
+            .fetch_all(&self.reader)
+            .await?
+        };
+        Ok(pick_contact_keys(phone_rows, email_rows))
+    }
+
+    async fn existing_contact_ids(&self, user_ids: &[String]) -> Result<Vec<String>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT user_id FROM contacts WHERE user_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(user_ids).expect("strings serialise"))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn record_form_submission(&self, form: &str, contact_id: &str, now: i64) -> Result<i64> {
+        let (count,): (i64,) = sqlx::query_as(
+            "INSERT INTO form_submissions (form, contact_id, first_at, last_at, count)
+             VALUES (?1, ?2, ?3, ?3, 1)
+             ON CONFLICT (form, contact_id) DO UPDATE
+                SET count = form_submissions.count + 1, last_at = excluded.last_at
+             RETURNING count",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .bind(now)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(count)
+    }
+
+    async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE form_submissions SET count = count - 1 WHERE form = ?1 AND contact_id = ?2",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM form_submissions WHERE form = ?1 AND contact_id = ?2 AND count <= 0",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn import_contacts(
+        &self,
+        changes: &[ContactChange],
+        lists: &[ListChange],
+        now: i64,
+    ) -> Result<()> {
+        check_list_changes(lists)?;
+        let merged = merge_changes(changes);
+        let mut tx = self.begin().await?;
+        apply_contact_changes(&mut tx, &merged, now).await?;
+        apply_list_changes(&mut tx, lists, now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn contact_ids_page(
+        &self,
+        list: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            match list {
+                None => {
+                    sqlx::query_as(
+                        "SELECT user_id FROM contacts WHERE (?1 IS NULL OR user_id > ?1)
+                 ORDER BY user_id LIMIT ?2",
+                    )
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(&self.reader)
+                    .await?
+                }
+                Some(list) => sqlx::query_as(
+                    "SELECT m.user_id FROM list_members m JOIN contacts c ON c.user_id = m.user_id
+                 WHERE m.list = ?3 AND (?1 IS NULL OR m.user_id > ?1)
+                 ORDER BY m.user_id LIMIT ?2",
+                )
+                .bind(after)
+                .bind(limit)
+                .bind(list)
+                .fetch_all(&self.reader)
+                .await?,
+            };
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn contact_field_names(&self) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT DISTINCT name FROM contact_fields ORDER BY name")
+                .fetch_all(&self.reader)
+                .await?;
+        Ok(rows.into_iter().map(|(n,)| n).collect())
+    }
+
+    async fn get_or_create_secret(&self, name: &str, candidate: &str, now: i64) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO app_secrets (name, value, created_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        let (v,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = ?1")
+            .bind(name)
+            .fetch_one(&self.writer)
+            .await?;
+        Ok(v)
+    }
 }
 
 async fn apply_contact_changes(
@@ -566,6 +759,112 @@ async fn insert_jobs(
         });
         qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Applies list operations in order inside `tx`; runs of additions go in multi-row inserts.
+async fn apply_list_changes<'a>(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: impl IntoIterator<Item = &'a ListChange>,
+    now: i64,
+) -> Result<()> {
+    let changes: Vec<&ListChange> = changes.into_iter().collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = changes.iter().flat_map(|c| c.lists()).collect();
+    names.sort_unstable();
+    names.dedup();
+    for chunk in names.chunks(300) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO contact_lists (name, created_at) ");
+        qb.push_values(chunk, |mut b, n| {
+            b.push_bind(*n).push_bind(now);
+        });
+        qb.push(" ON CONFLICT (name) DO NOTHING");
+        qb.build().execute(&mut **tx).await?;
+    }
+    let mut i = 0;
+    while i < changes.len() {
+        if let ListChange::Add { .. } = changes[i] {
+            let run_end = changes[i..]
+                .iter()
+                .position(|c| !matches!(c, ListChange::Add { .. }))
+                .map_or(changes.len(), |p| i + p);
+            for chunk in changes[i..run_end].chunks(300) {
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("INSERT INTO list_members (list, user_id, added_at) ");
+                qb.push_values(chunk, |mut b, c| {
+                    if let ListChange::Add { list, user_id } = c {
+                        b.push_bind(list).push_bind(user_id).push_bind(now);
+                    }
+                });
+                qb.push(" ON CONFLICT (list, user_id) DO NOTHING");
+                qb.build().execute(&mut **tx).await?;
+            }
+            i = run_end;
+            continue;
+        }
+        match changes[i] {
+            ListChange::Add { .. } => unreachable!("handled above"),
+            ListChange::Create { list, description } => {
+                sqlx::query("UPDATE contact_lists SET description = ?1 WHERE name = ?2")
+                    .bind(description)
+                    .bind(list)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ListChange::Remove { list, user_id } => {
+                sqlx::query("DELETE FROM list_members WHERE list = ?1 AND user_id = ?2")
+                    .bind(list)
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ListChange::Copy { from, to, user_id } | ListChange::Move { from, to, user_id } => {
+                let moving = matches!(changes[i], ListChange::Move { .. });
+                if from == to {
+                    i += 1;
+                    continue;
+                }
+                match user_id {
+                    Some(u) => {
+                        sqlx::query(
+                            "INSERT INTO list_members (list, user_id, added_at) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (list, user_id) DO NOTHING",
+                        )
+                        .bind(to)
+                        .bind(u)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO list_members (list, user_id, added_at)
+                             SELECT ?1, user_id, ?2 FROM list_members WHERE list = ?3
+                             ON CONFLICT (list, user_id) DO NOTHING",
+                        )
+                        .bind(to)
+                        .bind(now)
+                        .bind(from)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                if moving {
+                    sqlx::query(
+                        "DELETE FROM list_members WHERE list = ?1 AND (?2 IS NULL OR user_id = ?2)",
+                    )
+                    .bind(from)
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
+        i += 1;
     }
     Ok(())
 }

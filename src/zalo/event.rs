@@ -3,6 +3,8 @@
 //! Every delivery becomes an [`Event`]: known shapes get their own [`EventKind`], anything else
 //! becomes [`EventKind::Unknown`] (stored and acknowledged, never dropped). Ids stay strings.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -95,6 +97,159 @@ pub enum EventKind {
     Unknown {
         user_id: Option<String>,
     },
+    /// `zaloflow.form_submitted`: a registration on `POST /forms/{form}`. `repeat` is true when
+    /// the same contact registered on this form before (seed 000, II.2).
+    FormSubmitted {
+        contact_id: String,
+        form: String,
+        name: Option<String>,
+        /// Normalised `84…`.
+        phone: Option<String>,
+        /// Lower case.
+        email: Option<String>,
+        fields: BTreeMap<String, String>,
+        repeat: bool,
+    },
+    /// `zaloflow.email_opened`: the open pixel of outbox job `job_id` was fetched; `prefetch`
+    /// when the fetch came from a mail scanner or image proxy rather than (surely) a person.
+    EmailOpened {
+        contact_id: String,
+        job_id: i64,
+        prefetch: bool,
+    },
+    /// `zaloflow.email_clicked`: a tracked link of outbox job `job_id` was followed.
+    EmailClicked {
+        contact_id: String,
+        job_id: i64,
+        url: String,
+        link: Option<String>,
+    },
+}
+
+/// Names of the events the service itself writes to the inbox. The webhook refuses any
+/// delivery whose `event_name` starts with [`INTERNAL_PREFIX`].
+pub const INTERNAL_PREFIX: &str = "zaloflow.";
+pub const FORM_SUBMITTED: &str = "zaloflow.form_submitted";
+pub const EMAIL_OPENED: &str = "zaloflow.email_opened";
+pub const EMAIL_CLICKED: &str = "zaloflow.email_clicked";
+
+/// True for names reserved to the service's own events (compared without case).
+pub fn is_internal_name(name: &str) -> bool {
+    name.len() >= INTERNAL_PREFIX.len()
+        && name.as_bytes()[..INTERNAL_PREFIX.len()].eq_ignore_ascii_case(INTERNAL_PREFIX.as_bytes())
+}
+
+/// The stored body of one of the service's own events: `{"event_name", "timestamp", "data"}`
+/// with the variant's fields under `data`. `None` for Zalo's own kinds.
+pub fn internal_body(kind: &EventKind, timestamp_ms: i64) -> Option<(&'static str, String)> {
+    let (name, data) = match kind {
+        EventKind::FormSubmitted {
+            contact_id,
+            form,
+            name,
+            phone,
+            email,
+            fields,
+            repeat,
+        } => (
+            FORM_SUBMITTED,
+            serde_json::json!({"contact_id": contact_id, "form": form, "name": name,
+                "phone": phone, "email": email, "fields": fields, "repeat": repeat}),
+        ),
+        EventKind::EmailOpened {
+            contact_id,
+            job_id,
+            prefetch,
+        } => (
+            EMAIL_OPENED,
+            serde_json::json!({"contact_id": contact_id, "job_id": job_id, "prefetch": prefetch}),
+        ),
+        EventKind::EmailClicked {
+            contact_id,
+            job_id,
+            url,
+            link,
+        } => (
+            EMAIL_CLICKED,
+            serde_json::json!({"contact_id": contact_id, "job_id": job_id, "url": url, "link": link}),
+        ),
+        _ => return None,
+    };
+    let body = serde_json::json!({
+        "event_name": name,
+        "timestamp": timestamp_ms.to_string(),
+        "data": data,
+    });
+    Some((name, body.to_string()))
+}
+
+#[derive(Deserialize)]
+struct FormData {
+    contact_id: String,
+    form: String,
+    name: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    repeat: bool,
+}
+
+#[derive(Deserialize)]
+struct OpenData {
+    contact_id: String,
+    job_id: i64,
+    #[serde(default)]
+    prefetch: bool,
+}
+
+#[derive(Deserialize)]
+struct ClickData {
+    contact_id: String,
+    job_id: i64,
+    url: String,
+    link: Option<String>,
+}
+
+/// Our own events; a body that does not have the expected shape is kept as `Unknown`.
+fn internal_kind(name: &str, v: &Value) -> EventKind {
+    let data = v.get("data").cloned().unwrap_or(Value::Null);
+    let fallback = || EventKind::Unknown {
+        user_id: str_at(&data, &["contact_id"]),
+    };
+    match name {
+        FORM_SUBMITTED => match serde_json::from_value::<FormData>(data.clone()) {
+            Ok(d) => EventKind::FormSubmitted {
+                contact_id: d.contact_id,
+                form: d.form,
+                name: d.name,
+                phone: d.phone,
+                email: d.email,
+                fields: d.fields,
+                repeat: d.repeat,
+            },
+            Err(_) => fallback(),
+        },
+        EMAIL_OPENED => match serde_json::from_value::<OpenData>(data.clone()) {
+            Ok(d) => EventKind::EmailOpened {
+                contact_id: d.contact_id,
+                job_id: d.job_id,
+                prefetch: d.prefetch,
+            },
+            Err(_) => fallback(),
+        },
+        EMAIL_CLICKED => match serde_json::from_value::<ClickData>(data.clone()) {
+            Ok(d) => EventKind::EmailClicked {
+                contact_id: d.contact_id,
+                job_id: d.job_id,
+                url: d.url,
+                link: d.link,
+            },
+            Err(_) => fallback(),
+        },
+        _ => fallback(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +305,9 @@ impl Event {
             EventKind::Received { user_id, .. }
             | EventKind::Seen { user_id, .. }
             | EventKind::Unknown { user_id } => user_id.as_deref(),
+            EventKind::FormSubmitted { contact_id, .. }
+            | EventKind::EmailOpened { contact_id, .. }
+            | EventKind::EmailClicked { contact_id, .. } => Some(contact_id),
         }
     }
 
@@ -184,6 +342,7 @@ pub fn normalise(v: &Value) -> Result<Event, ParseError> {
     let any_user = || follower.clone().or(flat_user.clone()).or(sender.clone());
 
     let kind = match name.as_str() {
+        n if n.starts_with(INTERNAL_PREFIX) => internal_kind(n, v),
         n if n.starts_with("user_send_") || n.starts_with("anonymous_send_") => {
             match sender.clone().or(flat_user.clone()) {
                 Some(user_id) => EventKind::UserMessage {
@@ -574,6 +733,59 @@ mod tests {
         assert!(e.is_err() || matches!(e.unwrap().kind, EventKind::Follow { .. }));
         let e = parse(br#"{"event_name":"follow","follower":{"id":"18446744073709551617999"},"timestamp":"1"}"#).unwrap();
         assert_eq!(e.user_id(), Some("18446744073709551617999"));
+    }
+
+    #[test]
+    fn internal_events_round_trip() {
+        let kinds = [
+            EventKind::FormSubmitted {
+                contact_id: "phone:84912345678".into(),
+                form: "spring-sale".into(),
+                name: Some("Lan".into()),
+                phone: Some("84912345678".into()),
+                email: None,
+                fields: BTreeMap::from([("gift".to_string(), "Áo thun".to_string())]),
+                repeat: true,
+            },
+            EventKind::EmailOpened {
+                contact_id: "u1".into(),
+                job_id: 42,
+                prefetch: true,
+            },
+            EventKind::EmailClicked {
+                contact_id: "u1".into(),
+                job_id: 42,
+                url: "https://shop.example/p?a=1".into(),
+                link: Some("promo".into()),
+            },
+        ];
+        for kind in kinds {
+            let (name, body) = internal_body(&kind, 1_700_000_000_000).unwrap();
+            let e = parse(body.as_bytes()).unwrap();
+            assert_eq!(e.name, name);
+            assert_eq!(e.timestamp_ms, Some(1_700_000_000_000));
+            assert_eq!(e.kind, kind);
+            assert!(!e.kind.is_user_interaction());
+            assert!(e.user_id().is_some());
+        }
+        assert!(internal_body(&EventKind::Unknown { user_id: None }, 1).is_none());
+        // A malformed internal body is kept, not refused.
+        let e =
+            parse(br#"{"event_name":"zaloflow.email_opened","data":{"contact_id":"u1"}}"#).unwrap();
+        assert_eq!(
+            e.kind,
+            EventKind::Unknown {
+                user_id: Some("u1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn internal_names_are_recognised_without_case() {
+        assert!(is_internal_name("zaloflow.form_submitted"));
+        assert!(is_internal_name("ZaloFlow.anything"));
+        assert!(!is_internal_name("zaloflow"));
+        assert!(!is_internal_name("user_send_text"));
     }
 
     #[test]
