@@ -58,6 +58,9 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_ZALO_RATE",
     "ZALOFLOW_ZALO_RATE_PER_MINUTE",
     "ZALOFLOW_SEND_TIMEOUT",
+    "ZALOFLOW_PUBLIC_RATE_PER_MINUTE",
+    "ZALOFLOW_TRACKING_KEY",
+    "ZALOFLOW_CLIENT_IP_HEADER",
 ];
 
 #[derive(Clone, Debug)]
@@ -93,6 +96,14 @@ pub struct Config {
     pub zalo_rate_per_second: u32,
     pub zalo_rate_per_minute: u32,
     pub send_timeout: std::time::Duration,
+    /// Requests per minute and client IP on each public route family (forms; tracking).
+    /// 0 = no limit.
+    pub public_rate_per_minute: u32,
+    /// HMAC key of email tracking links; `None`: generated once and kept in the database.
+    pub tracking_key: Option<Secret>,
+    /// A header set by the proxy in front (e.g. `Fly-Client-IP`) that carries the client's IP;
+    /// `None`: the TCP peer address. Only set it behind a proxy that overwrites it.
+    pub client_ip_header: Option<String>,
 }
 
 impl Config {
@@ -214,6 +225,14 @@ impl Config {
             zalo_rate_per_second: num("ZALOFLOW_ZALO_RATE", 10)?,
             zalo_rate_per_minute: num("ZALOFLOW_ZALO_RATE_PER_MINUTE", 600)?,
             send_timeout,
+            public_rate_per_minute: num("ZALOFLOW_PUBLIC_RATE_PER_MINUTE", 60)?,
+            tracking_key: match get("ZALOFLOW_TRACKING_KEY") {
+                Some(k) if k.len() < 16 => {
+                    bail!("ZALOFLOW_TRACKING_KEY must be at least 16 characters")
+                }
+                k => k.map(Secret::new),
+            },
+            client_ip_header: get("ZALOFLOW_CLIENT_IP_HEADER").map(str::to_ascii_lowercase),
         })
     }
 

@@ -6,6 +6,7 @@
 pub mod channels;
 pub mod clock;
 pub mod config;
+pub mod contacts;
 pub mod engine;
 pub mod fakes;
 pub mod http;
@@ -13,6 +14,7 @@ pub mod inbox;
 pub mod outbox;
 pub mod store;
 pub mod telemetry;
+pub mod tracking;
 pub mod zalo;
 
 use std::future::Future;
@@ -94,6 +96,7 @@ pub async fn run(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");
     let http_stop = stop.clone();
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             tokio::select! {

@@ -22,6 +22,11 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Import or export contacts as CSV.
+    Contacts {
+        #[command(subcommand)]
+        command: zaloflow::contacts::Command,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
                 println!("migrations applied");
                 Ok(())
             }
+            Command::Contacts { command } => zaloflow::contacts::run(&config, command).await,
         }
     });
     match result {
