@@ -1,4 +1,5 @@
-//! The HTTP surface: the Zalo webhook, health and metrics.
+//! The HTTP surface: the Zalo webhook, health and metrics, the admin API, and the public
+//! form and email-tracking routes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,10 @@ use crate::inbox::Intake;
 use crate::store::DynStore;
 
 pub mod admin;
+pub mod forms;
 pub mod health;
+pub mod public;
+pub mod tracking;
 pub mod webhook;
 
 /// Zalo's webhook body limit (CONTRACT.md): larger bodies get 413.
@@ -36,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(admin::router(state.clone()))
+        .merge(public::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
