@@ -447,8 +447,11 @@ fn write_rejected(
     header: &::csv::StringRecord,
     rejected: &[Rejected],
 ) -> anyhow::Result<()> {
-    let mut w =
-        ::csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+    // Flexible: a row rejected for having too many cells keeps them all.
+    let mut w = ::csv::WriterBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .with_context(|| format!("writing {}", path.display()))?;
     let mut head = vec!["line".to_string(), "reason".to_string()];
     head.extend(
         header
@@ -459,8 +462,9 @@ fn write_rejected(
     for r in rejected {
         let mut rec = vec![r.line.to_string(), r.reason.clone()];
         rec.extend(r.cells.iter().cloned());
-        // Keep the file rectangular.
-        rec.resize(head.len().max(rec.len()), String::new());
+        if rec.len() < head.len() {
+            rec.resize(head.len(), String::new());
+        }
         w.write_record(&rec)?;
     }
     w.flush()?;
