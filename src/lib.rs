@@ -10,6 +10,7 @@ pub mod engine;
 pub mod fakes;
 pub mod http;
 pub mod inbox;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod zalo;
