@@ -188,10 +188,17 @@ pub fn load_sources(
         let docs = match yaml::parse(src) {
             Ok(d) => d,
             Err(e) => {
+                // `send: {{display_name}} ơi` opens a YAML flow mapping: say what to do.
+                let line = src.lines().nth(e.pos.line.saturating_sub(1) as usize);
+                let hint = if line.is_some_and(|l| l.contains(": {{") || l.contains("- {{")) {
+                    " (a text that starts with `{{` must be written in quotes or as a block with `|`)"
+                } else {
+                    ""
+                };
                 cx.diags.push(Diagnostic {
                     path: path.to_path_buf(),
                     pos: e.pos,
-                    message: format!("YAML syntax: {}", e.message),
+                    message: format!("YAML syntax: {}{hint}", e.message),
                 });
                 continue;
             }
@@ -791,7 +798,8 @@ impl<'a> Ctx<'a> {
                         Ok(r) => f.regex = Some(r),
                         Err(e) => {
                             let msg = e.to_string();
-                            let last = msg.lines().last().unwrap_or("").trim().to_string();
+                            let last = msg.lines().last().unwrap_or("").trim();
+                            let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
                             self.err(n, format!("bad regex `{src}`: {last}"));
                             ok = false;
                         }
