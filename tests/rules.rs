@@ -1097,3 +1097,37 @@ proptest! {
         let _ = load_sources(&[(PathBuf::from("x.yaml"), src)], &LoadOptions::default());
     }
 }
+
+#[test]
+fn many_contains_rules_match_like_few() {
+    // Past 64 keywords the matcher uses a literal set; results must not change.
+    for n in [10, 200] {
+        let mut y = String::from("rules:\n");
+        for i in 0..n {
+            y.push_str(&format!(
+                "  - id: k{i}\n    when:\n      message: {{contains: [\"mã {i}#\", \"CODE{i}#\"]}}\n    do: [{{tag: k{i}}}]\n"
+            ));
+        }
+        y.push_str("  - id: any_message\n    when: message\n    do: [{tag: seen}]\n");
+        let set = rules(&y);
+        let at = local(2024, 5, 1, 9, 0);
+        let e = text_message("u1", "Cho mình mã 7# và code3# nhé", at);
+        let out = set.evaluate(&EvalInput::new(
+            Stimulus::Event(&e),
+            &contact("u1"),
+            at,
+            TZ,
+            &NoHistory,
+        ));
+        assert_eq!(fired_ids(&out), vec!["k3", "k7", "any_message"], "n = {n}");
+        let e = text_message("u1", "không có gì", at);
+        let out = set.evaluate(&EvalInput::new(
+            Stimulus::Event(&e),
+            &contact("u1"),
+            at,
+            TZ,
+            &NoHistory,
+        ));
+        assert_eq!(fired_ids(&out), vec!["any_message"], "n = {n}");
+    }
+}

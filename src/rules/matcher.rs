@@ -276,6 +276,9 @@ impl Evaluation {
 
 type Entry = (u32, u16);
 
+/// From this many `contains` keywords on, message rules are found through a literal set.
+const CONTAINS_PREFILTER_MIN: usize = 64;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 enum Kind {
@@ -299,8 +302,13 @@ const KINDS: usize = 13;
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     simple: [Vec<Entry>; KINDS],
-    /// Message triggers without `equals`.
+    /// Message triggers without `equals` (and, when the prefilter is built, without
+    /// `contains`).
     message: Vec<Entry>,
+    /// Many `contains` rules: one pass over the text finds the keywords present (every
+    /// keyword is a literal pattern; pattern i belongs to `contains_entries[i]`).
+    contains_set: Option<regex::RegexSet>,
+    contains_entries: Vec<Entry>,
     /// Message triggers with `equals`, by each lower-cased text.
     message_equals: HashMap<String, Vec<Entry>>,
     tag_added: HashMap<String, Vec<Entry>>,
@@ -312,6 +320,7 @@ pub(crate) struct Index {
 impl Index {
     pub(crate) fn build(rules: &[Rule]) -> Index {
         let mut ix = Index::default();
+        let mut contains: Vec<(String, Entry)> = Vec::new();
         for (ri, r) in rules.iter().enumerate() {
             ix.by_id.insert(r.id.clone(), ri as u32);
             if !r.enabled {
@@ -321,7 +330,11 @@ impl Index {
                 let e = (ri as u32, ti as u16);
                 let kind = match t {
                     Trigger::Message(f) => {
-                        if f.equals.is_empty() {
+                        if f.equals.is_empty() && !f.contains.is_empty() {
+                            for k in &f.contains {
+                                contains.push((k.clone(), e));
+                            }
+                        } else if f.equals.is_empty() {
                             ix.message.push(e);
                         } else {
                             for s in &f.equals {
@@ -360,6 +373,28 @@ impl Index {
                     Trigger::AfterStep { .. } => Kind::AfterStep,
                 };
                 ix.simple[kind as usize].push(e);
+            }
+        }
+        // A handful of `contains` rules are cheapest checked one by one; past that, one
+        // pass of a literal set over the text (patterns are lower-cased, like the text).
+        let set = (contains.len() >= CONTAINS_PREFILTER_MIN)
+            .then(|| {
+                regex::RegexSetBuilder::new(contains.iter().map(|(k, _)| regex::escape(k)))
+                    .size_limit(256 << 20)
+                    .dfa_size_limit(64 << 20)
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        match set {
+            Some(set) => {
+                ix.contains_set = Some(set);
+                ix.contains_entries = contains.into_iter().map(|(_, e)| e).collect();
+            }
+            None => {
+                ix.message.extend(contains.into_iter().map(|(_, e)| e));
+                ix.message.sort_unstable();
+                ix.message.dedup();
             }
         }
         ix
@@ -541,14 +576,22 @@ impl RuleSet {
             Stimulus::Event(e) => match &e.kind {
                 EventKind::UserMessage { text, .. } => {
                     let lower = text.as_deref().unwrap_or("").to_lowercase();
-                    let c = match ix.message_equals.get(lower.trim()) {
-                        Some(eq) => {
-                            let mut c = ix.message.clone();
+                    let eq = ix.message_equals.get(lower.trim());
+                    let hits = ix.contains_set.as_ref().map(|set| set.matches(&lower));
+                    let has_hits = hits.as_ref().is_some_and(|h| h.matched_any());
+                    let c = if eq.is_none() && !has_hits {
+                        Cow::Borrowed(ix.message.as_slice())
+                    } else {
+                        let mut c = ix.message.clone();
+                        if let Some(eq) = eq {
                             c.extend_from_slice(eq);
-                            c.sort_unstable();
-                            Cow::Owned(c)
                         }
-                        None => Cow::Borrowed(ix.message.as_slice()),
+                        if let Some(hits) = hits {
+                            c.extend(hits.iter().map(|i| ix.contains_entries[i]));
+                        }
+                        c.sort_unstable();
+                        c.dedup();
+                        Cow::Owned(c)
                     };
                     judge.lower_text = Some(lower);
                     (c, "message".into())
