@@ -4,7 +4,23 @@
 //! keyword auto-replies (`message: {equals: …}`), a few dozen `contains` rules, the shipped
 //! greetings, thousands of tag rules over hundreds of tags, form, follow and scheduler rules.
 //! A second set puts all 10,000 rules on `message` with `contains` (the worst case: every
-//! rule is a candidate for every message).
+//! rule is a candidate for every message; a literal set finds the keywords in one pass).
+//!
+//! Figures (median, 2 shared cores; this crate at opt-level 3, dependencies at opt-level 1
+//! because the workplace forbids release builds of the whole tree):
+//!
+//! ```text
+//! CARGO_PROFILE_DEV_OPT_LEVEL=3 CARGO_PROFILE_DEV_DEBUG=0 \
+//!   cargo bench --profile dev --bench rules -- --warm-up-time 1 --measurement-time 3
+//!
+//! mixed 10,000: text message (greeting fires)          0.70 µs
+//! mixed 10,000: keyword message (equals index hit)     0.84 µs
+//! mixed 10,000: tag_added (8 rules fire, notify)       2.6 µs
+//! mixed 10,000: follow (500 follow rules checked)      4.9 µs
+//! 10,000 contains rules: no keyword in the text        0.40 µs
+//! 10,000 contains rules: 3 keywords in the text        7.0 µs
+//! load and check 10,000 mixed rules                    89 ms
+//! ```
 
 use std::hint::black_box;
 use std::path::PathBuf;
