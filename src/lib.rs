@@ -12,6 +12,7 @@ pub mod fakes;
 pub mod http;
 pub mod inbox;
 pub mod outbox;
+pub mod rules;
 pub mod store;
 pub mod telemetry;
 pub mod tracking;

@@ -27,6 +27,34 @@ enum Command {
         #[command(subcommand)]
         command: zaloflow::contacts::Command,
     },
+    /// Rule files: check them, or print their JSON Schema.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+    /// Dry run: which rules match an event and what they would do; no side effects.
+    Simulate {
+        /// A Zalo webhook body, or {"event"|"trigger": …, "contact": …} (see rules/README.md).
+        event: std::path::PathBuf,
+        /// The event's time (RFC 3339); default: the event's own timestamp.
+        #[arg(long)]
+        at: Option<String>,
+        /// The rules folder (default: ZALOFLOW_RULES).
+        #[arg(long)]
+        rules: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Check every rule file: exit 0, or exit 1 with one `path:line:col: message` per problem.
+    Check {
+        /// The rules folder (default: ZALOFLOW_RULES).
+        #[arg(long)]
+        rules: Option<std::path::PathBuf>,
+    },
+    /// Print the JSON Schema of rule files (for editor completion).
+    Schema,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +67,34 @@ fn main() -> ExitCode {
         }
     };
     zaloflow::telemetry::init_logging(cli.log_json || config.log_json);
+    // Rule commands need no runtime or database.
+    match &cli.command {
+        Command::Rules { command } => {
+            let (out, ok) = match command {
+                RulesCommand::Check { rules } => {
+                    zaloflow::rules::check_command(rules.as_deref().unwrap_or(&config.rules_dir))
+                }
+                RulesCommand::Schema => (zaloflow::rules::schema::to_pretty_string(), true),
+            };
+            print!("{out}");
+            return if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
+        Command::Simulate { event, at, rules } => {
+            let (out, code) = zaloflow::rules::simulate::command(
+                event,
+                at.as_deref(),
+                rules.as_deref().unwrap_or(&config.rules_dir),
+                config.tz,
+            );
+            print!("{out}");
+            return ExitCode::from(code as u8);
+        }
+        _ => {}
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,6 +112,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Contacts { command } => zaloflow::contacts::run(&config, command).await,
+            Command::Rules { .. } | Command::Simulate { .. } => Ok(()), // handled above
         }
     });
     match result {

@@ -1,0 +1,316 @@
+//! The rule language as typed values. Everything here has been checked by the loader: a
+//! [`Rule`] cannot hold a bad time, duration, cron, regex or template.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::channels::ZaloKind;
+
+use super::template::Template;
+use super::yaml::Pos;
+
+/// Milliseconds.
+pub type Ms = i64;
+
+pub const MINUTE: Ms = 60_000;
+pub const HOUR: Ms = 60 * MINUTE;
+pub const DAY: Ms = 24 * HOUR;
+
+/// Where something was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: Arc<PathBuf>,
+    pub pos: Pos,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}",
+            self.file.display(),
+            self.pos.line,
+            self.pos.col
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub id: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    /// Higher first; ties keep the order of files (by name) and of rules in a file.
+    pub priority: i64,
+    pub origin: Origin,
+    /// Any of these starts the rule.
+    pub triggers: Vec<Trigger>,
+    /// All of these must hold.
+    pub conditions: Vec<Condition>,
+    pub actions: Vec<Action>,
+    pub once_per: Option<OncePer>,
+    pub cooldown: Option<Ms>,
+}
+
+impl Rule {
+    /// Whether a `stop` action ends this rule's actions.
+    pub fn stops(&self) -> bool {
+        self.actions.iter().any(|a| matches!(a, Action::Stop))
+    }
+}
+
+/// What a user message must look like. Empty filter: any message.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    /// Lower-cased; the message must contain one of them.
+    pub contains: Vec<String>,
+    /// Lower-cased and trimmed; the whole message must be one of them.
+    pub equals: Vec<String>,
+    pub regex: Option<regex::Regex>,
+    /// `image`, `sticker`, `file`, `link`, `gif`, `audio`, `video`, `location`, or `any`.
+    pub attachment: Option<String>,
+}
+
+impl MessageFilter {
+    pub fn is_any(&self) -> bool {
+        self.contains.is_empty()
+            && self.equals.is_empty()
+            && self.regex.is_none()
+            && self.attachment.is_none()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// The user wrote to the OA (`user_send_*`). The OA's own sends never count.
+    Message(MessageFilter),
+    Follow,
+    Unfollow,
+    /// The "Nhắn tin" button.
+    ChatNow,
+    TagAdded(String),
+    TagRemoved(String),
+    /// The user shared their info (`user_submit_info`).
+    InfoSubmitted,
+    /// A person replied from the OA console (`oa_send_*` with an `admin_id`).
+    OaReply,
+    // --- evaluated by the scheduler ---
+    /// A 5-field cron pattern in the OA time zone.
+    Schedule(Box<Cron>),
+    /// The contact has been silent between these many days (inclusive).
+    Inactive {
+        min_days: u32,
+        max_days: Option<u32>,
+    },
+    /// A date field (e.g. `birthday`) falls `days_before` days from today.
+    SpecialDay {
+        field: String,
+        days_before: u32,
+    },
+    FieldChanged {
+        field: String,
+        to: Option<String>,
+    },
+    FormSubmitted(String),
+    /// An email sent by `email` (a rule id or campaign step) was opened; `None`: any.
+    EmailOpened {
+        email: Option<String>,
+    },
+    EmailNotOpened {
+        within_hours: u32,
+        email: Option<String>,
+    },
+    EmailClicked {
+        link: Option<String>,
+        email: Option<String>,
+    },
+    AfterStep {
+        campaign: String,
+        step: String,
+    },
+}
+
+impl Trigger {
+    /// The word used in rule files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Trigger::Message(_) => "message",
+            Trigger::Follow => "follow",
+            Trigger::Unfollow => "unfollow",
+            Trigger::ChatNow => "chat_now",
+            Trigger::TagAdded(_) => "tag_added",
+            Trigger::TagRemoved(_) => "tag_removed",
+            Trigger::InfoSubmitted => "info_submitted",
+            Trigger::OaReply => "oa_reply",
+            Trigger::Schedule(_) => "schedule",
+            Trigger::Inactive { .. } => "inactive",
+            Trigger::SpecialDay { .. } => "special_day",
+            Trigger::FieldChanged { .. } => "field_changed",
+            Trigger::FormSubmitted(_) => "form_submitted",
+            Trigger::EmailOpened { .. } => "email_opened",
+            Trigger::EmailNotOpened { .. } => "email_not_opened",
+            Trigger::EmailClicked { .. } => "email_clicked",
+            Trigger::AfterStep { .. } => "after_step",
+        }
+    }
+}
+
+/// A checked cron pattern (5 fields: minute hour day-of-month month day-of-week).
+#[derive(Debug, Clone)]
+pub struct Cron {
+    pub pattern: String,
+    pub cron: croner::Cron,
+}
+
+impl Cron {
+    /// The first instant strictly after `after_ms` that matches, in `tz`.
+    pub fn next_after(&self, after_ms: Ms, tz: chrono_tz::Tz) -> Option<Ms> {
+        let t = chrono::DateTime::from_timestamp_millis(after_ms)?.with_timezone(&tz);
+        self.cron
+            .find_next_occurrence(&t, false)
+            .ok()
+            .map(|d| d.timestamp_millis())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OncePer {
+    /// One local day of the OA time zone.
+    Day,
+    /// The rule's `time_between` window on that day.
+    Period,
+    /// One silence spell: a new interaction starts a new one.
+    Silence,
+    Ever,
+}
+
+#[derive(Debug, Clone)]
+pub enum FieldTest {
+    Equals(String),
+    Contains(String),
+    IsSet(bool),
+}
+
+#[derive(Debug, Clone)]
+pub enum Condition {
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+    /// Local time of day, minutes from midnight, both ends inclusive (to the end of the
+    /// `to` minute). `from > to` crosses midnight.
+    TimeBetween {
+        from: u16,
+        to: u16,
+    },
+    /// Bit 0 = Monday … bit 6 = Sunday.
+    Weekdays(u8),
+    /// Whole days since the contact's last interaction before this event.
+    SilentFor {
+        min_days: Option<u32>,
+        max_days: Option<u32>,
+    },
+    LastInteractionWithin(Ms),
+    /// Has every one of these tags.
+    HasTag(Vec<String>),
+    /// Has none of these tags.
+    LacksTag(Vec<String>),
+    Follows(bool),
+    InList(String),
+    Field {
+        name: String,
+        test: FieldTest,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum ButtonAction {
+    Url(Template),
+    Phone(Template),
+    /// Sends this text back to the OA as if the user typed it.
+    Query(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct Button {
+    pub title: Template,
+    pub action: ButtonAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListOp {
+    Add,
+    Remove,
+    /// Add to the list; keep the contact in `from`.
+    Copy,
+    /// Add to the list and remove from `from`.
+    Move,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Normal,
+    High,
+    Urgent,
+}
+
+#[derive(Debug, Clone)]
+pub enum Wait {
+    For(Ms),
+    /// Until the next time this local clock time comes (minutes from midnight).
+    Until(u16),
+}
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Send {
+        text: Template,
+        image: Option<Template>,
+        buttons: Vec<Button>,
+        via: ZaloKind,
+    },
+    Sms {
+        text: Template,
+        to: Option<Template>,
+    },
+    Email {
+        subject: Template,
+        html: Option<Template>,
+        text: Option<Template>,
+        to: Option<Template>,
+    },
+    Zns {
+        template_id: String,
+        data: Vec<(String, Template)>,
+        phone: Option<Template>,
+    },
+    Notify {
+        channel: Option<String>,
+        text: Template,
+    },
+    Task {
+        title: Template,
+        description: Option<Template>,
+        due_in: Option<Ms>,
+    },
+    Tag(Vec<String>),
+    Untag(Vec<String>),
+    SetField {
+        name: String,
+        value: Template,
+    },
+    List {
+        op: ListOp,
+        list: String,
+        from: Option<String>,
+    },
+    Handoff {
+        team: Option<String>,
+        advisor: Option<String>,
+        deadline: Ms,
+        priority: Priority,
+        note: Option<Template>,
+    },
+    Wait(Wait),
+    Stop,
+}

@@ -1,0 +1,265 @@
+//! The JSON Schema of rule files, for editors: with the YAML language server (VS Code's
+//! "YAML" extension and others), a first line `# yaml-language-server: $schema=./schema.json`
+//! gives completion and checking as people type. `rules/schema.json` is this schema, written
+//! by `zaloflow rules schema > rules/schema.json` (a test keeps it current).
+//!
+//! The loader is the authority (it also checks names, templates and cross-references); the
+//! schema describes the same shapes.
+
+use serde_json::{json, Value};
+
+fn text(desc: &str) -> Value {
+    json!({"type": "string", "minLength": 1, "description": desc})
+}
+
+fn name(desc: &str) -> Value {
+    json!({"type": "string", "pattern": "^\\S+$", "description": desc})
+}
+
+fn names(desc: &str) -> Value {
+    json!({"oneOf": [name(desc), {"type": "array", "items": name(desc), "minItems": 1}]})
+}
+
+fn object(props: Value, required: &[&str], desc: &str) -> Value {
+    json!({
+        "type": "object",
+        "properties": props,
+        "required": required,
+        "additionalProperties": false,
+        "description": desc,
+    })
+}
+
+fn days(desc: &str) -> Value {
+    json!({"type": "integer", "minimum": 0, "maximum": 3650, "description": desc})
+}
+
+pub fn json_schema() -> Value {
+    let duration = json!({
+        "type": "string",
+        "pattern": "^\\s*([0-9]+\\s*[smhdw]\\s*)+$",
+        "description": "a duration: a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d, 1h30m",
+    });
+    let clock = json!({
+        "type": "string",
+        "pattern": "^([01]?[0-9]|2[0-3]):[0-5][0-9]$",
+        "description": "a local time HH:MM in the OA time zone, in quotes: \"05:00\"",
+    });
+    let texts =
+        |d: &str| json!({"oneOf": [text(d), {"type": "array", "items": text(d), "minItems": 1}]});
+    let message = object(
+        json!({
+            "contains": texts("the message contains this text (any upper/lower case); a list: any of them"),
+            "equals": texts("the whole message is this text (any upper/lower case)"),
+            "regex": text("a regular expression the message matches (case-insensitive)"),
+            "attachment": {"enum": ["image", "sticker", "file", "link", "gif", "audio", "video", "location", "any"]},
+        }),
+        &[],
+        "the user wrote to the OA",
+    );
+    let no_value = |d: &str| json!({"type": "null", "description": d});
+    let word_triggers = json!({"enum": ["message", "follow", "unfollow", "chat_now", "info_submitted", "oa_reply", "email_opened", "email_clicked"],
+        "description": "a trigger without options"});
+    let trigger_map = json!({
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": false,
+        "properties": {
+            "message": {"oneOf": [{"type": "null"}, message]},
+            "follow": no_value("the user followed the OA"),
+            "unfollow": no_value("the user unfollowed the OA"),
+            "chat_now": no_value("the user tapped the \"Nhắn tin\" button"),
+            "info_submitted": no_value("the user shared their info"),
+            "oa_reply": no_value("an agent replied from the OA console"),
+            "tag_added": name("the tag (added by Zalo, staff or a rule)"),
+            "tag_removed": name("the tag"),
+            "schedule": text("a 5-field cron pattern in the OA time zone, e.g. \"0 9 * * *\""),
+            "inactive": object(json!({"min_days": days("silent at least this many days"), "max_days": days("and at most this many")}), &["min_days"], "the contact has been silent for a while (scheduler)"),
+            "special_day": object(json!({"field": name("a date field, e.g. dob (DD/MM/YYYY)"), "days_before": days("send this many days before")}), &["field"], "a birthday or other date (scheduler)"),
+            "field_changed": {"oneOf": [name("the field"), object(json!({"field": name("the field"), "to": text("only when it takes this value")}), &["field"], "a contact field changed")]},
+            "form_submitted": name("the form name (POST /forms/NAME)"),
+            "email_opened": {"oneOf": [{"type": "null"}, object(json!({"email": text("the rule or step that sent the email")}), &[], "")]},
+            "email_not_opened": object(json!({"within_hours": {"type": "integer", "minimum": 1}, "email": text("the rule or step that sent the email")}), &["within_hours"], "an email was not opened in time"),
+            "email_clicked": {"oneOf": [{"type": "null"}, object(json!({"email": text("the rule or step that sent the email"), "link": text("only this link")}), &[], "")]},
+            "after_step": object(json!({"campaign": name("the campaign"), "step": {"type": ["string", "integer"]}}), &["campaign", "step"], "a campaign step ran"),
+        }
+    });
+    let trigger = json!({"oneOf": [word_triggers, trigger_map]});
+    let condition = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "description": "conditions; several in one mapping must all hold",
+        "properties": {
+            "all": {"oneOf": [{"$ref": "#/$defs/condition"}, {"type": "array", "items": {"$ref": "#/$defs/condition"}}]},
+            "any": {"type": "array", "items": {"$ref": "#/$defs/condition"}, "minItems": 1},
+            "not": {"$ref": "#/$defs/condition"},
+            "time_between": {"oneOf": [
+                {"type": "array", "items": clock, "minItems": 2, "maxItems": 2},
+                object(json!({"from": clock, "to": clock}), &["from", "to"], ""),
+            ], "description": "local time of day, both ends included: [\"05:00\", \"10:59\"]"},
+            "weekdays": {"oneOf": [
+                {"$ref": "#/$defs/weekday"},
+                {"type": "array", "items": {"$ref": "#/$defs/weekday"}, "minItems": 1},
+            ]},
+            "silent_for": object(json!({"min_days": days(""), "max_days": days("")}), &[], "whole days since the last interaction before this event"),
+            "last_interaction_within": duration,
+            "has_tag": names("has every one of these tags"),
+            "lacks_tag": names("has none of these tags"),
+            "follows": {"type": "boolean"},
+            "in_list": name("a contact list declared under lists:"),
+            "group": name("a contact list declared under lists:"),
+            "field": {
+                "type": "object",
+                "properties": {"name": name("a field (or phone, email, display_name)"), "equals": {"type": ["string", "number", "boolean"]}, "contains": text(""), "is_set": {"type": "boolean"}},
+                "required": ["name"],
+                "additionalProperties": false,
+            },
+        }
+    });
+    let template = |d: &str| {
+        text(&format!("{d} (template: {{{{display_name}}}}, {{{{phone}}}}, {{{{email}}}}, {{{{tags}}}}, {{{{user_id}}}}, {{{{field.NAME}}}}; fallback: {{{{display_name | \"bạn\"}}}})"))
+    };
+    let button = json!({
+        "type": "object",
+        "properties": {"title": template("the button's label"), "url": template("opens this URL"), "phone": template("calls this number"), "query": template("sends this text to the OA")},
+        "required": ["title"],
+        "additionalProperties": false,
+    });
+    let action_map = json!({
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "additionalProperties": false,
+        "description": "one action per list item",
+        "properties": {
+            "send": {"oneOf": [template("an OA message"), object(json!({
+                "text": template("the message"),
+                "image": template("an image URL"),
+                "buttons": {"type": "array", "items": button, "maxItems": 5},
+                "via": {"enum": ["zalo", "zalo_promotion", "zalo_transaction"], "description": "zalo: customer-service (within 7 days of the user's last interaction); zalo_promotion: to followers any time"},
+            }), &["text"], "an OA message")]},
+            "sms": {"oneOf": [template("an SMS to the contact's phone"), object(json!({"text": template(""), "to": template("the number (default: the contact's)")}), &["text"], "")]},
+            "email": object(json!({"subject": template(""), "html": template(""), "text": template(""), "to": template("the address (default: the contact's)")}), &["subject"], "an email"),
+            "zns": object(json!({"template_id": text("the ZNS template id"), "data": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}, "phone": template("default: the contact's")}), &["template_id"], "a ZNS template message"),
+            "notify": {"oneOf": [template("a team-chat message"), object(json!({"channel": name("a chat channel declared under chat_channels:"), "text": template("")}), &["text"], "")]},
+            "task": {"oneOf": [template("a task title"), object(json!({"title": template(""), "description": template(""), "due_in": duration}), &["title"], "")]},
+            "tag": names("add these tags (also in Zalo)"),
+            "untag": names("remove these tags (also in Zalo)"),
+            "set_field": object(json!({"name": name("the field"), "value": template("")}), &["name", "value"], "set a contact field"),
+            "list": object(json!({"add": name(""), "remove": name(""), "copy": name(""), "move": name(""), "from": name("")}), &[], "add to / remove from / copy / move between contact lists (declared under lists:)"),
+            "handoff": {"oneOf": [{"type": "null"}, object(json!({
+                "team": name("a chat channel declared under chat_channels:"),
+                "advisor": text("a dedicated advisor"),
+                "deadline": duration,
+                "priority": {"enum": ["normal", "high", "urgent"]},
+                "note": template(""),
+            }), &[], "hand the conversation to people")]},
+            "wait": {"oneOf": [duration, object(json!({"until": clock}), &["until"], "")]},
+            "stop": {"type": "null"},
+        }
+    });
+    let rule = json!({
+        "type": "object",
+        "required": ["id", "when", "do"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "pattern": "^[\\w.-]+$", "description": "unique across the folder"},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean", "default": true},
+            "priority": {"type": "integer", "default": 0, "description": "higher runs first"},
+            "when": {"oneOf": [{"$ref": "#/$defs/trigger"}, {"type": "array", "items": {"$ref": "#/$defs/trigger"}, "minItems": 1}], "description": "what starts the rule (a list: any of them)"},
+            "if": {"oneOf": [{"$ref": "#/$defs/condition"}, {"type": "array", "items": {"$ref": "#/$defs/condition"}}]},
+            "do": {"type": "array", "items": {"$ref": "#/$defs/action"}, "minItems": 1, "description": "actions, in order"},
+            "once_per": {"enum": ["day", "period", "silence", "ever"], "description": "at most once per user per local day / time_between period / silence spell / ever"},
+            "cooldown": duration,
+        }
+    });
+    let declared = |what: &str| {
+        json!({"oneOf": [
+            {"type": "array", "items": name(what)},
+            {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+        ]})
+    };
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://zaloflow.local/rules.schema.json",
+        "title": "zaloflow rule file",
+        "description": "Automation rules for a Zalo Official Account. See rules/README.md.",
+        "oneOf": [
+            {
+                "type": ["object", "null"],
+                "additionalProperties": false,
+                "properties": {
+                    "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+                    "lists": declared("a contact list"),
+                    "chat_channels": declared("a team-chat channel"),
+                }
+            },
+            {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+        ],
+        "$defs": {
+            "rule": rule,
+            "trigger": trigger,
+            "condition": condition,
+            "action": {"oneOf": [{"const": "stop"}, action_map]},
+            "weekday": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun", "t2", "t3", "t4", "t5", "t6", "t7", "cn"]},
+        }
+    })
+}
+
+/// The schema as printed by `zaloflow rules schema` (and stored in `rules/schema.json`).
+pub fn to_pretty_string() -> String {
+    let mut s = serde_json::to_string_pretty(&json_schema()).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::load::{ACTIONS, CONDITIONS, FILE_KEYS, RULE_KEYS, TRIGGERS};
+
+    #[test]
+    fn schema_knows_every_word_the_loader_knows() {
+        let s = json_schema();
+        let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+        let mut triggers = keys(&s["$defs"]["trigger"]["oneOf"][1]["properties"]);
+        triggers.sort();
+        let mut want: Vec<String> = TRIGGERS.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(triggers, want);
+        let mut conds = keys(&s["$defs"]["condition"]["properties"]);
+        conds.sort();
+        let mut want: Vec<String> = CONDITIONS.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(conds, want);
+        let mut actions = keys(&s["$defs"]["action"]["oneOf"][1]["properties"]);
+        actions.sort();
+        let mut want: Vec<String> = ACTIONS.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(actions, want);
+        let mut rk = keys(&s["$defs"]["rule"]["properties"]);
+        rk.sort();
+        let mut want: Vec<String> = RULE_KEYS.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(rk, want);
+        let mut fk = keys(&s["oneOf"][0]["properties"]);
+        fk.sort();
+        let mut want: Vec<String> = FILE_KEYS.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(fk, want);
+    }
+
+    #[test]
+    fn shipped_schema_file_is_current() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/rules/schema.json");
+        let on_disk: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).expect("rules/schema.json"))
+                .expect("rules/schema.json is JSON");
+        assert_eq!(
+            on_disk,
+            json_schema(),
+            "rules/schema.json is stale: run `zaloflow rules schema > rules/schema.json`"
+        );
+    }
+}
