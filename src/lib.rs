@@ -70,7 +70,14 @@ pub async fn run(
     );
 
     let mut workers = JoinSet::new();
-    let engine = Arc::new(Engine::new());
+    let rules = load_rules(&config)?;
+    let engine = Arc::new(match &rules {
+        Some(w) => Engine::with_rules(w.clone(), config.tz),
+        None => Engine::new(),
+    });
+    if let Some(w) = &rules {
+        workers.spawn(w.clone().run(Duration::from_secs(1), stop.clone()));
+    }
     let instance = instance_id();
     let clock = Clock::system();
     let jobs_enqueued = Arc::new(Notify::new());
@@ -93,6 +100,7 @@ pub async fn run(
         intake,
         metrics,
         jobs_enqueued,
+        rules,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");
@@ -113,6 +121,37 @@ pub async fn run(
     while workers.join_next().await.is_some() {}
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Loads the rules folder and keeps watching it. A missing folder means no rules (with a
+/// warning); a broken one refuses to start, each problem printed as `path:line:col: message`.
+pub fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<rules::RuleWatcher>>> {
+    let dir = &config.rules_dir;
+    if !dir.is_dir() {
+        tracing::warn!(dir = %dir.display(), "rules folder not found: running without rules");
+        return Ok(None);
+    }
+    let opts = rules::LoadOptions {
+        extra_chat_channels: config.chat_channels.keys().cloned().collect(),
+        extra_lists: Vec::new(),
+    };
+    match rules::RuleWatcher::load(dir, opts, clock::system_now()) {
+        Ok(w) => {
+            let st = w.status();
+            tracing::info!(rules = st.rules, files = st.files, dir = %dir.display(), "rules loaded");
+            Ok(Some(Arc::new(w)))
+        }
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{d}");
+            }
+            anyhow::bail!(
+                "{} problem(s) in the rules folder {}",
+                diags.len(),
+                dir.display()
+            )
+        }
+    }
 }
 
 /// The outbox sender of this configuration: real channels, tokens kept in the database, the

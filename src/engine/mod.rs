@@ -1,39 +1,384 @@
-//! The processing pipeline: a stored event and the current state of its contacts in, the
-//! effects to apply out — plain code, no I/O. The store applies the effects atomically with
-//! marking the event processed.
+//! The processing pipeline: an event (or a scheduler stimulus) and the current state of its
+//! contacts in, the effects to apply out — plain code, no I/O. The store applies the effects
+//! atomically with marking the event processed: contact changes, outbox jobs, list operations,
+//! and the rule firings that keep limits (once per period, cooldowns) honest.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
-use crate::store::{Contact, ContactChange, Effects};
+use crate::channels::{Payload, ZaloKind};
+use crate::rules::{
+    ActionPlan, EvalInput, Evaluation, FireHistory, RuleSet, RuleWatcher, Stimulus,
+};
+use crate::store::{Contact, ContactChange, Effects, ListChange, NewJob, RuleFire};
 use crate::zalo::event::{Event, EventKind};
 
-/// Turns events into effects. Rules plug in here.
-#[derive(Debug, Default, Clone)]
-pub struct Engine {}
+/// Zalo refuses customer-service messages this long after the user's last interaction (-230).
+pub const CS_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
+/// Jobs of contacts tagged `vip_customer` go first.
+pub const VIP_TAG: &str = "vip_customer";
+pub const VIP_PRIORITY: i32 = 10;
 
-impl Engine {
-    pub fn new() -> Self {
-        Engine {}
+/// What the engine knows while it works through a batch: the contacts concerned (updated as
+/// events are applied), their rule firings, their lists.
+#[derive(Debug, Default, Clone)]
+pub struct BatchState {
+    pub contacts: HashMap<String, Contact>,
+    pub history: History,
+    pub lists: HashMap<String, BTreeSet<String>>,
+}
+
+/// The latest firing of each (contact, rule): what every limit needs.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    latest: HashMap<(String, String), (String, i64)>,
+}
+
+impl History {
+    pub fn from_fires(fires: Vec<RuleFire>) -> History {
+        let mut h = History::default();
+        for f in fires {
+            h.record(&f.user_id, &f.rule_id, &f.period_key, f.fired_at);
+        }
+        h
     }
 
-    /// Processes one event at `at` (the event's own time). `contacts` holds the current state
-    /// of every contact the event concerns and is updated in place, so the next event of the
-    /// same user in a batch sees this one's changes.
-    pub fn process(
-        &self,
-        event: &Event,
-        at: i64,
-        contacts: &mut HashMap<String, Contact>,
-    ) -> Effects {
+    pub fn record(&mut self, user_id: &str, rule_id: &str, period_key: &str, at: i64) {
+        self.latest.insert(
+            (user_id.to_string(), rule_id.to_string()),
+            (period_key.to_string(), at),
+        );
+    }
+}
+
+impl FireHistory for History {
+    fn fired(&self, user_id: &str, rule_id: &str, period_key: &str) -> bool {
+        self.latest
+            .get(&(user_id.to_string(), rule_id.to_string()))
+            .is_some_and(|(k, _)| k == period_key)
+    }
+
+    fn last_fired(&self, user_id: &str, rule_id: &str) -> Option<i64> {
+        self.latest
+            .get(&(user_id.to_string(), rule_id.to_string()))
+            .map(|(_, at)| *at)
+    }
+}
+
+/// Turns events into effects with the running rules.
+#[derive(Clone)]
+pub struct Engine {
+    rules: Option<Arc<RuleWatcher>>,
+    fixed: Option<Arc<RuleSet>>,
+    tz: chrono_tz::Tz,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("rules", &self.rule_set().len())
+            .field("tz", &self.tz)
+            .finish()
+    }
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// No rules: events only update contacts.
+    pub fn new() -> Self {
+        Engine {
+            rules: None,
+            fixed: None,
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+        }
+    }
+
+    /// The rules the watcher holds (hot reload picks up changes between batches).
+    pub fn with_rules(watcher: Arc<RuleWatcher>, tz: chrono_tz::Tz) -> Self {
+        Engine {
+            rules: Some(watcher),
+            fixed: None,
+            tz,
+        }
+    }
+
+    /// A fixed rule set (tests, simulate, benches).
+    pub fn with_rule_set(set: Arc<RuleSet>, tz: chrono_tz::Tz) -> Self {
+        Engine {
+            rules: None,
+            fixed: Some(set),
+            tz,
+        }
+    }
+
+    pub fn tz(&self) -> chrono_tz::Tz {
+        self.tz
+    }
+
+    pub fn rule_set(&self) -> Arc<RuleSet> {
+        if let Some(w) = &self.rules {
+            w.current()
+        } else if let Some(s) = &self.fixed {
+            s.clone()
+        } else {
+            Arc::new(RuleSet::empty())
+        }
+    }
+
+    /// Processes one event at `at` (the event's own time). `state` holds every contact the
+    /// event concerns and is updated in place, so the next event of the same user in a batch
+    /// sees this one's changes. `source` names the cause on the jobs (`inbox:42`).
+    pub fn process(&self, event: &Event, at: i64, source: &str, state: &mut BatchState) -> Effects {
+        let rules = self.rule_set();
         let changes = contact_changes(event, at);
+        let mut previous: HashMap<String, Option<i64>> = HashMap::new();
         for ch in &changes {
-            let c = contacts.entry(ch.user_id.clone()).or_default();
+            let c = state.contacts.entry(ch.user_id.clone()).or_default();
+            previous
+                .entry(ch.user_id.clone())
+                .or_insert(c.last_interaction);
             ch.apply_to(c);
         }
-        Effects {
+        let mut effects = Effects {
             contacts: changes,
-            ..Default::default()
+            ..Effects::default()
+        };
+        if rules.is_empty() {
+            return effects;
         }
+        for user in evaluated_users(event) {
+            let prev = previous.get(&user).copied().flatten();
+            let eval = {
+                let contact = state.contacts.entry(user.clone()).or_default().clone();
+                let lists = state.lists.get(&user).cloned().unwrap_or_default();
+                let input = EvalInput::new(
+                    Stimulus::Event(event),
+                    &contact,
+                    at,
+                    self.tz,
+                    &state.history,
+                )
+                .with_previous_interaction(prev)
+                .with_lists(&lists);
+                rules.evaluate_cascade(&input)
+            };
+            self.plan(&user, &eval, at, source, state, &mut effects);
+        }
+        effects
+    }
+
+    /// Evaluates a scheduler stimulus (inactivity, special day, schedule…) for one contact.
+    pub fn stimulate(
+        &self,
+        user: &str,
+        stimulus: Stimulus<'_>,
+        at: i64,
+        source: &str,
+        state: &mut BatchState,
+    ) -> Effects {
+        let rules = self.rule_set();
+        let mut effects = Effects::default();
+        let eval = {
+            let contact = state.contacts.entry(user.to_string()).or_default().clone();
+            let lists = state.lists.get(user).cloned().unwrap_or_default();
+            let input =
+                EvalInput::new(stimulus, &contact, at, self.tz, &state.history).with_lists(&lists);
+            rules.evaluate_cascade(&input)
+        };
+        self.plan(user, &eval, at, source, state, &mut effects);
+        effects
+    }
+
+    /// Turns what fired into effects, and records the firings in `state` too.
+    fn plan(
+        &self,
+        user: &str,
+        eval: &Evaluation,
+        at: i64,
+        source: &str,
+        state: &mut BatchState,
+        effects: &mut Effects,
+    ) {
+        for fired in &eval.fired {
+            metrics::counter!("zaloflow_rules_fired_total").increment(1);
+            tracing::info!(rule = %fired.rule_id, user, cause = %fired.cause, "rule fired");
+            effects.fires.push(RuleFire {
+                user_id: user.to_string(),
+                rule_id: fired.rule_id.clone(),
+                period_key: fired.period_key.clone(),
+                fired_at: at,
+            });
+            state
+                .history
+                .record(user, &fired.rule_id, &fired.period_key, at);
+            for planned in &fired.actions {
+                let contact = state.contacts.entry(user.to_string()).or_default();
+                let priority = if contact.tags.contains(VIP_TAG) {
+                    VIP_PRIORITY
+                } else {
+                    0
+                };
+                let job = |payload: &Payload| NewJob {
+                    priority,
+                    rule_id: Some(fired.rule_id.clone()),
+                    ..crate::outbox::job(payload, planned.run_at, source)
+                };
+                match &planned.action {
+                    ActionPlan::Outbound { payload } => {
+                        match zalo_refusal(payload, contact, planned.run_at) {
+                            Some(reason) => skip(&fired.rule_id, user, reason),
+                            None => effects.jobs.push(job(payload)),
+                        }
+                    }
+                    ActionPlan::Tag { tag, add } => {
+                        let mut ch = ContactChange::new(user, at);
+                        if *add {
+                            ch.tags_add.push(tag.clone());
+                        } else {
+                            ch.tags_remove.push(tag.clone());
+                        }
+                        ch.apply_to(contact);
+                        effects.contacts.push(ch);
+                        if let Some(mirror) =
+                            planned.zalo_mirror(user).filter(|_| is_zalo_user(user))
+                        {
+                            match zalo_refusal(&mirror, contact, planned.run_at) {
+                                Some(reason) => skip(&fired.rule_id, user, reason),
+                                None => effects.jobs.push(job(&mirror)),
+                            }
+                        }
+                    }
+                    ActionPlan::SetField { name, value } => {
+                        let mut ch = ContactChange::new(user, at);
+                        ch.fields_set.push((name.clone(), value.clone()));
+                        ch.apply_to(contact);
+                        effects.contacts.push(ch);
+                    }
+                    ActionPlan::List { op, list, from } => {
+                        let u = Some(user.to_string());
+                        let change = match (*op, from) {
+                            ("remove", _) => ListChange::Remove {
+                                list: list.clone(),
+                                user_id: user.to_string(),
+                            },
+                            ("copy", Some(from)) => ListChange::Copy {
+                                from: from.clone(),
+                                to: list.clone(),
+                                user_id: u,
+                            },
+                            ("move", Some(from)) => ListChange::Move {
+                                from: from.clone(),
+                                to: list.clone(),
+                                user_id: u,
+                            },
+                            _ => ListChange::Add {
+                                list: list.clone(),
+                                user_id: user.to_string(),
+                            },
+                        };
+                        let member_of = state.lists.entry(user.to_string()).or_default();
+                        match &change {
+                            ListChange::Remove { list, .. } => {
+                                member_of.remove(list);
+                            }
+                            ListChange::Move { from, to, .. } => {
+                                member_of.remove(from);
+                                member_of.insert(to.clone());
+                            }
+                            ListChange::Add { list, .. } | ListChange::Copy { to: list, .. } => {
+                                member_of.insert(list.clone());
+                            }
+                            ListChange::Create { .. } => {}
+                        }
+                        effects.lists.push(change);
+                    }
+                    ActionPlan::Handoff {
+                        team,
+                        note,
+                        deadline_at,
+                        ..
+                    } => {
+                        let who = contact
+                            .display_name
+                            .clone()
+                            .unwrap_or_else(|| user.to_string());
+                        let text = format!(
+                            "Cần nhân viên hỗ trợ: {who}{}{}",
+                            note.as_deref()
+                                .map(|n| format!(" — {n}"))
+                                .unwrap_or_default(),
+                            format_args!(" (trả lời trước {})", local_time(*deadline_at, self.tz)),
+                        );
+                        let payload = Payload::Chat {
+                            channel: team.clone(),
+                            text,
+                            data: serde_json::json!({"contact": user, "rule": fired.rule_id, "deadline_at": deadline_at}),
+                        };
+                        effects.jobs.push(job(&payload));
+                    }
+                    ActionPlan::Skipped { action, reason } => {
+                        skip(&fired.rule_id, user, &format!("{action}: {reason}"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn skip(rule: &str, user: &str, reason: &str) {
+    metrics::counter!("zaloflow_rules_skipped_actions_total").increment(1);
+    tracing::info!(rule, user, reason, "action skipped");
+}
+
+/// Zalo user ids are decimal strings; form-only contacts (`phone:…`, `email:…`) are not.
+pub fn is_zalo_user(id: &str) -> bool {
+    !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Why Zalo would refuse this send, so no quota is spent on it: customer-service messages only
+/// reach followers within 7 days of their last interaction (-230); nothing reaches a user who
+/// unfollowed (-213) or a contact that is not a Zalo user.
+pub fn zalo_refusal(payload: &Payload, contact: &Contact, run_at: i64) -> Option<&'static str> {
+    let (user_id, cs) = match payload {
+        Payload::Zalo { user_id, kind, .. } => (user_id, *kind == ZaloKind::Cs),
+        Payload::ZaloTag { user_id, .. } => (user_id, false),
+        _ => return None,
+    };
+    if !is_zalo_user(user_id) {
+        return Some("not a Zalo user");
+    }
+    if contact.follows == Some(false) {
+        return Some("the user does not follow the OA (Zalo would answer -213)");
+    }
+    if cs
+        && contact
+            .last_interaction
+            .is_none_or(|t| run_at - t > CS_WINDOW_MS)
+    {
+        return Some("outside Zalo's 7-day customer-service window (Zalo would answer -230)");
+    }
+    None
+}
+
+fn local_time(ms: i64, tz: chrono_tz::Tz) -> String {
+    crate::clock::to_utc(ms)
+        .with_timezone(&tz)
+        .format("%H:%M %d/%m")
+        .to_string()
+}
+
+/// The contacts rules are evaluated for: each user a tag event lists, else the event's user.
+fn evaluated_users(event: &Event) -> Vec<String> {
+    match &event.kind {
+        EventKind::TagAdded { user_ids, .. } | EventKind::TagRemoved { user_ids, .. } => {
+            user_ids.clone()
+        }
+        _ => event.user_id().map(str::to_string).into_iter().collect(),
     }
 }
 
@@ -174,16 +519,16 @@ mod tests {
     #[test]
     fn follow_then_unfollow_folds_in_order() {
         let engine = Engine::new();
-        let mut contacts = HashMap::new();
+        let mut state = BatchState::default();
         let f =
             parse(br#"{"event_name":"follow","follower":{"id":"7"},"timestamp":"1000"}"#).unwrap();
         let u = parse(br#"{"event_name":"unfollow","follower":{"id":"7"},"timestamp":"2000"}"#)
             .unwrap();
-        engine.process(&f, 1000, &mut contacts);
-        assert_eq!(contacts["7"].follows, Some(true));
-        assert_eq!(contacts["7"].last_interaction, Some(1000));
-        engine.process(&u, 2000, &mut contacts);
-        let c = &contacts["7"];
+        engine.process(&f, 1000, "t", &mut state);
+        assert_eq!(state.contacts["7"].follows, Some(true));
+        assert_eq!(state.contacts["7"].last_interaction, Some(1000));
+        engine.process(&u, 2000, "t", &mut state);
+        let c = &state.contacts["7"];
         assert_eq!(c.follows, Some(false));
         assert_eq!(c.unfollowed_at, Some(2000));
         // Unfollowing is not an interaction.

@@ -10,20 +10,33 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers and rules are loaded; the body says which rules run and
+/// whether a broken change on disk is being ignored (the last good rules keep running).
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.ping()).await {
-        Ok(Ok(())) => (
+    let rules = st.rules.as_ref().map(|w| {
+        let s = w.status();
+        json!({
+            "dir": s.dir.display().to_string(),
+            "rules": s.rules,
+            "files": s.files,
+            "loaded_at": s.loaded_at,
+            "reloads": s.reloads,
+            "pending_errors": s.errors,
+        })
+    });
+    let db = match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("timeout".to_string()),
+    };
+    match db {
+        Ok(()) => (
             StatusCode::OK,
-            Json(json!({"ready": true, "database": "ok"})),
+            Json(json!({"ready": true, "database": "ok", "rules": rules})),
         ),
-        Ok(Err(e)) => (
+        Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "database": e.to_string()})),
-        ),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "database": "timeout"})),
+            Json(json!({"ready": false, "database": e, "rules": rules})),
         ),
     }
 }

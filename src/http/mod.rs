@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// Wakes the outbox sender (a dead letter sent back, a job enqueued by the API).
     pub jobs_enqueued: std::sync::Arc<tokio::sync::Notify>,
+    /// The running rules (None: no rules folder).
+    pub rules: Option<std::sync::Arc<crate::rules::RuleWatcher>>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -4,7 +4,7 @@
 //! concurrently or out of order; different users' events run in parallel across workers and
 //! instances.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::engine::Engine;
+use crate::engine::{BatchState, Engine, History};
 use crate::store::{Completion, DynStore, InboxEvent, StoreError};
 use crate::zalo::event::{self, Event, EventKind};
 
@@ -100,8 +100,8 @@ impl Processor {
         }
         users.sort();
         users.dedup();
-        let mut contacts = self.store.load_contacts(&users).await?;
-        let before = contacts.clone();
+        let before = self.load_state(&users).await?;
+        let mut state = before.clone();
 
         let mut done = Vec::with_capacity(parsed.len());
         let mut failed = Vec::new();
@@ -109,7 +109,9 @@ impl Processor {
             match ev {
                 Ok(ev) => {
                     let at = event_time(ev, row);
-                    let effects = self.engine.process(ev, at, &mut contacts);
+                    let effects =
+                        self.engine
+                            .process(ev, at, &format!("inbox:{}", row.id), &mut state);
                     done.push(Completion {
                         inbox_id: row.id,
                         effects,
@@ -132,7 +134,6 @@ impl Processor {
             Err(e) if done.len() > 1 => {
                 // One bad event must not hold the others: commit them one by one.
                 tracing::warn!(error = %e, "batch commit failed; retrying events one at a time");
-                drop(contacts);
                 return self.one_by_one(parsed, before).await;
             }
             Err(e) => {
@@ -149,17 +150,39 @@ impl Processor {
         Ok(())
     }
 
+    /// Contacts, rule firings and (when rules use lists) list memberships of these users.
+    async fn load_state(&self, users: &[String]) -> Result<BatchState, StoreError> {
+        let contacts = self.store.load_contacts(users).await?;
+        let history = History::from_fires(self.store.load_rule_state(users).await?);
+        let mut lists = HashMap::new();
+        if !self.engine.rule_set().lists().is_empty() {
+            for u in users {
+                let of: BTreeSet<String> =
+                    self.store.lists_of_contact(u).await?.into_iter().collect();
+                lists.insert(u.clone(), of);
+            }
+        }
+        Ok(BatchState {
+            contacts,
+            history,
+            lists,
+        })
+    }
+
     async fn one_by_one(
         &self,
         parsed: Vec<(InboxEvent, Result<Event, String>)>,
-        mut contacts: HashMap<String, crate::store::Contact>,
+        mut state: BatchState,
     ) -> Result<(), StoreError> {
         for (row, ev) in &parsed {
             let result = match ev {
                 Ok(ev) => {
                     let at = event_time(ev, row);
-                    let mut scratch = contacts.clone();
-                    let effects = self.engine.process(ev, at, &mut scratch);
+                    let mut scratch = state.clone();
+                    let effects =
+                        self.engine
+                            .process(ev, at, &format!("inbox:{}", row.id), &mut scratch);
+                    let has_jobs = !effects.jobs.is_empty();
                     let c = Completion {
                         inbox_id: row.id,
                         effects,
@@ -169,7 +192,10 @@ impl Processor {
                         .complete_inbox(&self.owner, &[c], self.clock.now())
                         .await;
                     if r.is_ok() {
-                        contacts = scratch;
+                        state = scratch;
+                        if has_jobs {
+                            self.jobs_enqueued.notify_one();
+                        }
                     }
                     r.map_err(|e| e.to_string())
                 }

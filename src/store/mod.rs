@@ -216,6 +216,33 @@ pub struct Effects {
     pub jobs: Vec<NewJob>,
     /// Contact list operations (add, remove, copy, move), applied in order after `contacts`.
     pub lists: Vec<ListChange>,
+    /// Rules that fired, recorded so their limits hold (once per period, cooldown…).
+    pub fires: Vec<RuleFire>,
+}
+
+impl Effects {
+    pub fn is_empty(&self) -> bool {
+        self.contacts.is_empty()
+            && self.jobs.is_empty()
+            && self.lists.is_empty()
+            && self.fires.is_empty()
+    }
+
+    pub fn extend(&mut self, other: Effects) {
+        self.contacts.extend(other.contacts);
+        self.jobs.extend(other.jobs);
+        self.lists.extend(other.lists);
+        self.fires.extend(other.fires);
+    }
+}
+
+/// One rule firing for one contact.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RuleFire {
+    pub user_id: String,
+    pub rule_id: String,
+    pub period_key: String,
+    pub fired_at: i64,
 }
 
 /// One operation on contact lists (seed 000, II.5.3). A list is created by the first operation
@@ -456,6 +483,12 @@ pub trait Store: Send + Sync + 'static {
     /// Gives claimed events back (graceful shutdown).
     async fn release_inbox(&self, owner: &str) -> Result<u64>;
     async fn inbox_stats(&self) -> Result<InboxStats>;
+
+    /// Applies effects that no inbox event carries (the scheduler's decisions), in one
+    /// transaction.
+    async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()>;
+    /// The latest firing of every rule for these contacts.
+    async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>>;
 
     // --- outbox ---
     async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()>;

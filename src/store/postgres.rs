@@ -136,13 +136,25 @@ impl Store for PgStore {
         if r.rows_affected() != ids.len() as u64 {
             return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
         }
-        let merged = merge_changes(done.iter().flat_map(|c| &c.effects.contacts));
-        apply_contact_changes(&mut tx, &merged, now).await?;
-        let jobs: Vec<&NewJob> = done.iter().flat_map(|c| &c.effects.jobs).collect();
-        insert_jobs(&mut tx, &jobs, now).await?;
-        apply_list_changes(&mut tx, done.iter().flat_map(|c| &c.effects.lists), now).await?;
+        apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        apply_effects(&mut tx, std::iter::once(effects), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, rule_id, period_key, fired_at FROM rule_state WHERE user_id = ANY($1)",
+        )
+        .bind(user_ids)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn fail_inbox(
@@ -932,6 +944,42 @@ async fn bulk_upsert_contacts(
             .execute(&mut **tx)
             .await?;
         }
+    }
+    Ok(())
+}
+
+/// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
+/// outbox jobs, list operations, rule firings.
+async fn apply_effects<'e>(
+    tx: &mut Transaction<'static, Postgres>,
+    effects: impl Iterator<Item = &'e Effects> + Clone,
+    now: i64,
+) -> Result<()> {
+    let merged = merge_changes(effects.clone().flat_map(|e| &e.contacts));
+    apply_contact_changes(tx, &merged, now).await?;
+    let jobs: Vec<&NewJob> = effects.clone().flat_map(|e| &e.jobs).collect();
+    insert_jobs(tx, &jobs, now).await?;
+    apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
+    // The latest firing per (contact, rule) wins.
+    let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
+    for f in effects.flat_map(|e| &e.fires) {
+        fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
+    }
+    let fires: Vec<&RuleFire> = fires.into_values().collect();
+    for chunk in fires.chunks(300) {
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
+        qb.push_values(chunk, |mut b, f| {
+            b.push_bind(&f.user_id)
+                .push_bind(&f.rule_id)
+                .push_bind(&f.period_key)
+                .push_bind(f.fired_at);
+        });
+        qb.push(
+            " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
+              fired_at = excluded.fired_at, fires = rule_state.fires + 1",
+        );
+        qb.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

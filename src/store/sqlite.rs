@@ -172,13 +172,33 @@ impl Store for SqliteStore {
         if r.rows_affected() != ids.len() as u64 {
             return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
         }
-        let merged = merge_changes(done.iter().flat_map(|c| &c.effects.contacts));
-        apply_contact_changes(&mut tx, &merged, now).await?;
-        let jobs: Vec<&NewJob> = done.iter().flat_map(|c| &c.effects.jobs).collect();
-        insert_jobs(&mut tx, &jobs, now).await?;
-        apply_list_changes(&mut tx, done.iter().flat_map(|c| &c.effects.lists), now).await?;
+        apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        apply_effects(&mut tx, std::iter::once(effects), now).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>> {
+        let mut out = Vec::new();
+        for chunk in user_ids.chunks(500) {
+            let ids = serde_json::to_string(chunk).expect("strings serialise");
+            out.extend(
+                sqlx::query_as::<_, RuleFire>(
+                    "SELECT user_id, rule_id, period_key, fired_at FROM rule_state
+                     WHERE user_id IN (SELECT value FROM json_each(?1))",
+                )
+                .bind(ids)
+                .fetch_all(&self.reader)
+                .await?,
+            );
+        }
+        Ok(out)
     }
 
     async fn fail_inbox(
@@ -865,6 +885,42 @@ async fn apply_list_changes<'a>(
             }
         }
         i += 1;
+    }
+    Ok(())
+}
+
+/// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
+/// outbox jobs, list operations, rule firings.
+async fn apply_effects<'e>(
+    tx: &mut Transaction<'static, Sqlite>,
+    effects: impl Iterator<Item = &'e Effects> + Clone,
+    now: i64,
+) -> Result<()> {
+    let merged = merge_changes(effects.clone().flat_map(|e| &e.contacts));
+    apply_contact_changes(tx, &merged, now).await?;
+    let jobs: Vec<&NewJob> = effects.clone().flat_map(|e| &e.jobs).collect();
+    insert_jobs(tx, &jobs, now).await?;
+    apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
+    // The latest firing per (contact, rule) wins.
+    let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
+    for f in effects.flat_map(|e| &e.fires) {
+        fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
+    }
+    let fires: Vec<&RuleFire> = fires.into_values().collect();
+    for chunk in fires.chunks(300) {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
+        qb.push_values(chunk, |mut b, f| {
+            b.push_bind(&f.user_id)
+                .push_bind(&f.rule_id)
+                .push_bind(&f.period_key)
+                .push_bind(f.fired_at);
+        });
+        qb.push(
+            " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
+              fired_at = excluded.fired_at, fires = rule_state.fires + 1",
+        );
+        qb.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -68,6 +68,8 @@ pub fn config(db_url: &str, extra: &[(&str, &str)]) -> Config {
     m.insert("DATABASE_URL".into(), db_url.into());
     m.insert("ZALO_APP_ID".into(), APP_ID.into());
     m.insert("ZALO_OA_SECRET_KEY".into(), OA_KEY.into());
+    // No rules unless a test asks for them (the shipped folder is `rules`).
+    m.insert("ZALOFLOW_RULES".into(), "/nonexistent-rules".into());
     for (k, v) in extra {
         m.insert(k.to_string(), v.to_string());
     }
@@ -175,4 +177,75 @@ where
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// A signed-webhook body for `event_name` about `user` at `ts` (ms), with extra fields.
+pub fn event_at(event_name: &str, user: &str, ts: i64, extra: serde_json::Value) -> String {
+    let mut v = serde_json::json!({
+        "app_id": APP_ID,
+        "event_name": event_name,
+        "timestamp": ts.to_string(),
+    });
+    match event_name {
+        "follow" | "unfollow" => {
+            v["follower"] = serde_json::json!({"id": user});
+            v["oa_id"] = "388613280878808645".into();
+        }
+        "user_click_chatnow" => {
+            v["user_id"] = user.into();
+            v["oa_id"] = "388613280878808645".into();
+        }
+        n if n.starts_with("oa_send_") => {
+            v["sender"] = serde_json::json!({"id": "388613280878808645", "admin_id": "99"});
+            v["recipient"] = serde_json::json!({"id": user});
+        }
+        _ => {
+            v["sender"] = serde_json::json!({"id": user});
+            v["recipient"] = serde_json::json!({"id": "388613280878808645"});
+        }
+    }
+    if let (Some(obj), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in more {
+            obj.insert(k.clone(), x.clone());
+        }
+    }
+    v.to_string()
+}
+
+/// Milliseconds of a local time in Hồ Chí Minh City (UTC+7, no DST).
+pub fn hcm(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+    use chrono::TimeZone;
+    chrono_tz::Asia::Ho_Chi_Minh
+        .with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Configuration pointing every outbound channel at in-process fakes.
+pub fn fake_channels(
+    zalo: &zaloflow::fakes::zalo::FakeZalo,
+    sink: &zaloflow::fakes::http_sink::HttpSink,
+) -> Vec<(String, String)> {
+    let o = zaloflow::fakes::zalo::FakeZaloOptions::default();
+    vec![
+        ("ZALO_API_BASE".into(), zalo.base_url().to_string()),
+        ("ZALO_OAUTH_BASE".into(), zalo.base_url().to_string()),
+        ("ZALO_ZNS_BASE".into(), zalo.base_url().to_string()),
+        ("ZALO_APP_SECRET".into(), o.app_secret),
+        ("ZALO_ACCESS_TOKEN".into(), o.access_token),
+        ("ZALO_REFRESH_TOKEN".into(), o.refresh_token),
+        ("ZALOFLOW_ZALO_RATE".into(), "0".into()),
+        ("ZALOFLOW_ZALO_RATE_PER_MINUTE".into(), "0".into()),
+        ("ZALOFLOW_CHAT_WEBHOOK_URL".into(), sink.url("/chat")),
+        (
+            "ZALOFLOW_CHAT_CHANNELS".into(),
+            format!(
+                "agents={},supervisors={}",
+                sink.url("/agents"),
+                sink.url("/supervisors")
+            ),
+        ),
+        ("ZALOFLOW_SMS_URL".into(), sink.url("/sms")),
+        ("ZALOFLOW_TASK_WEBHOOK_URL".into(), sink.url("/task")),
+    ]
 }

@@ -1,0 +1,10 @@
+-- The latest firing of each rule for each contact: enough to judge every limit (once per day,
+-- period, silence spell or ever compare with the latest period key; cooldowns with its time).
+CREATE TABLE rule_state (
+    user_id    TEXT    NOT NULL,
+    rule_id    TEXT    NOT NULL,
+    period_key TEXT    NOT NULL,
+    fired_at   INTEGER NOT NULL,
+    fires      INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (user_id, rule_id)
+);
