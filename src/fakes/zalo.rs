@@ -217,6 +217,11 @@ impl FakeZalo {
     }
 
     /// The base of every endpoint: use it as API, OAuth and ZNS base alike.
+    /// Real time since the fake started, on the same scale as [`Arrival::elapsed`].
+    pub fn elapsed(&self) -> Duration {
+        self.shared.started.elapsed()
+    }
+
     pub fn base_url(&self) -> &str {
         &self.base_url
     }
