@@ -22,10 +22,19 @@ fn pct(v: &[f64], p: f64) -> f64 {
 }
 
 fn main() {
-    let rate: u64 = std::env::var("E2E_RATE").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    let secs: u64 = std::env::var("E2E_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let rate: u64 = std::env::var("E2E_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let secs: u64 = std::env::var("E2E_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let backend = std::env::var("E2E_DB").unwrap_or_else(|_| "sqlite".into());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
         let db_url = if backend == "postgres" {

@@ -6,6 +6,8 @@ use std::sync::Arc;
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
 
+const FOLLOW_SYSTEM: Millis = Millis::MIN;
+
 /// The system clock, or a fixed/scripted one (tests, `tick --at`, the demo's week).
 #[derive(Clone, Debug, Default)]
 pub struct Clock(Option<Arc<AtomicI64>>);
@@ -20,7 +22,18 @@ impl Clock {
     pub fn now(&self) -> Millis {
         match &self.0 {
             None => system_now(),
-            Some(t) => t.load(Ordering::SeqCst),
+            Some(t) => match t.load(Ordering::SeqCst) {
+                FOLLOW_SYSTEM => system_now(),
+                at => at,
+            },
+        }
+    }
+
+    /// A fixed clock goes back to following the system clock (the demo, once its scripted
+    /// week is over).
+    pub fn follow_system(&self) {
+        if let Some(t) = &self.0 {
+            t.store(FOLLOW_SYSTEM, Ordering::SeqCst);
         }
     }
     pub fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {

@@ -7,6 +7,7 @@ pub mod channels;
 pub mod clock;
 pub mod config;
 pub mod contacts;
+pub mod demo;
 pub mod engine;
 pub mod fakes;
 pub mod http;
@@ -47,6 +48,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    run_with_clock(config, listener, shutdown, Clock::system()).await
+}
+
+/// [`run`] on a given clock: the demo replays its scripted week on a clock it moves.
+pub async fn run_with_clock(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    clock: Clock,
+) -> anyhow::Result<()> {
     let config = Arc::new(config);
     if config.webhook_keys().is_none() {
         tracing::warn!("ZALO_APP_ID and ZALO_OA_SECRET_KEY are not both set: webhooks will be refused with 503 until they are");
@@ -70,7 +81,7 @@ pub async fn run(
     );
 
     let mut workers = JoinSet::new();
-    let rules = load_rules(&config)?;
+    let rules = load_rules(&config, clock.now())?;
     let engine = Arc::new(match &rules {
         Some(w) => Engine::with_rules(w.clone(), config.tz),
         None => Engine::new(),
@@ -79,7 +90,6 @@ pub async fn run(
         workers.spawn(w.clone().run(Duration::from_secs(1), stop.clone()));
     }
     let instance = instance_id();
-    let clock = Clock::system();
     let jobs_enqueued = Arc::new(Notify::new());
     for n in 0..2 {
         let mut p = Processor::new(
@@ -125,7 +135,7 @@ pub async fn run(
 
 /// Loads the rules folder and keeps watching it. A missing folder means no rules (with a
 /// warning); a broken one refuses to start, each problem printed as `path:line:col: message`.
-pub fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<rules::RuleWatcher>>> {
+pub fn load_rules(config: &Config, now: i64) -> anyhow::Result<Option<Arc<rules::RuleWatcher>>> {
     let dir = &config.rules_dir;
     if !dir.is_dir() {
         tracing::warn!(dir = %dir.display(), "rules folder not found: running without rules");
@@ -135,7 +145,7 @@ pub fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<rules::RuleWatch
         extra_chat_channels: config.chat_channels.keys().cloned().collect(),
         extra_lists: Vec::new(),
     };
-    match rules::RuleWatcher::load(dir, opts, clock::system_now()) {
+    match rules::RuleWatcher::load(dir, opts, now) {
         Ok(w) => {
             let st = w.status();
             tracing::info!(rules = st.rules, files = st.files, dir = %dir.display(), "rules loaded");

@@ -22,6 +22,19 @@ enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Replay a scripted week of a shop against fakes of Zalo, SMS and team chat (no account
+    /// needed) and print it as a timeline.
+    Demo {
+        /// Keep running afterwards: post your own webhooks, use the admin API.
+        #[arg(long)]
+        serve: bool,
+        /// Port for --serve.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Plain text, no colours.
+        #[arg(long)]
+        no_color: bool,
+    },
     /// Import or export contacts as CSV.
     Contacts {
         #[command(subcommand)]
@@ -105,6 +118,21 @@ fn main() -> ExitCode {
                 let addr = std::net::SocketAddr::from(([0, 0, 0, 0], config.port));
                 let listener = tokio::net::TcpListener::bind(addr).await?;
                 zaloflow::run(config, listener, zaloflow::shutdown_signal()).await
+            }
+            Command::Demo {
+                serve,
+                port,
+                no_color,
+            } => {
+                let mut opts = zaloflow::demo::DemoOptions {
+                    serve,
+                    port,
+                    ..Default::default()
+                };
+                if no_color {
+                    opts.color = false;
+                }
+                zaloflow::demo::run(opts).await.map(|_| ())
             }
             Command::Migrate => {
                 zaloflow::open_store(&config).await?;

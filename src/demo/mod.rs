@@ -1,0 +1,502 @@
+//! `zaloflow demo`: the whole product on this machine with no account. A temporary SQLite
+//! database, the shipped `rules/`, the real service (`run_with_clock`) and in-process fakes of
+//! Zalo, an SMS gateway and the team chat; a scripted week of a shop replayed on a scripted
+//! clock, printed as a timeline a person can read.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::TimeZone;
+use serde_json::{json, Value};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::fakes::http_sink::HttpSink;
+use crate::fakes::zalo::{FakeZalo, FakeZaloOptions};
+use crate::store::DynStore;
+use crate::zalo::signature;
+
+pub const APP_ID: &str = "4318079521684321000";
+pub const OA_SECRET_KEY: &str = "demo-oa-secret-key";
+pub const ADMIN_TOKEN: &str = "demo-admin-token";
+const OA_ID: &str = "388613280878808645";
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Keep serving after the replay (post your own webhooks, open the board).
+    pub serve: bool,
+    pub port: u16,
+    pub color: bool,
+    /// The rules folder (default: `rules` if it exists, else the shipped rules built in).
+    pub rules: Option<PathBuf>,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            serve: false,
+            port: 8080,
+            color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            rules: None,
+        }
+    }
+}
+
+/// The shipped rules, built into the binary so the demo also runs outside the repository.
+const SHIPPED_RULES: &[(&str, &str)] = &[
+    ("greetings.yaml", include_str!("../../rules/greetings.yaml")),
+    ("welcome.yaml", include_str!("../../rules/welcome.yaml")),
+    ("tags.yaml", include_str!("../../rules/tags.yaml")),
+    ("vip.yaml", include_str!("../../rules/vip.yaml")),
+    (
+        "reactivation.yaml",
+        include_str!("../../rules/reactivation.yaml"),
+    ),
+];
+
+/// A person of the scripted week.
+#[derive(Clone, Copy)]
+struct Persona {
+    name: &'static str,
+    user_id: &'static str,
+}
+
+const LAN: Persona = Persona {
+    name: "Lan",
+    user_id: "5100000000000000001",
+};
+const MINH: Persona = Persona {
+    name: "Minh",
+    user_id: "5100000000000000002",
+};
+const HUY: Persona = Persona {
+    name: "Huy",
+    user_id: "5100000000000000003",
+};
+const TRANG: Persona = Persona {
+    name: "Trang",
+    user_id: "5100000000000000004",
+};
+const BAO: Persona = Persona {
+    name: "Bảo",
+    user_id: "5100000000000000005",
+};
+const CHAU: Persona = Persona {
+    name: "Châu",
+    user_id: "5100000000000000006",
+};
+
+fn persona_name(user_id: &str) -> String {
+    [LAN, MINH, HUY, TRANG, BAO, CHAU]
+        .iter()
+        .find(|p| p.user_id == user_id)
+        .map(|p| p.name.to_string())
+        .unwrap_or_else(|| user_id.to_string())
+}
+
+/// What happens at one instant of the week.
+enum Step {
+    /// A title line for a new day.
+    Day(&'static str),
+    Text(Persona, &'static str),
+    Follow(Persona),
+    ChatNow(Persona),
+    /// Staff tag the user in the OA console (Zalo sends `add_user_to_tag`).
+    Tag(Persona, &'static str),
+    /// The user shares name and phone through Zalo's info form.
+    SubmitInfo(Persona, &'static str, &'static str),
+}
+
+/// The transcript of a run, in plain text (the terminal gets it coloured).
+#[derive(Debug, Default, Clone)]
+pub struct Transcript {
+    pub lines: Vec<String>,
+    pub inbound: usize,
+    pub zalo_messages: usize,
+    pub staff_notifications: usize,
+    pub sms: usize,
+}
+
+struct Printer {
+    color: bool,
+    t: Transcript,
+}
+
+impl Printer {
+    fn line(&mut self, style: &str, text: String) {
+        let painted = match (self.color, style) {
+            (false, _) | (_, "") => text.clone(),
+            (true, s) => format!("\x1b[{s}m{text}\x1b[0m"),
+        };
+        println!("{painted}");
+        self.t.lines.push(text);
+    }
+}
+
+/// Runs the demo; returns what it printed.
+pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
+    let tz = chrono_tz::Asia::Ho_Chi_Minh;
+    let work = tempfile::tempdir()?;
+    let rules_dir = match &opts.rules {
+        Some(d) => d.clone(),
+        None if PathBuf::from("rules").is_dir() => PathBuf::from("rules"),
+        None => {
+            let d = work.path().join("rules");
+            std::fs::create_dir_all(&d)?;
+            for (name, text) in SHIPPED_RULES {
+                std::fs::write(d.join(name), text)?;
+            }
+            d
+        }
+    };
+    let zalo = FakeZalo::start(FakeZaloOptions {
+        accept_unknown_users: true,
+        app_id: APP_ID.into(),
+        ..FakeZaloOptions::default()
+    })
+    .await?;
+    let sink = HttpSink::start().await?;
+    let fake = FakeZaloOptions::default();
+    let db_url = format!("sqlite://{}", work.path().join("demo.db").display());
+    let mut m: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in [
+        ("DATABASE_URL", db_url.clone()),
+        ("ZALO_APP_ID", APP_ID.into()),
+        ("ZALO_OA_SECRET_KEY", OA_SECRET_KEY.into()),
+        ("ZALOFLOW_RULES", rules_dir.display().to_string()),
+        ("ZALO_API_BASE", zalo.base_url().into()),
+        ("ZALO_OAUTH_BASE", zalo.base_url().into()),
+        ("ZALO_ZNS_BASE", zalo.base_url().into()),
+        ("ZALO_APP_SECRET", fake.app_secret.clone()),
+        ("ZALO_ACCESS_TOKEN", fake.access_token.clone()),
+        ("ZALO_REFRESH_TOKEN", fake.refresh_token.clone()),
+        ("ZALOFLOW_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("ZALOFLOW_CHAT_WEBHOOK_URL", sink.url("/chat/default")),
+        (
+            "ZALOFLOW_CHAT_CHANNELS",
+            format!(
+                "agents={},supervisors={}",
+                sink.url("/chat/agents"),
+                sink.url("/chat/supervisors")
+            ),
+        ),
+        ("ZALOFLOW_SMS_URL", sink.url("/sms")),
+        ("ZALOFLOW_TASK_WEBHOOK_URL", sink.url("/task")),
+        ("ZALOFLOW_ZALO_RATE", "0".into()),
+        (
+            "ZALOFLOW_PUBLIC_URL",
+            format!("http://localhost:{}", opts.port),
+        ),
+    ] {
+        m.insert(k.to_string(), v);
+    }
+    let config = Config::from_map(&m)?;
+    let addr = if opts.serve {
+        format!("127.0.0.1:{}", opts.port)
+    } else {
+        "127.0.0.1:0".to_string()
+    };
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let base = format!("http://{}", listener.local_addr()?);
+
+    // Monday 23 November 2026, 07:00 in Hồ Chí Minh City.
+    let at = |day: u32, h: u32, mi: u32| {
+        tz.with_ymd_and_hms(2026, 11, 23 + day, h, mi, 0)
+            .single()
+            .expect("valid local time")
+            .timestamp_millis()
+    };
+    let clock = Clock::fixed(at(0, 7, 0));
+    zalo.set_now(Some(clock.now_utc()));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::run_with_clock(
+        config,
+        listener,
+        async move {
+            let _ = stop_rx.await;
+        },
+        clock.clone(),
+    ));
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let store = crate::store::open(&db_url).await?;
+
+    let mut p = Printer {
+        color: opts.color,
+        t: Transcript::default(),
+    };
+    p.line(
+        "1",
+        "zaloflow demo — one week of a shop on Zalo, replayed in seconds".into(),
+    );
+    p.line(
+        "2",
+        format!(
+            "(real service and shipped rules from {}; fake Zalo, SMS gateway and team chat in this process; clock scripted)",
+            rules_dir.display()
+        ),
+    );
+
+    let week: Vec<(i64, Step)> = vec![
+        (at(0, 7, 0), Step::Day("Monday 23/11")),
+        (at(0, 8, 5), Step::Follow(LAN)),
+        (
+            at(0, 8, 10),
+            Step::Text(LAN, "Chào shop, áo thun này giá bao nhiêu ạ?"),
+        ),
+        (at(0, 9, 40), Step::Text(LAN, "Có size M không shop?")),
+        (
+            at(0, 12, 20),
+            Step::Text(MINH, "Trưa nay shop có giao hàng không?"),
+        ),
+        (at(0, 15, 0), Step::Text(HUY, "Cho mình xem mẫu mới với")),
+        (
+            at(0, 19, 30),
+            Step::Text(HUY, "Tối rồi, shop còn mở không?"),
+        ),
+        (at(1, 7, 0), Step::Day("Tuesday 24/11")),
+        (at(1, 9, 0), Step::ChatNow(TRANG)),
+        (
+            at(1, 9, 5),
+            Step::SubmitInfo(TRANG, "Trang Phạm", "0912345678"),
+        ),
+        (at(1, 10, 15), Step::Text(LAN, "Chào buổi sáng shop!")),
+        (at(2, 7, 0), Step::Day("Wednesday 25/11")),
+        (at(2, 9, 0), Step::Tag(MINH, "vip_customer")),
+        (
+            at(2, 14, 0),
+            Step::Text(MINH, "Mình cần đổi size đơn hôm qua, gấp ạ"),
+        ),
+        (at(2, 14, 40), Step::Text(MINH, "Shop ơi?")),
+    ];
+    for (when, step) in week {
+        clock.set(when);
+        zalo.set_now(Some(clock.now_utc()));
+        let stamp = crate::clock::to_utc(when)
+            .with_timezone(&tz)
+            .format("%a %H:%M");
+        let before = (zalo.messages().len(), sink.requests().len());
+        let body = match step {
+            Step::Day(title) => {
+                p.line("", String::new());
+                p.line("1;4", title.to_string());
+                continue;
+            }
+            Step::Text(who, text) => {
+                p.line("36", format!("{stamp}  {} → OA: “{text}”", who.name));
+                p.t.inbound += 1;
+                event(
+                    "user_send_text",
+                    who.user_id,
+                    when,
+                    json!({"message": {"text": text, "msg_id": format!("demo-{when}-{}", who.user_id)}}),
+                )
+            }
+            Step::Follow(who) => {
+                p.line("36", format!("{stamp}  {} follows the OA", who.name));
+                p.t.inbound += 1;
+                event("follow", who.user_id, when, json!({"source": "oa_profile"}))
+            }
+            Step::ChatNow(who) => {
+                p.line("36", format!("{stamp}  {} taps “Nhắn tin”", who.name));
+                p.t.inbound += 1;
+                event("user_click_chatnow", who.user_id, when, json!({}))
+            }
+            Step::Tag(who, tag) => {
+                p.line(
+                    "36",
+                    format!("{stamp}  staff tag {} as {tag} in the OA console", who.name),
+                );
+                p.t.inbound += 1;
+                event(
+                    "add_user_to_tag",
+                    who.user_id,
+                    when,
+                    json!({"tag": {"name": tag, "user_ids": [who.user_id]}}),
+                )
+            }
+            Step::SubmitInfo(who, name, phone) => {
+                p.line(
+                    "36",
+                    format!(
+                        "{stamp}  {} shares name and phone ({name}, {phone})",
+                        who.name
+                    ),
+                );
+                p.t.inbound += 1;
+                event(
+                    "user_submit_info",
+                    who.user_id,
+                    when,
+                    json!({"info": {"name": name, "phone": phone}}),
+                )
+            }
+        };
+        post_webhook(&http, &base, &body).await?;
+        settle(&store, &clock).await?;
+        report(&mut p, &zalo, &sink, before);
+    }
+
+    p.line("", String::new());
+    let counts = store.job_counts().await?;
+    let dead: i64 = counts
+        .iter()
+        .filter(|(_, s, _)| s == "dead")
+        .map(|(_, _, n)| n)
+        .sum();
+    p.line(
+        "1",
+        format!(
+            "Summary: {} customer events in, {} Zalo messages out, {} SMS, {} staff notifications, {} dead letters.",
+            p.t.inbound, p.t.zalo_messages, p.t.sms, p.t.staff_notifications, dead
+        ),
+    );
+
+    if opts.serve {
+        clock.follow_system();
+        zalo.set_now(None);
+        print_serve_help(&base, opts.port);
+        crate::shutdown_signal().await;
+    }
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(p.t)
+}
+
+fn event(name: &str, user: &str, ts: i64, extra: Value) -> String {
+    let mut v = json!({"app_id": APP_ID, "event_name": name, "timestamp": ts.to_string()});
+    match name {
+        "follow" | "unfollow" => {
+            v["follower"] = json!({"id": user});
+            v["oa_id"] = OA_ID.into();
+        }
+        "user_click_chatnow" | "add_user_to_tag" => v["oa_id"] = OA_ID.into(),
+        _ => {
+            v["sender"] = json!({"id": user});
+            v["recipient"] = json!({"id": OA_ID});
+        }
+    }
+    if name == "user_click_chatnow" {
+        v["user_id"] = user.into();
+    }
+    if let (Some(o), Some(more)) = (v.as_object_mut(), extra.as_object()) {
+        for (k, x) in more {
+            o.insert(k.clone(), x.clone());
+        }
+    }
+    v.to_string()
+}
+
+async fn post_webhook(http: &reqwest::Client, base: &str, body: &str) -> anyhow::Result<()> {
+    let ts = serde_json::from_str::<Value>(body)?["timestamp"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let r = http
+        .post(format!("{base}/webhooks/zalo"))
+        .header(
+            "X-ZEvent-Signature",
+            signature::header_value(APP_ID, body.as_bytes(), &ts, OA_SECRET_KEY),
+        )
+        .body(body.to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "webhook answered {}", r.status());
+    Ok(())
+}
+
+/// Waits until every stored event is processed and every job due by the scripted clock has
+/// an outcome.
+async fn settle(store: &DynStore, clock: &Clock) -> anyhow::Result<()> {
+    for _ in 0..1000 {
+        let inbox = store.inbox_stats().await?;
+        let sending = store
+            .job_counts()
+            .await?
+            .iter()
+            .any(|(_, s, n)| s == "sending" && *n > 0);
+        let due = store
+            .next_job_due()
+            .await?
+            .is_some_and(|t| t <= clock.now());
+        if inbox.pending == 0 && !sending && !due {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    anyhow::bail!("the service did not settle within 10 s")
+}
+
+/// Prints what went out since `before` (messages at the fake Zalo, requests at the sink).
+fn report(p: &mut Printer, zalo: &FakeZalo, sink: &HttpSink, before: (usize, usize)) {
+    for m in zalo.messages().into_iter().skip(before.0) {
+        let who = m.user_id.as_deref().map(persona_name).unwrap_or_default();
+        let via = match m.kind.as_str() {
+            "cs" => "Zalo message",
+            "promotion" => "Zalo promotion",
+            "transaction" => "Zalo transaction",
+            other => other,
+        };
+        let text = m.text().unwrap_or("(template)").trim().replace('\n', " ");
+        p.t.zalo_messages += 1;
+        p.line("32", format!("           OA → {who} [{via}]: “{text}”"));
+    }
+    for r in sink.requests().into_iter().skip(before.1) {
+        let text = r.body["text"]
+            .as_str()
+            .unwrap_or_default()
+            .trim()
+            .replace('\n', " ");
+        if let Some(ch) = r.path.strip_prefix("/chat/") {
+            p.t.staff_notifications += 1;
+            p.line("33", format!("           team chat #{ch}: {text}"));
+        } else if r.path == "/sms" {
+            p.t.sms += 1;
+            p.line(
+                "32",
+                format!(
+                    "           SMS → {}: “{text}”",
+                    r.body["to"].as_str().unwrap_or("")
+                ),
+            );
+        } else if r.path == "/task" {
+            p.t.staff_notifications += 1;
+            p.line(
+                "33",
+                format!(
+                    "           task created: {}",
+                    r.body["title"].as_str().unwrap_or("")
+                ),
+            );
+        }
+    }
+}
+
+fn print_serve_help(base: &str, port: u16) {
+    let ts = crate::clock::system_now().to_string();
+    let body = json!({
+        "app_id": APP_ID, "event_name": "user_send_text", "timestamp": ts,
+        "sender": {"id": "5100000000000000099"}, "recipient": {"id": OA_ID},
+        "message": {"text": "Chào shop!", "msg_id": format!("try-{ts}")},
+    })
+    .to_string();
+    let sig = signature::header_value(APP_ID, body.as_bytes(), &ts, OA_SECRET_KEY);
+    println!();
+    println!("The demo keeps running on {base} (ctrl-c to stop). Try a webhook of your own:");
+    println!();
+    println!(
+        "  curl -s -X POST http://localhost:{port}/webhooks/zalo -H 'X-ZEvent-Signature: {sig}' -H 'Content-Type: application/json' -d '{body}'"
+    );
+    println!();
+    println!("  Admin API:  curl -s -H 'Authorization: Bearer {ADMIN_TOKEN}' http://localhost:{port}/admin/outbox");
+    println!(
+        "  Readiness:  http://localhost:{port}/readyz    Metrics: http://localhost:{port}/metrics"
+    );
+}

@@ -1,0 +1,41 @@
+//! `zaloflow demo` as a newcomer runs it: the real binary, no account, no configuration.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_replays_the_week_with_every_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    // Run outside the repository: the demo must not depend on the working directory.
+    let out = Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .args(["demo", "--no-color"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run zaloflow demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    for seed_text in [
+        // Strategy 1: time of day.
+        "Chào bạn! Bắt đầu ngày mới với ưu đãi 20% cho đơn hàng sáng nay.",
+        "Đã đến giờ nghỉ trưa rồi! Ghé OA để nhận voucher ăn trưa nhé.",
+        "Hello! Cùng review những sản phẩm hot nhất trong ngày nào!",
+        // Welcome on follow and on "Nhắn tin".
+        "Chào mừng bạn đến với OA!",
+        "Xin chào bạn! Bạn cần chúng mình tư vấn gì ạ?",
+        // VIP: the agents hear of it.
+        "team chat #agents: ⭐ Khách VIP mới",
+    ] {
+        assert!(
+            stdout.contains(seed_text),
+            "missing {seed_text:?} in:\n{stdout}"
+        );
+    }
+    // Nothing answered the 15:00 message.
+    let after_15 = stdout.split("Mon 15:00").nth(1).unwrap();
+    let next_line = after_15.lines().nth(1).unwrap_or_default();
+    assert!(!next_line.contains("OA → Huy"), "{next_line}");
+    assert!(stdout.contains("Summary:"), "{stdout}");
+    assert!(stdout.contains("0 dead letters"), "{stdout}");
+}
