@@ -1,0 +1,33 @@
+//! Secrets and access tokens never appear in logs: a full demo run at debug level, grepped.
+
+use std::process::Command;
+
+#[test]
+fn no_secret_in_the_logs_of_a_full_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .args(["demo", "--no-color"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "debug")
+        .output()
+        .expect("run zaloflow demo");
+    assert!(out.status.success());
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.lines().count() > 50, "expected a debug log:\n{all}");
+    let defaults = zaloflow::fakes::zalo::FakeZaloOptions::default();
+    for secret in [
+        zaloflow::demo::OA_SECRET_KEY,
+        zaloflow::demo::ADMIN_TOKEN,
+        defaults.app_secret.as_str(),
+        // Access and refresh tokens the fake issued (fake-access-0, fake-refresh-0, -1, …).
+        "fake-access-",
+        "fake-refresh-",
+    ] {
+        let hit = all.lines().find(|l| l.contains(secret));
+        assert!(hit.is_none(), "secret {secret:?} logged: {}", hit.unwrap());
+    }
+}
