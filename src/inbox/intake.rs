@@ -83,7 +83,7 @@ async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, stored
         if batch.is_empty() {
             continue;
         }
-        let events: Vec<NewInboxEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+        let (events, replies): (Vec<NewInboxEvent>, Vec<_>) = batch.drain(..).unzip();
         let started = Instant::now();
         let result = store.insert_inbox(&events).await;
         metrics::histogram!("zaloflow_inbox_commit_seconds").record(started.elapsed());
@@ -91,7 +91,7 @@ async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, stored
         match result {
             Ok(outcomes) => {
                 let any_new = outcomes.iter().any(|o| matches!(o, Inserted::Stored));
-                for ((_, reply), outcome) in batch.drain(..).zip(outcomes) {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
                 if any_new {
@@ -101,7 +101,7 @@ async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, stored
             Err(e) => {
                 tracing::warn!(error = %e, batch = events.len(), "could not store webhook batch");
                 let msg = e.to_string();
-                for (_, reply) in batch.drain(..) {
+                for reply in replies {
                     let _ = reply.send(Err(msg.clone()));
                 }
             }

@@ -153,9 +153,14 @@ impl Processor {
     /// Contacts, rule firings and (when rules use lists) list memberships of these users.
     async fn load_state(&self, users: &[String]) -> Result<BatchState, StoreError> {
         let contacts = self.store.load_contacts(users).await?;
-        let history = History::from_fires(self.store.load_rule_state(users).await?);
+        let rules = self.engine.rule_set();
+        let history = if rules.is_empty() {
+            History::default()
+        } else {
+            History::from_fires(self.store.load_rule_state(users).await?)
+        };
         let mut lists = HashMap::new();
-        if !self.engine.rule_set().lists().is_empty() {
+        if !rules.lists().is_empty() {
             for u in users {
                 let of: BTreeSet<String> =
                     self.store.lists_of_contact(u).await?.into_iter().collect();
