@@ -1363,3 +1363,114 @@ async fn the_board_in_chromium_claims_a_handoff() {
     );
     s.app.shutdown().await;
 }
+
+/// A dedicated advisor with a chat channel of their own hears of the handoff first: their
+/// notification is enqueued first and ahead of the team's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dedicated_advisor_is_told_first() {
+    let sink = HttpSink::start().await.unwrap();
+    let channels = format!(
+        "agents={},supervisors={},minh={}",
+        sink.url("/agents"),
+        sink.url("/supervisors"),
+        sink.url("/minh")
+    );
+    let mut s = shop("sqlite", &[("ZALOFLOW_CHAT_CHANNELS", &channels)]).await;
+    s.sink = sink;
+    s.tag_vip(VIP, day(2, 14, 55)).await;
+    let mut advisor = ContactChange::new(VIP, day(2, 14, 56));
+    advisor.fields_set.push(("advisor".into(), "minh".into()));
+    s.store
+        .apply_effects(
+            &Effects {
+                contacts: vec![advisor],
+                ..Default::default()
+            },
+            day(2, 14, 56),
+        )
+        .await
+        .unwrap();
+    s.say(VIP, "v1", "Anh Minh ơi, em cần tư vấn", day(2, 15, 0))
+        .await;
+    let h = s.only_handoff().await;
+    assert_eq!(h.advisor.as_deref(), Some("minh"));
+    let minh = s.chat("/minh");
+    assert_eq!(minh.len(), 1, "{minh:?}");
+    assert!(minh[0].contains("Anh Minh ơi, em cần tư vấn"));
+    assert!(s
+        .chat("/agents")
+        .last()
+        .unwrap()
+        .contains("Tư vấn viên riêng: minh"));
+    let jobs = s.store.list_jobs(Some("sent"), 100).await.unwrap();
+    let notice = |ch: &str| {
+        jobs.iter()
+            .find(|j| {
+                j.source.starts_with("inbox:")
+                    && j.payload.contains(&format!("\"chat_channel\":\"{ch}\""))
+                    && j.payload.contains("Tư vấn")
+            })
+            .unwrap_or_else(|| panic!("{ch}: {jobs:#?}"))
+            .clone()
+    };
+    let (to_minh, to_team) = (notice("minh"), notice("agents"));
+    assert!(to_minh.id < to_team.id, "enqueued first");
+    assert!(to_minh.priority > to_team.priority, "ahead in the queue");
+    s.app.shutdown().await;
+}
+
+/// The birthday gift: on a VIP's special day (the scheduler finds it), a promotion message.
+#[test]
+fn vips_get_a_birthday_gift_on_their_special_day() {
+    let set =
+        zaloflow::rules::load_dir(std::path::Path::new("rules"), &Default::default()).unwrap();
+    let engine = zaloflow::engine::Engine::with_rule_set(
+        std::sync::Arc::new(set),
+        chrono_tz::Asia::Ho_Chi_Minh,
+    );
+    let at = hcm(2026, 10, 30, 8, 0);
+    let mut state = zaloflow::engine::BatchState::default();
+    let mut vip = store::Contact {
+        user_id: "1".into(),
+        display_name: Some("Lan".into()),
+        follows: Some(true),
+        last_interaction: Some(at - 30 * 86_400_000),
+        ..Default::default()
+    };
+    vip.fields.insert("dob".into(), "30/10/1990".into());
+    let plain = store::Contact {
+        user_id: "2".into(),
+        ..vip.clone()
+    };
+    vip.tags.insert("vip_customer".into());
+    state.contacts.insert("1".into(), vip);
+    state.contacts.insert("2".into(), plain);
+    let gift = |user: &str, state: &mut zaloflow::engine::BatchState| {
+        engine
+            .stimulate(
+                user,
+                zaloflow::rules::Stimulus::SpecialDay { field: "dob" },
+                at,
+                "tick:test",
+                state,
+            )
+            .jobs
+    };
+    let jobs = gift("1", &mut state);
+    assert_eq!(jobs.len(), 1, "{jobs:#?}");
+    let p: Value = serde_json::from_str(&jobs[0].payload).unwrap();
+    assert!(
+        p["text"]
+            .as_str()
+            .unwrap()
+            .contains("Chúc mừng sinh nhật Lan"),
+        "{p}"
+    );
+    assert_eq!(
+        p["kind"], "promotion",
+        "past the 7-day window: a promotion message"
+    );
+    assert_eq!(jobs[0].priority, zaloflow::engine::VIP_PRIORITY);
+    assert!(gift("2", &mut state).is_empty(), "VIPs only");
+    assert!(gift("1", &mut state).is_empty(), "once that day");
+}

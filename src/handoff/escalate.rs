@@ -204,6 +204,13 @@ pub async fn run_escalations(
     let Some(every) = config.handoffs.interval else {
         return;
     };
+    let channel = &config.handoffs.escalation_channel;
+    if !config.chat_channels.contains_key(channel) {
+        tracing::warn!(
+            %channel,
+            "ZALOFLOW_ESCALATION_CHANNEL is not one of ZALOFLOW_CHAT_CHANNELS: missed deadlines go to the default chat webhook"
+        );
+    }
     loop {
         match escalate_due(&*store, clock.now(), &config).await {
             Ok(s) if s.escalated > 0 => jobs_enqueued.notify_one(),

@@ -787,6 +787,38 @@ mod tests {
     }
 
     #[test]
+    fn settings() {
+        let m = |pairs: &[(&'static str, &'static str)]| {
+            let pairs = pairs.to_vec();
+            HandoffConfig::from_values(move |k| {
+                pairs.iter().find(|(x, _)| *x == k).map(|(_, v)| *v)
+            })
+        };
+        let d = m(&[]).unwrap();
+        assert_eq!(d, HandoffConfig::default());
+        assert_eq!(d.escalation_channel, "supervisors");
+        let c = m(&[
+            ("ZALOFLOW_WORKING_HOURS", "08:00-21:00 mon-sat"),
+            ("ZALOFLOW_ESCALATION_CHANNEL", "quan_ly"),
+            ("ZALOFLOW_ESCALATION_SECOND_AFTER", "1h"),
+            ("ZALOFLOW_ESCALATION_INTERVAL", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.escalation_channel, "quan_ly");
+        assert_eq!(c.second_after_ms, Some(3_600_000));
+        assert_eq!(c.interval, None);
+        assert!(c.working_hours.is_some());
+        for bad in [
+            ("ZALOFLOW_WORKING_HOURS", "9h-17h"),
+            ("ZALOFLOW_ESCALATION_SECOND_AFTER", "soon"),
+            ("ZALOFLOW_ESCALATION_INTERVAL", "often"),
+        ] {
+            let e = m(&[bad]).unwrap_err().to_string();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
+
+    #[test]
     fn durations_and_clipping() {
         assert_eq!(human_duration(7_200_000), "2 giờ");
         assert_eq!(human_duration(3_900_000), "1 giờ 5 phút");

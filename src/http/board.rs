@@ -653,10 +653,11 @@ fn card(
             h.resolved_at.map(|t| local_time(t, tz)).unwrap_or_default()
         ),
         (_, Some(t)) => format!(
-            "<span class=\"left\">Đã trả lời{}</span> lúc {} · hạn {due}",
+            "<span class=\"left\">{}</span> lúc {} · hạn {due}",
             match h.response_via.as_deref() {
-                Some(handoff::VIA_OA) => " trong OA".to_string(),
-                _ => String::new(),
+                Some(handoff::VIA_OA) => "Đã trả lời trong OA",
+                Some(handoff::VIA_CLAIM) => "Đã nhận xử lý",
+                _ => "Đã phản hồi",
             },
             local_time(t, tz)
         ),
