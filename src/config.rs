@@ -61,6 +61,12 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_PUBLIC_RATE_PER_MINUTE",
     "ZALOFLOW_TRACKING_KEY",
     "ZALOFLOW_CLIENT_IP_HEADER",
+    "ZALOFLOW_WORKING_HOURS",
+    "ZALOFLOW_ESCALATION_CHANNEL",
+    "ZALOFLOW_ESCALATION_SECOND_AFTER",
+    "ZALOFLOW_ESCALATION_SECOND_CHANNEL",
+    "ZALOFLOW_INBOX_WORKERS",
+    "ZALOFLOW_ESCALATION_INTERVAL",
 ];
 
 #[derive(Clone, Debug)]
@@ -104,6 +110,12 @@ pub struct Config {
     /// A header set by the proxy in front (e.g. `Fly-Client-IP`) that carries the client's IP;
     /// `None`: the TCP peer address. Only set it behind a proxy that overwrites it.
     pub client_ip_header: Option<String>,
+    /// Handoff deadlines and escalation: working hours, the supervisors' channel, a second
+    /// level (`ZALOFLOW_WORKING_HOURS`, `ZALOFLOW_ESCALATION_*`).
+    pub handoffs: crate::handoff::HandoffConfig,
+    /// Inbox processor tasks of this instance (`ZALOFLOW_INBOX_WORKERS`, default 2); 0 makes
+    /// an instance that only takes webhooks in while others process them.
+    pub inbox_workers: usize,
 }
 
 impl Config {
@@ -233,6 +245,8 @@ impl Config {
                 k => k.map(Secret::new),
             },
             client_ip_header: get("ZALOFLOW_CLIENT_IP_HEADER").map(str::to_ascii_lowercase),
+            handoffs: crate::handoff::HandoffConfig::from_values(get)?,
+            inbox_workers: num("ZALOFLOW_INBOX_WORKERS", 2)? as usize,
         })
     }
 

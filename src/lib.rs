@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod demo;
 pub mod engine;
 pub mod fakes;
+pub mod handoff;
 pub mod http;
 pub mod inbox;
 pub mod outbox;
@@ -82,16 +83,28 @@ pub async fn run_with_clock(
 
     let mut workers = JoinSet::new();
     let rules = load_rules(&config, clock.now())?;
-    let engine = Arc::new(match &rules {
-        Some(w) => Engine::with_rules(w.clone(), config.tz),
-        None => Engine::new(),
-    });
+    let engine = Arc::new(
+        match &rules {
+            Some(w) => Engine::with_rules(w.clone(), config.tz),
+            None => Engine::new(),
+        }
+        .with_handoff_policy(handoff::HandoffPolicy::from_config(&config)),
+    );
     if let Some(w) = &rules {
         workers.spawn(w.clone().run(Duration::from_secs(1), stop.clone()));
     }
     let instance = instance_id();
     let jobs_enqueued = Arc::new(Notify::new());
-    for n in 0..2 {
+    // VIPs' webhooks go ahead in the inbox: who is a VIP is kept in memory.
+    let vip = handoff::VipSet::default();
+    if let Err(e) = vip.refresh(&*store).await {
+        tracing::warn!(error = %e, "could not load the VIP list; retrying in the background");
+    }
+    workers.spawn(
+        vip.clone()
+            .run(store.clone(), Duration::from_secs(5), stop.clone()),
+    );
+    for n in 0..config.inbox_workers {
         let mut p = Processor::new(
             store.clone(),
             engine.clone(),
@@ -99,8 +112,17 @@ pub async fn run_with_clock(
             format!("{instance}/inbox-{n}"),
         );
         p.jobs_enqueued = jobs_enqueued.clone();
+        p.vip = Some(vip.clone());
         workers.spawn(p.run(stored.clone(), stop.clone()));
     }
+    // Missed handoff deadlines (the scheduler's tick takes this over once it exists).
+    workers.spawn(handoff::run_escalations(
+        store.clone(),
+        config.clone(),
+        clock.clone(),
+        jobs_enqueued.clone(),
+        stop.clone(),
+    ));
     let sender = build_sender(&config, store.clone(), clock.clone(), &instance)?;
     workers.spawn(sender.run(jobs_enqueued.clone(), stop.clone()));
 
@@ -111,6 +133,7 @@ pub async fn run_with_clock(
         metrics,
         jobs_enqueued,
         rules,
+        vip,
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");

@@ -27,8 +27,20 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                 10.0, 30.0, 60.0,
             ];
+            // Time to a person's first response to a handoff: minutes to hours.
+            let response_buckets = [
+                60.0, 300.0, 600.0, 1800.0, 3600.0, 5400.0, 7200.0, 10800.0, 14400.0, 28800.0,
+                86400.0,
+            ];
             PrometheusBuilder::new()
                 .set_buckets(&latency_buckets)
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        "zaloflow_handoff_first_response_seconds".into(),
+                    ),
+                    &response_buckets,
+                )
                 .ok()?
                 .install_recorder()
                 .ok()

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::channels::{Payload, ZaloKind};
+use crate::handoff::{self, HandoffChange, HandoffMessage, HandoffPolicy, HandoffRequest};
 use crate::rules::{
     ActionPlan, EvalInput, Evaluation, FireHistory, RuleSet, RuleWatcher, Stimulus,
 };
@@ -71,6 +72,7 @@ pub struct Engine {
     rules: Option<Arc<RuleWatcher>>,
     fixed: Option<Arc<RuleSet>>,
     tz: chrono_tz::Tz,
+    handoffs: Arc<HandoffPolicy>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -95,6 +97,7 @@ impl Engine {
             rules: None,
             fixed: None,
             tz: chrono_tz::Asia::Ho_Chi_Minh,
+            handoffs: Arc::default(),
         }
     }
 
@@ -104,6 +107,10 @@ impl Engine {
             rules: Some(watcher),
             fixed: None,
             tz,
+            handoffs: Arc::new(HandoffPolicy {
+                tz,
+                ..Default::default()
+            }),
         }
     }
 
@@ -113,11 +120,21 @@ impl Engine {
             rules: None,
             fixed: Some(set),
             tz,
+            handoffs: Arc::new(HandoffPolicy {
+                tz,
+                ..Default::default()
+            }),
         }
     }
 
     pub fn tz(&self) -> chrono_tz::Tz {
         self.tz
+    }
+
+    /// Where the agents' board is, working hours and chat channels, for handoffs.
+    pub fn with_handoff_policy(mut self, policy: HandoffPolicy) -> Self {
+        self.handoffs = Arc::new(policy);
+        self
     }
 
     pub fn rule_set(&self) -> Arc<RuleSet> {
@@ -148,26 +165,42 @@ impl Engine {
             contacts: changes,
             ..Effects::default()
         };
-        if rules.is_empty() {
-            return effects;
+        let signal = handoff_signal(event, at);
+        let cause = match &signal {
+            Some(HandoffChange::Message { message, .. }) => Some(message),
+            _ => None,
+        };
+        if !rules.is_empty() {
+            for user in evaluated_users(event) {
+                let prev = previous.get(&user).copied().flatten();
+                let eval = {
+                    let contact = state.contacts.entry(user.clone()).or_default().clone();
+                    let lists = state.lists.get(&user).cloned().unwrap_or_default();
+                    let input = EvalInput::new(
+                        Stimulus::Event(event),
+                        &contact,
+                        at,
+                        self.tz,
+                        &state.history,
+                    )
+                    .with_previous_interaction(prev)
+                    .with_lists(&lists);
+                    rules.evaluate_cascade(&input)
+                };
+                self.plan(&user, &eval, at, source, cause, state, &mut effects);
+            }
         }
-        for user in evaluated_users(event) {
-            let prev = previous.get(&user).copied().flatten();
-            let eval = {
-                let contact = state.contacts.entry(user.clone()).or_default().clone();
-                let lists = state.lists.get(&user).cloned().unwrap_or_default();
-                let input = EvalInput::new(
-                    Stimulus::Event(event),
-                    &contact,
-                    at,
-                    self.tz,
-                    &state.history,
-                )
-                .with_previous_interaction(prev)
-                .with_lists(&lists);
-                rules.evaluate_cascade(&input)
-            };
-            self.plan(&user, &eval, at, source, state, &mut effects);
+        // A message that opened no handoff attaches to the contact's open one, if any; an
+        // agent's reply in the OA may meet its deadline (the store decides, atomically).
+        if let Some(sig) = signal {
+            let opened = matches!(sig, HandoffChange::Message { .. })
+                && effects
+                    .handoffs
+                    .iter()
+                    .any(|h| matches!(h, HandoffChange::Open(o) if o.user_id == sig.user_id()));
+            if !opened {
+                effects.handoffs.push(sig);
+            }
         }
         effects
     }
@@ -190,17 +223,20 @@ impl Engine {
                 EvalInput::new(stimulus, &contact, at, self.tz, &state.history).with_lists(&lists);
             rules.evaluate_cascade(&input)
         };
-        self.plan(user, &eval, at, source, state, &mut effects);
+        self.plan(user, &eval, at, source, None, state, &mut effects);
         effects
     }
 
-    /// Turns what fired into effects, and records the firings in `state` too.
+    /// Turns what fired into effects, and records the firings in `state` too. `cause` is the
+    /// customer message being processed (what a handoff is about).
+    #[allow(clippy::too_many_arguments)]
     fn plan(
         &self,
         user: &str,
         eval: &Evaluation,
         at: i64,
         source: &str,
+        cause: Option<&HandoffMessage>,
         state: &mut BatchState,
         effects: &mut Effects,
     ) {
@@ -299,27 +335,29 @@ impl Engine {
                     }
                     ActionPlan::Handoff {
                         team,
-                        note,
+                        advisor,
                         deadline_at,
-                        ..
+                        priority: rule_priority,
+                        note,
                     } => {
-                        let who = contact
-                            .display_name
-                            .clone()
-                            .unwrap_or_else(|| user.to_string());
-                        let text = format!(
-                            "Cần nhân viên hỗ trợ: {who}{}{}",
-                            note.as_deref()
-                                .map(|n| format!(" — {n}"))
-                                .unwrap_or_default(),
-                            format_args!(" (trả lời trước {})", local_time(*deadline_at, self.tz)),
+                        let open = handoff::plan(
+                            &self.handoffs,
+                            HandoffRequest {
+                                user_id: user,
+                                contact,
+                                rule_id: &fired.rule_id,
+                                team: team.as_deref(),
+                                advisor: advisor.as_deref(),
+                                opened_at: planned.run_at,
+                                response_ms: deadline_at - planned.run_at,
+                                priority: *rule_priority,
+                                note: note.as_deref(),
+                                message: cause.cloned(),
+                                source,
+                                job_priority: priority,
+                            },
                         );
-                        let payload = Payload::Chat {
-                            channel: team.clone(),
-                            text,
-                            data: serde_json::json!({"contact": user, "rule": fired.rule_id, "deadline_at": deadline_at}),
-                        };
-                        effects.jobs.push(job(&payload));
+                        effects.handoffs.push(HandoffChange::Open(Box::new(open)));
                     }
                     ActionPlan::Skipped { action, reason } => {
                         skip(&fired.rule_id, user, &format!("{action}: {reason}"))
@@ -365,11 +403,44 @@ pub fn zalo_refusal(payload: &Payload, contact: &Contact, run_at: i64) -> Option
     None
 }
 
-fn local_time(ms: i64, tz: chrono_tz::Tz) -> String {
-    crate::clock::to_utc(ms)
-        .with_timezone(&tz)
-        .format("%H:%M %d/%m")
-        .to_string()
+/// What an event means for handoffs: a customer message (attached to an open handoff, or
+/// the cause of a new one), or a reply a person sent from the OA console. The OA's automated
+/// echoes (no `admin_id`) mean nothing.
+fn handoff_signal(event: &Event, at: i64) -> Option<HandoffChange> {
+    match &event.kind {
+        EventKind::UserMessage {
+            user_id,
+            msg_id,
+            text,
+            attachments,
+            ..
+        } => Some(HandoffChange::Message {
+            user_id: user_id.clone(),
+            message: HandoffMessage {
+                msg_id: msg_id.clone(),
+                text: Some(handoff::message_text(text.as_deref(), attachments))
+                    .filter(|t| !t.is_empty()),
+                at,
+            },
+        }),
+        EventKind::OaMessage {
+            user_id,
+            admin_id: Some(admin_id),
+            msg_id,
+            text,
+            attachments,
+        } if !admin_id.is_empty() => Some(HandoffChange::AgentReply {
+            user_id: user_id.clone(),
+            admin_id: admin_id.clone(),
+            message: HandoffMessage {
+                msg_id: msg_id.clone(),
+                text: Some(handoff::message_text(text.as_deref(), attachments))
+                    .filter(|t| !t.is_empty()),
+                at,
+            },
+        }),
+        _ => None,
+    }
 }
 
 /// The contacts rules are evaluated for: each user a tag event lists, else the event's user.

@@ -14,7 +14,9 @@ use crate::inbox::Intake;
 use crate::store::DynStore;
 
 pub mod admin;
+pub mod board;
 pub mod forms;
+pub mod handoffs;
 pub mod health;
 pub mod public;
 pub mod tracking;
@@ -33,6 +35,8 @@ pub struct AppState {
     pub jobs_enqueued: std::sync::Arc<tokio::sync::Notify>,
     /// The running rules (None: no rules folder).
     pub rules: Option<std::sync::Arc<crate::rules::RuleWatcher>>,
+    /// Who is a VIP (their webhooks are stored with VIP priority).
+    pub vip: crate::handoff::VipSet,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -42,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(admin::router(state.clone()))
+        .merge(handoffs::router(state.clone()))
+        .merge(board::router())
         .merge(public::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

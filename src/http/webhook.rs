@@ -125,7 +125,7 @@ pub async fn receive(
             dedupe_key,
             event_name: ev.name.clone(),
             user_id: user_id.clone(),
-            priority: 0,
+            priority: st.vip.priority(&user_id),
             body,
             event_ts: ev.timestamp_ms,
             received_at: crate::clock::system_now(),

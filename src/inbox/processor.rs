@@ -31,6 +31,8 @@ pub struct Processor {
     pub poll: Duration,
     /// Notified when a batch enqueued outbound jobs.
     pub jobs_enqueued: Arc<Notify>,
+    /// Kept up to date with the `vip_customer` tag changes this processor commits.
+    pub vip: Option<crate::handoff::VipSet>,
 }
 
 impl Processor {
@@ -44,6 +46,7 @@ impl Processor {
             lease: Duration::from_secs(15),
             poll: Duration::from_millis(500),
             jobs_enqueued: Arc::new(Notify::new()),
+            vip: None,
         }
     }
 
@@ -126,6 +129,7 @@ impl Processor {
                 if done.iter().any(|c| !c.effects.jobs.is_empty()) {
                     self.jobs_enqueued.notify_one();
                 }
+                self.committed(&done);
             }
             Err(StoreError::LeaseLost(what)) => {
                 tracing::warn!(%what, "lease lost; batch left to its new owner");
@@ -194,13 +198,14 @@ impl Processor {
                     };
                     let r = self
                         .store
-                        .complete_inbox(&self.owner, &[c], self.clock.now())
+                        .complete_inbox(&self.owner, std::slice::from_ref(&c), self.clock.now())
                         .await;
                     if r.is_ok() {
                         state = scratch;
                         if has_jobs {
                             self.jobs_enqueued.notify_one();
                         }
+                        self.committed(std::slice::from_ref(&c));
                     }
                     r.map_err(|e| e.to_string())
                 }
@@ -215,6 +220,13 @@ impl Processor {
             }
         }
         Ok(())
+    }
+
+    /// After a commit: the VIP set follows the tag changes just written.
+    fn committed(&self, done: &[Completion]) {
+        if let Some(vip) = &self.vip {
+            vip.apply(done.iter().flat_map(|c| &c.effects.contacts));
+        }
     }
 
     async fn retry_later(&self, row: &InboxEvent, error: &str) -> Result<(), StoreError> {

@@ -218,6 +218,8 @@ pub struct Effects {
     pub lists: Vec<ListChange>,
     /// Rules that fired, recorded so their limits hold (once per period, cooldown…).
     pub fires: Vec<RuleFire>,
+    /// Handoffs opened, messages attached to them, agents' replies (applied in order).
+    pub handoffs: Vec<crate::handoff::HandoffChange>,
 }
 
 impl Effects {
@@ -226,6 +228,7 @@ impl Effects {
             && self.jobs.is_empty()
             && self.lists.is_empty()
             && self.fires.is_empty()
+            && self.handoffs.is_empty()
     }
 
     pub fn extend(&mut self, other: Effects) {
@@ -233,6 +236,7 @@ impl Effects {
         self.jobs.extend(other.jobs);
         self.lists.extend(other.lists);
         self.fires.extend(other.fires);
+        self.handoffs.extend(other.handoffs);
     }
 }
 
@@ -604,6 +608,58 @@ pub trait Store: Send + Sync + 'static {
         };
         self.apply_list_changes(&[ch], now).await
     }
+
+    // --- handoffs (VIP care) ---
+    /// Every contact with this tag (the in-memory VIP set is loaded from here).
+    async fn users_with_tag(&self, tag: &str) -> Result<Vec<String>>;
+    /// Handoffs in these statuses (all when empty): unresolved ones by deadline, resolved ones
+    /// newest first.
+    async fn list_handoffs(
+        &self,
+        statuses: &[&str],
+        limit: i64,
+    ) -> Result<Vec<crate::handoff::Handoff>>;
+    async fn get_handoff(&self, id: i64) -> Result<Option<crate::handoff::Handoff>>;
+    /// The customer messages and agents' replies of a handoff, in order.
+    async fn handoff_messages(&self, id: i64) -> Result<Vec<crate::handoff::HandoffMessageRow>>;
+    async fn handoff_breaches(&self, id: i64) -> Result<Vec<crate::handoff::Breach>>;
+    /// `agent` takes the handoff; the first claim is also its first human response.
+    /// Unchanged when it is resolved or claimed by someone else.
+    async fn claim_handoff(
+        &self,
+        id: i64,
+        agent: &str,
+        now: i64,
+    ) -> Result<crate::handoff::HandoffUpdate>;
+    /// `agent` closes the handoff (a first human response too if there was none).
+    async fn resolve_handoff(
+        &self,
+        id: i64,
+        agent: &str,
+        now: i64,
+    ) -> Result<crate::handoff::HandoffUpdate>;
+    /// Unresolved handoffs without a human response whose deadline is at or before `now` and
+    /// whose escalation level is below `below_level`: the least escalated, most overdue first.
+    async fn handoffs_past_deadline(
+        &self,
+        now: i64,
+        below_level: i32,
+        limit: i64,
+    ) -> Result<Vec<crate::handoff::Handoff>>;
+    /// Raises the handoff to `breach.level`, records the breach and enqueues `job`, in one
+    /// transaction — only if the handoff is still unanswered, unresolved and below that level.
+    /// False when there was nothing to do (already escalated, answered or resolved).
+    async fn record_breach(
+        &self,
+        breach: &crate::handoff::Breach,
+        job: &NewJob,
+        now: i64,
+    ) -> Result<bool>;
+    /// Timings of the handoffs opened since `since` (reports), and of every unresolved one.
+    async fn handoff_timings(
+        &self,
+        since: i64,
+    ) -> Result<Vec<crate::handoff::report::HandoffTiming>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -14,6 +14,8 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::*;
 
+mod handoffs;
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -139,7 +141,10 @@ impl Store for SqliteStore {
                   AND NOT EXISTS (
                     SELECT 1 FROM inbox e
                     WHERE e.status = 'pending' AND e.user_id = i.user_id AND i.user_id <> ''
-                      AND e.id < i.id AND e.lease_until >= ?3)
+                      AND e.id < i.id
+                      -- held by another worker, or behind in the priority order (the user
+                      -- became a VIP meanwhile): the earlier event goes first.
+                      AND (e.lease_until >= ?3 OR e.priority < i.priority))
                 ORDER BY i.priority DESC, i.id
                 LIMIT ?4)
              RETURNING id, dedupe_key, event_name, user_id, body, event_ts, received_at, attempts",
@@ -172,15 +177,17 @@ impl Store for SqliteStore {
         if r.rows_affected() != ids.len() as u64 {
             return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
         }
-        apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
+        let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
         tx.commit().await?;
+        handoffs.record();
         Ok(())
     }
 
     async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        apply_effects(&mut tx, std::iter::once(effects), now).await?;
+        let handoffs = apply_effects(&mut tx, std::iter::once(effects), now).await?;
         tx.commit().await?;
+        handoffs.record();
         Ok(())
     }
 
@@ -664,6 +671,73 @@ impl Store for SqliteStore {
             .await?;
         Ok(v)
     }
+
+    async fn users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
+        self.h_users_with_tag(tag).await
+    }
+
+    async fn list_handoffs(
+        &self,
+        statuses: &[&str],
+        limit: i64,
+    ) -> Result<Vec<crate::handoff::Handoff>> {
+        self.h_list(statuses, limit).await
+    }
+
+    async fn get_handoff(&self, id: i64) -> Result<Option<crate::handoff::Handoff>> {
+        self.h_get(id).await
+    }
+
+    async fn handoff_messages(&self, id: i64) -> Result<Vec<crate::handoff::HandoffMessageRow>> {
+        self.h_messages(id).await
+    }
+
+    async fn handoff_breaches(&self, id: i64) -> Result<Vec<crate::handoff::Breach>> {
+        self.h_breaches(id).await
+    }
+
+    async fn claim_handoff(
+        &self,
+        id: i64,
+        agent: &str,
+        now: i64,
+    ) -> Result<crate::handoff::HandoffUpdate> {
+        self.h_take(id, agent, now, false).await
+    }
+
+    async fn resolve_handoff(
+        &self,
+        id: i64,
+        agent: &str,
+        now: i64,
+    ) -> Result<crate::handoff::HandoffUpdate> {
+        self.h_take(id, agent, now, true).await
+    }
+
+    async fn handoffs_past_deadline(
+        &self,
+        now: i64,
+        below_level: i32,
+        limit: i64,
+    ) -> Result<Vec<crate::handoff::Handoff>> {
+        self.h_past_deadline(now, below_level, limit).await
+    }
+
+    async fn record_breach(
+        &self,
+        breach: &crate::handoff::Breach,
+        job: &NewJob,
+        now: i64,
+    ) -> Result<bool> {
+        self.h_record_breach(breach, job, now).await
+    }
+
+    async fn handoff_timings(
+        &self,
+        since: i64,
+    ) -> Result<Vec<crate::handoff::report::HandoffTiming>> {
+        self.h_timings(since).await
+    }
 }
 
 async fn apply_contact_changes(
@@ -895,12 +969,13 @@ async fn apply_effects<'e>(
     tx: &mut Transaction<'static, Sqlite>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
     now: i64,
-) -> Result<()> {
+) -> Result<crate::handoff::HandoffOutcomes> {
     let merged = merge_changes(effects.clone().flat_map(|e| &e.contacts));
     apply_contact_changes(tx, &merged, now).await?;
     let jobs: Vec<&NewJob> = effects.clone().flat_map(|e| &e.jobs).collect();
     insert_jobs(tx, &jobs, now).await?;
     apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
+    let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
     // The latest firing per (contact, rule) wins.
     let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
     for f in effects.flat_map(|e| &e.fires) {
@@ -922,5 +997,5 @@ async fn apply_effects<'e>(
         );
         qb.build().execute(&mut **tx).await?;
     }
-    Ok(())
+    handoffs::apply(tx, handoff_changes, now).await
 }

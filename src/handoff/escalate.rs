@@ -1,0 +1,225 @@
+//! Escalation of missed deadlines: [`escalate_due`] finds handoffs whose deadline passed with
+//! no human response, tells the supervisors' chat channel and records the breach — once per
+//! breach and level, however often it runs and on however many instances (the store raises
+//! the handoff's escalation level, records the breach and enqueues the notification in one
+//! transaction, only if the level was not reached yet). The scheduler's tick calls it; until
+//! the scheduler exists, `serve` runs it every [`INTERVAL`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    clip, human_duration, local_time, priority_name, who, Breach, Handoff, HandoffConfig,
+    HandoffPolicy, Links,
+};
+use crate::channels::Payload;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::engine::{VIP_PRIORITY, VIP_TAG};
+use crate::store::{Contact, DynStore, NewJob, Store, StoreError};
+
+/// How often `serve` looks for missed deadlines.
+pub const INTERVAL: Duration = Duration::from_secs(30);
+
+/// Handoffs examined per pass (the most overdue first; the rest wait for the next pass).
+const BATCH: i64 = 500;
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct EscalationSummary {
+    /// Handoffs past their deadline with no human response.
+    pub overdue: usize,
+    /// Escalations recorded and notified by this pass.
+    pub escalated: usize,
+}
+
+/// The highest level configured: 1, or 2 with `ZALOFLOW_ESCALATION_SECOND_AFTER`.
+fn max_level(c: &HandoffConfig) -> i32 {
+    if c.second_after_ms.is_some() {
+        2
+    } else {
+        1
+    }
+}
+
+/// When `level` falls due for `h`: the deadline, then the second delay of working time.
+pub fn level_due_at(h: &Handoff, level: i32, c: &HandoffConfig, tz: chrono_tz::Tz) -> i64 {
+    match (level, c.second_after_ms) {
+        (2, Some(after)) => match &c.working_hours {
+            Some(w) => w.add(h.deadline_at, after, tz),
+            None => h.deadline_at + after,
+        },
+        _ => h.deadline_at,
+    }
+}
+
+/// Escalates every missed deadline as of `now`. Idempotent: a second run at the same instant
+/// (or a concurrent one) escalates nothing new.
+#[tracing::instrument(skip_all, fields(now))]
+pub async fn escalate_due(
+    store: &dyn Store,
+    now: i64,
+    config: &Config,
+) -> Result<EscalationSummary, StoreError> {
+    let hc = &config.handoffs;
+    let policy = HandoffPolicy::from_config(config);
+    let top = max_level(hc);
+    let due = store.handoffs_past_deadline(now, top, BATCH).await?;
+    let mut summary = EscalationSummary {
+        overdue: due.len(),
+        ..Default::default()
+    };
+    if due.is_empty() {
+        return Ok(summary);
+    }
+    let users: Vec<String> = due.iter().map(|h| h.user_id.clone()).collect();
+    let contacts = store.load_contacts(&users).await?;
+    for h in &due {
+        for level in (h.escalation_level + 1)..=top {
+            let due_at = level_due_at(h, level, hc, policy.tz);
+            if due_at > now {
+                break;
+            }
+            let channel = match level {
+                1 => hc.escalation_channel.clone(),
+                _ => hc
+                    .second_channel
+                    .clone()
+                    .unwrap_or_else(|| hc.escalation_channel.clone()),
+            };
+            let job = escalation_job(h, contacts.get(&h.user_id), level, now, &policy, &channel);
+            let breach = Breach {
+                handoff_id: h.id,
+                level,
+                due_at,
+                recorded_at: now,
+                channel: Some(channel.clone()),
+            };
+            if store.record_breach(&breach, &job, now).await? {
+                summary.escalated += 1;
+                metrics::counter!("zaloflow_handoff_escalations_total", "level" => level.to_string())
+                    .increment(1);
+                if level == 1 {
+                    metrics::counter!("zaloflow_handoff_deadlines_total", "outcome" => "missed")
+                        .increment(1);
+                }
+                tracing::warn!(
+                    handoff = h.id,
+                    user = %h.user_id,
+                    level,
+                    %channel,
+                    late_ms = now - h.deadline_at,
+                    "handoff deadline missed: escalated"
+                );
+            }
+        }
+    }
+    Ok(summary)
+}
+
+/// The supervisors' notification for one level of a missed deadline.
+pub fn escalation_job(
+    h: &Handoff,
+    contact: Option<&Contact>,
+    level: i32,
+    now: i64,
+    policy: &HandoffPolicy,
+    channel: &str,
+) -> NewJob {
+    let vip = contact.is_some_and(|c| c.tags.contains(VIP_TAG));
+    let phone = contact.and_then(|c| c.phone.as_deref());
+    let name = h
+        .contact_name
+        .as_deref()
+        .or(contact.and_then(|c| c.display_name.as_deref()));
+    let l = Links::new(&policy.board_url, h.id);
+    let head = if level >= 2 {
+        "🚨 NHẮC LẦN 2 — vẫn chưa ai trả lời"
+    } else {
+        "⚠️ Quá hạn trả lời"
+    };
+    let mut text = format!(
+        "{head}: {}{}\nHạn: {} — đã quá {}",
+        if vip { "khách VIP " } else { "" },
+        who(&h.user_id, name, phone),
+        local_time(h.deadline_at, policy.tz),
+        human_duration(now - h.deadline_at),
+    );
+    if let Some(t) = h.first_text.as_deref() {
+        text.push_str(&format!("\nTin nhắn: “{}”", clip(t, 300)));
+    }
+    if h.messages > 1 {
+        text.push_str(&format!(" (+{} tin nhắn sau)", h.messages - 1));
+    }
+    let mut assigned = Vec::new();
+    if let Some(t) = &h.team {
+        assigned.push(format!("nhóm {t}"));
+    }
+    if let Some(a) = &h.advisor {
+        assigned.push(format!("tư vấn viên {a}"));
+    }
+    if !assigned.is_empty() {
+        text.push_str(&format!("\nĐã giao: {}", assigned.join(", ")));
+    }
+    text.push_str(&format!(
+        "\n👉 Nhận xử lý: {}\n✅ Đã xong: {}",
+        l.claim, l.resolve
+    ));
+    let payload = Payload::Chat {
+        channel: policy.chat_target(Some(channel)),
+        text,
+        data: json!({
+            "handoff": h.id,
+            "contact": h.user_id,
+            "level": level,
+            "deadline_at": h.deadline_at,
+            "priority": priority_name(h.priority),
+            "claim_url": l.claim,
+            "resolve_url": l.resolve,
+            "board_url": l.board,
+        }),
+    };
+    NewJob {
+        priority: VIP_PRIORITY + 1,
+        rule_id: h.rule_id.clone(),
+        dedupe_key: Some(format!("handoff:{}:escalation:{level}", h.id)),
+        ..crate::outbox::job(&payload, now, format!("escalation:{}", h.id))
+    }
+}
+
+/// `serve`'s stand-in for the scheduler's tick: escalates every
+/// `ZALOFLOW_ESCALATION_INTERVAL` (default [`INTERVAL`]) until `stop`; returns at once when
+/// it is off.
+pub async fn run_escalations(
+    store: DynStore,
+    config: Arc<Config>,
+    clock: Clock,
+    jobs_enqueued: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    let Some(every) = config.handoffs.interval else {
+        return;
+    };
+    let channel = &config.handoffs.escalation_channel;
+    if !config.chat_channels.contains_key(channel) {
+        tracing::warn!(
+            %channel,
+            "ZALOFLOW_ESCALATION_CHANNEL is not one of ZALOFLOW_CHAT_CHANNELS: missed deadlines go to the default chat webhook"
+        );
+    }
+    loop {
+        match escalate_due(&*store, clock.now(), &config).await {
+            Ok(s) if s.escalated > 0 => jobs_enqueued.notify_one(),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "escalation pass failed; will retry"),
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

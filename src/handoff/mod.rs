@@ -1,0 +1,831 @@
+//! Handoffs to people (VIP care, seed 002 strategy 3): a rule's `handoff` action opens one for
+//! the contact — priority, team or dedicated advisor, a response deadline and the message
+//! that caused it — and tells the agents on their team chat with links to claim and resolve it.
+//! Later messages of the contact attach to the open handoff. The deadline is met by a person's
+//! reply in the OA console (an `oa_send_*` echo carrying `sender.admin_id`, and not one of the
+//! service's own sends) or by a claim/resolve through the admin API or the agents' board;
+//! [`escalate_due`] tells the supervisors once per breach when it is missed.
+//!
+//! Deciding is plain code here (what to open, what to say, which echoes count); the store
+//! applies a [`HandoffChange`] in the same transaction as the event that caused it.
+
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::rules::model::Priority;
+use crate::store::{Contact, NewJob};
+
+pub mod escalate;
+pub mod hours;
+pub mod report;
+pub mod vip;
+
+pub use escalate::{escalate_due, run_escalations, EscalationSummary};
+pub use hours::WorkingHours;
+pub use vip::VipSet;
+
+/// Waiting for a person.
+pub const OPEN: &str = "open";
+/// A person took it (claim on the board or the API).
+pub const CLAIMED: &str = "claimed";
+pub const RESOLVED: &str = "resolved";
+
+/// How a handoff's deadline was met (`response_via`).
+pub const VIA_OA: &str = "oa";
+pub const VIA_CLAIM: &str = "claim";
+pub const VIA_RESOLVE: &str = "resolve";
+
+/// The rank stored for a rule's `priority:` (higher is more urgent).
+pub fn priority_rank(p: Priority) -> i32 {
+    match p {
+        Priority::Normal => 0,
+        Priority::High => 1,
+        Priority::Urgent => 2,
+    }
+}
+
+pub fn priority_name(rank: i32) -> &'static str {
+    match rank {
+        i32::MIN..=0 => "normal",
+        1 => "high",
+        _ => "urgent",
+    }
+}
+
+/// One customer message (or agent reply) on a handoff.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HandoffMessage {
+    pub msg_id: Option<String>,
+    pub text: Option<String>,
+    pub at: i64,
+}
+
+/// A handoff to open — or, when the contact already has one open, a message to attach to it
+/// (the store decides, atomically).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewHandoff {
+    pub user_id: String,
+    /// The contact's name when it opened (for notifications and the board).
+    pub contact_name: Option<String>,
+    pub priority: i32,
+    pub team: Option<String>,
+    pub advisor: Option<String>,
+    pub rule_id: Option<String>,
+    pub note: Option<String>,
+    pub opened_at: i64,
+    pub deadline_at: i64,
+    /// What the customer wrote (None when a scheduler trigger opened it).
+    pub message: Option<HandoffMessage>,
+    /// Sent only if a new handoff opens; they learn its id from the store.
+    pub notices: Vec<Notice>,
+    pub source: String,
+}
+
+/// A team-chat notification about a handoff whose id is not known yet: the store renders it
+/// with [`Notice::job`] once the row exists, in the same transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    /// A configured chat channel; None: the default chat webhook.
+    pub channel: Option<String>,
+    pub text: String,
+    pub data: Value,
+    pub priority: i32,
+    pub run_at: i64,
+    pub rule_id: Option<String>,
+    pub source: String,
+    /// `…/admin/board` (from `ZALOFLOW_PUBLIC_URL`).
+    pub board_url: String,
+}
+
+impl Notice {
+    /// The outbox job for handoff `id`: the text with its claim and resolve links.
+    pub fn job(&self, id: i64) -> NewJob {
+        let l = Links::new(&self.board_url, id);
+        let text = format!(
+            "{}\n👉 Nhận xử lý: {}\n✅ Đã xong: {}",
+            self.text, l.claim, l.resolve
+        );
+        let mut data = self.data.clone();
+        if let Some(obj) = data.as_object_mut() {
+            obj.insert("handoff".into(), json!(id));
+            obj.insert("claim_url".into(), json!(l.claim));
+            obj.insert("resolve_url".into(), json!(l.resolve));
+            obj.insert("board_url".into(), json!(l.board));
+        }
+        let payload = crate::channels::Payload::Chat {
+            channel: self.channel.clone(),
+            text,
+            data,
+        };
+        NewJob {
+            priority: self.priority,
+            rule_id: self.rule_id.clone(),
+            ..crate::outbox::job(&payload, self.run_at, self.source.clone())
+        }
+    }
+}
+
+/// The board's pages for one handoff (GET pages with a button: chat apps open links to
+/// preview them, so following a link never changes anything by itself).
+pub struct Links {
+    pub board: String,
+    pub claim: String,
+    pub resolve: String,
+}
+
+impl Links {
+    pub fn new(board_url: &str, id: i64) -> Links {
+        Links {
+            board: format!("{board_url}#h{id}"),
+            claim: format!("{board_url}/handoffs/{id}/claim"),
+            resolve: format!("{board_url}/handoffs/{id}/resolve"),
+        }
+    }
+}
+
+/// What an event or a rule does to handoffs, applied with the event's other effects.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandoffChange {
+    /// Open a handoff, or attach the message to the contact's open one.
+    Open(Box<NewHandoff>),
+    /// A customer message: attached to the contact's open handoff, if there is one.
+    Message {
+        user_id: String,
+        message: HandoffMessage,
+    },
+    /// A reply sent by a person in the OA console (`oa_send_*` with `sender.admin_id`). It
+    /// meets the deadline of the contact's open handoff unless it is one of our own sends
+    /// (see [`is_own_send`]).
+    AgentReply {
+        user_id: String,
+        admin_id: String,
+        message: HandoffMessage,
+    },
+}
+
+impl HandoffChange {
+    pub fn user_id(&self) -> &str {
+        match self {
+            HandoffChange::Open(h) => &h.user_id,
+            HandoffChange::Message { user_id, .. } | HandoffChange::AgentReply { user_id, .. } => {
+                user_id
+            }
+        }
+    }
+}
+
+/// Whether an echo is one of the service's own sends: its msg id is the `provider_id` Zalo
+/// gave an outbox job, or — while the outcome of a send is not recorded yet (the echo can
+/// arrive before it) — a Zalo job to that user is in flight with the very same text.
+pub fn is_own_send(
+    msg_id_is_ours: bool,
+    in_flight_texts: &[Option<String>],
+    text: Option<&str>,
+) -> bool {
+    msg_id_is_ours
+        || in_flight_texts
+            .iter()
+            .any(|t| t.as_deref().map(str::trim) == text.map(str::trim))
+}
+
+/// The texts of Zalo jobs in flight, from their stored payloads.
+pub fn in_flight_texts(payloads: impl IntoIterator<Item = String>) -> Vec<Option<String>> {
+    payloads
+        .into_iter()
+        .filter_map(
+            |p| match serde_json::from_str::<crate::channels::Payload>(&p) {
+                Ok(crate::channels::Payload::Zalo { text, .. }) => Some(text),
+                _ => None,
+            },
+        )
+        .collect()
+}
+
+/// A stored handoff.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Handoff {
+    pub id: i64,
+    pub user_id: String,
+    pub contact_name: Option<String>,
+    /// `open`, `claimed` or `resolved`.
+    pub status: String,
+    pub priority: i32,
+    pub team: Option<String>,
+    pub advisor: Option<String>,
+    pub rule_id: Option<String>,
+    pub note: Option<String>,
+    pub opened_at: i64,
+    pub deadline_at: i64,
+    pub first_text: Option<String>,
+    pub messages: i32,
+    pub last_message_at: Option<i64>,
+    pub claimed_by: Option<String>,
+    pub claimed_at: Option<i64>,
+    /// The first human response: an agent's name (claim/resolve) or the OA admin id.
+    pub responded_by: Option<String>,
+    pub responded_at: Option<i64>,
+    /// `oa`, `claim` or `resolve`.
+    pub response_via: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    /// 0: not escalated; 1: the deadline breach was escalated; 2: second level.
+    pub escalation_level: i32,
+    pub source: String,
+    pub updated_at: i64,
+}
+
+pub(crate) const HANDOFF_COLUMNS: &str = "id, user_id, contact_name, status, priority, team, advisor, rule_id, note, opened_at, deadline_at, first_text, messages, last_message_at, claimed_by, claimed_at, responded_by, responded_at, response_via, resolved_by, resolved_at, escalation_level, source, updated_at";
+
+impl Handoff {
+    /// Whether the deadline was met (None while it is still running).
+    pub fn met(&self, now: i64) -> Option<bool> {
+        match self.responded_at {
+            Some(t) => Some(t <= self.deadline_at),
+            None if now > self.deadline_at => Some(false),
+            None => None,
+        }
+    }
+
+    /// The handoff as the API shows it.
+    pub fn to_json(&self, board_url: &str, now: i64) -> Value {
+        let mut v = serde_json::to_value(self).unwrap_or_default();
+        let l = Links::new(board_url, self.id);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("priority_name".into(), json!(priority_name(self.priority)));
+            o.insert("deadline_met".into(), json!(self.met(now)));
+            o.insert(
+                "time_left_ms".into(),
+                json!((self.status != RESOLVED && self.responded_at.is_none())
+                    .then_some(self.deadline_at - now)),
+            );
+            o.insert("claim_url".into(), json!(l.claim));
+            o.insert("resolve_url".into(), json!(l.resolve));
+        }
+        v
+    }
+}
+
+/// A message on a handoff: `in` from the customer, `out` an agent's reply in the OA.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct HandoffMessageRow {
+    pub handoff_id: i64,
+    pub direction: String,
+    pub msg_id: Option<String>,
+    pub text: Option<String>,
+    pub admin_id: Option<String>,
+    pub at: i64,
+}
+
+/// A missed deadline (level 1) or its second escalation (level 2).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct Breach {
+    pub handoff_id: i64,
+    pub level: i32,
+    /// When this level became due (the deadline, or the deadline plus the second delay).
+    pub due_at: i64,
+    pub recorded_at: i64,
+    pub channel: Option<String>,
+}
+
+/// The outcome of a claim or resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffUpdate {
+    /// Done; `first_response` when this was the first human response (the deadline's end).
+    Updated {
+        handoff: Handoff,
+        first_response: bool,
+    },
+    /// Nothing to do (already resolved, or claimed by someone else): the handoff as it is.
+    Unchanged(Handoff),
+    NotFound,
+}
+
+/// What applying handoff changes did, for metrics recorded after the commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandoffOutcomes {
+    pub opened: u64,
+    pub attached: u64,
+    pub first_responses: Vec<Handoff>,
+    /// OA echoes recognised as our own sends.
+    pub own_echoes: u64,
+}
+
+impl HandoffOutcomes {
+    pub fn record(&self) {
+        if self.opened > 0 {
+            metrics::counter!("zaloflow_handoffs_opened_total").increment(self.opened);
+        }
+        for h in &self.first_responses {
+            record_first_response(h);
+        }
+    }
+}
+
+/// Metrics of a first human response: the time it took and whether the deadline held. A
+/// response after an escalation was already counted as missed when it was escalated.
+pub fn record_first_response(h: &Handoff) {
+    let Some(at) = h.responded_at else { return };
+    let secs = (at - h.opened_at).max(0) as f64 / 1000.0;
+    metrics::histogram!("zaloflow_handoff_first_response_seconds").record(secs);
+    if at <= h.deadline_at {
+        metrics::counter!("zaloflow_handoff_deadlines_total", "outcome" => "met").increment(1);
+    } else if h.escalation_level == 0 {
+        metrics::counter!("zaloflow_handoff_deadlines_total", "outcome" => "missed").increment(1);
+    }
+}
+
+/// Escalation and working-hours settings (`ZALOFLOW_WORKING_HOURS`,
+/// `ZALOFLOW_ESCALATION_CHANNEL`, `ZALOFLOW_ESCALATION_SECOND_AFTER`,
+/// `ZALOFLOW_ESCALATION_SECOND_CHANNEL`, `ZALOFLOW_ESCALATION_INTERVAL`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandoffConfig {
+    /// None: the deadline clock always runs.
+    pub working_hours: Option<WorkingHours>,
+    /// The supervisors' chat channel (default `supervisors`).
+    pub escalation_channel: String,
+    /// A second escalation this much working time after the deadline (None: one level).
+    pub second_after_ms: Option<i64>,
+    /// Where the second level goes (default: the escalation channel).
+    pub second_channel: Option<String>,
+    /// How often `serve` looks for missed deadlines (`ZALOFLOW_ESCALATION_INTERVAL`, default
+    /// 30s); None (`0`): not in this instance.
+    pub interval: Option<std::time::Duration>,
+}
+
+impl Default for HandoffConfig {
+    fn default() -> Self {
+        HandoffConfig {
+            working_hours: None,
+            escalation_channel: "supervisors".into(),
+            second_after_ms: None,
+            second_channel: None,
+            interval: Some(escalate::INTERVAL),
+        }
+    }
+}
+
+impl HandoffConfig {
+    /// Reads the settings through `get` (trimmed, empty = unset).
+    pub fn from_values<'a>(get: impl Fn(&str) -> Option<&'a str>) -> anyhow::Result<Self> {
+        let working_hours = match get("ZALOFLOW_WORKING_HOURS") {
+            Some(s) => Some(
+                WorkingHours::parse(s)
+                    .map_err(|e| anyhow::anyhow!("ZALOFLOW_WORKING_HOURS={s:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        let second_after_ms = match get("ZALOFLOW_ESCALATION_SECOND_AFTER") {
+            Some(s) => Some(
+                crate::outbox::retry::parse_duration(s)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "ZALOFLOW_ESCALATION_SECOND_AFTER={s:?} is not a duration like 1h"
+                        )
+                    })?
+                    .as_millis() as i64,
+            ),
+            None => None,
+        };
+        let interval = match get("ZALOFLOW_ESCALATION_INTERVAL") {
+            None => Some(escalate::INTERVAL),
+            Some("0") => None,
+            Some(s) => Some(
+                crate::outbox::retry::parse_duration(s)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "ZALOFLOW_ESCALATION_INTERVAL={s:?} is not a duration like 30s (0: off)"
+                        )
+                    })?,
+            ),
+        };
+        Ok(HandoffConfig {
+            interval,
+            working_hours,
+            escalation_channel: get("ZALOFLOW_ESCALATION_CHANNEL")
+                .unwrap_or("supervisors")
+                .to_string(),
+            second_after_ms,
+            second_channel: get("ZALOFLOW_ESCALATION_SECOND_CHANNEL").map(str::to_string),
+        })
+    }
+}
+
+/// What the engine needs to open handoffs: where the board is, the OA time zone, working
+/// hours, and which chat channels exist (a dedicated advisor with a channel of their own is
+/// told there first).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HandoffPolicy {
+    pub tz: chrono_tz::Tz,
+    pub board_url: String,
+    pub working_hours: Option<WorkingHours>,
+    pub chat_channels: BTreeSet<String>,
+}
+
+impl Default for HandoffPolicy {
+    fn default() -> Self {
+        HandoffPolicy {
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+            board_url: "http://localhost:8080/admin/board".into(),
+            working_hours: None,
+            chat_channels: BTreeSet::new(),
+        }
+    }
+}
+
+impl HandoffPolicy {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        HandoffPolicy {
+            tz: c.tz,
+            board_url: board_url(c),
+            working_hours: c.handoffs.working_hours,
+            chat_channels: c.chat_channels.keys().cloned().collect(),
+        }
+    }
+
+    /// The deadline `work_ms` of working time after `start`.
+    pub fn deadline(&self, start: i64, work_ms: i64) -> i64 {
+        match &self.working_hours {
+            Some(w) => w.add(start, work_ms, self.tz),
+            None => start + work_ms,
+        }
+    }
+
+    /// The chat channel to post to: the named one when it is configured, else the default
+    /// chat webhook (a missing channel would only make dead letters).
+    pub fn chat_target(&self, name: Option<&str>) -> Option<String> {
+        name.filter(|n| self.chat_channels.contains(*n))
+            .map(str::to_string)
+    }
+}
+
+/// `ZALOFLOW_PUBLIC_URL` + `/admin/board`.
+pub fn board_url(c: &crate::config::Config) -> String {
+    format!("{}/admin/board", c.public_url)
+}
+
+/// The handoff action of a rule, for one contact.
+#[derive(Debug, Clone)]
+pub struct HandoffRequest<'a> {
+    pub user_id: &'a str,
+    pub contact: &'a Contact,
+    pub rule_id: &'a str,
+    pub team: Option<&'a str>,
+    pub advisor: Option<&'a str>,
+    /// When the action runs (the event's time, or later after a `wait`).
+    pub opened_at: i64,
+    /// The rule's `deadline:` (working time when working hours are set).
+    pub response_ms: i64,
+    pub priority: Priority,
+    pub note: Option<&'a str>,
+    pub message: Option<HandoffMessage>,
+    pub source: &'a str,
+    /// The outbox priority of the contact's jobs (VIPs first).
+    pub job_priority: i32,
+}
+
+/// The contact field naming a dedicated advisor (wins over the rule's `advisor:`).
+pub const ADVISOR_FIELD: &str = "advisor";
+
+/// Decides the handoff a rule's `handoff` action opens, and the notifications that go out if
+/// it is new: the dedicated advisor first (on their own chat channel, when one is configured
+/// under their name), then the team.
+pub fn plan(policy: &HandoffPolicy, r: HandoffRequest<'_>) -> NewHandoff {
+    let deadline_at = policy.deadline(r.opened_at, r.response_ms);
+    let advisor = r
+        .contact
+        .fields
+        .get(ADVISOR_FIELD)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .or(r.advisor)
+        .map(str::to_string);
+    let vip = r.contact.tags.contains(crate::engine::VIP_TAG);
+    let rank = priority_rank(r.priority);
+    let text = notice_text(policy, &r, vip, rank, deadline_at, advisor.as_deref());
+    let data = json!({
+        "contact": r.user_id,
+        "display_name": r.contact.display_name,
+        "rule": r.rule_id,
+        "priority": priority_name(rank),
+        "deadline_at": deadline_at,
+        "advisor": advisor,
+        "vip": vip,
+        "message": r.message.as_ref().and_then(|m| m.text.clone()),
+    });
+    let notice = |channel: Option<String>, priority: i32| Notice {
+        channel,
+        text: text.clone(),
+        data: data.clone(),
+        priority,
+        run_at: r.opened_at,
+        rule_id: Some(r.rule_id.to_string()),
+        source: r.source.to_string(),
+        board_url: policy.board_url.clone(),
+    };
+    let mut notices = Vec::new();
+    let advisor_channel = advisor.as_deref().and_then(|a| policy.chat_target(Some(a)));
+    if let Some(ch) = &advisor_channel {
+        // Notified first: enqueued first, and ahead in the queue.
+        notices.push(notice(Some(ch.clone()), r.job_priority + 1));
+    }
+    let team = policy.chat_target(r.team);
+    if advisor_channel.is_none() || team != advisor_channel {
+        notices.push(notice(team, r.job_priority));
+    }
+    NewHandoff {
+        user_id: r.user_id.to_string(),
+        contact_name: r.contact.display_name.clone(),
+        priority: rank,
+        team: r.team.map(str::to_string),
+        advisor,
+        rule_id: Some(r.rule_id.to_string()),
+        note: r.note.map(str::to_string),
+        opened_at: r.opened_at,
+        deadline_at,
+        message: r.message,
+        notices,
+        source: r.source.to_string(),
+    }
+}
+
+/// Who the contact is, for people: name, phone, id.
+pub fn who(user_id: &str, name: Option<&str>, phone: Option<&str>) -> String {
+    let mut s = match name.filter(|n| !n.trim().is_empty()) {
+        Some(n) => format!("{n} ({user_id})"),
+        None => format!("khách {user_id}"),
+    };
+    if let Some(p) = phone {
+        s.push_str(&format!(", SĐT {p}"));
+    }
+    s
+}
+
+fn notice_text(
+    policy: &HandoffPolicy,
+    r: &HandoffRequest<'_>,
+    vip: bool,
+    rank: i32,
+    deadline_at: i64,
+    advisor: Option<&str>,
+) -> String {
+    let head = match (vip, rank) {
+        (true, _) => "⭐ Khách VIP cần hỗ trợ",
+        (false, 2) => "🚨 Khách cần hỗ trợ gấp",
+        _ => "🔔 Khách cần hỗ trợ",
+    };
+    let mut s = format!(
+        "{head}: {}",
+        who(
+            r.user_id,
+            r.contact.display_name.as_deref(),
+            r.contact.phone.as_deref()
+        )
+    );
+    if rank > 0 {
+        s.push_str(&format!(" [ưu tiên {}]", priority_vi(rank)));
+    }
+    if let Some(text) = r.message.as_ref().and_then(|m| m.text.as_deref()) {
+        s.push_str(&format!("\nTin nhắn: “{}”", clip(text, 500)));
+    }
+    s.push_str(&format!(
+        "\nHạn trả lời: {} (trong {})",
+        local_time(deadline_at, policy.tz),
+        human_duration(r.response_ms)
+    ));
+    if let Some(w) = &policy.working_hours {
+        s.push_str(&format!(", tính trong giờ làm việc {}", w.describe()));
+    }
+    if let Some(a) = advisor {
+        s.push_str(&format!("\nTư vấn viên riêng: {a}"));
+    }
+    if let Some(n) = r.note.map(str::trim).filter(|n| !n.is_empty()) {
+        s.push_str(&format!("\nGhi chú: {n}"));
+    }
+    s
+}
+
+pub fn priority_vi(rank: i32) -> &'static str {
+    match rank {
+        i32::MIN..=0 => "thường",
+        1 => "cao",
+        _ => "khẩn",
+    }
+}
+
+/// `10:30 17/11` in the OA time zone.
+pub fn local_time(ms: i64, tz: chrono_tz::Tz) -> String {
+    crate::clock::to_utc(ms)
+        .with_timezone(&tz)
+        .format("%H:%M %d/%m")
+        .to_string()
+}
+
+/// `2 giờ`, `1 giờ 5 phút`, `45 phút`, `2 ngày 3 giờ` (rounded down to the minute).
+pub fn human_duration(ms: i64) -> String {
+    let mins = ms.max(0) / 60_000;
+    let (d, h, m) = (mins / 1440, (mins / 60) % 24, mins % 60);
+    let mut parts = Vec::new();
+    if d > 0 {
+        parts.push(format!("{d} ngày"));
+    }
+    if h > 0 {
+        parts.push(format!("{h} giờ"));
+    }
+    if m > 0 || parts.is_empty() {
+        parts.push(format!("{m} phút"));
+    }
+    parts.join(" ")
+}
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    let s = s.trim();
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// What a customer message says, for people: its text, or what it carries.
+pub fn message_text(text: Option<&str>, attachments: &[crate::zalo::event::Attachment]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) {
+        parts.push(t.to_string());
+    }
+    for a in attachments {
+        parts.push(
+            match a.kind.as_str() {
+                "image" => "[hình ảnh]",
+                "sticker" => "[sticker]",
+                "gif" => "[gif]",
+                "file" => "[tệp]",
+                "link" => "[liên kết]",
+                "audio" => "[ghi âm]",
+                "video" => "[video]",
+                "location" => "[vị trí]",
+                _ => "[đính kèm]",
+            }
+            .to_string(),
+        );
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact(vip: bool) -> Contact {
+        let mut c = Contact {
+            user_id: "42".into(),
+            display_name: Some("Lan Nguyễn".into()),
+            phone: Some("84912345678".into()),
+            ..Default::default()
+        };
+        if vip {
+            c.tags.insert("vip_customer".into());
+        }
+        c
+    }
+
+    fn request<'a>(c: &'a Contact, advisor: Option<&'a str>) -> HandoffRequest<'a> {
+        HandoffRequest {
+            user_id: "42",
+            contact: c,
+            rule_id: "vip",
+            team: Some("agents"),
+            advisor,
+            opened_at: 1_000_000,
+            response_ms: 2 * 3_600_000,
+            priority: Priority::High,
+            note: Some("trả lời trong 2 giờ"),
+            message: Some(HandoffMessage {
+                msg_id: Some("m1".into()),
+                text: Some("Đơn hàng của mình đâu rồi?".into()),
+                at: 1_000_000,
+            }),
+            source: "inbox:7",
+            job_priority: 10,
+        }
+    }
+
+    fn policy(channels: &[&str]) -> HandoffPolicy {
+        HandoffPolicy {
+            board_url: "https://shop.vn/admin/board".into(),
+            chat_channels: channels.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_team_is_told_who_what_and_until_when_with_links() {
+        let c = contact(true);
+        let h = plan(&policy(&["agents"]), request(&c, None));
+        assert_eq!(h.deadline_at, 1_000_000 + 7_200_000);
+        assert_eq!(h.priority, 1);
+        assert_eq!(h.notices.len(), 1);
+        let job = h.notices[0].job(12);
+        assert_eq!(job.channel, "chat");
+        assert_eq!(job.priority, 10);
+        let p: Value = serde_json::from_str(&job.payload).unwrap();
+        let text = p["text"].as_str().unwrap();
+        assert!(text.contains("Khách VIP"), "{text}");
+        assert!(text.contains("Lan Nguyễn"), "{text}");
+        assert!(text.contains("Đơn hàng của mình đâu rồi?"), "{text}");
+        assert!(text.contains("trong 2 giờ"), "{text}");
+        assert!(
+            text.contains("https://shop.vn/admin/board/handoffs/12/claim"),
+            "{text}"
+        );
+        assert!(text.contains("https://shop.vn/admin/board/handoffs/12/resolve"));
+        assert_eq!(p["chat_channel"], "agents");
+        assert_eq!(p["data"]["handoff"], 12);
+    }
+
+    #[test]
+    fn a_dedicated_advisor_with_a_channel_is_told_first() {
+        let mut c = contact(true);
+        c.fields.insert(ADVISOR_FIELD.into(), "minh".into());
+        // The contact's advisor wins over the rule's.
+        let h = plan(&policy(&["agents", "minh"]), request(&c, Some("lan")));
+        assert_eq!(h.advisor.as_deref(), Some("minh"));
+        assert_eq!(h.notices.len(), 2);
+        assert_eq!(h.notices[0].channel.as_deref(), Some("minh"));
+        assert!(h.notices[0].priority > h.notices[1].priority);
+        assert_eq!(h.notices[1].channel.as_deref(), Some("agents"));
+        assert!(h.notices[1].text.contains("Tư vấn viên riêng: minh"));
+        // An advisor without a channel is only named in the team's message.
+        let h = plan(&policy(&["agents"]), request(&c, None));
+        assert_eq!(h.notices.len(), 1);
+        assert!(h.notices[0].text.contains("Tư vấn viên riêng: minh"));
+    }
+
+    #[test]
+    fn an_unconfigured_team_goes_to_the_default_webhook() {
+        let c = contact(false);
+        let h = plan(&policy(&[]), request(&c, None));
+        assert_eq!(h.notices[0].channel, None);
+        assert!(h.notices[0].text.starts_with("🔔 Khách cần hỗ trợ"));
+    }
+
+    #[test]
+    fn own_sends_are_recognised() {
+        assert!(is_own_send(true, &[], Some("hi")));
+        assert!(is_own_send(
+            false,
+            &[Some("Chào bạn!".into())],
+            Some("Chào bạn! ")
+        ));
+        assert!(!is_own_send(
+            false,
+            &[Some("Chào bạn!".into())],
+            Some("Dạ em đây")
+        ));
+        assert!(!is_own_send(false, &[], Some("Dạ em đây")));
+    }
+
+    #[test]
+    fn settings() {
+        let m = |pairs: &[(&'static str, &'static str)]| {
+            let pairs = pairs.to_vec();
+            HandoffConfig::from_values(move |k| {
+                pairs.iter().find(|(x, _)| *x == k).map(|(_, v)| *v)
+            })
+        };
+        let d = m(&[]).unwrap();
+        assert_eq!(d, HandoffConfig::default());
+        assert_eq!(d.escalation_channel, "supervisors");
+        let c = m(&[
+            ("ZALOFLOW_WORKING_HOURS", "08:00-21:00 mon-sat"),
+            ("ZALOFLOW_ESCALATION_CHANNEL", "quan_ly"),
+            ("ZALOFLOW_ESCALATION_SECOND_AFTER", "1h"),
+            ("ZALOFLOW_ESCALATION_INTERVAL", "0"),
+        ])
+        .unwrap();
+        assert_eq!(c.escalation_channel, "quan_ly");
+        assert_eq!(c.second_after_ms, Some(3_600_000));
+        assert_eq!(c.interval, None);
+        assert!(c.working_hours.is_some());
+        for bad in [
+            ("ZALOFLOW_WORKING_HOURS", "9h-17h"),
+            ("ZALOFLOW_ESCALATION_SECOND_AFTER", "soon"),
+            ("ZALOFLOW_ESCALATION_INTERVAL", "often"),
+        ] {
+            let e = m(&[bad]).unwrap_err().to_string();
+            assert!(e.contains(bad.0), "{e}");
+        }
+    }
+
+    #[test]
+    fn durations_and_clipping() {
+        assert_eq!(human_duration(7_200_000), "2 giờ");
+        assert_eq!(human_duration(3_900_000), "1 giờ 5 phút");
+        assert_eq!(human_duration(45 * 60_000), "45 phút");
+        assert_eq!(human_duration(0), "0 phút");
+        assert_eq!(human_duration(26 * 3_600_000), "1 ngày 2 giờ");
+        assert_eq!(clip("Xin chào", 3), "Xin…");
+        assert_eq!(clip("Xin", 3), "Xin");
+    }
+}

@@ -1,0 +1,829 @@
+//! `/admin/board`: the agents' board — a small server-rendered page (plain HTML and a little
+//! CSS, no JavaScript) listing unresolved handoffs by urgency, with the time left, who took
+//! them, and buttons to claim and resolve. Readable on a phone.
+//!
+//! Access: the admin bearer token, or a session cookie set from it — open
+//! `/admin/board?token=…` once (or type the token into the login form): the page sets an
+//! HttpOnly, SameSite=Lax cookie holding an HMAC of the token (never the token itself) and
+//! redirects to the bare URL. Changing `ZALOFLOW_ADMIN_TOKEN` ends every session.
+//!
+//! The links in chat notifications (`/admin/board/handoffs/{id}/claim|resolve`) open a page
+//! with one button: chat apps fetch links to preview them, so a GET never changes anything.
+//! Forms post only from our own pages (Origin checked; the cookie is not sent cross-site).
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use super::handoffs::{agent_name, take, Take};
+use super::AppState;
+use crate::handoff::{self, clip, human_duration, local_time, Handoff};
+use crate::store::Contact;
+
+pub const SESSION_COOKIE: &str = "zf_board";
+pub const AGENT_COOKIE: &str = "zf_agent";
+const COOKIE_PATH: &str = "/admin/board";
+const SESSION_SECONDS: i64 = 12 * 3600;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/admin/board", get(board))
+        .route("/admin/board/login", post(login))
+        .route("/admin/board/logout", post(logout))
+        .route(
+            "/admin/board/handoffs/{id}/{action}",
+            get(confirm).post(act),
+        )
+}
+
+// --- access ---
+
+enum Access {
+    Granted,
+    Denied,
+    /// No admin token configured: the board is off.
+    Disabled,
+}
+
+/// The cookie value of a board session: HMAC-SHA256 of a fixed label under the admin token.
+pub fn session_value(token: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(token.as_bytes()).expect("any key length");
+    mac.update(b"zaloflow board session v1");
+    hex::encode(mac.finalize().into_bytes())
+}
+
+fn ct_eq(a: &str, b: &str) -> bool {
+    bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn access(st: &AppState, headers: &HeaderMap) -> Access {
+    let Some(token) = st.config.admin_token.as_ref() else {
+        return Access::Disabled;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer.is_some_and(|b| ct_eq(b, token.expose())) {
+        return Access::Granted;
+    }
+    match cookies(headers).get(SESSION_COOKIE) {
+        Some(c) if ct_eq(c, &session_value(token.expose())) => Access::Granted,
+        _ => Access::Denied,
+    }
+}
+
+/// A form post from one of our own pages: no `Origin` (older clients), or the same host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "cross-site")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+    !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
+}
+
+fn secure(st: &AppState) -> &'static str {
+    if st.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    }
+}
+
+fn session_cookie(st: &AppState, token: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={}; Path={COOKIE_PATH}; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Lax{}",
+        session_value(token),
+        secure(st)
+    )
+}
+
+fn agent_cookie(st: &AppState, agent: &str) -> String {
+    format!(
+        "{AGENT_COOKIE}={}; Path={COOKIE_PATH}; Max-Age=31536000; HttpOnly; SameSite=Lax{}",
+        pct_encode(agent),
+        secure(st)
+    )
+}
+
+fn pct_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn pct_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn remembered_agent(headers: &HeaderMap) -> String {
+    cookies(headers)
+        .get(AGENT_COOKIE)
+        .and_then(|v| pct_decode(v))
+        .and_then(|a| agent_name(Some(&a)).ok())
+        .unwrap_or_default()
+}
+
+/// Only paths of the board itself (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with("/admin/board")
+                && !n.contains("//")
+                && !n.contains('\\')
+                && !n.chars().any(char::is_control) =>
+        {
+            n.to_string()
+        }
+        _ => "/admin/board".to_string(),
+    }
+}
+
+// --- responses ---
+
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        r#"<!doctype html>
+<html lang="vi">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{title}</title>
+<style>{CSS}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"#,
+        title = esc(title),
+    );
+    let mut r = (status, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    r
+}
+
+fn see_other(to: &str, cookies: &[String]) -> Response {
+    let mut r = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(to) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn disabled() -> Response {
+    page(
+        StatusCode::FORBIDDEN,
+        "Bảng hỗ trợ đang tắt",
+        "<main class=narrow><h1>Bảng hỗ trợ đang tắt</h1><p>The board is disabled: set <code>ZALOFLOW_ADMIN_TOKEN</code>.</p></main>",
+    )
+}
+
+fn login_page(status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    let err = error
+        .map(|e| format!("<p class=\"flash bad\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    page(
+        status,
+        "Đăng nhập — Bảng hỗ trợ",
+        &format!(
+            r#"<main class=narrow>
+<h1>Bảng hỗ trợ khách hàng</h1>
+{err}
+<form method="post" action="/admin/board/login" class="login">
+<label for="token">Mã truy cập (admin token)</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required>
+<input type="hidden" name="next" value="{next}">
+<button type="submit">Đăng nhập</button>
+</form>
+</main>"#,
+            next = esc(next)
+        ),
+    )
+}
+
+// --- handlers ---
+
+#[derive(Deserialize)]
+pub struct BoardQuery {
+    token: Option<String>,
+    msg: Option<String>,
+    id: Option<i64>,
+}
+
+async fn board(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<BoardQuery>,
+) -> Response {
+    if let Some(given) = q.token.as_deref() {
+        let Some(token) = st.config.admin_token.as_ref() else {
+            return disabled();
+        };
+        return if ct_eq(given, token.expose()) {
+            see_other("/admin/board", &[session_cookie(&st, token.expose())])
+        } else {
+            login_page(
+                StatusCode::UNAUTHORIZED,
+                "/admin/board",
+                Some("Mã truy cập không đúng."),
+            )
+        };
+    }
+    match access(&st, &headers) {
+        Access::Disabled => return disabled(),
+        Access::Denied => return login_page(StatusCode::UNAUTHORIZED, "/admin/board", None),
+        Access::Granted => {}
+    }
+    let now = crate::clock::system_now();
+    let active = match st
+        .store
+        .list_handoffs(&[handoff::OPEN, handoff::CLAIMED], 500)
+        .await
+    {
+        Ok(h) => h,
+        Err(e) => return unavailable(e),
+    };
+    let done = st
+        .store
+        .list_handoffs(&[handoff::RESOLVED], 10)
+        .await
+        .unwrap_or_default();
+    let users: Vec<String> = active
+        .iter()
+        .chain(&done)
+        .map(|h| h.user_id.clone())
+        .collect();
+    let contacts = st.store.load_contacts(&users).await.unwrap_or_default();
+    let agent = remembered_agent(&headers);
+    let tz = st.config.tz;
+    let mut active = active;
+    active.sort_by_key(urgency);
+
+    let waiting = active.iter().filter(|h| h.responded_at.is_none()).count();
+    let overdue = active
+        .iter()
+        .filter(|h| h.responded_at.is_none() && now > h.deadline_at)
+        .count();
+    let mut body = String::new();
+    body.push_str(&format!(
+        r#"<header>
+<div><h1>Bảng hỗ trợ khách hàng</h1>
+<p class="sub">{waiting} chờ trả lời{overdue_txt} · {total} đang mở · cập nhật {updated}</p></div>
+<form method="post" action="/admin/board/logout"><button class="link" type="submit">Đăng xuất</button></form>
+</header>
+"#,
+        total = active.len(),
+        overdue_txt = if overdue > 0 {
+            format!(" · <strong class=\"bad\">{overdue} quá hạn</strong>")
+        } else {
+            String::new()
+        },
+        updated = local_time(now, tz),
+    ));
+    body.push_str(&flash(q.msg.as_deref(), q.id));
+    body.push_str("<main>\n");
+    if active.is_empty() {
+        body.push_str("<p class=\"empty\">Không có yêu cầu nào đang chờ. 🎉</p>\n");
+    } else {
+        body.push_str("<ol class=\"cards\">\n");
+        for h in &active {
+            body.push_str(&card(h, contacts.get(&h.user_id), now, tz, &agent, true));
+        }
+        body.push_str("</ol>\n");
+    }
+    if !done.is_empty() {
+        body.push_str(&format!(
+            "<details><summary>Đã xong gần đây ({})</summary>\n<ol class=\"cards done\">\n",
+            done.len()
+        ));
+        for h in &done {
+            body.push_str(&card(h, contacts.get(&h.user_id), now, tz, &agent, false));
+        }
+        body.push_str("</ol>\n</details>\n");
+    }
+    body.push_str("</main>\n");
+    let mut r = page(StatusCode::OK, "Bảng hỗ trợ khách hàng", &body);
+    // A plain refresh every minute keeps the time left current (no JavaScript).
+    r.headers_mut()
+        .insert(header::REFRESH, HeaderValue::from_static("60"));
+    r
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+async fn login(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let Some(token) = st.config.admin_token.as_ref() else {
+        return disabled();
+    };
+    let next = safe_next(f.next.as_deref());
+    if !same_origin(&headers) {
+        return login_page(StatusCode::FORBIDDEN, &next, Some("Yêu cầu không hợp lệ."));
+    }
+    if ct_eq(f.token.as_deref().unwrap_or("").trim(), token.expose()) {
+        see_other(&next, &[session_cookie(&st, token.expose())])
+    } else {
+        login_page(
+            StatusCode::UNAUTHORIZED,
+            &next,
+            Some("Mã truy cập không đúng."),
+        )
+    }
+}
+
+async fn logout(State(st): State<AppState>) -> Response {
+    see_other(
+        "/admin/board",
+        &[format!(
+            "{SESSION_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Lax{}",
+            secure(&st)
+        )],
+    )
+}
+
+fn parse_action(action: &str) -> Option<Take> {
+    match action {
+        "claim" => Some(Take::Claim),
+        "resolve" => Some(Take::Resolve),
+        _ => None,
+    }
+}
+
+/// The page a chat link opens: the handoff and one button.
+async fn confirm(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(i64, String)>,
+) -> Response {
+    let Some(what) = parse_action(&action) else {
+        return not_found();
+    };
+    let here = format!("/admin/board/handoffs/{id}/{action}");
+    match access(&st, &headers) {
+        Access::Disabled => return disabled(),
+        Access::Denied => return login_page(StatusCode::UNAUTHORIZED, &here, None),
+        Access::Granted => {}
+    }
+    let h = match st.store.get_handoff(id).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return not_found(),
+        Err(e) => return unavailable(e),
+    };
+    let contact = st.store.get_contact(&h.user_id).await.ok().flatten();
+    let now = crate::clock::system_now();
+    let agent = remembered_agent(&headers);
+    let title = match what {
+        Take::Claim => format!("Nhận xử lý #{id}"),
+        Take::Resolve => format!("Đánh dấu xong #{id}"),
+    };
+    let mut body = format!(
+        "<header><div><h1>{}</h1><p class=\"sub\"><a href=\"/admin/board#h{id}\">← Bảng hỗ trợ</a></p></div></header>\n<main>\n<ol class=\"cards\">\n",
+        esc(&title)
+    );
+    body.push_str(&card(
+        &h,
+        contact.as_ref(),
+        now,
+        st.config.tz,
+        &agent,
+        false,
+    ));
+    body.push_str("</ol>\n");
+    if h.status == handoff::RESOLVED {
+        body.push_str("<p class=\"flash\">Yêu cầu này đã xong.</p>\n");
+    } else {
+        let button = match what {
+            Take::Claim => "Nhận xử lý",
+            Take::Resolve => "Đã xong",
+        };
+        body.push_str(&format!(
+            r#"<form method="post" action="{here}" class="act">
+<label for="agent">Tên của bạn</label>
+<input id="agent" name="agent" value="{agent}" required maxlength="80" autocomplete="name" placeholder="Tên của bạn">
+<button type="submit" class="{cls}">{button}</button>
+</form>
+"#,
+            agent = esc(&agent),
+            cls = if what == Take::Claim { "claim" } else { "resolve" },
+        ));
+    }
+    body.push_str("</main>\n");
+    page(StatusCode::OK, &title, &body)
+}
+
+#[derive(Deserialize)]
+pub struct ActForm {
+    agent: Option<String>,
+}
+
+async fn act(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(i64, String)>,
+    Form(f): Form<ActForm>,
+) -> Response {
+    let Some(what) = parse_action(&action) else {
+        return not_found();
+    };
+    match access(&st, &headers) {
+        Access::Disabled => return disabled(),
+        Access::Denied => {
+            return login_page(
+                StatusCode::UNAUTHORIZED,
+                &format!("/admin/board/handoffs/{id}/{action}"),
+                None,
+            )
+        }
+        Access::Granted => {}
+    }
+    if !same_origin(&headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            "Yêu cầu không hợp lệ",
+            "<main class=narrow><p class=\"flash bad\">Yêu cầu không hợp lệ (khác nguồn).</p></main>",
+        );
+    }
+    let back = |msg: &str, cookies: &[String]| {
+        see_other(&format!("/admin/board?msg={msg}&id={id}#h{id}"), cookies)
+    };
+    let Ok(agent) = agent_name(f.agent.as_deref()) else {
+        return back("bad_agent", &[]);
+    };
+    let remember = [agent_cookie(&st, &agent)];
+    match take(&st, id, &agent, what).await {
+        Ok(_) => back(
+            match what {
+                Take::Claim => "claimed",
+                Take::Resolve => "resolved",
+            },
+            &remember,
+        ),
+        Err(e) if e.status == StatusCode::NOT_FOUND => back("not_found", &remember),
+        Err(e) if e.status == StatusCode::CONFLICT => back("conflict", &remember),
+        Err(_) => back("unavailable", &remember),
+    }
+}
+
+fn not_found() -> Response {
+    page(
+        StatusCode::NOT_FOUND,
+        "Không tìm thấy",
+        "<main class=narrow><p class=\"flash bad\">Không tìm thấy yêu cầu này.</p><p><a href=\"/admin/board\">← Bảng hỗ trợ</a></p></main>",
+    )
+}
+
+fn unavailable(e: crate::store::StoreError) -> Response {
+    tracing::error!(error = %e, "board: storage error");
+    page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Tạm thời không truy cập được",
+        "<main class=narrow><p class=\"flash bad\">Cơ sở dữ liệu tạm thời không truy cập được. Thử lại sau ít phút.</p></main>",
+    )
+}
+
+/// The message after an action (fixed texts: nothing from the URL is shown but the id).
+fn flash(msg: Option<&str>, id: Option<i64>) -> String {
+    let id = id.map(|i| format!("#{i}")).unwrap_or_default();
+    let (cls, text) = match msg {
+        Some("claimed") => ("ok", format!("Bạn đã nhận xử lý {id}.")),
+        Some("resolved") => ("ok", format!("Đã đánh dấu xong {id}.")),
+        Some("conflict") => ("bad", format!("{id} đã có người khác nhận hoặc đã xong.")),
+        Some("not_found") => ("bad", format!("Không tìm thấy {id}.")),
+        Some("bad_agent") => ("bad", "Hãy nhập tên của bạn (tối đa 80 ký tự).".to_string()),
+        Some("unavailable") => ("bad", "Tạm thời không lưu được. Thử lại sau.".to_string()),
+        _ => return String::new(),
+    };
+    format!(
+        "<p class=\"flash {cls}\" role=\"status\">{}</p>\n",
+        esc(&text)
+    )
+}
+
+/// Unanswered first (by deadline, most urgent priority first), then the answered ones.
+fn urgency(h: &Handoff) -> (bool, i64, i32, i64) {
+    (h.responded_at.is_some(), h.deadline_at, -h.priority, h.id)
+}
+
+fn card(
+    h: &Handoff,
+    contact: Option<&Contact>,
+    now: i64,
+    tz: chrono_tz::Tz,
+    agent: &str,
+    with_form: bool,
+) -> String {
+    let vip = contact.is_some_and(|c| c.tags.contains(crate::engine::VIP_TAG));
+    let name = h
+        .contact_name
+        .clone()
+        .or_else(|| contact.and_then(|c| c.display_name.clone()))
+        .unwrap_or_else(|| format!("Khách {}", h.user_id));
+    let state = if h.status == handoff::RESOLVED {
+        "done"
+    } else if h.responded_at.is_some() {
+        "answered"
+    } else if now > h.deadline_at {
+        "overdue"
+    } else if h.deadline_at - now < 30 * 60_000 {
+        "soon"
+    } else {
+        "ok"
+    };
+    let mut s = format!(
+        "<li class=\"card {state}\" id=\"h{id}\">\n<div class=\"row\"><strong class=\"name\">{name}</strong>",
+        id = h.id,
+        name = esc(&name)
+    );
+    if vip {
+        s.push_str("<span class=\"badge vip\">⭐ VIP</span>");
+    }
+    if h.priority > 0 {
+        s.push_str(&format!(
+            "<span class=\"badge prio\">ưu tiên {}</span>",
+            handoff::priority_vi(h.priority)
+        ));
+    }
+    s.push_str(&format!("<span class=\"id\">#{}</span></div>\n", h.id));
+    let mut contact_line = vec![esc(&h.user_id)];
+    if let Some(p) = contact.and_then(|c| c.phone.as_deref()) {
+        contact_line.push(format!("SĐT <a href=\"tel:+{0}\">{0}</a>", esc(p)));
+    }
+    s.push_str(&format!(
+        "<p class=\"contact\">{}</p>\n",
+        contact_line.join(" · ")
+    ));
+    if let Some(t) = &h.first_text {
+        s.push_str(&format!(
+            "<blockquote>{}</blockquote>\n",
+            esc(&clip(t, 400))
+        ));
+    }
+    if h.messages > 1 {
+        s.push_str(&format!(
+            "<p class=\"more\">+{} tin nhắn sau đó</p>\n",
+            h.messages - 1
+        ));
+    }
+    let due = local_time(h.deadline_at, tz);
+    let time = match (h.status.as_str(), h.responded_at) {
+        (handoff::RESOLVED, _) => format!(
+            "<span class=\"left\">Đã xong</span> · {} lúc {}",
+            esc(h.resolved_by.as_deref().unwrap_or("")),
+            h.resolved_at.map(|t| local_time(t, tz)).unwrap_or_default()
+        ),
+        (_, Some(t)) => format!(
+            "<span class=\"left\">{}</span> lúc {} · hạn {due}",
+            match h.response_via.as_deref() {
+                Some(handoff::VIA_OA) => "Đã trả lời trong OA",
+                Some(handoff::VIA_CLAIM) => "Đã nhận xử lý",
+                _ => "Đã phản hồi",
+            },
+            local_time(t, tz)
+        ),
+        (_, None) if now > h.deadline_at => format!(
+            "<span class=\"left\">Quá hạn {}</span> · hạn {due}{}",
+            human_duration(now - h.deadline_at),
+            if h.escalation_level > 0 {
+                " · đã báo quản lý"
+            } else {
+                ""
+            }
+        ),
+        (_, None) => format!(
+            "<span class=\"left\">Còn {}</span> · hạn {due}",
+            human_duration(h.deadline_at - now)
+        ),
+    };
+    s.push_str(&format!("<p class=\"due\">{time}</p>\n"));
+    let mut who = Vec::new();
+    if let Some(c) = &h.claimed_by {
+        who.push(format!(
+            "Đang xử lý: <strong>{}</strong>{}",
+            esc(c),
+            h.claimed_at
+                .map(|t| format!(" (từ {})", local_time(t, tz)))
+                .unwrap_or_default()
+        ));
+    } else if h.status != handoff::RESOLVED {
+        who.push("Chưa ai nhận".to_string());
+    }
+    if let (Some(by), Some(handoff::VIA_OA)) = (&h.responded_by, h.response_via.as_deref()) {
+        who.push(format!("trả lời bởi admin OA {}", esc(by)));
+    }
+    if let Some(t) = &h.team {
+        who.push(format!("nhóm {}", esc(t)));
+    }
+    if let Some(a) = &h.advisor {
+        who.push(format!("tư vấn viên {}", esc(a)));
+    }
+    s.push_str(&format!("<p class=\"who\">{}</p>\n", who.join(" · ")));
+    if with_form && h.status != handoff::RESOLVED {
+        let claim = if h.status == handoff::OPEN {
+            "<button type=\"submit\" class=\"claim\">Nhận xử lý</button>"
+        } else {
+            ""
+        };
+        s.push_str(&format!(
+            r#"<form method="post" action="/admin/board/handoffs/{id}/claim" class="act">
+<input name="agent" value="{agent}" required maxlength="80" autocomplete="name" placeholder="Tên của bạn" aria-label="Tên của bạn">
+{claim}<button type="submit" class="resolve" formaction="/admin/board/handoffs/{id}/resolve">Đã xong</button>
+</form>
+"#,
+            id = h.id,
+            agent = esc(agent),
+        ));
+    }
+    s.push_str("</li>\n");
+    s
+}
+
+/// HTML-escapes text (customer messages, names) for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const CSS: &str = r#"
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;background:#f4f5f7;color:#1d2330}
+header{display:flex;justify-content:space-between;align-items:flex-start;gap:.5rem;padding:.9rem 1rem;background:#0b5cad;color:#fff}
+header h1{margin:0;font-size:1.2rem}
+header a{color:#fff}
+.sub{margin:.2rem 0 0;font-size:.9rem;opacity:.95}
+.bad{color:#b42318}
+header .bad{color:#fff;background:#b42318;padding:0 .35rem;border-radius:.3rem}
+main{max-width:46rem;margin:0 auto;padding:.75rem}
+main.narrow{max-width:26rem;padding-top:2rem}
+.cards{list-style:none;margin:0;padding:0;display:grid;gap:.75rem}
+.card{background:#fff;border-radius:.6rem;padding:.8rem .9rem;border-left:.4rem solid #98a2b3;box-shadow:0 1px 2px rgba(0,0,0,.08)}
+.card.overdue{border-left-color:#d92d20;background:#fff6f5}
+.card.soon{border-left-color:#f79009}
+.card.ok{border-left-color:#0b5cad}
+.card.answered{border-left-color:#12b76a}
+.card.done{opacity:.75}
+.row{display:flex;flex-wrap:wrap;align-items:center;gap:.4rem}
+.name{font-size:1.05rem}
+.id{margin-left:auto;color:#667085;font-size:.85rem}
+.badge{font-size:.75rem;padding:.05rem .45rem;border-radius:1rem;background:#eef4ff;color:#0b5cad;white-space:nowrap}
+.badge.vip{background:#fef0c7;color:#93370d}
+.badge.prio{background:#fee4e2;color:#b42318}
+.contact,.who,.more{margin:.25rem 0;color:#475467;font-size:.9rem}
+blockquote{margin:.5rem 0;padding:.45rem .7rem;background:#f2f4f7;border-radius:.4rem;white-space:pre-wrap;overflow-wrap:anywhere}
+.due{margin:.35rem 0;font-size:.95rem}
+.left{font-weight:600}
+.overdue .left{color:#b42318}
+.soon .left{color:#b54708}
+.answered .left{color:#067647}
+form.act,form.login{display:flex;flex-wrap:wrap;gap:.5rem;margin-top:.6rem}
+form.login{flex-direction:column}
+input{flex:1 1 9rem;min-width:0;font:inherit;padding:.55rem .6rem;border:1px solid #d0d5dd;border-radius:.45rem}
+button{font:inherit;padding:.55rem .9rem;border:0;border-radius:.45rem;background:#0b5cad;color:#fff;cursor:pointer;min-height:2.6rem}
+button.resolve{background:#067647}
+button.link{white-space:nowrap;background:none;padding:.2rem;min-height:0;text-decoration:underline;color:#fff}
+.flash{margin:.75rem auto;max-width:46rem;padding:.6rem .9rem;border-radius:.45rem;background:#ecfdf3;color:#067647}
+.flash.bad{background:#fef3f2;color:#b42318}
+.empty{text-align:center;color:#475467;padding:2rem 0}
+details{margin-top:1rem}
+summary{cursor:pointer;color:#475467;margin-bottom:.5rem}
+label{font-size:.9rem;color:#475467}
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_cookies() {
+        assert_eq!(
+            esc(r#"<script>"x" & 'y'</script>"#),
+            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/script&gt;"
+        );
+        let name = "Nguyễn Văn Minh";
+        assert_eq!(pct_decode(&pct_encode(name)).as_deref(), Some(name));
+        assert!(pct_encode(name).bytes().all(|b| b.is_ascii_graphic()));
+        assert_eq!(pct_decode("%zz"), None);
+        assert_ne!(session_value("a"), session_value("b"));
+        assert_eq!(session_value("a").len(), 64);
+    }
+
+    #[test]
+    fn next_stays_on_the_board() {
+        assert_eq!(
+            safe_next(Some("/admin/board/handoffs/3/claim")),
+            "/admin/board/handoffs/3/claim"
+        );
+        assert_eq!(safe_next(Some("https://evil.example")), "/admin/board");
+        assert_eq!(
+            safe_next(Some("/admin/board//evil.example")),
+            "/admin/board"
+        );
+        assert_eq!(safe_next(None), "/admin/board");
+    }
+
+    #[test]
+    fn origin_check() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h));
+        h.insert(header::HOST, HeaderValue::from_static("shop.vn"));
+        h.insert(header::ORIGIN, HeaderValue::from_static("https://shop.vn"));
+        assert!(same_origin(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!same_origin(&h));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&h));
+    }
+}

@@ -1,0 +1,408 @@
+//! Handoffs on SQLite: applied inside the event's transaction, claimed/resolved/escalated in
+//! their own (`BEGIN IMMEDIATE`: one writer, so read-then-write is consistent).
+
+use std::collections::HashMap;
+
+use sqlx::{Sqlite, Transaction};
+
+use super::{insert_jobs, SqliteStore};
+use crate::handoff::report::HandoffTiming;
+use crate::handoff::{
+    self, Breach, Handoff, HandoffChange, HandoffMessage, HandoffMessageRow, HandoffOutcomes,
+    HandoffUpdate, NewHandoff, HANDOFF_COLUMNS,
+};
+use crate::store::{NewJob, Result};
+
+/// An unresolved handoff as the apply step tracks it.
+struct Live {
+    id: i64,
+    responded: bool,
+}
+
+/// Applies handoff changes in order, inside `tx`.
+pub(super) async fn apply(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: Vec<&HandoffChange>,
+    now: i64,
+) -> Result<HandoffOutcomes> {
+    let mut out = HandoffOutcomes::default();
+    if changes.is_empty() {
+        return Ok(out);
+    }
+    let mut users: Vec<&str> = changes.iter().map(|c| c.user_id()).collect();
+    users.sort_unstable();
+    users.dedup();
+    let mut live: HashMap<String, Live> = HashMap::new();
+    for chunk in users.chunks(500) {
+        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
+            "SELECT id, user_id, responded_at FROM handoffs
+             WHERE status <> 'resolved' AND user_id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(serde_json::to_string(chunk).expect("strings serialise"))
+        .fetch_all(&mut **tx)
+        .await?;
+        for (id, user, responded) in rows {
+            live.insert(
+                user,
+                Live {
+                    id,
+                    responded: responded.is_some(),
+                },
+            );
+        }
+    }
+    for ch in changes {
+        match ch {
+            HandoffChange::Open(h) => match live.get(&h.user_id) {
+                Some(l) => {
+                    attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
+                    out.attached += 1;
+                }
+                None => {
+                    let id = open(tx, h, now).await?;
+                    live.insert(
+                        h.user_id.clone(),
+                        Live {
+                            id,
+                            responded: false,
+                        },
+                    );
+                    out.opened += 1;
+                }
+            },
+            HandoffChange::Message { user_id, message } => {
+                if let Some(l) = live.get(user_id) {
+                    attach(tx, l.id, Some(message), 0, now).await?;
+                    out.attached += 1;
+                }
+            }
+            HandoffChange::AgentReply {
+                user_id,
+                admin_id,
+                message,
+            } => {
+                let Some(l) = live.get_mut(user_id) else {
+                    continue;
+                };
+                if own_send(tx, user_id, message).await? {
+                    out.own_echoes += 1;
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, admin_id, at)
+                     VALUES (?1, 'out', ?2, ?3, ?4, ?5)",
+                )
+                .bind(l.id)
+                .bind(&message.msg_id)
+                .bind(&message.text)
+                .bind(admin_id)
+                .bind(message.at)
+                .execute(&mut **tx)
+                .await?;
+                if !l.responded {
+                    let h: Option<Handoff> = sqlx::query_as(&format!(
+                        "UPDATE handoffs SET responded_by = ?1, responded_at = ?2,
+                            response_via = '{}', updated_at = ?3
+                         WHERE id = ?4 AND responded_at IS NULL
+                         RETURNING {HANDOFF_COLUMNS}",
+                        handoff::VIA_OA
+                    ))
+                    .bind(admin_id)
+                    .bind(message.at)
+                    .bind(now)
+                    .bind(l.id)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+                    l.responded = true;
+                    out.first_responses.extend(h);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn open(tx: &mut Transaction<'static, Sqlite>, h: &NewHandoff, now: i64) -> Result<i64> {
+    let text = h.message.as_ref().and_then(|m| m.text.clone());
+    let (messages, last) = match &h.message {
+        Some(m) => (1, Some(m.at)),
+        None => (0, None),
+    };
+    let (id,): (i64,) = sqlx::query_as(
+        "INSERT INTO handoffs (user_id, contact_name, status, priority, team, advisor, rule_id,
+            note, opened_at, deadline_at, first_text, messages, last_message_at, source, updated_at)
+         VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+         RETURNING id",
+    )
+    .bind(&h.user_id)
+    .bind(&h.contact_name)
+    .bind(h.priority)
+    .bind(&h.team)
+    .bind(&h.advisor)
+    .bind(&h.rule_id)
+    .bind(&h.note)
+    .bind(h.opened_at)
+    .bind(h.deadline_at)
+    .bind(text)
+    .bind(messages)
+    .bind(last)
+    .bind(&h.source)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(m) = &h.message {
+        insert_message(tx, id, m).await?;
+    }
+    let jobs: Vec<NewJob> = h.notices.iter().map(|n| n.job(id)).collect();
+    let refs: Vec<&NewJob> = jobs.iter().collect();
+    insert_jobs(tx, &refs, now).await?;
+    Ok(id)
+}
+
+async fn insert_message(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: i64,
+    m: &HandoffMessage,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, at)
+         VALUES (?1, 'in', ?2, ?3, ?4)",
+    )
+    .bind(id)
+    .bind(&m.msg_id)
+    .bind(&m.text)
+    .bind(m.at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn attach(
+    tx: &mut Transaction<'static, Sqlite>,
+    id: i64,
+    m: Option<&HandoffMessage>,
+    priority: i32,
+    now: i64,
+) -> Result<()> {
+    if let Some(m) = m {
+        insert_message(tx, id, m).await?;
+    }
+    sqlx::query(
+        "UPDATE handoffs SET messages = messages + ?1,
+            last_message_at = MAX(COALESCE(last_message_at, 0), ?2),
+            first_text = COALESCE(first_text, ?3),
+            priority = MAX(priority, ?4), updated_at = ?5
+         WHERE id = ?6",
+    )
+    .bind(i64::from(m.is_some()))
+    .bind(m.map(|m| m.at).unwrap_or(0))
+    .bind(m.and_then(|m| m.text.clone()))
+    .bind(priority)
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Whether this echo is one of our sends: a job's recorded Zalo message id, or the text of
+/// a Zalo job to this user still in flight (its outcome not recorded yet).
+async fn own_send(
+    tx: &mut Transaction<'static, Sqlite>,
+    user_id: &str,
+    m: &HandoffMessage,
+) -> Result<bool> {
+    let known = match &m.msg_id {
+        Some(id) => {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM outbox WHERE provider_id = ?1 AND channel = 'zalo'",
+            )
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?
+                > 0
+        }
+        None => false,
+    };
+    if known {
+        return Ok(true);
+    }
+    let payloads: Vec<(String,)> = sqlx::query_as(
+        "SELECT payload FROM outbox WHERE user_id = ?1 AND channel = 'zalo' AND status = 'sending'",
+    )
+    .bind(user_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(handoff::is_own_send(
+        false,
+        &handoff::in_flight_texts(payloads.into_iter().map(|(p,)| p)),
+        m.text.as_deref(),
+    ))
+}
+
+impl SqliteStore {
+    pub(super) async fn h_users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT user_id FROM contact_tags WHERE tag = ?1")
+                .bind(tag)
+                .fetch_all(&self.reader)
+                .await?,
+        )
+    }
+
+    pub(super) async fn h_list(&self, statuses: &[&str], limit: i64) -> Result<Vec<Handoff>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {HANDOFF_COLUMNS} FROM handoffs
+             WHERE ?2 = '[]' OR status IN (SELECT value FROM json_each(?2))
+             ORDER BY CASE WHEN status = 'resolved' THEN 1 ELSE 0 END,
+                      CASE WHEN status = 'resolved' THEN -resolved_at ELSE deadline_at END, id DESC
+             LIMIT ?1"
+        ))
+        .bind(limit)
+        .bind(serde_json::to_string(statuses).expect("strings serialise"))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub(super) async fn h_get(&self, id: i64) -> Result<Option<Handoff>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    pub(super) async fn h_messages(&self, id: i64) -> Result<Vec<HandoffMessageRow>> {
+        Ok(sqlx::query_as(
+            "SELECT handoff_id, direction, msg_id, text, admin_id, at FROM handoff_messages
+             WHERE handoff_id = ?1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub(super) async fn h_breaches(&self, id: i64) -> Result<Vec<Breach>> {
+        Ok(sqlx::query_as(
+            "SELECT handoff_id, level, due_at, recorded_at, channel FROM handoff_breaches
+             WHERE handoff_id = ?1 ORDER BY level",
+        )
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Claim (`resolve` false) or resolve, in one transaction.
+    pub(super) async fn h_take(
+        &self,
+        id: i64,
+        agent: &str,
+        now: i64,
+        resolve: bool,
+    ) -> Result<HandoffUpdate> {
+        let mut tx = self.begin().await?;
+        let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1");
+        let Some(before): Option<Handoff> = sqlx::query_as(&select)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(HandoffUpdate::NotFound);
+        };
+        let unchanged =
+            before.status == handoff::RESOLVED || (!resolve && before.status == handoff::CLAIMED);
+        if unchanged {
+            return Ok(HandoffUpdate::Unchanged(before));
+        }
+        let (status, via) = if resolve {
+            (handoff::RESOLVED, handoff::VIA_RESOLVE)
+        } else {
+            (handoff::CLAIMED, handoff::VIA_CLAIM)
+        };
+        let h: Handoff = sqlx::query_as(&format!(
+            "UPDATE handoffs SET status = ?1,
+                claimed_by = COALESCE(claimed_by, ?2), claimed_at = COALESCE(claimed_at, ?3),
+                responded_by = COALESCE(responded_by, ?2), responded_at = COALESCE(responded_at, ?3),
+                response_via = COALESCE(response_via, ?4),
+                resolved_by = CASE WHEN ?1 = 'resolved' THEN ?2 ELSE resolved_by END,
+                resolved_at = CASE WHEN ?1 = 'resolved' THEN ?3 ELSE resolved_at END,
+                updated_at = ?3
+             WHERE id = ?5
+             RETURNING {HANDOFF_COLUMNS}"
+        ))
+        .bind(status)
+        .bind(agent)
+        .bind(now)
+        .bind(via)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(HandoffUpdate::Updated {
+            first_response: before.responded_at.is_none(),
+            handoff: h,
+        })
+    }
+
+    pub(super) async fn h_past_deadline(
+        &self,
+        now: i64,
+        below_level: i32,
+        limit: i64,
+    ) -> Result<Vec<Handoff>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {HANDOFF_COLUMNS} FROM handoffs
+             WHERE status <> 'resolved' AND responded_at IS NULL AND deadline_at <= ?1
+               AND escalation_level < ?2
+             ORDER BY escalation_level, deadline_at, id LIMIT ?3"
+        ))
+        .bind(now)
+        .bind(below_level)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub(super) async fn h_record_breach(&self, b: &Breach, job: &NewJob, now: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let raised = sqlx::query(
+            "UPDATE handoffs SET escalation_level = ?1, updated_at = ?2
+             WHERE id = ?3 AND escalation_level < ?1 AND responded_at IS NULL
+               AND status <> 'resolved'",
+        )
+        .bind(b.level)
+        .bind(now)
+        .bind(b.handoff_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if raised == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO handoff_breaches (handoff_id, level, due_at, recorded_at, channel)
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+        )
+        .bind(b.handoff_id)
+        .bind(b.level)
+        .bind(b.due_at)
+        .bind(b.recorded_at)
+        .bind(&b.channel)
+        .execute(&mut *tx)
+        .await?;
+        insert_jobs(&mut tx, &[job], now).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    pub(super) async fn h_timings(&self, since: i64) -> Result<Vec<HandoffTiming>> {
+        Ok(sqlx::query_as(
+            "SELECT status, opened_at, deadline_at, responded_at FROM handoffs
+             WHERE opened_at >= ?1 OR status <> 'resolved'",
+        )
+        .bind(since)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+}
