@@ -202,8 +202,10 @@ pub struct ContactDetail {
     pub timeline: Vec<TimelineEntry>,
 }
 
-/// One contact with its lists and its timeline: the events about it and the sends to it
-/// (Zalo, and SMS/ZNS/email to its phone and email), newest first.
+/// One contact with its lists and its timeline.
+///
+/// The timeline holds the events about the contact and the sends to it (Zalo, and
+/// SMS/ZNS/email to its phone and email), newest first.
 #[utoipa::path(
     get,
     path = "/admin/contacts/{id}",
@@ -283,8 +285,10 @@ pub struct ContactEdited {
     pub zalo_jobs: usize,
 }
 
-/// Edits a contact's name, phone, email, custom fields and tags. Tag changes are mirrored to
-/// Zalo through the outbox, in the same transaction as the change.
+/// Edits a contact's name, phone, email, custom fields and tags.
+///
+/// Tag changes are mirrored to Zalo through the outbox, in the same transaction as the
+/// change (for Zalo followers only).
 #[utoipa::path(
     patch,
     path = "/admin/contacts/{id}",
@@ -412,8 +416,10 @@ impl From<Erased> for ErasedView {
     }
 }
 
-/// Erases a contact for good, in one transaction: the contact, its tags, fields, list
-/// memberships, rule history and form registrations are deleted; every outbox job to it (by
+/// Erases a contact for good (personal data requests).
+///
+/// In one transaction: the contact, its tags, fields, list memberships, rule history and form
+/// registrations are deleted; every outbox job to it (by
 /// id, phone or email) or naming it is deleted, sent or not; every inbox event of it or naming
 /// it is redacted (only the dedupe key stays, so a late retry from Zalo is still recognised).
 /// A later message from the same Zalo user starts a new, empty contact.

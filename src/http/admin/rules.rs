@@ -193,9 +193,11 @@ pub struct RulesCheck {
     pub diagnostics: Vec<DiagnosticView>,
 }
 
-/// Checks draft rule files without saving them: the draft is checked together with the other
-/// files of the running rules folder (ids must be unique across files, lists and channels
-/// declared anywhere count). Nothing on disk or in the running rules changes.
+/// Checks draft rule files without saving them.
+///
+/// The draft is checked together with the other files of the running rules folder (ids must
+/// be unique across files; lists and channels declared anywhere count). Nothing on disk or in
+/// the running rules changes.
 #[utoipa::path(
     post,
     path = "/admin/rules/check",
@@ -299,8 +301,10 @@ pub struct RulesReloaded {
     pub status: ReloadStatusView,
 }
 
-/// Reloads the rules folder now. When the files on disk do not check clean, the previous
-/// rules keep running and the answer lists every problem.
+/// Reloads the rules folder now.
+///
+/// When the files on disk do not check clean, the previous rules keep running and the answer
+/// lists every problem.
 #[utoipa::path(
     post,
     path = "/admin/rules/reload",
