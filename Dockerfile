@@ -3,7 +3,10 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# sqlx::migrate! embeds these at compile time.
 COPY migrations ./migrations
+# Cargo refuses a manifest whose declared targets are missing ([[bench]] in Cargo.toml).
+COPY benches ./benches
 RUN cargo build --release --locked --bin zaloflow
 
 FROM debian:bookworm-slim
