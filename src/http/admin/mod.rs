@@ -9,6 +9,14 @@
 //! description to the document in one line. [`openapi`] then adds what every protected route
 //! shares (the `bearer` security requirement and the 400/401/403/503 answers), so a new route
 //! cannot be served undocumented or documented without its token check.
+//!
+//! Conventions a new route follows (`tests/openapi.rs` holds every route to them):
+//! - extract with [`ApiPath`], [`ApiQuery`] and [`ApiJson`], so rejections have the error shape;
+//! - request bodies refuse unknown members (`#[serde(deny_unknown_fields)]`, answered 422) and
+//!   carry an `example`, as do path parameters: the test calls each route with the examples of
+//!   the document on a seeded database (extend its `seed` with what a new example names);
+//! - document the one success status and every error the handler itself returns (400 for a
+//!   bad path/query/body, 401, 403 and 503 are added to every route here).
 
 use std::sync::OnceLock;
 
