@@ -3,6 +3,7 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# sqlx::migrate! embeds these at compile time.
 COPY migrations ./migrations
 # Bench targets are declared in Cargo.toml; the demo builds the shipped rules in.
 COPY benches ./benches

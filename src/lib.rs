@@ -164,11 +164,7 @@ pub fn load_rules(config: &Config, now: i64) -> anyhow::Result<Option<Arc<rules:
         tracing::warn!(dir = %dir.display(), "rules folder not found: running without rules");
         return Ok(None);
     }
-    let opts = rules::LoadOptions {
-        extra_chat_channels: config.chat_channels.keys().cloned().collect(),
-        extra_lists: Vec::new(),
-    };
-    match rules::RuleWatcher::load(dir, opts, now) {
+    match rules::RuleWatcher::load(dir, rule_load_options(config), now) {
         Ok(w) => {
             let st = w.status();
             tracing::info!(rules = st.rules, files = st.files, dir = %dir.display(), "rules loaded");
@@ -184,6 +180,14 @@ pub fn load_rules(config: &Config, now: i64) -> anyhow::Result<Option<Arc<rules:
                 dir.display()
             )
         }
+    }
+}
+
+/// What the rule checker knows besides the files: the chat channels configured here.
+pub fn rule_load_options(config: &Config) -> rules::LoadOptions {
+    rules::LoadOptions {
+        extra_chat_channels: config.chat_channels.keys().cloned().collect(),
+        extra_lists: Vec::new(),
     }
 }
 

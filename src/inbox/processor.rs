@@ -147,7 +147,11 @@ impl Processor {
                 return Err(e);
             }
         }
-        self.record_done(&parsed, now);
+        let caused: HashMap<i64, Caused> = done
+            .iter()
+            .map(|c| (c.inbox_id, Caused::of(&c.effects)))
+            .collect();
+        self.record_done(&parsed, &caused, now);
         for (row, e) in failed {
             self.retry_later(row, &e).await?;
         }
@@ -184,6 +188,7 @@ impl Processor {
         mut state: BatchState,
     ) -> Result<(), StoreError> {
         for (row, ev) in &parsed {
+            let mut caused = Caused::default();
             let result = match ev {
                 Ok(ev) => {
                     let at = event_time(ev, row);
@@ -192,6 +197,7 @@ impl Processor {
                         self.engine
                             .process(ev, at, &format!("inbox:{}", row.id), &mut scratch);
                     let has_jobs = !effects.jobs.is_empty();
+                    caused = Caused::of(&effects);
                     let c = Completion {
                         inbox_id: row.id,
                         effects,
@@ -214,6 +220,7 @@ impl Processor {
             match result {
                 Ok(()) => self.record_done(
                     std::slice::from_ref(&(row.clone(), ev.clone())),
+                    &HashMap::from([(row.id, caused)]),
                     self.clock.now(),
                 ),
                 Err(e) => self.retry_later(row, &e).await?,
@@ -242,15 +249,55 @@ impl Processor {
             .await
     }
 
-    fn record_done(&self, rows: &[(InboxEvent, Result<Event, String>)], now: i64) {
+    /// Metrics and one log line per processed event: its contact, the rules it fired and
+    /// how many sends it queued.
+    fn record_done(
+        &self,
+        rows: &[(InboxEvent, Result<Event, String>)],
+        caused: &HashMap<i64, Caused>,
+        now: i64,
+    ) {
         for (row, ev) in rows {
             if ev.is_err() {
                 continue;
             }
             metrics::counter!("zaloflow_inbox_processed_total", "event" => metric_event_name(&row.event_name)).increment(1);
-            let latency = (now - row.received_at).max(0) as f64 / 1000.0;
-            metrics::histogram!("zaloflow_inbox_processing_latency_seconds").record(latency);
-            tracing::debug!(inbox_id = row.id, event = %row.event_name, user = %row.user_id, "processed");
+            let latency_ms = (now - row.received_at).max(0);
+            metrics::histogram!("zaloflow_inbox_processing_latency_seconds")
+                .record(latency_ms as f64 / 1000.0);
+            let c = caused.get(&row.id).cloned().unwrap_or_default();
+            tracing::info!(
+                inbox_id = row.id,
+                event = %row.event_name,
+                user = %row.user_id,
+                rules = %c.rules.join(","),
+                jobs = c.jobs,
+                latency_ms,
+                "event processed"
+            );
+        }
+    }
+}
+
+/// What processing one event caused, for its log line.
+#[derive(Debug, Clone, Default)]
+struct Caused {
+    /// Ids of the rules that fired, in firing order.
+    rules: Vec<String>,
+    jobs: usize,
+}
+
+impl Caused {
+    fn of(effects: &crate::store::Effects) -> Caused {
+        let mut rules: Vec<String> = Vec::new();
+        for f in &effects.fires {
+            if !rules.contains(&f.rule_id) {
+                rules.push(f.rule_id.clone());
+            }
+        }
+        Caused {
+            rules,
+            jobs: effects.jobs.len(),
         }
     }
 }

@@ -202,7 +202,7 @@ impl Sender {
         match result {
             Ok(d) => {
                 metrics::counter!("zaloflow_outbox_sent_total", "channel" => channel).increment(1);
-                tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), attempts = job.attempts, "sent");
+                tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, attempts = job.attempts, "sent");
                 JobOutcome {
                     id: job.id,
                     result: JobResult::Sent {
@@ -218,7 +218,7 @@ impl Sender {
                 let result = match self.retry.next(job.attempts, &e, now) {
                     Next::RetryAt(at) => {
                         metrics::counter!("zaloflow_outbox_retried_total", "channel" => channel, "code" => code_label).increment(1);
-                        tracing::info!(job = job.id, channel, user = %job.user_id, attempts = job.attempts, error = %e, retry_in_ms = at - now, "send failed; will retry");
+                        tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, attempts = job.attempts, error = %e, retry_in_ms = at - now, "send failed; will retry");
                         JobResult::Retry {
                             run_at: at,
                             error: e.to_string(),
@@ -227,7 +227,7 @@ impl Sender {
                     }
                     Next::Dead(reason) => {
                         metrics::counter!("zaloflow_outbox_dead_total", "channel" => channel, "code" => code_label).increment(1);
-                        tracing::warn!(job = job.id, channel, user = %job.user_id, attempts = job.attempts, %reason, "dead-lettered");
+                        tracing::warn!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, attempts = job.attempts, %reason, "dead-lettered");
                         JobResult::Dead {
                             error: reason,
                             code,

@@ -660,6 +660,18 @@ pub trait Store: Send + Sync + 'static {
         &self,
         since: i64,
     ) -> Result<Vec<crate::handoff::report::HandoffTiming>>;
+    // --- admin API ---
+    /// Ids of the contacts matching every given filter, in id order after `after`.
+    async fn search_contacts(&self, q: &ContactSearch) -> Result<Vec<String>>;
+    /// The inbox events of a contact's lane, newest first.
+    async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>>;
+    /// Outbox jobs addressed to any of `keys` (a contact's id, phone and email), newest first.
+    async fn contact_jobs(&self, keys: &[String], limit: i64) -> Result<Vec<Job>>;
+    /// Erases a contact in one transaction: its row, tags, fields, list memberships, rule
+    /// state and form registrations are deleted; every job to it (or naming it) is deleted;
+    /// every inbox event of its lane (or naming it) keeps only its dedupe key (Zalo's retries
+    /// stay deduplicated) and no longer waits for processing.
+    async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -798,4 +810,92 @@ pub(crate) fn outcome_columns(
         } => ("pending", Some(*run_at), None, None, Some(error), *code),
         JobResult::Dead { error, code } => ("dead", None, None, None, Some(error), *code),
     }
+}
+
+/// What the admin API searches contacts by; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContactSearch {
+    /// Part of the display name, without regard to case (SQLite: ASCII letters only).
+    pub name: Option<String>,
+    /// A phone number in the stored form (`84…`), matched exactly.
+    pub phone: Option<String>,
+    pub tag: Option<String>,
+    /// Keyset paging: ids after this one.
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// A stored inbox event, as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct InboxRecord {
+    pub id: i64,
+    pub event_name: String,
+    pub user_id: String,
+    pub body: String,
+    pub event_ts: Option<i64>,
+    pub received_at: i64,
+    pub status: String,
+    pub attempts: i32,
+    pub processed_at: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// What erasing a contact removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Erased {
+    /// 1 when the contact row existed.
+    pub contact: u64,
+    pub tags: u64,
+    pub fields: u64,
+    pub list_memberships: u64,
+    pub rule_state: u64,
+    pub form_submissions: u64,
+    /// Inbox events whose body was replaced by `{"redacted":true}`.
+    pub inbox_redacted: u64,
+    pub jobs_deleted: u64,
+}
+
+impl Erased {
+    /// True when nothing at all was found.
+    pub fn is_empty(&self) -> bool {
+        *self == Erased::default()
+    }
+}
+
+/// The body an erased contact's inbox events keep.
+pub const REDACTED_BODY: &str = r#"{"redacted":true}"#;
+
+/// The strings that identify a contact inside stored JSON: its id (quoted, so `u1` does not
+/// match `u10`), its phone in both the `84…` and the local `0…` form, and its email.
+pub(crate) fn erase_needles(
+    user_id: &str,
+    phone: Option<&str>,
+    email: Option<&str>,
+) -> Vec<String> {
+    let mut out = vec![serde_json::to_string(user_id).expect("a string serialises")];
+    if let Some(p) = phone.filter(|p| p.len() >= 8) {
+        out.push(p.to_string());
+        if let Some(rest) = p.strip_prefix("84") {
+            out.push(format!("0{rest}"));
+        }
+    }
+    if let Some(e) = email.filter(|e| e.contains('@')) {
+        out.push(e.to_string());
+        if e.to_lowercase() != e {
+            out.push(e.to_lowercase());
+        }
+    }
+    out
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE … ESCAPE '\'` pattern.
+pub(crate) fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

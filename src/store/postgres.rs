@@ -702,6 +702,125 @@ impl Store for PgStore {
     ) -> Result<Vec<crate::handoff::report::HandoffTiming>> {
         self.h_timings(since).await
     }
+
+    async fn search_contacts(&self, q: &ContactSearch) -> Result<Vec<String>> {
+        let name = q.name.as_deref().map(|n| format!("%{}%", like_escape(n)));
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.user_id FROM contacts c
+             WHERE ($1::text IS NULL OR c.user_id > $1)
+               AND ($2::text IS NULL OR c.display_name ILIKE $2 ESCAPE '\\')
+               AND ($3::text IS NULL OR c.phone = $3)
+               AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM contact_tags t
+                                                WHERE t.user_id = c.user_id AND t.tag = $4))
+             ORDER BY c.user_id LIMIT $5",
+        )
+        .bind(q.after.as_deref())
+        .bind(name)
+        .bind(q.phone.as_deref())
+        .bind(q.tag.as_deref())
+        .bind(q.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>> {
+        Ok(sqlx::query_as(
+            "SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
+                    processed_at, error
+             FROM inbox WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn contact_jobs(&self, keys: &[String], limit: i64) -> Result<Vec<Job>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM outbox WHERE user_id = ANY($1) ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(keys)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased> {
+        let mut tx = self.pool.begin().await?;
+        let mut out = Erased::default();
+        // The events of its lane first: an inbox worker finishing one of them now loses its
+        // lease (and changes nothing) or has committed before this statement, so what it
+        // wrote about the contact is seen, and removed, below.
+        const REDACT: &str = "UPDATE inbox SET body = $1, user_id = '', error = NULL,
+                lease_owner = NULL, lease_until = 0,
+                processed_at = COALESCE(processed_at, $2),
+                status = CASE status WHEN 'pending' THEN 'done' ELSE status END";
+        out.inbox_redacted += sqlx::query(&format!("{REDACT} WHERE user_id = $3"))
+            .bind(REDACTED_BODY)
+            .bind(now)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT phone, email FROM contacts WHERE user_id = $1 FOR UPDATE")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (phone, email) = row.unwrap_or_default();
+        for needle in erase_needles(user_id, phone.as_deref(), email.as_deref()) {
+            out.inbox_redacted += sqlx::query(&format!("{REDACT} WHERE strpos(body, $3) > 0"))
+                .bind(REDACTED_BODY)
+                .bind(now)
+                .bind(&needle)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            out.jobs_deleted += sqlx::query("DELETE FROM outbox WHERE strpos(payload, $1) > 0")
+                .bind(&needle)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        let mut keys = vec![user_id.to_string()];
+        keys.extend(phone.iter().chain(email.iter()).cloned());
+        out.jobs_deleted += sqlx::query("DELETE FROM outbox WHERE user_id = ANY($1)")
+            .bind(&keys)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        let del = |sql: &'static str| sqlx::query(sql).bind(user_id);
+        out.tags = del("DELETE FROM contact_tags WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        out.fields = del("DELETE FROM contact_fields WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        out.list_memberships = del("DELETE FROM list_members WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        out.rule_state = del("DELETE FROM rule_state WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        out.form_submissions = del("DELETE FROM form_submissions WHERE contact_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        out.contact = del("DELETE FROM contacts WHERE user_id = $1")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(out)
+    }
 }
 
 async fn apply_contact_changes(
