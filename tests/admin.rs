@@ -180,6 +180,27 @@ async fn seed(s: &DynStore) {
             },
         ],
         fires: vec![fire(LAN), fire(MINH)],
+        // Lan wrote something that went to the agents.
+        handoffs: vec![zaloflow::handoff::HandoffChange::Open(Box::new(
+            zaloflow::handoff::NewHandoff {
+                user_id: LAN.into(),
+                contact_name: Some("Lan Nguyễn".into()),
+                priority: 1,
+                team: Some("agents".into()),
+                advisor: None,
+                rule_id: Some("vip".into()),
+                note: None,
+                opened_at: now,
+                deadline_at: now + 7_200_000,
+                message: Some(zaloflow::handoff::HandoffMessage {
+                    msg_id: Some("m-lan-1".into()),
+                    text: Some(format!("Gọi mình số {LAN_PHONE} nhé")),
+                    at: now,
+                }),
+                notices: vec![],
+                source: "inbox:1".into(),
+            },
+        ))],
         ..Default::default()
     };
     s.apply_effects(&effects, now).await.unwrap();
@@ -554,6 +575,8 @@ async fn erase_contact_leaves_nothing_with_its_id_phone_or_email(kind: &str) {
         "form_submissions",
         "inbox",
         "outbox",
+        "handoffs",
+        "handoff_messages",
     ] {
         assert!(
             tables.contains(t),

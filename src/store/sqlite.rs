@@ -852,6 +852,14 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        // Handoffs hold the customer's messages: they go too.
+        for sql in [
+            "DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)",
+            "DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)",
+            "DELETE FROM handoffs WHERE user_id = ?1",
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+        }
         out.contact = del("DELETE FROM contacts WHERE user_id = ?1")
             .execute(&mut *tx)
             .await?
