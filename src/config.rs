@@ -61,6 +61,7 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_PUBLIC_RATE_PER_MINUTE",
     "ZALOFLOW_TRACKING_KEY",
     "ZALOFLOW_CLIENT_IP_HEADER",
+    "ZALOFLOW_TICK",
 ];
 
 #[derive(Clone, Debug)]
@@ -104,6 +105,9 @@ pub struct Config {
     /// A header set by the proxy in front (e.g. `Fly-Client-IP`) that carries the client's IP;
     /// `None`: the TCP peer address. Only set it behind a proxy that overwrites it.
     pub client_ip_header: Option<String>,
+    /// When `serve` ticks the scheduler: a 5-field cron in the OA time zone (default every
+    /// minute); `None` (`ZALOFLOW_TICK=off`): never (run `zaloflow tick` from elsewhere).
+    pub tick_cron: Option<String>,
 }
 
 impl Config {
@@ -233,6 +237,11 @@ impl Config {
                 k => k.map(Secret::new),
             },
             client_ip_header: get("ZALOFLOW_CLIENT_IP_HEADER").map(str::to_ascii_lowercase),
+            tick_cron: match get("ZALOFLOW_TICK").map(str::trim) {
+                None | Some("") => Some("* * * * *".to_string()),
+                Some("off") => None,
+                Some(c) => Some(c.to_string()),
+            },
         })
     }
 
