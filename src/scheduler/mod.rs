@@ -230,11 +230,12 @@ fn rules_use_lists(rules: &RuleSet, words: &[&str]) -> bool {
     })
 }
 
-/// Gives the jobs of a decision dedupe keys `PREFIX:N` (those without one already).
+/// Gives the jobs of a decision dedupe keys `PREFIX:RULE:N` (those without one already).
 fn key_jobs(effects: &mut Effects, prefix: &str) {
     for (n, j) in effects.jobs.iter_mut().enumerate() {
         if j.dedupe_key.is_none() {
-            j.dedupe_key = Some(format!("{prefix}:{n}"));
+            let rule = j.rule_id.as_deref().unwrap_or("");
+            j.dedupe_key = Some(format!("{prefix}:{rule}:{n}"));
         }
     }
 }
