@@ -37,3 +37,5 @@ CREATE INDEX contact_fields_updated ON contact_fields (name, updated_at);
 CREATE INDEX list_members_added ON list_members (list, added_at);
 CREATE INDEX outbox_email_sent ON outbox (sent_at) WHERE channel = 'email' AND status = 'sent';
 CREATE INDEX contacts_follows ON contacts (follows, user_id);
+-- Re-activation scans read a range of last interactions and nothing else of the rows.
+CREATE INDEX contacts_inactivity ON contacts (last_interaction, follows, user_id);

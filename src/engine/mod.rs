@@ -472,6 +472,8 @@ impl Engine {
         };
         let mut effects = Effects::default();
         self.plan(user, &eval, at, source, state, &mut effects);
+        // A step has no limits to keep: its membership row records its progress.
+        effects.fires.clear();
         for (n, job) in effects.jobs.iter_mut().enumerate() {
             job.dedupe_key = Some(format!(
                 "campaign:{}:{user}:{run}:{}:{n}",

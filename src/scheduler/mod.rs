@@ -181,14 +181,16 @@ async fn decide(
     Ok(())
 }
 
-/// Contacts, rule firings, lists (when `lists`) and campaign memberships of `users`.
+/// Contacts, rule firings, lists (when `lists`) and campaign memberships (when `campaigns`)
+/// of `users`.
 async fn load_state(
-    ctx: &TickContext,
+    store: &DynStore,
     users: &[String],
     lists: bool,
+    campaigns: bool,
 ) -> Result<BatchState, StoreError> {
-    let contacts = ctx.store.load_contacts(users).await?;
-    let history = History::from_fires(ctx.store.load_rule_state(users).await?);
+    let contacts = store.load_contacts(users).await?;
+    let history = History::from_fires(store.load_rule_state(users).await?);
     let mut state = BatchState {
         contacts,
         history,
@@ -196,12 +198,12 @@ async fn load_state(
     };
     if lists {
         for u in users {
-            let of: BTreeSet<String> = ctx.store.lists_of_contact(u).await?.into_iter().collect();
+            let of: BTreeSet<String> = store.lists_of_contact(u).await?.into_iter().collect();
             state.lists.insert(u.clone(), of);
         }
     }
-    if !ctx.engine.rule_set().campaigns().is_empty() {
-        for m in ctx.store.load_campaign_members(users).await? {
+    if campaigns {
+        for m in store.load_campaign_members(users).await? {
             state
                 .campaigns
                 .entry(m.contact_id.clone())
@@ -210,6 +212,16 @@ async fn load_state(
         }
     }
     Ok(state)
+}
+
+/// [`load_state`] with what the running rules need.
+async fn state_of(
+    ctx: &TickContext,
+    users: &[String],
+    lists: bool,
+) -> Result<BatchState, StoreError> {
+    let campaigns = !ctx.engine.rule_set().campaigns().is_empty();
+    load_state(&ctx.store, users, lists, campaigns).await
 }
 
 fn uses_lists(conds: &[Condition]) -> bool {
@@ -262,6 +274,79 @@ async fn apply(
     Ok(applied)
 }
 
+/// Decides `chunks` one after the other while the next chunk's state is loaded and the previous
+/// chunk's decisions are written: reads, evaluation and writes overlap. `users` names the
+/// contacts of a chunk (a contact is in one chunk only); `decide` turns a chunk into decisions.
+async fn pipeline<T, U, D>(
+    ctx: &TickContext,
+    chunks: Vec<Vec<T>>,
+    lists: bool,
+    report: &mut TickReport,
+    users: U,
+    mut decide: D,
+) -> Result<(), StoreError>
+where
+    U: Fn(&[T]) -> Vec<String>,
+    D: FnMut(&[T], &mut BatchState, &mut TickReport) -> Vec<Decision>,
+{
+    let campaigns = !ctx.engine.rule_set().campaigns().is_empty();
+    let load = |chunk: &[T]| {
+        let store = ctx.store.clone();
+        let ids = users(chunk);
+        tokio::spawn(async move { load_state(&store, &ids, lists, campaigns).await })
+    };
+    let mut next = chunks.first().map(|c| load(c));
+    let mut renewed = std::time::Instant::now();
+    let mut writing: Option<Writing> = None;
+    for i in 0..chunks.len() {
+        let Some(loading) = next.take() else { break };
+        let mut state = loading.await.map_err(task_failed)??;
+        next = chunks.get(i + 1).map(|c| load(c));
+        let decisions = decide(&chunks[i], &mut state, report);
+        if let Some(w) = writing.take() {
+            written(w, report).await?;
+        }
+        if !decisions.is_empty() {
+            let jobs = decisions.iter().map(|d| d.effects.jobs.len()).sum();
+            let n = decisions.len();
+            let (store, at) = (ctx.store.clone(), ctx.clock.now());
+            let h = tokio::spawn(async move { store.apply_decisions(&decisions, at).await });
+            writing = Some((h, jobs, n));
+        }
+        // Not after every chunk: on SQLite the renewal would wait for the write in flight.
+        if renewed.elapsed().as_millis() as i64 > ctx.options.lease_ms / 4 {
+            renew(ctx).await?;
+            renewed = std::time::Instant::now();
+        }
+    }
+    if let Some(w) = writing.take() {
+        written(w, report).await?;
+    }
+    Ok(())
+}
+
+/// A chunk's decisions being written: the task, its jobs, its decisions.
+type Writing = (
+    tokio::task::JoinHandle<Result<usize, StoreError>>,
+    usize,
+    usize,
+);
+
+async fn written((h, jobs, n): Writing, report: &mut TickReport) -> Result<(), StoreError> {
+    let applied = h.await.map_err(task_failed)??;
+    // Decisions taken before (their marks exist) added nothing.
+    report.jobs += if applied == n {
+        jobs
+    } else {
+        jobs * applied / n.max(1)
+    };
+    Ok(())
+}
+
+fn task_failed(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Invalid(format!("a scheduler task failed: {e}"))
+}
+
 // --- 1. campaigns ---------------------------------------------------------------------------
 
 async fn campaigns(
@@ -284,15 +369,19 @@ async fn campaigns(
     if enabled.is_empty() {
         return Ok(());
     }
-    let page = ctx.options.page as i64;
+    let page = ctx.options.page;
     let tz = ctx.engine.tz();
-    // Each page moves its members on (or out), so the next query finds the rest; a member whose
-    // decision was taken before (a mark) is skipped by the store and moved on here too.
+    let lists = rules
+        .campaigns()
+        .iter()
+        .any(|c| uses_lists(&c.exit_if) || c.steps.iter().any(|s| uses_lists(&s.rule.conditions)));
+    // Each batch moves its members on (or out), so the next query finds the rest. A member that
+    // did not move (a change raced it) is not taken again in this tick.
     let mut seen: BTreeSet<(String, String, i64)> = BTreeSet::new();
     loop {
-        let due = ctx
+        let mut due = ctx
             .store
-            .due_campaign_members(Some(&enabled), now, page)
+            .due_campaign_members(Some(&enabled), now, (page * 10) as i64)
             .await?
             .into_iter()
             .filter(|m| seen.insert((m.campaign.clone(), m.contact_id.clone(), m.step)))
@@ -300,31 +389,39 @@ async fn campaigns(
         if due.is_empty() {
             break;
         }
-        let users: Vec<String> = {
-            let mut u: Vec<String> = due.iter().map(|m| m.contact_id.clone()).collect();
-            u.sort();
-            u.dedup();
-            u
-        };
-        let lists = rules.campaigns().iter().any(|c| {
-            uses_lists(&c.exit_if) || c.steps.iter().any(|s| uses_lists(&s.rule.conditions))
-        });
-        let mut state = load_state(ctx, &users, lists).await?;
-        let mut decisions = Vec::with_capacity(due.len());
-        for m in &due {
-            let Some(c) = rules.campaign(&m.campaign) else {
-                continue;
-            };
-            if let Some(d) = member_step(ctx, c, m, now, tz, &mut state, report) {
-                decisions.push(d);
+        // One contact's memberships stay in one chunk.
+        due.sort_by(|a, b| a.contact_id.cmp(&b.contact_id));
+        let mut chunks: Vec<Vec<CampaignMember>> = Vec::new();
+        for m in due {
+            match chunks.last_mut() {
+                Some(c)
+                    if c.len() < page || c.last().is_some_and(|l| l.contact_id == m.contact_id) =>
+                {
+                    c.push(m)
+                }
+                _ => chunks.push(vec![m]),
             }
         }
-        let progressed = !decisions.is_empty();
-        apply(ctx, decisions, report).await?;
-        renew(ctx).await?;
-        if !progressed {
-            break;
-        }
+        pipeline(
+            ctx,
+            chunks,
+            lists,
+            report,
+            |ms: &[CampaignMember]| {
+                let mut u: Vec<String> = ms.iter().map(|m| m.contact_id.clone()).collect();
+                u.dedup();
+                u
+            },
+            |ms, state, report| {
+                ms.iter()
+                    .filter_map(|m| {
+                        let c = rules.campaign(&m.campaign)?;
+                        member_step(ctx, c, m, now, tz, state, report)
+                    })
+                    .collect()
+            },
+        )
+        .await?;
     }
     Ok(())
 }
@@ -464,7 +561,7 @@ async fn list_joins(
         let joins = ctx.store.list_joins(list, from, wall + 1).await?;
         for chunk in joins.chunks(ctx.options.page) {
             let users: Vec<String> = chunk.iter().map(|j| j.user_id.clone()).collect();
-            let mut state = load_state(ctx, &users, false).await?;
+            let mut state = state_of(ctx, &users, false).await?;
             let mut decisions = Vec::new();
             for u in &users {
                 let mut effects = Effects::default();
@@ -536,7 +633,7 @@ async fn field_changes(
         let mut users: Vec<String> = chunk.iter().map(|u| u.user_id.clone()).collect();
         users.sort();
         users.dedup();
-        let mut state = load_state(ctx, &users, lists).await?;
+        let mut state = state_of(ctx, &users, lists).await?;
         let mut decisions = Vec::new();
         for u in chunk {
             let source = format!("tick:field:{}", u.name);
@@ -649,7 +746,7 @@ async fn schedules(
                     break;
                 };
                 contacts += ids.len();
-                let mut state = load_state(ctx, &ids, lists).await?;
+                let mut state = state_of(ctx, &ids, lists).await?;
                 let mut decisions = Vec::new();
                 for u in &ids {
                     // Already done for this occurrence (a tick that stopped half-way).
@@ -731,38 +828,46 @@ async fn reactivation(
     }
     let lists = rules_use_lists(rules, &["inactive"]);
     let ids: Vec<String> = candidates.into_iter().collect();
-    for chunk in ids.chunks(ctx.options.page) {
-        let mut state = load_state(ctx, chunk, lists).await?;
-        let mut decisions = Vec::with_capacity(chunk.len());
-        for u in chunk {
-            // Never to users who unfollowed, whatever the rule says.
-            let Some(contact) = state.contacts.get(u) else {
-                continue;
-            };
-            if contact.follows == Some(false) {
-                continue;
+    let chunks: Vec<Vec<String>> = ids
+        .chunks(ctx.options.page.max(5000))
+        .map(<[String]>::to_vec)
+        .collect();
+    pipeline(
+        ctx,
+        chunks,
+        lists,
+        report,
+        <[String]>::to_vec,
+        |chunk, state, report| {
+            let mut decisions = Vec::with_capacity(chunk.len());
+            for u in chunk {
+                // Never to users who unfollowed, whatever the rule says.
+                let Some(contact) = state.contacts.get(u) else {
+                    continue;
+                };
+                if contact.follows == Some(false) {
+                    continue;
+                }
+                let spell = contact.last_interaction.unwrap_or_default();
+                let source = "tick:inactive";
+                let mut effects = ctx
+                    .engine
+                    .stimulate(u, Stimulus::Inactive, now, source, state);
+                if effects.fires.is_empty() {
+                    continue;
+                }
+                ctx.engine
+                    .enter_on_added_tags(u, now, source, state, &mut effects);
+                for f in &effects.fires {
+                    report.reactivation(&f.rule_id).fired += 1;
+                }
+                key_jobs(&mut effects, &format!("inactive:{u}:{spell}"));
+                decisions.push(Decision { key: None, effects });
             }
-            let spell = contact.last_interaction.unwrap_or_default();
-            let source = "tick:inactive";
-            let mut effects = ctx
-                .engine
-                .stimulate(u, Stimulus::Inactive, now, source, &mut state);
-            if effects.fires.is_empty() {
-                continue;
-            }
-            ctx.engine
-                .enter_on_added_tags(u, now, source, &mut state, &mut effects);
-            for f in &effects.fires {
-                let r = report.reactivation(&f.rule_id);
-                r.fired += 1;
-            }
-            key_jobs(&mut effects, &format!("inactive:{u}:{spell}"));
-            decisions.push(Decision { key: None, effects });
-        }
-        apply(ctx, decisions, report).await?;
-        renew(ctx).await?;
-    }
-    Ok(())
+            decisions
+        },
+    )
+    .await
 }
 
 // --- 5. special days ------------------------------------------------------------------------
@@ -850,7 +955,7 @@ async fn special_days(
             };
             report.special_day(&rule_id).candidates += ids.len();
             for chunk in ids.chunks(ctx.options.page) {
-                let mut state = load_state(ctx, chunk, lists).await?;
+                let mut state = state_of(ctx, chunk, lists).await?;
                 let mut decisions = Vec::new();
                 for u in chunk {
                     let source = format!("tick:special_day:{rule_id}");
@@ -967,7 +1072,7 @@ async fn not_opened(
             users.sort();
             users.dedup();
             let mut state =
-                load_state(ctx, &users, rules_use_lists(rules, &["email_not_opened"])).await?;
+                state_of(ctx, &users, rules_use_lists(rules, &["email_not_opened"])).await?;
             let mut decisions = Vec::new();
             for (job_id, contact, sent_by, sent_at) in todo {
                 let source = format!("tick:not_opened:{job_id}");

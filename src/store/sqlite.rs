@@ -705,7 +705,7 @@ impl Store for SqliteStore {
         skip_fired_in_silence: Option<&str>,
     ) -> Result<Vec<String>> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT c.user_id FROM contacts c INDEXED BY contacts_last_interaction
+            "SELECT c.user_id FROM contacts c INDEXED BY contacts_inactivity
              WHERE c.last_interaction >= ?1 AND c.last_interaction < ?2
                AND (CASE WHEN ?3 IS NULL THEN c.follows IS NOT 0 ELSE c.follows = ?3 END)
                AND (?4 IS NULL OR NOT EXISTS (
@@ -792,7 +792,7 @@ impl Store for SqliteStore {
             "SELECT {MEMBER_COLUMNS} FROM campaign_members
              WHERE status = 'active' AND next_at <= ?1
                AND (?3 IS NULL OR campaign IN (SELECT value FROM json_each(?3)))
-             ORDER BY next_at, campaign, contact_id LIMIT ?2"
+             ORDER BY next_at LIMIT ?2"
         ))
         .bind(now)
         .bind(limit)
@@ -1167,22 +1167,76 @@ async fn apply_effects<'e>(
     Ok(())
 }
 
-/// Campaign membership changes, in order (runs of entries in multi-row inserts).
+/// Campaign membership changes, in order; a run of advances (a drip step due for many members)
+/// is one statement per thousand members.
 async fn apply_campaign_changes<'a>(
     tx: &mut Transaction<'static, Sqlite>,
     changes: impl Iterator<Item = &'a CampaignChange>,
     now: i64,
 ) -> Result<()> {
-    for ch in changes {
-        match ch {
-            CampaignChange::Enter {
-                campaign,
-                contact_id,
-                entered_at,
-                step,
-                next_at,
-            } => {
+    let changes: Vec<&CampaignChange> = changes.collect();
+    let mut i = 0;
+    while i < changes.len() {
+        if let CampaignChange::Advance { .. } = changes[i] {
+            let end = changes[i..]
+                .iter()
+                .position(|c| !matches!(c, CampaignChange::Advance { .. }))
+                .map_or(changes.len(), |p| i + p);
+            for chunk in changes[i..end].chunks(1000) {
+                let rows: Vec<serde_json::Value> = chunk
+                    .iter()
+                    .filter_map(|c| match c {
+                        CampaignChange::Advance {
+                            campaign,
+                            contact_id,
+                            from_step,
+                            step,
+                            next_at,
+                        } => Some(serde_json::json!([
+                            campaign, contact_id, from_step, step, next_at
+                        ])),
+                        _ => None,
+                    })
+                    .collect();
                 sqlx::query(
+                    // The primary key's index (SQLite names it so), or the planner may scan
+                    // the table for every row of the batch.
+                    "UPDATE campaign_members INDEXED BY sqlite_autoindex_campaign_members_1
+                        SET step = j.s, next_at = j.n,
+                        status = CASE WHEN j.n IS NULL THEN 'done' ELSE 'active' END, updated_at = ?2
+                     FROM (SELECT value ->> 0 AS c, value ->> 1 AS u, value ->> 2 AS f,
+                                  value ->> 3 AS s, value ->> 4 AS n FROM json_each(?1)) AS j
+                     WHERE campaign_members.campaign = j.c AND campaign_members.contact_id = j.u
+                       AND campaign_members.status = 'active' AND campaign_members.step = j.f",
+                )
+                .bind(serde_json::Value::Array(rows).to_string())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            i = end;
+            continue;
+        }
+        apply_campaign_change(tx, changes[i], now).await?;
+        i += 1;
+    }
+    Ok(())
+}
+
+async fn apply_campaign_change(
+    tx: &mut Transaction<'static, Sqlite>,
+    ch: &CampaignChange,
+    now: i64,
+) -> Result<()> {
+    match ch {
+        CampaignChange::Enter {
+            campaign,
+            contact_id,
+            entered_at,
+            step,
+            next_at,
+        } => {
+            sqlx::query(
                     "INSERT INTO campaign_members (campaign, contact_id, entered_at, step, next_at,
                         status, entries, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, 1, ?6)
@@ -1196,59 +1250,58 @@ async fn apply_campaign_changes<'a>(
                 .bind(now)
                 .execute(&mut **tx)
                 .await?;
-            }
-            CampaignChange::Repeat {
-                campaign,
-                contact_id,
-            } => {
-                sqlx::query(
-                    "UPDATE campaign_members SET entries = entries + 1, updated_at = ?3
+        }
+        CampaignChange::Repeat {
+            campaign,
+            contact_id,
+        } => {
+            sqlx::query(
+                "UPDATE campaign_members SET entries = entries + 1, updated_at = ?3
                      WHERE campaign = ?1 AND contact_id = ?2",
-                )
-                .bind(campaign)
-                .bind(contact_id)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            CampaignChange::Advance {
-                campaign,
-                contact_id,
-                from_step,
-                step,
-                next_at,
-            } => {
-                sqlx::query(
-                    "UPDATE campaign_members SET step = ?4, next_at = ?5,
+            )
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        CampaignChange::Advance {
+            campaign,
+            contact_id,
+            from_step,
+            step,
+            next_at,
+        } => {
+            sqlx::query(
+                "UPDATE campaign_members SET step = ?4, next_at = ?5,
                         status = CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, updated_at = ?6
                      WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active' AND step = ?3",
-                )
-                .bind(campaign)
-                .bind(contact_id)
-                .bind(from_step)
-                .bind(step)
-                .bind(next_at)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
-            CampaignChange::Leave {
-                campaign,
-                contact_id,
-                reason,
-            } => {
-                sqlx::query(
-                    "UPDATE campaign_members SET status = 'left', next_at = NULL, left_reason = ?3,
+            )
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(from_step)
+            .bind(step)
+            .bind(next_at)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        CampaignChange::Leave {
+            campaign,
+            contact_id,
+            reason,
+        } => {
+            sqlx::query(
+                "UPDATE campaign_members SET status = 'left', next_at = NULL, left_reason = ?3,
                         updated_at = ?4
                      WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active'",
-                )
-                .bind(campaign)
-                .bind(contact_id)
-                .bind(reason)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            }
+            )
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
         }
     }
     Ok(())
