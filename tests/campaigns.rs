@@ -533,3 +533,124 @@ rules:
     );
     s.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// The checker knows campaigns: every mistake at its line and column.
+
+fn diagnostics(yaml: &str) -> Vec<String> {
+    match zaloflow::rules::load_sources(
+        &[(std::path::PathBuf::from("c.yaml"), yaml.to_string())],
+        &zaloflow::rules::LoadOptions::default(),
+    ) {
+        Ok(_) => panic!("no problem found in:\n{yaml}"),
+        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+    }
+}
+
+#[test]
+fn campaign_mistakes_have_their_line_and_column() {
+    let base = "campaigns:\n  - id: c\n    enter_on: follow\n";
+    let cases: &[(String, &str)] = &[
+        (
+            format!("{base}    stpes:\n      - do: [{{sms: x}}]\n"),
+            "c.yaml:4:5: unknown key `stpes` in a campaign: did you mean `steps`?",
+        ),
+        (
+            "campaigns:\n  - id: c\n    enter_on: folow\n    steps:\n      - do: [{sms: x}]\n"
+                .to_string(),
+            "c.yaml:3:15: unknown entry trigger `folow`: did you mean `follow`?",
+        ),
+        (
+            format!("{base}    steps:\n      - at: \"09:00\"\n        after: 2h\n        do: [{{sms: x}}]\n"),
+            "c.yaml:5:13: a step has either `at:` (a clock time) or `after:` (a delay), not both",
+        ),
+        (
+            format!("{base}    weekdays: [mon, funday]\n    steps:\n      - do: [{{sms: x}}]\n"),
+            "c.yaml:4:21: a weekday is one of mon, tue, wed, thu, fri, sat, sun",
+        ),
+        (
+            format!("{base}    steps:\n      - id: a\n        do: [{{sms: x}}]\n      - id: a\n        do: [{{sms: y}}]\n"),
+            "c.yaml:7:9: duplicate step id `a`",
+        ),
+        (
+            "campaigns:\n  - id: c\n    enter_on: {list_joined: khach}\n    steps:\n      - do: [{sms: x}]\n"
+                .to_string(),
+            "c.yaml:3:29: unknown list `khach`: declare it under `lists:`",
+        ),
+        (
+            format!("{base}    steps:\n      - do: [{{sms: x}}]\nrules:\n  - id: r\n    when: {{after_step: {{campaign: c, step: 9}}}}\n    do: [{{sms: y}}]\n"),
+            "c.yaml:8:44: campaign `c` has no step `9` (its steps: 1, or a number from 1 to 1)",
+        ),
+        (
+            format!("{base}    steps:\n      - do: [{{sms: x}}]\nrules:\n  - id: r\n    when: {{after_step: {{campaign: cc, step: 1}}}}\n    do: [{{sms: y}}]\n"),
+            "c.yaml:8:35: unknown campaign `cc` (campaigns: c)",
+        ),
+        (
+            "rules:\n  - id: r\n    when: {email_opened: {email: nope}}\n    do: [{sms: y}]\n"
+                .to_string(),
+            "c.yaml:3:34: `email: nope` names no rule",
+        ),
+        (
+            "rules:\n  - id: r\n    when: {special_day: {date: \"31/02\"}}\n    do: [{sms: y}]\n"
+                .to_string(),
+            "c.yaml:3:32: `date`: bad date `31/02`: write DD/MM",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let got = diagnostics(yaml);
+        assert!(
+            got.iter().any(|d| d.contains(want)),
+            "wanted {want:?}\n got {got:#?}\nin\n{yaml}"
+        );
+    }
+}
+
+#[test]
+fn steps_are_named_by_id_or_number() {
+    let set = zaloflow::rules::load_sources(
+        &[(
+            std::path::PathBuf::from("c.yaml"),
+            r#"
+campaigns:
+  - id: c
+    enter_on: follow
+    steps:
+      - id: dau
+        do: [{email: {subject: s, text: t}}]
+      - id: cuoi
+        day: 1
+        do: [{sms: x}]
+rules:
+  - id: sau_buoc_2
+    when: {after_step: {campaign: c, step: 2}}
+    do: [{sms: y}]
+  - id: mo_thu_1
+    when: {email_opened: {email: c/1}}
+    do: [{sms: z}]
+"#
+            .to_string(),
+        )],
+        &zaloflow::rules::LoadOptions::default(),
+    )
+    .unwrap();
+    let triggers: Vec<String> = set
+        .rules()
+        .iter()
+        .map(|r| format!("{:?}", r.triggers[0]))
+        .collect();
+    assert!(triggers[0].contains(r#"step: "cuoi""#), "{triggers:?}");
+    assert!(triggers[1].contains(r#"Some("c/dau")"#), "{triggers:?}");
+    assert_eq!(set.campaigns()[0].step_key(0), "c/dau");
+}
+
+#[test]
+fn shipped_rules_check_clean_with_their_campaign() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .args(["rules", "check", "--rules"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(", 1 campaign in"), "{stdout}");
+}

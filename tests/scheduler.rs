@@ -518,3 +518,63 @@ async fn tick_at_through_the_binary() {
         .await
         .unwrap();
 }
+
+/// Scheduler scans come back every tick, so their rules carry limits of their own: an
+/// `inactive` rule runs once per silence even without `once_per`, and a `stop` rule held back
+/// by its limit (the SMS sent at the last tick) still keeps the promotion below it from going.
+#[test]
+fn scan_rules_keep_their_limits_between_ticks() {
+    use zaloflow::rules::{EvalInput, MemoryHistory, Stimulus};
+    let set = zaloflow::rules::load_sources(
+        &[(
+            std::path::PathBuf::from("r.yaml"),
+            r#"
+rules:
+  - id: sms_truoc
+    priority: 10
+    when: {inactive: {min_days: 7}}
+    if: {field: {name: phone, is_set: true}}
+    do: [{sms: "SMS"}, stop]
+    once_per: silence
+  - id: khuyen_mai
+    when: {inactive: {min_days: 7}}
+    do: [{send: {text: "KM", via: zalo_promotion}}]
+"#
+            .to_string(),
+        )],
+        &zaloflow::rules::LoadOptions::default(),
+    )
+    .unwrap();
+    let t0 = hcm(2027, 3, 1, 10, 0);
+    let mut with_phone = zaloflow::store::Contact {
+        user_id: "1".into(),
+        follows: Some(true),
+        last_interaction: Some(t0),
+        ..Default::default()
+    };
+    with_phone.phone = Some("84900000001".into());
+    let without = zaloflow::store::Contact {
+        user_id: "2".into(),
+        phone: None,
+        ..with_phone.clone()
+    };
+    let mut h = MemoryHistory::default();
+    let mut run = |c: &zaloflow::store::Contact, at: i64| {
+        let e = set.evaluate_cascade(&EvalInput::new(Stimulus::Inactive, c, at, TZ, &h));
+        h.record_all(&c.user_id, &e, at);
+        e.fired
+            .iter()
+            .map(|f| f.rule_id.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(&with_phone, t0 + 7 * DAY), ["sms_truoc"]);
+    assert!(
+        run(&with_phone, t0 + 7 * DAY + MINUTE).is_empty(),
+        "no promotion after the SMS"
+    );
+    assert_eq!(run(&without, t0 + 7 * DAY), ["khuyen_mai"]);
+    assert!(
+        run(&without, t0 + 8 * DAY).is_empty(),
+        "once per silence without once_per"
+    );
+}

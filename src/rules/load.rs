@@ -316,11 +316,14 @@ pub fn load_sources(
                     let hint = suggest(&r.campaign, &ids)
                         .map(|s| format!("; did you mean `{s}`?"))
                         .unwrap_or_default();
-                    diags.push(err(format!(
-                        "unknown campaign `{}`{hint} (campaigns: {})",
-                        r.campaign,
-                        one_of(&ids)
-                    )));
+                    diags.push(Diagnostic {
+                        pos: r.campaign_pos,
+                        ..err(format!(
+                            "unknown campaign `{}`{hint} (campaigns: {})",
+                            r.campaign,
+                            one_of(&ids)
+                        ))
+                    });
                 }
                 Some(c) => match c.find_step(step) {
                     None => {
@@ -424,7 +427,9 @@ struct StepRef {
     /// The rule whose trigger it is (set when the rule checked clean).
     rule_id: Option<String>,
     path: Arc<PathBuf>,
+    /// Where the step (or the email) is written, and where the campaign is.
     pos: Pos,
+    campaign_pos: Pos,
 }
 
 /// The keys of a mapping, checked.
@@ -1357,12 +1362,13 @@ impl<'a> Ctx<'a> {
             "after_step" => {
                 let v = value_or_err(self, "`{campaign: NAME, step: N}`")?;
                 let keys = self.keys(v, "`after_step`", &["campaign", "step"])?;
-                let campaign = self
-                    .require(&keys, "campaign", "`after_step`")
-                    .and_then(|n| self.name(n, "`campaign`"));
+                let campaign_node = self.require(&keys, "campaign", "`after_step`");
+                let campaign = campaign_node.and_then(|n| self.name(n, "`campaign`"));
                 let step_node = self.require(&keys, "step", "`after_step`");
                 let step = step_node.and_then(|n| self.string(n, "`step`"));
-                if let (Some(c), Some(s), Some(n)) = (&campaign, &step, step_node) {
+                if let (Some(c), Some(s), Some(n), Some(cn)) =
+                    (&campaign, &step, step_node, campaign_node)
+                {
                     self.step_refs.push(StepRef {
                         kind: StepRefKind::AfterStep,
                         campaign: c.clone(),
@@ -1370,6 +1376,7 @@ impl<'a> Ctx<'a> {
                         rule_id: None,
                         path: self.path.clone(),
                         pos: n.pos,
+                        campaign_pos: cn.pos,
                     });
                 }
                 Trigger::AfterStep {
@@ -1428,6 +1435,7 @@ impl<'a> Ctx<'a> {
             rule_id: None,
             path: self.path.clone(),
             pos: node.pos,
+            campaign_pos: node.pos,
         });
     }
 
