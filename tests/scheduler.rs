@@ -578,3 +578,24 @@ rules:
         "once per silence without once_per"
     );
 }
+
+/// `serve` ticks on `ZALOFLOW_TICK` (every minute by default), or not at all with `off`; a bad
+/// pattern stops it from starting with the reason.
+#[test]
+fn serve_cadence_comes_from_zaloflow_tick() {
+    let url = "sqlite:///tmp/unused.db";
+    let every_minute =
+        zaloflow::config::Config::from_map(&[("DATABASE_URL".to_string(), url.to_string())].into())
+            .unwrap();
+    let cron = zaloflow::tick_cron(&every_minute).unwrap().unwrap();
+    assert_eq!(cron.pattern, "* * * * *");
+    let t = hcm(2027, 3, 1, 9, 0);
+    assert_eq!(cron.next_after(t, TZ), Some(t + MINUTE));
+    assert!(
+        zaloflow::tick_cron(&config(url, &[("ZALOFLOW_TICK", "off")]))
+            .unwrap()
+            .is_none()
+    );
+    let bad = zaloflow::tick_cron(&config(url, &[("ZALOFLOW_TICK", "0 9 * *")])).unwrap_err();
+    assert!(bad.to_string().contains("ZALOFLOW_TICK"), "{bad}");
+}
