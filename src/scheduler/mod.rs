@@ -24,7 +24,7 @@
 
 mod report;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -1135,18 +1135,6 @@ pub async fn run(
         }
     }
     let _ = ctx.store.release_lease(TICK_LEASE, &ctx.owner).await;
-}
-
-/// Every membership state, for reports: campaign -> status -> count.
-pub fn member_counts(members: &[CampaignMember]) -> HashMap<String, HashMap<String, usize>> {
-    let mut out: HashMap<String, HashMap<String, usize>> = HashMap::new();
-    for m in members {
-        *out.entry(m.campaign.clone())
-            .or_default()
-            .entry(m.status.clone())
-            .or_default() += 1;
-    }
-    out
 }
 
 /// `zaloflow tick [--at RFC3339]`: one pass as of that instant (default: now), delivering
