@@ -67,6 +67,7 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_ESCALATION_SECOND_CHANNEL",
     "ZALOFLOW_INBOX_WORKERS",
     "ZALOFLOW_ESCALATION_INTERVAL",
+    "ZALOFLOW_TICK",
 ];
 
 #[derive(Clone, Debug)]
@@ -116,6 +117,9 @@ pub struct Config {
     /// Inbox processor tasks of this instance (`ZALOFLOW_INBOX_WORKERS`, default 2); 0 makes
     /// an instance that only takes webhooks in while others process them.
     pub inbox_workers: usize,
+    /// When `serve` ticks the scheduler: a 5-field cron in the OA time zone (default every
+    /// minute); `None` (`ZALOFLOW_TICK=off`): never (run `zaloflow tick` from elsewhere).
+    pub tick_cron: Option<String>,
 }
 
 impl Config {
@@ -247,6 +251,11 @@ impl Config {
             client_ip_header: get("ZALOFLOW_CLIENT_IP_HEADER").map(str::to_ascii_lowercase),
             handoffs: crate::handoff::HandoffConfig::from_values(get)?,
             inbox_workers: num("ZALOFLOW_INBOX_WORKERS", 2)? as usize,
+            tick_cron: match get("ZALOFLOW_TICK").map(str::trim) {
+                None | Some("") => Some("* * * * *".to_string()),
+                Some("off") => None,
+                Some(c) => Some(c.to_string()),
+            },
         })
     }
 

@@ -15,6 +15,7 @@ pub mod http;
 pub mod inbox;
 pub mod outbox;
 pub mod rules;
+pub mod scheduler;
 pub mod store;
 pub mod telemetry;
 pub mod tracking;
@@ -123,8 +124,14 @@ pub async fn run_with_clock(
         jobs_enqueued.clone(),
         stop.clone(),
     ));
-    let sender = build_sender(&config, store.clone(), clock.clone(), &instance)?;
+    let mut sender = build_sender(&config, store.clone(), clock.clone(), &instance)?;
+    sender.options.tracking = Some(email_tracking(&config, &store).await?);
     workers.spawn(sender.run(jobs_enqueued.clone(), stop.clone()));
+    if let Some(cron) = tick_cron(&config)? {
+        let ctx =
+            scheduler::TickContext::new(store.clone(), engine.clone(), format!("{instance}/tick"));
+        workers.spawn(scheduler::run(ctx, cron, stop.clone()));
+    }
 
     let app = http::router(http::AppState {
         config: config.clone(),
@@ -215,6 +222,37 @@ pub fn build_sender(
         owner: format!("{instance}/outbox"),
         options: outbox::SenderOptions::default(),
     })
+}
+
+/// The key and base URL of email open/click tracking (the key is generated once and kept in the
+/// database unless `ZALOFLOW_TRACKING_KEY` sets it).
+pub async fn email_tracking(
+    config: &Config,
+    store: &DynStore,
+) -> anyhow::Result<outbox::EmailTracking> {
+    let key = tracking::TrackingKey::load(config, store, clock::system_now()).await?;
+    Ok(outbox::EmailTracking {
+        key,
+        public_url: config.public_url.clone(),
+    })
+}
+
+/// The cadence of `serve`'s scheduler (`ZALOFLOW_TICK`), checked.
+pub fn tick_cron(config: &Config) -> anyhow::Result<Option<rules::model::Cron>> {
+    let Some(pattern) = &config.tick_cron else {
+        return Ok(None);
+    };
+    let parser = croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build();
+    let cron = parser
+        .parse(pattern)
+        .map_err(|e| anyhow::anyhow!("ZALOFLOW_TICK={pattern:?} is not a 5-field cron: {e}"))?;
+    Ok(Some(rules::model::Cron {
+        pattern: pattern.clone(),
+        cron,
+    }))
 }
 
 /// A name for this process's leases: host and pid, unique enough across instances.

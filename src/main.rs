@@ -35,6 +35,12 @@ enum Command {
         #[arg(long)]
         no_color: bool,
     },
+    /// One scheduler pass as of an instant, delivering every job due by then; prints what it did.
+    Tick {
+        /// The instant (RFC 3339, e.g. 2027-03-05T09:00:00+07:00); default: now.
+        #[arg(long)]
+        at: Option<String>,
+    },
     /// Import or export contacts as CSV.
     Contacts {
         #[command(subcommand)]
@@ -140,6 +146,11 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Contacts { command } => zaloflow::contacts::run(&config, command).await,
+            Command::Tick { at } => {
+                let summary = zaloflow::scheduler::command(&config, at.as_deref()).await?;
+                print!("{summary}");
+                Ok(())
+            }
             Command::Rules { .. } | Command::Simulate { .. } => Ok(()), // handled above
         }
     });

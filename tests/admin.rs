@@ -134,6 +134,7 @@ async fn seed(s: &DynStore) {
                     subject: "Xin chào".into(),
                     html: "<p>Chào Lan</p>".into(),
                     text: "Chào Lan".into(),
+                    track: None,
                 },
                 "drip",
             ),

@@ -890,6 +890,7 @@ async fn unconfigured_channels_say_so() {
                 subject: "s".into(),
                 html: "h".into(),
                 text: "t".into(),
+                track: None,
             },
             "email",
         ),
@@ -1015,6 +1016,7 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
             subject: "Chúc mừng sinh nhật 🎂".into(),
             html: html.into(),
             text: "Chào Lan, quà sinh nhật của bạn!".into(),
+            track: None,
         })
         .await
         .expect("sent");
@@ -1046,6 +1048,7 @@ async fn email_reaches_a_real_smtp_server_with_both_parts() {
             subject: "s".into(),
             html: "h".into(),
             text: "t".into(),
+            track: None,
         })
         .await;
     assert!(matches!(bad, Err(SendError::Permanent { .. })), "{bad:?}");
@@ -1069,6 +1072,7 @@ async fn email_to_a_dead_smtp_server_is_transient() {
             subject: "s".into(),
             html: "h".into(),
             text: "t".into(),
+            track: None,
         })
         .await
     {

@@ -155,6 +155,7 @@ impl Channel for EmailChannel {
             subject,
             html,
             text,
+            ..
         } = p
         else {
             return Err(wrong_payload(NAME, p));

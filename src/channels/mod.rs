@@ -58,6 +58,9 @@ pub enum Payload {
         subject: String,
         html: String,
         text: String,
+        /// Open/click tracking, added when the job is sent (its id is the email's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        track: Option<EmailTrack>,
     },
     Zns {
         phone: String,
@@ -86,6 +89,15 @@ pub enum Payload {
         #[serde(default)]
         due_at: Option<String>,
     },
+}
+
+/// What an email's tracking needs: the contact it goes to, and the names of its links (URL ->
+/// name) for `email_clicked: {link: NAME}` rules.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct EmailTrack {
+    pub contact_id: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub links: BTreeMap<String, String>,
 }
 
 impl Payload {
@@ -569,6 +581,7 @@ mod tests {
                 subject: "s".into(),
                 html: "<p>h</p>".into(),
                 text: "h".into(),
+                track: None,
             },
             Payload::Zns {
                 phone: "84900".into(),

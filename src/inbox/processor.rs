@@ -103,7 +103,23 @@ impl Processor {
         }
         users.sort();
         users.dedup();
-        let before = self.load_state(&users).await?;
+        let mut before = self.load_state(&users).await?;
+        // Opens and clicks name their email by outbox job: what sent it (rule or step).
+        for (_, ev) in &parsed {
+            if let Ok(Event {
+                kind: EventKind::EmailOpened { job_id, .. } | EventKind::EmailClicked { job_id, .. },
+                ..
+            }) = ev
+            {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    before.emails.entry(*job_id)
+                {
+                    if let Some(job) = self.store.get_job(*job_id).await? {
+                        slot.insert(job.rule_id.unwrap_or_default());
+                    }
+                }
+            }
+        }
         let mut state = before.clone();
 
         let mut done = Vec::with_capacity(parsed.len());
@@ -175,10 +191,19 @@ impl Processor {
                 lists.insert(u.clone(), of);
             }
         }
+        let mut campaigns: HashMap<String, Vec<crate::store::CampaignMember>> = HashMap::new();
+        if !self.engine.rule_set().campaigns().is_empty() {
+            for m in self.store.load_campaign_members(users).await? {
+                campaigns.entry(m.contact_id.clone()).or_default().push(m);
+            }
+        }
         Ok(BatchState {
             contacts,
             history,
             lists,
+            campaigns,
+            emails: HashMap::new(),
+            cause: None,
         })
     }
 

@@ -26,6 +26,17 @@ pub struct SenderOptions {
     /// Longer than a channel call may take.
     pub lease: Duration,
     pub poll: Duration,
+    /// Adds the open pixel and click redirects to emails that ask for tracking, when they are
+    /// sent (the job id is the email's id in the tracking links).
+    pub tracking: Option<EmailTracking>,
+}
+
+/// The key and public base URL of email tracking links.
+#[derive(Debug, Clone)]
+pub struct EmailTracking {
+    pub key: crate::tracking::TrackingKey,
+    /// `ZALOFLOW_PUBLIC_URL`
+    pub public_url: String,
 }
 
 impl Default for SenderOptions {
@@ -35,6 +46,7 @@ impl Default for SenderOptions {
             concurrency: 32,
             lease: Duration::from_secs(60),
             poll: Duration::from_millis(250),
+            tracking: None,
         }
     }
 }
@@ -175,7 +187,7 @@ impl Sender {
 
     async fn attempt(&self, job: Job) -> JobOutcome {
         let payload: Payload = match serde_json::from_str(&job.payload) {
-            Ok(p) => p,
+            Ok(p) => self.with_tracking(p, job.id),
             Err(e) => {
                 return JobOutcome {
                     id: job.id,
@@ -240,6 +252,39 @@ impl Sender {
                     contact,
                 }
             }
+        }
+    }
+}
+
+impl Sender {
+    /// An email that asks for tracking gets its pixel and tracked links, made now for job `id`.
+    fn with_tracking(&self, p: Payload, id: i64) -> Payload {
+        match (p, &self.options.tracking) {
+            (
+                Payload::Email {
+                    to,
+                    subject,
+                    html,
+                    text,
+                    track: Some(track),
+                },
+                Some(t),
+            ) => Payload::Email {
+                to,
+                subject,
+                html: crate::tracking::track_html(
+                    &t.key,
+                    &t.public_url,
+                    id,
+                    &track.contact_id,
+                    &html,
+                    &track.links,
+                    self.clock.now(),
+                ),
+                text,
+                track: Some(track),
+            },
+            (p, _) => p,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::channels::ZaloKind;
 
+use super::campaign::{Campaign, EntryTrigger, SendTime, Step, ALL_WEEKDAYS};
 use super::model::*;
 use super::template::Template;
 use super::yaml::{self, Node, NodeKind, Pos};
@@ -108,7 +109,25 @@ pub const RULE_KEYS: &[&str] = &[
     "cooldown",
 ];
 
-pub const FILE_KEYS: &[&str] = &["rules", "lists", "chat_channels"];
+pub const FILE_KEYS: &[&str] = &["rules", "lists", "chat_channels", "campaigns"];
+
+/// The keys of a campaign.
+pub const CAMPAIGN_KEYS: &[&str] = &[
+    "id",
+    "description",
+    "enabled",
+    "enter_on",
+    "repeat_registration",
+    "weekdays",
+    "exit_if",
+    "steps",
+];
+
+/// The keys of a campaign step.
+pub const STEP_KEYS: &[&str] = &["id", "day", "at", "after", "if", "do"];
+
+/// What can enter a contact into a campaign.
+pub const ENTRY_TRIGGERS: &[&str] = &["form_submitted", "follow", "tag_added", "list_joined"];
 
 /// Loads every `*.yaml` / `*.yml` file of `dir` (not recursive), in file-name order.
 pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<RuleSet, Vec<Diagnostic>> {
@@ -177,6 +196,8 @@ pub fn load_sources(
         decl.lists.insert(n.clone(), None);
     }
     let mut rules = Vec::new();
+    let mut step_refs = Vec::new();
+    let mut campaigns = Vec::new();
     for (file_idx, (path, src)) in files.iter().enumerate() {
         let path = Arc::new(path.clone());
         let mut cx = Ctx {
@@ -184,6 +205,7 @@ pub fn load_sources(
             src,
             diags: &mut diags,
             refs: &mut refs,
+            step_refs: &mut step_refs,
         };
         let docs = match yaml::parse(src) {
             Ok(d) => d,
@@ -204,7 +226,11 @@ pub fn load_sources(
             }
         };
         for doc in &docs {
-            for (pos_in_file, rule) in cx.file(doc, &mut decl).into_iter().enumerate() {
+            for (pos_in_file, rule) in cx
+                .file(doc, &mut decl, &mut campaigns)
+                .into_iter()
+                .enumerate()
+            {
                 rules.push((file_idx, pos_in_file, rule));
             }
         }
@@ -247,6 +273,102 @@ pub fn load_sources(
             seen.insert(&r.id, &r.origin);
         }
     }
+    // Campaign ids are unique too (steps are unique within their campaign).
+    let mut seen: HashMap<&str, &Origin> = HashMap::new();
+    for c in &campaigns {
+        if let Some(first) = seen.get(c.id.as_str()) {
+            diags.push(Diagnostic {
+                path: c.origin.file.to_path_buf(),
+                pos: c.origin.pos,
+                message: format!("duplicate campaign id `{}` (first used at {first})", c.id),
+            });
+        } else {
+            seen.insert(&c.id, &c.origin);
+        }
+    }
+    // `after_step` and `email:` name campaigns, steps and rules that must exist; a step given
+    // by number becomes its id.
+    let rule_ids: std::collections::HashSet<String> =
+        rules.iter().map(|(_, _, r)| r.id.clone()).collect();
+    let mut renames: Vec<(String, StepRefKind, String, String)> = Vec::new();
+    for r in &step_refs {
+        let Some(rule_id) = &r.rule_id else { continue };
+        let err = |message: String| Diagnostic {
+            path: r.path.to_path_buf(),
+            pos: r.pos,
+            message,
+        };
+        match &r.step {
+            None if r.kind == StepRefKind::Email && !rule_ids.contains(&r.campaign) => {
+                let ids: Vec<&str> = rule_ids.iter().map(String::as_str).collect();
+                let hint = suggest(&r.campaign, &ids)
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                diags.push(err(format!(
+                    "`email: {}` names no rule (write a rule id, or CAMPAIGN/STEP for a campaign step){hint}",
+                    r.campaign
+                )));
+            }
+            None => {}
+            Some(step) => match campaigns.iter().find(|c| c.id == r.campaign) {
+                None => {
+                    let ids: Vec<&str> = campaigns.iter().map(|c| c.id.as_str()).collect();
+                    let hint = suggest(&r.campaign, &ids)
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    diags.push(Diagnostic {
+                        pos: r.campaign_pos,
+                        ..err(format!(
+                            "unknown campaign `{}`{hint} (campaigns: {})",
+                            r.campaign,
+                            one_of(&ids)
+                        ))
+                    });
+                }
+                Some(c) => match c.find_step(step) {
+                    None => {
+                        let ids: Vec<&str> = c.steps.iter().map(|s| s.id.as_str()).collect();
+                        diags.push(err(format!(
+                            "campaign `{}` has no step `{step}` (its steps: {}, or a number from 1 to {})",
+                            c.id,
+                            one_of(&ids),
+                            c.steps.len()
+                        )));
+                    }
+                    Some(i) if c.steps[i].id != *step => renames.push((
+                        rule_id.clone(),
+                        r.kind,
+                        format!("{}/{step}", c.id),
+                        c.step_key(i),
+                    )),
+                    Some(_) => {}
+                },
+            },
+        }
+    }
+    for (rule_id, kind, from, to) in renames {
+        let Some((_, _, rule)) = rules.iter_mut().find(|(_, _, r)| r.id == rule_id) else {
+            continue;
+        };
+        for t in &mut rule.triggers {
+            match (t, kind) {
+                (Trigger::AfterStep { campaign, step }, StepRefKind::AfterStep)
+                    if format!("{campaign}/{step}") == from =>
+                {
+                    if let Some((_, s)) = to.split_once('/') {
+                        *step = s.to_string();
+                    }
+                }
+                (
+                    Trigger::EmailOpened { email }
+                    | Trigger::EmailNotOpened { email, .. }
+                    | Trigger::EmailClicked { email, .. },
+                    StepRefKind::Email,
+                ) if email.as_deref() == Some(from.as_str()) => *email = Some(to.clone()),
+                _ => {}
+            }
+        }
+    }
     if !diags.is_empty() {
         diags.sort_by(|a, b| (&a.path, a.pos).cmp(&(&b.path, b.pos)));
         diags.dedup();
@@ -258,7 +380,8 @@ pub fn load_sources(
         files.iter().map(|(p, _)| p.clone()).collect(),
         decl.lists.into_keys().collect(),
         decl.chat_channels.into_keys().collect(),
-    ))
+    )
+    .with_campaigns(campaigns))
 }
 
 #[derive(Default)]
@@ -285,6 +408,28 @@ struct Ctx<'a> {
     src: &'a str,
     diags: &'a mut Vec<Diagnostic>,
     refs: &'a mut Vec<Ref>,
+    step_refs: &'a mut Vec<StepRef>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StepRefKind {
+    AfterStep,
+    Email,
+}
+
+/// A campaign step (or, for an `email:` without `/`, a rule) named by a trigger; checked once
+/// every file is read.
+struct StepRef {
+    kind: StepRefKind,
+    /// The campaign, or the rule id of `email: RULE`.
+    campaign: String,
+    step: Option<String>,
+    /// The rule whose trigger it is (set when the rule checked clean).
+    rule_id: Option<String>,
+    path: Arc<PathBuf>,
+    /// Where the step (or the email) is written, and where the campaign is.
+    pos: Pos,
+    campaign_pos: Pos,
 }
 
 /// The keys of a mapping, checked.
@@ -551,7 +696,12 @@ impl<'a> Ctx<'a> {
 
     // --- files ---
 
-    fn file(&mut self, doc: &Node, decl: &mut Declared) -> Vec<Rule> {
+    fn file(
+        &mut self,
+        doc: &Node,
+        decl: &mut Declared,
+        campaigns: &mut Vec<Campaign>,
+    ) -> Vec<Rule> {
         if doc.is_null() {
             return Vec::new();
         }
@@ -585,10 +735,259 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+        if let Some(c) = keys.get("campaigns") {
+            match &c.kind {
+                NodeKind::Seq(items) => {
+                    campaigns.extend(items.iter().filter_map(|n| self.campaign(n)));
+                }
+                _ if c.is_null() => {}
+                _ => self.err(
+                    c,
+                    "`campaigns:` must be a list: start each campaign with `- id: …`",
+                ),
+            }
+        }
         match keys.get("rules") {
             Some(r) => self.rule_list(r),
             None => Vec::new(),
         }
+    }
+
+    // --- campaigns ---
+
+    fn ident(&mut self, node: &Node, what: &str) -> Option<String> {
+        let s = self.string(node, what)?;
+        if !s
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            self.err(
+                node,
+                format!("{what} `{s}` may hold only letters, digits, _ - and ."),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    fn campaign(&mut self, node: &Node) -> Option<Campaign> {
+        let keys = self.keys(node, "a campaign", CAMPAIGN_KEYS)?;
+        let errors_before = self.diags.len();
+        let id = self
+            .require(&keys, "id", "a campaign")
+            .and_then(|n| self.ident(n, "campaign id"));
+        let description = keys
+            .get("description")
+            .and_then(|n| self.string(n, "`description`"));
+        let enabled = keys
+            .get("enabled")
+            .and_then(|n| self.boolean(n, "`enabled`"))
+            .unwrap_or(true);
+        let enter_on = match self.require(&keys, "enter_on", "a campaign") {
+            Some(n) => self.entry_triggers(n),
+            None => Vec::new(),
+        };
+        let repeat_registration = keys
+            .get("repeat_registration")
+            .and_then(|n| self.boolean(n, "`repeat_registration`"))
+            .unwrap_or(false);
+        let weekdays = match keys.get("weekdays") {
+            Some(n) => self.weekday_mask(n).unwrap_or(ALL_WEEKDAYS),
+            None => ALL_WEEKDAYS,
+        };
+        let exit_if = match keys.get("exit_if") {
+            Some(c) => self.conditions(c),
+            None => Vec::new(),
+        };
+        let steps_node = self.require(&keys, "steps", "a campaign");
+        let cid = id.clone().unwrap_or_default();
+        let mut steps: Vec<Step> = Vec::new();
+        match steps_node.map(|n| (n, &n.kind)) {
+            Some((_, NodeKind::Seq(items))) if !items.is_empty() => {
+                for (i, item) in items.iter().enumerate() {
+                    if let Some(st) = self.step(item, &cid, i + 1) {
+                        if let Some(first) = steps.iter().find(|s| s.id == st.id) {
+                            let at = first.rule.origin.clone();
+                            self.err(
+                                item,
+                                format!("duplicate step id `{}` (first used at {at})", st.id),
+                            );
+                        } else {
+                            steps.push(st);
+                        }
+                    }
+                }
+            }
+            Some((n, _)) => self.err(
+                n,
+                "`steps:` must be a list with at least one step: start each with `- day: …` or `- id: …`",
+            ),
+            None => {}
+        }
+        if self.diags.len() > errors_before {
+            return None;
+        }
+        Some(Campaign {
+            id: id?,
+            description,
+            enabled,
+            origin: self.origin(node),
+            enter_on,
+            repeat_registration,
+            weekdays,
+            exit_if,
+            steps,
+        })
+    }
+
+    fn entry_triggers(&mut self, node: &Node) -> Vec<EntryTrigger> {
+        let items: Vec<&Node> = match &node.kind {
+            NodeKind::Seq(items) => items.iter().collect(),
+            _ => vec![node],
+        };
+        if items.is_empty() || node.is_null() {
+            self.err(node, "`enter_on:` is empty: name at least one trigger");
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for item in items {
+            let pairs: Vec<(&Node, Option<&Node>)> = match &item.kind {
+                NodeKind::Map(entries) => entries.iter().map(|(k, v)| (k, Some(v))).collect(),
+                NodeKind::Scalar { .. } if !item.is_null() => vec![(item, None)],
+                _ => {
+                    self.err(
+                        item,
+                        format!(
+                            "an entry trigger is `follow` or `name: value` ({}); found {}",
+                            one_of(ENTRY_TRIGGERS),
+                            item.describe()
+                        ),
+                    );
+                    continue;
+                }
+            };
+            for (k, v) in pairs {
+                let name = k.as_str().unwrap_or_default();
+                let value = v.filter(|v| !v.is_null());
+                let t = match (name, value) {
+                    ("follow", None) => Some(EntryTrigger::Follow),
+                    ("follow", Some(v)) => {
+                        self.err(v, "`follow` takes no options");
+                        None
+                    }
+                    ("form_submitted" | "tag_added" | "list_joined", None) => {
+                        self.err(k, format!("`{name}` needs a name, e.g. `{name}: dang_ky`"));
+                        None
+                    }
+                    ("form_submitted", Some(v)) => {
+                        self.name(v, "a form name").map(EntryTrigger::FormSubmitted)
+                    }
+                    ("tag_added", Some(v)) => self.name(v, "a tag").map(EntryTrigger::TagAdded),
+                    ("list_joined", Some(v)) => self.name(v, "a list name").map(|l| {
+                        self.refer(RefKind::List, &l, v);
+                        EntryTrigger::ListJoined(l)
+                    }),
+                    _ => {
+                        let hint = suggest(name, ENTRY_TRIGGERS)
+                            .map(|s| format!("did you mean `{s}`? "))
+                            .unwrap_or_default();
+                        self.err(
+                            k,
+                            format!(
+                                "unknown entry trigger `{name}`: {hint}(known: {})",
+                                one_of(ENTRY_TRIGGERS)
+                            ),
+                        );
+                        None
+                    }
+                };
+                out.extend(t);
+            }
+        }
+        out
+    }
+
+    fn weekday_mask(&mut self, v: &Node) -> Option<u8> {
+        let items: Vec<&Node> = match &v.kind {
+            NodeKind::Seq(items) => items.iter().collect(),
+            _ => vec![v],
+        };
+        if items.is_empty() {
+            self.err(v, "`weekdays` is empty: list the days messages may go out");
+            return None;
+        }
+        let mut mask = 0u8;
+        for i in items {
+            match i.as_str().and_then(parse_weekday) {
+                Some(b) => mask |= b,
+                None => {
+                    self.err(
+                        i,
+                        "a weekday is one of mon, tue, wed, thu, fri, sat, sun (or t2…t7, cn)",
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(mask)
+    }
+
+    fn step(&mut self, node: &Node, campaign: &str, number: usize) -> Option<Step> {
+        let keys = self.keys(node, "a campaign step", STEP_KEYS)?;
+        let errors_before = self.diags.len();
+        let id = match keys.get("id") {
+            Some(n) => self.ident(n, "step id"),
+            None => Some(number.to_string()),
+        };
+        let day = match keys.get("day") {
+            Some(n) => self.int(n, "`day`", 0, 3650).map(|d| d as u32),
+            None => Some(0),
+        };
+        let send = match (keys.get("at"), keys.get("after")) {
+            (Some(a), Some(_)) => {
+                self.err(
+                    a,
+                    "a step has either `at:` (a clock time) or `after:` (a delay), not both",
+                );
+                None
+            }
+            (Some(a), None) => self.clock(a, "`at`").map(SendTime::At),
+            (None, Some(d)) => self.duration(d, "`after`").map(SendTime::After),
+            (None, None) => Some(SendTime::Immediately),
+        };
+        let conditions = match keys.get("if") {
+            Some(c) => self.conditions(c),
+            None => Vec::new(),
+        };
+        let actions = match keys.get("do") {
+            Some(d) => self.actions(d),
+            None => {
+                self.err(node, "a step needs `do:` (what to send or do)");
+                Vec::new()
+            }
+        };
+        if self.diags.len() > errors_before {
+            return None;
+        }
+        let id = id?;
+        Some(Step {
+            rule: Rule {
+                id: format!("{campaign}/{id}"),
+                description: None,
+                enabled: true,
+                priority: 0,
+                origin: self.origin(node),
+                triggers: Vec::new(),
+                conditions,
+                actions,
+                once_per: None,
+                cooldown: None,
+            },
+            id,
+            number,
+            day: day?,
+            send: send?,
+        })
     }
 
     fn rule_list(&mut self, node: &Node) -> Vec<Rule> {
@@ -608,6 +1007,7 @@ impl<'a> Ctx<'a> {
     fn rule(&mut self, node: &Node) -> Option<Rule> {
         let keys = self.keys(node, "a rule", RULE_KEYS)?;
         let errors_before = self.diags.len();
+        let refs_before = self.step_refs.len();
         let id_node = self.require(&keys, "id", "a rule");
         let id = id_node.and_then(|n| {
             let s = self.string(n, "`id`")?;
@@ -678,8 +1078,12 @@ impl<'a> Ctx<'a> {
         if self.diags.len() > errors_before {
             return None;
         }
+        let id = id?;
+        for r in &mut self.step_refs[refs_before..] {
+            r.rule_id = Some(id.clone());
+        }
         Some(Rule {
-            id: id?,
+            id,
             description,
             enabled,
             priority,
@@ -871,16 +1275,39 @@ impl<'a> Ctx<'a> {
                 }
             }
             "special_day" => {
-                let v = value_or_err(self, "`{field: birthday, days_before: 0}`")?;
-                let keys = self.keys(v, "`special_day`", &["field", "days_before"])?;
-                let field = self
-                    .require(&keys, "field", "`special_day`")
-                    .and_then(|n| self.name(n, "`field`"))?;
+                let v = value_or_err(
+                    self,
+                    "`{field: dob, days_before: 0}` or `{date: \"08/03\"}`",
+                )?;
+                let keys = self.keys(v, "`special_day`", &["field", "date", "days_before"])?;
+                let on = match (keys.get("field"), keys.get("date")) {
+                    (Some(f), None) => SpecialDate::Field(self.name(f, "`field`")?),
+                    (None, Some(d)) => {
+                        let text = d.as_str().unwrap_or_default();
+                        match parse_day_month(text) {
+                            Some((day, month)) => SpecialDate::Date { day, month },
+                            None => {
+                                self.err(
+                                    d,
+                                    format!("`date`: bad date `{text}`: write DD/MM in quotes, e.g. \"08/03\""),
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                    _ => {
+                        self.err(
+                            v,
+                            "`special_day` needs either `field:` (a contact's date, e.g. dob) or `date:` (the shop's own date, DD/MM)",
+                        );
+                        return None;
+                    }
+                };
                 let days_before = match keys.get("days_before") {
                     Some(n) => self.int(n, "`days_before`", 0, 365)? as u32,
                     None => 0,
                 };
-                Trigger::SpecialDay { field, days_before }
+                Trigger::SpecialDay { on, days_before }
             }
             "field_changed" => {
                 let v = value_or_err(self, "`{field: NAME, to: VALUE}`")?;
@@ -920,7 +1347,11 @@ impl<'a> Ctx<'a> {
                     .require(&keys, "within_hours", "`email_not_opened`")
                     .and_then(|n| self.int(n, "`within_hours`", 1, 24 * 90))?;
                 let email = match keys.get("email") {
-                    Some(n) => Some(self.string(n, "`email`")?),
+                    Some(n) => {
+                        let e = self.string(n, "`email`")?;
+                        self.refer_email(&e, n);
+                        Some(e)
+                    }
                     None => None,
                 };
                 Trigger::EmailNotOpened {
@@ -931,12 +1362,23 @@ impl<'a> Ctx<'a> {
             "after_step" => {
                 let v = value_or_err(self, "`{campaign: NAME, step: N}`")?;
                 let keys = self.keys(v, "`after_step`", &["campaign", "step"])?;
-                let campaign = self
-                    .require(&keys, "campaign", "`after_step`")
-                    .and_then(|n| self.name(n, "`campaign`"));
-                let step = self
-                    .require(&keys, "step", "`after_step`")
-                    .and_then(|n| self.string(n, "`step`"));
+                let campaign_node = self.require(&keys, "campaign", "`after_step`");
+                let campaign = campaign_node.and_then(|n| self.name(n, "`campaign`"));
+                let step_node = self.require(&keys, "step", "`after_step`");
+                let step = step_node.and_then(|n| self.string(n, "`step`"));
+                if let (Some(c), Some(s), Some(n), Some(cn)) =
+                    (&campaign, &step, step_node, campaign_node)
+                {
+                    self.step_refs.push(StepRef {
+                        kind: StepRefKind::AfterStep,
+                        campaign: c.clone(),
+                        step: Some(s.clone()),
+                        rule_id: None,
+                        path: self.path.clone(),
+                        pos: n.pos,
+                        campaign_pos: cn.pos,
+                    });
+                }
                 Trigger::AfterStep {
                     campaign: campaign?,
                     step: step?,
@@ -974,7 +1416,27 @@ impl<'a> Ctx<'a> {
         };
         let email = get(self, "email")?;
         let link = get(self, "link")?;
+        if let (Some(e), Some(n)) = (&email, keys.get("email")) {
+            self.refer_email(e, n);
+        }
         Some((email, link))
+    }
+
+    /// `email: RULE` or `email: CAMPAIGN/STEP`, checked once every file is read.
+    fn refer_email(&mut self, email: &str, node: &Node) {
+        let (campaign, step) = match email.split_once('/') {
+            Some((c, s)) => (c.to_string(), Some(s.to_string())),
+            None => (email.to_string(), None),
+        };
+        self.step_refs.push(StepRef {
+            kind: StepRefKind::Email,
+            campaign,
+            step,
+            rule_id: None,
+            path: self.path.clone(),
+            pos: node.pos,
+            campaign_pos: node.pos,
+        });
     }
 
     fn cron(&mut self, node: &Node, pattern: &str) -> Option<Cron> {
@@ -1326,7 +1788,7 @@ impl<'a> Ctx<'a> {
                 }
             }
             "email" => {
-                let keys = self.keys(v, "`email`", &["subject", "html", "text", "to"])?;
+                let keys = self.keys(v, "`email`", &["subject", "html", "text", "to", "links"])?;
                 let subject = self
                     .require(&keys, "subject", "`email`")
                     .and_then(|n| self.template(n, "`subject`"));
@@ -1337,11 +1799,28 @@ impl<'a> Ctx<'a> {
                 let html = self.opt_template(&keys, "html", "`html`");
                 let text = self.opt_template(&keys, "text", "`text`");
                 let to = self.opt_template(&keys, "to", "`to`");
+                let mut links = Vec::new();
+                if let Some(l) = keys.get("links") {
+                    let Some(entries) = l.as_map() else {
+                        self.err(l, "`links` must be `name: URL` lines (the names rules use in `email_clicked: {link: …}`)");
+                        return None;
+                    };
+                    for (k, val) in entries {
+                        let name = self.name(k, "a link name")?;
+                        let url = self.string(val, "a link URL")?;
+                        if !crate::tracking::is_http_url(&url) {
+                            self.err(val, format!("link `{name}`: `{url}` is not an http(s) URL"));
+                            return None;
+                        }
+                        links.push((name, url));
+                    }
+                }
                 Action::Email {
                     subject: subject?,
                     html: html?,
                     text: text?,
                     to: to?,
+                    links,
                 }
             }
             "zns" => {
@@ -1626,6 +2105,14 @@ pub fn parse_clock(s: &str) -> Option<u16> {
     let h: u16 = h.parse().ok()?;
     let m: u16 = m.parse().ok()?;
     (h < 24 && m < 60).then_some(h * 60 + m)
+}
+
+/// `DD/MM` (a year is allowed and ignored) -> (day, month), a date that exists in some year.
+pub fn parse_day_month(s: &str) -> Option<(u32, u32)> {
+    let mut it = s.trim().split('/');
+    let d: u32 = it.next()?.trim().parse().ok()?;
+    let m: u32 = it.next()?.trim().parse().ok()?;
+    chrono::NaiveDate::from_ymd_opt(2000, m, d).map(|_| (d, m))
 }
 
 fn parse_weekday(s: &str) -> Option<u8> {

@@ -613,6 +613,10 @@ impl RuleSet {
                 EventKind::TagRemoved { tag, .. } => {
                     (lookup(&ix.tag_removed, tag), format!("tag_removed {tag}"))
                 }
+                // A registration on a form starts that form's `form_submitted` rules.
+                EventKind::FormSubmitted { form, .. } => {
+                    (lookup(&ix.form, form), format!("form_submitted {form}"))
+                }
                 _ => (Cow::Borrowed(&[][..]), e.name.clone()),
             },
             Stimulus::TagChanged { tag, added: true } => (
@@ -685,12 +689,28 @@ impl RuleSet {
                     None => false,
                 }
             }
-            (Trigger::SpecialDay { field, days_before }, Stimulus::SpecialDay { field: f }) => {
+            (
+                Trigger::SpecialDay {
+                    on: SpecialDate::Field(field),
+                    days_before,
+                },
+                Stimulus::SpecialDay { field: f },
+            ) => {
                 field == f
                     && field_value(input.contact, field).is_some_and(|v| {
                         let today = judge.local().date;
                         is_special_day(v, today, *days_before)
                     })
+            }
+            (
+                Trigger::SpecialDay {
+                    on: SpecialDate::Date { day, month },
+                    days_before,
+                },
+                Stimulus::SpecialDay { .. },
+            ) => {
+                let today = judge.local().date;
+                is_special_day(&format!("{day}/{month}"), today, *days_before)
             }
             (Trigger::FieldChanged { field, to }, Stimulus::FieldChanged { field: f, value }) => {
                 field == f
@@ -763,7 +783,14 @@ impl RuleSet {
             if !rule.conditions.iter().all(|c| judge.holds(c)) {
                 continue;
             }
-            let period_key = match rule.once_per {
+            // Scheduler scans come back every tick: an `inactive` rule runs at most once per
+            // silence and a `special_day` rule once per day even without `once_per`.
+            let once_per = rule.once_per.or(match input.stimulus {
+                Stimulus::Inactive => Some(OncePer::Silence),
+                Stimulus::SpecialDay { .. } => Some(OncePer::Day),
+                _ => None,
+            });
+            let period_key = match once_per {
                 Some(OncePer::Day) => format!("day:{}", judge.local().date),
                 Some(OncePer::Period) => judge.period_key(&rule.conditions),
                 Some(OncePer::Silence) => match input.previous_interaction {
@@ -773,17 +800,22 @@ impl RuleSet {
                 Some(OncePer::Ever) => "ever".into(),
                 None => format!("at:{}", input.at),
             };
-            if rule.once_per.is_some() && input.history.fired(user_id, &rule.id, &period_key) {
-                continue;
-            }
-            if let Some(cd) = rule.cooldown {
-                if input
-                    .history
-                    .last_fired(user_id, &rule.id)
-                    .is_some_and(|last| input.at - last < cd)
-                {
-                    continue;
+            // A rule held back by its own limit does not run; when it ends with `stop` it still
+            // keeps the rules below it from running (an SMS sent earlier in this silence stays
+            // instead of a promotion).
+            let limited = (once_per.is_some()
+                && input.history.fired(user_id, &rule.id, &period_key))
+                || rule.cooldown.is_some_and(|cd| {
+                    input
+                        .history
+                        .last_fired(user_id, &rule.id)
+                        .is_some_and(|last| input.at - last < cd)
+                });
+            if limited {
+                if rule.stops() {
+                    break;
                 }
+                continue;
             }
             last_rule = ri;
             let actions = plan(rule, input);
@@ -1001,6 +1033,7 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
                 html,
                 text,
                 to,
+                links,
             } => match recipient(to.as_ref(), c.email.as_deref(), c) {
                 Some(to) => {
                     let text_body = text.as_ref().map(|t| t.render(c));
@@ -1017,6 +1050,13 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
                                 subject: subject.render(c),
                                 html,
                                 text,
+                                track: Some(crate::channels::EmailTrack {
+                                    contact_id: user_id.clone(),
+                                    links: links
+                                        .iter()
+                                        .map(|(name, url)| (url.clone(), name.clone()))
+                                        .collect(),
+                                }),
                             },
                         },
                     )
@@ -1130,6 +1170,41 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
         }
     }
     out
+}
+
+/// The actions of `rule` for this input, planned as if it fired (a campaign step's actions).
+pub fn plan_actions(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
+    plan(rule, input)
+}
+
+/// Whether every one of `conditions` holds for this input (a campaign's goal, a step's `if:`).
+pub fn conditions_hold(conditions: &[Condition], input: &EvalInput) -> bool {
+    let mut judge = Judge {
+        input,
+        local: None,
+        lower_text: None,
+    };
+    conditions.iter().all(|c| judge.holds(c))
+}
+
+/// Whether the contact-independent conditions of `conditions` (times of day, weekdays, at the
+/// top level or under `all:`) allow `at`: a scan that would find nobody is not started.
+pub fn time_allows(conditions: &[Condition], at: i64, tz: chrono_tz::Tz) -> bool {
+    fn check(c: &Condition, l: &Local) -> bool {
+        match c {
+            Condition::TimeBetween { from, to } => in_window(l.minute, *from, *to),
+            Condition::Weekdays(mask) => mask & (1 << l.weekday) != 0,
+            Condition::All(v) => v.iter().all(|c| check(c, l)),
+            _ => true,
+        }
+    }
+    let l = local(at, tz);
+    conditions.iter().all(|c| check(c, &l))
+}
+
+/// Day and month of a date field value (`DD/MM/YYYY`, `DD/MM`, `YYYY-MM-DD`).
+pub fn date_of_field(value: &str) -> Option<(u32, u32)> {
+    day_month(value)
 }
 
 fn skipped(action: &'static str, reason: &str) -> ActionPlan {

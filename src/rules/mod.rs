@@ -10,6 +10,7 @@
 //! - [`RuleWatcher`] reloads the folder when it changes and keeps the last good rules.
 //! - [`schema::json_schema`] is the JSON Schema of rule files; [`simulate`] is the dry run.
 
+pub mod campaign;
 pub mod load;
 pub mod matcher;
 pub mod model;
@@ -21,12 +22,13 @@ pub mod yaml;
 
 use std::path::PathBuf;
 
+pub use campaign::{Campaign, EntryTrigger, SendTime, Step};
 pub use load::{load_dir, load_sources, Diagnostic, LoadOptions};
 pub use matcher::{
     ActionPlan, EvalInput, Evaluation, FireHistory, Fired, MemoryHistory, NoHistory, PlannedAction,
     Stimulus, CASCADE_DEPTH,
 };
-pub use model::{Action, Condition, OncePer, Rule, Trigger};
+pub use model::{Action, Condition, OncePer, Rule, SpecialDate, Trigger};
 pub use watch::{ReloadStatus, RuleWatcher};
 
 /// A checked, indexed set of rules, in firing order (priority, then file, then position).
@@ -37,6 +39,8 @@ pub struct RuleSet {
     files: Vec<PathBuf>,
     lists: Vec<String>,
     chat_channels: Vec<String>,
+    /// Autoresponder campaigns, in file order.
+    campaigns: Vec<Campaign>,
 }
 
 impl RuleSet {
@@ -53,7 +57,23 @@ impl RuleSet {
             files,
             lists,
             chat_channels,
+            campaigns: Vec::new(),
         }
+    }
+
+    /// The same rules with these campaigns.
+    pub(crate) fn with_campaigns(mut self, campaigns: Vec<Campaign>) -> RuleSet {
+        self.campaigns = campaigns;
+        self
+    }
+
+    /// Every campaign, enabled or not, in file order.
+    pub fn campaigns(&self) -> &[Campaign] {
+        &self.campaigns
+    }
+
+    pub fn campaign(&self, id: &str) -> Option<&Campaign> {
+        self.campaigns.iter().find(|c| c.id == id)
     }
 
     /// No rules at all.
@@ -105,6 +125,10 @@ impl RuleSet {
         );
         if disabled > 0 {
             s.push_str(&format!(" ({disabled} disabled)"));
+        }
+        if !self.campaigns.is_empty() {
+            let n = self.campaigns.len();
+            s.push_str(&format!(", {n} campaign{}", if n == 1 { "" } else { "s" }));
         }
         s
     }

@@ -102,9 +102,10 @@ pub enum Trigger {
         min_days: u32,
         max_days: Option<u32>,
     },
-    /// A date field (e.g. `birthday`) falls `days_before` days from today.
+    /// A date — a contact's date field (e.g. `dob`) or a date of the shop's own — falls
+    /// `days_before` days from today (OA time zone).
     SpecialDay {
-        field: String,
+        on: SpecialDate,
         days_before: u32,
     },
     FieldChanged {
@@ -151,6 +152,25 @@ impl Trigger {
             Trigger::EmailNotOpened { .. } => "email_not_opened",
             Trigger::EmailClicked { .. } => "email_clicked",
             Trigger::AfterStep { .. } => "after_step",
+        }
+    }
+}
+
+/// What a `special_day` trigger looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpecialDate {
+    /// A contact field holding a date (`DD/MM/YYYY` as Zalo's `dob`, `YYYY-MM-DD`, `DD/MM`).
+    Field(String),
+    /// A date of the shop's own (per account), every year: (day, month).
+    Date { day: u32, month: u32 },
+}
+
+impl SpecialDate {
+    /// The contact field, for a field date.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            SpecialDate::Field(f) => Some(f),
+            SpecialDate::Date { .. } => None,
         }
     }
 }
@@ -278,6 +298,8 @@ pub enum Action {
         html: Option<Template>,
         text: Option<Template>,
         to: Option<Template>,
+        /// Named links (name, URL): a click on one is known to rules by its name.
+        links: Vec<(String, String)>,
     },
     Zns {
         template_id: String,

@@ -75,7 +75,7 @@ pub fn json_schema() -> Value {
             "tag_removed": name("the tag"),
             "schedule": text("a 5-field cron pattern in the OA time zone, e.g. \"0 9 * * *\""),
             "inactive": object(json!({"min_days": days("silent at least this many days"), "max_days": days("and at most this many")}), &["min_days"], "the contact has been silent for a while (scheduler)"),
-            "special_day": object(json!({"field": name("a date field, e.g. dob (DD/MM/YYYY)"), "days_before": days("send this many days before")}), &["field"], "a birthday or other date (scheduler)"),
+            "special_day": object(json!({"field": name("a contact's date field, e.g. dob (DD/MM/YYYY) or birthday (YYYY-MM-DD)"), "date": {"type": "string", "pattern": "^[0-9]{1,2}/[0-9]{1,2}(/[0-9]{4})?$", "description": "a date of the shop's own, DD/MM, every year"}, "days_before": days("send this many days before")}), &[], "a birthday or other date, once a year (scheduler)"),
             "field_changed": {"oneOf": [name("the field"), object(json!({"field": name("the field"), "to": text("only when it takes this value")}), &["field"], "a contact field changed")]},
             "form_submitted": name("the form name (POST /forms/NAME)"),
             "email_opened": {"oneOf": [{"type": "null"}, object(json!({"email": text("the rule or step that sent the email")}), &[], "")]},
@@ -139,7 +139,7 @@ pub fn json_schema() -> Value {
                 "via": {"enum": ["zalo", "zalo_promotion", "zalo_transaction"], "description": "zalo: customer-service (within 7 days of the user's last interaction); zalo_promotion: to followers any time"},
             }), &["text"], "an OA message")]},
             "sms": {"oneOf": [template("an SMS to the contact's phone"), object(json!({"text": template(""), "to": template("the number (default: the contact's)")}), &["text"], "")]},
-            "email": object(json!({"subject": template(""), "html": template(""), "text": template(""), "to": template("the address (default: the contact's)")}), &["subject"], "an email"),
+            "email": object(json!({"subject": template(""), "html": template(""), "text": template(""), "to": template("the address (default: the contact's)"), "links": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^https?://"}, "description": "named links: name: URL (email_clicked: {link: name})"}}), &["subject"], "an email (opens and clicks are tracked)"),
             "zns": object(json!({"template_id": text("the ZNS template id"), "data": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}, "phone": template("default: the contact's")}), &["template_id"], "a ZNS template message"),
             "notify": {"oneOf": [template("a team-chat message"), object(json!({"channel": name("a chat channel declared under chat_channels:"), "text": template("")}), &["text"], "")]},
             "task": {"oneOf": [template("a task title"), object(json!({"title": template(""), "description": template(""), "due_in": duration}), &["title"], "")]},
@@ -174,6 +174,47 @@ pub fn json_schema() -> Value {
             "cooldown": duration,
         }
     });
+    let entry = json!({"oneOf": [
+        {"const": "follow"},
+        object(json!({
+            "follow": {"type": "null"},
+            "form_submitted": name("a registration on POST /forms/NAME"),
+            "tag_added": name("the tag was added"),
+            "list_joined": name("the contact joined this list (declared under lists:)"),
+        }), &[], "what enters a contact"),
+    ]});
+    let step = json!({
+        "type": "object",
+        "required": ["do"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "pattern": "^[\\w.-]+$", "description": "unique in the campaign (default: its number); emails of the step are CAMPAIGN/ID to rules"},
+            "day": days("days after the contact entered (0: the day they entered)"),
+            "at": clock,
+            "after": duration,
+            "if": {"oneOf": [{"$ref": "#/$defs/condition"}, {"type": "array", "items": {"$ref": "#/$defs/condition"}}], "description": "the step is skipped unless these hold"},
+            "do": {"type": "array", "items": {"$ref": "#/$defs/action"}, "minItems": 1, "description": "what to send or do (any action)"},
+        },
+        "description": "one step: on `day` N, immediately (at the time of entry), `after:` a delay or `at:` a clock time",
+    });
+    let campaign = json!({
+        "type": "object",
+        "required": ["id", "enter_on", "steps"],
+        "additionalProperties": false,
+        "properties": {
+            "id": {"type": "string", "pattern": "^[\\w.-]+$", "description": "unique across the folder"},
+            "description": {"type": "string"},
+            "enabled": {"type": "boolean", "default": true},
+            "enter_on": {"oneOf": [entry, {"type": "array", "items": entry, "minItems": 1}]},
+            "repeat_registration": {"type": "boolean", "default": false, "description": "a repeat registration on the form runs the first step again (off: it is a duplicate and nothing runs)"},
+            "weekdays": {"oneOf": [
+                {"$ref": "#/$defs/weekday"},
+                {"type": "array", "items": {"$ref": "#/$defs/weekday"}, "minItems": 1},
+            ], "description": "the days steps may go out; a step due on another day goes out on the next allowed day"},
+            "exit_if": {"oneOf": [{"$ref": "#/$defs/condition"}, {"type": "array", "items": {"$ref": "#/$defs/condition"}}], "description": "the goal: a contact for whom these hold leaves the campaign"},
+            "steps": {"type": "array", "items": step, "minItems": 1},
+        }
+    });
     let declared = |what: &str| {
         json!({"oneOf": [
             {"type": "array", "items": name(what)},
@@ -193,12 +234,14 @@ pub fn json_schema() -> Value {
                     "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
                     "lists": declared("a contact list"),
                     "chat_channels": declared("a team-chat channel"),
+                    "campaigns": {"type": "array", "items": {"$ref": "#/$defs/campaign"}},
                 }
             },
             {"type": "array", "items": {"$ref": "#/$defs/rule"}},
         ],
         "$defs": {
             "rule": rule,
+            "campaign": campaign,
             "trigger": trigger,
             "condition": condition,
             "action": {"oneOf": [{"const": "stop"}, action_map]},
@@ -217,7 +260,10 @@ pub fn to_pretty_string() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::load::{ACTIONS, CONDITIONS, FILE_KEYS, RULE_KEYS, TRIGGERS};
+    use crate::rules::load::{
+        ACTIONS, CAMPAIGN_KEYS, CONDITIONS, ENTRY_TRIGGERS, FILE_KEYS, RULE_KEYS, STEP_KEYS,
+        TRIGGERS,
+    };
 
     #[test]
     fn schema_knows_every_word_the_loader_knows() {
@@ -248,6 +294,24 @@ mod tests {
         let mut want: Vec<String> = FILE_KEYS.iter().map(|s| s.to_string()).collect();
         want.sort();
         assert_eq!(fk, want);
+        for (got, words) in [
+            (&s["$defs"]["campaign"]["properties"], CAMPAIGN_KEYS),
+            (
+                &s["$defs"]["campaign"]["properties"]["steps"]["items"]["properties"],
+                STEP_KEYS,
+            ),
+            (
+                &s["$defs"]["campaign"]["properties"]["enter_on"]["oneOf"][0]["oneOf"][1]
+                    ["properties"],
+                ENTRY_TRIGGERS,
+            ),
+        ] {
+            let mut got = keys(got);
+            got.sort();
+            let mut want: Vec<String> = words.iter().map(|s| s.to_string()).collect();
+            want.sort();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

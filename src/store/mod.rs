@@ -220,6 +220,8 @@ pub struct Effects {
     pub fires: Vec<RuleFire>,
     /// Handoffs opened, messages attached to them, agents' replies (applied in order).
     pub handoffs: Vec<crate::handoff::HandoffChange>,
+    /// Campaign memberships entered, advanced, left (applied after `lists`).
+    pub campaigns: Vec<CampaignChange>,
 }
 
 impl Effects {
@@ -229,6 +231,7 @@ impl Effects {
             && self.lists.is_empty()
             && self.fires.is_empty()
             && self.handoffs.is_empty()
+            && self.campaigns.is_empty()
     }
 
     pub fn extend(&mut self, other: Effects) {
@@ -237,6 +240,7 @@ impl Effects {
         self.lists.extend(other.lists);
         self.fires.extend(other.fires);
         self.handoffs.extend(other.handoffs);
+        self.campaigns.extend(other.campaigns);
     }
 }
 
@@ -448,6 +452,93 @@ pub struct Completion {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// A contact's membership of a campaign (seed 000).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+pub struct CampaignMember {
+    pub campaign: String,
+    pub contact_id: String,
+    /// Day 0 of the steps.
+    pub entered_at: i64,
+    /// Index of the next step to run.
+    pub step: i64,
+    /// When that step is due; `None` once done or left.
+    pub next_at: Option<i64>,
+    /// `active`, `done` or `left`.
+    pub status: String,
+    /// Registrations counted (II.2: a repeat registration keeps one member).
+    pub entries: i64,
+    pub left_reason: Option<String>,
+}
+
+impl CampaignMember {
+    pub fn is_active(&self) -> bool {
+        self.status == "active"
+    }
+}
+
+/// A change to a campaign membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CampaignChange {
+    /// Enters the contact (nothing if it is a member already, whatever its status). Step `step`
+    /// is due at `next_at`; `None`: every step ran (done).
+    Enter {
+        campaign: String,
+        contact_id: String,
+        entered_at: i64,
+        step: i64,
+        next_at: Option<i64>,
+    },
+    /// A repeat registration of a member (II.2): counted.
+    Repeat {
+        campaign: String,
+        contact_id: String,
+    },
+    /// Step `from_step` ran (or was skipped): `step` is next, at `next_at` (`None`: done).
+    /// Applies only to an active member still at `from_step`.
+    Advance {
+        campaign: String,
+        contact_id: String,
+        from_step: i64,
+        step: i64,
+        next_at: Option<i64>,
+    },
+    /// The member leaves (unfollowed, reached the goal, the campaign was removed).
+    Leave {
+        campaign: String,
+        contact_id: String,
+        reason: String,
+    },
+}
+
+/// One scheduler decision: its effects, applied at most once per `key` (a mark written in the
+/// same transaction). Without a key the effects are applied as they are (their idempotency
+/// comes from job dedupe keys and rule limits).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    pub key: Option<String>,
+    pub effects: Effects,
+}
+
+/// Which contacts a scheduler scan visits (ids in order, paged by `after`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactScan {
+    /// Contacts who follow the OA.
+    Followers,
+    /// Contacts with this tag.
+    Tagged(String),
+    /// Members of this list.
+    InList(String),
+}
+
+/// A contact field whose value changed (`updated_at` moves only on a new value).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct FieldUpdate {
+    pub user_id: String,
+    pub name: String,
+    pub value: String,
+    pub updated_at: i64,
 }
 
 #[async_trait]
@@ -672,6 +763,60 @@ pub trait Store: Send + Sync + 'static {
     /// every inbox event of its lane (or naming it) keeps only its dedupe key (Zalo's retries
     /// stay deduplicated) and no longer waits for processing.
     async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased>;
+    // --- scheduler (issue 5) ---
+    /// Up to `limit` contact ids of a scan, in id order, after `after`.
+    async fn scan_contact_ids(
+        &self,
+        scan: &ContactScan,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>>;
+    /// One range query on the `last_interaction` index: contacts whose last interaction is in
+    /// `[from, to)`, with this follow status (`None`: any but known unfollowers), leaving out
+    /// those for whom the rule `skip_fired_in_silence` already fired in this silence
+    /// (`once_per: silence`).
+    async fn inactive_contact_ids(
+        &self,
+        from: i64,
+        to: i64,
+        follows: Option<bool>,
+        skip_fired_in_silence: Option<&str>,
+    ) -> Result<Vec<String>>;
+    /// Contacts whose field `name` matches one of these SQL `LIKE` patterns.
+    async fn contacts_with_field_like(
+        &self,
+        name: &str,
+        patterns: &[String],
+    ) -> Result<Vec<String>>;
+    /// Applies decisions in one transaction: each keyed decision only if its key is new (the
+    /// key is kept). Returns how many were applied.
+    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<usize>;
+    /// Every campaign membership of these contacts.
+    async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>>;
+    /// Active memberships whose next step is due by `now`, earliest first, optionally only of
+    /// these campaigns.
+    async fn due_campaign_members(
+        &self,
+        campaigns: Option<&[String]>,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<CampaignMember>>;
+    /// The members of a campaign, by contact id (admin, tests).
+    async fn campaign_members(&self, campaign: &str) -> Result<Vec<CampaignMember>>;
+    /// A scheduler watermark.
+    async fn scheduler_value(&self, name: &str) -> Result<Option<i64>>;
+    async fn set_scheduler_value(&self, name: &str, value: i64, now: i64) -> Result<()>;
+    /// Members who joined `list` with `added_at` in `[from, to)`.
+    async fn list_joins(&self, list: &str, from: i64, to: i64) -> Result<Vec<ListMember>>;
+    /// Fields of these names whose value changed with `updated_at` in `[from, to)`.
+    async fn field_updates(&self, names: &[String], from: i64, to: i64)
+        -> Result<Vec<FieldUpdate>>;
+    /// Emails sent with `sent_at` in `[from, to)`, optionally only those of one rule or step.
+    async fn sent_emails(&self, rule_id: Option<&str>, from: i64, to: i64) -> Result<Vec<Job>>;
+    /// Which of these inbox dedupe keys are stored (e.g. a human open of an email).
+    async fn existing_inbox_keys(&self, keys: &[String]) -> Result<Vec<String>>;
+    /// Which of these decision keys are taken.
+    async fn existing_marks(&self, keys: &[String]) -> Result<Vec<String>>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -742,6 +887,9 @@ pub(crate) fn stats_from_rows(rows: Vec<(String, i64)>) -> InboxStats {
     }
     s
 }
+
+pub(crate) const MEMBER_COLUMNS: &str =
+    "campaign, contact_id, entered_at, step, next_at, status, entries, left_reason";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ContactRow {

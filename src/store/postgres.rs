@@ -724,6 +724,64 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(|(u,)| u).collect())
     }
 
+    async fn scan_contact_ids(
+        &self,
+        scan: &ContactScan,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let (sql, arg) = match scan {
+            ContactScan::Followers => (
+                "SELECT user_id FROM contacts WHERE follows AND ($1::text IS NULL OR user_id > $1)
+                 AND $3::text IS NULL ORDER BY user_id LIMIT $2",
+                None,
+            ),
+            ContactScan::Tagged(t) => (
+                "SELECT user_id FROM contact_tags WHERE tag = $3 AND ($1::text IS NULL OR user_id > $1)
+                 ORDER BY user_id LIMIT $2",
+                Some(t.as_str()),
+            ),
+            ContactScan::InList(l) => (
+                "SELECT user_id FROM list_members WHERE list = $3 AND ($1::text IS NULL OR user_id > $1)
+                 ORDER BY user_id LIMIT $2",
+                Some(l.as_str()),
+            ),
+        };
+        let rows: Vec<(String,)> = sqlx::query_as(sql)
+            .bind(after)
+            .bind(limit)
+            .bind(arg)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn inactive_contact_ids(
+        &self,
+        from: i64,
+        to: i64,
+        follows: Option<bool>,
+        skip_fired_in_silence: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.user_id FROM contacts c
+             WHERE c.last_interaction >= $1 AND c.last_interaction < $2
+               AND (CASE WHEN $3::bool IS NULL THEN c.follows IS DISTINCT FROM false
+                         ELSE c.follows = $3 END)
+               AND ($4::text IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM rule_state r
+                    WHERE r.user_id = c.user_id AND r.rule_id = $4
+                      AND r.period_key = 'silence:' || c.last_interaction::text))",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(follows)
+        .bind(skip_fired_in_silence)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
     async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>> {
         Ok(sqlx::query_as(
             "SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
@@ -819,6 +877,7 @@ impl Store for PgStore {
             "DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)",
             "DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)",
             "DELETE FROM handoffs WHERE user_id = $1",
+            "DELETE FROM campaign_members WHERE contact_id = $1",
         ] {
             sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
         }
@@ -828,6 +887,171 @@ impl Store for PgStore {
             .rows_affected();
         tx.commit().await?;
         Ok(out)
+    }
+
+    async fn contacts_with_field_like(
+        &self,
+        name: &str,
+        patterns: &[String],
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT user_id FROM contact_fields WHERE name = $1 AND value LIKE ANY($2)
+             ORDER BY user_id",
+        )
+        .bind(name)
+        .bind(patterns)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<usize> {
+        if decisions.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let keys: Vec<&str> = decisions.iter().filter_map(|d| d.key.as_deref()).collect();
+        let mut fresh = std::collections::HashSet::with_capacity(keys.len());
+        for chunk in keys.chunks(5000) {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "INSERT INTO scheduler_marks (key, at) SELECT k, $2 FROM UNNEST($1::text[]) AS k
+                 ON CONFLICT (key) DO NOTHING RETURNING key",
+            )
+            .bind(chunk)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            fresh.extend(rows.into_iter().map(|(k,)| k));
+        }
+        let chosen: Vec<&Effects> = decisions
+            .iter()
+            .filter(|d| d.key.as_ref().is_none_or(|k| fresh.contains(k)))
+            .map(|d| &d.effects)
+            .collect();
+        apply_effects_bulk(&mut tx, &chosen, now).await?;
+        tx.commit().await?;
+        Ok(chosen.len())
+    }
+
+    async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM campaign_members WHERE contact_id = ANY($1)"
+        ))
+        .bind(user_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn due_campaign_members(
+        &self,
+        campaigns: Option<&[String]>,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<CampaignMember>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM campaign_members
+             WHERE status = 'active' AND next_at <= $1
+               AND ($3::text[] IS NULL OR campaign = ANY($3))
+             ORDER BY next_at LIMIT $2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .bind(campaigns)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn campaign_members(&self, campaign: &str) -> Result<Vec<CampaignMember>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM campaign_members WHERE campaign = $1 ORDER BY contact_id"
+        ))
+        .bind(campaign)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn scheduler_value(&self, name: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT value FROM scheduler_state WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    async fn set_scheduler_value(&self, name: &str, value: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO scheduler_state (name, value, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_joins(&self, list: &str, from: i64, to: i64) -> Result<Vec<ListMember>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, added_at FROM list_members
+             WHERE list = $1 AND added_at >= $2 AND added_at < $3 ORDER BY added_at, user_id",
+        )
+        .bind(list)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn field_updates(
+        &self,
+        names: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<FieldUpdate>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, name, value, updated_at FROM contact_fields
+             WHERE name = ANY($1) AND updated_at >= $2 AND updated_at < $3
+             ORDER BY updated_at, user_id",
+        )
+        .bind(names)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn sent_emails(&self, rule_id: Option<&str>, from: i64, to: i64) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM outbox
+             WHERE channel = 'email' AND status = 'sent' AND sent_at >= $1 AND sent_at < $2
+               AND ($3::text IS NULL OR rule_id = $3)
+             ORDER BY sent_at, id"
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(rule_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn existing_inbox_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT dedupe_key FROM inbox WHERE dedupe_key = ANY($1)")
+                .bind(keys)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(k,)| k).collect())
+    }
+
+    async fn existing_marks(&self, keys: &[String]) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT key FROM scheduler_marks WHERE key = ANY($1)")
+                .bind(keys)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|(k,)| k).collect())
     }
 }
 
@@ -891,7 +1115,8 @@ async fn apply_contact_changes(
         for (k, v) in &ch.fields_set {
             sqlx::query(
                 "INSERT INTO contact_fields (user_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                 ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+                 WHERE contact_fields.value <> excluded.value",
             )
             .bind(&ch.user_id)
             .bind(k)
@@ -1136,7 +1361,8 @@ async fn bulk_upsert_contacts(
                 "INSERT INTO contact_fields (user_id, name, value, updated_at)
                  SELECT u, k, v, $4 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS x(u, k, v)
                  ON CONFLICT (user_id, name) DO UPDATE
-                    SET value = excluded.value, updated_at = excluded.updated_at",
+                    SET value = excluded.value, updated_at = excluded.updated_at
+                    WHERE contact_fields.value <> excluded.value",
             )
             .bind(&fu)
             .bind(&fk)
@@ -1164,7 +1390,7 @@ async fn apply_effects<'e>(
     let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
     // The latest firing per (contact, rule) wins.
     let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
-    for f in effects.flat_map(|e| &e.fires) {
+    for f in effects.clone().flat_map(|e| &e.fires) {
         fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
     }
     let fires: Vec<&RuleFire> = fires.into_values().collect();
@@ -1183,5 +1409,206 @@ async fn apply_effects<'e>(
         );
         qb.build().execute(&mut **tx).await?;
     }
+    let campaigns: Vec<&CampaignChange> = effects.flat_map(|e| &e.campaigns).collect();
+    apply_campaign_changes(tx, &campaigns, now).await?;
     handoffs::apply(tx, handoff_changes, now).await
+}
+
+/// `apply_effects` for the scheduler's large batches: jobs and rule firings in a few `UNNEST`
+/// statements instead of one multi-row statement per few hundred rows.
+async fn apply_effects_bulk(
+    tx: &mut Transaction<'static, Postgres>,
+    effects: &[&Effects],
+    now: i64,
+) -> Result<()> {
+    let merged = merge_changes(effects.iter().flat_map(|e| &e.contacts));
+    apply_contact_changes(tx, &merged, now).await?;
+    let jobs: Vec<&NewJob> = effects.iter().flat_map(|e| &e.jobs).collect();
+    for chunk in jobs.chunks(20_000) {
+        let col = |f: fn(&NewJob) -> Option<&str>| -> Vec<Option<&str>> {
+            chunk.iter().map(|j| f(j)).collect()
+        };
+        sqlx::query(
+            "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
+                source, dedupe_key, created_at, updated_at)
+             SELECT c, u, p, pr, r, r, ru, s, d, $9, $9
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
+                         $7::text[], $8::text[]) AS t(c, u, p, pr, r, ru, s, d)
+             ON CONFLICT (dedupe_key) DO NOTHING",
+        )
+        .bind(col(|j| Some(j.channel.as_str())))
+        .bind(col(|j| Some(j.user_id.as_str())))
+        .bind(col(|j| Some(j.payload.as_str())))
+        .bind(chunk.iter().map(|j| j.priority).collect::<Vec<i32>>())
+        .bind(chunk.iter().map(|j| j.run_at).collect::<Vec<i64>>())
+        .bind(col(|j| j.rule_id.as_deref()))
+        .bind(col(|j| Some(j.source.as_str())))
+        .bind(col(|j| j.dedupe_key.as_deref()))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    apply_list_changes(tx, effects.iter().flat_map(|e| &e.lists), now).await?;
+    // The latest firing per (contact, rule) wins.
+    let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
+    for f in effects.iter().flat_map(|e| &e.fires) {
+        fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
+    }
+    let fires: Vec<&RuleFire> = fires.into_values().collect();
+    for chunk in fires.chunks(20_000) {
+        sqlx::query(
+            "INSERT INTO rule_state (user_id, rule_id, period_key, fired_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+             ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
+                fired_at = excluded.fired_at, fires = rule_state.fires + 1",
+        )
+        .bind(chunk.iter().map(|f| f.user_id.as_str()).collect::<Vec<_>>())
+        .bind(chunk.iter().map(|f| f.rule_id.as_str()).collect::<Vec<_>>())
+        .bind(
+            chunk
+                .iter()
+                .map(|f| f.period_key.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(chunk.iter().map(|f| f.fired_at).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    let campaigns: Vec<&CampaignChange> = effects.iter().flat_map(|e| &e.campaigns).collect();
+    apply_campaign_changes(tx, &campaigns, now).await?;
+    handoffs::apply(tx, effects.iter().flat_map(|e| &e.handoffs).collect(), now).await?;
+    Ok(())
+}
+
+/// Campaign membership changes, in order; runs of entries and of advances go in one `UNNEST`
+/// statement each (a drip step due for many contacts at once).
+async fn apply_campaign_changes(
+    tx: &mut Transaction<'static, Postgres>,
+    changes: &[&CampaignChange],
+    now: i64,
+) -> Result<()> {
+    let mut i = 0;
+    while i < changes.len() {
+        let same_kind =
+            |c: &CampaignChange| std::mem::discriminant(c) == std::mem::discriminant(changes[i]);
+        let end = changes[i..]
+            .iter()
+            .position(|c| !same_kind(c))
+            .map_or(changes.len(), |p| i + p);
+        let run = &changes[i..end];
+        match changes[i] {
+            CampaignChange::Enter { .. } => {
+                let (mut c, mut u, mut e, mut s, mut n) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for ch in run {
+                    if let CampaignChange::Enter {
+                        campaign,
+                        contact_id,
+                        entered_at,
+                        step,
+                        next_at,
+                    } = ch
+                    {
+                        c.push(campaign.as_str());
+                        u.push(contact_id.as_str());
+                        e.push(*entered_at);
+                        s.push(*step);
+                        n.push(*next_at);
+                    }
+                }
+                sqlx::query(
+                    "INSERT INTO campaign_members (campaign, contact_id, entered_at, step, next_at,
+                        status, entries, updated_at)
+                     SELECT c, u, e, s, n, CASE WHEN n IS NULL THEN 'done' ELSE 'active' END, 1, $6
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                          AS t(c, u, e, s, n)
+                     ON CONFLICT (campaign, contact_id) DO NOTHING",
+                )
+                .bind(&c)
+                .bind(&u)
+                .bind(&e)
+                .bind(&s)
+                .bind(&n)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            CampaignChange::Advance { .. } => {
+                let (mut c, mut u, mut f, mut s, mut n) =
+                    (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                for ch in run {
+                    if let CampaignChange::Advance {
+                        campaign,
+                        contact_id,
+                        from_step,
+                        step,
+                        next_at,
+                    } = ch
+                    {
+                        c.push(campaign.as_str());
+                        u.push(contact_id.as_str());
+                        f.push(*from_step);
+                        s.push(*step);
+                        n.push(*next_at);
+                    }
+                }
+                sqlx::query(
+                    "UPDATE campaign_members m SET step = t.s, next_at = t.n,
+                        status = CASE WHEN t.n IS NULL THEN 'done' ELSE 'active' END, updated_at = $6
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+                          AS t(c, u, f, s, n)
+                     WHERE m.campaign = t.c AND m.contact_id = t.u AND m.status = 'active'
+                       AND m.step = t.f",
+                )
+                .bind(&c)
+                .bind(&u)
+                .bind(&f)
+                .bind(&s)
+                .bind(&n)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            _ => {
+                for ch in run {
+                    match ch {
+                        CampaignChange::Repeat {
+                            campaign,
+                            contact_id,
+                        } => {
+                            sqlx::query(
+                                "UPDATE campaign_members SET entries = entries + 1, updated_at = $3
+                                 WHERE campaign = $1 AND contact_id = $2",
+                            )
+                            .bind(campaign)
+                            .bind(contact_id)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        CampaignChange::Leave {
+                            campaign,
+                            contact_id,
+                            reason,
+                        } => {
+                            sqlx::query(
+                                "UPDATE campaign_members SET status = 'left', next_at = NULL,
+                                    left_reason = $3, updated_at = $4
+                                 WHERE campaign = $1 AND contact_id = $2 AND status = 'active'",
+                            )
+                            .bind(campaign)
+                            .bind(contact_id)
+                            .bind(reason)
+                            .bind(now)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        i = end;
+    }
+    Ok(())
 }

@@ -760,6 +760,63 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(|(u,)| u).collect())
     }
 
+    async fn scan_contact_ids(
+        &self,
+        scan: &ContactScan,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        let (sql, arg) = match scan {
+            ContactScan::Followers => (
+                "SELECT user_id FROM contacts WHERE follows = 1 AND (?1 IS NULL OR user_id > ?1)
+                 AND ?3 IS NULL ORDER BY user_id LIMIT ?2",
+                None,
+            ),
+            ContactScan::Tagged(t) => (
+                "SELECT user_id FROM contact_tags WHERE tag = ?3 AND (?1 IS NULL OR user_id > ?1)
+                 ORDER BY user_id LIMIT ?2",
+                Some(t.as_str()),
+            ),
+            ContactScan::InList(l) => (
+                "SELECT user_id FROM list_members WHERE list = ?3 AND (?1 IS NULL OR user_id > ?1)
+                 ORDER BY user_id LIMIT ?2",
+                Some(l.as_str()),
+            ),
+        };
+        let rows: Vec<(String,)> = sqlx::query_as(sql)
+            .bind(after)
+            .bind(limit)
+            .bind(arg)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn inactive_contact_ids(
+        &self,
+        from: i64,
+        to: i64,
+        follows: Option<bool>,
+        skip_fired_in_silence: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT c.user_id FROM contacts c INDEXED BY contacts_inactivity
+             WHERE c.last_interaction >= ?1 AND c.last_interaction < ?2
+               AND (CASE WHEN ?3 IS NULL THEN c.follows IS NOT 0 ELSE c.follows = ?3 END)
+               AND (?4 IS NULL OR NOT EXISTS (
+                    SELECT 1 FROM rule_state r
+                    WHERE r.user_id = c.user_id AND r.rule_id = ?4
+                      AND r.period_key = 'silence:' || c.last_interaction))",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(follows)
+        .bind(skip_fired_in_silence)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
     async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>> {
         Ok(sqlx::query_as(
             "SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
@@ -857,6 +914,7 @@ impl Store for SqliteStore {
             "DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)",
             "DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)",
             "DELETE FROM handoffs WHERE user_id = ?1",
+            "DELETE FROM campaign_members WHERE contact_id = ?1",
         ] {
             sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
         }
@@ -865,6 +923,188 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn contacts_with_field_like(
+        &self,
+        name: &str,
+        patterns: &[String],
+    ) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT f.user_id FROM contact_fields f
+             WHERE f.name = ?1 AND EXISTS (SELECT 1 FROM json_each(?2) p WHERE f.value LIKE p.value)
+             ORDER BY f.user_id",
+        )
+        .bind(name)
+        .bind(serde_json::to_string(patterns).expect("strings serialise"))
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(u,)| u).collect())
+    }
+
+    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<usize> {
+        if decisions.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin().await?;
+        let keys: Vec<&str> = decisions.iter().filter_map(|d| d.key.as_deref()).collect();
+        let mut fresh = std::collections::HashSet::with_capacity(keys.len());
+        for chunk in keys.chunks(400) {
+            let mut qb: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO scheduler_marks (key, at) ");
+            qb.push_values(chunk, |mut b, k| {
+                b.push_bind(*k).push_bind(now);
+            });
+            qb.push(" ON CONFLICT (key) DO NOTHING RETURNING key");
+            let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+            fresh.extend(rows.into_iter().map(|(k,)| k));
+        }
+        let chosen: Vec<&Effects> = decisions
+            .iter()
+            .filter(|d| d.key.as_ref().is_none_or(|k| fresh.contains(k)))
+            .map(|d| &d.effects)
+            .collect();
+        apply_effects(&mut tx, chosen.iter().copied(), now).await?;
+        tx.commit().await?;
+        Ok(chosen.len())
+    }
+
+    async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
+        let mut out = Vec::new();
+        for chunk in user_ids.chunks(500) {
+            out.extend(
+                sqlx::query_as::<_, CampaignMember>(&format!(
+                    "SELECT {MEMBER_COLUMNS} FROM campaign_members
+                     WHERE contact_id IN (SELECT value FROM json_each(?1))"
+                ))
+                .bind(serde_json::to_string(chunk).expect("strings serialise"))
+                .fetch_all(&self.reader)
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+
+    async fn due_campaign_members(
+        &self,
+        campaigns: Option<&[String]>,
+        now: i64,
+        limit: i64,
+    ) -> Result<Vec<CampaignMember>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM campaign_members
+             WHERE status = 'active' AND next_at <= ?1
+               AND (?3 IS NULL OR campaign IN (SELECT value FROM json_each(?3)))
+             ORDER BY next_at LIMIT ?2"
+        ))
+        .bind(now)
+        .bind(limit)
+        .bind(campaigns.map(|c| serde_json::to_string(c).expect("strings serialise")))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn campaign_members(&self, campaign: &str) -> Result<Vec<CampaignMember>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {MEMBER_COLUMNS} FROM campaign_members WHERE campaign = ?1 ORDER BY contact_id"
+        ))
+        .bind(campaign)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn scheduler_value(&self, name: &str) -> Result<Option<i64>> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT value FROM scheduler_state WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&self.writer)
+                .await?;
+        Ok(row.map(|(v,)| v))
+    }
+
+    async fn set_scheduler_value(&self, name: &str, value: i64, now: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO scheduler_state (name, value, updated_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(value)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_joins(&self, list: &str, from: i64, to: i64) -> Result<Vec<ListMember>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, added_at FROM list_members
+             WHERE list = ?1 AND added_at >= ?2 AND added_at < ?3 ORDER BY added_at, user_id",
+        )
+        .bind(list)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn field_updates(
+        &self,
+        names: &[String],
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<FieldUpdate>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, name, value, updated_at FROM contact_fields
+             WHERE name IN (SELECT value FROM json_each(?1)) AND updated_at >= ?2 AND updated_at < ?3
+             ORDER BY updated_at, user_id",
+        )
+        .bind(serde_json::to_string(names).expect("strings serialise"))
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn sent_emails(&self, rule_id: Option<&str>, from: i64, to: i64) -> Result<Vec<Job>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {JOB_COLUMNS} FROM outbox
+             WHERE channel = 'email' AND status = 'sent' AND sent_at >= ?1 AND sent_at < ?2
+               AND (?3 IS NULL OR rule_id = ?3)
+             ORDER BY sent_at, id"
+        ))
+        .bind(from)
+        .bind(to)
+        .bind(rule_id)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn existing_inbox_keys(&self, keys: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT dedupe_key FROM inbox WHERE dedupe_key IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(serde_json::to_string(chunk).expect("strings serialise"))
+            .fetch_all(&self.reader)
+            .await?;
+            out.extend(rows.into_iter().map(|(k,)| k));
+        }
+        Ok(out)
+    }
+
+    async fn existing_marks(&self, keys: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT key FROM scheduler_marks WHERE key IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(serde_json::to_string(chunk).expect("strings serialise"))
+            .fetch_all(&self.reader)
+            .await?;
+            out.extend(rows.into_iter().map(|(k,)| k));
+        }
         Ok(out)
     }
 }
@@ -949,8 +1189,10 @@ async fn apply_contact_changes(
         qb.push_values(chunk, |mut b, (u, k, v)| {
             b.push_bind(*u).push_bind(*k).push_bind(*v).push_bind(now);
         });
+        // `updated_at` moves only when the value changes (field_changed scans read it).
         qb.push(
-            " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            " ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at
+              WHERE contact_fields.value <> excluded.value",
         );
         qb.build().execute(&mut **tx).await?;
     }
@@ -1107,7 +1349,7 @@ async fn apply_effects<'e>(
     let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
     // The latest firing per (contact, rule) wins.
     let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
-    for f in effects.flat_map(|e| &e.fires) {
+    for f in effects.clone().flat_map(|e| &e.fires) {
         fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
     }
     let fires: Vec<&RuleFire> = fires.into_values().collect();
@@ -1126,5 +1368,146 @@ async fn apply_effects<'e>(
         );
         qb.build().execute(&mut **tx).await?;
     }
+    apply_campaign_changes(tx, effects.flat_map(|e| &e.campaigns), now).await?;
     handoffs::apply(tx, handoff_changes, now).await
+}
+
+/// Campaign membership changes, in order; a run of advances (a drip step due for many members)
+/// is one statement per thousand members.
+async fn apply_campaign_changes<'a>(
+    tx: &mut Transaction<'static, Sqlite>,
+    changes: impl Iterator<Item = &'a CampaignChange>,
+    now: i64,
+) -> Result<()> {
+    let changes: Vec<&CampaignChange> = changes.collect();
+    let mut i = 0;
+    while i < changes.len() {
+        if let CampaignChange::Advance { .. } = changes[i] {
+            let end = changes[i..]
+                .iter()
+                .position(|c| !matches!(c, CampaignChange::Advance { .. }))
+                .map_or(changes.len(), |p| i + p);
+            for chunk in changes[i..end].chunks(1000) {
+                let rows: Vec<serde_json::Value> = chunk
+                    .iter()
+                    .filter_map(|c| match c {
+                        CampaignChange::Advance {
+                            campaign,
+                            contact_id,
+                            from_step,
+                            step,
+                            next_at,
+                        } => Some(serde_json::json!([
+                            campaign, contact_id, from_step, step, next_at
+                        ])),
+                        _ => None,
+                    })
+                    .collect();
+                sqlx::query(
+                    // The primary key's index (SQLite names it so), or the planner may scan
+                    // the table for every row of the batch.
+                    "UPDATE campaign_members INDEXED BY sqlite_autoindex_campaign_members_1
+                        SET step = j.s, next_at = j.n,
+                        status = CASE WHEN j.n IS NULL THEN 'done' ELSE 'active' END, updated_at = ?2
+                     FROM (SELECT value ->> 0 AS c, value ->> 1 AS u, value ->> 2 AS f,
+                                  value ->> 3 AS s, value ->> 4 AS n FROM json_each(?1)) AS j
+                     WHERE campaign_members.campaign = j.c AND campaign_members.contact_id = j.u
+                       AND campaign_members.status = 'active' AND campaign_members.step = j.f",
+                )
+                .bind(serde_json::Value::Array(rows).to_string())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            }
+            i = end;
+            continue;
+        }
+        apply_campaign_change(tx, changes[i], now).await?;
+        i += 1;
+    }
+    Ok(())
+}
+
+async fn apply_campaign_change(
+    tx: &mut Transaction<'static, Sqlite>,
+    ch: &CampaignChange,
+    now: i64,
+) -> Result<()> {
+    match ch {
+        CampaignChange::Enter {
+            campaign,
+            contact_id,
+            entered_at,
+            step,
+            next_at,
+        } => {
+            sqlx::query(
+                    "INSERT INTO campaign_members (campaign, contact_id, entered_at, step, next_at,
+                        status, entries, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, 1, ?6)
+                     ON CONFLICT (campaign, contact_id) DO NOTHING",
+                )
+                .bind(campaign)
+                .bind(contact_id)
+                .bind(entered_at)
+                .bind(step)
+                .bind(next_at)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        CampaignChange::Repeat {
+            campaign,
+            contact_id,
+        } => {
+            sqlx::query(
+                "UPDATE campaign_members SET entries = entries + 1, updated_at = ?3
+                     WHERE campaign = ?1 AND contact_id = ?2",
+            )
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        CampaignChange::Advance {
+            campaign,
+            contact_id,
+            from_step,
+            step,
+            next_at,
+        } => {
+            sqlx::query(
+                "UPDATE campaign_members SET step = ?4, next_at = ?5,
+                        status = CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, updated_at = ?6
+                     WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active' AND step = ?3",
+            )
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(from_step)
+            .bind(step)
+            .bind(next_at)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        CampaignChange::Leave {
+            campaign,
+            contact_id,
+            reason,
+        } => {
+            sqlx::query(
+                "UPDATE campaign_members SET status = 'left', next_at = NULL, left_reason = ?3,
+                        updated_at = ?4
+                     WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active'",
+            )
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
 }

@@ -70,6 +70,8 @@ pub fn config(db_url: &str, extra: &[(&str, &str)]) -> Config {
     m.insert("ZALO_OA_SECRET_KEY".into(), OA_KEY.into());
     // No rules unless a test asks for them (the shipped folder is `rules`).
     m.insert("ZALOFLOW_RULES".into(), "/nonexistent-rules".into());
+    // No wall-clock ticks: tests run the scheduler with `scheduler::tick` at chosen instants.
+    m.insert("ZALOFLOW_TICK".into(), "off".into());
     for (k, v) in extra {
         m.insert(k.to_string(), v.to_string());
     }

@@ -164,8 +164,8 @@ fn describe_trigger(t: &Trigger) -> String {
             Some(max) => format!("{name} {min_days}-{max} days"),
             None => format!("{name} {min_days}+ days"),
         },
-        Trigger::SpecialDay { field, days_before } => {
-            format!("{name} {field} (-{days_before} days)")
+        Trigger::SpecialDay { on, days_before } => {
+            format!("{name} {on:?} (-{days_before} days)")
         }
         Trigger::FieldChanged { field, .. } => format!("{name} {field}"),
         Trigger::AfterStep { campaign, step } => format!("{name} {campaign}/{step}"),
