@@ -141,6 +141,7 @@ pub async fn run_with_clock(
         jobs_enqueued,
         rules,
         vip,
+        clock: clock.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");

@@ -24,8 +24,20 @@ fn the_demo_replays_the_week_with_every_strategy() {
         // Welcome on follow and on "Nhắn tin".
         "Chào mừng bạn đến với OA!",
         "Xin chào bạn! Bạn cần chúng mình tư vấn gì ạ?",
-        // VIP: the agents hear of it.
+        // VIP: the agents hear of it; an unanswered VIP message escalates.
         "team chat #agents: ⭐ Khách VIP mới",
+        "team chat #agents: ⭐ Khách VIP cần hỗ trợ",
+        "team chat #supervisors: ⚠️ Quá hạn trả lời",
+        // Re-activation: stage 1 and stage 2, through promotion messages.
+        "OA → Bảo [Zalo promotion]: “Hello bạn! Dạo này bạn khỏe không? OA có nhiều ưu đãi và nội dung hay lắm, ghé thăm mình nhé!”",
+        "OA → Châu [Zalo promotion]: “Ưu đãi dành riêng cho bạn! Giảm 30% cho đơn hàng đầu tiên trong tuần này.”",
+        // The form registration enters the drip: day 0, day 1, day 3 emails, SMS.
+        "email → hoa.le@example.vn: “Cảm ơn Hoa Lê đã đăng ký!”",
+        "email → hoa.le@example.vn: “Bí quyết chọn sản phẩm phù hợp cho bạn”",
+        "email → hoa.le@example.vn: “Ưu đãi cuối tuần dành riêng cho Hoa Lê”",
+        "SMS → 84903123456",
+        // The VIP's birthday gift.
+        "Chúc mừng sinh nhật Minh Trần!",
     ] {
         assert!(
             stdout.contains(seed_text),

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::fakes::http_sink::HttpSink;
+use crate::fakes::smtp::SmtpSink;
 use crate::fakes::zalo::{FakeZalo, FakeZaloOptions};
 use crate::store::DynStore;
 use crate::zalo::signature;
@@ -46,14 +47,20 @@ impl Default for DemoOptions {
 
 /// The shipped rules, built into the binary so the demo also runs outside the repository.
 const SHIPPED_RULES: &[(&str, &str)] = &[
+    ("campaigns.yaml", include_str!("../../rules/campaigns.yaml")),
+    ("gifts.yaml", include_str!("../../rules/gifts.yaml")),
     ("greetings.yaml", include_str!("../../rules/greetings.yaml")),
-    ("welcome.yaml", include_str!("../../rules/welcome.yaml")),
-    ("tags.yaml", include_str!("../../rules/tags.yaml")),
-    ("vip.yaml", include_str!("../../rules/vip.yaml")),
     (
         "reactivation.yaml",
         include_str!("../../rules/reactivation.yaml"),
     ),
+    (
+        "special_days.yaml",
+        include_str!("../../rules/special_days.yaml"),
+    ),
+    ("tags.yaml", include_str!("../../rules/tags.yaml")),
+    ("vip.yaml", include_str!("../../rules/vip.yaml")),
+    ("welcome.yaml", include_str!("../../rules/welcome.yaml")),
 ];
 
 /// A person of the scripted week.
@@ -87,6 +94,7 @@ const CHAU: Persona = Persona {
     name: "Châu",
     user_id: "5100000000000000006",
 };
+const HOA: &str = "Hoa";
 
 fn persona_name(user_id: &str) -> String {
     [LAN, MINH, HUY, TRANG, BAO, CHAU]
@@ -105,8 +113,14 @@ enum Step {
     ChatNow(Persona),
     /// Staff tag the user in the OA console (Zalo sends `add_user_to_tag`).
     Tag(Persona, &'static str),
-    /// The user shares name and phone through Zalo's info form.
-    SubmitInfo(Persona, &'static str, &'static str),
+    /// The user shares name and phone (and birthday) through Zalo's info form.
+    SubmitInfo(Persona, &'static str, &'static str, Option<&'static str>),
+    /// Someone registers on the shop's landing page (`POST /forms/dang_ky`).
+    Form(&'static str, &'static str, &'static str),
+    /// The scheduler's pass at this instant (what `zaloflow tick --at` runs).
+    Tick,
+    /// The look for missed handoff deadlines (part of every `serve` minute).
+    Escalate,
 }
 
 /// The transcript of a run, in plain text (the terminal gets it coloured).
@@ -117,6 +131,7 @@ pub struct Transcript {
     pub zalo_messages: usize,
     pub staff_notifications: usize,
     pub sms: usize,
+    pub emails: usize,
 }
 
 struct Printer {
@@ -158,6 +173,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
     })
     .await?;
     let sink = HttpSink::start().await?;
+    let smtp = SmtpSink::start().await?;
     let fake = FakeZaloOptions::default();
     let db_url = format!("sqlite://{}", work.path().join("demo.db").display());
     let mut m: BTreeMap<String, String> = BTreeMap::new();
@@ -185,6 +201,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         ("ZALOFLOW_SMS_URL", sink.url("/sms")),
         ("ZALOFLOW_TASK_WEBHOOK_URL", sink.url("/task")),
         ("ZALOFLOW_ZALO_RATE", "0".into()),
+        ("ZALOFLOW_SMTP_URL", smtp.url()),
+        ("ZALOFLOW_SMTP_FROM", "shop@example.vn".into()),
+        // The demo runs the scheduler and the escalation look itself, at scripted instants.
+        ("ZALOFLOW_TICK", "off".into()),
+        ("ZALOFLOW_ESCALATION_INTERVAL", "0".into()),
         (
             "ZALOFLOW_PUBLIC_URL",
             format!("http://localhost:{}", opts.port),
@@ -193,6 +214,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         m.insert(k.to_string(), v);
     }
     let config = Config::from_map(&m)?;
+    let tick_config = config.clone();
     let addr = if opts.serve {
         format!("127.0.0.1:{}", opts.port)
     } else {
@@ -201,9 +223,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
 
-    // Monday 23 November 2026, 07:00 in Hồ Chí Minh City.
-    let at = |day: u32, h: u32, mi: u32| {
-        tz.with_ymd_and_hms(2026, 11, 23 + day, h, mi, 0)
+    // Day 0 is Monday 23 November 2026, in Hồ Chí Minh City.
+    let at = |day: i64, h: u32, mi: u32| {
+        let d = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).expect("date")
+            + chrono::Duration::days(day);
+        tz.from_local_datetime(&d.and_hms_opt(h, mi, 0).expect("time"))
             .single()
             .expect("valid local time")
             .timestamp_millis()
@@ -245,7 +269,26 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
     );
 
     let week: Vec<(i64, Step)> = vec![
+        (
+            at(-16, 7, 0),
+            Step::Day("Before the week: two customers write, then go quiet"),
+        ),
+        (at(-16, 15, 55), Step::Follow(CHAU)),
+        (
+            at(-16, 16, 0),
+            Step::Text(CHAU, "Shop còn mẫu áo khoác không?"),
+        ),
+        (at(-6, 15, 55), Step::Follow(BAO)),
+        (
+            at(-6, 16, 0),
+            Step::Text(BAO, "Cảm ơn shop, mình nhận được hàng rồi"),
+        ),
         (at(0, 7, 0), Step::Day("Monday 23/11")),
+        (at(0, 8, 0), Step::Follow(MINH)),
+        (
+            at(0, 8, 1),
+            Step::SubmitInfo(MINH, "Minh Trần", "0987654321", Some("28/11/1990")),
+        ),
         (at(0, 8, 5), Step::Follow(LAN)),
         (
             at(0, 8, 10),
@@ -265,7 +308,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         (at(1, 9, 0), Step::ChatNow(TRANG)),
         (
             at(1, 9, 5),
-            Step::SubmitInfo(TRANG, "Trang Phạm", "0912345678"),
+            Step::SubmitInfo(TRANG, "Trang Phạm", "0912345678", None),
         ),
         (at(1, 10, 15), Step::Text(LAN, "Chào buổi sáng shop!")),
         (at(2, 7, 0), Step::Day("Wednesday 25/11")),
@@ -274,15 +317,36 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
             at(2, 14, 0),
             Step::Text(MINH, "Mình cần đổi size đơn hôm qua, gấp ạ"),
         ),
+        (
+            at(2, 10, 0),
+            Step::Form("Hoa Lê", "0903123456", "hoa.le@example.vn"),
+        ),
         (at(2, 14, 40), Step::Text(MINH, "Shop ơi?")),
+        (at(2, 16, 30), Step::Escalate),
+        (
+            at(3, 7, 0),
+            Step::Day("Thursday 26/11 — Bảo has been quiet for 9 days, Châu for 19"),
+        ),
+        (at(3, 9, 0), Step::Tick),
+        (at(4, 7, 0), Step::Day("Friday 27/11")),
+        (at(4, 9, 0), Step::Tick),
+        (at(5, 7, 0), Step::Day("Saturday 28/11 — Minh's birthday")),
+        (at(5, 8, 0), Step::Tick),
+        (at(5, 9, 0), Step::Tick),
     ];
+    let mut week = week;
+    week.sort_by_key(|(t, _)| *t);
     for (when, step) in week {
         clock.set(when);
         zalo.set_now(Some(clock.now_utc()));
         let stamp = crate::clock::to_utc(when)
             .with_timezone(&tz)
             .format("%a %H:%M");
-        let before = (zalo.messages().len(), sink.requests().len());
+        let before = (
+            zalo.messages().len(),
+            sink.requests().len(),
+            smtp.mails().len(),
+        );
         let body = match step {
             Step::Day(title) => {
                 p.line("", String::new());
@@ -322,7 +386,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
                     json!({"tag": {"name": tag, "user_ids": [who.user_id]}}),
                 )
             }
-            Step::SubmitInfo(who, name, phone) => {
+            Step::SubmitInfo(who, name, phone, dob) => {
                 p.line(
                     "36",
                     format!(
@@ -331,17 +395,50 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
                     ),
                 );
                 p.t.inbound += 1;
-                event(
-                    "user_submit_info",
-                    who.user_id,
-                    when,
-                    json!({"info": {"name": name, "phone": phone}}),
-                )
+                let mut info = json!({"name": name, "phone": phone});
+                if let Some(d) = dob {
+                    info["user_dob"] = d.into();
+                }
+                event("user_submit_info", who.user_id, when, json!({"info": info}))
+            }
+            Step::Form(name, phone, email) => {
+                p.line("36", format!("{stamp}  {HOA} registers on the landing page (form dang_ky: {name}, {phone}, {email})"));
+                p.t.inbound += 1;
+                let r = http
+                    .post(format!("{base}/forms/dang_ky"))
+                    .json(&json!({"name": name, "phone": phone, "email": email}))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "form answered {}", r.status());
+                settle(&store, &clock).await?;
+                report(&mut p, &zalo, &sink, &smtp, before);
+                continue;
+            }
+            Step::Tick => {
+                p.line("35", format!("{stamp}  scheduler tick"));
+                let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
+                let summary = crate::scheduler::command(&tick_config, Some(&at)).await?;
+                for l in summary.lines().filter(|l| !l.trim().is_empty()) {
+                    p.line("2", format!("           · {}", l.trim()));
+                }
+                settle(&store, &clock).await?;
+                report(&mut p, &zalo, &sink, &smtp, before);
+                continue;
+            }
+            Step::Escalate => {
+                p.line(
+                    "35",
+                    format!("{stamp}  no agent has answered Minh: deadline check"),
+                );
+                crate::handoff::escalate_due(&*store, when, &tick_config).await?;
+                settle(&store, &clock).await?;
+                report(&mut p, &zalo, &sink, &smtp, before);
+                continue;
             }
         };
         post_webhook(&http, &base, &body).await?;
         settle(&store, &clock).await?;
-        report(&mut p, &zalo, &sink, before);
+        report(&mut p, &zalo, &sink, &smtp, before);
     }
 
     p.line("", String::new());
@@ -354,8 +451,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
     p.line(
         "1",
         format!(
-            "Summary: {} customer events in, {} Zalo messages out, {} SMS, {} staff notifications, {} dead letters.",
-            p.t.inbound, p.t.zalo_messages, p.t.sms, p.t.staff_notifications, dead
+            "Summary: {} customer events in, {} Zalo messages out, {} SMS, {} emails, {} staff notifications, {} dead letters.",
+            p.t.inbound, p.t.zalo_messages, p.t.sms, p.t.emails, p.t.staff_notifications, dead
         ),
     );
 
@@ -435,7 +532,20 @@ async fn settle(store: &DynStore, clock: &Clock) -> anyhow::Result<()> {
 }
 
 /// Prints what went out since `before` (messages at the fake Zalo, requests at the sink).
-fn report(p: &mut Printer, zalo: &FakeZalo, sink: &HttpSink, before: (usize, usize)) {
+fn report(
+    p: &mut Printer,
+    zalo: &FakeZalo,
+    sink: &HttpSink,
+    smtp: &SmtpSink,
+    before: (usize, usize, usize),
+) {
+    for m in smtp.mails().into_iter().skip(before.2) {
+        p.t.emails += 1;
+        p.line(
+            "32",
+            format!("           email → {}: “{}”", m.to.join(", "), m.subject),
+        );
+    }
     for m in zalo.messages().into_iter().skip(before.0) {
         let who = m.user_id.as_deref().map(persona_name).unwrap_or_default();
         let via = match m.kind.as_str() {
@@ -499,4 +609,23 @@ fn print_serve_help(base: &str, port: u16) {
     println!(
         "  Readiness:  http://localhost:{port}/readyz    Metrics: http://localhost:{port}/metrics"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_shipped_rule_file_is_built_in() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<String> = super::SHIPPED_RULES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        assert_eq!(on_disk, built_in, "add new rule files to SHIPPED_RULES");
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub mod http_sink;
+pub mod smtp;
 pub mod zalo;
 
 /// Wakes waiters whenever a fake records something.

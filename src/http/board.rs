@@ -308,7 +308,7 @@ async fn board(
         Access::Denied => return login_page(StatusCode::UNAUTHORIZED, "/admin/board", None),
         Access::Granted => {}
     }
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     let active = match st
         .store
         .list_handoffs(&[handoff::OPEN, handoff::CLAIMED], 500)
@@ -451,7 +451,7 @@ async fn confirm(
         Err(e) => return unavailable(e),
     };
     let contact = st.store.get_contact(&h.user_id).await.ok().flatten();
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     let agent = remembered_agent(&headers);
     let title = match what {
         Take::Claim => format!("Nhận xử lý #{id}"),

@@ -263,7 +263,7 @@ async fn register(
     let keys = store.find_contact_keys(&phones, &emails).await?;
     let contact_id = contacts::contact_id_for(&keys, reg.phone.as_deref(), reg.email.as_deref())
         .ok_or("validated registrations have a phone or an email")?;
-    let now = crate::clock::system_now();
+    let now = p.app.clock.now();
     let count = store.record_form_submission(form, &contact_id, now).await?;
     let repeat = count > 1;
     let kind = EventKind::FormSubmitted {

@@ -67,7 +67,7 @@ async fn list(
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let statuses = parse_statuses(q.status.as_deref())?;
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     let handoffs = st
         .store
         .list_handoffs(&statuses, q.limit.unwrap_or(100).clamp(1, 1000))
@@ -92,7 +92,7 @@ async fn show(
         .ok_or_else(|| ApiError::not_found(format!("no handoff {id}")))?;
     let messages = st.store.handoff_messages(id).await?;
     let breaches = st.store.handoff_breaches(id).await?;
-    let mut v = h.to_json(&handoff::board_url(&st.config), crate::clock::system_now());
+    let mut v = h.to_json(&handoff::board_url(&st.config), st.clock.now());
     v["messages"] = json!(messages);
     v["breaches"] = json!(breaches);
     Ok(Json(v))
@@ -110,10 +110,9 @@ async fn claim(
 ) -> Result<impl IntoResponse, ApiError> {
     let agent = agent_name(agent_from_body(&body)?.as_deref())?;
     let h = take(&st, id, &agent, Take::Claim).await?;
-    Ok(Json(h.to_json(
-        &handoff::board_url(&st.config),
-        crate::clock::system_now(),
-    )))
+    Ok(Json(
+        h.to_json(&handoff::board_url(&st.config), st.clock.now()),
+    ))
 }
 
 async fn resolve(
@@ -123,10 +122,9 @@ async fn resolve(
 ) -> Result<impl IntoResponse, ApiError> {
     let agent = agent_name(agent_from_body(&body)?.as_deref())?;
     let h = take(&st, id, &agent, Take::Resolve).await?;
-    Ok(Json(h.to_json(
-        &handoff::board_url(&st.config),
-        crate::clock::system_now(),
-    )))
+    Ok(Json(
+        h.to_json(&handoff::board_url(&st.config), st.clock.now()),
+    ))
 }
 
 /// `{"agent": "…"}` (an empty body names nobody).
@@ -167,7 +165,7 @@ pub enum Take {
 /// Claims or resolves for `agent`: the handoff after it, 404, or 409 with the reason. Claiming
 /// again what one already holds is fine.
 pub async fn take(st: &AppState, id: i64, agent: &str, what: Take) -> Result<Handoff, ApiError> {
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     let update = match what {
         Take::Claim => st.store.claim_handoff(id, agent, now).await?,
         Take::Resolve => st.store.resolve_handoff(id, agent, now).await?,
@@ -212,7 +210,7 @@ pub async fn take(st: &AppState, id: i64, agent: &str, what: Take) -> Result<Han
 
 /// Gauges read at scrape time: unresolved handoffs by age.
 pub async fn scrape_gauges(st: &AppState) {
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     // `since` in the future: only the unresolved ones.
     if let Ok(Ok(rows)) = tokio::time::timeout(
         std::time::Duration::from_secs(2),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub rules: Option<std::sync::Arc<crate::rules::RuleWatcher>>,
     /// Who is a VIP (their webhooks are stored with VIP priority).
     pub vip: crate::handoff::VipSet,
+    /// The service's clock (the system clock, or the demo's scripted one).
+    pub clock: crate::clock::Clock,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -80,11 +80,7 @@ impl Public {
     pub async fn tracking_key(&self) -> crate::store::Result<&TrackingKey> {
         self.key
             .get_or_try_init(|| {
-                TrackingKey::load(
-                    &self.app.config,
-                    &self.app.store,
-                    crate::clock::system_now(),
-                )
+                TrackingKey::load(&self.app.config, &self.app.store, self.app.clock.now())
             })
             .await
     }

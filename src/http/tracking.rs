@@ -79,7 +79,7 @@ async fn claims_of(p: &Public, token: &str, kind: TokenKind) -> Result<Option<Cl
 }
 
 async fn record(p: &Public, kind: EventKind, dedupe_key: String, contact_id: &str) {
-    let now = crate::clock::system_now();
+    let now = p.app.clock.now();
     let Some((name, body)) = internal_body(&kind, now) else {
         return;
     };
@@ -114,7 +114,7 @@ pub async fn open(
         metrics::counter!("zaloflow_tracking_total", "outcome" => "bad_token").increment(1);
         return pixel(StatusCode::OK);
     };
-    let now = crate::clock::system_now();
+    let now = p.app.clock.now();
     let why = tracking::classify_open(
         method == Method::HEAD,
         user_agent(&headers),

@@ -128,7 +128,7 @@ pub async fn receive(
             priority: st.vip.priority(&user_id),
             body,
             event_ts: ev.timestamp_ms,
-            received_at: crate::clock::system_now(),
+            received_at: st.clock.now(),
         })
         .await?;
     let label = match outcome {

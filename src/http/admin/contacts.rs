@@ -307,7 +307,7 @@ pub async fn edit(
     ApiPath(id): ApiPath<String>,
     ApiJson(edit): ApiJson<ContactEdit>,
 ) -> Result<Json<ContactEdited>, ApiError> {
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     let contact = load(&st, &id).await?;
     let mut change = ContactChange::new(id.clone(), now);
     let required = |what: &str, r: Result<Option<String>, String>| match r {
@@ -438,10 +438,7 @@ pub async fn erase(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ErasedView>, ApiError> {
-    let erased = st
-        .store
-        .erase_contact(&id, crate::clock::system_now())
-        .await?;
+    let erased = st.store.erase_contact(&id, st.clock.now()).await?;
     if erased.is_empty() {
         return Err(ApiError::not_found(format!("no contact {id}")));
     }

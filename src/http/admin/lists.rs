@@ -181,7 +181,7 @@ pub async fn add_members(
         })
         .collect();
     st.store
-        .apply_list_changes(&changes, crate::clock::system_now())
+        .apply_list_changes(&changes, st.clock.now())
         .await?;
     let members = member_count(&st, &name).await?;
     tracing::info!(list = %name, added = changes.len(), "list members added by an operator");
@@ -227,7 +227,7 @@ pub async fn remove_member(
         )));
     }
     st.store
-        .remove_from_list(&name, &user_id, crate::clock::system_now())
+        .remove_from_list(&name, &user_id, st.clock.now())
         .await?;
     let members = member_count(&st, &name).await?;
     tracing::info!(list = %name, user = %user_id, "list member removed by an operator");

@@ -188,7 +188,7 @@ pub async fn retry(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Retried>, ApiError> {
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     if st.store.retry_dead_job(id, now).await? {
         st.jobs_enqueued.notify_one();
         tracing::info!(

@@ -327,7 +327,7 @@ pub async fn reload(State(st): State<AppState>) -> Result<Response, ApiError> {
             ),
         ));
     };
-    let now = crate::clock::system_now();
+    let now = st.clock.now();
     let watcher = w.clone();
     let outcome = tokio::task::spawn_blocking(move || watcher.reload(now))
         .await
