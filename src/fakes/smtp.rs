@@ -121,7 +121,8 @@ fn decode_subject(data: &str) -> String {
             })
             .flatten();
         let encoded = decoded.is_some();
-        if !bytes.is_empty() && !(encoded && last_encoded) {
+        let between_encoded = encoded && last_encoded;
+        if !bytes.is_empty() && !between_encoded {
             bytes.push(b' ');
         }
         match decoded {
