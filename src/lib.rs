@@ -128,8 +128,9 @@ pub async fn run_with_clock(
     sender.options.tracking = Some(email_tracking(&config, &store).await?);
     workers.spawn(sender.run(jobs_enqueued.clone(), stop.clone()));
     if let Some(cron) = tick_cron(&config)? {
-        let ctx =
+        let mut ctx =
             scheduler::TickContext::new(store.clone(), engine.clone(), format!("{instance}/tick"));
+        ctx.handoffs = Some(config.clone());
         workers.spawn(scheduler::run(ctx, cron, stop.clone()));
     }
 

@@ -428,9 +428,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
             Step::Escalate => {
                 p.line(
                     "35",
-                    format!("{stamp}  no agent has answered Minh: deadline check"),
+                    format!("{stamp}  scheduler tick (no agent has answered Minh yet)"),
                 );
-                crate::handoff::escalate_due(&*store, when, &tick_config).await?;
+                let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
+                crate::scheduler::command(&tick_config, Some(&at)).await?;
                 settle(&store, &clock).await?;
                 report(&mut p, &zalo, &sink, &smtp, before);
                 continue;

@@ -83,6 +83,8 @@ pub struct TickContext {
     /// changes, list joins). The tick's own instant is the `now` it is given.
     pub clock: Clock,
     pub options: TickOptions,
+    /// When set, the tick also escalates missed handoff deadlines (VIP care).
+    pub handoffs: Option<Arc<crate::config::Config>>,
 }
 
 impl TickContext {
@@ -94,6 +96,7 @@ impl TickContext {
             owner: owner.into(),
             clock: Clock::system(),
             options: TickOptions::default(),
+            handoffs: None,
         }
     }
 }
@@ -110,6 +113,11 @@ pub async fn tick(ctx: &TickContext, now: i64) -> Result<TickReport, StoreError>
         }
         result?;
         report.ran = true;
+        // Missed handoff deadlines: escalated once per breach (safe on several instances).
+        if let Some(config) = &ctx.handoffs {
+            let esc = crate::handoff::escalate_due(&*ctx.store, now, config).await?;
+            report.escalated = esc.escalated;
+        }
     } else {
         tracing::info!("another instance is ticking: nothing decided here");
     }
@@ -1165,6 +1173,7 @@ pub async fn command(config: &crate::config::Config, at: Option<&str>) -> anyhow
     )?;
     sender.options.tracking = Some(crate::email_tracking(config, &store).await?);
     let mut ctx = TickContext::new(store, Arc::new(engine), format!("{instance}/tick"));
+    ctx.handoffs = Some(Arc::new(config.clone()));
     ctx.sender = Some(sender);
     ctx.options.lease_wait = Duration::from_secs(60);
     let report = tick(&ctx, now).await?;

@@ -65,6 +65,8 @@ pub struct TickReport {
     pub jobs: usize,
     /// What the delivery pass sent (`tick --at`).
     pub delivered: Option<Summary>,
+    /// Handoff deadlines escalated by this tick.
+    pub escalated: usize,
 }
 
 impl TickReport {
@@ -79,6 +81,7 @@ impl TickReport {
             reactivation: BTreeMap::new(),
             special_days: BTreeMap::new(),
             not_opened: BTreeMap::new(),
+            escalated: 0,
             jobs: 0,
             delivered: None,
         }
@@ -108,6 +111,7 @@ impl TickReport {
                 .values()
                 .all(|c| *c == CampaignReport::default())
             && self.schedules.is_empty()
+            && self.escalated == 0
             && self.fired() == 0
             && self
                 .delivered
@@ -224,6 +228,13 @@ impl fmt::Display for TickReport {
         }
         for (rule, r) in &self.not_opened {
             writeln!(f, "  email not opened: {rule} ran for {}", r.fired)?;
+        }
+        if self.escalated > 0 {
+            writeln!(
+                f,
+                "  handoff deadlines missed and escalated: {}",
+                self.escalated
+            )?;
         }
         if self.ran && self.jobs == 0 && self.steps_run() == 0 && self.fired() == 0 {
             writeln!(f, "  nothing was due")?;
