@@ -85,6 +85,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The demo's timeline is its output: logs stay quiet unless asked for (RUST_LOG).
+    if matches!(cli.command, Command::Demo { .. }) && std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "error");
+    }
     zaloflow::telemetry::init_logging(cli.log_json || config.log_json);
     // Rule commands need no runtime or database.
     match &cli.command {
