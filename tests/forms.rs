@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use serde_json::{json, Value};
 use zaloflow::store::{self, Completion, Effects, ListChange, NewInboxEvent};
@@ -31,38 +29,6 @@ async fn store_of(db: &Db) -> store::DynStore {
     let s = store::open(db.url()).await.unwrap();
     s.migrate().await.unwrap();
     s
-}
-
-/// Stored bodies of events named `name`, oldest first.
-async fn inbox_bodies(db: &Db, name: &str) -> Vec<Value> {
-    let rows: Vec<(String,)> = match db {
-        Db::Sqlite(_, url) => {
-            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-            sqlx::query_as("SELECT body FROM inbox WHERE event_name = ?1 ORDER BY id")
-                .bind(name)
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-        }
-        Db::Pg(url) => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query_as("SELECT body FROM inbox WHERE event_name = $1 ORDER BY id")
-                .bind(name)
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    rows.into_iter()
-        .map(|(b,)| serde_json::from_str(&b).unwrap())
-        .collect()
-}
-
-async fn wait_done(store: &store::DynStore, n: i64) {
-    wait_until(Duration::from_secs(20), || async {
-        store.inbox_stats().await.unwrap().done >= n
-    })
-    .await;
 }
 
 async fn post_json(app: &TestApp, form: &str, body: Value) -> (u16, Value) {

@@ -52,37 +52,6 @@ async fn store_of(db: &Db) -> store::DynStore {
     store::open(db.url()).await.unwrap()
 }
 
-async fn inbox_bodies(db: &Db, name: &str) -> Vec<Value> {
-    let rows: Vec<(String,)> = match db {
-        Db::Sqlite(_, url) => {
-            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-            sqlx::query_as("SELECT body FROM inbox WHERE event_name = ?1 ORDER BY id")
-                .bind(name)
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-        }
-        Db::Pg(url) => {
-            let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query_as("SELECT body FROM inbox WHERE event_name = $1 ORDER BY id")
-                .bind(name)
-                .fetch_all(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    rows.into_iter()
-        .map(|(b,)| serde_json::from_str(&b).unwrap())
-        .collect()
-}
-
-async fn wait_done(store: &store::DynStore, n: i64) {
-    wait_until(Duration::from_secs(20), || async {
-        store.inbox_stats().await.unwrap().done >= n
-    })
-    .await;
-}
-
 /// Fetches the pixel and checks that the answer is the GIF, uncached.
 async fn fetch_pixel(url: &str, ua: Option<&str>) {
     let mut req = raw_client().get(url);

@@ -251,3 +251,36 @@ pub fn fake_channels(
         ("ZALOFLOW_TASK_WEBHOOK_URL".into(), sink.url("/task")),
     ]
 }
+
+/// Stored bodies of inbox events named `name`, oldest first.
+pub async fn inbox_bodies(db: &Db, name: &str) -> Vec<serde_json::Value> {
+    let rows: Vec<(String,)> = match db {
+        Db::Sqlite(_, url) => {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            sqlx::query_as("SELECT body FROM inbox WHERE event_name = ?1 ORDER BY id")
+                .bind(name)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+        Db::Pg(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query_as("SELECT body FROM inbox WHERE event_name = $1 ORDER BY id")
+                .bind(name)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    rows.into_iter()
+        .map(|(b,)| serde_json::from_str(&b).unwrap())
+        .collect()
+}
+
+/// Waits until at least `n` inbox events are processed.
+pub async fn wait_done(store: &zaloflow::store::DynStore, n: i64) {
+    wait_until(Duration::from_secs(20), || async {
+        store.inbox_stats().await.unwrap().done >= n
+    })
+    .await;
+}
