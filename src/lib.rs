@@ -116,7 +116,8 @@ pub async fn run_with_clock(
         p.vip = Some(vip.clone());
         workers.spawn(p.run(stored.clone(), stop.clone()));
     }
-    // Missed handoff deadlines (the scheduler's tick takes this over once it exists).
+    // Missed handoff deadlines are escalated by the tick; this runs only when a finer
+    // cadence is configured (ZALOFLOW_ESCALATION_INTERVAL).
     workers.spawn(handoff::run_escalations(
         store.clone(),
         config.clone(),

@@ -2,11 +2,10 @@
 //! no human response, tells the supervisors' chat channel and records the breach — once per
 //! breach and level, however often it runs and on however many instances (the store raises
 //! the handoff's escalation level, records the breach and enqueues the notification in one
-//! transaction, only if the level was not reached yet). The scheduler's tick calls it; until
-//! the scheduler exists, `serve` runs it every [`INTERVAL`].
+//! transaction, only if the level was not reached yet). The scheduler's tick calls it on every
+//! pass; `serve` also runs it on `ZALOFLOW_ESCALATION_INTERVAL` when that is set.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::Notify;
@@ -21,9 +20,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::engine::{VIP_PRIORITY, VIP_TAG};
 use crate::store::{Contact, DynStore, NewJob, Store, StoreError};
-
-/// How often `serve` looks for missed deadlines.
-pub const INTERVAL: Duration = Duration::from_secs(30);
 
 /// Handoffs examined per pass (the most overdue first; the rest wait for the next pass).
 const BATCH: i64 = 500;
@@ -192,7 +188,7 @@ pub fn escalation_job(
 }
 
 /// `serve`'s stand-in for the scheduler's tick: escalates every
-/// `ZALOFLOW_ESCALATION_INTERVAL` (default [`INTERVAL`]) until `stop`; returns at once when
+/// `ZALOFLOW_ESCALATION_INTERVAL` until `stop`; returns at once when
 /// it is off.
 pub async fn run_escalations(
     store: DynStore,

@@ -348,8 +348,9 @@ pub struct HandoffConfig {
     pub second_after_ms: Option<i64>,
     /// Where the second level goes (default: the escalation channel).
     pub second_channel: Option<String>,
-    /// How often `serve` looks for missed deadlines (`ZALOFLOW_ESCALATION_INTERVAL`, default
-    /// 30s); None (`0`): not in this instance.
+    /// A cadence of its own for the escalation look (`ZALOFLOW_ESCALATION_INTERVAL`), finer
+    /// than the scheduler's tick, which escalates on every pass; None (default, or `0`): only
+    /// the tick.
     pub interval: Option<std::time::Duration>,
 }
 
@@ -360,7 +361,7 @@ impl Default for HandoffConfig {
             escalation_channel: "supervisors".into(),
             second_after_ms: None,
             second_channel: None,
-            interval: Some(escalate::INTERVAL),
+            interval: None,
         }
     }
 }
@@ -388,8 +389,7 @@ impl HandoffConfig {
             None => None,
         };
         let interval = match get("ZALOFLOW_ESCALATION_INTERVAL") {
-            None => Some(escalate::INTERVAL),
-            Some("0") => None,
+            None | Some("0") => None,
             Some(s) => Some(
                 crate::outbox::retry::parse_duration(s)
                     .filter(|d| !d.is_zero())
