@@ -888,40 +888,38 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
-        let del = |sql: &'static str| sqlx::query(sql).bind(user_id);
-        out.tags = del("DELETE FROM contact_tags WHERE user_id = ?1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        out.fields = del("DELETE FROM contact_fields WHERE user_id = ?1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        out.list_memberships = del("DELETE FROM list_members WHERE user_id = ?1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        out.rule_state = del("DELETE FROM rule_state WHERE user_id = ?1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        out.form_submissions = del("DELETE FROM form_submissions WHERE contact_id = ?1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        // Handoffs hold the customer's messages: they go too.
-        for sql in [
-            "DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)",
-            "DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)",
-            "DELETE FROM handoffs WHERE user_id = ?1",
-            "DELETE FROM campaign_members WHERE contact_id = ?1",
-        ] {
-            sqlx::query(sql).bind(user_id).execute(&mut *tx).await?;
+        // Handoffs hold the customer's messages: they go too (messages first, then the rows).
+        let Erased {
+            contact,
+            tags,
+            fields,
+            list_memberships,
+            rule_state,
+            form_submissions,
+            ..
+        } = &mut out;
+        let mut steps: [(&str, Option<&mut u64>); 10] = [
+            ("DELETE FROM contact_tags WHERE user_id = ?1", Some(tags)),
+            ("DELETE FROM contact_fields WHERE user_id = ?1", Some(fields)),
+            ("DELETE FROM list_members WHERE user_id = ?1", Some(list_memberships)),
+            ("DELETE FROM rule_state WHERE user_id = ?1", Some(rule_state)),
+            ("DELETE FROM form_submissions WHERE contact_id = ?1", Some(form_submissions)),
+            ("DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)", None),
+            ("DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)", None),
+            ("DELETE FROM handoffs WHERE user_id = ?1", None),
+            ("DELETE FROM campaign_members WHERE contact_id = ?1", None),
+            ("DELETE FROM contacts WHERE user_id = ?1", Some(contact)),
+        ];
+        for (sql, counter) in &mut steps {
+            let n = sqlx::query(sql)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if let Some(c) = counter {
+                **c = n;
+            }
         }
-        out.contact = del("DELETE FROM contacts WHERE user_id = ?1")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
         tx.commit().await?;
         Ok(out)
     }
