@@ -14,6 +14,7 @@ pub mod handoff;
 pub mod http;
 pub mod inbox;
 pub mod outbox;
+pub mod report;
 pub mod rules;
 pub mod scheduler;
 pub mod store;

@@ -41,6 +41,16 @@ enum Command {
         #[arg(long)]
         at: Option<String>,
     },
+    /// Effectiveness per rule, campaign step and A/B variant: sends, failures, receipts,
+    /// replies, returns, clicks, handoff deadlines.
+    Report {
+        /// From this date (2027-03-01, OA time zone) or RFC 3339 instant; default: everything.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this rule (or campaign, with its steps).
+        #[arg(long)]
+        rule: Option<String>,
+    },
     /// Import or export contacts as CSV.
     Contacts {
         #[command(subcommand)]
@@ -153,6 +163,12 @@ fn main() -> ExitCode {
             Command::Tick { at } => {
                 let summary = zaloflow::scheduler::command(&config, at.as_deref()).await?;
                 print!("{summary}");
+                Ok(())
+            }
+            Command::Report { since, rule } => {
+                let out =
+                    zaloflow::report::command(&config, since.as_deref(), rule.as_deref()).await?;
+                print!("{out}");
                 Ok(())
             }
             Command::Rules { .. } | Command::Simulate { .. } => Ok(()), // handled above

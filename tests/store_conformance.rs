@@ -301,6 +301,7 @@ async fn jobs_commit_with_their_event_and_dedupe(kind: &str) {
         rule_id: Some("greeting".into()),
         source: "inbox:1".into(),
         dedupe_key: Some(key.into()),
+        variant: None,
     };
     // A lost lease takes the jobs down with it.
     let stolen = s.claim_inbox("thief", 5000, 1000, 10).await.unwrap();

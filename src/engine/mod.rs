@@ -249,6 +249,8 @@ impl Engine {
                 effects.handoffs.push(sig);
             }
         }
+        // Receipts, replies and clicks count for the sends they follow (reports).
+        effects.outcomes = crate::report::signals(event, at);
         effects
     }
 
@@ -668,6 +670,7 @@ impl Engine {
                 let job = |payload: &Payload| NewJob {
                     priority,
                     rule_id: Some(fired.rule_id.clone()),
+                    variant: planned.variant.clone(),
                     ..crate::outbox::job(payload, planned.run_at, source)
                 };
                 match &planned.action {

@@ -35,5 +35,6 @@ pub fn job(payload: &Payload, run_at: i64, source: impl Into<String>) -> NewJob 
         rule_id: None,
         source: source.into(),
         dedupe_key: None,
+        variant: None,
     }
 }

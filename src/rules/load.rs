@@ -1740,12 +1740,37 @@ impl<'a> Ctx<'a> {
                         image: None,
                         buttons: Vec::new(),
                         via: ZaloKind::Cs,
+                        variants: Vec::new(),
                     });
                 }
-                let keys = self.keys(v, "`send`", &["text", "image", "buttons", "via"])?;
-                let text = self
-                    .require(&keys, "text", "`send`")
-                    .and_then(|n| self.template(n, "`text`"));
+                let keys = self.keys(
+                    v,
+                    "`send`",
+                    &["text", "variants", "image", "buttons", "via"],
+                )?;
+                let (text, variants) = match keys.get("variants") {
+                    Some(list) => {
+                        if keys.has("text") {
+                            self.err(
+                                v,
+                                "`send` takes `text:` or `variants:`, not both (each variant has its own text)",
+                            );
+                        }
+                        let variants = self.variants(list);
+                        (
+                            variants
+                                .as_ref()
+                                .and_then(|vs| vs.first())
+                                .map(|x| x.text.clone()),
+                            variants,
+                        )
+                    }
+                    None => (
+                        self.require(&keys, "text", "`send`")
+                            .and_then(|n| self.template(n, "`text`")),
+                        Some(Vec::new()),
+                    ),
+                };
                 let image = self.opt_template(&keys, "image", "`image`");
                 let via = match keys.get("via") {
                     None => Some(ZaloKind::Cs),
@@ -1768,6 +1793,7 @@ impl<'a> Ctx<'a> {
                     image: image?,
                     buttons: buttons?,
                     via: via?,
+                    variants: variants?,
                 }
             }
             "sms" => {
@@ -2012,6 +2038,71 @@ impl<'a> Ctx<'a> {
             }
         };
         Some(a)
+    }
+
+    /// `variants:` of a `send` (issue 10): two or more `- text: …` items, each with an optional
+    /// `id:` (default `a`, `b`, …) and `weight:` (default 1).
+    fn variants(&mut self, node: &Node) -> Option<Vec<Variant>> {
+        let Some(items) = node.as_seq() else {
+            self.err(
+                node,
+                "`variants` must be a list of `- text: …` items (with optional `id:` and `weight:`)",
+            );
+            return None;
+        };
+        if items.len() < 2 {
+            self.err(node, "an A/B test needs at least 2 variants");
+        }
+        if items.len() > 26 {
+            self.err(node, "at most 26 variants");
+            return None;
+        }
+        let mut out: Vec<Variant> = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let Some(keys) = self.keys(item, "a variant", &["id", "weight", "text"]) else {
+                ok = false;
+                continue;
+            };
+            let text = self
+                .require(&keys, "text", "a variant")
+                .and_then(|n| self.template(n, "`text`"));
+            let id = match keys.get("id") {
+                None => Some(((b'a' + i as u8) as char).to_string()),
+                Some(n) => match n.as_str() {
+                    Some(s)
+                        if !s.is_empty()
+                            && s.len() <= 32
+                            && s.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+                    {
+                        if out.iter().any(|v| v.id == s) {
+                            self.err(n, format!("variant id `{s}` is used twice in this `send`"));
+                            None
+                        } else {
+                            Some(s.to_string())
+                        }
+                    }
+                    _ => {
+                        self.err(n, "a variant `id` must be 1–32 letters, digits, `_` or `-`");
+                        None
+                    }
+                },
+            };
+            let weight = match keys.get("weight") {
+                None => Some(1),
+                Some(n) => self.int(n, "`weight`", 0, 1000).map(|w| w as u32),
+            };
+            match (id, weight, text) {
+                (Some(id), Some(weight), Some(text)) => out.push(Variant { id, weight, text }),
+                _ => ok = false,
+            }
+        }
+        if ok && !out.is_empty() && out.iter().all(|v| v.weight == 0) {
+            self.err(node, "at least one variant needs a `weight` above 0");
+            return None;
+        }
+        ok.then_some(out)
     }
 
     fn buttons(&mut self, node: &Node) -> Option<Vec<Button>> {

@@ -179,6 +179,9 @@ impl<'a> EvalInput<'a> {
 pub struct PlannedAction {
     pub run_at: i64,
     pub action: ActionPlan,
+    /// The A/B variant chosen for this contact, for a `send` with variants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
 }
 
 /// What to do. Outbound sends are ready-made channel payloads for the outbox.
@@ -970,7 +973,15 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
     let user_id = c.user_id.clone();
     let mut t = input.at;
     let mut out = Vec::with_capacity(rule.actions.len());
-    let mut push = |t: i64, action: ActionPlan| out.push(PlannedAction { run_at: t, action });
+    // The A/B variant of the next action pushed (set by a `send` with variants).
+    let variant = std::cell::Cell::new(None::<String>);
+    let mut push = |t: i64, action: ActionPlan| {
+        out.push(PlannedAction {
+            run_at: t,
+            action,
+            variant: variant.take(),
+        })
+    };
     for a in &rule.actions {
         match a {
             Action::Wait(Wait::For(d)) => t += d,
@@ -981,8 +992,13 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
                 image,
                 buttons,
                 via,
+                variants,
             } => {
-                let text = text.render(c);
+                let weights: Vec<u32> = variants.iter().map(|v| v.weight).collect();
+                let chosen = crate::report::ab::pick(&rule.id, &user_id, &weights)
+                    .and_then(|i| variants.get(i));
+                let text = chosen.map_or(text, |v| &v.text).render(c);
+                variant.set(chosen.map(|v| v.id.clone()));
                 let attachment = (image.is_some() || !buttons.is_empty()).then(|| {
                     let elements: Vec<_> = image
                         .iter()

@@ -281,13 +281,26 @@ pub enum Wait {
     Until(u16),
 }
 
+/// One wording of an A/B-tested `send` (issue 10): a contact always gets the same variant of a
+/// rule, and contacts spread over the variants in proportion to their weights.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Recorded with each send, shown in reports (`a`, `b`… unless named).
+    pub id: String,
+    pub weight: u32,
+    pub text: Template,
+}
+
 #[derive(Debug, Clone)]
 pub enum Action {
     Send {
+        /// The text; with `variants`, the first variant's.
         text: Template,
         image: Option<Template>,
         buttons: Vec<Button>,
         via: ZaloKind,
+        /// A/B variants of the text (empty: no test).
+        variants: Vec<Variant>,
     },
     Sms {
         text: Template,

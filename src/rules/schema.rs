@@ -125,6 +125,29 @@ pub fn json_schema() -> Value {
         "required": ["title"],
         "additionalProperties": false,
     });
+    // A/B variants of a send (issue 10): `text:` or `variants:`.
+    let mut send = object(
+        json!({
+            "text": template("the message"),
+            "variants": {
+                "type": "array",
+                "minItems": 2,
+                "maxItems": 26,
+                "description": "A/B test: each contact always gets the same variant of this rule, contacts spread by weight; reports compare them",
+                "items": object(json!({
+                    "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$", "description": "shown in reports (default a, b, c…)"},
+                    "weight": {"type": "integer", "minimum": 0, "maximum": 1000, "description": "share of contacts (default 1)"},
+                    "text": template("this variant's message"),
+                }), &["text"], "one wording"),
+            },
+            "image": template("an image URL"),
+            "buttons": {"type": "array", "items": button, "maxItems": 5},
+            "via": {"enum": ["zalo", "zalo_promotion", "zalo_transaction"], "description": "zalo: customer-service (within 7 days of the user's last interaction); zalo_promotion: to followers any time"},
+        }),
+        &[],
+        "an OA message",
+    );
+    send["oneOf"] = json!([{"required": ["text"]}, {"required": ["variants"]}]);
     let action_map = json!({
         "type": "object",
         "minProperties": 1,
@@ -132,12 +155,7 @@ pub fn json_schema() -> Value {
         "additionalProperties": false,
         "description": "one action per list item",
         "properties": {
-            "send": {"oneOf": [template("an OA message"), object(json!({
-                "text": template("the message"),
-                "image": template("an image URL"),
-                "buttons": {"type": "array", "items": button, "maxItems": 5},
-                "via": {"enum": ["zalo", "zalo_promotion", "zalo_transaction"], "description": "zalo: customer-service (within 7 days of the user's last interaction); zalo_promotion: to followers any time"},
-            }), &["text"], "an OA message")]},
+            "send": {"oneOf": [template("an OA message"), send]},
             "sms": {"oneOf": [template("an SMS to the contact's phone"), object(json!({"text": template(""), "to": template("the number (default: the contact's)")}), &["text"], "")]},
             "email": object(json!({"subject": template(""), "html": template(""), "text": template(""), "to": template("the address (default: the contact's)"), "links": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^https?://"}, "description": "named links: name: URL (email_clicked: {link: name})"}}), &["subject"], "an email (opens and clicks are tracked)"),
             "zns": object(json!({"template_id": text("the ZNS template id"), "data": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}, "phone": template("default: the contact's")}), &["template_id"], "a ZNS template message"),

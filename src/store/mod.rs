@@ -222,6 +222,8 @@ pub struct Effects {
     pub handoffs: Vec<crate::handoff::HandoffChange>,
     /// Campaign memberships entered, advanced, left (applied after `lists`).
     pub campaigns: Vec<CampaignChange>,
+    /// What an event tells about earlier sends (receipts, replies, clicks), for reports.
+    pub outcomes: Vec<crate::report::OutcomeSignal>,
 }
 
 impl Effects {
@@ -232,6 +234,7 @@ impl Effects {
             && self.fires.is_empty()
             && self.handoffs.is_empty()
             && self.campaigns.is_empty()
+            && self.outcomes.is_empty()
     }
 
     pub fn extend(&mut self, other: Effects) {
@@ -241,6 +244,7 @@ impl Effects {
         self.fires.extend(other.fires);
         self.handoffs.extend(other.handoffs);
         self.campaigns.extend(other.campaigns);
+        self.outcomes.extend(other.outcomes);
     }
 }
 
@@ -382,6 +386,8 @@ pub struct NewJob {
     pub source: String,
     /// Enqueued at most once per key (idempotent scheduler decisions).
     pub dedupe_key: Option<String>,
+    /// The A/B variant of the send action, when it has variants (reports compare them).
+    pub variant: Option<String>,
 }
 
 /// A stored outbound job.
@@ -403,9 +409,11 @@ pub struct Job {
     pub source: String,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// The A/B variant of the send action, if it had variants.
+    pub variant: Option<String>,
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at";
+pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at, variant";
 
 /// Which jobs a sender claims: OA calls go through one rate-limited sender per OA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -817,6 +825,10 @@ pub trait Store: Send + Sync + 'static {
     async fn existing_inbox_keys(&self, keys: &[String]) -> Result<Vec<String>>;
     /// Which of these decision keys are taken.
     async fn existing_marks(&self, keys: &[String]) -> Result<Vec<String>>;
+    // --- effectiveness (issue 10) ---
+    /// What the rules did since `since` (jobs created, firings, handoffs opened), counted per
+    /// rule, variant and outcome; only `rule` and its campaign steps (`rule/…`) when given.
+    async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts>;
 }
 
 pub type DynStore = Arc<dyn Store>;

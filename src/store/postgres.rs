@@ -11,6 +11,7 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 use super::*;
 
 mod handoffs;
+mod outcomes;
 
 /// Advisory lock keys (arbitrary, stable).
 pub(crate) const LOCK_INBOX_CLAIM: i64 = 0x7a6c_0001;
@@ -1051,6 +1052,10 @@ impl Store for PgStore {
                 .await?;
         Ok(rows.into_iter().map(|(k,)| k).collect())
     }
+
+    async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
+        outcomes::counts(&self.pool, since, rule).await
+    }
 }
 
 async fn apply_contact_changes(
@@ -1135,7 +1140,7 @@ async fn insert_jobs(
     for chunk in jobs.chunks(500) {
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, created_at, updated_at) ",
+                source, dedupe_key, variant, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut b, j| {
             b.push_bind(&j.channel)
@@ -1147,6 +1152,7 @@ async fn insert_jobs(
                 .push_bind(&j.rule_id)
                 .push_bind(&j.source)
                 .push_bind(&j.dedupe_key)
+                .push_bind(&j.variant)
                 .push_bind(now)
                 .push_bind(now);
         });
@@ -1407,6 +1413,7 @@ async fn apply_effects<'e>(
         );
         qb.build().execute(&mut **tx).await?;
     }
+    outcomes::apply(tx, effects.clone(), now).await?;
     let campaigns: Vec<&CampaignChange> = effects.flat_map(|e| &e.campaigns).collect();
     apply_campaign_changes(tx, &campaigns, now).await?;
     handoffs::apply(tx, handoff_changes, now).await
@@ -1428,10 +1435,10 @@ async fn apply_effects_bulk(
         };
         sqlx::query(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, created_at, updated_at)
-             SELECT c, u, p, pr, r, r, ru, s, d, $9, $9
+                source, dedupe_key, variant, created_at, updated_at)
+             SELECT c, u, p, pr, r, r, ru, s, d, v, $9, $9
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
-                         $7::text[], $8::text[]) AS t(c, u, p, pr, r, ru, s, d)
+                         $7::text[], $8::text[], $10::text[]) AS t(c, u, p, pr, r, ru, s, d, v)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(col(|j| Some(j.channel.as_str())))
@@ -1443,6 +1450,7 @@ async fn apply_effects_bulk(
         .bind(col(|j| Some(j.source.as_str())))
         .bind(col(|j| j.dedupe_key.as_deref()))
         .bind(now)
+        .bind(col(|j| j.variant.as_deref()))
         .execute(&mut **tx)
         .await?;
     }
@@ -1472,6 +1480,7 @@ async fn apply_effects_bulk(
         .execute(&mut **tx)
         .await?;
     }
+    outcomes::apply(tx, effects.iter().copied(), now).await?;
     let campaigns: Vec<&CampaignChange> = effects.iter().flat_map(|e| &e.campaigns).collect();
     apply_campaign_changes(tx, &campaigns, now).await?;
     handoffs::apply(tx, effects.iter().flat_map(|e| &e.handoffs).collect(), now).await?;

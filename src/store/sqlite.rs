@@ -15,6 +15,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 use super::*;
 
 mod handoffs;
+mod outcomes;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -1105,6 +1106,10 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+
+    async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
+        outcomes::counts(&self.reader, since, rule).await
+    }
 }
 
 async fn apply_contact_changes(
@@ -1205,7 +1210,7 @@ async fn insert_jobs(
     for chunk in jobs.chunks(300) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, created_at, updated_at) ",
+                source, dedupe_key, variant, created_at, updated_at) ",
         );
         qb.push_values(chunk, |mut b, j| {
             b.push_bind(&j.channel)
@@ -1217,6 +1222,7 @@ async fn insert_jobs(
                 .push_bind(&j.rule_id)
                 .push_bind(&j.source)
                 .push_bind(&j.dedupe_key)
+                .push_bind(&j.variant)
                 .push_bind(now)
                 .push_bind(now);
         });
@@ -1366,6 +1372,7 @@ async fn apply_effects<'e>(
         );
         qb.build().execute(&mut **tx).await?;
     }
+    outcomes::apply(tx, effects.clone(), now).await?;
     apply_campaign_changes(tx, effects.flat_map(|e| &e.campaigns), now).await?;
     handoffs::apply(tx, handoff_changes, now).await
 }

@@ -40,6 +40,7 @@ use super::AppState;
 pub mod contacts;
 pub mod lists;
 pub mod outbox;
+pub mod report;
 pub mod rules;
 
 pub use outbox::job_json;
@@ -180,6 +181,7 @@ token is configured. Times are milliseconds since the Unix epoch. Errors are \
         (name = "lists", description = "Contact lists and their members"),
         (name = "outbox", description = "Outbound jobs and dead letters"),
         (name = "rules", description = "The running rules: list, check a draft, reload"),
+        (name = "report", description = "Effectiveness per rule, campaign step and A/B variant"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -201,6 +203,7 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::list))
         .routes(routes!(rules::check))
         .routes(routes!(rules::reload))
+        .routes(routes!(report::report))
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -208,6 +211,8 @@ pub fn router(state: AppState) -> Router<AppState> {
     protected
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .route(OPENAPI_PATH, get(openapi_json))
+        // The page signs in by cookie as well as by bearer token (it checks access itself).
+        .route(report::PAGE_PATH, get(report::report_page))
 }
 
 /// The whole OpenAPI document of the admin API.

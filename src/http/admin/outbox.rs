@@ -45,6 +45,8 @@ pub struct JobView {
     pub source: String,
     pub created_at: i64,
     pub sent_at: Option<i64>,
+    /// The A/B variant of the rule's send action, if it had variants.
+    pub variant: Option<String>,
 }
 
 impl From<Job> for JobView {
@@ -67,6 +69,7 @@ impl From<Job> for JobView {
             source: j.source,
             created_at: j.created_at,
             sent_at: j.sent_at,
+            variant: j.variant,
         }
     }
 }

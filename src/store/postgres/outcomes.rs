@@ -1,0 +1,151 @@
+//! Effectiveness on PostgreSQL: outcome signals applied inside the event's transaction, and
+//! the counts reports are made of.
+
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::report::{
+    Counts, HandoffRow, JobCount, OutcomeCount, OutcomeSignal, COME_BACK_WINDOW_MS, REPLY_WINDOW_MS,
+};
+use crate::store::{Effects, Result};
+
+/// Credits `kind` to the latest send to `user` (or to their phone or email) sent within
+/// `window` before `at`; at most once per job and kind.
+const LATEST_SEND: &str = "INSERT INTO send_outcomes (job_id, kind, at)
+     SELECT id, $1, $2 FROM outbox
+     WHERE status = 'sent' AND rule_id IS NOT NULL
+       AND user_id IN ($3,
+           (SELECT phone FROM contacts WHERE user_id = $3),
+           (SELECT email FROM contacts WHERE user_id = $3))
+       AND sent_at <= $2 AND sent_at > $2 - $4
+     ORDER BY sent_at DESC, id DESC LIMIT 1
+     ON CONFLICT (job_id, kind) DO NOTHING";
+
+/// Records firings and the outcome signals of a batch of effects, inside `tx`.
+pub(super) async fn apply<'e>(
+    tx: &mut Transaction<'static, Postgres>,
+    effects: impl Iterator<Item = &'e Effects> + Clone,
+    _now: i64,
+) -> Result<()> {
+    let hours = crate::report::fire_hours(effects.clone().flat_map(|e| &e.fires));
+    if !hours.is_empty() {
+        sqlx::query(
+            "INSERT INTO rule_fire_hours (rule_id, hour, fires)
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])
+             ON CONFLICT (rule_id, hour) DO UPDATE SET fires = rule_fire_hours.fires + excluded.fires",
+        )
+        .bind(hours.iter().map(|(r, _, _)| r.as_str()).collect::<Vec<_>>())
+        .bind(hours.iter().map(|(_, h, _)| *h).collect::<Vec<_>>())
+        .bind(hours.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    for signal in effects.flat_map(|e| &e.outcomes) {
+        match signal {
+            OutcomeSignal::Receipt {
+                kind,
+                provider_ids,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO send_outcomes (job_id, kind, at)
+                     SELECT id, $1, $2 FROM outbox WHERE provider_id = ANY($3)
+                     ON CONFLICT (job_id, kind) DO NOTHING",
+                )
+                .bind(kind.as_str())
+                .bind(at)
+                .bind(provider_ids)
+                .execute(&mut **tx)
+                .await?;
+            }
+            OutcomeSignal::Job { kind, job_id, at } => {
+                sqlx::query(
+                    "INSERT INTO send_outcomes (job_id, kind, at)
+                     SELECT id, $1, $2 FROM outbox WHERE id = $3
+                     ON CONFLICT (job_id, kind) DO NOTHING",
+                )
+                .bind(kind.as_str())
+                .bind(at)
+                .bind(job_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+            OutcomeSignal::Wrote { user_id, at } => {
+                for (kind, window) in [
+                    (crate::report::OutcomeKind::Replied, REPLY_WINDOW_MS),
+                    (crate::report::OutcomeKind::CameBack, COME_BACK_WINDOW_MS),
+                ] {
+                    sqlx::query(LATEST_SEND)
+                        .bind(kind.as_str())
+                        .bind(at)
+                        .bind(user_id)
+                        .bind(window)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `Store::report_counts` on PostgreSQL.
+pub(super) async fn counts(pool: &PgPool, since: i64, rule: Option<&str>) -> Result<Counts> {
+    let pattern = rule.map(|r| format!("{}/%", crate::store::like_escape(r)));
+    let jobs: Vec<JobCount> = sqlx::query_as(
+        "SELECT rule_id, variant, status,
+                CASE WHEN status = 'dead' THEN last_code END AS last_code,
+                CASE WHEN status = 'dead' THEN substr(last_error, 1, 60) END AS reason,
+                count(*) AS n
+         FROM outbox
+         WHERE rule_id IS NOT NULL AND created_at >= $1
+           AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
+         GROUP BY 1, 2, 3, 4, 5
+         ORDER BY 1, 2, 3",
+    )
+    .bind(since)
+    .bind(rule)
+    .bind(&pattern)
+    .fetch_all(pool)
+    .await?;
+    let outcomes: Vec<OutcomeCount> = sqlx::query_as(
+        "SELECT o.rule_id, o.variant, s.kind, count(*) AS n
+         FROM send_outcomes s JOIN outbox o ON o.id = s.job_id
+         WHERE o.rule_id IS NOT NULL AND o.created_at >= $1
+           AND ($2::text IS NULL OR o.rule_id = $2 OR o.rule_id LIKE $3 ESCAPE '\\')
+         GROUP BY 1, 2, 3
+         ORDER BY 1, 2, 3",
+    )
+    .bind(since)
+    .bind(rule)
+    .bind(&pattern)
+    .fetch_all(pool)
+    .await?;
+    let fires: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT rule_id, sum(fires)::bigint FROM rule_fire_hours
+         WHERE hour >= $1 / 3600000
+           AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(since)
+    .bind(rule)
+    .bind(&pattern)
+    .fetch_all(pool)
+    .await?;
+    let handoffs: Vec<HandoffRow> = sqlx::query_as(
+        "SELECT rule_id, status, opened_at, deadline_at, responded_at FROM handoffs
+         WHERE rule_id IS NOT NULL AND opened_at >= $1
+           AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
+         ORDER BY opened_at",
+    )
+    .bind(since)
+    .bind(rule)
+    .bind(&pattern)
+    .fetch_all(pool)
+    .await?;
+    Ok(Counts {
+        jobs,
+        outcomes,
+        fires,
+        handoffs,
+    })
+}
