@@ -26,6 +26,7 @@ const RULES: &str = r#"rules:
     when: follow
     do:
       - send: Chào mừng bạn đến với shop!
+      - tag: new_user
   - id: greet
     when: message
     do:
@@ -37,6 +38,14 @@ const RULES: &str = r#"rules:
               weight: 3
               text: Chào bạn, hôm nay shop có ưu đãi mới!
     once_per: ever
+  - id: vip_care
+    priority: 100
+    when: message
+    if:
+      has_tag: vip_customer
+    do:
+      - handoff: {deadline: 2h}
+      - stop
 "#;
 
 struct Shop {
@@ -275,15 +284,49 @@ async fn attribution(kind: &str) {
         "{greet:#}"
     );
 
-    // Each job carries its variant.
+    // Each job carries its variant. (The welcome's Zalo tag calls are jobs of the rule too,
+    // but no message: the report leaves them out, and replies are never credited to them.)
     let jobs = s.store.list_jobs(Some("sent"), 100).await.unwrap();
-    assert_eq!(jobs.len(), 4);
+    assert_eq!(jobs.len(), 6);
     for j in &jobs {
         match j.rule_id.as_deref() {
             Some("greet") => assert_eq!(j.variant.as_deref(), Some(variant_of(&j.user_id))),
             _ => assert_eq!(j.variant, None),
         }
     }
+
+    // A VIP's message opens a handoff; an agent answers in the OA console within the deadline.
+    let vip = "9200000000000000003";
+    let now = zaloflow::clock::system_now();
+    s.deliver(event_at(
+        "add_user_to_tag",
+        vip,
+        now,
+        json!({"oa_id": OA, "tag": {"name": "vip_customer", "user_ids": [vip]}}),
+    ))
+    .await;
+    s.deliver(text_event(vip, "m-v1", "Tôi cần tư vấn gấp"))
+        .await;
+    s.deliver(event_at(
+        "oa_send_text",
+        vip,
+        zaloflow::clock::system_now() + 1,
+        json!({"message": {"text": "Dạ em hỗ trợ anh ngay", "msg_id": "agent-1"}}),
+    ))
+    .await;
+    let r = s.report("?rule=vip_care").await;
+    let rule = &r["rules"][0];
+    assert_eq!(rule["rule"], "vip_care", "{r:#}");
+    assert_eq!(rule["steps"][0]["fired"], 1);
+    // The agents' chat notification is no customer message.
+    assert_eq!(rule["steps"][0]["total"]["jobs"], 0, "{r:#}");
+    let h = &rule["handoffs"];
+    assert_eq!(
+        (&h["opened"], &h["deadlines_met"], &h["deadlines_missed"]),
+        (&json!(1), &json!(1), &json!(0)),
+        "{r:#}"
+    );
+    assert!(h["first_reply_p50_seconds"].as_f64().unwrap() < 60.0, "{h}");
     // --rule picks one rule; since tomorrow nothing.
     let only = s.report("?rule=greet").await;
     assert_eq!(only["rules"].as_array().unwrap().len(), 1);

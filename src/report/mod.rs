@@ -27,6 +27,13 @@ use crate::zalo::event::{Event, EventKind};
 pub mod ab;
 pub mod render;
 
+/// The outbox jobs that are messages to a customer (what reports count and replies are
+/// credited to): not staff notifications (chat, task), not the Zalo tag calls that mirror a
+/// rule's tag changes. SQL, the same on both backends.
+pub const CUSTOMER_MESSAGE_SQL: &str =
+    "channel IN ('zalo', 'sms', 'email', 'zns') AND user_id <> '' \
+     AND payload NOT LIKE '{\"channel\":\"zalo_tag\"%'";
+
 /// A reply within this long after a send counts as a reply to it.
 pub const REPLY_WINDOW_MS: i64 = 24 * 3_600_000;
 /// A user writing within this long after a send "came back" (re-activation).

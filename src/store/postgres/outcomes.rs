@@ -4,21 +4,29 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::report::{
-    Counts, HandoffRow, JobCount, OutcomeCount, OutcomeSignal, COME_BACK_WINDOW_MS, REPLY_WINDOW_MS,
+    Counts, HandoffRow, JobCount, OutcomeCount, OutcomeSignal, COME_BACK_WINDOW_MS,
+    CUSTOMER_MESSAGE_SQL, REPLY_WINDOW_MS,
 };
 use crate::store::{Effects, Result};
 
 /// Credits `kind` to the latest send to `user` (or to their phone or email) sent within
 /// `window` before `at`; at most once per job and kind.
-const LATEST_SEND: &str = "INSERT INTO send_outcomes (job_id, kind, at)
+fn latest_send() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO send_outcomes (job_id, kind, at)
      SELECT id, $1, $2 FROM outbox
-     WHERE status = 'sent' AND rule_id IS NOT NULL
+     WHERE status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
        AND user_id IN ($3,
            (SELECT phone FROM contacts WHERE user_id = $3),
            (SELECT email FROM contacts WHERE user_id = $3))
        AND sent_at <= $2 AND sent_at > $2 - $4
      ORDER BY sent_at DESC, id DESC LIMIT 1
-     ON CONFLICT (job_id, kind) DO NOTHING";
+     ON CONFLICT (job_id, kind) DO NOTHING"
+        )
+    })
+}
 
 /// Records firings and the outcome signals of a batch of effects, inside `tx`.
 pub(super) async fn apply<'e>(
@@ -74,7 +82,7 @@ pub(super) async fn apply<'e>(
                     (crate::report::OutcomeKind::Replied, REPLY_WINDOW_MS),
                     (crate::report::OutcomeKind::CameBack, COME_BACK_WINDOW_MS),
                 ] {
-                    sqlx::query(LATEST_SEND)
+                    sqlx::query(latest_send())
                         .bind(kind.as_str())
                         .bind(at)
                         .bind(user_id)
@@ -91,30 +99,31 @@ pub(super) async fn apply<'e>(
 /// `Store::report_counts` on PostgreSQL.
 pub(super) async fn counts(pool: &PgPool, since: i64, rule: Option<&str>) -> Result<Counts> {
     let pattern = rule.map(|r| format!("{}/%", crate::store::like_escape(r)));
-    let jobs: Vec<JobCount> = sqlx::query_as(
+    let jobs: Vec<JobCount> = sqlx::query_as(&format!(
         "SELECT rule_id, variant, status,
                 CASE WHEN status = 'dead' THEN last_code END AS last_code,
                 CASE WHEN status = 'dead' THEN substr(last_error, 1, 60) END AS reason,
                 count(*) AS n
          FROM outbox
-         WHERE rule_id IS NOT NULL AND created_at >= $1
+         WHERE rule_id IS NOT NULL AND created_at >= $1 AND {CUSTOMER_MESSAGE_SQL}
            AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
          GROUP BY 1, 2, 3, 4, 5
-         ORDER BY 1, 2, 3",
-    )
+         ORDER BY 1, 2, 3"
+    ))
     .bind(since)
     .bind(rule)
     .bind(&pattern)
     .fetch_all(pool)
     .await?;
-    let outcomes: Vec<OutcomeCount> = sqlx::query_as(
+    let outcomes: Vec<OutcomeCount> = sqlx::query_as(&format!(
         "SELECT o.rule_id, o.variant, s.kind, count(*) AS n
          FROM send_outcomes s JOIN outbox o ON o.id = s.job_id
          WHERE o.rule_id IS NOT NULL AND o.created_at >= $1
+           AND {CUSTOMER_MESSAGE_SQL}
            AND ($2::text IS NULL OR o.rule_id = $2 OR o.rule_id LIKE $3 ESCAPE '\\')
          GROUP BY 1, 2, 3
-         ORDER BY 1, 2, 3",
-    )
+         ORDER BY 1, 2, 3"
+    ))
     .bind(since)
     .bind(rule)
     .bind(&pattern)
