@@ -432,6 +432,53 @@ fn the_engine_records_the_contacts_variant_on_its_job() {
 }
 
 #[test]
+fn campaign_steps_count_as_fired_and_take_variants() {
+    let yaml = r#"campaigns:
+  - id: drip
+    enter_on: [follow]
+    steps:
+      - id: hello
+        day: 0
+        do:
+          - send:
+              variants:
+                - text: Xin chào!
+                - text: Chào bạn nhé!
+"#;
+    let set = load_sources(
+        &[(PathBuf::from("t.yaml"), yaml.to_string())],
+        &LoadOptions::default(),
+    )
+    .unwrap_or_else(|d| panic!("{d:?}"));
+    let engine = zaloflow::engine::Engine::with_rule_set(
+        std::sync::Arc::new(set),
+        chrono_tz::Asia::Ho_Chi_Minh,
+    );
+    let user = "7100000000000000001";
+    let body = event_at("follow", user, 1_800_000_000_000, json!({}));
+    let event = zaloflow::zalo::event::parse(body.as_bytes()).unwrap();
+    let fx = engine.process(
+        &event,
+        1_800_000_000_000,
+        "inbox:1",
+        &mut zaloflow::engine::BatchState::default(),
+    );
+    let job = fx
+        .jobs
+        .iter()
+        .find(|j| j.rule_id.as_deref() == Some("drip/hello"))
+        .unwrap_or_else(|| panic!("{fx:#?}"));
+    let want = ["a", "b"][ab::pick("drip/hello", user, &[1, 1]).unwrap()];
+    assert_eq!(job.variant.as_deref(), Some(want));
+    assert!(fx
+        .outcomes
+        .contains(&zaloflow::report::OutcomeSignal::Fired {
+            rule_id: "drip/hello".into(),
+            at: 1_800_000_000_000
+        }));
+}
+
+#[test]
 fn variant_mistakes_have_their_line_and_column() {
     let cases: &[(&str, &str)] = &[
         (

@@ -250,7 +250,7 @@ impl Engine {
             }
         }
         // Receipts, replies and clicks count for the sends they follow (reports).
-        effects.outcomes = crate::report::signals(event, at);
+        effects.outcomes.extend(crate::report::signals(event, at));
         effects
     }
 
@@ -519,8 +519,14 @@ impl Engine {
         };
         let mut effects = Effects::default();
         self.plan(user, &eval, at, source, state, &mut effects);
-        // A step has no limits to keep: its membership row records its progress.
-        effects.fires.clear();
+        // A step has no limits to keep: its membership row records its progress. Reports
+        // still count that it ran.
+        for f in effects.fires.drain(..) {
+            effects.outcomes.push(crate::report::OutcomeSignal::Fired {
+                rule_id: f.rule_id,
+                at: f.fired_at,
+            });
+        }
         for (n, job) in effects.jobs.iter_mut().enumerate() {
             job.dedupe_key = Some(format!(
                 "campaign:{}:{user}:{run}:{}:{n}",

@@ -89,6 +89,9 @@ pub enum OutcomeSignal {
     /// The user wrote to the OA at `at`: the latest send to them within 24 h was replied to,
     /// and the latest within 7 days brought them back.
     Wrote { user_id: String, at: i64 },
+    /// A campaign step ran (`campaign/step`): a firing kept for reports only (a step has no
+    /// limits, so it is not in `Effects::fires`).
+    Fired { rule_id: String, at: i64 },
 }
 
 /// The outcome signals of an event processed at `at` (its own time).
@@ -149,14 +152,20 @@ pub fn signals(event: &Event, at: i64) -> Vec<OutcomeSignal> {
     one.into_iter().collect()
 }
 
-/// Rule firings per (rule, hour): what `rule_fire_hours` adds up.
+/// Rule firings (and campaign steps run) per (rule, hour): what `rule_fire_hours` adds up.
 pub fn fire_hours<'a>(
-    fires: impl IntoIterator<Item = &'a crate::store::RuleFire>,
+    effects: impl Iterator<Item = &'a crate::store::Effects>,
 ) -> Vec<(String, i64, i64)> {
     let mut m: BTreeMap<(&str, i64), i64> = BTreeMap::new();
-    for f in fires {
-        *m.entry((f.rule_id.as_str(), f.fired_at.div_euclid(3_600_000)))
-            .or_default() += 1;
+    for e in effects {
+        let fires = e.fires.iter().map(|f| (f.rule_id.as_str(), f.fired_at));
+        let steps = e.outcomes.iter().filter_map(|o| match o {
+            OutcomeSignal::Fired { rule_id, at } => Some((rule_id.as_str(), *at)),
+            _ => None,
+        });
+        for (rule, at) in fires.chain(steps) {
+            *m.entry((rule, at.div_euclid(3_600_000))).or_default() += 1;
+        }
     }
     m.into_iter()
         .map(|((r, h), n)| (r.to_string(), h, n))
@@ -589,6 +598,42 @@ mod tests {
         assert_eq!(greet.variants.len(), 2);
         assert_eq!(greet.variants[1].outcomes.replied, 4);
         assert!(greet.comparisons.iter().any(|c| c.outcome == "replied"));
+    }
+
+    #[test]
+    fn firings_and_campaign_steps_count_per_hour() {
+        let h = 3_600_000;
+        let fx = crate::store::Effects {
+            fires: vec![
+                crate::store::RuleFire {
+                    user_id: "u1".into(),
+                    rule_id: "greet".into(),
+                    period_key: "p".into(),
+                    fired_at: 5 * h + 1,
+                },
+                crate::store::RuleFire {
+                    user_id: "u2".into(),
+                    rule_id: "greet".into(),
+                    period_key: "p".into(),
+                    fired_at: 5 * h + 2,
+                },
+            ],
+            outcomes: vec![
+                OutcomeSignal::Fired {
+                    rule_id: "camp/day_1".into(),
+                    at: 6 * h,
+                },
+                OutcomeSignal::Wrote {
+                    user_id: "u1".into(),
+                    at: 6 * h,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            fire_hours(std::iter::once(&fx)),
+            vec![("camp/day_1".into(), 6, 1), ("greet".into(), 5, 2)]
+        );
     }
 
     #[test]

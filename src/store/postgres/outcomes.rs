@@ -34,7 +34,7 @@ pub(super) async fn apply<'e>(
     effects: impl Iterator<Item = &'e Effects> + Clone,
     _now: i64,
 ) -> Result<()> {
-    let hours = crate::report::fire_hours(effects.clone().flat_map(|e| &e.fires));
+    let hours = crate::report::fire_hours(effects.clone());
     if !hours.is_empty() {
         sqlx::query(
             "INSERT INTO rule_fire_hours (rule_id, hour, fires)
@@ -77,6 +77,7 @@ pub(super) async fn apply<'e>(
                 .execute(&mut **tx)
                 .await?;
             }
+            OutcomeSignal::Fired { .. } => {} // counted above
             OutcomeSignal::Wrote { user_id, at } => {
                 for (kind, window) in [
                     (crate::report::OutcomeKind::Replied, REPLY_WINDOW_MS),

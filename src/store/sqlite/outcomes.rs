@@ -36,7 +36,7 @@ pub(super) async fn apply<'e>(
     effects: impl Iterator<Item = &'e Effects> + Clone,
     _now: i64,
 ) -> Result<()> {
-    let hours = crate::report::fire_hours(effects.clone().flat_map(|e| &e.fires));
+    let hours = crate::report::fire_hours(effects.clone());
     if !hours.is_empty() {
         let rows: Vec<serde_json::Value> = hours
             .iter()
@@ -82,6 +82,7 @@ pub(super) async fn apply<'e>(
                 .execute(&mut **tx)
                 .await?;
             }
+            OutcomeSignal::Fired { .. } => {} // counted above
             OutcomeSignal::Wrote { user_id, at } => {
                 for (kind, window) in [
                     (crate::report::OutcomeKind::Replied, REPLY_WINDOW_MS),
