@@ -9,21 +9,29 @@ use crate::report::{
 };
 use crate::store::{Effects, Result};
 
-/// Credits `kind` to the latest send to `user` (or to their phone or email) sent within
-/// `window` before `at`; at most once per job and kind.
-fn latest_send() -> &'static str {
+/// Credits `replied` to the latest message sent to a user (or to their phone or email) within
+/// 24 h before they wrote, and `came_back` to the latest within 7 days; at most once per job
+/// and kind. `$1` when they wrote, `$2` the user, `$3` / `$4` the windows.
+fn latest_sends() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
+        let latest = format!(
+            "status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
+             AND user_id IN ($2,
+                 (SELECT phone FROM contacts WHERE user_id = $2),
+                 (SELECT email FROM contacts WHERE user_id = $2))
+             AND sent_at <= $1"
+        );
         format!(
             "INSERT INTO send_outcomes (job_id, kind, at)
-     SELECT id, $1, $2 FROM outbox
-     WHERE status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
-       AND user_id IN ($3,
-           (SELECT phone FROM contacts WHERE user_id = $3),
-           (SELECT email FROM contacts WHERE user_id = $3))
-       AND sent_at <= $2 AND sent_at > $2 - $4
-     ORDER BY sent_at DESC, id DESC LIMIT 1
-     ON CONFLICT (job_id, kind) DO NOTHING"
+             SELECT id, kind, $1 FROM (
+                 (SELECT id, 'replied' AS kind FROM outbox WHERE {latest} AND sent_at > $1 - $3
+                  ORDER BY sent_at DESC, id DESC LIMIT 1)
+                 UNION ALL
+                 (SELECT id, 'came_back' AS kind FROM outbox WHERE {latest} AND sent_at > $1 - $4
+                  ORDER BY sent_at DESC, id DESC LIMIT 1)
+             ) AS latest
+             ON CONFLICT (job_id, kind) DO NOTHING"
         )
     })
 }
@@ -79,18 +87,13 @@ pub(super) async fn apply<'e>(
             }
             OutcomeSignal::Fired { .. } => {} // counted above
             OutcomeSignal::Wrote { user_id, at } => {
-                for (kind, window) in [
-                    (crate::report::OutcomeKind::Replied, REPLY_WINDOW_MS),
-                    (crate::report::OutcomeKind::CameBack, COME_BACK_WINDOW_MS),
-                ] {
-                    sqlx::query(latest_send())
-                        .bind(kind.as_str())
-                        .bind(at)
-                        .bind(user_id)
-                        .bind(window)
-                        .execute(&mut **tx)
-                        .await?;
-                }
+                sqlx::query(latest_sends())
+                    .bind(at)
+                    .bind(user_id)
+                    .bind(REPLY_WINDOW_MS)
+                    .bind(COME_BACK_WINDOW_MS)
+                    .execute(&mut **tx)
+                    .await?;
             }
         }
     }
