@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use zaloflow::channels::Payload;
+use zaloflow::handoff::{HandoffChange, HandoffMessage, NewHandoff};
 use zaloflow::store::{self, ContactChange, DynStore, Effects, ListChange};
 
 const TOKEN: &str = "openapi-test-token";
@@ -279,7 +280,8 @@ async fn document_is_openapi_3_1_with_every_reference_resolved_and_every_route_s
     app.shutdown().await;
 }
 
-/// Contact, list, a dead job (id 1) and the rules folder the document's examples name.
+/// Contact, list, a dead job (id 1), an open handoff (id 1) and the rules folder the
+/// document's examples name.
 async fn seed(s: &DynStore) {
     let now = zaloflow::clock::system_now();
     let mut c = ContactChange::new(CONTACT, now);
@@ -294,6 +296,24 @@ async fn seed(s: &DynStore) {
                 list: LIST.into(),
                 user_id: CONTACT.into(),
             }],
+            handoffs: vec![HandoffChange::Open(Box::new(NewHandoff {
+                user_id: CONTACT.into(),
+                contact_name: Some("Lan".into()),
+                priority: 1,
+                team: Some("vip".into()),
+                advisor: None,
+                rule_id: Some("vip-care".into()),
+                note: None,
+                opened_at: now,
+                deadline_at: now + 2 * 3_600_000,
+                message: Some(HandoffMessage {
+                    msg_id: Some("m1".into()),
+                    text: Some("Cần tư vấn".into()),
+                    at: now,
+                }),
+                notices: Vec::new(),
+                source: "test".into(),
+            }))],
             ..Default::default()
         },
         now,

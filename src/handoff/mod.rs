@@ -246,28 +246,10 @@ impl Handoff {
             None => None,
         }
     }
-
-    /// The handoff as the API shows it.
-    pub fn to_json(&self, board_url: &str, now: i64) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        let l = Links::new(board_url, self.id);
-        if let Some(o) = v.as_object_mut() {
-            o.insert("priority_name".into(), json!(priority_name(self.priority)));
-            o.insert("deadline_met".into(), json!(self.met(now)));
-            o.insert(
-                "time_left_ms".into(),
-                json!((self.status != RESOLVED && self.responded_at.is_none())
-                    .then_some(self.deadline_at - now)),
-            );
-            o.insert("claim_url".into(), json!(l.claim));
-            o.insert("resolve_url".into(), json!(l.resolve));
-        }
-        v
-    }
 }
 
 /// A message on a handoff: `in` from the customer, `out` an agent's reply in the OA.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct HandoffMessageRow {
     pub handoff_id: i64,
     pub direction: String,
@@ -278,7 +260,7 @@ pub struct HandoffMessageRow {
 }
 
 /// A missed deadline (level 1) or its second escalation (level 2).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Breach {
     pub handoff_id: i64,
     pub level: i32,

@@ -59,7 +59,7 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
             }
         }
     }
-    super::handoffs::scrape_gauges(&st).await;
+    super::admin::handoffs::scrape_gauges(&st).await;
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
