@@ -202,22 +202,32 @@ pub fn in_flight_texts(payloads: impl IntoIterator<Item = String>) -> Vec<Option
         .collect()
 }
 
-/// A stored handoff.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+/// A stored handoff to people, with its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Handoff {
+    #[schema(example = 1)]
     pub id: i64,
+    /// The contact (Zalo user id).
     pub user_id: String,
+    /// The contact's name when it opened.
     pub contact_name: Option<String>,
     /// `open`, `claimed` or `resolved`.
+    #[schema(example = "open")]
     pub status: String,
+    /// 0 normal, 1 high, 2 urgent.
     pub priority: i32,
     pub team: Option<String>,
+    /// The contact's dedicated advisor, told first.
     pub advisor: Option<String>,
+    /// The rule that opened it.
     pub rule_id: Option<String>,
     pub note: Option<String>,
     pub opened_at: i64,
+    /// When a person must have answered.
     pub deadline_at: i64,
+    /// What the customer wrote first.
     pub first_text: Option<String>,
+    /// Customer messages on it.
     pub messages: i32,
     pub last_message_at: Option<i64>,
     pub claimed_by: Option<String>,
@@ -231,6 +241,7 @@ pub struct Handoff {
     pub resolved_at: Option<i64>,
     /// 0: not escalated; 1: the deadline breach was escalated; 2: second level.
     pub escalation_level: i32,
+    /// What opened it (`inbox:42`, `tick:…`).
     pub source: String,
     pub updated_at: i64,
 }

@@ -19,50 +19,13 @@ use super::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
 use crate::handoff::{self, report, Breach, Handoff, HandoffMessageRow, HandoffUpdate, Links};
 use crate::http::AppState;
 
-/// A handoff to people, with its deadline and links for the agents.
+/// A handoff as the API shows it: the stored handoff, its deadline's state and the agents' links.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HandoffView {
-    #[schema(example = 1)]
-    pub id: i64,
-    /// The contact (Zalo user id).
-    pub user_id: String,
-    /// The contact's name when it opened.
-    pub contact_name: Option<String>,
-    /// `open`, `claimed` or `resolved`.
-    #[schema(example = "open")]
-    pub status: String,
-    /// 0 normal, 1 high, 2 urgent.
-    pub priority: i32,
+    #[serde(flatten)]
+    pub handoff: Handoff,
     /// `normal`, `high` or `urgent`.
     pub priority_name: String,
-    pub team: Option<String>,
-    /// The contact's dedicated advisor, told first.
-    pub advisor: Option<String>,
-    /// The rule that opened it.
-    pub rule_id: Option<String>,
-    pub note: Option<String>,
-    pub opened_at: i64,
-    /// When a person must have answered.
-    pub deadline_at: i64,
-    /// What the customer wrote first.
-    pub first_text: Option<String>,
-    /// Customer messages on it.
-    pub messages: i32,
-    pub last_message_at: Option<i64>,
-    pub claimed_by: Option<String>,
-    pub claimed_at: Option<i64>,
-    /// The first human response: an agent's name (claim/resolve) or the OA admin id.
-    pub responded_by: Option<String>,
-    pub responded_at: Option<i64>,
-    /// `oa`, `claim` or `resolve`.
-    pub response_via: Option<String>,
-    pub resolved_by: Option<String>,
-    pub resolved_at: Option<i64>,
-    /// 0: not escalated; 1: the deadline breach was escalated; 2: second level.
-    pub escalation_level: i32,
-    /// What opened it (`inbox:42`, `tick:…`).
-    pub source: String,
-    pub updated_at: i64,
     /// Whether the deadline was met; null while it is still running.
     pub deadline_met: Option<bool>,
     /// Milliseconds until the deadline (negative: overdue); null once answered or resolved.
@@ -83,30 +46,7 @@ impl HandoffView {
                 .then_some(h.deadline_at - now),
             claim_url: links.claim,
             resolve_url: links.resolve,
-            id: h.id,
-            user_id: h.user_id,
-            contact_name: h.contact_name,
-            status: h.status,
-            priority: h.priority,
-            team: h.team,
-            advisor: h.advisor,
-            rule_id: h.rule_id,
-            note: h.note,
-            opened_at: h.opened_at,
-            deadline_at: h.deadline_at,
-            first_text: h.first_text,
-            messages: h.messages,
-            last_message_at: h.last_message_at,
-            claimed_by: h.claimed_by,
-            claimed_at: h.claimed_at,
-            responded_by: h.responded_by,
-            responded_at: h.responded_at,
-            response_via: h.response_via,
-            resolved_by: h.resolved_by,
-            resolved_at: h.resolved_at,
-            escalation_level: h.escalation_level,
-            source: h.source,
-            updated_at: h.updated_at,
+            handoff: h,
         }
     }
 
@@ -273,9 +213,7 @@ pub async fn claim(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Json<HandoffView>, ApiError> {
-    let agent = agent_name(body.agent.as_deref())?;
-    let h = take(&st, id, &agent, Take::Claim).await?;
-    Ok(Json(HandoffView::of(&st, h)))
+    take_as(&st, id, body, Take::Claim).await
 }
 
 /// An agent closes the handoff.
@@ -299,9 +237,18 @@ pub async fn resolve(
     ApiPath(id): ApiPath<i64>,
     ApiJson(body): ApiJson<AgentBody>,
 ) -> Result<Json<HandoffView>, ApiError> {
+    take_as(&st, id, body, Take::Resolve).await
+}
+
+async fn take_as(
+    st: &AppState,
+    id: i64,
+    body: AgentBody,
+    what: Take,
+) -> Result<Json<HandoffView>, ApiError> {
     let agent = agent_name(body.agent.as_deref())?;
-    let h = take(&st, id, &agent, Take::Resolve).await?;
-    Ok(Json(HandoffView::of(&st, h)))
+    let h = take(st, id, &agent, what).await?;
+    Ok(Json(HandoffView::of(st, h)))
 }
 
 /// A person's name as given: trimmed, 1–80 characters, no control characters.
