@@ -440,3 +440,30 @@ fn warnings_keep_exit_0_unless_denied() {
         "{out}"
     );
 }
+
+#[test]
+fn hot_reload_loads_rules_with_warnings_and_keeps_them_in_its_status() {
+    use zaloflow::rules::watch::Reload;
+    use zaloflow::rules::RuleWatcher;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.yaml"), TWO_SENDS).unwrap();
+    let w = RuleWatcher::load(dir.path(), LoadOptions::default(), 1).unwrap();
+    assert_eq!(w.current().len(), 2);
+    let st = w.status();
+    assert!(st.errors.is_empty());
+    assert_eq!(st.warnings.len(), 1, "{:?}", st.warnings);
+    assert_eq!((st.warnings[0].pos.line, st.warnings[0].pos.col), (7, 5));
+    // A change that removes the overlap reloads, and the warning goes.
+    std::fs::write(
+        dir.path().join("t.yaml"),
+        TWO_SENDS.replace("    cooldown: 1h", "    enabled: false\n    cooldown: 1h"),
+    )
+    .unwrap();
+    assert_eq!(w.reload(2), Reload::Reloaded);
+    assert!(w.status().warnings.is_empty());
+    // And one that adds a warning still loads.
+    std::fs::write(dir.path().join("u.yaml"), SHADOWED).unwrap();
+    assert_eq!(w.reload(3), Reload::Reloaded);
+    assert_eq!(w.current().len(), 4);
+    assert_eq!(w.status().warnings.len(), 1);
+}
