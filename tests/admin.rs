@@ -944,6 +944,19 @@ async fn rules_are_listed_drafts_checked_without_saving_and_reloaded() {
         (Some("broken.yaml"), Some(5), Some(9)),
         "{v}"
     );
+    let ready: Value = client()
+        .get(a.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let w = ready["rules"]["warnings"][0].as_str().unwrap();
+    assert!(
+        w.contains("broken.yaml:5:9: warning: rule `hello`"),
+        "{ready}"
+    );
     let (_, v) = a.get("/admin/rules").await;
     assert_eq!(v["rules"].as_array().unwrap().len(), 3);
     a.app.shutdown().await;
