@@ -467,3 +467,35 @@ fn hot_reload_loads_rules_with_warnings_and_keeps_them_in_its_status() {
     assert_eq!(w.current().len(), 4);
     assert_eq!(w.status().warnings.len(), 1);
 }
+
+#[test]
+fn a_tag_that_starts_another_rule_that_messages_too() {
+    let y = "rules:
+  - id: chao_vip
+    when: follow
+    do:
+      - send: Chào bạn!
+      - tag: vip_customer
+  - id: vip_moi
+    when:
+      tag_added: vip_customer
+    do:
+      - send: Bạn là khách VIP!
+";
+    assert_eq!(
+        warnings(y),
+        [
+            "t.yaml:7:5: warning: rule `chao_vip` (t.yaml:2:5) messages the customer and adds the \
+          tag `vip_customer`, which starts rule `vip_moi` in the same event, and it messages \
+          them too: they would get two messages; drop one of the messages, or `wait` before \
+          the tag"
+        ]
+    );
+    // A tag after a `wait` is a later event; a rule that only tags is fine.
+    assert!(warnings(&y.replace(
+        "      - tag: vip_customer\n",
+        "      - wait: 1d\n      - tag: vip_customer\n"
+    ))
+    .is_empty());
+    assert!(warnings(&y.replace("      - send: Chào bạn!\n", "")).is_empty());
+}

@@ -3,7 +3,7 @@
 //! stop rules from loading; `rules check --deny-warnings` turns them into a failure.
 //!
 //! - two enabled rules that can fire on the same event and both message the customer (they
-//!   would get two messages);
+//!   would get two messages), directly or because one adds a tag that starts the other;
 //! - a rule that can never fire: a rule that runs before it ends with `stop` and matches every
 //!   event it matches;
 //! - a message to the customer on a `message` trigger without `once_per` or `cooldown`;
@@ -250,6 +250,66 @@ fn pairs(rules: &[Rule], out: &mut Vec<Warning>) {
             }
         }
     }
+    // Through a tag: a rule that messages the customer and tags them right away starts, in
+    // the same evaluation (the cascade), the `tag_added` rules of that tag.
+    for (b, rb) in rules.iter().enumerate() {
+        if !rb.enabled || shadowed[b] || !rb.actions.iter().any(Action::messages_customer) {
+            continue;
+        }
+        let started_by = |tag: &str, added: bool| {
+            rb.triggers.iter().any(|t| match t {
+                Trigger::TagAdded(x) => added && x == tag,
+                Trigger::TagRemoved(x) => !added && x == tag,
+                _ => false,
+            })
+        };
+        for (a, ra) in rules.iter().enumerate() {
+            if a == b
+                || !ra.enabled
+                || shadowed[a]
+                || !ra.actions.iter().any(Action::messages_customer)
+                // At the same moment: time-of-day and weekday windows still apply.
+                || facts[a].minutes.and(facts[b].minutes).is_empty()
+                || facts[a].days.and(facts[b].days).is_empty()
+            {
+                continue;
+            }
+            let Some((tag, added)) = immediate_tag_changes(ra).find(|(t, ad)| started_by(t, *ad))
+            else {
+                continue;
+            };
+            out.push(warn(
+                rb,
+                rb.origin.pos,
+                format!(
+                    "rule `{}` ({}) messages the customer and {} the tag `{tag}`, which starts \
+                     rule `{}` in the same event, and it messages them too: they would get two \
+                     messages; drop one of the messages, or `wait` before the tag",
+                    ra.id,
+                    ra.origin,
+                    if added { "adds" } else { "removes" },
+                    rb.id
+                ),
+            ));
+            break;
+        }
+    }
+}
+
+/// The tags a rule adds (true) or removes (false) right away, before any `wait`: those start
+/// other rules in the same evaluation.
+fn immediate_tag_changes(r: &Rule) -> impl Iterator<Item = (&str, bool)> {
+    r.actions
+        .iter()
+        .take_while(|a| !matches!(a, Action::Wait(_)))
+        .flat_map(|a| {
+            let (tags, added) = match a {
+                Action::Tag(t) => (t.as_slice(), true),
+                Action::Untag(t) => (t.as_slice(), false),
+                _ => (&[][..], true),
+            };
+            tags.iter().map(move |t| (t.as_str(), added))
+        })
 }
 
 /// Whether `a` (which runs first and ends with `stop`) fires on every event `b` fires on.
