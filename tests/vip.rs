@@ -475,6 +475,7 @@ async fn automated_sends_do_not_meet_the_deadline(kind: &str) {
         .claim_jobs(
             "test-sender",
             t + 365 * 24 * HOUR,
+            zaloflow::clock::system_now(),
             3_600_000,
             10,
             store::JobLane::All,
