@@ -76,11 +76,16 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RulesCommand {
-    /// Check every rule file: exit 0, or exit 1 with one `path:line:col: message` per problem.
+    /// Check every rule file: exit 0, or exit 1 with one `path:line:col: message` per problem;
+    /// hygiene warnings (`path:line:col: warning: message`) keep exit 0 unless
+    /// --deny-warnings. Ends with a summary line.
     Check {
         /// The rules folder (default: ZALOFLOW_RULES).
         #[arg(long)]
         rules: Option<std::path::PathBuf>,
+        /// Exit 1 when there are warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
     },
     /// Print the JSON Schema of rule files (for editor completion).
     Schema,
@@ -104,9 +109,13 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Rules { command } => {
             let (out, ok) = match command {
-                RulesCommand::Check { rules } => {
-                    zaloflow::rules::check_command(rules.as_deref().unwrap_or(&config.rules_dir))
-                }
+                RulesCommand::Check {
+                    rules,
+                    deny_warnings,
+                } => zaloflow::rules::check_command(
+                    rules.as_deref().unwrap_or(&config.rules_dir),
+                    *deny_warnings,
+                ),
                 RulesCommand::Schema => (zaloflow::rules::schema::to_pretty_string(), true),
             };
             print!("{out}");

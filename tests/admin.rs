@@ -863,6 +863,16 @@ async fn rules_are_listed_drafts_checked_without_saving_and_reloaded() {
         .await;
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["summary"], "1 rule in 1 file");
+    // It loads, with a hygiene warning that does not block it: a reply to every message.
+    let w = &v["warnings"][0];
+    assert_eq!(
+        (w["file"].as_str(), w["line"].as_u64(), w["col"].as_u64()),
+        (Some("main.yaml"), Some(5), Some(9)),
+        "{v}"
+    );
+    assert_eq!(w["draft"], true);
+    assert!(w["message"].as_str().unwrap().contains("cooldown"), "{w}");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1, "{v}");
     let (_, v) = a
         .send(
             "POST",
@@ -922,6 +932,31 @@ async fn rules_are_listed_drafts_checked_without_saving_and_reloaded() {
     assert_eq!(v["outcome"], "reloaded");
     assert_eq!(v["status"]["rules"], 3);
     assert_eq!(v["status"]["errors"], json!([]));
+    // The running rules' hygiene warnings come along, without blocking the reload.
+    let w = &v["status"]["warnings"];
+    assert_eq!(w.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(
+        (
+            w[0]["file"].as_str(),
+            w[0]["line"].as_u64(),
+            w[0]["col"].as_u64()
+        ),
+        (Some("broken.yaml"), Some(5), Some(9)),
+        "{v}"
+    );
+    let ready: Value = client()
+        .get(a.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let w = ready["rules"]["warnings"][0].as_str().unwrap();
+    assert!(
+        w.contains("broken.yaml:5:9: warning: rule `hello`"),
+        "{ready}"
+    );
     let (_, v) = a.get("/admin/rules").await;
     assert_eq!(v["rules"].as_array().unwrap().len(), 3);
     a.app.shutdown().await;

@@ -479,6 +479,25 @@ fn campaign_steps_count_as_fired_and_take_variants() {
 }
 
 #[test]
+fn each_variant_text_is_held_to_zalos_length_limit() {
+    let long = "x".repeat(2001);
+    let yaml = format!(
+        "rules:\n  - id: ab\n    when: follow\n    do:\n      - send:\n          variants:\n            - text: ngắn\n            - text: \"{long}\"\n"
+    );
+    let set = load_sources(&[(PathBuf::from("t.yaml"), yaml)], &LoadOptions::default())
+        .unwrap_or_else(|d| panic!("{d:?}"));
+    let warnings: Vec<String> = zaloflow::rules::hygiene::check(&set)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("t.yaml:8:21: warning: rule `ab`: this text is 2001 characters"),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn variant_mistakes_have_their_line_and_column() {
     let cases: &[(&str, &str)] = &[
         (

@@ -12,6 +12,7 @@ use std::time::Duration;
 use common::*;
 use serde_json::{json, Value};
 use zaloflow::channels::Payload;
+use zaloflow::handoff::{HandoffChange, HandoffMessage, NewHandoff};
 use zaloflow::store::{self, ContactChange, DynStore, Effects, ListChange};
 
 const TOKEN: &str = "openapi-test-token";
@@ -48,9 +49,33 @@ fn deref<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
 fn validate(doc: &Value, schema: &Value, v: &Value, at: &str) -> Result<(), String> {
     let schema = deref(doc, schema);
     if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
+        // The members together say which properties there are (a flattened struct): check
+        // against their union, so that a member none of them lists still fails.
+        let mut merged = serde_json::Map::new();
+        let (mut props, mut required) = (serde_json::Map::new(), Vec::new());
         for s in all {
-            validate(doc, s, v, at)?;
+            let s = deref(doc, s);
+            for (k, x) in s.as_object().into_iter().flatten() {
+                match k.as_str() {
+                    "properties" => props.extend(x.as_object().cloned().unwrap_or_default()),
+                    "required" => required.extend(x.as_array().cloned().unwrap_or_default()),
+                    _ => {
+                        merged.insert(k.clone(), x.clone());
+                    }
+                }
+            }
         }
+        merged.insert("properties".into(), Value::Object(props));
+        merged.insert("required".into(), Value::Array(required));
+        let rest: serde_json::Map<_, _> = schema
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "allOf")
+            .map(|(k, x)| (k.clone(), x.clone()))
+            .collect();
+        merged.extend(rest);
+        return validate(doc, &Value::Object(merged), v, at);
     }
     if let Some(one) = schema.get("oneOf").and_then(Value::as_array) {
         let ok = one
@@ -279,7 +304,8 @@ async fn document_is_openapi_3_1_with_every_reference_resolved_and_every_route_s
     app.shutdown().await;
 }
 
-/// Contact, list, a dead job (id 1) and the rules folder the document's examples name.
+/// Contact, list, a dead job (id 1), an open handoff (id 1) and the rules folder the
+/// document's examples name.
 async fn seed(s: &DynStore) {
     let now = zaloflow::clock::system_now();
     let mut c = ContactChange::new(CONTACT, now);
@@ -294,6 +320,24 @@ async fn seed(s: &DynStore) {
                 list: LIST.into(),
                 user_id: CONTACT.into(),
             }],
+            handoffs: vec![HandoffChange::Open(Box::new(NewHandoff {
+                user_id: CONTACT.into(),
+                contact_name: Some("Lan".into()),
+                priority: 1,
+                team: Some("vip".into()),
+                advisor: None,
+                rule_id: Some("vip-care".into()),
+                note: None,
+                opened_at: now,
+                deadline_at: now + 2 * 3_600_000,
+                message: Some(HandoffMessage {
+                    msg_id: Some("m1".into()),
+                    text: Some("Cần tư vấn".into()),
+                    at: now,
+                }),
+                notices: Vec::new(),
+                source: "test".into(),
+            }))],
             ..Default::default()
         },
         now,
@@ -610,4 +654,26 @@ fn the_schema_check_refuses_what_the_document_does_not_say() {
     .unwrap();
     assert!(validate(&doc, &err, &json!({"error": "x"}), "e").is_err());
     assert!(validate(&doc, &err, &json!({"message": "x"}), "e").is_err());
+
+    // A flattened struct (`allOf`): members of either part pass, any other fails.
+    let view = json!({"$ref": "#/components/schemas/HandoffView"});
+    let good = json!({"id": 1, "user_id": "1", "contact_name": null, "status": "open",
+        "priority": 0, "team": null, "advisor": null, "rule_id": null, "note": null,
+        "opened_at": 1, "deadline_at": 2, "first_text": null, "messages": 1,
+        "last_message_at": null, "claimed_by": null, "claimed_at": null, "responded_by": null,
+        "responded_at": null, "response_via": null, "resolved_by": null, "resolved_at": null,
+        "escalation_level": 0, "source": "t", "updated_at": 1, "priority_name": "normal",
+        "deadline_met": null, "time_left_ms": 5, "claim_url": "c", "resolve_url": "r"});
+    validate(&doc, &view, &good, "handoff").unwrap();
+    let mut extra = good.clone();
+    extra["undocumented"] = json!(1);
+    assert!(validate(&doc, &view, &extra, "handoff").is_err());
+    for member in ["user_id", "claim_url"] {
+        let mut missing = good.clone();
+        missing.as_object_mut().unwrap().remove(member);
+        assert!(
+            validate(&doc, &view, &missing, "handoff").is_err(),
+            "{member}"
+        );
+    }
 }

@@ -332,10 +332,19 @@ async fn refreshed_tokens_survive_a_restart(kind: &str) {
 async fn a_dead_worker_s_job_is_reclaimed_and_sent_once(kind: &str) {
     let r = rig(kind).await;
     r.enqueue(&[text("u1", "một lần")]).await;
-    // A worker claims the job (the attempt is marked) and dies before calling out.
+    // A worker claims the job (the attempt is marked) and dies before calling out. Leases
+    // run on the wall clock (not the rig's fixed one): this one lasts 1.5 s.
+    let lease_ms = 1_500;
     let claimed = r
         .store
-        .claim_jobs("dying", r.clock.now(), 30_000, 10, JobLane::All)
+        .claim_jobs(
+            "dying",
+            r.clock.now(),
+            zaloflow::clock::system_now(),
+            lease_ms,
+            10,
+            JobLane::All,
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -345,7 +354,10 @@ async fn a_dead_worker_s_job_is_reclaimed_and_sent_once(kind: &str) {
         outbox::Summary::default(),
         "leased: not taken while the lease runs"
     );
-    r.clock.set(r.clock.now() + 31_000);
+    // However far the rig's clock moves, the lease holds until its wall-clock end.
+    r.clock.set(r.clock.now() + 365 * 86_400_000);
+    assert_eq!(pass(&other).await, outbox::Summary::default());
+    tokio::time::sleep(std::time::Duration::from_millis(lease_ms as u64 + 100)).await;
     assert_eq!(pass(&other).await.sent, 1);
     assert_eq!(r.zalo.messages().len(), 1);
     let job = r.store.list_jobs(Some("sent"), 1).await.unwrap().remove(0);

@@ -279,7 +279,8 @@ fn rules_check_command_exit_codes() {
     assert_eq!(bad.status.code(), Some(1));
     let out = String::from_utf8_lossy(&bad.stdout);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[2].starts_with("failed: 2 problems in "), "{out}");
     assert!(lines[0].ends_with("bad_cron.yaml:4:17: bad cron `0 9 * *`: write 5 fields (minute hour day month weekday), e.g. \"0 9 * * *\"; found 4"), "{out}");
 
     let schema = std::process::Command::new(bin)

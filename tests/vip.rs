@@ -356,7 +356,7 @@ async fn an_agent_reply_in_the_oa_meets_the_deadline(kind: &str) {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["deadline_met"], true);
+    assert_eq!(v["handoff"]["deadline_met"], true);
     assert_eq!(v["messages"][1]["direction"], "out");
     assert_eq!(v["messages"][1]["admin_id"], "8309393969855402319");
     assert_eq!(v["breaches"], json!([]));
@@ -475,6 +475,7 @@ async fn automated_sends_do_not_meet_the_deadline(kind: &str) {
         .claim_jobs(
             "test-sender",
             t + 365 * 24 * HOUR,
+            zaloflow::clock::system_now(),
             3_600_000,
             10,
             store::JobLane::All,

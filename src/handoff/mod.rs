@@ -202,22 +202,32 @@ pub fn in_flight_texts(payloads: impl IntoIterator<Item = String>) -> Vec<Option
         .collect()
 }
 
-/// A stored handoff.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+/// A stored handoff to people, with its deadline.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Handoff {
+    #[schema(example = 1)]
     pub id: i64,
+    /// The contact (Zalo user id).
     pub user_id: String,
+    /// The contact's name when it opened.
     pub contact_name: Option<String>,
     /// `open`, `claimed` or `resolved`.
+    #[schema(example = "open")]
     pub status: String,
+    /// 0 normal, 1 high, 2 urgent.
     pub priority: i32,
     pub team: Option<String>,
+    /// The contact's dedicated advisor, told first.
     pub advisor: Option<String>,
+    /// The rule that opened it.
     pub rule_id: Option<String>,
     pub note: Option<String>,
     pub opened_at: i64,
+    /// When a person must have answered.
     pub deadline_at: i64,
+    /// What the customer wrote first.
     pub first_text: Option<String>,
+    /// Customer messages on it.
     pub messages: i32,
     pub last_message_at: Option<i64>,
     pub claimed_by: Option<String>,
@@ -231,6 +241,7 @@ pub struct Handoff {
     pub resolved_at: Option<i64>,
     /// 0: not escalated; 1: the deadline breach was escalated; 2: second level.
     pub escalation_level: i32,
+    /// What opened it (`inbox:42`, `tick:…`).
     pub source: String,
     pub updated_at: i64,
 }
@@ -246,28 +257,10 @@ impl Handoff {
             None => None,
         }
     }
-
-    /// The handoff as the API shows it.
-    pub fn to_json(&self, board_url: &str, now: i64) -> Value {
-        let mut v = serde_json::to_value(self).unwrap_or_default();
-        let l = Links::new(board_url, self.id);
-        if let Some(o) = v.as_object_mut() {
-            o.insert("priority_name".into(), json!(priority_name(self.priority)));
-            o.insert("deadline_met".into(), json!(self.met(now)));
-            o.insert(
-                "time_left_ms".into(),
-                json!((self.status != RESOLVED && self.responded_at.is_none())
-                    .then_some(self.deadline_at - now)),
-            );
-            o.insert("claim_url".into(), json!(l.claim));
-            o.insert("resolve_url".into(), json!(l.resolve));
-        }
-        v
-    }
 }
 
 /// A message on a handoff: `in` from the customer, `out` an agent's reply in the OA.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct HandoffMessageRow {
     pub handoff_id: i64,
     pub direction: String,
@@ -278,7 +271,7 @@ pub struct HandoffMessageRow {
 }
 
 /// A missed deadline (level 1) or its second escalation (level 2).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Breach {
     pub handoff_id: i64,
     pub level: i32,

@@ -23,7 +23,7 @@ pub const AGE_BUCKETS: &[(&str, i64)] = &[
     ("gt_8h", i64::MAX),
 ];
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     pub total: u64,
     pub open: u64,
@@ -41,8 +41,10 @@ pub struct Summary {
     pub open_by_age: Vec<AgeCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AgeCount {
+    /// `lt_30m`, `30m_1h`, `1h_2h`, `2h_8h` or `gt_8h`.
+    #[schema(value_type = String, example = "lt_30m")]
     pub age: &'static str,
     pub count: u64,
 }

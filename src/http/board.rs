@@ -23,7 +23,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use super::handoffs::{agent_name, take, Take};
+use super::admin::handoffs::{agent_name, take, Take};
 use super::AppState;
 use crate::handoff::{self, clip, human_duration, local_time, Handoff};
 use crate::store::Contact;

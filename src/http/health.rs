@@ -11,7 +11,8 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Ready when the database answers and rules are loaded; the body says which rules run and
-/// whether a broken change on disk is being ignored (the last good rules keep running).
+/// whether a broken change on disk is being ignored (the last good rules keep running), and
+/// the running rules' hygiene warnings (`path:line:col: warning: message`).
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let rules = st.rules.as_ref().map(|w| {
         let s = w.status();
@@ -22,6 +23,7 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
             "loaded_at": s.loaded_at,
             "reloads": s.reloads,
             "pending_errors": s.errors,
+            "warnings": s.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
     });
     let db = match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.ping()).await {
@@ -59,7 +61,7 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
             }
         }
     }
-    super::handoffs::scrape_gauges(&st).await;
+    super::admin::handoffs::scrape_gauges(&st).await;
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -16,7 +16,6 @@ use crate::store::DynStore;
 pub mod admin;
 pub mod board;
 pub mod forms;
-pub mod handoffs;
 pub mod health;
 pub mod public;
 pub mod tracking;
@@ -48,7 +47,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(admin::router(state.clone()))
-        .merge(handoffs::router(state.clone()))
         .merge(board::router())
         .merge(public::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))

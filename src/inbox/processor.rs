@@ -76,7 +76,8 @@ impl Processor {
     pub async fn drain(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
         let mut total = 0;
         while !stop.is_cancelled() {
-            let now = self.clock.now();
+            // Leases are wall-clock time, whatever instant the processor's clock stands for.
+            let now = crate::clock::system_now();
             let claimed = self
                 .store
                 .claim_inbox(&self.owner, now, self.lease.as_millis() as i64, self.batch)

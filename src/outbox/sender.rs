@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::retry::Next;
 use super::{Limiter, RetryPolicy};
 use crate::channels::{Channel, Payload, SendError};
-use crate::clock::Clock;
+use crate::clock::{system_now, Clock};
 use crate::store::{ContactChange, DynStore, Job, JobLane, JobOutcome, JobResult, StoreError};
 
 /// The lease that makes one instance the OA's only caller (so the rate limit is global).
@@ -111,7 +111,7 @@ impl Sender {
         let ttl = (self.options.lease.as_millis() as i64).max(5_000);
         match self
             .store
-            .try_lease(ZALO_SENDER_LEASE, &self.owner, self.clock.now(), ttl / 4)
+            .try_lease(ZALO_SENDER_LEASE, &self.owner, system_now(), ttl / 4)
             .await
         {
             Ok(true) => JobLane::All,
@@ -133,6 +133,7 @@ impl Sender {
                 .claim_jobs(
                     &self.owner,
                     now,
+                    system_now(),
                     self.options.lease.as_millis() as i64,
                     self.options.batch,
                     lane,

@@ -250,6 +250,7 @@ mod tests {
                         actions: vec![],
                         once_per: None,
                         cooldown: None,
+                        sites: vec![],
                     },
                 })
                 .collect(),

@@ -206,6 +206,7 @@ pub fn load_sources(
             diags: &mut diags,
             refs: &mut refs,
             step_refs: &mut step_refs,
+            text_sites: Vec::new(),
         };
         let docs = match yaml::parse(src) {
             Ok(d) => d,
@@ -409,6 +410,8 @@ struct Ctx<'a> {
     diags: &'a mut Vec<Diagnostic>,
     refs: &'a mut Vec<Ref>,
     step_refs: &'a mut Vec<StepRef>,
+    /// Where the Zalo texts of the action being read were written (see [`Ctx::zalo_text`]).
+    text_sites: Vec<Pos>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -687,6 +690,14 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A text the customer receives as a Zalo message: a template whose position is recorded
+    /// for [`ActionSite::texts`]. Call it in the order [`Action::zalo_texts`] yields them.
+    fn zalo_text(&mut self, node: &Node, what: &str) -> Option<Template> {
+        let t = self.template(node, what)?;
+        self.text_sites.push(node.pos);
+        Some(t)
+    }
+
     fn opt_template(&mut self, keys: &Keys, key: &str, what: &str) -> Option<Option<Template>> {
         match keys.get(key) {
             None => Some(None),
@@ -959,11 +970,11 @@ impl<'a> Ctx<'a> {
             Some(c) => self.conditions(c),
             None => Vec::new(),
         };
-        let actions = match keys.get("do") {
+        let (actions, sites) = match keys.get("do") {
             Some(d) => self.actions(d),
             None => {
                 self.err(node, "a step needs `do:` (what to send or do)");
-                Vec::new()
+                Default::default()
             }
         };
         if self.diags.len() > errors_before {
@@ -982,6 +993,7 @@ impl<'a> Ctx<'a> {
                 actions,
                 once_per: None,
                 cooldown: None,
+                sites,
             },
             id,
             number,
@@ -1048,11 +1060,11 @@ impl<'a> Ctx<'a> {
             Some(c) => self.conditions(c),
             None => Vec::new(),
         };
-        let actions = match keys.get("do") {
+        let (actions, sites) = match keys.get("do") {
             Some(d) => self.actions(d),
             None => {
                 self.err(node, "a rule needs `do:` (the list of actions)");
-                Vec::new()
+                Default::default()
             }
         };
         let once_per = keys.get("once_per").and_then(|n| match n.as_str() {
@@ -1093,6 +1105,7 @@ impl<'a> Ctx<'a> {
             actions,
             once_per,
             cooldown,
+            sites,
         })
     }
 
@@ -1645,19 +1658,27 @@ impl<'a> Ctx<'a> {
 
     // --- do ---
 
-    fn actions(&mut self, node: &Node) -> Vec<Action> {
+    /// The actions, and where each was written.
+    fn actions(&mut self, node: &Node) -> (Vec<Action>, Vec<ActionSite>) {
         let items: Vec<&Node> = match &node.kind {
             NodeKind::Seq(items) => items.iter().collect(),
             _ => vec![node],
         };
         if items.is_empty() || node.is_null() {
             self.err(node, "`do:` is empty: list at least one action");
-            return Vec::new();
+            return Default::default();
         }
         let mut out = Vec::new();
+        let mut sites = Vec::new();
         for item in items {
             match &item.kind {
-                NodeKind::Scalar { .. } if item.as_str() == Some("stop") => out.push(Action::Stop),
+                NodeKind::Scalar { .. } if item.as_str() == Some("stop") => {
+                    out.push(Action::Stop);
+                    sites.push(ActionSite {
+                        pos: item.pos,
+                        texts: Vec::new(),
+                    });
+                }
                 NodeKind::Scalar { .. } => {
                     let name = item.as_str().unwrap_or_default();
                     if ACTIONS.contains(&name) {
@@ -1693,8 +1714,13 @@ impl<'a> Ctx<'a> {
                     }
                     match k.as_str() {
                         Some(name) => {
+                            self.text_sites.clear();
                             if let Some(a) = self.action(name, k, v) {
                                 out.push(a);
+                                sites.push(ActionSite {
+                                    pos: k.pos,
+                                    texts: std::mem::take(&mut self.text_sites),
+                                });
                             }
                         }
                         None => self.err(k, "an action must be a word"),
@@ -1706,7 +1732,7 @@ impl<'a> Ctx<'a> {
                 ),
             }
         }
-        out
+        (out, sites)
     }
 
     fn unknown_action(&mut self, name: &str, at: &Node) {
@@ -1736,7 +1762,7 @@ impl<'a> Ctx<'a> {
             "send" => {
                 if v.as_str().is_some() {
                     return Some(Action::Send {
-                        text: self.template(v, "`send`")?,
+                        text: self.zalo_text(v, "`send`")?,
                         image: None,
                         buttons: Vec::new(),
                         via: ZaloKind::Cs,
@@ -1767,7 +1793,7 @@ impl<'a> Ctx<'a> {
                     }
                     None => (
                         self.require(&keys, "text", "`send`")
-                            .and_then(|n| self.template(n, "`text`")),
+                            .and_then(|n| self.zalo_text(n, "`text`")),
                         Some(Vec::new()),
                     ),
                 };
@@ -2066,7 +2092,7 @@ impl<'a> Ctx<'a> {
             };
             let text = self
                 .require(&keys, "text", "a variant")
-                .and_then(|n| self.template(n, "`text`"));
+                .and_then(|n| self.zalo_text(n, "`text`"));
             let id = match keys.get("id") {
                 None => Some(((b'a' + i as u8) as char).to_string()),
                 Some(n) => match n.as_str() {

@@ -11,6 +11,7 @@
 //! - [`schema::json_schema`] is the JSON Schema of rule files; [`simulate`] is the dry run.
 
 pub mod campaign;
+pub mod hygiene;
 pub mod load;
 pub mod matcher;
 pub mod model;
@@ -23,12 +24,13 @@ pub mod yaml;
 use std::path::PathBuf;
 
 pub use campaign::{Campaign, EntryTrigger, SendTime, Step};
+pub use hygiene::Warning;
 pub use load::{load_dir, load_sources, Diagnostic, LoadOptions};
 pub use matcher::{
     ActionPlan, EvalInput, Evaluation, FireHistory, Fired, MemoryHistory, NoHistory, PlannedAction,
     Stimulus, CASCADE_DEPTH,
 };
-pub use model::{Action, Condition, OncePer, Rule, SpecialDate, Trigger};
+pub use model::{Action, ActionSite, Condition, OncePer, Rule, SpecialDate, Trigger};
 pub use watch::{ReloadStatus, RuleWatcher};
 
 /// A checked, indexed set of rules, in firing order (priority, then file, then position).
@@ -134,19 +136,44 @@ impl RuleSet {
     }
 }
 
-/// `zaloflow rules check`: the text to print and whether everything is fine.
-pub fn check_command(dir: &std::path::Path) -> (String, bool) {
+/// `zaloflow rules check`: the text to print and whether the check passed. Problems are
+/// `path:line:col: message`, warnings `path:line:col: warning: message`, then one summary
+/// line. Warnings pass unless `deny_warnings`.
+pub fn check_command(dir: &std::path::Path, deny_warnings: bool) -> (String, bool) {
+    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     match load_dir(dir, &LoadOptions::default()) {
-        Ok(set) => (
-            format!("ok: {} in {}\n", set.summary(), dir.display()),
-            true,
-        ),
+        Ok(set) => {
+            let warnings = hygiene::check(&set);
+            let mut out = String::new();
+            for w in &warnings {
+                out.push_str(&w.to_string());
+                out.push('\n');
+            }
+            let ok = warnings.is_empty() || !deny_warnings;
+            let verdict = match (warnings.len(), ok) {
+                (0, _) => "no warnings".to_string(),
+                (n, true) => plural(n, "warning"),
+                (n, false) => format!("{} (--deny-warnings)", plural(n, "warning")),
+            };
+            out.push_str(&format!(
+                "{}: {} in {}, {verdict}\n",
+                if ok { "ok" } else { "failed" },
+                set.summary(),
+                dir.display(),
+            ));
+            (out, ok)
+        }
         Err(diags) => {
             let mut out = String::new();
             for d in &diags {
                 out.push_str(&d.to_string());
                 out.push('\n');
             }
+            out.push_str(&format!(
+                "failed: {} in {}: the rules do not load\n",
+                plural(diags.len(), "problem"),
+                dir.display()
+            ));
             (out, false)
         }
     }

@@ -50,9 +50,25 @@ pub struct Rule {
     pub actions: Vec<Action>,
     pub once_per: Option<OncePer>,
     pub cooldown: Option<Ms>,
+    /// Where each of `actions` was written, in the same order (empty for rules built in code).
+    pub sites: Vec<ActionSite>,
+}
+
+/// Where an action and the Zalo texts it sends were written, for `rules check` warnings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionSite {
+    /// The action's word (`send`, `sms`, …).
+    pub pos: Pos,
+    /// Where each text of [`Action::zalo_texts`] was written, in the same order.
+    pub texts: Vec<Pos>,
 }
 
 impl Rule {
+    /// Where action `i` was written: its own position, or the rule's when unknown.
+    pub fn action_pos(&self, i: usize) -> Pos {
+        self.sites.get(i).map(|s| s.pos).unwrap_or(self.origin.pos)
+    }
+
     /// Whether a `stop` action ends this rule's actions.
     pub fn stops(&self) -> bool {
         self.actions.iter().any(|a| matches!(a, Action::Stop))
@@ -348,4 +364,47 @@ pub enum Action {
     },
     Wait(Wait),
     Stop,
+}
+
+impl Action {
+    /// Every text this action sends to the customer as a Zalo OA message — the `send` text,
+    /// and each variant's text where an action has several — for checks such as Zalo's
+    /// length limit. The loader records where each was written in [`ActionSite::texts`], in
+    /// this order.
+    pub fn zalo_texts(&self) -> Vec<&Template> {
+        match self {
+            Action::Send { variants, .. } if !variants.is_empty() => {
+                variants.iter().map(|v| &v.text).collect()
+            }
+            Action::Send { text, .. } => vec![text],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the action sends the customer something (an OA message, SMS, email or ZNS).
+    pub fn messages_customer(&self) -> bool {
+        matches!(
+            self,
+            Action::Send { .. } | Action::Sms { .. } | Action::Email { .. } | Action::Zns { .. }
+        )
+    }
+
+    /// The word used in rule files.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Send { .. } => "send",
+            Action::Sms { .. } => "sms",
+            Action::Email { .. } => "email",
+            Action::Zns { .. } => "zns",
+            Action::Notify { .. } => "notify",
+            Action::Task { .. } => "task",
+            Action::Tag(_) => "tag",
+            Action::Untag(_) => "untag",
+            Action::SetField { .. } => "set_field",
+            Action::List { .. } => "list",
+            Action::Handoff { .. } => "handoff",
+            Action::Wait(_) => "wait",
+            Action::Stop => "stop",
+        }
+    }
 }

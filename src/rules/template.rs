@@ -108,6 +108,22 @@ impl Template {
         self.source.trim().is_empty()
     }
 
+    /// Characters of the text outside its `{{…}}` variables: the least a rendering can be.
+    pub fn literal_chars(&self) -> usize {
+        self.segs
+            .iter()
+            .map(|s| match s {
+                Seg::Lit(l) => l.chars().count(),
+                Seg::Var { .. } => 0,
+            })
+            .sum()
+    }
+
+    /// Whether the text uses any `{{…}}` variable.
+    pub fn has_vars(&self) -> bool {
+        self.segs.iter().any(|s| matches!(s, Seg::Var { .. }))
+    }
+
     /// Renders with the contact's data.
     pub fn render(&self, contact: &Contact) -> String {
         let mut out = String::with_capacity(self.source.len() + 16);

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use super::hygiene::{self, Warning};
 use super::load::{is_rule_file, load_dir, Diagnostic, LoadOptions};
 use super::RuleSet;
 
@@ -32,6 +33,18 @@ pub struct ReloadStatus {
     pub errors: Vec<String>,
     /// When the last failed reload happened (ms).
     pub failed_at: Option<i64>,
+    /// The hygiene warnings of the running rules (they never stop a load).
+    #[serde(skip)]
+    pub warnings: Vec<Warning>,
+}
+
+/// The warnings of a set that loaded, logged.
+fn warnings_of(set: &RuleSet) -> Vec<Warning> {
+    let warnings = hygiene::check(set);
+    for w in &warnings {
+        tracing::warn!(warning = %w, "rule hygiene");
+    }
+    warnings
 }
 
 /// The outcome of one look at the folder.
@@ -90,6 +103,7 @@ impl RuleWatcher {
             rules: set.len(),
             files: set.files().len(),
             loaded_at: now,
+            warnings: warnings_of(&set),
             ..ReloadStatus::default()
         };
         Ok(RuleWatcher {
@@ -148,6 +162,8 @@ impl RuleWatcher {
 
     fn reload_with(&self, fp: Fingerprint, now: i64) -> Reload {
         let result = load_dir(&self.dir, &self.opts);
+        // Outside the lock: the analysis looks at every pair of rules.
+        let warnings = result.as_ref().map(warnings_of).unwrap_or_default();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.fingerprint = fp;
         match result {
@@ -160,6 +176,7 @@ impl RuleWatcher {
                 st.status.reloads += 1;
                 st.status.errors.clear();
                 st.status.failed_at = None;
+                st.status.warnings = warnings;
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
                 Reload::Reloaded
             }

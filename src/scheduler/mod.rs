@@ -138,7 +138,7 @@ async fn take_lease(ctx: &TickContext) -> Result<bool, StoreError> {
             .try_lease(
                 TICK_LEASE,
                 &ctx.owner,
-                ctx.clock.now(),
+                crate::clock::system_now(),
                 ctx.options.lease_ms,
             )
             .await?
@@ -158,7 +158,7 @@ async fn renew(ctx: &TickContext) -> Result<(), StoreError> {
         .try_lease(
             TICK_LEASE,
             &ctx.owner,
-            ctx.clock.now(),
+            crate::clock::system_now(),
             ctx.options.lease_ms,
         )
         .await?

@@ -595,12 +595,16 @@ pub trait Store: Send + Sync + 'static {
 
     // --- outbox ---
     async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()>;
-    /// Claims due jobs (and in-flight ones whose lease expired), marking the attempt before
-    /// the call. A job waits while an earlier job of the same user is in flight or backing off.
+    /// Claims jobs due by `due_by` (and in-flight ones whose lease expired), marking the
+    /// attempt before the call. A job waits while an earlier job of the same user is in flight
+    /// or backing off. Leases are wall-clock time (`wall_now`), whatever instant `due_by`
+    /// stands for: a `tick --at` in the past must not take leases that look expired to the
+    /// running service, nor one in the future hold jobs long after a crash.
     async fn claim_jobs(
         &self,
         owner: &str,
-        now: i64,
+        due_by: i64,
+        wall_now: i64,
         lease_ms: i64,
         limit: i64,
         lane: JobLane,

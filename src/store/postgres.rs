@@ -254,7 +254,8 @@ impl Store for PgStore {
     async fn claim_jobs(
         &self,
         owner: &str,
-        now: i64,
+        due_by: i64,
+        wall_now: i64,
         lease_ms: i64,
         limit: i64,
         lane: JobLane,
@@ -270,13 +271,13 @@ impl Store for PgStore {
              WHERE id IN (
                 SELECT j.id FROM outbox j
                 WHERE ((j.status = 'pending' AND j.run_at <= $3)
-                       OR (j.status = 'sending' AND j.lease_until < $3)) {lane_sql}
+                       OR (j.status = 'sending' AND j.lease_until < $5)) {lane_sql}
                   AND NOT EXISTS (
                     SELECT 1 FROM outbox k
                     WHERE j.user_id <> '' AND k.user_id = j.user_id AND k.id <> j.id
                       AND k.status IN ('pending', 'sending')
                       AND (k.first_due < j.first_due OR (k.first_due = j.first_due AND k.id < j.id))
-                      AND ((k.status = 'sending' AND k.lease_until >= $3)
+                      AND ((k.status = 'sending' AND k.lease_until >= $5)
                            OR (k.status = 'pending' AND k.run_at > $3)))
                 ORDER BY j.priority DESC, j.run_at, j.id
                 LIMIT $4
@@ -290,9 +291,10 @@ impl Store for PgStore {
             .await?;
         let mut rows: Vec<Job> = sqlx::query_as(&sql)
             .bind(owner)
-            .bind(now + lease_ms)
-            .bind(now)
+            .bind(wall_now + lease_ms)
+            .bind(due_by)
             .bind(limit)
+            .bind(wall_now)
             .fetch_all(&mut *tx)
             .await?;
         tx.commit().await?;

@@ -41,7 +41,7 @@ impl TokenStore for DbTokenStore {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         while !self
             .store
-            .try_lease(LEASE, &self.owner, self.clock.now(), LEASE_TTL_MS)
+            .try_lease(LEASE, &self.owner, crate::clock::system_now(), LEASE_TTL_MS)
             .await?
         {
             anyhow::ensure!(

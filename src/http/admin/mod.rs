@@ -38,6 +38,7 @@ use utoipa_axum::routes;
 use super::AppState;
 
 pub mod contacts;
+pub mod handoffs;
 pub mod lists;
 pub mod outbox;
 pub mod report;
@@ -170,7 +171,7 @@ pub struct ErrorDetail {
     info(
         title = "zaloflow admin API",
         description = "Operate a zaloflow service: contacts (search, timeline, edit, erase), \
-contact lists, the outbox and its dead letters, and the running rules. Every route but this \
+contact lists, the outbox and its dead letters, the running rules, and handoffs to people. Every route but this \
 document needs `Authorization: Bearer $ZALOFLOW_ADMIN_TOKEN`; the API answers 403 while no \
 token is configured. Times are milliseconds since the Unix epoch. Errors are \
 `{\"error\": {\"code\", \"message\"}}`.",
@@ -181,6 +182,7 @@ token is configured. Times are milliseconds since the Unix epoch. Errors are \
         (name = "lists", description = "Contact lists and their members"),
         (name = "outbox", description = "Outbound jobs and dead letters"),
         (name = "rules", description = "The running rules: list, check a draft, reload"),
+        (name = "handoffs", description = "VIP handoffs to people: list with deadlines met or missed, claim, resolve"),
         (name = "report", description = "Effectiveness per rule, campaign step and A/B variant"),
         (name = "meta", description = "This document"),
     )
@@ -203,6 +205,10 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::list))
         .routes(routes!(rules::check))
         .routes(routes!(rules::reload))
+        .routes(routes!(handoffs::list))
+        .routes(routes!(handoffs::show))
+        .routes(routes!(handoffs::claim))
+        .routes(routes!(handoffs::resolve))
         .routes(routes!(report::report))
 }
 

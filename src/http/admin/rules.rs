@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, ErrorBody, ErrorDetail};
 use crate::http::AppState;
 use crate::rules::watch::Reload;
-use crate::rules::{load_sources, Diagnostic, ReloadStatus, Trigger};
+use crate::rules::{hygiene, load_sources, Diagnostic, ReloadStatus, Trigger, Warning};
 
 /// At most this many files in one draft.
 pub const MAX_DRAFT_FILES: usize = 50;
@@ -44,6 +44,17 @@ fn diagnostic_view(d: &Diagnostic, draft: &[String]) -> DiagnosticView {
         line: d.pos.line,
         col: d.pos.col,
         message: d.message.clone(),
+    }
+}
+
+fn warning_view(w: &Warning, draft: &[String]) -> DiagnosticView {
+    let file = file_name(&w.path);
+    DiagnosticView {
+        draft: draft.contains(&file),
+        file,
+        line: w.pos.line,
+        col: w.pos.col,
+        message: w.message.clone(),
     }
 }
 
@@ -84,6 +95,9 @@ pub struct ReloadStatusView {
     /// running), as `path:line:col: message`; empty when the files on disk are running.
     pub errors: Vec<String>,
     pub failed_at: Option<i64>,
+    /// Hygiene warnings of the running rules (e.g. two rules that would both message a
+    /// customer for one event); they never stop a load. `draft` is always false here.
+    pub warnings: Vec<DiagnosticView>,
 }
 
 impl From<ReloadStatus> for ReloadStatusView {
@@ -96,6 +110,7 @@ impl From<ReloadStatus> for ReloadStatusView {
             reloads: s.reloads,
             errors: s.errors,
             failed_at: s.failed_at,
+            warnings: s.warnings.iter().map(|w| warning_view(w, &[])).collect(),
         }
     }
 }
@@ -191,13 +206,17 @@ pub struct RulesCheck {
     pub summary: Option<String>,
     /// Every problem, in file and position order (empty when `ok`).
     pub diagnostics: Vec<DiagnosticView>,
+    /// When `ok`: the hygiene warnings of the folder with the draft in it (`rules check`
+    /// prints them as `path:line:col: warning: message`). They never stop a load.
+    pub warnings: Vec<DiagnosticView>,
 }
 
 /// Checks draft rule files without saving them.
 ///
 /// The draft is checked together with the other files of the running rules folder (ids must
 /// be unique across files; lists and channels declared anywhere count). Nothing on disk or in
-/// the running rules changes.
+/// the running rules changes. A draft that loads may still have hygiene `warnings`; they do
+/// not make `ok` false.
 #[utoipa::path(
     post,
     path = "/admin/rules/check",
@@ -205,7 +224,7 @@ pub struct RulesCheck {
     operation_id = "check_rules",
     request_body = RulesDraft,
     responses(
-        (status = 200, description = "The verdict (`ok` false with diagnostics when the draft has problems)", body = RulesCheck),
+        (status = 200, description = "The verdict (`ok` false with diagnostics when the draft has problems; `warnings` when it loads but has hygiene warnings)", body = RulesCheck),
         (status = 422, description = "No files, too many, or a file name that is not `name.yaml` (`invalid`)", body = ErrorBody),
     )
 )]
@@ -259,7 +278,7 @@ pub async fn check(
         }
         let files: Vec<(PathBuf, String)> = files.into_iter().collect();
         match load_sources(&files, &opts) {
-            Ok(set) if unreadable.is_empty() => Ok(set.summary()),
+            Ok(set) if unreadable.is_empty() => Ok((set.summary(), hygiene::check(&set))),
             Ok(_) => Err(unreadable),
             Err(mut diags) => {
                 diags.append(&mut unreadable);
@@ -277,10 +296,11 @@ pub async fn check(
         )
     })?;
     Ok(Json(match result {
-        Ok(summary) => RulesCheck {
+        Ok((summary, warnings)) => RulesCheck {
             ok: true,
             summary: Some(summary),
             diagnostics: Vec::new(),
+            warnings: warnings.iter().map(|w| warning_view(w, &names)).collect(),
         },
         Err(mut diags) => {
             diags.sort_by(|a, b| (&a.path, a.pos).cmp(&(&b.path, b.pos)));
@@ -288,6 +308,7 @@ pub async fn check(
                 ok: false,
                 summary: None,
                 diagnostics: diags.iter().map(|d| diagnostic_view(d, &names)).collect(),
+                warnings: Vec::new(),
             }
         }
     }))
