@@ -1,5 +1,5 @@
 //! A minimal W3C WebDriver client over HTTP (chromedriver), enough for page tests in headless
-//! Chromium (the same as the one in tests/vip.rs; include with `#[path = "common/webdriver.rs"]`).
+//! Chromium (include with `#[path = "common/webdriver.rs"] mod webdriver;`).
 #![allow(dead_code)]
 
 use std::process::Stdio;
