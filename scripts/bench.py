@@ -287,7 +287,6 @@ def rules(a):
     cases, load = [], None
     name = None
     for line in out.splitlines():
-        m = re.match(r"^(\S.*?)\s*(time:\s*\[.*)?$", line)
         if line and not line.startswith(" ") and "time:" not in line:
             name = line.strip()
         tm = re.search(r"time:\s*\[\S+ \S+ (\S+) (\S+) \S+ \S+\]", line)
@@ -316,7 +315,7 @@ def outbox(a):
         for r in results(out):
             by.setdefault((r["figure"], r["backend"], r.get("instances", "1")), []).append(r)
         log(f"outbox run {i + 1}: " + "; ".join(l[7:] for l in out.splitlines() if l.startswith("RESULT")))
-    for (fig, backend, inst), rs in sorted(by.items()):
+    for (fig, backend, inst), rs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != "sqlite", kv[0][2])):
         if fig == "outbox_jobs_per_s":
             v = median([float(r["value"]) for r in rs])
             if inst == "1":
@@ -340,12 +339,12 @@ def scheduler(a):
     if a.quick:
         env = {"REACTIVATION_CONTACTS": "200000", "DRIP_MEMBERS": "20000"}
     by = {}
-    for i in range(a.runs):
+    for i in range(int(os.environ.get("BENCH_SCHED_RUNS", a.runs))):
         out = run([bench_bin("reactivation")], env, timeout=3600)
         for r in results(out):
             by.setdefault((r["figure"], r["backend"]), []).append(r)
         log(f"scheduler run {i + 1}: " + "; ".join(l[7:80] for l in out.splitlines() if l.startswith("RESULT")))
-    for (fig, backend), rs in sorted(by.items()):
+    for (fig, backend), rs in sorted(by.items(), key=lambda kv: (kv[0][0], kv[0][1] != "sqlite")):
         v = median([float(r["seconds"]) for r in rs])
         if fig == "reactivation_1m":
             n = int(rs[0]["contacts"])
@@ -485,6 +484,8 @@ def main():
         res = {True: "pass", False: "MISS", None: "info"}[r["pass"]]
         meas = fmt(r["value"], r["unit"]) + (f" ({r['note']})" if r["note"] else "")
         print(f"| {r['figure']:<{w[0]}} | {r['target']} | {meas} | {r['backend']} | {res} |")
+    m["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average at the end {m['loadavg_at_end']}")
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump({"machine": m, "mode": "quick" if a.quick else "full", "runs": a.runs,
