@@ -2,6 +2,8 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Build settings (SQLite's sync call).
+COPY .cargo ./.cargo
 COPY src ./src
 # sqlx::migrate! embeds these at compile time.
 COPY migrations ./migrations

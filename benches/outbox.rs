@@ -96,6 +96,53 @@ async fn throughput(backend: &str, url: &str, n: usize) {
     );
 }
 
+/// `instances` senders, each with its own connection pool and lease owner (as separate
+/// `serve` processes would be), drain one queue on one database together; every job is sent
+/// exactly once.
+async fn throughput_instances(backend: &str, url: &str, n: usize, instances: usize) {
+    let first = store::open(url).await.unwrap();
+    first.migrate().await.unwrap();
+    let zalo = FakeZalo::start(FakeZaloOptions {
+        accept_unknown_users: true,
+        ..FakeZaloOptions::default()
+    })
+    .await
+    .unwrap();
+    enqueue(&first, n, "m").await;
+    let mut senders = Vec::new();
+    for k in 0..instances {
+        let store = if k == 0 {
+            first.clone()
+        } else {
+            store::open(url).await.unwrap()
+        };
+        let mut s = sender(store, &zalo, Limiter::unlimited()).await;
+        s.owner = format!("bench-{k}");
+        senders.push(s);
+    }
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for s in senders {
+        tasks.spawn(async move {
+            s.pass(JobLane::All, &CancellationToken::new())
+                .await
+                .unwrap()
+                .sent
+        });
+    }
+    let mut sent = 0;
+    while let Some(r) = tasks.join_next().await {
+        sent += r.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(sent, n);
+    assert_eq!(zalo.messages().len(), n, "each job sent once");
+    println!(
+        "RESULT figure=outbox_jobs_per_s backend={backend} instances={instances} value={:.0} jobs={n} secs={secs:.2}",
+        n as f64 / secs
+    );
+}
+
 async fn limiter(backend: &str, url: &str, rate: u32, secs: u32) {
     let store = store::open(url).await.unwrap();
     store.migrate().await.unwrap();
@@ -149,6 +196,17 @@ fn main() {
                 .unwrap();
             let url = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
             throughput("postgres", &url, n).await;
+            let db2 = format!("{db}_2");
+            sqlx::query(&format!("CREATE DATABASE {db2}"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            let url2 = format!("{}/{db2}", admin.rsplit_once('/').unwrap().0);
+            throughput_instances("postgres", &url2, n, 2).await;
+            sqlx::query(&format!("DROP DATABASE {db2} WITH (FORCE)"))
+                .execute(&pool)
+                .await
+                .unwrap();
             sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
                 .execute(&pool)
                 .await

@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench reactivation
 //!   REACTIVATION_CONTACTS=200000 DRIP_MEMBERS=20000 cargo bench --bench reactivation
+//!   SCHED_BACKENDS=sqlite SCHED_PARTS=drip cargo bench --bench reactivation
 //!
 //! Prints one `RESULT` line per figure.
 
@@ -357,8 +358,15 @@ fn main() {
         .with_ymd_and_hms(2027, 3, 1, 10, 0, 0)
         .unwrap()
         .timestamp_millis();
+    // SCHED_BACKENDS=sqlite,postgres and SCHED_PARTS=reactivation,drip pick what runs.
+    let pick = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.into());
+    let backends = pick("SCHED_BACKENDS", "sqlite,postgres");
+    let parts = pick("SCHED_PARTS", "reactivation,drip");
     rt.block_on(async {
         for kind in ["sqlite", "postgres"] {
+            if !backends.split(',').any(|b| b == kind) {
+                continue;
+            }
             let Some(db) = fresh(kind).await else {
                 println!(
                     "SKIP backend={kind}: PostgreSQL not reachable at {}",
@@ -368,8 +376,12 @@ fn main() {
             };
             let store = store::open(db.url()).await.unwrap();
             store.migrate().await.unwrap();
-            reactivation(kind, &db, &store, n, now).await;
-            drip(kind, &db, &store, members, now).await;
+            if parts.split(',').any(|p| p == "reactivation") {
+                reactivation(kind, &db, &store, n, now).await;
+            }
+            if parts.split(',').any(|p| p == "drip") {
+                drip(kind, &db, &store, members, now).await;
+            }
             drop(store);
             drop_db(&db).await;
         }

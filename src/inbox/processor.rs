@@ -29,6 +29,10 @@ pub struct Processor {
     pub batch: i64,
     pub lease: Duration,
     pub poll: Duration,
+    /// How long a wake-up waits for more events before claiming: under load the processor
+    /// takes a few large batches instead of many small ones, each batch being two write
+    /// transactions that the webhook intake's commits would otherwise queue behind.
+    pub settle: Duration,
     /// Notified when a batch enqueued outbound jobs.
     pub jobs_enqueued: Arc<Notify>,
     /// Kept up to date with the `vip_customer` tag changes this processor commits.
@@ -45,6 +49,7 @@ impl Processor {
             batch: 256,
             lease: Duration::from_secs(15),
             poll: Duration::from_millis(500),
+            settle: Duration::from_millis(5),
             jobs_enqueued: Arc::new(Notify::new()),
             vip: None,
         }
@@ -63,7 +68,14 @@ impl Processor {
             }
             tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = stored.notified() => {}
+                _ = stored.notified() => {
+                    if !self.settle.is_zero() {
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(self.settle) => {}
+                        }
+                    }
+                }
                 _ = tokio::time::sleep(self.poll) => {}
             }
         }
@@ -72,7 +84,8 @@ impl Processor {
         }
     }
 
-    /// Processes batches until nothing is claimable. Returns how many events were handled.
+    /// Processes batches until a claim comes back short of a full batch (the backlog is taken;
+    /// what arrives meanwhile wakes the next round). Returns how many events were handled.
     pub async fn drain(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
         let mut total = 0;
         while !stop.is_cancelled() {
@@ -85,8 +98,12 @@ impl Processor {
             if claimed.is_empty() {
                 break;
             }
+            let full = claimed.len() as i64 >= self.batch;
             total += claimed.len();
             self.process_batch(claimed).await?;
+            if !full {
+                break;
+            }
         }
         Ok(total)
     }
