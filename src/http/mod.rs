@@ -19,6 +19,7 @@ pub mod forms;
 pub mod handoffs;
 pub mod health;
 pub mod public;
+pub mod server;
 pub mod tracking;
 pub mod webhook;
 

@@ -73,6 +73,11 @@ impl Limiter {
         }
     }
 
+    /// The per-second rate (None: no per-second limit).
+    pub fn per_second(&self) -> Option<usize> {
+        self.window.as_ref().map(|w| w.rate)
+    }
+
     pub fn unlimited() -> Limiter {
         Limiter::default()
     }
