@@ -215,10 +215,12 @@ pub fn build_sender(
     );
     let channels =
         channels::Channels::new(&config.channels_config(), tokens)?.with_clock(clock.clone());
+    let limiter = outbox::Limiter::new(config.zalo_rate_per_second, config.zalo_rate_per_minute);
+    channels.zalo_client().limit_retries(limiter.clone());
     Ok(outbox::Sender {
         store,
         channels: Arc::new(channels),
-        limiter: outbox::Limiter::new(config.zalo_rate_per_second, config.zalo_rate_per_minute),
+        limiter,
         retry: config.outbox_retry.clone(),
         clock,
         owner: format!("{instance}/outbox"),

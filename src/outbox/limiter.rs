@@ -82,6 +82,19 @@ impl Limiter {
         Limiter::default()
     }
 
+    /// Waits for the next evenly spaced start under the per-second and per-minute rates, without
+    /// taking a place in the window: for the call repeated after a token refresh, made while
+    /// its first call's permit is still held (waiting for a window place there could wait on
+    /// itself).
+    pub async fn pace(&self) {
+        if let Some(m) = &self.per_minute {
+            m.until_ready().await;
+        }
+        if let Some(s) = &self.per_second {
+            s.until_ready().await;
+        }
+    }
+
     /// Waits for a slot under every limit. Keep the permit until the call has returned: a new
     /// call starts only once the call `rate` places before it ended a full second ago, so no
     /// one-second window at the receiver can hold more than `rate` calls, whatever the delays
