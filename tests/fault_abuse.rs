@@ -99,7 +99,10 @@ async fn slow_loris_clients_are_cut_and_signed_traffic_goes_on() {
         "fault_abuse slow-loris: 40 dribbling + 20 idle connections all closed by the server, the last after {latest:?} (header read timeout {HEADER_READ_TIMEOUT:?}); 20 signed deliveries meanwhile, slowest {slowest:?}"
     );
     assert!(*latest < HEADER_READ_TIMEOUT + Duration::from_secs(3));
-    assert!(slowest < Duration::from_secs(2));
+    assert!(
+        slowest < Duration::from_secs(5),
+        "signed deliveries held up"
+    );
     app.shutdown().await;
 }
 
