@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
             for d in &diags {
                 let shown = d.to_string();
                 assert!(shown.starts_with("fuzz.yaml:"), "{shown}");
-                assert!(d.pos.line >= 1 && d.pos.line <= lines + 1, "{shown} (of {lines} lines)");
+                assert!(
+                    d.pos.line >= 1 && d.pos.line as usize <= lines + 1,
+                    "{shown} (of {lines} lines)"
+                );
             }
         }
     }

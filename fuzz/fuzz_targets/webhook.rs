@@ -20,7 +20,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(!key.is_empty());
         let _ = ev.user_id();
         let _ = ev.kind.is_user_interaction();
-        if let Some((name, internal)) = event::internal_body(&ev.kind, ev.timestamp_ms) {
+        if let Some((name, internal)) = event::internal_body(&ev.kind, ev.timestamp_ms.unwrap_or(0))
+        {
             assert!(event::is_internal_name(name));
             let _ = event::parse(internal.as_bytes());
         }
