@@ -15,7 +15,8 @@ fuzz_target!(|data: &[u8]| {
         Ok(_) => {}
         Err(diags) => {
             assert!(!diags.is_empty());
-            let lines = text.split('\n').count().max(1);
+            // YAML's line breaks: \r\n, \n and a lone \r
+            let lines = text.replace("\r\n", "\n").split(['\n', '\r']).count().max(1);
             for d in &diags {
                 let shown = d.to_string();
                 assert!(shown.starts_with("fuzz.yaml:"), "{shown}");
