@@ -68,6 +68,9 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_INBOX_WORKERS",
     "ZALOFLOW_ESCALATION_INTERVAL",
     "ZALOFLOW_TICK",
+    "ZALOFLOW_ALLOW_PRIVATE_URLS",
+    "ZALOFLOW_OUTBOX_LEASE",
+    "ZALOFLOW_INBOX_LEASE",
 ];
 
 #[derive(Clone, Debug)]
@@ -120,6 +123,15 @@ pub struct Config {
     /// When `serve` ticks the scheduler: a 5-field cron in the OA time zone (default every
     /// minute); `None` (`ZALOFLOW_TICK=off`): never (run `zaloflow tick` from elsewhere).
     pub tick_cron: Option<String>,
+    /// Outbound webhooks (team chat, tasks, SMS gateway) may reach loopback, private,
+    /// link-local and other internal addresses (`ZALOFLOW_ALLOW_PRIVATE_URLS=true`; default
+    /// false: the SSRF guard refuses them).
+    pub allow_private_urls: bool,
+    /// How long a claimed outbox job is held before another instance may take it again after a
+    /// crash (`ZALOFLOW_OUTBOX_LEASE`, default 60s; longer than `ZALOFLOW_SEND_TIMEOUT`).
+    pub outbox_lease: std::time::Duration,
+    /// The same for claimed inbox events (`ZALOFLOW_INBOX_LEASE`, default 15s).
+    pub inbox_lease: std::time::Duration,
 }
 
 impl Config {
@@ -201,6 +213,24 @@ impl Config {
             })?,
             None => std::time::Duration::from_secs(15),
         };
+        let duration = |k: &str, d: u64| -> anyhow::Result<std::time::Duration> {
+            get(k).map_or(Ok(std::time::Duration::from_secs(d)), |v| {
+                crate::outbox::retry::parse_duration(v)
+                    .with_context(|| format!("{k}={v:?} is not a duration like 15s"))
+            })
+        };
+        let outbox_lease = duration("ZALOFLOW_OUTBOX_LEASE", 60)?;
+        if outbox_lease <= send_timeout {
+            bail!(
+                "ZALOFLOW_OUTBOX_LEASE ({outbox_lease:?}) must be longer than ZALOFLOW_SEND_TIMEOUT ({send_timeout:?})"
+            );
+        }
+        let inbox_lease = duration("ZALOFLOW_INBOX_LEASE", 15)?;
+        let allow_private_urls = match get("ZALOFLOW_ALLOW_PRIVATE_URLS").map(str::trim) {
+            None | Some("") | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(v) => bail!("ZALOFLOW_ALLOW_PRIVATE_URLS={v:?} is not true or false"),
+        };
         Ok(Config {
             port,
             database_url: Secret::new(database_url),
@@ -256,6 +286,9 @@ impl Config {
                 Some("off") => None,
                 Some(c) => Some(c.to_string()),
             },
+            allow_private_urls,
+            outbox_lease,
+            inbox_lease,
         })
     }
 
@@ -288,6 +321,7 @@ impl Config {
             task_webhook_url: self.task_webhook_url.clone(),
             tz: self.tz,
             timeout: self.send_timeout,
+            allow_private_urls: self.allow_private_urls,
         }
     }
 

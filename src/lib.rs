@@ -114,6 +114,7 @@ pub async fn run_with_clock(
             format!("{instance}/inbox-{n}"),
         );
         p.jobs_enqueued = jobs_enqueued.clone();
+        p.lease = config.inbox_lease;
         p.vip = Some(vip.clone());
         workers.spawn(p.run(stored.clone(), stop.clone()));
     }
@@ -149,15 +150,13 @@ pub async fn run_with_clock(
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");
     let http_stop = stop.clone();
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = shutdown => {}
-                _ = http_stop.cancelled() => {}
-            }
-        })
-        .await?;
+    http::server::serve(listener, app, async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = http_stop.cancelled() => {}
+        }
+    })
+    .await?;
     tracing::info!("HTTP stopped; draining");
     // The router (and with it every Intake sender) is gone: writers finish the queue and stop.
     while writers.join_next().await.is_some() {}
@@ -217,14 +216,19 @@ pub fn build_sender(
     );
     let channels =
         channels::Channels::new(&config.channels_config(), tokens)?.with_clock(clock.clone());
+    let limiter = outbox::Limiter::new(config.zalo_rate_per_second, config.zalo_rate_per_minute);
+    channels.zalo_client().limit_retries(limiter.clone());
     Ok(outbox::Sender {
         store,
         channels: Arc::new(channels),
-        limiter: outbox::Limiter::new(config.zalo_rate_per_second, config.zalo_rate_per_minute),
+        limiter,
         retry: config.outbox_retry.clone(),
         clock,
         owner: format!("{instance}/outbox"),
-        options: outbox::SenderOptions::default(),
+        options: outbox::SenderOptions {
+            lease: config.outbox_lease,
+            ..outbox::SenderOptions::default()
+        },
     })
 }
 

@@ -646,6 +646,7 @@ fn sink_config(sink: &HttpSink) -> ChannelsConfig {
         chat_webhook_url: Some(sink.url("/chat/default")),
         chat_channels: BTreeMap::from([("vip".to_string(), sink.url("/chat/vip"))]),
         task_webhook_url: Some(sink.url("/tasks")),
+        allow_private_urls: true, // the sink listens on 127.0.0.1
         timeout: Duration::from_secs(5),
         ..Default::default()
     }
@@ -832,6 +833,7 @@ async fn webhook_timeouts_and_refused_connections_are_transient_without_the_url(
     sink.set_delay(Duration::from_secs(5));
     let cfg = ChannelsConfig {
         chat_webhook_url: Some(sink.url("/hooks/S3CR3T-TOKEN")),
+        allow_private_urls: true,
         timeout: Duration::from_millis(300),
         ..Default::default()
     };
@@ -855,6 +857,7 @@ async fn webhook_timeouts_and_refused_connections_are_transient_without_the_url(
     };
     let cfg = ChannelsConfig {
         task_webhook_url: Some(format!("http://127.0.0.1:{port}/S3CR3T-PATH")),
+        allow_private_urls: true,
         ..Default::default()
     };
     let channels = sink_channels(&cfg);
@@ -1081,4 +1084,92 @@ async fn email_to_a_dead_smtp_server_is_transient() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The SSRF guard: webhook URLs at internal addresses are refused — an IP in the URL when the
+/// channels are built, a host name when it resolves there (at the connection, so a name that
+/// changes its answer cannot slip through) — unless private URLs are allowed.
+#[tokio::test]
+async fn ssrf_guard_refuses_internal_webhook_targets_unless_allowed() {
+    let sink = HttpSink::start().await.unwrap();
+    let port = sink
+        .url("/")
+        .split(':')
+        .next_back()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let deny = |cfg: ChannelsConfig| ChannelsConfig {
+        allow_private_urls: false,
+        ..cfg
+    };
+    // IP literals: the service would not start
+    for (name, cfg) in [
+        (
+            "sms",
+            ChannelsConfig {
+                sms_url: Some(format!("http://127.0.0.1:{port}/sms")),
+                ..Default::default()
+            },
+        ),
+        (
+            "metadata",
+            ChannelsConfig {
+                task_webhook_url: Some("http://169.254.169.254/latest/meta-data/".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "ipv6 loopback",
+            ChannelsConfig {
+                chat_webhook_url: Some(format!("http://[::1]:{port}/chat")),
+                ..Default::default()
+            },
+        ),
+        (
+            "named chat channel",
+            ChannelsConfig {
+                chat_channels: BTreeMap::from([("vip".into(), "http://10.1.2.3/hook".into())]),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let err = Channels::new(&deny(cfg), Arc::new(MemoryTokenStore::new(None)))
+            .err()
+            .unwrap_or_else(|| panic!("{name}: accepted an internal address"));
+        assert!(
+            err.to_string().contains("ZALOFLOW_ALLOW_PRIVATE_URLS"),
+            "{name}: {err}"
+        );
+    }
+    // A host name that resolves to loopback: refused at the connection, for good (not retried),
+    // and nothing reaches the sink.
+    let cfg = deny(ChannelsConfig {
+        sms_url: Some(format!("http://localhost:{port}/sms")),
+        task_webhook_url: Some(format!("http://localhost:{port}/task")),
+        ..Default::default()
+    });
+    let ch = Channels::new(&cfg, Arc::new(MemoryTokenStore::new(None))).unwrap();
+    let sms = Payload::Sms {
+        to: "84901234567".into(),
+        text: "hi".into(),
+    };
+    match ch.send(&sms).await {
+        Err(SendError::Permanent { message, .. }) => {
+            assert!(message.contains("internal addresses"), "{message}")
+        }
+        other => panic!("sent to loopback: {other:?}"),
+    }
+    assert!(sink.requests().is_empty());
+    // Allowed: the same configuration reaches the sink.
+    let ch = Channels::new(
+        &ChannelsConfig {
+            allow_private_urls: true,
+            ..cfg
+        },
+        Arc::new(MemoryTokenStore::new(None)),
+    )
+    .unwrap();
+    ch.send(&sms).await.unwrap();
+    assert_eq!(sink.requests().len(), 1);
 }

@@ -60,6 +60,7 @@ impl Rig {
             chat_webhook_url: Some(self.sink.url("/chat")),
             sms_url: Some(self.sink.url("/sms")),
             timeout: Duration::from_secs(2),
+            allow_private_urls: true, // the sink listens on 127.0.0.1
             ..ChannelsConfig::default()
         }
     }

@@ -19,6 +19,7 @@ use crate::zalo::token::{self, TokenConfig, TokenManager, TokenPair, TokenStore}
 
 pub mod chat;
 pub mod email;
+pub mod guard;
 pub mod sms;
 pub mod task;
 pub mod zalo;
@@ -233,6 +234,9 @@ pub struct ChannelsConfig {
     pub tz: chrono_tz::Tz,
     /// total timeout of one outbound call (the connect timeout is at most 10 s of it)
     pub timeout: Duration,
+    /// `ZALOFLOW_ALLOW_PRIVATE_URLS`: webhooks (SMS, chat, task) may reach internal addresses
+    /// (default false: the SSRF guard of [`guard`] refuses them)
+    pub allow_private_urls: bool,
 }
 
 impl Default for ChannelsConfig {
@@ -255,6 +259,7 @@ impl Default for ChannelsConfig {
             task_webhook_url: None,
             tz: chrono_tz::Asia::Ho_Chi_Minh,
             timeout: Duration::from_secs(15),
+            allow_private_urls: false,
         }
     }
 }
@@ -318,6 +323,7 @@ impl fmt::Debug for ChannelsConfig {
             .field("task_webhook_url", &url(&self.task_webhook_url))
             .field("tz", &self.tz)
             .field("timeout", &self.timeout)
+            .field("allow_private_urls", &self.allow_private_urls)
             .finish()
     }
 }
@@ -369,9 +375,26 @@ impl Channels {
             &cfg.zalo_zns_base,
             tokens,
         ));
+        // Webhook URLs come from the configuration: the SSRF guard checks IP literals now and
+        // resolved addresses at every connection.
+        let allow = cfg.allow_private_urls;
+        let urls = [
+            ("ZALOFLOW_SMS_URL", &cfg.sms_url),
+            ("ZALOFLOW_CHAT_WEBHOOK_URL", &cfg.chat_webhook_url),
+            ("ZALOFLOW_TASK_WEBHOOK_URL", &cfg.task_webhook_url),
+        ];
+        for (setting, url) in urls {
+            if let Some(url) = url {
+                guard::check_url(setting, url, allow)?;
+            }
+        }
+        for (name, url) in &cfg.chat_channels {
+            guard::check_url(&format!("ZALOFLOW_CHAT_CHANNELS ({name})"), url, allow)?;
+        }
+        let webhook_http = guard::webhook_client(cfg.timeout, allow);
         let sms = match &cfg.sms_url {
             Some(url) => Some(sms::SmsChannel::new(
-                http.clone(),
+                webhook_http.clone(),
                 url.clone(),
                 cfg.sms_headers.clone(),
             )?),
@@ -387,7 +410,7 @@ impl Channels {
         };
         let chat = if cfg.chat_webhook_url.is_some() || !cfg.chat_channels.is_empty() {
             Some(chat::ChatChannel::new(
-                http.clone(),
+                webhook_http.clone(),
                 cfg.chat_webhook_url.clone(),
                 cfg.chat_channels.clone(),
                 cfg.chat_body_template.clone(),
@@ -398,7 +421,7 @@ impl Channels {
         let task = cfg
             .task_webhook_url
             .as_ref()
-            .map(|url| task::TaskChannel::new(http.clone(), url.clone()));
+            .map(|url| task::TaskChannel::new(webhook_http.clone(), url.clone()));
         Ok(Channels {
             zalo: zalo::ZaloChannel::new(zalo_client.clone(), cfg.tz),
             zns: zns::ZnsChannel::new(zalo_client.clone(), cfg.tz),
@@ -534,6 +557,15 @@ pub fn classify_http(status: u16, retry_after: Option<Duration>, body: &str) -> 
 }
 
 pub(crate) fn transport_error(e: &reqwest::Error) -> SendError {
+    if guard::is_blocked(e) {
+        // The host resolved only to internal addresses: retrying would not change that.
+        let host = e
+            .url()
+            .and_then(|u| u.host_str())
+            .unwrap_or("the host")
+            .to_string();
+        return SendError::permanent(guard::Blocked { host }.to_string());
+    }
     let kind = if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {

@@ -200,6 +200,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         ),
         ("ZALOFLOW_SMS_URL", sink.url("/sms")),
         ("ZALOFLOW_TASK_WEBHOOK_URL", sink.url("/task")),
+        // The in-process fakes listen on 127.0.0.1.
+        ("ZALOFLOW_ALLOW_PRIVATE_URLS", "true".into()),
         ("ZALOFLOW_ZALO_RATE", "0".into()),
         ("ZALOFLOW_SMTP_URL", smtp.url()),
         ("ZALOFLOW_SMTP_FROM", "shop@example.vn".into()),

@@ -18,6 +18,7 @@ pub mod board;
 pub mod forms;
 pub mod health;
 pub mod public;
+pub mod server;
 pub mod tracking;
 pub mod webhook;
 

@@ -73,8 +73,26 @@ impl Limiter {
         }
     }
 
+    /// The per-second rate (None: no per-second limit).
+    pub fn per_second(&self) -> Option<usize> {
+        self.window.as_ref().map(|w| w.rate)
+    }
+
     pub fn unlimited() -> Limiter {
         Limiter::default()
+    }
+
+    /// Waits for the next evenly spaced start under the per-second and per-minute rates, without
+    /// taking a place in the window: for the call repeated after a token refresh, made while
+    /// its first call's permit is still held (waiting for a window place there could wait on
+    /// itself).
+    pub async fn pace(&self) {
+        if let Some(m) = &self.per_minute {
+            m.until_ready().await;
+        }
+        if let Some(s) = &self.per_second {
+            s.until_ready().await;
+        }
     }
 
     /// Waits for a slot under every limit. Keep the permit until the call has returned: a new

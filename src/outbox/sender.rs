@@ -84,8 +84,7 @@ impl Sender {
     /// Runs until `stop`: wakes on `enqueued` or every poll interval.
     pub async fn run(self, enqueued: Arc<Notify>, stop: CancellationToken) {
         loop {
-            let lane = self.lane().await;
-            match self.pass(lane, &stop).await {
+            match self.deliver(&stop).await {
                 Ok(s) if s != Summary::default() => tracing::debug!(?s, "outbox pass"),
                 Ok(_) => {}
                 Err(e) => {
@@ -108,15 +107,33 @@ impl Sender {
     /// All jobs if this instance holds (or takes) the Zalo sender lease, else everything but
     /// OA calls.
     async fn lane(&self) -> JobLane {
-        let ttl = (self.options.lease.as_millis() as i64).max(5_000);
         match self
             .store
-            .try_lease(ZALO_SENDER_LEASE, &self.owner, system_now(), ttl / 4)
+            .try_lease(
+                ZALO_SENDER_LEASE,
+                &self.owner,
+                system_now(),
+                self.lease_ttl_ms(),
+            )
             .await
         {
             Ok(true) => JobLane::All,
             _ => JobLane::NotZaloOa,
         }
+    }
+
+    /// Sends everything due now, batch by batch, as `serve` does: the `zalo-sender` lease is
+    /// taken or renewed before each batch, so OA calls stop here as soon as another instance
+    /// holds it (a long backlog never outlives the lease and puts two callers on Zalo).
+    pub async fn deliver(&self, stop: &CancellationToken) -> Result<Summary, StoreError> {
+        let mut summary = Summary::default();
+        while !stop.is_cancelled() {
+            let lane = self.lane().await;
+            if !self.batch(lane, &mut summary).await? {
+                break;
+            }
+        }
+        Ok(summary)
     }
 
     /// Sends everything due now (claimable in `lane`) until nothing is left.
@@ -127,41 +144,99 @@ impl Sender {
     ) -> Result<Summary, StoreError> {
         let mut summary = Summary::default();
         while !stop.is_cancelled() {
-            let now = self.clock.now();
-            let jobs = self
-                .store
-                .claim_jobs(
-                    &self.owner,
-                    now,
-                    system_now(),
-                    self.options.lease.as_millis() as i64,
-                    self.options.batch,
-                    lane,
-                )
-                .await?;
-            if jobs.is_empty() {
+            if !self.batch(lane, &mut summary).await? {
                 break;
-            }
-            let outcomes = self.send_batch(jobs).await;
-            for o in &outcomes {
-                summary.add(o);
-            }
-            let lost = self
-                .store
-                .finish_jobs(&self.owner, &outcomes, self.clock.now())
-                .await?;
-            if lost > 0 {
-                tracing::warn!(
-                    lost,
-                    "outcomes of jobs whose lease had expired were not recorded"
-                );
             }
         }
         Ok(summary)
     }
 
-    async fn send_batch(&self, jobs: Vec<Job>) -> Vec<JobOutcome> {
-        // One user's jobs in order, one after the other; users side by side.
+    /// How many jobs one claim takes: the configured batch, and for OA calls no more than the
+    /// rate limit lets out in a third of the `zalo-sender` lease, so a batch is done (and the
+    /// lease renewed) long before the lease could pass to another instance.
+    fn batch_size(&self, lane: JobLane) -> i64 {
+        let ttl_secs = (self.lease_ttl_ms() / 1000).max(1) as usize;
+        match (lane, self.limiter.per_second()) {
+            (JobLane::All | JobLane::ZaloOa, Some(rate)) => {
+                self.options.batch.min((rate * ttl_secs / 3).max(1) as i64)
+            }
+            _ => self.options.batch,
+        }
+    }
+
+    /// The `zalo-sender` lease lasts as long as a job's lease: after a crash, another
+    /// instance takes over OA calls when the dead one's claimed jobs are free again.
+    fn lease_ttl_ms(&self) -> i64 {
+        (self.options.lease.as_millis() as i64).max(5_000)
+    }
+
+    /// Claims and sends one batch; answers false when nothing was due. Outcomes are recorded
+    /// as they come (whatever finished since the last commit goes in one transaction), so a
+    /// crash repeats only the calls in flight and the outcomes not yet committed — not the whole
+    /// batch.
+    async fn batch(&self, lane: JobLane, summary: &mut Summary) -> Result<bool, StoreError> {
+        let now = self.clock.now();
+        let jobs = self
+            .store
+            .claim_jobs(
+                &self.owner,
+                now,
+                system_now(),
+                self.options.lease.as_millis() as i64,
+                self.batch_size(lane),
+                lane,
+            )
+            .await?;
+        if jobs.is_empty() {
+            return Ok(false);
+        }
+        // Sending and recording run side by side (one task, both polled): a send in flight may
+        // hold a database connection (tokens), so recording must not stop the sends.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let send = async move {
+            let mut outcomes = std::pin::pin!(self.send_batch(jobs));
+            while let Some(o) = outcomes.next().await {
+                let _ = tx.send(o);
+            }
+        };
+        let record = async {
+            let mut failed = None;
+            let mut chunk = Vec::new();
+            while let Some(o) = rx.recv().await {
+                chunk.push(o);
+                while let Ok(more) = rx.try_recv() {
+                    chunk.push(more);
+                }
+                for o in &chunk {
+                    summary.add(o);
+                }
+                match self
+                    .store
+                    .finish_jobs(&self.owner, &chunk, self.clock.now())
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(lost) => tracing::warn!(
+                        lost,
+                        "outcomes of jobs whose lease had expired were not recorded"
+                    ),
+                    // those jobs stay leased and are taken again when the lease expires
+                    Err(e) => failed = Some(e),
+                }
+                chunk.clear();
+            }
+            failed
+        };
+        let ((), failed) = tokio::join!(send, record);
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(true),
+        }
+    }
+
+    /// Sends the jobs: one user's in order, one after the other; users side by side. Yields
+    /// each outcome as soon as it is known.
+    fn send_batch(&self, jobs: Vec<Job>) -> impl futures_util::Stream<Item = JobOutcome> + '_ {
         let mut lanes: BTreeMap<String, Vec<Job>> = BTreeMap::new();
         let mut solo = Vec::new();
         for j in jobs {
@@ -173,17 +248,8 @@ impl Sender {
         }
         let groups: Vec<Vec<Job>> = lanes.into_values().chain(solo).collect();
         stream::iter(groups)
-            .map(|group| async move {
-                let mut out = Vec::with_capacity(group.len());
-                for job in group {
-                    out.push(self.attempt(job).await);
-                }
-                out
-            })
-            .buffer_unordered(self.options.concurrency.max(1))
-            .flat_map(stream::iter)
-            .collect()
-            .await
+            .map(|group| Box::pin(stream::iter(group).then(|job| self.attempt(job))))
+            .flatten_unordered(self.options.concurrency.max(1))
     }
 
     async fn attempt(&self, job: Job) -> JobOutcome {

@@ -36,12 +36,14 @@ impl SqliteStore {
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
         let writer = SqlitePoolOptions::new()
+            .after_release(out_of_transaction)
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
+            .after_release(out_of_transaction)
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(opts.read_only(false))
@@ -52,6 +54,19 @@ impl SqliteStore {
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
+}
+
+/// A connection goes back to its pool only outside any transaction. A COMMIT that failed (disk
+/// full, I/O error) leaves sqlx counting the connection as inside its transaction; reused, it
+/// would refuse every later write ("non-zero transaction depth") until a restart. Closed
+/// instead, it is replaced by a fresh one (found by `tests/fault_sqlite.rs`, disk full).
+fn out_of_transaction(
+    conn: &mut sqlx::SqliteConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> futures_util::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    use sqlx::TransactionManager;
+    let depth = sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn);
+    Box::pin(async move { Ok(depth == 0) })
 }
 
 #[async_trait]

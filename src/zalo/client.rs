@@ -127,6 +127,9 @@ pub struct ZaloClient {
     api_base: String,
     zns_base: String,
     tokens: Arc<TokenManager>,
+    /// The outbox's rate limiter, for the second call after a token refresh (the first one
+    /// went through it in the sender).
+    retry_limiter: std::sync::OnceLock<crate::outbox::Limiter>,
 }
 
 enum Call<'a> {
@@ -148,7 +151,14 @@ impl ZaloClient {
             api_base: api_base.into().trim_end_matches('/').to_string(),
             zns_base: zns_base.into().trim_end_matches('/').to_string(),
             tokens,
+            retry_limiter: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes the call repeated after a token refresh wait for `limiter` too, so that no
+    /// second of OA calls goes over the rate (set once, by the outbox sender's builder).
+    pub fn limit_retries(&self, limiter: crate::outbox::Limiter) {
+        let _ = self.retry_limiter.set(limiter);
     }
 
     pub fn tokens(&self) -> &Arc<TokenManager> {
@@ -287,6 +297,9 @@ impl ZaloClient {
             Err(e) if e.is_token_rejection() => {
                 tracing::info!(code = ?e.code(), "Zalo rejected the access token; refreshing");
                 let fresh = self.tokens.refresh_replacing(&token).await?;
+                if let Some(l) = self.retry_limiter.get() {
+                    l.pace().await;
+                }
                 self.call_once(base, path, &call, &fresh).await
             }
             other => other,

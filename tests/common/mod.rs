@@ -72,6 +72,8 @@ pub fn config(db_url: &str, extra: &[(&str, &str)]) -> Config {
     m.insert("ZALOFLOW_RULES".into(), "/nonexistent-rules".into());
     // No wall-clock ticks: tests run the scheduler with `scheduler::tick` at chosen instants.
     m.insert("ZALOFLOW_TICK".into(), "off".into());
+    // The fakes listen on 127.0.0.1, which the SSRF guard refuses by default.
+    m.insert("ZALOFLOW_ALLOW_PRIVATE_URLS".into(), "true".into());
     for (k, v) in extra {
         m.insert(k.to_string(), v.to_string());
     }
@@ -249,6 +251,7 @@ pub fn fake_channels(
         ),
         ("ZALOFLOW_SMS_URL".into(), sink.url("/sms")),
         ("ZALOFLOW_TASK_WEBHOOK_URL".into(), sink.url("/task")),
+        ("ZALOFLOW_ALLOW_PRIVATE_URLS".into(), "true".into()),
     ]
 }
 
