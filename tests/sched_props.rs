@@ -2,15 +2,11 @@
 //! time zones with and without daylight saving (gaps and folds), weekday skipping, month ends
 //! and leap years, over instants from 1970 to 2100.
 
-use std::sync::Arc;
-
 use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 use proptest::prelude::*;
 use zaloflow::rules::campaign::{at_local, local_date, next_clock_after};
-use zaloflow::rules::model::{Origin, Rule};
-use zaloflow::rules::yaml::Pos;
-use zaloflow::rules::{Campaign, EntryTrigger, SendTime, Step};
+use zaloflow::rules::{Campaign, SendTime};
 
 const DAY: i64 = 86_400_000;
 const HOUR: i64 = 3_600_000;
@@ -37,43 +33,7 @@ fn instant() -> impl Strategy<Value = i64> {
 }
 
 fn campaign(steps: &[(u32, SendTime)], weekdays: u8) -> Campaign {
-    let origin = Origin {
-        file: Arc::new("t.yaml".into()),
-        pos: Pos { line: 1, col: 1 },
-    };
-    Campaign {
-        id: "c".into(),
-        description: None,
-        enabled: true,
-        origin: origin.clone(),
-        enter_on: vec![EntryTrigger::Follow],
-        repeat_registration: false,
-        weekdays,
-        exit_if: vec![],
-        steps: steps
-            .iter()
-            .enumerate()
-            .map(|(i, (day, send))| Step {
-                id: format!("s{i}"),
-                number: i + 1,
-                day: *day,
-                send: *send,
-                rule: Rule {
-                    id: format!("c/s{i}"),
-                    description: None,
-                    enabled: true,
-                    priority: 0,
-                    origin: origin.clone(),
-                    triggers: vec![],
-                    conditions: vec![],
-                    actions: vec![],
-                    once_per: None,
-                    cooldown: None,
-                    sites: vec![],
-                },
-            })
-            .collect(),
-    }
+    Campaign::sample(steps, weekdays)
 }
 
 fn send_time() -> impl Strategy<Value = SendTime> {

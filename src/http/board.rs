@@ -24,7 +24,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::admin::handoffs::{agent_name, take, Take};
-use super::AppState;
+use super::{esc, AppState};
 use crate::handoff::{self, clip, human_duration, local_time, Handoff};
 use crate::store::Contact;
 
@@ -716,22 +716,6 @@ fn card(
     }
     s.push_str("</li>\n");
     s
-}
-
-/// HTML-escapes text (customer messages, names) for element content and quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 const CSS: &str = r#"

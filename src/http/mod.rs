@@ -22,6 +22,22 @@ pub mod server;
 pub mod tracking;
 pub mod webhook;
 
+/// Escapes text for HTML element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Zalo's webhook body limit (CONTRACT.md): larger bodies get 413.
 pub const MAX_BODY: usize = 1024 * 1024;
 

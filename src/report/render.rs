@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::{Comparison, Outcomes, Report, RuleReport};
+use crate::http::esc;
 
 fn pct(n: i64, of: i64) -> String {
     if of <= 0 {
@@ -192,22 +193,6 @@ pub fn text(report: &Report, tz: chrono_tz::Tz) -> String {
         "\nRates are over sent. A reply (24 h) or a return (7 days) counts for the latest send to \
 that user only.\n",
     );
-    out
-}
-
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
     out
 }
 

@@ -76,6 +76,48 @@ pub struct Campaign {
 }
 
 impl Campaign {
+    /// A bare campaign `c` entered on follow, with steps `c/s0`, `c/s1`… on these days and
+    /// send times and nothing in them: for tests of the time arithmetic.
+    pub fn sample(steps: &[(u32, SendTime)], weekdays: u8) -> Campaign {
+        let origin = Origin {
+            file: std::sync::Arc::new("t.yaml".into()),
+            pos: super::yaml::Pos { line: 1, col: 1 },
+        };
+        Campaign {
+            id: "c".into(),
+            description: None,
+            enabled: true,
+            origin: origin.clone(),
+            enter_on: vec![EntryTrigger::Follow],
+            repeat_registration: false,
+            weekdays,
+            exit_if: vec![],
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(i, (day, send))| Step {
+                    id: format!("s{i}"),
+                    number: i + 1,
+                    day: *day,
+                    send: *send,
+                    rule: Rule {
+                        id: format!("c/s{i}"),
+                        description: None,
+                        enabled: true,
+                        priority: 0,
+                        origin: origin.clone(),
+                        triggers: vec![],
+                        conditions: vec![],
+                        actions: vec![],
+                        once_per: None,
+                        cooldown: None,
+                        sites: vec![],
+                    },
+                })
+                .collect(),
+        }
+    }
+
     /// The id rules use for a step's emails and firings: `CAMPAIGN/STEP`.
     pub fn step_key(&self, step: usize) -> String {
         format!("{}/{}", self.id, self.steps[step].id)
@@ -205,9 +247,7 @@ pub fn local_date(t: i64, tz: chrono_tz::Tz) -> NaiveDate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::model::{Origin, HOUR};
-    use crate::rules::yaml::Pos;
-    use std::sync::Arc;
+    use crate::rules::model::HOUR;
 
     const TZ: chrono_tz::Tz = chrono_tz::Asia::Ho_Chi_Minh;
 
@@ -218,43 +258,7 @@ mod tests {
     }
 
     fn campaign(steps: &[(u32, SendTime)], weekdays: u8) -> Campaign {
-        let origin = Origin {
-            file: Arc::new("t.yaml".into()),
-            pos: Pos { line: 1, col: 1 },
-        };
-        Campaign {
-            id: "c".into(),
-            description: None,
-            enabled: true,
-            origin: origin.clone(),
-            enter_on: vec![EntryTrigger::Follow],
-            repeat_registration: false,
-            weekdays,
-            exit_if: vec![],
-            steps: steps
-                .iter()
-                .enumerate()
-                .map(|(i, (day, send))| Step {
-                    id: format!("s{i}"),
-                    number: i + 1,
-                    day: *day,
-                    send: *send,
-                    rule: Rule {
-                        id: format!("c/s{i}"),
-                        description: None,
-                        enabled: true,
-                        priority: 0,
-                        origin: origin.clone(),
-                        triggers: vec![],
-                        conditions: vec![],
-                        actions: vec![],
-                        once_per: None,
-                        cooldown: None,
-                        sites: vec![],
-                    },
-                })
-                .collect(),
-        }
+        Campaign::sample(steps, weekdays)
     }
 
     #[test]

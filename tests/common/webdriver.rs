@@ -69,8 +69,11 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
+        // An element looked for is waited for up to 5 s (a page after a click may still be
+        // loading on a busy machine).
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "timeouts": {"implicit": 5000, "pageLoad": 30000},
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
@@ -105,16 +108,27 @@ impl Browser {
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_cmd(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+    }
+
+    async fn try_cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let url = format!("{}/session/{}{path}", self.base, self.session);
         let mut req = self.http.request(method, url);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let v: Value = req.send().await.unwrap().json().await.unwrap();
-        if let Some(err) = v["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {err}: {}", v["value"]["message"]);
+        match v["value"]["error"].as_str() {
+            Some(err) => Err(format!("{err}: {}", v["value"]["message"])),
+            None => Ok(v["value"].clone()),
         }
-        v["value"].clone()
     }
 
     pub async fn goto(&self, url: &str) {
@@ -138,14 +152,22 @@ impl Browser {
             .to_string()
     }
 
-    /// The visible text of the page.
+    /// The visible text of the page (looked up again if the page changed under it).
     pub async fn text(&self) -> String {
-        let body = self.find("body").await;
-        self.cmd(reqwest::Method::GET, &format!("/element/{body}/text"), None)
-            .await
-            .as_str()
-            .unwrap()
-            .to_string()
+        for _ in 0..20 {
+            let body = self.find("body").await;
+            let v = self
+                .try_cmd(reqwest::Method::GET, &format!("/element/{body}/text"), None)
+                .await;
+            match v {
+                Ok(v) => return v.as_str().unwrap().to_string(),
+                Err(e) if e.contains("stale element") => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("WebDriver text: {e}"),
+            }
+        }
+        panic!("WebDriver text: the page kept changing")
     }
 
     pub async fn find(&self, css: &str) -> String {

@@ -94,7 +94,7 @@ fn granted(st: &AppState, headers: &HeaderMap) -> Option<bool> {
 }
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
-    let text = crate::report::render::esc(text);
+    let text = crate::http::esc(text);
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
     );
