@@ -538,67 +538,30 @@ async fn claim_and_resolve_through_the_api(kind: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let r = post(&s, format!("/admin/handoffs/{id}/claim"), json!({})).await;
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = take(&s, id, "claim", None).await;
+    assert_eq!(status, 400);
     assert_eq!(v["error"]["code"], "bad_agent");
-    let r = post(
-        &s,
-        format!("/admin/handoffs/{id}/claim"),
-        json!({"agent": "Minh"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = take(&s, id, "claim", Some("Minh")).await;
+    assert_eq!(status, 200);
     assert_eq!(v["status"], "claimed");
     assert_eq!(v["claimed_by"], "Minh");
     assert_eq!(v["responded_by"], "Minh");
     assert_eq!(v["response_via"], "claim");
     // Claiming again what one holds is fine; someone else gets 409.
-    let r = post(
-        &s,
-        format!("/admin/handoffs/{id}/claim"),
-        json!({"agent": "Minh"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let r = post(
-        &s,
-        format!("/admin/handoffs/{id}/claim"),
-        json!({"agent": "Lan"}),
-    )
-    .await;
-    assert_eq!(r.status(), 409);
-    let v: Value = r.json().await.unwrap();
+    assert_eq!(take(&s, id, "claim", Some("Minh")).await.0, 200);
+    let (status, v) = take(&s, id, "claim", Some("Lan")).await;
+    assert_eq!(status, 409);
     assert_eq!(v["error"]["code"], "already_claimed");
     // The claim comes long after the deadline (two days ago): the deadline counts as missed,
     // but a claimed handoff is never escalated.
     assert_eq!(s.escalate(t + 2 * HOUR + MIN).await, 0);
-    let r = post(
-        &s,
-        format!("/admin/handoffs/{id}/resolve"),
-        json!({"agent": "Lan"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = take(&s, id, "resolve", Some("Lan")).await;
+    assert_eq!(status, 200);
     assert_eq!(v["status"], "resolved");
     assert_eq!(v["resolved_by"], "Lan");
     assert_eq!(v["claimed_by"], "Minh");
-    let r = post(
-        &s,
-        format!("/admin/handoffs/{id}/resolve"),
-        json!({"agent": "Lan"}),
-    )
-    .await;
-    assert_eq!(r.status(), 409);
-    let r = post(
-        &s,
-        "/admin/handoffs/999999/claim".into(),
-        json!({"agent": "Lan"}),
-    )
-    .await;
-    assert_eq!(r.status(), 404);
+    assert_eq!(take(&s, id, "resolve", Some("Lan")).await.0, 409);
+    assert_eq!(take(&s, 999_999, "claim", Some("Lan")).await.0, 404);
 
     // Reports: a fresh handoff claimed within its deadline, by the board's API.
     let now = zaloflow::clock::system_now();
@@ -607,13 +570,7 @@ async fn claim_and_resolve_through_the_api(kind: &str) {
     s.say("7301", "y", "Shop ơi", now).await;
     let fresh = s.store.list_handoffs(&["open"], 10).await.unwrap();
     assert_eq!(fresh.len(), 1);
-    let r = post(
-        &s,
-        format!("/admin/handoffs/{}/claim", fresh[0].id),
-        json!({"agent": "Minh"}),
-    )
-    .await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(take(&s, fresh[0].id, "claim", Some("Minh")).await.0, 200);
     let v: Value = s
         .api(reqwest::Method::GET, "/admin/handoffs?status=resolved")
         .send()
@@ -669,12 +626,19 @@ async fn claim_and_resolve_through_the_api(kind: &str) {
     s.app.shutdown().await;
 }
 
-async fn post(s: &Shop, path: String, body: Value) -> reqwest::Response {
-    s.api(reqwest::Method::POST, &path)
+/// `POST /admin/handoffs/{id}/{action}` as `agent` (none: `{}`): the status and the JSON.
+async fn take(s: &Shop, id: i64, action: &str, agent: Option<&str>) -> (u16, Value) {
+    let body = agent.map_or(json!({}), |a| json!({ "agent": a }));
+    let r = s
+        .api(
+            reqwest::Method::POST,
+            &format!("/admin/handoffs/{id}/{action}"),
+        )
         .json(&body)
         .send()
         .await
-        .unwrap()
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
 }
 
 /// The inbox as stored: (id, user, priority).

@@ -25,6 +25,20 @@ pub struct SqliteStore {
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 impl SqliteStore {
+    /// Which of `keys` `select` (`SELECT col FROM table`) finds in `col`, 500 at a time.
+    async fn existing_keys(&self, select: &str, col: &str, keys: &[String]) -> Result<Vec<String>> {
+        let sql = format!("{select} WHERE {col} IN (SELECT value FROM json_each(?1))");
+        let mut out = Vec::new();
+        for chunk in keys.chunks(500) {
+            let rows: Vec<(String,)> = sqlx::query_as(&sql)
+                .bind(serde_json::to_string(chunk).expect("strings serialise"))
+                .fetch_all(&self.reader)
+                .await?;
+            out.extend(rows.into_iter().map(|(k,)| k));
+        }
+        Ok(out)
+    }
+
     pub async fn open(url: &str) -> Result<Self> {
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -1097,31 +1111,13 @@ impl Store for SqliteStore {
     }
 
     async fn existing_inbox_keys(&self, keys: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for chunk in keys.chunks(500) {
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "SELECT dedupe_key FROM inbox WHERE dedupe_key IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(serde_json::to_string(chunk).expect("strings serialise"))
-            .fetch_all(&self.reader)
-            .await?;
-            out.extend(rows.into_iter().map(|(k,)| k));
-        }
-        Ok(out)
+        self.existing_keys("SELECT dedupe_key FROM inbox", "dedupe_key", keys)
+            .await
     }
 
     async fn existing_marks(&self, keys: &[String]) -> Result<Vec<String>> {
-        let mut out = Vec::new();
-        for chunk in keys.chunks(500) {
-            let rows: Vec<(String,)> = sqlx::query_as(
-                "SELECT key FROM scheduler_marks WHERE key IN (SELECT value FROM json_each(?1))",
-            )
-            .bind(serde_json::to_string(chunk).expect("strings serialise"))
-            .fetch_all(&self.reader)
-            .await?;
-            out.extend(rows.into_iter().map(|(k,)| k));
-        }
-        Ok(out)
+        self.existing_keys("SELECT key FROM scheduler_marks", "key", keys)
+            .await
     }
 
     async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
