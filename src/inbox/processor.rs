@@ -33,6 +33,12 @@ pub struct Processor {
     /// takes a few large batches instead of many small ones, each batch being two write
     /// transactions that the webhook intake's commits would otherwise queue behind.
     pub settle: Duration,
+    /// The wait instead of `settle` after a round that found at least `busy_at` events: under
+    /// a burst the processor takes fewer, larger batches (each is two write transactions on
+    /// the database the webhook intake commits to), so the intake keeps the writer and the
+    /// processing costs less per event; it returns to `settle` once a round finds few.
+    pub settle_busy: Duration,
+    pub busy_at: usize,
     /// Notified when a batch enqueued outbound jobs.
     pub jobs_enqueued: Arc<Notify>,
     /// Kept up to date with the `vip_customer` tag changes this processor commits.
@@ -46,10 +52,12 @@ impl Processor {
             engine,
             clock,
             owner,
-            batch: 256,
+            batch: 1024,
             lease: Duration::from_secs(15),
             poll: Duration::from_millis(500),
             settle: Duration::from_millis(5),
+            settle_busy: Duration::from_millis(25),
+            busy_at: 64,
             jobs_enqueued: Arc::new(Notify::new()),
             vip: None,
         }
@@ -58,9 +66,16 @@ impl Processor {
     /// Runs until `stop` is cancelled, waking on `stored` or every `poll`. Finishes the batch
     /// in hand, then gives back anything still claimed.
     pub async fn run(self, stored: Arc<Notify>, stop: CancellationToken) {
+        let mut settle = self.settle;
         loop {
             match self.drain(&stop).await {
-                Ok(_) => {}
+                Ok(n) => {
+                    settle = if n >= self.busy_at {
+                        self.settle_busy
+                    } else {
+                        self.settle
+                    };
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "inbox processing paused");
                     metrics::counter!("zaloflow_inbox_errors_total").increment(1);
@@ -69,10 +84,10 @@ impl Processor {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = stored.notified() => {
-                    if !self.settle.is_zero() {
+                    if !settle.is_zero() {
                         tokio::select! {
                             _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(self.settle) => {}
+                            _ = tokio::time::sleep(settle) => {}
                         }
                     }
                 }

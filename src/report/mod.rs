@@ -172,6 +172,43 @@ pub fn fire_hours<'a>(
         .collect()
 }
 
+/// A batch's outcome signals as rows, in order, so the store credits each kind of signal with
+/// one statement per batch rather than one per event.
+#[derive(Debug, Default)]
+pub struct SignalRows<'a> {
+    /// (kind, provider message id, at) for each id a receipt names.
+    pub receipts: Vec<(&'static str, &'a str, i64)>,
+    /// (kind, outbox job id, at).
+    pub jobs: Vec<(&'static str, i64, i64)>,
+    /// (user id, at) for each time a user wrote.
+    pub wrote: Vec<(&'a str, i64)>,
+}
+
+impl<'a> SignalRows<'a> {
+    pub fn of(effects: impl Iterator<Item = &'a crate::store::Effects>) -> Self {
+        let mut rows = SignalRows::default();
+        for signal in effects.flat_map(|e| &e.outcomes) {
+            match signal {
+                OutcomeSignal::Receipt {
+                    kind,
+                    provider_ids,
+                    at,
+                } => rows.receipts.extend(
+                    provider_ids
+                        .iter()
+                        .map(|id| (kind.as_str(), id.as_str(), *at)),
+                ),
+                OutcomeSignal::Job { kind, job_id, at } => {
+                    rows.jobs.push((kind.as_str(), *job_id, *at))
+                }
+                OutcomeSignal::Wrote { user_id, at } => rows.wrote.push((user_id.as_str(), *at)),
+                OutcomeSignal::Fired { .. } => {} // counted by fire_hours
+            }
+        }
+        rows
+    }
+}
+
 // --- what the store counts ---
 
 /// Jobs of one rule and variant in one status (dead ones also by reason).

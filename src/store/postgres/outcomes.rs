@@ -4,39 +4,44 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::report::{
-    Counts, HandoffRow, JobCount, OutcomeCount, OutcomeSignal, COME_BACK_WINDOW_MS,
+    Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
     CUSTOMER_MESSAGE_SQL, REPLY_WINDOW_MS,
 };
 use crate::store::{Effects, Result};
 
 /// Credits `replied` to the latest message sent to a user (or to their phone or email) within
 /// 24 h before they wrote, and `came_back` to the latest within 7 days; at most once per job
-/// and kind. `$1` when they wrote, `$2` the user, `$3` / `$4` the windows.
+/// and kind, the earliest writing first. `$1` / `$2` the writings (users, times), `$3` / `$4`
+/// the windows.
 fn latest_sends() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        let latest = format!(
-            "status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
-             AND user_id IN ($2,
-                 (SELECT phone FROM contacts WHERE user_id = $2),
-                 (SELECT email FROM contacts WHERE user_id = $2))
-             AND sent_at <= $1"
-        );
+        let latest = |kind: &str, k: u8, window: &str| {
+            format!(
+                "(SELECT id, '{kind}' AS kind, {k} AS k FROM outbox
+                  WHERE status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
+                    AND user_id IN (w.user_id,
+                        (SELECT phone FROM contacts WHERE user_id = w.user_id),
+                        (SELECT email FROM contacts WHERE user_id = w.user_id))
+                    AND sent_at <= w.at AND sent_at > w.at - {window}
+                  ORDER BY sent_at DESC, id DESC LIMIT 1)"
+            )
+        };
         format!(
             "INSERT INTO send_outcomes (job_id, kind, at)
-             SELECT id, kind, $1 FROM (
-                 (SELECT id, 'replied' AS kind FROM outbox WHERE {latest} AND sent_at > $1 - $3
-                  ORDER BY sent_at DESC, id DESC LIMIT 1)
-                 UNION ALL
-                 (SELECT id, 'came_back' AS kind FROM outbox WHERE {latest} AND sent_at > $1 - $4
-                  ORDER BY sent_at DESC, id DESC LIMIT 1)
-             ) AS latest
-             ON CONFLICT (job_id, kind) DO NOTHING"
+             SELECT l.id, l.kind, w.at
+             FROM UNNEST($1::text[], $2::bigint[]) WITH ORDINALITY AS w (user_id, at, n)
+             CROSS JOIN LATERAL ({} UNION ALL {}) AS l
+             ORDER BY w.n, l.k
+             ON CONFLICT (job_id, kind) DO NOTHING",
+            latest("replied", 0, "$3"),
+            latest("came_back", 1, "$4")
         )
     })
 }
 
-/// Records firings and the outcome signals of a batch of effects, inside `tx`.
+/// Records firings and the outcome signals of a batch of effects, inside `tx`: one statement
+/// per kind of signal.
 pub(super) async fn apply<'e>(
     tx: &mut Transaction<'static, Postgres>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
@@ -55,47 +60,45 @@ pub(super) async fn apply<'e>(
         .execute(&mut **tx)
         .await?;
     }
-    for signal in effects.flat_map(|e| &e.outcomes) {
-        match signal {
-            OutcomeSignal::Receipt {
-                kind,
-                provider_ids,
-                at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO send_outcomes (job_id, kind, at)
-                     SELECT id, $1, $2 FROM outbox WHERE provider_id = ANY($3)
-                     ON CONFLICT (job_id, kind) DO NOTHING",
-                )
-                .bind(kind.as_str())
-                .bind(at)
-                .bind(provider_ids)
-                .execute(&mut **tx)
-                .await?;
-            }
-            OutcomeSignal::Job { kind, job_id, at } => {
-                sqlx::query(
-                    "INSERT INTO send_outcomes (job_id, kind, at)
-                     SELECT id, $1, $2 FROM outbox WHERE id = $3
-                     ON CONFLICT (job_id, kind) DO NOTHING",
-                )
-                .bind(kind.as_str())
-                .bind(at)
-                .bind(job_id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            OutcomeSignal::Fired { .. } => {} // counted above
-            OutcomeSignal::Wrote { user_id, at } => {
-                sqlx::query(latest_sends())
-                    .bind(at)
-                    .bind(user_id)
-                    .bind(REPLY_WINDOW_MS)
-                    .bind(COME_BACK_WINDOW_MS)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+    let rows = SignalRows::of(effects);
+    if !rows.receipts.is_empty() {
+        sqlx::query(
+            "INSERT INTO send_outcomes (job_id, kind, at)
+             SELECT o.id, r.kind, r.at
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS r (kind, provider_id, at, n)
+             JOIN outbox o ON o.provider_id = r.provider_id
+             ORDER BY r.n
+             ON CONFLICT (job_id, kind) DO NOTHING",
+        )
+        .bind(rows.receipts.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(rows.receipts.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(rows.receipts.iter().map(|r| r.2).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !rows.jobs.is_empty() {
+        sqlx::query(
+            "INSERT INTO send_outcomes (job_id, kind, at)
+             SELECT o.id, r.kind, r.at
+             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r (kind, job_id, at, n)
+             JOIN outbox o ON o.id = r.job_id
+             ORDER BY r.n
+             ON CONFLICT (job_id, kind) DO NOTHING",
+        )
+        .bind(rows.jobs.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(rows.jobs.iter().map(|r| r.1).collect::<Vec<_>>())
+        .bind(rows.jobs.iter().map(|r| r.2).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !rows.wrote.is_empty() {
+        sqlx::query(latest_sends())
+            .bind(rows.wrote.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(rows.wrote.iter().map(|r| r.1).collect::<Vec<_>>())
+            .bind(REPLY_WINDOW_MS)
+            .bind(COME_BACK_WINDOW_MS)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

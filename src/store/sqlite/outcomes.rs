@@ -4,39 +4,47 @@
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::report::{
-    Counts, HandoffRow, JobCount, OutcomeCount, OutcomeSignal, COME_BACK_WINDOW_MS,
+    Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
     CUSTOMER_MESSAGE_SQL, REPLY_WINDOW_MS,
 };
 use crate::store::{Effects, Result};
 
 /// Credits `replied` to the latest message sent to a user (or to their phone or email) within
 /// 24 h before they wrote, and `came_back` to the latest within 7 days; at most once per job
-/// and kind. `?1` when they wrote, `?2` the user, `?3` / `?4` the windows.
+/// and kind, the earliest writing first. `?1` the writings (`[[user, at], …]`), `?2` / `?3`
+/// the windows.
 fn latest_sends() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        let latest = format!(
-            "status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
-             AND user_id IN (?2,
-                 (SELECT phone FROM contacts WHERE user_id = ?2),
-                 (SELECT email FROM contacts WHERE user_id = ?2))
-             AND sent_at <= ?1"
-        );
+        let latest = |window: &str| {
+            format!(
+                "(SELECT id FROM outbox
+                  WHERE status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
+                    AND user_id IN (w.user_id,
+                        (SELECT phone FROM contacts WHERE user_id = w.user_id),
+                        (SELECT email FROM contacts WHERE user_id = w.user_id))
+                    AND sent_at <= w.at AND sent_at > w.at - {window}
+                  ORDER BY sent_at DESC, id DESC LIMIT 1)"
+            )
+        };
         format!(
-            "INSERT INTO send_outcomes (job_id, kind, at)
-             SELECT id, kind, ?1 FROM (
-                 SELECT id, 'replied' AS kind FROM (SELECT id FROM outbox
-                     WHERE {latest} AND sent_at > ?1 - ?3 ORDER BY sent_at DESC, id DESC LIMIT 1)
+            "WITH w (n, user_id, at) AS (
+                 SELECT key, value ->> 0, value ->> 1 FROM json_each(?1))
+             INSERT INTO send_outcomes (job_id, kind, at)
+             SELECT id, kind, at FROM (
+                 SELECT {} AS id, 'replied' AS kind, w.at AS at, w.n AS n, 0 AS k FROM w
                  UNION ALL
-                 SELECT id, 'came_back' AS kind FROM (SELECT id FROM outbox
-                     WHERE {latest} AND sent_at > ?1 - ?4 ORDER BY sent_at DESC, id DESC LIMIT 1)
-             ) WHERE true
-             ON CONFLICT (job_id, kind) DO NOTHING"
+                 SELECT {}, 'came_back', w.at, w.n, 1 FROM w)
+             WHERE id IS NOT NULL ORDER BY n, k
+             ON CONFLICT (job_id, kind) DO NOTHING",
+            latest("?2"),
+            latest("?3")
         )
     })
 }
 
-/// Records firings and the outcome signals of a batch of effects, inside `tx`.
+/// Records firings and the outcome signals of a batch of effects, inside `tx`: one statement
+/// per kind of signal.
 pub(super) async fn apply<'e>(
     tx: &mut Transaction<'static, Sqlite>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
@@ -57,48 +65,38 @@ pub(super) async fn apply<'e>(
         .execute(&mut **tx)
         .await?;
     }
-    for signal in effects.flat_map(|e| &e.outcomes) {
-        match signal {
-            OutcomeSignal::Receipt {
-                kind,
-                provider_ids,
-                at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO send_outcomes (job_id, kind, at)
-                     SELECT id, ?1, ?2 FROM outbox
-                     WHERE provider_id IN (SELECT value FROM json_each(?3))
-                     ON CONFLICT (job_id, kind) DO NOTHING",
-                )
-                .bind(kind.as_str())
-                .bind(at)
-                .bind(serde_json::to_string(provider_ids).expect("strings serialise"))
-                .execute(&mut **tx)
-                .await?;
-            }
-            OutcomeSignal::Job { kind, job_id, at } => {
-                sqlx::query(
-                    "INSERT INTO send_outcomes (job_id, kind, at)
-                     SELECT id, ?1, ?2 FROM outbox WHERE id = ?3
-                     ON CONFLICT (job_id, kind) DO NOTHING",
-                )
-                .bind(kind.as_str())
-                .bind(at)
-                .bind(job_id)
-                .execute(&mut **tx)
-                .await?;
-            }
-            OutcomeSignal::Fired { .. } => {} // counted above
-            OutcomeSignal::Wrote { user_id, at } => {
-                sqlx::query(latest_sends())
-                    .bind(at)
-                    .bind(user_id)
-                    .bind(REPLY_WINDOW_MS)
-                    .bind(COME_BACK_WINDOW_MS)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
+    let rows = SignalRows::of(effects);
+    if !rows.receipts.is_empty() {
+        sqlx::query(
+            "INSERT INTO send_outcomes (job_id, kind, at)
+             SELECT o.id, r.value ->> 0, r.value ->> 2
+             FROM json_each(?1) r JOIN outbox o ON o.provider_id = r.value ->> 1
+             WHERE true ORDER BY r.key
+             ON CONFLICT (job_id, kind) DO NOTHING",
+        )
+        .bind(serde_json::to_string(&rows.receipts).expect("rows serialise"))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !rows.jobs.is_empty() {
+        sqlx::query(
+            "INSERT INTO send_outcomes (job_id, kind, at)
+             SELECT o.id, r.value ->> 0, r.value ->> 2
+             FROM json_each(?1) r JOIN outbox o ON o.id = r.value ->> 1
+             WHERE true ORDER BY r.key
+             ON CONFLICT (job_id, kind) DO NOTHING",
+        )
+        .bind(serde_json::to_string(&rows.jobs).expect("rows serialise"))
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !rows.wrote.is_empty() {
+        sqlx::query(latest_sends())
+            .bind(serde_json::to_string(&rows.wrote).expect("rows serialise"))
+            .bind(REPLY_WINDOW_MS)
+            .bind(COME_BACK_WINDOW_MS)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
