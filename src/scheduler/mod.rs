@@ -392,12 +392,14 @@ async fn campaigns(
                 .any(|t| matches!(t, crate::rules::EntryTrigger::TagAdded(_)))
     });
     // Each batch moves its members on (or out), so the next query finds the rest. A member that
-    // did not move (a change raced it) is not taken again in this tick.
+    // did not move (a change raced it) is not taken again in this tick. Up to fifty chunks a
+    // batch: each batch starts the pipeline anew (its query, first load and last write overlap
+    // nothing).
     let mut seen: BTreeSet<(String, String, i64)> = BTreeSet::new();
     loop {
         let mut due = ctx
             .store
-            .due_campaign_members(Some(&enabled), now, (page * 10) as i64)
+            .due_campaign_members(Some(&enabled), now, (page * 50) as i64)
             .await?
             .into_iter()
             .filter(|m| seen.insert((m.campaign.clone(), m.contact_id.clone(), m.step)))
