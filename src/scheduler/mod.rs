@@ -285,10 +285,11 @@ async fn apply(
 /// Decides `chunks` one after the other while the next chunk's state is loaded and the previous
 /// chunk's decisions are written: reads, evaluation and writes overlap. `users` names the
 /// contacts of a chunk (a contact is in one chunk only); `decide` turns a chunk into decisions.
+/// The state holds the contacts' lists when `lists`, their memberships when `campaigns`.
 async fn pipeline<T, U, D>(
     ctx: &TickContext,
     chunks: Vec<Vec<T>>,
-    lists: bool,
+    (lists, campaigns): (bool, bool),
     report: &mut TickReport,
     users: U,
     mut decide: D,
@@ -297,7 +298,6 @@ where
     U: Fn(&[T]) -> Vec<String>,
     D: FnMut(&[T], &mut BatchState, &mut TickReport) -> Vec<Decision>,
 {
-    let campaigns = !ctx.engine.rule_set().campaigns().is_empty();
     let load = |chunk: &[T]| {
         let store = ctx.store.clone();
         let ids = users(chunk);
@@ -383,13 +383,23 @@ async fn campaigns(
         .campaigns()
         .iter()
         .any(|c| uses_lists(&c.exit_if) || c.steps.iter().any(|s| uses_lists(&s.rule.conditions)));
+    // A member's step reads its other memberships only to check goals and to enter campaigns
+    // on the tags the step added; without those, the due rows are all a step needs of them.
+    let memberships = rules.campaigns().iter().any(|c| {
+        !c.exit_if.is_empty()
+            || c.enter_on
+                .iter()
+                .any(|t| matches!(t, crate::rules::EntryTrigger::TagAdded(_)))
+    });
     // Each batch moves its members on (or out), so the next query finds the rest. A member that
-    // did not move (a change raced it) is not taken again in this tick.
+    // did not move (a change raced it) is not taken again in this tick. Up to fifty chunks a
+    // batch: each batch starts the pipeline anew (its query, first load and last write overlap
+    // nothing).
     let mut seen: BTreeSet<(String, String, i64)> = BTreeSet::new();
     loop {
         let mut due = ctx
             .store
-            .due_campaign_members(Some(&enabled), now, (page * 10) as i64)
+            .due_campaign_members(Some(&enabled), now, (page * 50) as i64)
             .await?
             .into_iter()
             .filter(|m| seen.insert((m.campaign.clone(), m.contact_id.clone(), m.step)))
@@ -413,7 +423,7 @@ async fn campaigns(
         pipeline(
             ctx,
             chunks,
-            lists,
+            (lists, memberships),
             report,
             |ms: &[CampaignMember]| {
                 let mut u: Vec<String> = ms.iter().map(|m| m.contact_id.clone()).collect();
@@ -843,7 +853,7 @@ async fn reactivation(
     pipeline(
         ctx,
         chunks,
-        lists,
+        (lists, !rules.campaigns().is_empty()),
         report,
         <[String]>::to_vec,
         |chunk, state, report| {

@@ -1561,13 +1561,15 @@ async fn apply_campaign_changes(
                         n.push(*next_at);
                     }
                 }
+                // `contact_id = ANY` reads just these members through an index; joined on the
+                // key alone, the planner may merge-join along the whole contact index.
                 sqlx::query(
                     "UPDATE campaign_members m SET step = t.s, next_at = t.n,
                         status = CASE WHEN t.n IS NULL THEN 'done' ELSE 'active' END, updated_at = $6
                      FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
                           AS t(c, u, f, s, n)
-                     WHERE m.campaign = t.c AND m.contact_id = t.u AND m.status = 'active'
-                       AND m.step = t.f",
+                     WHERE m.contact_id = ANY($2) AND m.campaign = t.c AND m.contact_id = t.u
+                       AND m.status = 'active' AND m.step = t.f",
                 )
                 .bind(&c)
                 .bind(&u)

@@ -1460,36 +1460,37 @@ async fn apply_campaign_changes<'a>(
                 .position(|c| !matches!(c, CampaignChange::Advance { .. }))
                 .map_or(changes.len(), |p| i + p);
             for chunk in changes[i..end].chunks(1000) {
-                let rows: Vec<serde_json::Value> = chunk
-                    .iter()
-                    .filter_map(|c| match c {
-                        CampaignChange::Advance {
-                            campaign,
-                            contact_id,
-                            from_step,
-                            step,
-                            next_at,
-                        } => Some(serde_json::json!([
-                            campaign, contact_id, from_step, step, next_at
-                        ])),
-                        _ => None,
-                    })
-                    .collect();
-                sqlx::query(
-                    // The primary key's index (SQLite names it so), or the planner may scan
-                    // the table for every row of the batch.
-                    "UPDATE campaign_members INDEXED BY sqlite_autoindex_campaign_members_1
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH j (c, u, f, s, n) AS (");
+                qb.push_values(chunk, |mut b, c| {
+                    if let CampaignChange::Advance {
+                        campaign,
+                        contact_id,
+                        from_step,
+                        step,
+                        next_at,
+                    } = c
+                    {
+                        b.push_bind(campaign)
+                            .push_bind(contact_id)
+                            .push_bind(from_step)
+                            .push_bind(step)
+                            .push_bind(next_at);
+                    }
+                });
+                // The primary key's index (SQLite names it so), or the planner may scan the
+                // table for every row of the batch.
+                qb.push(
+                    ") UPDATE campaign_members INDEXED BY sqlite_autoindex_campaign_members_1
                         SET step = j.s, next_at = j.n,
-                        status = CASE WHEN j.n IS NULL THEN 'done' ELSE 'active' END, updated_at = ?2
-                     FROM (SELECT value ->> 0 AS c, value ->> 1 AS u, value ->> 2 AS f,
-                                  value ->> 3 AS s, value ->> 4 AS n FROM json_each(?1)) AS j
+                        status = CASE WHEN j.n IS NULL THEN 'done' ELSE 'active' END, updated_at = ",
+                )
+                .push_bind(now)
+                .push(
+                    " FROM j
                      WHERE campaign_members.campaign = j.c AND campaign_members.contact_id = j.u
                        AND campaign_members.status = 'active' AND campaign_members.step = j.f",
-                )
-                .bind(serde_json::Value::Array(rows).to_string())
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
+                );
+                qb.build().execute(&mut **tx).await?;
             }
             i = end;
             continue;
