@@ -127,8 +127,9 @@ async fn count(db: &Db, sql: &str, binds: &[i64]) -> i64 {
     }
 }
 
-/// What autovacuum keeps up to date on a live database: the tables' statistics (plans made for
-/// their real sizes) and PostgreSQL's visibility map (index-only scans).
+/// What a live database keeps up to date: the tables' statistics (plans made for their real
+/// sizes) and PostgreSQL's visibility map (index-only scans) — autovacuum on PostgreSQL, the
+/// service's `PRAGMA optimize` at start and hourly on SQLite (`src/store/sqlite.rs`).
 async fn analyze(kind: &str, db: &Db) {
     let sql = if kind == "postgres" {
         "VACUUM ANALYZE"

@@ -2,12 +2,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// mimalloc instead of glibc's malloc: the webhook path allocates and frees many small buffers
-// across threads (hyper, serde_json, sqlx rows); glibc spent ~11 % of the server's CPU in
-// malloc/free/consolidate under the webhook load (perf, README "Benchmarks").
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "zaloflow",

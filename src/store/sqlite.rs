@@ -28,6 +28,9 @@ pub struct SqliteStore {
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// A WAL this long (frames of 4 KiB: 32 MiB) is restarted from its beginning.
 const RESTART_WAL_AT: i64 = 8192;
+/// How often the query planner's statistics are refreshed (`PRAGMA optimize`: ANALYZE of the
+/// tables whose statistics are missing or stale), as PostgreSQL's autovacuum does on its side.
+const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -109,10 +112,23 @@ async fn checkpointer(
         }
         Ok(wal_frames)
     }
+    // At start (0x10002: also tables never analysed, with a row limit that keeps it quick on
+    // a large file), then every OPTIMIZE_EVERY.
+    let mut optimize = Some("PRAGMA optimize=0x10002");
+    let mut optimized = std::time::Instant::now();
     loop {
+        if let Some(sql) = optimize.take() {
+            if let Err(e) = sqlx::query(sql).execute(&writer).await {
+                tracing::debug!(error = %e, "PRAGMA optimize skipped");
+            }
+            optimized = std::time::Instant::now();
+        }
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+        }
+        if optimized.elapsed() >= OPTIMIZE_EVERY {
+            optimize = Some("PRAGMA optimize");
         }
         let result = match checkpoint(&reader, "PASSIVE").await {
             Ok(frames) if frames >= RESTART_WAL_AT => checkpoint(&writer, "RESTART").await,
