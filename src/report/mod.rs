@@ -172,19 +172,40 @@ pub fn fire_hours<'a>(
         .collect()
 }
 
+/// The conditions on an `outbox` row for it to be credited when user `w.user_id` wrote at
+/// `w.at`: a rule's message sent to them (or to their phone or email) at most `window` ms
+/// before. Both stores build their statement around it.
+pub fn credited_send_sql(window: &str) -> String {
+    format!(
+        "status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
+         AND user_id IN (w.user_id,
+             (SELECT phone FROM contacts WHERE user_id = w.user_id),
+             (SELECT email FROM contacts WHERE user_id = w.user_id))
+         AND sent_at <= w.at AND sent_at > w.at - {window}"
+    )
+}
+
+/// An outcome to credit to the job a key names: (kind, key, at).
+pub type Credit = (&'static str, String, i64);
+
 /// A batch's outcome signals as rows, in order, so the store credits each kind of signal with
 /// one statement per batch rather than one per event.
 #[derive(Debug, Default)]
 pub struct SignalRows<'a> {
-    /// (kind, provider message id, at) for each id a receipt names.
-    pub receipts: Vec<(&'static str, &'a str, i64)>,
+    /// For each id a receipt names: (kind, provider message id, at).
+    pub receipts: Vec<Credit>,
     /// (kind, outbox job id, at).
-    pub jobs: Vec<(&'static str, i64, i64)>,
+    pub jobs: Vec<Credit>,
     /// (user id, at) for each time a user wrote.
     pub wrote: Vec<(&'a str, i64)>,
 }
 
 impl<'a> SignalRows<'a> {
+    /// Receipts and email jobs, each with the `outbox` column its key names.
+    pub fn credits(&self) -> [(&'static str, &[Credit]); 2] {
+        [("provider_id", &self.receipts), ("id", &self.jobs)]
+    }
+
     pub fn of(effects: impl Iterator<Item = &'a crate::store::Effects>) -> Self {
         let mut rows = SignalRows::default();
         for signal in effects.flat_map(|e| &e.outcomes) {
@@ -196,10 +217,10 @@ impl<'a> SignalRows<'a> {
                 } => rows.receipts.extend(
                     provider_ids
                         .iter()
-                        .map(|id| (kind.as_str(), id.as_str(), *at)),
+                        .map(|id| (kind.as_str(), id.clone(), *at)),
                 ),
                 OutcomeSignal::Job { kind, job_id, at } => {
-                    rows.jobs.push((kind.as_str(), *job_id, *at))
+                    rows.jobs.push((kind.as_str(), job_id.to_string(), *at))
                 }
                 OutcomeSignal::Wrote { user_id, at } => rows.wrote.push((user_id.as_str(), *at)),
                 OutcomeSignal::Fired { .. } => {} // counted by fire_hours

@@ -4,7 +4,7 @@
 use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::report::{
-    Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
+    credited_send_sql, Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
     CUSTOMER_MESSAGE_SQL, REPLY_WINDOW_MS,
 };
 use crate::store::{Effects, Result};
@@ -18,13 +18,9 @@ fn latest_sends() -> &'static str {
     SQL.get_or_init(|| {
         let latest = |kind: &str, k: u8, window: &str| {
             format!(
-                "(SELECT id, '{kind}' AS kind, {k} AS k FROM outbox
-                  WHERE status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
-                    AND user_id IN (w.user_id,
-                        (SELECT phone FROM contacts WHERE user_id = w.user_id),
-                        (SELECT email FROM contacts WHERE user_id = w.user_id))
-                    AND sent_at <= w.at AND sent_at > w.at - {window}
-                  ORDER BY sent_at DESC, id DESC LIMIT 1)"
+                "(SELECT id, '{kind}' AS kind, {k} AS k FROM outbox WHERE {}
+                  ORDER BY sent_at DESC, id DESC LIMIT 1)",
+                credited_send_sql(window)
             )
         };
         format!(
@@ -61,33 +57,27 @@ pub(super) async fn apply<'e>(
         .await?;
     }
     let rows = SignalRows::of(effects);
-    if !rows.receipts.is_empty() {
-        sqlx::query(
+    for (column, credits) in rows.credits() {
+        if credits.is_empty() {
+            continue;
+        }
+        // Keys are text: a job id is cast back to match the key's type of `outbox.id`.
+        let key = if column == "id" {
+            "r.key::bigint"
+        } else {
+            "r.key"
+        };
+        sqlx::query(&format!(
             "INSERT INTO send_outcomes (job_id, kind, at)
              SELECT o.id, r.kind, r.at
-             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS r (kind, provider_id, at, n)
-             JOIN outbox o ON o.provider_id = r.provider_id
+             FROM UNNEST($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS r (kind, key, at, n)
+             JOIN outbox o ON o.{column} = {key}
              ORDER BY r.n
-             ON CONFLICT (job_id, kind) DO NOTHING",
-        )
-        .bind(rows.receipts.iter().map(|r| r.0).collect::<Vec<_>>())
-        .bind(rows.receipts.iter().map(|r| r.1).collect::<Vec<_>>())
-        .bind(rows.receipts.iter().map(|r| r.2).collect::<Vec<_>>())
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !rows.jobs.is_empty() {
-        sqlx::query(
-            "INSERT INTO send_outcomes (job_id, kind, at)
-             SELECT o.id, r.kind, r.at
-             FROM UNNEST($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS r (kind, job_id, at, n)
-             JOIN outbox o ON o.id = r.job_id
-             ORDER BY r.n
-             ON CONFLICT (job_id, kind) DO NOTHING",
-        )
-        .bind(rows.jobs.iter().map(|r| r.0).collect::<Vec<_>>())
-        .bind(rows.jobs.iter().map(|r| r.1).collect::<Vec<_>>())
-        .bind(rows.jobs.iter().map(|r| r.2).collect::<Vec<_>>())
+             ON CONFLICT (job_id, kind) DO NOTHING"
+        ))
+        .bind(credits.iter().map(|r| r.0).collect::<Vec<_>>())
+        .bind(credits.iter().map(|r| r.1.as_str()).collect::<Vec<_>>())
+        .bind(credits.iter().map(|r| r.2).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;
     }

@@ -4,7 +4,7 @@
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::report::{
-    Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
+    credited_send_sql, Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
     CUSTOMER_MESSAGE_SQL, REPLY_WINDOW_MS,
 };
 use crate::store::{Effects, Result};
@@ -18,13 +18,9 @@ fn latest_sends() -> &'static str {
     SQL.get_or_init(|| {
         let latest = |window: &str| {
             format!(
-                "(SELECT id FROM outbox
-                  WHERE status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
-                    AND user_id IN (w.user_id,
-                        (SELECT phone FROM contacts WHERE user_id = w.user_id),
-                        (SELECT email FROM contacts WHERE user_id = w.user_id))
-                    AND sent_at <= w.at AND sent_at > w.at - {window}
-                  ORDER BY sent_at DESC, id DESC LIMIT 1)"
+                "(SELECT id FROM outbox WHERE {}
+                  ORDER BY sent_at DESC, id DESC LIMIT 1)",
+                credited_send_sql(window)
             )
         };
         format!(
@@ -66,27 +62,24 @@ pub(super) async fn apply<'e>(
         .await?;
     }
     let rows = SignalRows::of(effects);
-    if !rows.receipts.is_empty() {
-        sqlx::query(
+    for (column, credits) in rows.credits() {
+        if credits.is_empty() {
+            continue;
+        }
+        // Keys are text: a job id is cast back to match the type of `outbox.id`.
+        let key = if column == "id" {
+            "CAST(r.value ->> 1 AS INTEGER)"
+        } else {
+            "r.value ->> 1"
+        };
+        sqlx::query(&format!(
             "INSERT INTO send_outcomes (job_id, kind, at)
              SELECT o.id, r.value ->> 0, r.value ->> 2
-             FROM json_each(?1) r JOIN outbox o ON o.provider_id = r.value ->> 1
+             FROM json_each(?1) r JOIN outbox o ON o.{column} = {key}
              WHERE true ORDER BY r.key
-             ON CONFLICT (job_id, kind) DO NOTHING",
-        )
-        .bind(serde_json::to_string(&rows.receipts).expect("rows serialise"))
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !rows.jobs.is_empty() {
-        sqlx::query(
-            "INSERT INTO send_outcomes (job_id, kind, at)
-             SELECT o.id, r.value ->> 0, r.value ->> 2
-             FROM json_each(?1) r JOIN outbox o ON o.id = r.value ->> 1
-             WHERE true ORDER BY r.key
-             ON CONFLICT (job_id, kind) DO NOTHING",
-        )
-        .bind(serde_json::to_string(&rows.jobs).expect("rows serialise"))
+             ON CONFLICT (job_id, kind) DO NOTHING"
+        ))
+        .bind(serde_json::to_string(credits).expect("rows serialise"))
         .execute(&mut **tx)
         .await?;
     }
