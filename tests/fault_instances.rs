@@ -152,31 +152,14 @@ async fn three_instances_one_killed_then_three_ticks_of_one_instant() {
     assert_eq!(welcome_like, 0);
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("morning.yaml"), MORNING).unwrap();
-    let o = zaloflow::fakes::zalo::FakeZaloOptions::default();
     let at = (chrono::Utc::now() + chrono::Duration::days(1))
         .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
         .format("%Y-%m-%dT09:00:00+07:00")
         .to_string();
     let runs: Vec<_> = (0..3)
         .map(|_| {
-            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"));
-            cmd.args(["tick", "--at", &at])
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap_or_default())
-                .env("DATABASE_URL", &url)
-                .env("ZALOFLOW_RULES", rules.path())
-                .env("ZALOFLOW_CONFIG", "/nonexistent.toml")
-                .env("ZALO_APP_ID", APP_ID)
-                .env("ZALO_OA_SECRET_KEY", OA_KEY)
-                .env("ZALO_API_BASE", zalo.base_url())
-                .env("ZALO_OAUTH_BASE", zalo.base_url())
-                .env("ZALO_ZNS_BASE", zalo.base_url())
-                .env("ZALO_APP_SECRET", &o.app_secret)
-                .env("ZALO_ACCESS_TOKEN", &o.access_token)
-                .env("ZALO_REFRESH_TOKEN", &o.refresh_token)
-                .env("ZALOFLOW_ZALO_RATE", RATE.to_string())
-                .env("RUST_LOG", "error");
-            cmd.output()
+            tokio::process::Command::from(tick_command(&at, &url, rules.path(), &zalo, RATE))
+                .output()
         })
         .collect();
     let mut outputs = Vec::new();

@@ -78,23 +78,7 @@ async fn zalo_slow_5xx_rate_limited_and_token_bursts() {
     // serve's last calls are a second old, so the two never share a one-second window.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let at = (chrono::Utc::now() + chrono::Duration::minutes(2)).to_rfc3339();
-    let o = zaloflow::fakes::zalo::FakeZaloOptions::default();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"))
-        .args(["tick", "--at", &at])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", db.url())
-        .env("ZALOFLOW_RULES", setup.rules.path())
-        .env("ZALOFLOW_CONFIG", "/nonexistent.toml")
-        .env("ZALO_APP_ID", APP_ID)
-        .env("ZALO_OA_SECRET_KEY", OA_KEY)
-        .env("ZALO_API_BASE", zalo.base_url())
-        .env("ZALO_OAUTH_BASE", zalo.base_url())
-        .env("ZALO_ZNS_BASE", zalo.base_url())
-        .env("ZALO_APP_SECRET", &o.app_secret)
-        .env("ZALO_ACCESS_TOKEN", &o.access_token)
-        .env("ZALO_REFRESH_TOKEN", &o.refresh_token)
-        .env("ZALOFLOW_ZALO_RATE", RATE.to_string())
+    let out = tick_command(&at, db.url(), setup.rules.path(), &zalo, RATE)
         .output()
         .unwrap();
     assert!(

@@ -75,28 +75,15 @@ impl Setup {
 
     /// Starts one instance on `port` (does not wait for it).
     pub fn spawn(&self, port: u16) -> Service {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zaloflow"));
-        cmd.arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", &self.db_url)
-            .env("ZALO_APP_ID", APP_ID)
-            .env("ZALO_OA_SECRET_KEY", OA_KEY)
-            .env("ZALOFLOW_RULES", self.rules.path())
-            .env("ZALOFLOW_CONFIG", "/nonexistent.toml")
-            .env("RUST_LOG", "error")
+        let mut cmd = zaloflow_command(
+            &["serve"],
+            &self.db_url,
+            self.rules.path(),
+            self.zalo_base.as_deref(),
+        );
+        cmd.env("PORT", port.to_string())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        if let Some(base) = &self.zalo_base {
-            let o = FakeZaloOptions::default();
-            cmd.env("ZALO_API_BASE", base)
-                .env("ZALO_OAUTH_BASE", base)
-                .env("ZALO_ZNS_BASE", base)
-                .env("ZALO_APP_SECRET", o.app_secret)
-                .env("ZALO_ACCESS_TOKEN", o.access_token)
-                .env("ZALO_REFRESH_TOKEN", o.refresh_token);
-        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -112,6 +99,49 @@ impl Setup {
         s.wait_ready().await;
         s
     }
+}
+
+/// A `zaloflow` process of these tests: nothing inherited but `PATH`, no config file, the
+/// webhook keys, `rules`, and with a fake Zalo at `zalo_base` its addresses and tokens.
+pub fn zaloflow_command(
+    args: &[&str],
+    db_url: &str,
+    rules: &std::path::Path,
+    zalo_base: Option<&str>,
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_zaloflow"));
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", db_url)
+        .env("ZALO_APP_ID", APP_ID)
+        .env("ZALO_OA_SECRET_KEY", OA_KEY)
+        .env("ZALOFLOW_RULES", rules)
+        .env("ZALOFLOW_CONFIG", "/nonexistent.toml")
+        .env("RUST_LOG", "error");
+    if let Some(base) = zalo_base {
+        let o = FakeZaloOptions::default();
+        cmd.env("ZALO_API_BASE", base)
+            .env("ZALO_OAUTH_BASE", base)
+            .env("ZALO_ZNS_BASE", base)
+            .env("ZALO_APP_SECRET", o.app_secret)
+            .env("ZALO_ACCESS_TOKEN", o.access_token)
+            .env("ZALO_REFRESH_TOKEN", o.refresh_token);
+    }
+    cmd
+}
+
+/// `zaloflow tick --at AT` against the fake Zalo, pacing OA calls at `rate` per second.
+pub fn tick_command(
+    at: &str,
+    db_url: &str,
+    rules: &std::path::Path,
+    zalo: &FakeZalo,
+    rate: u32,
+) -> Command {
+    let mut cmd = zaloflow_command(&["tick", "--at", at], db_url, rules, Some(zalo.base_url()));
+    cmd.env("ZALOFLOW_ZALO_RATE", rate.to_string());
+    cmd
 }
 
 /// A running `zaloflow serve`; killed (SIGKILL) when dropped.
