@@ -6,7 +6,8 @@ mod common;
 use std::collections::HashMap;
 
 use zaloflow::store::{
-    self, Completion, ContactChange, DynStore, Effects, Inserted, NewInboxEvent, StoreError,
+    self, ClaimNext, Completion, ContactChange, DynStore, Effects, Inserted, NewInboxEvent,
+    StoreError,
 };
 
 async fn open(kind: &str) -> (common::Db, DynStore) {
@@ -43,6 +44,7 @@ both!(
     insert_dedupes_across_and_within_batches,
     claim_orders_and_leases,
     one_users_lane_is_never_split,
+    completing_claims_the_next_batch,
     complete_applies_effects_atomically,
     lost_lease_changes_nothing,
     failures_back_off_then_give_up,
@@ -122,6 +124,57 @@ async fn one_users_lane_is_never_split(kind: &str) {
         c.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
         ["3"]
     );
+}
+
+fn done(ids: &[i64]) -> Vec<Completion> {
+    ids.iter()
+        .map(|&inbox_id| Completion {
+            inbox_id,
+            effects: Effects::default(),
+        })
+        .collect()
+}
+
+async fn completing_claims_the_next_batch(kind: &str) {
+    let (_db, s) = open(kind).await;
+    s.insert_inbox(&[ev("1", "u1", 1), ev("2", "u1", 2), ev("3", "u2", 3)])
+        .await
+        .unwrap();
+    let a = s.claim_inbox("w", 100, 1000, 1).await.unwrap();
+    assert_eq!(a[0].dedupe_key, "1");
+    let next = ClaimNext {
+        now: 150,
+        lease_ms: 1000,
+        limit: 10,
+    };
+    // The completion is seen by the claim: u1's next event is no longer behind a lease.
+    let b = s
+        .complete_and_claim("w", &done(&[a[0].id]), 150, next)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["2", "3"]
+    );
+    assert_eq!(s.inbox_stats().await.unwrap().pending, 2);
+    // Someone else's lease: nothing is completed and nothing is claimed.
+    s.insert_inbox(&[ev("4", "u3", 4)]).await.unwrap();
+    let ids: Vec<i64> = b.iter().map(|e| e.id).collect();
+    let r = s.complete_and_claim("thief", &done(&ids), 160, next).await;
+    assert!(matches!(r, Err(StoreError::LeaseLost(_))));
+    let c = s.claim_inbox("w2", 170, 1000, 10).await.unwrap();
+    assert_eq!(
+        c.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
+        ["4"],
+        "the failed call claimed nothing"
+    );
+    // The owner completes the rest; nothing is left to claim.
+    let d = s
+        .complete_and_claim("w", &done(&ids), 180, ClaimNext { now: 180, ..next })
+        .await
+        .unwrap();
+    assert!(d.is_empty());
+    assert_eq!(s.inbox_stats().await.unwrap().pending, 1);
 }
 
 async fn complete_applies_effects_atomically(kind: &str) {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{BatchState, Engine, History};
-use crate::store::{Completion, DynStore, InboxEvent, StoreError};
+use crate::store::{ClaimNext, Completion, DynStore, InboxEvent, StoreError};
 use crate::zalo::event::{self, Event, EventKind};
 
 /// After this many attempts an event is given up and marked failed (with its error).
@@ -30,8 +30,8 @@ pub struct Processor {
     pub lease: Duration,
     pub poll: Duration,
     /// How long a wake-up waits for more events before claiming: under load the processor
-    /// takes a few large batches instead of many small ones, each batch being two write
-    /// transactions that the webhook intake's commits would otherwise queue behind.
+    /// takes a few large batches instead of many small ones, each batch being write
+    /// transactions (its claim, its completion) that the webhook intake's commits queue behind.
     pub settle: Duration,
     /// The wait instead of `settle` after a round that found at least `busy_at` events: under
     /// a burst the processor takes fewer, larger batches (each is two write transactions on
@@ -100,30 +100,39 @@ impl Processor {
     }
 
     /// Processes batches until a claim comes back short of a full batch (the backlog is taken;
-    /// what arrives meanwhile wakes the next round). Returns how many events were handled.
+    /// what arrives meanwhile wakes the next round, after `settle`). While the batches come
+    /// full, each one's completion claims the next in the same store call
+    /// (`Store::complete_and_claim`). Returns how many events were handled.
     pub async fn drain(&self, stop: &CancellationToken) -> Result<usize, StoreError> {
         let mut total = 0;
-        while !stop.is_cancelled() {
-            // Leases are wall-clock time, whatever instant the processor's clock stands for.
-            let now = crate::clock::system_now();
-            let claimed = self
-                .store
-                .claim_inbox(&self.owner, now, self.lease.as_millis() as i64, self.batch)
-                .await?;
-            if claimed.is_empty() {
-                break;
-            }
-            let full = claimed.len() as i64 >= self.batch;
+        let mut claimed = self
+            .store
+            .claim_inbox(&self.owner, self.lease_now(), self.lease_ms(), self.batch)
+            .await?;
+        while !claimed.is_empty() && !stop.is_cancelled() {
             total += claimed.len();
-            self.process_batch(claimed).await?;
-            if !full {
-                break;
-            }
+            let full = claimed.len() as i64 >= self.batch;
+            claimed = self.process_batch(claimed, full).await?;
         }
         Ok(total)
     }
 
-    async fn process_batch(&self, claimed: Vec<InboxEvent>) -> Result<(), StoreError> {
+    fn lease_ms(&self) -> i64 {
+        self.lease.as_millis() as i64
+    }
+
+    /// Leases are wall-clock time, whatever instant the processor's clock stands for.
+    fn lease_now(&self) -> i64 {
+        crate::clock::system_now()
+    }
+
+    /// Processes one claimed batch; with `claim_next`, its completion claims the next batch,
+    /// which is returned.
+    async fn process_batch(
+        &self,
+        claimed: Vec<InboxEvent>,
+        claim_next: bool,
+    ) -> Result<Vec<InboxEvent>, StoreError> {
         let mut parsed: Vec<(InboxEvent, Result<Event, String>)> =
             Vec::with_capacity(claimed.len());
         let mut users: Vec<String> = Vec::new();
@@ -173,21 +182,37 @@ impl Processor {
             }
         }
         let now = self.clock.now();
-        match self.store.complete_inbox(&self.owner, &done, now).await {
-            Ok(()) => {
+        let claim = ClaimNext {
+            now: self.lease_now(),
+            lease_ms: self.lease_ms(),
+            limit: self.batch,
+        };
+        // Events that failed to parse are still leased to us: the next claim skips them (and
+        // their users' later events) until `retry_later` below sets when they are retried.
+        let completed = if claim_next {
+            self.store
+                .complete_and_claim(&self.owner, &done, now, claim)
+                .await
+        } else {
+            (self.store.complete_inbox(&self.owner, &done, now).await).map(|()| Vec::new())
+        };
+        let next = match completed {
+            Ok(next) => {
                 if done.iter().any(|c| !c.effects.jobs.is_empty()) {
                     self.jobs_enqueued.notify_one();
                 }
                 self.committed(&done);
+                next
             }
             Err(StoreError::LeaseLost(what)) => {
                 tracing::warn!(%what, "lease lost; batch left to its new owner");
-                return Ok(());
+                return Ok(Vec::new());
             }
             Err(e) if done.len() > 1 => {
                 // One bad event must not hold the others: commit them one by one.
                 tracing::warn!(error = %e, "batch commit failed; retrying events one at a time");
-                return self.one_by_one(parsed, before).await;
+                self.one_by_one(parsed, before).await?;
+                return Ok(Vec::new());
             }
             Err(e) => {
                 for (row, _) in &parsed {
@@ -195,7 +220,7 @@ impl Processor {
                 }
                 return Err(e);
             }
-        }
+        };
         let caused: HashMap<i64, Caused> = done
             .iter()
             .map(|c| (c.inbox_id, Caused::of(&c.effects)))
@@ -204,7 +229,7 @@ impl Processor {
         for (row, e) in failed {
             self.retry_later(row, &e).await?;
         }
-        Ok(())
+        Ok(next)
     }
 
     /// Contacts, rule firings and (when rules use lists) list memberships of these users.

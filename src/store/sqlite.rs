@@ -232,55 +232,39 @@ impl Store for SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<InboxEvent>> {
-        // A single UPDATE … RETURNING is atomic by itself.
-        let mut rows: Vec<InboxEvent> = sqlx::query_as(
-            "UPDATE inbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1
-             WHERE id IN (
-                SELECT i.id FROM inbox i
-                WHERE i.status = 'pending' AND i.lease_until < ?3
-                  AND NOT EXISTS (
-                    SELECT 1 FROM inbox e
-                    WHERE e.status = 'pending' AND e.user_id = i.user_id AND i.user_id <> ''
-                      AND e.id < i.id
-                      -- held by another worker, or behind in the priority order (the user
-                      -- became a VIP meanwhile): the earlier event goes first.
-                      AND (e.lease_until >= ?3 OR e.priority < i.priority))
-                ORDER BY i.priority DESC, i.id
-                LIMIT ?4)
-             RETURNING id, dedupe_key, event_name, user_id, body, event_ts, received_at, attempts",
-        )
-        .bind(owner)
-        .bind(now + lease_ms)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?;
-        rows.sort_by_key(|r| r.id);
-        Ok(rows)
+        let mut conn = self.writer.acquire().await?;
+        let next = ClaimNext {
+            now,
+            lease_ms,
+            limit,
+        };
+        claim_inbox(&mut conn, owner, next).await
     }
 
     async fn complete_inbox(&self, owner: &str, done: &[Completion], now: i64) -> Result<()> {
         if done.is_empty() {
             return Ok(());
         }
-        let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
         let mut tx = self.begin().await?;
-        let r = sqlx::query(
-            "UPDATE inbox SET status = 'done', processed_at = ?1, lease_owner = NULL, error = NULL
-             WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?3 AND status = 'pending'",
-        )
-        .bind(now)
-        .bind(serde_json::to_string(&ids).expect("ids serialise"))
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() != ids.len() as u64 {
-            return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
-        }
-        let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
+        let handoffs = complete_inbox(&mut tx, owner, done, now).await?;
         tx.commit().await?;
         handoffs.record();
         Ok(())
+    }
+
+    async fn complete_and_claim(
+        &self,
+        owner: &str,
+        done: &[Completion],
+        now: i64,
+        next: ClaimNext,
+    ) -> Result<Vec<InboxEvent>> {
+        let mut tx = self.begin().await?;
+        let handoffs = complete_inbox(&mut tx, owner, done, now).await?;
+        let claimed = claim_inbox(&mut tx, owner, next).await?;
+        tx.commit().await?;
+        handoffs.record();
+        Ok(claimed)
     }
 
     async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
@@ -1193,6 +1177,66 @@ impl Store for SqliteStore {
     async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
         outcomes::counts(&self.reader, since, rule).await
     }
+}
+
+/// Claims the next events (see `Store::claim_inbox`); a single UPDATE … RETURNING is atomic
+/// by itself.
+async fn claim_inbox(
+    conn: &mut sqlx::SqliteConnection,
+    owner: &str,
+    next: ClaimNext,
+) -> Result<Vec<InboxEvent>> {
+    let mut rows: Vec<InboxEvent> = sqlx::query_as(
+        "UPDATE inbox SET lease_owner = ?1, lease_until = ?2, attempts = attempts + 1
+         WHERE id IN (
+            SELECT i.id FROM inbox i
+            WHERE i.status = 'pending' AND i.lease_until < ?3
+              AND NOT EXISTS (
+                SELECT 1 FROM inbox e
+                WHERE e.status = 'pending' AND e.user_id = i.user_id AND i.user_id <> ''
+                  AND e.id < i.id
+                  -- held by another worker, or behind in the priority order (the user
+                  -- became a VIP meanwhile): the earlier event goes first.
+                  AND (e.lease_until >= ?3 OR e.priority < i.priority))
+            ORDER BY i.priority DESC, i.id
+            LIMIT ?4)
+         RETURNING id, dedupe_key, event_name, user_id, body, event_ts, received_at, attempts",
+    )
+    .bind(owner)
+    .bind(next.now + next.lease_ms)
+    .bind(next.now)
+    .bind(next.limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.sort_by_key(|r| r.id);
+    Ok(rows)
+}
+
+/// Marks the events done and applies their effects inside `tx`; `LeaseLost` if any lease is
+/// no longer `owner`'s.
+async fn complete_inbox(
+    tx: &mut Transaction<'static, Sqlite>,
+    owner: &str,
+    done: &[Completion],
+    now: i64,
+) -> Result<crate::handoff::HandoffOutcomes> {
+    if done.is_empty() {
+        return Ok(crate::handoff::HandoffOutcomes::default());
+    }
+    let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
+    let r = sqlx::query(
+        "UPDATE inbox SET status = 'done', processed_at = ?1, lease_owner = NULL, error = NULL
+         WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?3 AND status = 'pending'",
+    )
+    .bind(now)
+    .bind(serde_json::to_string(&ids).expect("ids serialise"))
+    .bind(owner)
+    .execute(&mut **tx)
+    .await?;
+    if r.rows_affected() != ids.len() as u64 {
+        return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
+    }
+    apply_effects(tx, done.iter().map(|c| &c.effects), now).await
 }
 
 async fn apply_contact_changes(
