@@ -305,21 +305,30 @@ where
     };
     let mut next = chunks.first().map(|c| load(c));
     let mut renewed = std::time::Instant::now();
-    let mut writing: Option<Writing> = None;
+    // SQLite has one writer: a second write in flight would only queue behind the first.
+    // PostgreSQL writes two chunks at once (different contacts: no row is shared), which the
+    // drip step over 100,000 members needs, its writes taking longer than the decisions.
+    let in_flight = match ctx.store.backend() {
+        crate::store::Backend::Sqlite => 1,
+        crate::store::Backend::Postgres => 2,
+    };
+    let mut writing: std::collections::VecDeque<Writing> = std::collections::VecDeque::new();
     for i in 0..chunks.len() {
         let Some(loading) = next.take() else { break };
         let mut state = loading.await.map_err(task_failed)??;
         next = chunks.get(i + 1).map(|c| load(c));
         let decisions = decide(&chunks[i], &mut state, report);
-        if let Some(w) = writing.take() {
-            written(w, report).await?;
+        if writing.len() >= in_flight {
+            if let Some(w) = writing.pop_front() {
+                written(w, report).await?;
+            }
         }
         if !decisions.is_empty() {
             let jobs = decisions.iter().map(|d| d.effects.jobs.len()).sum();
             let n = decisions.len();
             let (store, at) = (ctx.store.clone(), ctx.clock.now());
             let h = tokio::spawn(async move { store.apply_decisions(&decisions, at).await });
-            writing = Some((h, jobs, n));
+            writing.push_back((h, jobs, n));
         }
         // Not after every chunk: on SQLite the renewal would wait for the write in flight.
         if renewed.elapsed().as_millis() as i64 > ctx.options.lease_ms / 4 {
@@ -327,7 +336,7 @@ where
             renewed = std::time::Instant::now();
         }
     }
-    if let Some(w) = writing.take() {
+    while let Some(w) = writing.pop_front() {
         written(w, report).await?;
     }
     Ok(())
