@@ -22,6 +22,7 @@ macro_rules! both {
 
 both!(
     drip_steps_on_their_days_and_times,
+    a_step_due_for_many_members_runs_in_chunks,
     blocked_weekdays_move_to_the_next_allowed_day,
     repeat_registration_on_and_off,
     every_send_method_and_leaving,
@@ -93,6 +94,38 @@ async fn drip_steps_on_their_days_and_times(kind: &str) {
     assert_eq!((m.status.as_str(), m.step, m.next_at), ("done", 4, None));
     s.tick(hcm(2027, 3, 9, 9, 0)).await;
     assert_eq!(s.sms_to(PHONE).len(), 4);
+    s.stop().await;
+}
+
+/// The tick takes due members in chunks, deciding one while earlier ones are written (two
+/// writes at once on PostgreSQL): with chunks of 4, every one of 25 members gets the step once,
+/// the report counts each send, and the same instant again sends nothing.
+async fn a_step_due_for_many_members_runs_in_chunks(kind: &str) {
+    let mut s = shop(kind, Rules::Yaml(DRIP)).await;
+    let t0 = hcm(2027, 3, 3, 15, 20);
+    let phones: Vec<String> = (0..25).map(|i| format!("849123456{i:02}")).collect();
+    for p in &phones {
+        s.register("dang_ky", &format!("phone:{p}"), p, None, &[], t0, false)
+            .await;
+    }
+    s.tick(t0).await;
+    let at = hcm(2027, 3, 3, 17, 20);
+    let mut ctx = s.context(at, "test/tick").await;
+    ctx.options.page = 4;
+    let r = zaloflow::scheduler::tick(&ctx, at).await.unwrap();
+    assert_eq!(r.campaigns["drip"].steps["sau_2h"], 25, "{r}");
+    assert_eq!(r.jobs, 25, "{r}");
+    for p in &phones {
+        assert_eq!(
+            s.sms_to(p),
+            ["Ngày 0: cảm ơn bạn đã đăng ký", "Sau 2 giờ"],
+            "{p}"
+        );
+        let m = s.member("drip", &format!("phone:{p}")).await;
+        assert_eq!(m.step, 2, "{p}");
+    }
+    let again = zaloflow::scheduler::tick(&ctx, at).await.unwrap();
+    assert_eq!(again.jobs, 0, "{again}");
     s.stop().await;
 }
 
