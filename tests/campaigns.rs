@@ -110,9 +110,7 @@ async fn a_step_due_for_many_members_runs_in_chunks(kind: &str) {
     }
     s.tick(t0).await;
     let at = hcm(2027, 3, 3, 17, 20);
-    let mut ctx = s.context(at, "test/tick").await;
-    ctx.options.page = 4;
-    let r = zaloflow::scheduler::tick(&ctx, at).await.unwrap();
+    let r = s.tick_in_chunks(at, 4).await;
     assert_eq!(r.campaigns["drip"].steps["sau_2h"], 25, "{r}");
     assert_eq!(r.jobs, 25, "{r}");
     for p in &phones {
@@ -124,7 +122,7 @@ async fn a_step_due_for_many_members_runs_in_chunks(kind: &str) {
         let m = s.member("drip", &format!("phone:{p}")).await;
         assert_eq!(m.step, 2, "{p}");
     }
-    let again = zaloflow::scheduler::tick(&ctx, at).await.unwrap();
+    let again = s.tick_in_chunks(at, 4).await;
     assert_eq!(again.jobs, 0, "{again}");
     s.stop().await;
 }

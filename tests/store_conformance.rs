@@ -109,16 +109,9 @@ async fn one_users_lane_is_never_split(kind: &str) {
         b.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
         ["2"]
     );
-    s.complete_inbox(
-        "w1",
-        &[Completion {
-            inbox_id: a[0].id,
-            effects: Effects::default(),
-        }],
-        150,
-    )
-    .await
-    .unwrap();
+    s.complete_inbox("w1", &done(&[a[0].id]), 150)
+        .await
+        .unwrap();
     let c = s.claim_inbox("w2", 200, 1000, 10).await.unwrap();
     assert_eq!(
         c.iter().map(|e| e.dedupe_key.as_str()).collect::<Vec<_>>(),
@@ -126,6 +119,7 @@ async fn one_users_lane_is_never_split(kind: &str) {
     );
 }
 
+/// Completions without effects.
 fn done(ids: &[i64]) -> Vec<Completion> {
     ids.iter()
         .map(|&inbox_id| Completion {
@@ -211,16 +205,7 @@ async fn complete_applies_effects_atomically(kind: &str) {
     assert!(c.tags.contains("new_user") && c.tags.contains("interested"));
     assert_eq!(c.fields["city"], "Hà Nội");
     // Completing twice is refused: the event is no longer pending under our lease.
-    let again = s
-        .complete_inbox(
-            "w",
-            &[Completion {
-                inbox_id: a[0].id,
-                effects: Effects::default(),
-            }],
-            30,
-        )
-        .await;
+    let again = s.complete_inbox("w", &done(&[a[0].id]), 30).await;
     assert!(matches!(again, Err(StoreError::LeaseLost(_))));
 }
 

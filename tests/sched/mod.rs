@@ -217,9 +217,16 @@ impl Shop {
 
     /// One tick at `at` (the fake Zalo's clock set to it, for its 7-day window).
     pub async fn tick(&self, at: i64) -> TickReport {
+        self.tick_in_chunks(at, scheduler::TickOptions::default().page)
+            .await
+    }
+
+    /// `tick`, deciding and writing contacts `page` at a time.
+    pub async fn tick_in_chunks(&self, at: i64, page: usize) -> TickReport {
         self.zalo
             .set_now(Some(chrono::DateTime::from_timestamp_millis(at).unwrap()));
-        let ctx = self.context(at, "test/tick").await;
+        let mut ctx = self.context(at, "test/tick").await;
+        ctx.options.page = page;
         let r = scheduler::tick(&ctx, at).await.unwrap();
         assert!(r.ran, "{r}");
         r

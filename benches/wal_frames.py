@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""WAL frames SQLite writes per inbox event, stored and completed, on the real migrations.
+
+    python3 benches/wal_frames.py [current] [merged]
+
+`current` is the schema as migrated; `merged` replaces the two per-user inbox indexes
+(`inbox_lane`, `inbox_user`) by one on (user_id, status, id). 200,000 done events are stored
+first, then 20,000 are stored in groups of 20 and completed in groups of 100 (the shapes of the
+intake's group commit and the processor's completion), with checkpoints off; the WAL's growth
+divided by the page frame size gives the frames.
+"""
+import glob
+import json
+import os
+import random
+import sqlite3
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAME = 4096 + 24  # page + frame header
+BODY = ('{"event_name":"user_send_text","sender":{"id":"%s"},'
+        '"message":{"msg_id":"%s","text":"xin chao shop oi"},"timestamp":"1"}')
+INSERT = ("INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts,"
+          " received_at%s) VALUES (?, ?, ?, ?, ?, ?, ?%s)")
+
+
+def event():
+    u, k = str(random.randrange(100000)), "k%x" % random.getrandbits(64)
+    return (k, "user_send_text", u, 0, BODY % (u, k), 1, 1)
+
+
+def run(variant):
+    path = os.path.join(tempfile.mkdtemp(), "frames.db")
+    c = sqlite3.connect(path, isolation_level=None)
+    for pragma in ("journal_mode=WAL", "wal_autocheckpoint=0", "synchronous=FULL"):
+        c.execute("PRAGMA " + pragma)
+    for f in sorted(glob.glob(os.path.join(ROOT, "migrations/sqlite/*.sql"))):
+        c.executescript(open(f).read())
+    if variant == "merged":
+        c.executescript("DROP INDEX inbox_lane; DROP INDEX inbox_user;"
+                        " CREATE INDEX inbox_user ON inbox (user_id, status, id);")
+    random.seed(1)
+    c.execute("BEGIN")
+    c.executemany(INSERT % (", status", ", 'done'"), (event() for _ in range(200000)))
+    c.execute("COMMIT")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    wal = path + "-wal"
+    before = os.path.getsize(wal)
+    n = 20000
+    for _ in range(n // 20):
+        c.execute("BEGIN")
+        c.executemany(INSERT % ("", ""), [event() for _ in range(20)])
+        c.execute("COMMIT")
+    stored = os.path.getsize(wal)
+    pending = [r[0] for r in c.execute("SELECT id FROM inbox WHERE status = 'pending' ORDER BY id")]
+    for i in range(0, len(pending), 100):
+        c.execute("BEGIN")
+        c.execute("UPDATE inbox SET status = 'done', processed_at = 1, lease_owner = NULL"
+                  " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(pending[i:i + 100]),))
+        c.execute("COMMIT")
+    completed = os.path.getsize(wal)
+    print(f"{variant}: stored {(stored - before) / FRAME / n:.2f} frames/event,"
+          f" completed {(completed - stored) / FRAME / n:.2f} frames/event")
+
+
+for v in sys.argv[1:] or ["current", "merged"]:
+    run(v)
