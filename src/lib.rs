@@ -75,11 +75,25 @@ pub async fn run_with_clock(
         Backend::Sqlite => 1,
         Backend::Postgres => 4,
     };
+    let instance = instance_id();
+    // The first inbox processor takes what this instance stores straight from the intake.
+    let (handoff, handed) = if config.inbox_workers > 0 {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let handoff = inbox::Handoff {
+            tx,
+            owner: inbox_owner(&instance, 0),
+            lease: config.inbox_lease,
+        };
+        (Some(handoff), Some(rx))
+    } else {
+        (None, None)
+    };
     let intake = Intake::start(
         store.clone(),
         writer_count,
         Duration::from_millis(1500),
         stored.clone(),
+        handoff,
         &mut writers,
     );
 
@@ -95,7 +109,6 @@ pub async fn run_with_clock(
     if let Some(w) = &rules {
         workers.spawn(w.clone().run(Duration::from_secs(1), stop.clone()));
     }
-    let instance = instance_id();
     let jobs_enqueued = Arc::new(Notify::new());
     // VIPs' webhooks go ahead in the inbox: who is a VIP is kept in memory.
     let vip = handoff::VipSet::default();
@@ -106,17 +119,18 @@ pub async fn run_with_clock(
         vip.clone()
             .run(store.clone(), Duration::from_secs(5), stop.clone()),
     );
+    let mut handed = handed;
     for n in 0..config.inbox_workers {
         let mut p = Processor::new(
             store.clone(),
             engine.clone(),
             clock.clone(),
-            format!("{instance}/inbox-{n}"),
+            inbox_owner(&instance, n),
         );
         p.jobs_enqueued = jobs_enqueued.clone();
         p.lease = config.inbox_lease;
         p.vip = Some(vip.clone());
-        workers.spawn(p.run(stored.clone(), stop.clone()));
+        workers.spawn(p.run(stored.clone(), handed.take(), stop.clone()));
     }
     // Missed handoff deadlines are escalated by the tick; this runs only when a finer
     // cadence is configured (ZALOFLOW_ESCALATION_INTERVAL).
@@ -164,6 +178,11 @@ pub async fn run_with_clock(
     while workers.join_next().await.is_some() {}
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The lease owner of this instance's `n`th inbox processor.
+fn inbox_owner(instance: &str, n: usize) -> String {
+    format!("{instance}/inbox-{n}")
 }
 
 /// Loads the rules folder and keeps watching it. A missing folder means no rules (with a

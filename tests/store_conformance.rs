@@ -6,8 +6,8 @@ mod common;
 use std::collections::HashMap;
 
 use zaloflow::store::{
-    self, ClaimNext, Completion, ContactChange, DynStore, Effects, Inserted, NewInboxEvent,
-    StoreError,
+    self, ClaimNext, Completion, ContactChange, DynStore, Effects, InboxEvent, Inserted,
+    IntakeLease, NewInboxEvent, StoreError,
 };
 
 async fn open(kind: &str) -> (common::Db, DynStore) {
@@ -52,6 +52,8 @@ both!(
     contacts_merge_changes,
     jobs_commit_with_their_event_and_dedupe,
     leases_exclude_other_owners,
+    intake_stores_rows_leased_for_the_handoff,
+    handed_events_wait_behind_earlier_ones,
 );
 
 async fn insert_dedupes_across_and_within_batches(kind: &str) {
@@ -424,4 +426,109 @@ async fn leases_exclude_other_owners(kind: &str) {
     s.save_tokens(&pair, 1).await.unwrap();
     s.save_tokens(&pair, 2).await.unwrap();
     assert_eq!(s.load_tokens().await.unwrap(), Some(pair));
+}
+
+fn keys(events: &[InboxEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.dedupe_key.as_str()).collect()
+}
+
+/// What the intake does with a handoff: rows stored already leased to the processor that will
+/// get them in memory, so nobody else claims them (nor their users' later events).
+async fn intake_stores_rows_leased_for_the_handoff(kind: &str) {
+    let (_db, s) = open(kind).await;
+    let lease = IntakeLease {
+        owner: "w0",
+        until: 10_000,
+    };
+    let ids = s
+        .store_inbox(
+            &[ev("a", "u1", 1), ev("b", "u2", 2), ev("a", "u1", 1)],
+            Some(lease),
+        )
+        .await
+        .unwrap();
+    let (a, b) = (ids[0].unwrap(), ids[1].unwrap());
+    assert!(a < b, "ids follow the batch's order: {ids:?}");
+    assert_eq!(ids[2], None, "a repeat in the batch is a duplicate");
+    s.insert_inbox(&[ev("c", "u1", 3), ev("d", "u3", 4)])
+        .await
+        .unwrap();
+    // Leased rows are not claimable, nor is u1's later event; u3's is.
+    let other = s.claim_inbox("w1", 100, 1000, 10).await.unwrap();
+    assert_eq!(keys(&other), ["d"]);
+    // The lease is w0's: its completion goes through, another owner's does not.
+    assert!(matches!(
+        s.complete_inbox("w1", &done(&[a]), 150).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    s.complete_inbox("w0", &done(&[a, b]), 150).await.unwrap();
+    let next = s.claim_inbox("w1", 200, 1000, 10).await.unwrap();
+    assert_eq!(keys(&next), ["c"]);
+    // Storing again reports the duplicates without an id.
+    let again = s
+        .store_inbox(&[ev("b", "u2", 2), ev("e", "u2", 5)], Some(lease))
+        .await
+        .unwrap();
+    assert_eq!(again[0], None);
+    assert!(again[1].unwrap() > b);
+}
+
+/// A batch handed over in memory must not overtake its users' earlier events still pending in
+/// the table (stored unleased while the processor's queue was full): those events go back to
+/// the table and are claimed after the earlier ones, in order.
+async fn handed_events_wait_behind_earlier_ones(kind: &str) {
+    use std::sync::Arc;
+    use zaloflow::clock::Clock;
+    use zaloflow::engine::Engine;
+    use zaloflow::inbox::Processor;
+
+    let (_db, s) = open(kind).await;
+    let now = zaloflow::clock::system_now();
+    s.insert_inbox(&[ev("1", "u1", 1)]).await.unwrap();
+    let batch = [ev("2", "u1", 2), ev("3", "u2", 3)];
+    let lease = IntakeLease {
+        owner: "w0",
+        until: now + 60_000,
+    };
+    let ids: Vec<i64> = s
+        .store_inbox(&batch, Some(lease))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let earlier = s
+        .inbox_pending_before(&["u1".into(), "u2".into()], ids[1], &ids)
+        .await
+        .unwrap();
+    assert_eq!(earlier.len(), 1);
+    assert_eq!(earlier[0].0, "u1");
+    let handed: Vec<InboxEvent> = batch
+        .iter()
+        .zip(&ids)
+        .map(|(e, &id)| InboxEvent {
+            id,
+            dedupe_key: e.dedupe_key.clone(),
+            event_name: e.event_name.clone(),
+            user_id: e.user_id.clone(),
+            body: e.body.clone(),
+            event_ts: e.event_ts,
+            received_at: e.received_at,
+            attempts: 1,
+        })
+        .collect();
+    let p = Processor::new(
+        s.clone(),
+        Arc::new(Engine::new()),
+        Clock::system(),
+        "w0".into(),
+    );
+    assert_eq!(p.process_handed(handed).await.unwrap(), (1, 1));
+    let stats = s.inbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.done), (2, 1), "u2's event processed");
+    // u1's two events are claimable again, together and in order; the hand-over's attempt
+    // was given back.
+    let claimed = s.claim_inbox("w1", now, 1000, 10).await.unwrap();
+    assert_eq!(keys(&claimed), ["1", "2"]);
+    assert_eq!(claimed[1].attempts, 1);
 }

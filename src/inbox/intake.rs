@@ -1,6 +1,12 @@
 //! Group commit: webhook handlers hand their event to a writer task, which stores whatever
 //! has queued up in one transaction and then answers each handler. A handler answers 200 only
 //! after that commit.
+//!
+//! With a [`Handoff`], the writer stores each batch already leased to this instance's first
+//! inbox processor and then passes the stored rows to it in memory, so no claim is written
+//! for them: each event costs the database its insert and its completion, not an insert, a
+//! claim and a completion. When the processor is behind (its queue full) a batch is stored
+//! unleased instead and claimed from the table as before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinSet;
 
-use crate::store::{DynStore, Inserted, NewInboxEvent};
+use crate::store::{DynStore, InboxEvent, Inserted, IntakeLease, NewInboxEvent};
 
 type Request = (NewInboxEvent, oneshot::Sender<Result<Inserted, String>>);
 
@@ -25,6 +31,14 @@ pub enum IntakeError {
 /// The largest batch one commit takes.
 const MAX_BATCH: usize = 512;
 
+/// Where stored events go in memory: a processor's queue, and the lease its claims would take.
+pub struct Handoff {
+    pub tx: mpsc::Sender<Vec<InboxEvent>>,
+    /// The receiving processor's lease owner.
+    pub owner: String,
+    pub lease: Duration,
+}
+
 #[derive(Clone)]
 pub struct Intake {
     tx: mpsc::Sender<Request>,
@@ -33,19 +47,23 @@ pub struct Intake {
 
 impl Intake {
     /// Starts `writers` writer tasks on `tasks`; they stop once every `Intake` clone is dropped
-    /// and the queue is drained. `stored` is notified after each commit that stored something.
+    /// and the queue is drained. Each commit that stored something goes to `handoff` or, when
+    /// there is none or its queue is full, notifies `stored`.
     pub fn start(
         store: DynStore,
         writers: usize,
         timeout: Duration,
         stored: Arc<Notify>,
+        handoff: Option<Handoff>,
         tasks: &mut JoinSet<()>,
     ) -> Intake {
         let (tx, rx) = mpsc::channel::<Request>(8192);
         let rx = Arc::new(Mutex::new(rx));
+        let handoff = handoff.map(Arc::new);
         for _ in 0..writers.max(1) {
             let (store, rx, stored) = (store.clone(), rx.clone(), stored.clone());
-            tasks.spawn(async move { writer(store, rx, stored).await });
+            let handoff = handoff.clone();
+            tasks.spawn(async move { writer(store, rx, stored, handoff).await });
         }
         Intake { tx, timeout }
     }
@@ -70,7 +88,12 @@ impl Intake {
     }
 }
 
-async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, stored: Arc<Notify>) {
+async fn writer(
+    store: DynStore,
+    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+    stored: Arc<Notify>,
+    handoff: Option<Arc<Handoff>>,
+) {
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
     loop {
         batch.clear();
@@ -84,18 +107,47 @@ async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, stored
             continue;
         }
         let (events, replies): (Vec<NewInboxEvent>, Vec<_>) = batch.drain(..).unzip();
+        // A place in the processor's queue is taken before the rows are leased to it.
+        let permit = handoff
+            .as_deref()
+            .and_then(|h| Some((h.tx.try_reserve().ok()?, h)));
+        let lease = permit.as_ref().map(|(_, h)| IntakeLease {
+            owner: &h.owner,
+            until: crate::clock::system_now() + h.lease.as_millis() as i64,
+        });
         let started = Instant::now();
-        let result = store.insert_inbox(&events).await;
+        let result = store.store_inbox(&events, lease).await;
         metrics::histogram!("zaloflow_inbox_commit_seconds").record(started.elapsed());
         metrics::histogram!("zaloflow_inbox_commit_batch_size").record(events.len() as f64);
         match result {
-            Ok(outcomes) => {
-                let any_new = outcomes.iter().any(|o| matches!(o, Inserted::Stored));
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            Ok(ids) => {
+                for (reply, id) in replies.into_iter().zip(&ids) {
+                    let outcome = match id {
+                        Some(_) => Inserted::Stored,
+                        None => Inserted::Duplicate,
+                    };
                     let _ = reply.send(Ok(outcome));
                 }
-                if any_new {
-                    stored.notify_one();
+                let fresh: Vec<InboxEvent> = events
+                    .into_iter()
+                    .zip(ids)
+                    .filter_map(|(e, id)| {
+                        Some(InboxEvent {
+                            id: id?,
+                            dedupe_key: e.dedupe_key,
+                            event_name: e.event_name,
+                            user_id: e.user_id,
+                            body: e.body,
+                            event_ts: e.event_ts,
+                            received_at: e.received_at,
+                            attempts: 1,
+                        })
+                    })
+                    .collect();
+                match permit {
+                    _ if fresh.is_empty() => {}
+                    Some((permit, _)) => permit.send(fresh),
+                    None => stored.notify_one(),
                 }
             }
             Err(e) => {

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -63,12 +63,21 @@ impl Processor {
         }
     }
 
-    /// Runs until `stop` is cancelled, waking on `stored` or every `poll`. Finishes the batch
-    /// in hand, then gives back anything still claimed.
-    pub async fn run(self, stored: Arc<Notify>, stop: CancellationToken) {
+    /// Runs until `stop` is cancelled. Events the intake hands over (`handoff`, already leased
+    /// to this processor) are processed as they come; the table is claimed from on start, when
+    /// `stored` is notified (events stored without a lease) and every `poll` (retries, expired
+    /// leases). Finishes the batch in hand, then gives back anything still leased, queued
+    /// hand-overs included.
+    pub async fn run(
+        self,
+        stored: Arc<Notify>,
+        mut handoff: Option<mpsc::Receiver<Vec<InboxEvent>>>,
+        stop: CancellationToken,
+    ) {
         let mut settle = self.settle;
+        let mut result = self.drain(&stop).await;
         loop {
-            match self.drain(&stop).await {
+            match result {
                 Ok(n) => {
                     settle = if n >= self.busy_at {
                         self.settle_busy
@@ -81,22 +90,100 @@ impl Processor {
                     metrics::counter!("zaloflow_inbox_errors_total").increment(1);
                 }
             }
-            tokio::select! {
+            let handed = async {
+                match handoff.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
                 _ = stop.cancelled() => break,
-                _ = stored.notified() => {
-                    if !settle.is_zero() {
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(settle) => {}
+                _ = stored.notified() => Wake::Stored,
+                Some(first) = handed => Wake::Handed(first),
+                _ = tokio::time::sleep(self.poll) => Wake::Poll,
+            };
+            // More events are on their way under load: wait for them, then take them at once.
+            if !matches!(wake, Wake::Poll) && !settle.is_zero() {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(settle) => {}
+                }
+            }
+            result = match (wake, handoff.as_mut()) {
+                (Wake::Handed(first), Some(rx)) => {
+                    let mut batch = first;
+                    while batch.len() < self.batch as usize {
+                        match rx.try_recv() {
+                            Ok(more) => batch.extend(more),
+                            Err(_) => break,
                         }
                     }
+                    match self.process_handed(batch).await {
+                        Ok((n, 0)) => Ok(n),
+                        Ok((n, _)) => self.drain(&stop).await.map(|m| n + m),
+                        Err(e) => Err(e),
+                    }
                 }
-                _ = tokio::time::sleep(self.poll) => {}
-            }
+                _ => self.drain(&stop).await,
+            };
+        }
+        if let Some(rx) = handoff.as_mut() {
+            rx.close();
         }
         if let Err(e) = self.store.release_inbox(&self.owner).await {
             tracing::warn!(error = %e, "could not release inbox leases");
         }
+    }
+
+    /// Processes events the intake handed over, leased to this processor at their insert. An
+    /// event whose user has an earlier event still pending outside this batch (stored while
+    /// the queue was full, or waiting for a retry) must not overtake it: such events are given
+    /// back to the table, to be claimed in order. Returns how many events were processed and
+    /// how many given back.
+    pub async fn process_handed(
+        &self,
+        mut batch: Vec<InboxEvent>,
+    ) -> Result<(usize, usize), StoreError> {
+        batch.sort_by_key(|e| e.id);
+        let Some(last) = batch.last().map(|e| e.id) else {
+            return Ok((0, 0));
+        };
+        let mut users: Vec<String> = batch
+            .iter()
+            .filter(|e| !e.user_id.is_empty())
+            .map(|e| e.user_id.clone())
+            .collect();
+        users.sort();
+        users.dedup();
+        let ids: Vec<i64> = batch.iter().map(|e| e.id).collect();
+        let earlier = self.store.inbox_pending_before(&users, last, &ids).await?;
+        let mut given_back = Vec::new();
+        if !earlier.is_empty() {
+            let mut first: HashMap<&str, i64> = HashMap::new();
+            for (user, id) in &earlier {
+                let f = first.entry(user.as_str()).or_insert(*id);
+                *f = (*f).min(*id);
+            }
+            batch.retain(|e| {
+                let wait = first.get(e.user_id.as_str()).is_some_and(|f| *f < e.id);
+                if wait {
+                    given_back.push(e.id);
+                }
+                !wait
+            });
+            if !given_back.is_empty() {
+                self.store
+                    .release_inbox_events(&self.owner, &given_back)
+                    .await?;
+            }
+            metrics::counter!("zaloflow_inbox_handoff_returned_total")
+                .increment(given_back.len() as u64);
+        }
+        let n = batch.len();
+        if n > 0 {
+            self.process_batch(batch, false).await?;
+        }
+        Ok((n, given_back.len()))
     }
 
     /// Processes batches until a claim comes back short of a full batch (the backlog is taken;
@@ -360,6 +447,16 @@ impl Processor {
             );
         }
     }
+}
+
+/// Why the processor woke.
+enum Wake {
+    /// Events were stored without a lease: claim them from the table.
+    Stored,
+    /// The intake handed these over.
+    Handed(Vec<InboxEvent>),
+    /// Time to look at the table anyway (retries, expired leases).
+    Poll,
 }
 
 /// What processing one event caused, for its log line.

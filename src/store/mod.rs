@@ -42,6 +42,16 @@ pub struct NewInboxEvent {
     pub received_at: i64,
 }
 
+/// Deliveries the intake stores already leased to this instance's processor, which receives
+/// them in memory (`crate::inbox::Handoff`): no claim is written for them. A crash loses the
+/// lease the way it loses a claim's, and the rows are taken again once it expires.
+#[derive(Debug, Clone, Copy)]
+pub struct IntakeLease<'a> {
+    pub owner: &'a str,
+    /// Wall-clock milliseconds, as the leases `claim_inbox` writes.
+    pub until: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     Stored,
@@ -568,7 +578,34 @@ pub trait Store: Send + Sync + 'static {
     // --- inbox ---
     /// Stores deliveries in one transaction (group commit); a dedupe key seen before, in the
     /// table or earlier in the same batch, is reported as a duplicate and not stored again.
-    async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>>;
+    async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
+        let ids = self.store_inbox(events, None).await?;
+        Ok(ids
+            .iter()
+            .map(|id| match id {
+                Some(_) => Inserted::Stored,
+                None => Inserted::Duplicate,
+            })
+            .collect())
+    }
+    /// `insert_inbox`, answering each delivery's new id (`None`: a duplicate). With `lease`,
+    /// the new rows are stored leased to `lease.owner` with one attempt counted, as a claim
+    /// would leave them.
+    async fn store_inbox(
+        &self,
+        events: &[NewInboxEvent],
+        lease: Option<IntakeLease<'_>>,
+    ) -> Result<Vec<Option<i64>>>;
+    /// Pending events of `users` with an id below `below` that are not among `ids`, as
+    /// `(user, id)`: what a batch handed over in memory must not overtake.
+    async fn inbox_pending_before(
+        &self,
+        users: &[String],
+        below: i64,
+        ids: &[i64],
+    ) -> Result<Vec<(String, i64)>>;
+    /// Gives these of `owner`'s leased events back, the attempt not counted.
+    async fn release_inbox_events(&self, owner: &str, ids: &[i64]) -> Result<u64>;
     /// Claims up to `limit` pending events, oldest first (higher priority first), skipping any
     /// event whose user has an earlier event leased by someone else: one user's events are
     /// never processed concurrently or out of order.
@@ -898,17 +935,16 @@ pub(crate) fn attach_tags_fields(
 }
 
 /// Maps a batch back to per-request outcomes: kept rows that the database returned were
-/// stored, everything else (seen before, or repeated in the batch) is a duplicate.
-pub(crate) fn inserted_outcomes(
+/// stored (with their new id), everything else (seen before, or repeated in the batch) is a
+/// duplicate.
+pub(crate) fn stored_ids(
     events: &[NewInboxEvent],
     keep: &[usize],
-    stored: std::collections::HashSet<String>,
-) -> Vec<Inserted> {
-    let mut out = vec![Inserted::Duplicate; events.len()];
+    stored: HashMap<String, i64>,
+) -> Vec<Option<i64>> {
+    let mut out = vec![None; events.len()];
     for &i in keep {
-        if stored.contains(&events[i].dedupe_key) {
-            out[i] = Inserted::Stored;
-        }
+        out[i] = stored.get(&events[i].dedupe_key).copied();
     }
     out
 }

@@ -56,14 +56,21 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
+    async fn store_inbox(
+        &self,
+        events: &[NewInboxEvent],
+        lease: Option<IntakeLease<'_>>,
+    ) -> Result<Vec<Option<i64>>> {
         let keep = first_occurrences(events);
-        let mut stored: std::collections::HashSet<String> =
-            std::collections::HashSet::with_capacity(keep.len());
+        let mut stored: HashMap<String, i64> = HashMap::with_capacity(keep.len());
+        let (lease_owner, lease_until, attempts) = match lease {
+            Some(l) => (Some(l.owner), l.until, 1i32),
+            None => (None, 0, 0),
+        };
         let mut tx = self.pool.begin().await?;
         for chunk in keep.chunks(1000) {
             let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-                "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at) ",
+                "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at, lease_owner, lease_until, attempts) ",
             );
             qb.push_values(chunk, |mut b, &i| {
                 let e = &events[i];
@@ -73,15 +80,50 @@ impl Store for PgStore {
                     .push_bind(e.priority)
                     .push_bind(&e.body)
                     .push_bind(e.event_ts)
-                    .push_bind(e.received_at);
+                    .push_bind(e.received_at)
+                    .push_bind(lease_owner)
+                    .push_bind(lease_until)
+                    .push_bind(attempts);
             });
-            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
+            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key, id");
             for row in qb.build().fetch_all(&mut *tx).await? {
-                stored.insert(row.try_get(0)?);
+                stored.insert(row.try_get(0)?, row.try_get(1)?);
             }
         }
         tx.commit().await?;
-        Ok(inserted_outcomes(events, &keep, stored))
+        Ok(stored_ids(events, &keep, stored))
+    }
+
+    async fn inbox_pending_before(
+        &self,
+        users: &[String],
+        below: i64,
+        ids: &[i64],
+    ) -> Result<Vec<(String, i64)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT user_id, id FROM inbox
+             WHERE status = 'pending' AND user_id = ANY($1) AND id < $2 AND NOT (id = ANY($3))",
+        )
+        .bind(users)
+        .bind(below)
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn release_inbox_events(&self, owner: &str, ids: &[i64]) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE inbox SET lease_owner = NULL, lease_until = 0, attempts = GREATEST(attempts - 1, 0)
+             WHERE lease_owner = $1 AND status = 'pending' AND id = ANY($2)",
+        )
+        .bind(owner)
+        .bind(ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     async fn claim_inbox(

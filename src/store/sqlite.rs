@@ -169,17 +169,25 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
+    async fn store_inbox(
+        &self,
+        events: &[NewInboxEvent],
+        lease: Option<IntakeLease<'_>>,
+    ) -> Result<Vec<Option<i64>>> {
         // One statement per chunk, atomic on its own (no BEGIN/COMMIT round trips); the
         // connection is the only writer in this process, so the rows one INSERT adds get
-        // consecutive ids. When fewer rows were added than sent, some keys were stored before:
-        // the rows with this statement's ids are the new ones.
+        // consecutive ids, in the order of its values. When fewer rows were added than sent,
+        // some keys were stored before: the rows with this statement's ids are the new ones.
         let keep = first_occurrences(events);
-        let mut out = vec![Inserted::Duplicate; events.len()];
+        let mut out = vec![None; events.len()];
+        let (lease_owner, lease_until, attempts) = match lease {
+            Some(l) => (Some(l.owner), l.until, 1i32),
+            None => (None, 0, 0),
+        };
         let mut conn = self.writer.acquire().await?;
-        for chunk in keep.chunks(400) {
+        for chunk in keep.chunks(300) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at) ",
+                "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at, lease_owner, lease_until, attempts) ",
             );
             qb.push_values(chunk, |mut b, &i| {
                 let e = &events[i];
@@ -189,23 +197,26 @@ impl Store for SqliteStore {
                     .push_bind(e.priority)
                     .push_bind(&e.body)
                     .push_bind(e.event_ts)
-                    .push_bind(e.received_at);
+                    .push_bind(e.received_at)
+                    .push_bind(lease_owner)
+                    .push_bind(lease_until)
+                    .push_bind(attempts);
             });
             qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
             let r = qb.build().execute(&mut *conn).await?;
             let added = r.rows_affected() as usize;
+            let last = r.last_insert_rowid();
             if added == chunk.len() {
-                for &i in chunk {
-                    out[i] = Inserted::Stored;
+                for (n, &i) in chunk.iter().enumerate() {
+                    out[i] = Some(last - added as i64 + 1 + n as i64);
                 }
             } else if added > 0 {
-                let last = r.last_insert_rowid();
                 let keys: Vec<&str> = chunk
                     .iter()
                     .map(|&i| events[i].dedupe_key.as_str())
                     .collect();
-                let fresh: Vec<(String,)> = sqlx::query_as(
-                    "SELECT dedupe_key FROM inbox
+                let fresh: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT dedupe_key, id FROM inbox
                      WHERE dedupe_key IN (SELECT value FROM json_each(?1)) AND id > ?2 AND id <= ?3",
                 )
                 .bind(serde_json::to_string(&keys).expect("strings serialise"))
@@ -213,16 +224,46 @@ impl Store for SqliteStore {
                 .bind(last)
                 .fetch_all(&mut *conn)
                 .await?;
-                let fresh: std::collections::HashSet<String> =
-                    fresh.into_iter().map(|(k,)| k).collect();
+                let fresh: HashMap<String, i64> = fresh.into_iter().collect();
                 for &i in chunk {
-                    if fresh.contains(&events[i].dedupe_key) {
-                        out[i] = Inserted::Stored;
-                    }
+                    out[i] = fresh.get(&events[i].dedupe_key).copied();
                 }
             }
         }
         Ok(out)
+    }
+
+    async fn inbox_pending_before(
+        &self,
+        users: &[String],
+        below: i64,
+        ids: &[i64],
+    ) -> Result<Vec<(String, i64)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_as(
+            "SELECT user_id, id FROM inbox
+             WHERE status = 'pending' AND user_id IN (SELECT value FROM json_each(?1)) AND id < ?2
+               AND id NOT IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(serde_json::to_string(users).expect("strings serialise"))
+        .bind(below)
+        .bind(serde_json::to_string(ids).expect("ids serialise"))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn release_inbox_events(&self, owner: &str, ids: &[i64]) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE inbox SET lease_owner = NULL, lease_until = 0, attempts = MAX(attempts - 1, 0)
+             WHERE lease_owner = ?1 AND status = 'pending' AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(owner)
+        .bind(serde_json::to_string(ids).expect("ids serialise"))
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected())
     }
 
     async fn claim_inbox(
