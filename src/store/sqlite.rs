@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
 
 use super::*;
 
@@ -20,6 +22,9 @@ mod outcomes;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// The writer connection was set not to wait for the disk (`relaxed_writer`): the pool's
+    /// release hook sets it back.
+    relaxed: Arc<AtomicBool>,
     /// Stops the checkpointer when the store goes.
     _checkpointer: tokio_util::sync::DropGuard,
 }
@@ -63,8 +68,13 @@ impl SqliteStore {
         // that crosses 1,000 WAL pages, copying them into the database file and syncing it,
         // while every webhook waiting on that group commit waits too (a p99 of hundreds of ms
         // under load). A PASSIVE checkpoint on a reader connection does it beside the writer.
+        let relaxed = Arc::new(AtomicBool::new(false));
+        let on_release = relaxed.clone();
         let writer = SqlitePoolOptions::new()
-            .after_release(out_of_transaction)
+            .after_release(move |conn, _| {
+                let relaxed = on_release.clone();
+                Box::pin(async move { restore_durability(conn, &relaxed).await })
+            })
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(10))
@@ -81,12 +91,32 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             reader,
+            relaxed,
             _checkpointer: stop.drop_guard(),
         })
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+
+    /// The writer, set so that its next commit does not wait for the disk (`synchronous =
+    /// NORMAL`): for the inbox processor's completions only. Such a commit survives a crash of
+    /// the process (it is in the operating system's hands) and is on disk once any later
+    /// commit is, since every commit syncs the whole log; all that a power cut in between can
+    /// lose is a completion nothing has acted on yet. A webhook is answered after its own
+    /// commit, synced; an outbox job is sent only after its claim, a later synced commit that
+    /// makes its completion durable first. A lost completion leaves its events pending, to be
+    /// processed again with the same effects. The connection is set back to `FULL` before it
+    /// is released (`relaxed`, checked by the pool's release hook, whatever path the caller
+    /// takes).
+    async fn relaxed_writer(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
+        let mut conn = self.writer.acquire().await?;
+        self.relaxed.store(true, Ordering::SeqCst);
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+        Ok(conn)
     }
 }
 
@@ -138,6 +168,26 @@ async fn checkpointer(
             tracing::debug!(error = %e, "checkpoint skipped");
         }
     }
+}
+
+/// The writer goes back to its pool outside any transaction (`out_of_transaction`) and waiting
+/// for the disk at each commit again if `relaxed_writer` had it not; a connection that cannot
+/// be set back is closed, and its replacement starts with `FULL`.
+async fn restore_durability(
+    conn: &mut sqlx::SqliteConnection,
+    relaxed: &AtomicBool,
+) -> std::result::Result<bool, sqlx::Error> {
+    use sqlx::TransactionManager;
+    if sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn) != 0 {
+        return Ok(false);
+    }
+    if relaxed.swap(false, Ordering::SeqCst) {
+        let restored = sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await;
+        return Ok(restored.is_ok());
+    }
+    Ok(true)
 }
 
 /// A connection goes back to its pool only outside any transaction. A COMMIT that failed (disk
@@ -286,7 +336,8 @@ impl Store for SqliteStore {
         if done.is_empty() {
             return Ok(());
         }
-        let mut tx = self.begin().await?;
+        let mut conn = self.relaxed_writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let handoffs = complete_inbox(&mut tx, owner, done, now).await?;
         tx.commit().await?;
         handoffs.record();
@@ -300,7 +351,8 @@ impl Store for SqliteStore {
         now: i64,
         next: ClaimNext,
     ) -> Result<Vec<InboxEvent>> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.relaxed_writer().await?;
+        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
         let handoffs = complete_inbox(&mut tx, owner, done, now).await?;
         let claimed = claim_inbox(&mut tx, owner, next).await?;
         tx.commit().await?;
@@ -1256,7 +1308,7 @@ async fn claim_inbox(
 /// Marks the events done and applies their effects inside `tx`; `LeaseLost` if any lease is
 /// no longer `owner`'s.
 async fn complete_inbox(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     owner: &str,
     done: &[Completion],
     now: i64,
@@ -1281,7 +1333,7 @@ async fn complete_inbox(
 }
 
 async fn apply_contact_changes(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     changes: &[ContactChange],
     now: i64,
 ) -> Result<()> {
@@ -1370,11 +1422,7 @@ async fn apply_contact_changes(
     Ok(())
 }
 
-async fn insert_jobs(
-    tx: &mut Transaction<'static, Sqlite>,
-    jobs: &[&NewJob],
-    now: i64,
-) -> Result<()> {
+async fn insert_jobs(tx: &mut Transaction<'_, Sqlite>, jobs: &[&NewJob], now: i64) -> Result<()> {
     for chunk in jobs.chunks(300) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
@@ -1402,7 +1450,7 @@ async fn insert_jobs(
 
 /// Applies list operations in order inside `tx`; runs of additions go in multi-row inserts.
 async fn apply_list_changes<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     changes: impl IntoIterator<Item = &'a ListChange>,
     now: i64,
 ) -> Result<()> {
@@ -1509,7 +1557,7 @@ async fn apply_list_changes<'a>(
 /// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
 /// outbox jobs, list operations, rule firings.
 async fn apply_effects<'e>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
     now: i64,
 ) -> Result<crate::handoff::HandoffOutcomes> {
@@ -1548,7 +1596,7 @@ async fn apply_effects<'e>(
 /// Campaign membership changes, in order; a run of advances (a drip step due for many members)
 /// is one statement per thousand members.
 async fn apply_campaign_changes<'a>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     changes: impl Iterator<Item = &'a CampaignChange>,
     now: i64,
 ) -> Result<()> {
@@ -1603,7 +1651,7 @@ async fn apply_campaign_changes<'a>(
 }
 
 async fn apply_campaign_change(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     ch: &CampaignChange,
     now: i64,
 ) -> Result<()> {
@@ -1684,4 +1732,59 @@ async fn apply_campaign_change(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn synchronous(store: &SqliteStore) -> i64 {
+        let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap();
+        level
+    }
+
+    fn event(key: &str) -> NewInboxEvent {
+        NewInboxEvent {
+            dedupe_key: key.into(),
+            event_name: "user_send_text".into(),
+            user_id: "u1".into(),
+            priority: 0,
+            body: "{}".into(),
+            event_ts: None,
+            received_at: 1,
+        }
+    }
+
+    /// The processor's completions commit without waiting for the disk; whatever way they end,
+    /// the writer goes back to the pool waiting for it again (2 = FULL), so a webhook's commit
+    /// never goes unsynced.
+    #[tokio::test]
+    async fn completions_give_the_writer_back_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(synchronous(&store).await, 2);
+        store.insert_inbox(&[event("a")]).await.unwrap();
+        let claimed = store.claim_inbox("w", 10, 60_000, 10).await.unwrap();
+        let done = |id| Completion {
+            inbox_id: id,
+            effects: Effects::default(),
+        };
+        // A lost lease: the completion fails inside its transaction.
+        let lost = store
+            .complete_inbox("other", &[done(claimed[0].id)], 20)
+            .await;
+        assert!(matches!(lost, Err(StoreError::LeaseLost(_))));
+        assert_eq!(synchronous(&store).await, 2);
+        store
+            .complete_inbox("w", &[done(claimed[0].id)], 20)
+            .await
+            .unwrap();
+        assert_eq!(synchronous(&store).await, 2);
+        assert_eq!(store.inbox_stats().await.unwrap().done, 1);
+    }
 }

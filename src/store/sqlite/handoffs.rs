@@ -21,7 +21,7 @@ struct Live {
 
 /// Applies handoff changes in order, inside `tx`.
 pub(super) async fn apply(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     changes: Vec<&HandoffChange>,
     now: i64,
 ) -> Result<HandoffOutcomes> {
@@ -122,7 +122,7 @@ pub(super) async fn apply(
     Ok(out)
 }
 
-async fn open(tx: &mut Transaction<'static, Sqlite>, h: &NewHandoff, now: i64) -> Result<i64> {
+async fn open(tx: &mut Transaction<'_, Sqlite>, h: &NewHandoff, now: i64) -> Result<i64> {
     let text = h.message.as_ref().and_then(|m| m.text.clone());
     let (messages, last) = match &h.message {
         Some(m) => (1, Some(m.at)),
@@ -160,7 +160,7 @@ async fn open(tx: &mut Transaction<'static, Sqlite>, h: &NewHandoff, now: i64) -
 }
 
 async fn insert_message(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     id: i64,
     m: &HandoffMessage,
 ) -> Result<()> {
@@ -178,7 +178,7 @@ async fn insert_message(
 }
 
 async fn attach(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     id: i64,
     m: Option<&HandoffMessage>,
     priority: i32,
@@ -208,7 +208,7 @@ async fn attach(
 /// Whether this echo is one of our sends: a job's recorded Zalo message id, or the text of
 /// a Zalo job to this user still in flight (its outcome not recorded yet).
 async fn own_send(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     user_id: &str,
     m: &HandoffMessage,
 ) -> Result<bool> {

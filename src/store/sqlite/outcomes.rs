@@ -42,7 +42,7 @@ fn latest_sends() -> &'static str {
 /// Records firings and the outcome signals of a batch of effects, inside `tx`: one statement
 /// per kind of signal.
 pub(super) async fn apply<'e>(
-    tx: &mut Transaction<'static, Sqlite>,
+    tx: &mut Transaction<'_, Sqlite>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
     _now: i64,
 ) -> Result<()> {
