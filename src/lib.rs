@@ -78,12 +78,8 @@ pub async fn run_with_clock(
     let instance = instance_id();
     // The first inbox processor takes what this instance stores straight from the intake.
     let (handoff, handed) = if config.inbox_workers > 0 {
-        let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let handoff = inbox::Handoff {
-            tx,
-            owner: inbox_owner(&instance, 0),
-            lease: config.inbox_lease,
-        };
+        let (handoff, rx) =
+            inbox::Handoff::new(inbox_owner(&instance, 0), config.inbox_lease, HANDOFF_ROOM);
         (Some(handoff), Some(rx))
     } else {
         (None, None)
@@ -179,6 +175,10 @@ pub async fn run_with_clock(
     tracing::info!("stopped cleanly");
     Ok(())
 }
+
+/// How many stored events may wait in memory for the first inbox processor (a few MB at most);
+/// past that the intake stores unleased and the processors claim from the table.
+const HANDOFF_ROOM: usize = 8192;
 
 /// The lease owner of this instance's `n`th inbox processor.
 fn inbox_owner(instance: &str, n: usize) -> String {

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::store::{DynStore, InboxEvent, Inserted, IntakeLease, NewInboxEvent};
@@ -31,12 +31,44 @@ pub enum IntakeError {
 /// The largest batch one commit takes.
 const MAX_BATCH: usize = 512;
 
-/// Where stored events go in memory: a processor's queue, and the lease its claims would take.
+/// Where stored events go in memory: a processor's queue, holding at most a set number of
+/// events, and the lease its claims would take.
 pub struct Handoff {
-    pub tx: mpsc::Sender<Vec<InboxEvent>>,
+    tx: mpsc::UnboundedSender<Handed>,
+    room: Arc<Semaphore>,
     /// The receiving processor's lease owner.
-    pub owner: String,
-    pub lease: Duration,
+    owner: String,
+    lease: Duration,
+}
+
+/// Events handed over in one batch; its room in the queue is given back when it is dropped
+/// (once processed).
+pub struct Handed {
+    pub events: Vec<InboxEvent>,
+    _room: OwnedSemaphorePermit,
+}
+
+impl Handoff {
+    /// A hand-over to the processor leasing as `owner`, which takes the receiver; at most
+    /// `room` events wait in its queue (past that, batches are stored unleased and claimed
+    /// from the table).
+    pub fn new(
+        owner: String,
+        lease: Duration,
+        room: usize,
+    ) -> (Handoff, mpsc::UnboundedReceiver<Handed>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(room));
+        (
+            Handoff {
+                tx,
+                room,
+                owner,
+                lease,
+            },
+            rx,
+        )
+    }
 }
 
 #[derive(Clone)]
@@ -107,10 +139,11 @@ async fn writer(
             continue;
         }
         let (events, replies): (Vec<NewInboxEvent>, Vec<_>) = batch.drain(..).unzip();
-        // A place in the processor's queue is taken before the rows are leased to it.
-        let permit = handoff
-            .as_deref()
-            .and_then(|h| Some((h.tx.try_reserve().ok()?, h)));
+        // Room in the processor's queue is taken before the rows are leased to it.
+        let permit = handoff.as_deref().and_then(|h| {
+            let room = h.room.clone().try_acquire_many_owned(events.len() as u32);
+            Some((room.ok()?, h))
+        });
         let lease = permit.as_ref().map(|(_, h)| IntakeLease {
             owner: &h.owner,
             until: crate::clock::system_now() + h.lease.as_millis() as i64,
@@ -146,7 +179,15 @@ async fn writer(
                     .collect();
                 match permit {
                     _ if fresh.is_empty() => {}
-                    Some((permit, _)) => permit.send(fresh),
+                    Some((room, h)) => {
+                        let handed = Handed {
+                            events: fresh,
+                            _room: room,
+                        };
+                        // A processor that stopped gives its leases back as it goes; anything
+                        // sent after that is taken again when its lease expires.
+                        let _ = h.tx.send(handed);
+                    }
                     None => stored.notify_one(),
                 }
             }

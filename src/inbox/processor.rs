@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{BatchState, Engine, History};
+use crate::inbox::intake::Handed;
 use crate::store::{ClaimNext, Completion, DynStore, InboxEvent, StoreError};
 use crate::zalo::event::{self, Event, EventKind};
 
@@ -71,7 +72,7 @@ impl Processor {
     pub async fn run(
         self,
         stored: Arc<Notify>,
-        mut handoff: Option<mpsc::Receiver<Vec<InboxEvent>>>,
+        mut handoff: Option<mpsc::UnboundedReceiver<Handed>>,
         stop: CancellationToken,
     ) {
         let mut settle = self.settle;
@@ -111,14 +112,25 @@ impl Processor {
             }
             result = match (wake, handoff.as_mut()) {
                 (Wake::Handed(first), Some(rx)) => {
-                    let mut batch = first;
-                    while batch.len() < self.batch as usize {
+                    // Their room in the queue is held until they are processed.
+                    let mut handed = vec![first];
+                    let mut n = handed[0].events.len();
+                    while n < self.batch as usize {
                         match rx.try_recv() {
-                            Ok(more) => batch.extend(more),
+                            Ok(more) => {
+                                n += more.events.len();
+                                handed.push(more);
+                            }
                             Err(_) => break,
                         }
                     }
-                    match self.process_handed(batch).await {
+                    let batch = handed
+                        .iter_mut()
+                        .flat_map(|h| std::mem::take(&mut h.events))
+                        .collect();
+                    let result = self.process_handed(batch).await;
+                    drop(handed);
+                    match result {
                         Ok((n, 0)) => Ok(n),
                         Ok((n, _)) => self.drain(&stop).await.map(|m| n + m),
                         Err(e) => Err(e),
@@ -454,7 +466,7 @@ enum Wake {
     /// Events were stored without a lease: claim them from the table.
     Stored,
     /// The intake handed these over.
-    Handed(Vec<InboxEvent>),
+    Handed(Handed),
     /// Time to look at the table anyway (retries, expired leases).
     Poll,
 }
