@@ -155,40 +155,22 @@ async fn writer(
         match result {
             Ok(ids) => {
                 for (reply, id) in replies.into_iter().zip(&ids) {
-                    let outcome = match id {
-                        Some(_) => Inserted::Stored,
-                        None => Inserted::Duplicate,
-                    };
-                    let _ = reply.send(Ok(outcome));
+                    let _ = reply.send(Ok(Inserted::of(*id)));
                 }
-                let fresh: Vec<InboxEvent> = events
-                    .into_iter()
-                    .zip(ids)
-                    .filter_map(|(e, id)| {
-                        Some(InboxEvent {
-                            id: id?,
-                            dedupe_key: e.dedupe_key,
-                            event_name: e.event_name,
-                            user_id: e.user_id,
-                            body: e.body,
-                            event_ts: e.event_ts,
-                            received_at: e.received_at,
-                            attempts: 1,
-                        })
-                    })
-                    .collect();
                 match permit {
-                    _ if fresh.is_empty() => {}
                     Some((room, h)) => {
-                        let handed = Handed {
-                            events: fresh,
-                            _room: room,
-                        };
+                        let events = handed_rows(events, ids);
                         // A processor that stopped gives its leases back as it goes; anything
                         // sent after that is taken again when its lease expires.
-                        let _ = h.tx.send(handed);
+                        if !events.is_empty() {
+                            let _ = h.tx.send(Handed {
+                                events,
+                                _room: room,
+                            });
+                        }
                     }
-                    None => stored.notify_one(),
+                    None if ids.iter().any(Option::is_some) => stored.notify_one(),
+                    None => {}
                 }
             }
             Err(e) => {
@@ -200,4 +182,25 @@ async fn writer(
             }
         }
     }
+}
+
+/// The rows a batch stored (duplicates left out), as the processor receives them: leased, one
+/// attempt counted.
+fn handed_rows(events: Vec<NewInboxEvent>, ids: Vec<Option<i64>>) -> Vec<InboxEvent> {
+    events
+        .into_iter()
+        .zip(ids)
+        .filter_map(|(e, id)| {
+            Some(InboxEvent {
+                id: id?,
+                dedupe_key: e.dedupe_key,
+                event_name: e.event_name,
+                user_id: e.user_id,
+                body: e.body,
+                event_ts: e.event_ts,
+                received_at: e.received_at,
+                attempts: 1,
+            })
+        })
+        .collect()
 }

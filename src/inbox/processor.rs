@@ -1,6 +1,7 @@
-//! The inbox processor: claims stored events in arrival order (a lease, so a crashed worker's
-//! events are taken again), runs them through the engine and commits each batch's effects in
-//! the transaction that marks its events done. One user's events are never processed
+//! The inbox processor: takes stored events in arrival order, handed over by the intake or
+//! claimed from the table (either way under a lease, so a crashed worker's events are taken
+//! again), runs them through the engine and commits each batch's effects in the transaction
+//! that marks its events done. One user's events are never processed
 //! concurrently or out of order; different users' events run in parallel across workers and
 //! instances.
 
@@ -30,13 +31,14 @@ pub struct Processor {
     pub batch: i64,
     pub lease: Duration,
     pub poll: Duration,
-    /// How long a wake-up waits for more events before claiming: under load the processor
-    /// takes a few large batches instead of many small ones, each batch being write
-    /// transactions (its claim, its completion) that the webhook intake's commits queue behind.
+    /// How long a wake-up waits for more events before taking them: under load the processor
+    /// takes a few large batches instead of many small ones, each batch's completion (and its
+    /// claim, for events claimed from the table) being a write transaction that the webhook
+    /// intake's commits queue behind.
     pub settle: Duration,
     /// The wait instead of `settle` after a round that found at least `busy_at` events: under
-    /// a burst the processor takes fewer, larger batches (each is two write transactions on
-    /// the database the webhook intake commits to), so the intake keeps the writer and the
+    /// a burst the processor takes fewer, larger batches (each is write transactions on the
+    /// database the webhook intake commits to), so the intake keeps the writer and the
     /// processing costs less per event; it returns to `settle` once a round finds few.
     pub settle_busy: Duration,
     pub busy_at: usize,
@@ -111,31 +113,11 @@ impl Processor {
                 }
             }
             result = match (wake, handoff.as_mut()) {
-                (Wake::Handed(first), Some(rx)) => {
-                    // Their room in the queue is held until they are processed.
-                    let mut handed = vec![first];
-                    let mut n = handed[0].events.len();
-                    while n < self.batch as usize {
-                        match rx.try_recv() {
-                            Ok(more) => {
-                                n += more.events.len();
-                                handed.push(more);
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    let batch = handed
-                        .iter_mut()
-                        .flat_map(|h| std::mem::take(&mut h.events))
-                        .collect();
-                    let result = self.process_handed(batch).await;
-                    drop(handed);
-                    match result {
-                        Ok((n, 0)) => Ok(n),
-                        Ok((n, _)) => self.drain(&stop).await.map(|m| n + m),
-                        Err(e) => Err(e),
-                    }
-                }
+                (Wake::Handed(first), Some(rx)) => match self.process_queued(first, rx).await {
+                    Ok((n, 0)) => Ok(n),
+                    Ok((n, _)) => self.drain(&stop).await.map(|m| n + m),
+                    Err(e) => Err(e),
+                },
                 _ => self.drain(&stop).await,
             };
         }
@@ -145,6 +127,27 @@ impl Processor {
         if let Err(e) = self.store.release_inbox(&self.owner).await {
             tracing::warn!(error = %e, "could not release inbox leases");
         }
+    }
+
+    /// `first` and what else waits in the queue, up to a batch, through `process_handed`;
+    /// their room in the queue is held until they are processed.
+    async fn process_queued(
+        &self,
+        first: Handed,
+        rx: &mut mpsc::UnboundedReceiver<Handed>,
+    ) -> Result<(usize, usize), StoreError> {
+        let mut n = first.events.len();
+        let mut handed = vec![first];
+        while n < self.batch as usize {
+            let Ok(more) = rx.try_recv() else { break };
+            n += more.events.len();
+            handed.push(more);
+        }
+        let batch = handed
+            .iter_mut()
+            .flat_map(|h| std::mem::take(&mut h.events))
+            .collect();
+        self.process_handed(batch).await
     }
 
     /// Processes events the intake handed over, leased to this processor at their insert. An
@@ -173,8 +176,10 @@ impl Processor {
         if !earlier.is_empty() {
             let mut first: HashMap<&str, i64> = HashMap::new();
             for (user, id) in &earlier {
-                let f = first.entry(user.as_str()).or_insert(*id);
-                *f = (*f).min(*id);
+                first
+                    .entry(user.as_str())
+                    .and_modify(|f| *f = (*f).min(*id))
+                    .or_insert(*id);
             }
             batch.retain(|e| {
                 let wait = first.get(e.user_id.as_str()).is_some_and(|f| *f < e.id);

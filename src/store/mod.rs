@@ -58,6 +58,16 @@ pub enum Inserted {
     Duplicate,
 }
 
+impl Inserted {
+    /// The outcome of a delivery `Store::store_inbox` answered `id` for.
+    pub fn of(id: Option<i64>) -> Inserted {
+        match id {
+            Some(_) => Inserted::Stored,
+            None => Inserted::Duplicate,
+        }
+    }
+}
+
 /// A stored delivery claimed for processing.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InboxEvent {
@@ -580,13 +590,7 @@ pub trait Store: Send + Sync + 'static {
     /// table or earlier in the same batch, is reported as a duplicate and not stored again.
     async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
         let ids = self.store_inbox(events, None).await?;
-        Ok(ids
-            .iter()
-            .map(|id| match id {
-                Some(_) => Inserted::Stored,
-                None => Inserted::Duplicate,
-            })
-            .collect())
+        Ok(ids.into_iter().map(Inserted::of).collect())
     }
     /// `insert_inbox`, answering each delivery's new id (`None`: a duplicate). With `lease`,
     /// the new rows are stored leased to `lease.owner` with one attempt counted, as a claim

@@ -177,8 +177,7 @@ async fn restore_durability(
     conn: &mut sqlx::SqliteConnection,
     relaxed: &AtomicBool,
 ) -> std::result::Result<bool, sqlx::Error> {
-    use sqlx::TransactionManager;
-    if sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn) != 0 {
+    if in_transaction(conn) {
         return Ok(false);
     }
     if relaxed.swap(false, Ordering::SeqCst) {
@@ -198,9 +197,13 @@ fn out_of_transaction(
     conn: &mut sqlx::SqliteConnection,
     _: sqlx::pool::PoolConnectionMetadata,
 ) -> futures_util::future::BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
+    let out = !in_transaction(conn);
+    Box::pin(async move { Ok(out) })
+}
+
+fn in_transaction(conn: &mut sqlx::SqliteConnection) -> bool {
     use sqlx::TransactionManager;
-    let depth = sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn);
-    Box::pin(async move { Ok(depth == 0) })
+    sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn) != 0
 }
 
 #[async_trait]
