@@ -1,13 +1,17 @@
 #!/usr/bin/env python3
 """WAL frames SQLite writes per inbox event, stored and completed, on the real migrations.
 
-    python3 benches/wal_frames.py [current] [merged]
+    python3 benches/wal_frames.py [current] [merged] [contacts]
 
 `current` is the schema as migrated; `merged` replaces the two per-user inbox indexes
 (`inbox_lane`, `inbox_user`) by one on (user_id, status, id). 200,000 done events are stored
 first, then 20,000 are stored in groups of 20 and completed in groups of 100 (the shapes of the
 intake's group commit and the processor's completion), with checkpoints off; the WAL's growth
 divided by the page frame size gives the frames.
+
+`contacts` moves the last interaction of random contacts among 100,000, 20,000 updates in
+groups of 100 (the contact side of a completion), on the schema before migration 0010 (which
+drops `contacts_last_interaction`) and as migrated.
 """
 import glob
 import json
@@ -30,13 +34,46 @@ def event():
     return (k, "user_send_text", u, 0, BODY % (u, k), 1, 1)
 
 
-def run(variant):
+def migrated(upto="9999"):
+    """A new database in WAL mode, checkpoints off, with the migrations numbered up to `upto`."""
     path = os.path.join(tempfile.mkdtemp(), "frames.db")
     c = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "wal_autocheckpoint=0", "synchronous=FULL"):
         c.execute("PRAGMA " + pragma)
     for f in sorted(glob.glob(os.path.join(ROOT, "migrations/sqlite/*.sql"))):
-        c.executescript(open(f).read())
+        if os.path.basename(f)[:4] <= upto:
+            c.executescript(open(f).read())
+    return c, path + "-wal"
+
+
+def contacts(upto, label):
+    c, wal = migrated(upto)
+    random.seed(1)
+    user = lambda i: str(6142494823000000000 + i)
+    c.execute("BEGIN")
+    c.executemany("INSERT INTO contacts (user_id, follows, first_seen, last_interaction,"
+                  " interaction_count, updated_at) VALUES (?, 1, 1, ?, 1, 1)",
+                  ((user(i), random.randrange(10**6)) for i in range(100000)))
+    c.execute("COMMIT")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    before, at, n = os.path.getsize(wal), 2 * 10**6, 20000
+    for _ in range(n // 100):
+        c.execute("BEGIN")
+        for _ in range(100):
+            at += 1
+            c.execute("UPDATE contacts SET last_interaction = ?,"
+                      " interaction_count = interaction_count + 1 WHERE user_id = ?",
+                      (at, user(random.randrange(100000))))
+        c.execute("COMMIT")
+    print(f"contacts ({label}): {(os.path.getsize(wal) - before) / FRAME / n:.2f} frames/update")
+
+
+def run(variant):
+    if variant == "contacts":
+        contacts("0009", "before 0010")
+        contacts("9999", "as migrated")
+        return
+    c, wal = migrated()
     if variant == "merged":
         c.executescript("DROP INDEX inbox_lane; DROP INDEX inbox_user;"
                         " CREATE INDEX inbox_user ON inbox (user_id, status, id);")
@@ -45,7 +82,6 @@ def run(variant):
     c.executemany(INSERT % (", status", ", 'done'"), (event() for _ in range(200000)))
     c.execute("COMMIT")
     c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    wal = path + "-wal"
     before = os.path.getsize(wal)
     n = 20000
     for _ in range(n // 20):
