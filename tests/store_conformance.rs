@@ -54,6 +54,7 @@ both!(
     leases_exclude_other_owners,
     intake_stores_rows_leased_for_the_handoff,
     handed_events_wait_behind_earlier_ones,
+    handed_events_commit_a_few_at_a_time,
 );
 
 async fn insert_dedupes_across_and_within_batches(kind: &str) {
@@ -503,20 +504,7 @@ async fn handed_events_wait_behind_earlier_ones(kind: &str) {
         .unwrap();
     assert_eq!(earlier.len(), 1);
     assert_eq!(earlier[0].0, "u1");
-    let handed: Vec<InboxEvent> = batch
-        .iter()
-        .zip(&ids)
-        .map(|(e, &id)| InboxEvent {
-            id,
-            dedupe_key: e.dedupe_key.clone(),
-            event_name: e.event_name.clone(),
-            user_id: e.user_id.clone(),
-            body: e.body.clone(),
-            event_ts: e.event_ts,
-            received_at: e.received_at,
-            attempts: 1,
-        })
-        .collect();
+    let handed = handed_rows(&batch, &ids);
     let p = Processor::new(
         s.clone(),
         Arc::new(Engine::new()),
@@ -531,4 +519,66 @@ async fn handed_events_wait_behind_earlier_ones(kind: &str) {
     let claimed = s.claim_inbox("w1", now, 1000, 10).await.unwrap();
     assert_eq!(keys(&claimed), ["1", "2"]);
     assert_eq!(claimed[1].attempts, 1);
+}
+
+/// Stored rows as the intake hands them over: leased, one attempt counted.
+fn handed_rows(batch: &[NewInboxEvent], ids: &[i64]) -> Vec<InboxEvent> {
+    batch
+        .iter()
+        .zip(ids)
+        .map(|(e, &id)| InboxEvent {
+            id,
+            dedupe_key: e.dedupe_key.clone(),
+            event_name: e.event_name.clone(),
+            user_id: e.user_id.clone(),
+            body: e.body.clone(),
+            event_ts: e.event_ts,
+            received_at: e.received_at,
+            attempts: 1,
+        })
+        .collect()
+}
+
+/// A hand-over larger than `commit_max` is committed in several transactions, in order: every
+/// event is processed once and each user's contact counts all of theirs.
+async fn handed_events_commit_a_few_at_a_time(kind: &str) {
+    use std::sync::Arc;
+    use zaloflow::clock::Clock;
+    use zaloflow::engine::Engine;
+    use zaloflow::inbox::Processor;
+
+    let (_db, s) = open(kind).await;
+    let now = zaloflow::clock::system_now();
+    let batch: Vec<NewInboxEvent> = (1..=7)
+        .map(|i| ev(&format!("k{i}"), if i % 3 == 0 { "u2" } else { "u1" }, i))
+        .collect();
+    let lease = IntakeLease {
+        owner: "w0",
+        until: now + 60_000,
+    };
+    let ids: Vec<i64> = s
+        .store_inbox(&batch, Some(lease))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect();
+    let mut p = Processor::new(
+        s.clone(),
+        Arc::new(Engine::new()),
+        Clock::system(),
+        "w0".into(),
+    );
+    p.commit_max = 3;
+    assert_eq!(
+        p.process_handed(handed_rows(&batch, &ids)).await.unwrap(),
+        (7, 0)
+    );
+    let stats = s.inbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.done), (0, 7));
+    let contacts = s.load_contacts(&["u1".into(), "u2".into()]).await.unwrap();
+    assert_eq!(contacts["u1"].interaction_count, 5);
+    assert_eq!(contacts["u2"].interaction_count, 2);
+    assert_eq!(contacts["u1"].last_interaction, Some(7));
+    assert_eq!(contacts["u2"].last_interaction, Some(6));
 }

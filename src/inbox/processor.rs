@@ -42,6 +42,11 @@ pub struct Processor {
     /// processing costs less per event; it returns to `settle` once a round finds few.
     pub settle_busy: Duration,
     pub busy_at: usize,
+    /// Events handed over are processed and committed at most this many per transaction, in
+    /// order: a burst's round (hundreds of events) would otherwise hold the one SQLite writer
+    /// for ~8 ms while the webhooks' commits wait behind it. At full load, 256 took the p99 with
+    /// processing from ~14 to ~10 ms for ~4 % of the throughput (README, benchmarks).
+    pub commit_max: usize,
     /// Notified when a batch enqueued outbound jobs.
     pub jobs_enqueued: Arc<Notify>,
     /// Kept up to date with the `vip_customer` tag changes this processor commits.
@@ -61,6 +66,7 @@ impl Processor {
             settle: Duration::from_millis(5),
             settle_busy: Duration::from_millis(25),
             busy_at: 64,
+            commit_max: 256,
             jobs_enqueued: Arc::new(Notify::new()),
             vip: None,
         }
@@ -197,8 +203,11 @@ impl Processor {
                 .increment(given_back.len() as u64);
         }
         let n = batch.len();
-        if n > 0 {
-            self.process_batch(batch, false).await?;
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(self.commit_max.max(1)));
+            self.process_batch(rest, false).await?;
+            rest = tail;
         }
         Ok((n, given_back.len()))
     }

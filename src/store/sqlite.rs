@@ -31,8 +31,17 @@ pub struct SqliteStore {
 
 /// How often the checkpointer moves committed WAL frames into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
-/// A WAL this long (frames of 4 KiB: 32 MiB) is restarted from its beginning.
-const RESTART_WAL_AT: i64 = 8192;
+/// A WAL this long (frames of 4 KiB: 256 MiB) is restarted from its beginning. Each restart
+/// pauses the writer for the database file's sync of what is left to copy (random pages:
+/// ~7 ms for ~250 of them, where a commit's sequential WAL sync takes ~0.3 ms), so the longer
+/// the log may grow, the rarer the pause: at 25,000 webhooks/s the log gains ~28,000 frames a
+/// second, and 8,192 frames meant three pauses a second and an intake p99 of 13–14 ms, 65,536
+/// frames one every two seconds and 7.2 ms (benches/README figures).
+const RESTART_WAL_AT: i64 = 65_536;
+/// At most this many frames are left for the RESTART to copy, as far as `CATCH_UP_TRIES`
+/// PASSIVE checkpoints before it can get there.
+const RESTART_LEFT: i64 = 256;
+const CATCH_UP_TRIES: usize = 8;
 /// How often the query planner's statistics are refreshed (`PRAGMA optimize`: ANALYZE of the
 /// tables whose statistics are missing or stale), as PostgreSQL's autovacuum does on its side.
 const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
@@ -100,6 +109,11 @@ impl SqliteStore {
         Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
+    /// Whether the customer messages among `done` have sends to credit (`outcomes::any_to_credit`).
+    async fn any_to_credit(&self, done: &[Completion]) -> Result<bool> {
+        outcomes::any_to_credit(&self.reader, done.iter().map(|c| &c.effects)).await
+    }
+
     /// The writer, set so that its next commit does not wait for the disk (`synchronous =
     /// NORMAL`): for the inbox processor's completions only. Such a commit survives a crash of
     /// the process (it is in the operating system's hands) and is on disk once any later
@@ -123,14 +137,23 @@ impl SqliteStore {
 /// Moves committed WAL frames into the database file every `CHECKPOINT_EVERY` without
 /// blocking the writer (PASSIVE). Under a steady stream of commits the log never gets fully
 /// copied between two of them, so it would never start over: past `RESTART_WAL_AT` frames the
-/// checkpoint runs once on the writer connection (RESTART), in turn with the commits; most
-/// frames are copied already, so that pause is short and the next commit starts the log over.
+/// checkpoint runs once on the writer connection (RESTART), in turn with the commits, and the
+/// next commit starts the log over. That RESTART stops every commit while it copies what the
+/// PASSIVE ones left and syncs the file, so first PASSIVE checkpoints run again (up to
+/// `CATCH_UP_TRIES`) until at most `RESTART_LEFT` frames are left to copy: a PASSIVE one can
+/// copy nothing at all when it meets a reader's old snapshot mark, and the RESTART after it
+/// then had the whole interval to copy (pauses of 8–13 ms at full load, against ~1 ms after a
+/// PASSIVE one that copied).
 async fn checkpointer(
     writer: SqlitePool,
     reader: SqlitePool,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    async fn checkpoint(pool: &SqlitePool, mode: &str) -> std::result::Result<i64, sqlx::Error> {
+    /// Frames in the log and frames copied, after a checkpoint in `mode`.
+    async fn checkpoint(
+        pool: &SqlitePool,
+        mode: &str,
+    ) -> std::result::Result<(i64, i64), sqlx::Error> {
         let started = std::time::Instant::now();
         let (_, wal_frames, copied): (i64, i64, i64) =
             sqlx::query_as(&format!("PRAGMA wal_checkpoint({mode})"))
@@ -138,9 +161,27 @@ async fn checkpointer(
                 .await?;
         metrics::gauge!("zaloflow_sqlite_wal_frames").set(wal_frames as f64);
         if copied > 0 {
-            metrics::histogram!("zaloflow_sqlite_checkpoint_seconds").record(started.elapsed());
+            metrics::histogram!("zaloflow_sqlite_checkpoint_seconds", "mode" => mode.to_string())
+                .record(started.elapsed());
         }
-        Ok(wal_frames)
+        Ok((wal_frames, copied))
+    }
+    async fn round(
+        writer: &SqlitePool,
+        reader: &SqlitePool,
+    ) -> std::result::Result<(), sqlx::Error> {
+        let (mut frames, mut copied) = checkpoint(reader, "PASSIVE").await?;
+        if frames < RESTART_WAL_AT {
+            return Ok(());
+        }
+        for _ in 0..CATCH_UP_TRIES {
+            if frames - copied <= RESTART_LEFT {
+                break;
+            }
+            (frames, copied) = checkpoint(reader, "PASSIVE").await?;
+        }
+        checkpoint(writer, "RESTART").await?;
+        Ok(())
     }
     // At start (0x10002: also tables never analysed, with a row limit that keeps it quick on
     // a large file), then every OPTIMIZE_EVERY.
@@ -160,11 +201,7 @@ async fn checkpointer(
         if optimized.elapsed() >= OPTIMIZE_EVERY {
             optimize = Some("PRAGMA optimize");
         }
-        let result = match checkpoint(&reader, "PASSIVE").await {
-            Ok(frames) if frames >= RESTART_WAL_AT => checkpoint(&writer, "RESTART").await,
-            other => other,
-        };
-        if let Err(e) = result {
+        if let Err(e) = round(&writer, &reader).await {
             tracing::debug!(error = %e, "checkpoint skipped");
         }
     }
@@ -339,9 +376,10 @@ impl Store for SqliteStore {
         if done.is_empty() {
             return Ok(());
         }
+        let writings = self.any_to_credit(done).await?;
         let mut conn = self.relaxed_writer().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let handoffs = complete_inbox(&mut tx, owner, done, now).await?;
+        let handoffs = complete_inbox(&mut tx, owner, done, now, writings).await?;
         tx.commit().await?;
         handoffs.record();
         Ok(())
@@ -354,9 +392,10 @@ impl Store for SqliteStore {
         now: i64,
         next: ClaimNext,
     ) -> Result<Vec<InboxEvent>> {
+        let writings = self.any_to_credit(done).await?;
         let mut conn = self.relaxed_writer().await?;
         let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let handoffs = complete_inbox(&mut tx, owner, done, now).await?;
+        let handoffs = complete_inbox(&mut tx, owner, done, now, writings).await?;
         let claimed = claim_inbox(&mut tx, owner, next).await?;
         tx.commit().await?;
         handoffs.record();
@@ -365,7 +404,7 @@ impl Store for SqliteStore {
 
     async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
         let mut tx = self.begin().await?;
-        let handoffs = apply_effects(&mut tx, std::iter::once(effects), now).await?;
+        let handoffs = apply_effects(&mut tx, std::iter::once(effects), now, true).await?;
         tx.commit().await?;
         handoffs.record();
         Ok(())
@@ -1145,7 +1184,7 @@ impl Store for SqliteStore {
             .filter(|d| d.key.as_ref().is_none_or(|k| fresh.contains(k)))
             .map(|d| &d.effects)
             .collect();
-        apply_effects(&mut tx, chosen.iter().copied(), now).await?;
+        apply_effects(&mut tx, chosen.iter().copied(), now, true).await?;
         tx.commit().await?;
         Ok(chosen.len())
     }
@@ -1315,6 +1354,7 @@ async fn complete_inbox(
     owner: &str,
     done: &[Completion],
     now: i64,
+    writings: bool,
 ) -> Result<crate::handoff::HandoffOutcomes> {
     if done.is_empty() {
         return Ok(crate::handoff::HandoffOutcomes::default());
@@ -1332,7 +1372,7 @@ async fn complete_inbox(
     if r.rows_affected() != ids.len() as u64 {
         return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
     }
-    apply_effects(tx, done.iter().map(|c| &c.effects), now).await
+    apply_effects(tx, done.iter().map(|c| &c.effects), now, writings).await
 }
 
 async fn apply_contact_changes(
@@ -1563,6 +1603,7 @@ async fn apply_effects<'e>(
     tx: &mut Transaction<'_, Sqlite>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
     now: i64,
+    writings: bool,
 ) -> Result<crate::handoff::HandoffOutcomes> {
     let merged = merge_changes(effects.clone().flat_map(|e| &e.contacts));
     apply_contact_changes(tx, &merged, now).await?;
@@ -1591,7 +1632,7 @@ async fn apply_effects<'e>(
         );
         qb.build().execute(&mut **tx).await?;
     }
-    outcomes::apply(tx, effects.clone(), now).await?;
+    outcomes::apply(tx, effects.clone(), writings).await?;
     apply_campaign_changes(tx, effects.flat_map(|e| &e.campaigns), now).await?;
     handoffs::apply(tx, handoff_changes, now).await
 }
