@@ -147,15 +147,16 @@ async fn sqlite_disk_full_answers_503_and_recovers_when_space_is_back() {
 
 /// The writer never checkpoints inside a commit (a webhook would wait on it); the background
 /// checkpointer must still keep the WAL bounded under a steady stream of commits, restarting it
-/// once it passes 8,192 frames (32 MiB). 3,000 commits of a 32 KiB body each: 40 MiB of WAL
-/// with the checkpointer, 182 MiB with it switched off (measured when this test was written).
+/// once it passes 65,536 frames (256 MiB). 10,000 commits of a 32 KiB body each write ~600 MiB
+/// of log (3,000 of them wrote 182 MiB with the checkpointer switched off, when this test was
+/// first written): with it, the file stays near the threshold.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wal_stays_bounded_under_steady_commits() {
     let db = Db::new("sqlite").await;
     let store = zaloflow::store::open(db.url()).await.unwrap();
     store.migrate().await.unwrap();
     let body = "x".repeat(32 * 1024);
-    for i in 0..3000 {
+    for i in 0..10_000 {
         let event = zaloflow::store::NewInboxEvent {
             dedupe_key: format!("wal{i}"),
             event_name: "user_send_text".into(),
@@ -177,8 +178,8 @@ async fn the_wal_stays_bounded_under_steady_commits() {
     );
     let size = std::fs::metadata(&wal).unwrap().len();
     println!(
-        "wal_bounded: WAL {} MiB after 3,000 commits of 32 KiB",
+        "wal_bounded: WAL {} MiB after 10,000 commits of 32 KiB",
         size >> 20
     );
-    assert!(size < 64 << 20, "WAL grew to {size} bytes");
+    assert!(size < 320 << 20, "WAL grew to {size} bytes");
 }
