@@ -35,8 +35,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// pauses the writer for the database file's sync of what is left to copy (random pages:
 /// ~7 ms for ~250 of them, where a commit's sequential WAL sync takes ~0.3 ms), so the longer
 /// the log may grow, the rarer the pause: at 25,000 webhooks/s the log gains ~28,000 frames a
-/// second, and 8,192 frames meant three pauses a second and an intake p99 of 13–14 ms, 65,536
-/// frames one every two seconds and 7.2 ms (benches/README figures).
+/// second, and 8,192 frames meant three pauses a second and an intake p99 of 13–14 ms in 8 s
+/// runs, 65,536 frames one every two seconds and 7.2 ms. Over 30 s both reach 34–47 ms as the
+/// file grows and each sync costs more (README, benchmarks).
 const RESTART_WAL_AT: i64 = 65_536;
 /// At most this many frames are left for the RESTART to copy, as far as `CATCH_UP_TRIES`
 /// PASSIVE checkpoints before it can get there.
@@ -140,10 +141,10 @@ impl SqliteStore {
 /// checkpoint runs once on the writer connection (RESTART), in turn with the commits, and the
 /// next commit starts the log over. That RESTART stops every commit while it copies what the
 /// PASSIVE ones left and syncs the file, so first PASSIVE checkpoints run again (up to
-/// `CATCH_UP_TRIES`) until at most `RESTART_LEFT` frames are left to copy: a PASSIVE one can
-/// copy nothing at all when it meets a reader's old snapshot mark, and the RESTART after it
-/// then had the whole interval to copy (pauses of 8–13 ms at full load, against ~1 ms after a
-/// PASSIVE one that copied).
+/// `CATCH_UP_TRIES`) until at most `RESTART_LEFT` frames are left to copy (the sqlx log showed
+/// RESTARTs of 8–13 ms after a PASSIVE that had copied little, ~1 ms after one that had copied
+/// much). That bounds the copy, not the sync of scattered pages, so on its own it did not move
+/// the p99 measurably; what did is restarting less often (`RESTART_WAL_AT`).
 async fn checkpointer(
     writer: SqlitePool,
     reader: SqlitePool,
