@@ -487,17 +487,7 @@ async fn handed_events_wait_behind_earlier_ones(kind: &str) {
     let now = zaloflow::clock::system_now();
     s.insert_inbox(&[ev("1", "u1", 1)]).await.unwrap();
     let batch = [ev("2", "u1", 2), ev("3", "u2", 3)];
-    let lease = IntakeLease {
-        owner: "w0",
-        until: now + 60_000,
-    };
-    let ids: Vec<i64> = s
-        .store_inbox(&batch, Some(lease))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
+    let ids = store_leased(&s, &batch, now).await;
     let earlier = s
         .inbox_pending_before(&["u1".into(), "u2".into()], ids[1], &ids)
         .await
@@ -519,6 +509,20 @@ async fn handed_events_wait_behind_earlier_ones(kind: &str) {
     let claimed = s.claim_inbox("w1", now, 1000, 10).await.unwrap();
     assert_eq!(keys(&claimed), ["1", "2"]);
     assert_eq!(claimed[1].attempts, 1);
+}
+
+/// Stores `batch` as the intake does for the hand-over: leased to `w0` for a minute.
+async fn store_leased(s: &DynStore, batch: &[NewInboxEvent], now: i64) -> Vec<i64> {
+    let lease = IntakeLease {
+        owner: "w0",
+        until: now + 60_000,
+    };
+    s.store_inbox(batch, Some(lease))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(Option::unwrap)
+        .collect()
 }
 
 /// Stored rows as the intake hands them over: leased, one attempt counted.
@@ -552,17 +556,7 @@ async fn handed_events_commit_a_few_at_a_time(kind: &str) {
     let batch: Vec<NewInboxEvent> = (1..=7)
         .map(|i| ev(&format!("k{i}"), if i % 3 == 0 { "u2" } else { "u1" }, i))
         .collect();
-    let lease = IntakeLease {
-        owner: "w0",
-        until: now + 60_000,
-    };
-    let ids: Vec<i64> = s
-        .store_inbox(&batch, Some(lease))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(Option::unwrap)
-        .collect();
+    let ids = store_leased(&s, &batch, now).await;
     let mut p = Processor::new(
         s.clone(),
         Arc::new(Engine::new()),
