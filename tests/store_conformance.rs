@@ -55,6 +55,7 @@ both!(
     intake_stores_rows_leased_for_the_handoff,
     handed_events_wait_behind_earlier_ones,
     handed_events_commit_a_few_at_a_time,
+    a_backlog_of_handovers_skips_the_settle,
 );
 
 async fn insert_dedupes_across_and_within_batches(kind: &str) {
@@ -575,4 +576,59 @@ async fn handed_events_commit_a_few_at_a_time(kind: &str) {
     assert_eq!(contacts["u2"].interaction_count, 2);
     assert_eq!(contacts["u1"].last_interaction, Some(7));
     assert_eq!(contacts["u2"].last_interaction, Some(6));
+}
+
+/// Hand-overs queued past `behind_at` are processed at once, not after the `settle` wait meant
+/// to gather a burst (at full load that wait let the queue fill). With a settle of a minute,
+/// only the skip lets twenty queued hand-overs be processed within the test's 30 s.
+async fn a_backlog_of_handovers_skips_the_settle(kind: &str) {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::Notify;
+    use zaloflow::clock::Clock;
+    use zaloflow::engine::Engine;
+    use zaloflow::inbox::{Handoff, Intake, Processor};
+
+    let (_db, s) = open(kind).await;
+    let (handoff, rx) = Handoff::new("w0".into(), Duration::from_secs(60), 1000);
+    let stored = Arc::new(Notify::new());
+    let mut writers = tokio::task::JoinSet::new();
+    let intake = Intake::start(
+        s.clone(),
+        1,
+        Duration::from_secs(10),
+        stored.clone(),
+        Some(handoff),
+        &mut writers,
+    );
+    // One at a time: each its own group commit, each its own hand-over.
+    for i in 1..=20 {
+        let user = format!("u{}", i % 3);
+        intake.submit(ev(&format!("k{i}"), &user, i)).await.unwrap();
+    }
+    let mut p = Processor::new(
+        s.clone(),
+        Arc::new(Engine::new()),
+        Clock::system(),
+        "w0".into(),
+    );
+    p.settle = Duration::from_secs(60);
+    p.settle_busy = Duration::from_secs(60);
+    p.behind_at = 16;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(p.run(stored, Some(rx), stop.clone()));
+    let all_done = async {
+        while s.inbox_stats().await.unwrap().done < 20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all_done)
+        .await
+        .expect("the queued hand-overs were processed without waiting for the settle");
+    stop.cancel();
+    run.await.unwrap();
+    drop(intake);
+    while writers.join_next().await.is_some() {}
+    let contacts = s.load_contacts(&["u1".into()]).await.unwrap();
+    assert_eq!(contacts["u1"].interaction_count, 7);
 }

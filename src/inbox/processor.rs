@@ -42,6 +42,12 @@ pub struct Processor {
     /// processing costs less per event; it returns to `settle` once a round finds few.
     pub settle_busy: Duration,
     pub busy_at: usize,
+    /// No `settle` wait when this many hand-overs (one per group commit) are already queued:
+    /// the processor is behind, and waiting would only let the queue fill. With the wait at
+    /// full load, hand-overs queued up to the queue's room, batches then went to the table
+    /// and were claimed back, and the processor, not the writer, set the throughput
+    /// (README, benchmarks).
+    pub behind_at: usize,
     /// Events handed over are processed and committed at most this many per transaction, in
     /// order: a burst's round (hundreds of events) would otherwise hold the one SQLite writer
     /// for ~8 ms while the webhooks' commits wait behind it. At full load, 256 took the p99 with
@@ -66,6 +72,7 @@ impl Processor {
             settle: Duration::from_millis(5),
             settle_busy: Duration::from_millis(25),
             busy_at: 64,
+            behind_at: 16,
             commit_max: 256,
             jobs_enqueued: Arc::new(Notify::new()),
             vip: None,
@@ -112,7 +119,12 @@ impl Processor {
                 _ = tokio::time::sleep(self.poll) => Wake::Poll,
             };
             // More events are on their way under load: wait for them, then take them at once.
-            if !matches!(wake, Wake::Poll) && !settle.is_zero() {
+            // Not when hand-overs are already waiting: the wait would only let the queue grow
+            // (at full load it filled, and batches then went to the table to be claimed back).
+            let behind = handoff
+                .as_ref()
+                .is_some_and(|rx| rx.len() >= self.behind_at);
+            if !matches!(wake, Wake::Poll) && !settle.is_zero() && !behind {
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     _ = tokio::time::sleep(settle) => {}
