@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::store::{DynStore, InboxEvent, Inserted, IntakeLease, NewInboxEvent};
+use crate::store::{DynStore, InboxEvent, Inserted, IntakeLease, NewInboxEvent, SyncInbox};
 
 type Request = (NewInboxEvent, oneshot::Sender<Result<Inserted, String>>);
 
@@ -78,9 +78,11 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Starts `writers` writer tasks on `tasks`; they stop once every `Intake` clone is dropped
-    /// and the queue is drained. Each commit that stored something goes to `handoff` or, when
-    /// there is none or its queue is full, notifies `stored`.
+    /// Starts the writers on `tasks`; they stop once every `Intake` clone is dropped and the
+    /// queue is drained. Each commit that stored something goes to `handoff` or, when there is
+    /// none or its queue is full, notifies `stored`. A backend that stores from a thread of its
+    /// own (`Store::sync_inbox`: SQLite, one writer) gets one writer on a blocking thread, which
+    /// starts each group commit as soon as the last one is done; otherwise `writers` tasks.
     pub fn start(
         store: DynStore,
         writers: usize,
@@ -90,12 +92,18 @@ impl Intake {
         tasks: &mut JoinSet<()>,
     ) -> Intake {
         let (tx, rx) = mpsc::channel::<Request>(8192);
+        let commits = Arc::new(Commits {
+            stored,
+            handoff: handoff.map(Arc::new),
+        });
+        if let Some(inbox) = store.sync_inbox() {
+            tasks.spawn_blocking(move || blocking_writer(&*inbox, rx, &commits));
+            return Intake { tx, timeout };
+        }
         let rx = Arc::new(Mutex::new(rx));
-        let handoff = handoff.map(Arc::new);
         for _ in 0..writers.max(1) {
-            let (store, rx, stored) = (store.clone(), rx.clone(), stored.clone());
-            let handoff = handoff.clone();
-            tasks.spawn(async move { writer(store, rx, stored, handoff).await });
+            let (store, rx, commits) = (store.clone(), rx.clone(), commits.clone());
+            tasks.spawn(async move { writer(store, rx, commits).await });
         }
         Intake { tx, timeout }
     }
@@ -120,45 +128,76 @@ impl Intake {
     }
 }
 
-async fn writer(
-    store: DynStore,
-    rx: Arc<Mutex<mpsc::Receiver<Request>>>,
+/// What a writer does around each group commit, whichever kind of writer it is.
+struct Commits {
     stored: Arc<Notify>,
     handoff: Option<Arc<Handoff>>,
-) {
-    let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        batch.clear();
-        let n = rx.lock().await.recv_many(&mut batch, MAX_BATCH).await;
-        if n == 0 {
-            return;
+}
+
+/// A batch ready to be stored: its events, the handlers waiting on them, and its room in the
+/// processor's queue when it goes there.
+struct Batch {
+    events: Vec<NewInboxEvent>,
+    replies: Vec<oneshot::Sender<Result<Inserted, String>>>,
+    room: Option<OwnedSemaphorePermit>,
+    lease_until: i64,
+    started: Instant,
+}
+
+impl Commits {
+    /// Takes `requests` for one commit; `None` when every handler already gave up (timeout).
+    fn batch(&self, requests: &mut Vec<Request>) -> Option<Batch> {
+        requests.retain(|(_, reply)| !reply.is_closed());
+        if requests.is_empty() {
+            return None;
         }
-        // Handlers that already gave up (timeout) need no write.
-        batch.retain(|(_, reply)| !reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let (events, replies): (Vec<NewInboxEvent>, Vec<_>) = batch.drain(..).unzip();
+        let (events, replies): (Vec<NewInboxEvent>, Vec<_>) = requests.drain(..).unzip();
         // Room in the processor's queue is taken before the rows are leased to it.
-        let permit = handoff.as_deref().and_then(|h| {
-            let room = h.room.clone().try_acquire_many_owned(events.len() as u32);
-            Some((room.ok()?, h))
-        });
-        let lease = permit.as_ref().map(|(_, h)| IntakeLease {
+        let (room, lease_until) = match self.handoff.as_deref() {
+            Some(h) => match h.room.clone().try_acquire_many_owned(events.len() as u32) {
+                Ok(room) => (
+                    Some(room),
+                    crate::clock::system_now() + h.lease.as_millis() as i64,
+                ),
+                Err(_) => (None, 0),
+            },
+            None => (None, 0),
+        };
+        Some(Batch {
+            events,
+            replies,
+            room,
+            lease_until,
+            started: Instant::now(),
+        })
+    }
+
+    /// The lease `batch`'s rows are stored under.
+    fn lease<'a>(&'a self, batch: &Batch) -> Option<IntakeLease<'a>> {
+        let h = self.handoff.as_deref()?;
+        batch.room.as_ref().map(|_| IntakeLease {
             owner: &h.owner,
-            until: crate::clock::system_now() + h.lease.as_millis() as i64,
-        });
-        let started = Instant::now();
-        let result = store.store_inbox(&events, lease).await;
-        metrics::histogram!("zaloflow_inbox_commit_seconds").record(started.elapsed());
-        metrics::histogram!("zaloflow_inbox_commit_batch_size").record(events.len() as f64);
+            until: batch.lease_until,
+        })
+    }
+
+    /// Answers `batch`'s handlers with its commit's outcome and passes what it stored on.
+    fn finish(&self, batch: Batch, result: crate::store::Result<Vec<Option<i64>>>) {
+        metrics::histogram!("zaloflow_inbox_commit_seconds").record(batch.started.elapsed());
+        metrics::histogram!("zaloflow_inbox_commit_batch_size").record(batch.events.len() as f64);
+        let Batch {
+            events,
+            replies,
+            room,
+            ..
+        } = batch;
         match result {
             Ok(ids) => {
                 for (reply, id) in replies.into_iter().zip(&ids) {
                     let _ = reply.send(Ok(Inserted::of(*id)));
                 }
-                match permit {
-                    Some((room, h)) => {
+                match (room, self.handoff.as_deref()) {
+                    (Some(room), Some(h)) => {
                         let events = handed_rows(events, ids);
                         // A processor that stopped gives its leases back as it goes; anything
                         // sent after that is taken again when its lease expires.
@@ -169,8 +208,8 @@ async fn writer(
                             });
                         }
                     }
-                    None if ids.iter().any(Option::is_some) => stored.notify_one(),
-                    None => {}
+                    _ if ids.iter().any(Option::is_some) => self.stored.notify_one(),
+                    _ => {}
                 }
             }
             Err(e) => {
@@ -184,6 +223,44 @@ async fn writer(
     }
 }
 
+async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, commits: Arc<Commits>) {
+    let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        requests.clear();
+        let n = rx.lock().await.recv_many(&mut requests, MAX_BATCH).await;
+        if n == 0 {
+            return;
+        }
+        let Some(batch) = commits.batch(&mut requests) else {
+            continue;
+        };
+        let result = store
+            .store_inbox(&batch.events, commits.lease(&batch))
+            .await;
+        commits.finish(batch, result);
+    }
+}
+
+/// The writer on a thread of its own: waits for the first request, takes whatever else has
+/// queued up, stores it and answers, and goes straight to the next batch.
+fn blocking_writer(inbox: &dyn SyncInbox, mut rx: mpsc::Receiver<Request>, commits: &Commits) {
+    let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        requests.clear();
+        requests.push(first);
+        while requests.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => requests.push(r),
+                Err(_) => break,
+            }
+        }
+        let Some(batch) = commits.batch(&mut requests) else {
+            continue;
+        };
+        let result = inbox.store_inbox(&batch.events, commits.lease(&batch));
+        commits.finish(batch, result);
+    }
+}
 /// The rows a batch stored (duplicates left out), as the processor receives them: leased, one
 /// attempt counted.
 fn handed_rows(events: Vec<NewInboxEvent>, ids: Vec<Option<i64>>) -> Vec<InboxEvent> {

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// The database could not be reached or answered with an error.
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+    /// The same, from the SQLite connection the webhook intake writes through (rusqlite).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// Our lease on a claimed row expired and another worker may own it now.
@@ -50,6 +53,18 @@ pub struct IntakeLease<'a> {
     pub owner: &'a str,
     /// Wall-clock milliseconds, as the leases `claim_inbox` writes.
     pub until: i64,
+}
+
+/// Stores the webhook intake's batches from a thread of its own, outside the async runtime
+/// ([`Store::sync_inbox`]): SQLite's, whose one writer then goes from one group commit to the
+/// next without waiting for a task to be polled in between.
+pub trait SyncInbox: Send + Sync {
+    /// [`Store::store_inbox`], blocking the calling thread.
+    fn store_inbox(
+        &self,
+        events: &[NewInboxEvent],
+        lease: Option<IntakeLease<'_>>,
+    ) -> Result<Vec<Option<i64>>>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -600,6 +615,11 @@ pub trait Store: Send + Sync + 'static {
         events: &[NewInboxEvent],
         lease: Option<IntakeLease<'_>>,
     ) -> Result<Vec<Option<i64>>>;
+    /// `store_inbox` for a thread outside the async runtime, where the backend has one (SQLite);
+    /// `None`: the intake's writers are tasks calling `store_inbox`.
+    fn sync_inbox(&self) -> Option<Arc<dyn SyncInbox>> {
+        None
+    }
     /// Pending events of `users` with an id below `below` that are not among `ids`, as
     /// `(user, id)`: what a batch handed over in memory must not overtake.
     async fn inbox_pending_before(

@@ -1,10 +1,11 @@
 //! The embedded default: one SQLite file in WAL mode. Writes go through a single connection
-//! (SQLite has one writer), reads through a small pool; `BEGIN IMMEDIATE` so another process
-//! (`zaloflow tick`) waits on the busy timeout instead of failing.
+//! behind a lock (`writer`: SQLite has one writer), the webhook intake's inserts through a
+//! connection of their own in the writer's turn (`intake`), reads through a small pool;
+//! `BEGIN IMMEDIATE` so another process (`zaloflow tick`) waits on the busy timeout instead of
+//! failing.
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,19 +13,23 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Sqlite, Transaction};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::*;
 
 mod handoffs;
+mod intake;
 mod outcomes;
+mod writer;
+
+use writer::Writer;
 
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: Arc<Writer>,
+    /// The webhook intake's inserts, through a connection of their own used in the writer's
+    /// turn (`intake`).
+    inbox: Arc<intake::NativeInbox>,
     reader: SqlitePool,
-    /// The writer connection was set not to wait for the disk (`relaxed_writer`): the pool's
-    /// release hook sets it back.
-    relaxed: Arc<AtomicBool>,
     /// Stops the checkpointer when the store goes.
     _checkpointer: tokio_util::sync::DropGuard,
 }
@@ -78,60 +83,36 @@ impl SqliteStore {
         // that crosses 1,000 WAL pages, copying them into the database file and syncing it,
         // while every webhook waiting on that group commit waits too (a p99 of hundreds of ms
         // under load). A PASSIVE checkpoint on a reader connection does it beside the writer.
-        let relaxed = Arc::new(AtomicBool::new(false));
-        let on_release = relaxed.clone();
-        let writer = SqlitePoolOptions::new()
-            .after_release(move |conn, _| {
-                let relaxed = on_release.clone();
-                Box::pin(async move { restore_durability(conn, &relaxed).await })
-            })
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts.clone().pragma("wal_autocheckpoint", "0"))
-            .await?;
+        let writer = Arc::new(
+            Writer::open(
+                opts.clone().pragma("wal_autocheckpoint", "0"),
+                Duration::from_secs(10),
+            )
+            .await?,
+        );
         let reader = SqlitePoolOptions::new()
             .after_release(out_of_transaction)
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(opts.read_only(false))
+            .connect_with(opts.clone().read_only(false))
             .await?;
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(checkpointer(writer.clone(), reader.clone(), stop.clone()));
+        let inbox = Arc::new(intake::NativeInbox::open(
+            opts.get_filename(),
+            writer.clone(),
+        )?);
         Ok(SqliteStore {
             writer,
+            inbox,
             reader,
-            relaxed,
             _checkpointer: stop.drop_guard(),
         })
-    }
-
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
     }
 
     /// Whether the customer messages among `done` have sends to credit (`outcomes::any_to_credit`).
     async fn any_to_credit(&self, done: &[Completion]) -> Result<bool> {
         outcomes::any_to_credit(&self.reader, done.iter().map(|c| &c.effects)).await
-    }
-
-    /// The writer, set so that its next commit does not wait for the disk (`synchronous =
-    /// NORMAL`): for the inbox processor's completions only. Such a commit survives a crash of
-    /// the process (it is in the operating system's hands) and is on disk once any later
-    /// commit is, since every commit syncs the whole log; all that a power cut in between can
-    /// lose is a completion nothing has acted on yet. A webhook is answered after its own
-    /// commit, synced; an outbox job is sent only after its claim, a later synced commit that
-    /// makes its completion durable first. A lost completion leaves its events pending, to be
-    /// processed again with the same effects. The connection is set back to `FULL` before it
-    /// is released (`relaxed`, checked by the pool's release hook, whatever path the caller
-    /// takes).
-    async fn relaxed_writer(&self) -> Result<sqlx::pool::PoolConnection<Sqlite>> {
-        let mut conn = self.writer.acquire().await?;
-        self.relaxed.store(true, Ordering::SeqCst);
-        sqlx::query("PRAGMA synchronous = NORMAL")
-            .execute(&mut *conn)
-            .await?;
-        Ok(conn)
     }
 }
 
@@ -146,19 +127,19 @@ impl SqliteStore {
 /// much). That bounds the copy, not the sync of scattered pages, so on its own it did not move
 /// the p99 measurably; what did is restarting less often (`RESTART_WAL_AT`).
 async fn checkpointer(
-    writer: SqlitePool,
+    writer: Arc<Writer>,
     reader: SqlitePool,
     stop: tokio_util::sync::CancellationToken,
 ) {
     /// Frames in the log and frames copied, after a checkpoint in `mode`.
-    async fn checkpoint(
-        pool: &SqlitePool,
+    async fn checkpoint<'c>(
+        conn: impl sqlx::Executor<'c, Database = Sqlite>,
         mode: &str,
-    ) -> std::result::Result<(i64, i64), sqlx::Error> {
+    ) -> Result<(i64, i64)> {
         let started = std::time::Instant::now();
         let (_, wal_frames, copied): (i64, i64, i64) =
             sqlx::query_as(&format!("PRAGMA wal_checkpoint({mode})"))
-                .fetch_one(pool)
+                .fetch_one(conn)
                 .await?;
         metrics::gauge!("zaloflow_sqlite_wal_frames").set(wal_frames as f64);
         if copied > 0 {
@@ -167,10 +148,7 @@ async fn checkpointer(
         }
         Ok((wal_frames, copied))
     }
-    async fn round(
-        writer: &SqlitePool,
-        reader: &SqlitePool,
-    ) -> std::result::Result<(), sqlx::Error> {
+    async fn round(writer: &Writer, reader: &SqlitePool) -> Result<()> {
         let (mut frames, mut copied) = checkpoint(reader, "PASSIVE").await?;
         if frames < RESTART_WAL_AT {
             return Ok(());
@@ -181,7 +159,7 @@ async fn checkpointer(
             }
             (frames, copied) = checkpoint(reader, "PASSIVE").await?;
         }
-        checkpoint(writer, "RESTART").await?;
+        checkpoint(&mut *writer.lock().await?, "RESTART").await?;
         Ok(())
     }
     // At start (0x10002: also tables never analysed, with a row limit that keeps it quick on
@@ -190,7 +168,14 @@ async fn checkpointer(
     let mut optimized = std::time::Instant::now();
     loop {
         if let Some(sql) = optimize.take() {
-            if let Err(e) = sqlx::query(sql).execute(&writer).await {
+            let done = match writer.lock().await {
+                Ok(mut w) => sqlx::query(sql)
+                    .execute(&mut *w)
+                    .await
+                    .map_err(StoreError::from),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = done {
                 tracing::debug!(error = %e, "PRAGMA optimize skipped");
             }
             optimized = std::time::Instant::now();
@@ -208,25 +193,6 @@ async fn checkpointer(
     }
 }
 
-/// The writer goes back to its pool outside any transaction (`out_of_transaction`) and waiting
-/// for the disk at each commit again if `relaxed_writer` had it not; a connection that cannot
-/// be set back is closed, and its replacement starts with `FULL`.
-async fn restore_durability(
-    conn: &mut sqlx::SqliteConnection,
-    relaxed: &AtomicBool,
-) -> std::result::Result<bool, sqlx::Error> {
-    if in_transaction(conn) {
-        return Ok(false);
-    }
-    if relaxed.swap(false, Ordering::SeqCst) {
-        let restored = sqlx::query("PRAGMA synchronous = FULL")
-            .execute(&mut *conn)
-            .await;
-        return Ok(restored.is_ok());
-    }
-    Ok(true)
-}
-
 /// A connection goes back to its pool only outside any transaction. A COMMIT that failed (disk
 /// full, I/O error) leaves sqlx counting the connection as inside its transaction; reused, it
 /// would refuse every later write ("non-zero transaction depth") until a restart. Closed
@@ -240,8 +206,13 @@ fn out_of_transaction(
 }
 
 fn in_transaction(conn: &mut sqlx::SqliteConnection) -> bool {
+    transaction_depth(conn) != 0
+}
+
+/// How deep in transactions sqlx counts the connection.
+fn transaction_depth(conn: &mut sqlx::SqliteConnection) -> usize {
     use sqlx::TransactionManager;
-    sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn) != 0
+    sqlx::sqlite::SqliteTransactionManager::get_transaction_depth(conn)
 }
 
 #[async_trait]
@@ -251,7 +222,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.writer).await?;
+        MIGRATOR.run_direct(&mut *self.writer.lock().await?).await?;
         Ok(())
     }
 
@@ -265,63 +236,24 @@ impl Store for SqliteStore {
         events: &[NewInboxEvent],
         lease: Option<IntakeLease<'_>>,
     ) -> Result<Vec<Option<i64>>> {
-        // One statement per chunk, atomic on its own (no BEGIN/COMMIT round trips); the
-        // connection is the only writer in this process, so the rows one INSERT adds get
-        // consecutive ids, in the order of its values. When fewer rows were added than sent,
-        // some keys were stored before: the rows with this statement's ids are the new ones.
-        let keep = first_occurrences(events);
-        let mut out = vec![None; events.len()];
-        let (lease_owner, lease_until, attempts) = match lease {
-            Some(l) => (Some(l.owner), l.until, 1i32),
-            None => (None, 0, 0),
-        };
-        let mut conn = self.writer.acquire().await?;
-        for chunk in keep.chunks(300) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts, received_at, lease_owner, lease_until, attempts) ",
-            );
-            qb.push_values(chunk, |mut b, &i| {
-                let e = &events[i];
-                b.push_bind(&e.dedupe_key)
-                    .push_bind(&e.event_name)
-                    .push_bind(&e.user_id)
-                    .push_bind(e.priority)
-                    .push_bind(&e.body)
-                    .push_bind(e.event_ts)
-                    .push_bind(e.received_at)
-                    .push_bind(lease_owner)
-                    .push_bind(lease_until)
-                    .push_bind(attempts);
+        // The intake itself stores from its own thread (`sync_inbox`); this path (tests,
+        // tools) runs the same code on tokio's blocking threads.
+        let inbox = self.inbox.clone();
+        let events = events.to_vec();
+        let lease = lease.map(|l| (l.owner.to_string(), l.until));
+        tokio::task::spawn_blocking(move || {
+            let lease = lease.as_ref().map(|(owner, until)| IntakeLease {
+                owner,
+                until: *until,
             });
-            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-            let r = qb.build().execute(&mut *conn).await?;
-            let added = r.rows_affected() as usize;
-            let last = r.last_insert_rowid();
-            if added == chunk.len() {
-                for (n, &i) in chunk.iter().enumerate() {
-                    out[i] = Some(last - added as i64 + 1 + n as i64);
-                }
-            } else if added > 0 {
-                let keys: Vec<&str> = chunk
-                    .iter()
-                    .map(|&i| events[i].dedupe_key.as_str())
-                    .collect();
-                let fresh: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT dedupe_key, id FROM inbox
-                     WHERE dedupe_key IN (SELECT value FROM json_each(?1)) AND id > ?2 AND id <= ?3",
-                )
-                .bind(serde_json::to_string(&keys).expect("strings serialise"))
-                .bind(last - added as i64)
-                .bind(last)
-                .fetch_all(&mut *conn)
-                .await?;
-                let fresh: HashMap<String, i64> = fresh.into_iter().collect();
-                for &i in chunk {
-                    out[i] = fresh.get(&events[i].dedupe_key).copied();
-                }
-            }
-        }
-        Ok(out)
+            inbox.store_inbox(&events, lease)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("inbox insert did not finish: {e}")))?
+    }
+
+    fn sync_inbox(&self) -> Option<Arc<dyn SyncInbox>> {
+        Some(self.inbox.clone())
     }
 
     async fn inbox_pending_before(
@@ -352,7 +284,7 @@ impl Store for SqliteStore {
         )
         .bind(owner)
         .bind(serde_json::to_string(ids).expect("ids serialise"))
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(r.rows_affected())
     }
@@ -364,7 +296,7 @@ impl Store for SqliteStore {
         lease_ms: i64,
         limit: i64,
     ) -> Result<Vec<InboxEvent>> {
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.lock().await?;
         let next = ClaimNext {
             now,
             lease_ms,
@@ -373,13 +305,20 @@ impl Store for SqliteStore {
         claim_inbox(&mut conn, owner, next).await
     }
 
+    /// The processor's completions commit without waiting for the disk (`Writer::lock_relaxed`,
+    /// `synchronous = NORMAL`). Such a commit survives a crash of the process (it is in the
+    /// operating system's hands) and is on disk once any later commit is, since every commit
+    /// syncs the whole log; all that a power cut in between can lose is a completion nothing has
+    /// acted on yet. A webhook is answered after its own commit, synced; an outbox job is sent
+    /// only after its claim, a later synced commit that makes its completion durable first. A
+    /// lost completion leaves its events pending, to be processed again with the same effects.
     async fn complete_inbox(&self, owner: &str, done: &[Completion], now: i64) -> Result<()> {
         if done.is_empty() {
             return Ok(());
         }
         let writings = self.any_to_credit(done).await?;
-        let mut conn = self.relaxed_writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut w = self.writer.lock_relaxed().await?;
+        let mut tx = w.begin().await?;
         let handoffs = complete_inbox(&mut tx, owner, done, now, writings).await?;
         tx.commit().await?;
         handoffs.record();
@@ -394,8 +333,8 @@ impl Store for SqliteStore {
         next: ClaimNext,
     ) -> Result<Vec<InboxEvent>> {
         let writings = self.any_to_credit(done).await?;
-        let mut conn = self.relaxed_writer().await?;
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+        let mut w = self.writer.lock_relaxed().await?;
+        let mut tx = w.begin().await?;
         let handoffs = complete_inbox(&mut tx, owner, done, now, writings).await?;
         let claimed = claim_inbox(&mut tx, owner, next).await?;
         tx.commit().await?;
@@ -404,7 +343,8 @@ impl Store for SqliteStore {
     }
 
     async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let handoffs = apply_effects(&mut tx, std::iter::once(effects), now, true).await?;
         tx.commit().await?;
         handoffs.record();
@@ -436,7 +376,8 @@ impl Store for SqliteStore {
         retry_at: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         match retry_at {
             Some(at) => sqlx::query(
                 "UPDATE inbox SET lease_owner = NULL, lease_until = ?1, error = ?2
@@ -467,7 +408,7 @@ impl Store for SqliteStore {
              WHERE lease_owner = ?1 AND status = 'pending'",
         )
         .bind(owner)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(r.rows_affected())
     }
@@ -515,7 +456,8 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let refs: Vec<&NewJob> = jobs.iter().collect();
         insert_jobs(&mut tx, &refs, now).await?;
         tx.commit().await?;
@@ -554,7 +496,8 @@ impl Store for SqliteStore {
                 LIMIT ?4)
              RETURNING {JOB_COLUMNS}"
         );
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let mut rows: Vec<Job> = sqlx::query_as(&sql)
             .bind(owner)
             .bind(wall_now + lease_ms)
@@ -570,7 +513,8 @@ impl Store for SqliteStore {
 
     async fn finish_jobs(&self, owner: &str, outcomes: &[JobOutcome], now: i64) -> Result<u64> {
         let mut lost = 0;
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let mut contacts = Vec::new();
         for o in outcomes {
             let (status, run_at, sent_at, provider_id, error, code) = outcome_columns(o, now);
@@ -631,7 +575,7 @@ impl Store for SqliteStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -662,7 +606,7 @@ impl Store for SqliteStore {
         .bind(owner)
         .bind(now + ttl_ms)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(r.rows_affected() == 1)
     }
@@ -671,7 +615,7 @@ impl Store for SqliteStore {
         sqlx::query("DELETE FROM leases WHERE name = ?1 AND owner = ?2")
             .bind(name)
             .bind(owner)
-            .execute(&self.writer)
+            .execute(&mut *self.writer.lock().await?)
             .await?;
         Ok(())
     }
@@ -680,7 +624,7 @@ impl Store for SqliteStore {
         let row: Option<(String, String, i64)> = sqlx::query_as(
             "SELECT access_token, refresh_token, expires_at FROM oa_tokens WHERE id = 1",
         )
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.writer.lock().await?)
         .await?;
         Ok(row.map(token_pair))
     }
@@ -697,14 +641,15 @@ impl Store for SqliteStore {
         .bind(&pair.refresh_token)
         .bind(pair.expires_at_ms)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
 
     async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()> {
         check_list_changes(changes)?;
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         apply_list_changes(&mut tx, changes, now).await?;
         tx.commit().await?;
         Ok(())
@@ -797,13 +742,14 @@ impl Store for SqliteStore {
         .bind(form)
         .bind(contact_id)
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *self.writer.lock().await?)
         .await?;
         Ok(count)
     }
 
     async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         sqlx::query(
             "UPDATE form_submissions SET count = count - 1 WHERE form = ?1 AND contact_id = ?2",
         )
@@ -830,7 +776,8 @@ impl Store for SqliteStore {
     ) -> Result<()> {
         check_list_changes(lists)?;
         let merged = merge_changes(changes);
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         apply_contact_changes(&mut tx, &merged, now).await?;
         apply_list_changes(&mut tx, lists, now).await?;
         tx.commit().await?;
@@ -885,11 +832,11 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(candidate)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         let (v,): (String,) = sqlx::query_as("SELECT value FROM app_secrets WHERE name = ?1")
             .bind(name)
-            .fetch_one(&self.writer)
+            .fetch_one(&mut *self.writer.lock().await?)
             .await?;
         Ok(v)
     }
@@ -1066,7 +1013,8 @@ impl Store for SqliteStore {
     }
 
     async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let mut out = Erased::default();
         // The events of its lane first: an inbox worker finishing one of them now loses its
         // lease (and changes nothing) or has committed before this statement, so what it
@@ -1167,7 +1115,8 @@ impl Store for SqliteStore {
         if decisions.is_empty() {
             return Ok(0);
         }
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let keys: Vec<&str> = decisions.iter().filter_map(|d| d.key.as_deref()).collect();
         let mut fresh = std::collections::HashSet::with_capacity(keys.len());
         for chunk in keys.chunks(400) {
@@ -1238,7 +1187,7 @@ impl Store for SqliteStore {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT value FROM scheduler_state WHERE name = ?1")
                 .bind(name)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.writer.lock().await?)
                 .await?;
         Ok(row.map(|(v,)| v))
     }
@@ -1251,7 +1200,7 @@ impl Store for SqliteStore {
         .bind(name)
         .bind(value)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
     }
@@ -1783,9 +1732,11 @@ async fn apply_campaign_change(
 mod tests {
     use super::*;
 
+    /// The writer's `synchronous` as a caller that asks for durable commits gets it.
     async fn synchronous(store: &SqliteStore) -> i64 {
+        let mut w = store.writer.lock().await.unwrap();
         let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-            .fetch_one(&store.writer)
+            .fetch_one(&mut *w)
             .await
             .unwrap();
         level
@@ -1803,9 +1754,9 @@ mod tests {
         }
     }
 
-    /// The processor's completions commit without waiting for the disk; whatever way they end,
-    /// the writer goes back to the pool waiting for it again (2 = FULL), so a webhook's commit
-    /// never goes unsynced.
+    /// The processor's completions commit without waiting for the disk (1 = NORMAL); whatever
+    /// way they end, the next caller that asks for durable commits gets the writer waiting for
+    /// the disk again (2 = FULL).
     #[tokio::test]
     async fn completions_give_the_writer_back_synced() {
         let dir = tempfile::tempdir().unwrap();
@@ -1819,6 +1770,14 @@ mod tests {
             inbox_id: id,
             effects: Effects::default(),
         };
+        {
+            let mut w = store.writer.lock_relaxed().await.unwrap();
+            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut *w)
+                .await
+                .unwrap();
+            assert_eq!(level, 1);
+        }
         // A lost lease: the completion fails inside its transaction.
         let lost = store
             .complete_inbox("other", &[done(claimed[0].id)], 20)
@@ -1831,5 +1790,33 @@ mod tests {
             .unwrap();
         assert_eq!(synchronous(&store).await, 2);
         assert_eq!(store.inbox_stats().await.unwrap().done, 1);
+    }
+
+    /// The intake's connection writes only in the writer's turn: while another caller holds
+    /// the writer, a batch waits, and it is stored once the writer is given back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn intake_inserts_wait_for_the_writers_turn() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let held = store.writer.lock().await.unwrap();
+        let (inbox, seen) = (store.inbox.clone(), released.clone());
+        let insert = tokio::task::spawn_blocking(move || {
+            let ids = inbox.store_inbox(&[event("a"), event("b"), event("a")], None);
+            (ids.unwrap(), seen.load(Ordering::SeqCst))
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        released.store(true, Ordering::SeqCst);
+        drop(held);
+        let (ids, after_release) = insert.await.unwrap();
+        assert!(
+            after_release,
+            "the batch was stored while the writer was held"
+        );
+        assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
+        assert_eq!(store.inbox_stats().await.unwrap().pending, 2);
     }
 }

@@ -301,7 +301,8 @@ impl SqliteStore {
         now: i64,
         resolve: bool,
     ) -> Result<HandoffUpdate> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1");
         let Some(before): Option<Handoff> = sqlx::query_as(&select)
             .bind(id)
@@ -365,7 +366,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn h_record_breach(&self, b: &Breach, job: &NewJob, now: i64) -> Result<bool> {
-        let mut tx = self.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let raised = sqlx::query(
             "UPDATE handoffs SET escalation_level = ?1, updated_at = ?2
              WHERE id = ?3 AND escalation_level < ?1 AND responded_at IS NULL
