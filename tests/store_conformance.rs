@@ -578,9 +578,9 @@ async fn handed_events_commit_a_few_at_a_time(kind: &str) {
     assert_eq!(contacts["u2"].last_interaction, Some(6));
 }
 
-/// Hand-overs queued past `behind_at` are processed at once, not after the `settle` wait meant
-/// to gather a burst (at full load that wait let the queue fill). With a settle of a minute,
-/// only the skip lets twenty queued hand-overs be processed within the test's 30 s.
+/// Handed-over events waiting past `behind_at` are processed at once, not after the `settle`
+/// wait meant to gather a burst (at full load that wait let the queue fill). With a settle of a
+/// minute, only the skip lets twenty queued events be processed within the test's 30 s.
 async fn a_backlog_of_handovers_skips_the_settle(kind: &str) {
     use std::sync::Arc;
     use std::time::Duration;

@@ -49,25 +49,49 @@ pub struct Handed {
 }
 
 impl Handoff {
-    /// A hand-over to the processor leasing as `owner`, which takes the receiver; at most
-    /// `room` events wait in its queue (past that, batches are stored unleased and claimed
-    /// from the table).
-    pub fn new(
-        owner: String,
-        lease: Duration,
-        room: usize,
-    ) -> (Handoff, mpsc::UnboundedReceiver<Handed>) {
+    /// A hand-over to the processor leasing as `owner`, which takes the queue; at most `room`
+    /// events wait in it (past that, batches are stored unleased and claimed from the table).
+    pub fn new(owner: String, lease: Duration, room: usize) -> (Handoff, HandoffQueue) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let size = room;
         let room = Arc::new(Semaphore::new(room));
         (
             Handoff {
                 tx,
-                room,
+                room: room.clone(),
                 owner,
                 lease,
             },
-            rx,
+            HandoffQueue { rx, room, size },
         )
+    }
+}
+
+/// The receiving end of a [`Handoff`]: the processor's queue of stored batches.
+pub struct HandoffQueue {
+    rx: mpsc::UnboundedReceiver<Handed>,
+    room: Arc<Semaphore>,
+    size: usize,
+}
+
+impl HandoffQueue {
+    pub async fn recv(&mut self) -> Option<Handed> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Handed> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Events handed over and not yet processed (a batch's room is given back once it is).
+    pub fn waiting(&self) -> usize {
+        self.size.saturating_sub(self.room.available_permits())
+    }
+
+    /// No more hand-overs: the intake stores later batches unleased.
+    pub fn close(&mut self) {
+        self.rx.close();
+        self.room.close();
     }
 }
 

@@ -9,12 +9,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{BatchState, Engine, History};
-use crate::inbox::intake::Handed;
+use crate::inbox::intake::{Handed, HandoffQueue};
 use crate::store::{ClaimNext, Completion, DynStore, InboxEvent, StoreError};
 use crate::zalo::event::{self, Event, EventKind};
 
@@ -42,11 +42,10 @@ pub struct Processor {
     /// processing costs less per event; it returns to `settle` once a round finds few.
     pub settle_busy: Duration,
     pub busy_at: usize,
-    /// No `settle` wait when this many hand-overs (one per group commit) are already queued:
-    /// the processor is behind, and waiting would only let the queue fill. With the wait at
-    /// full load, hand-overs queued up to the queue's room, batches then went to the table
-    /// and were claimed back, and the processor, not the writer, set the throughput
-    /// (README, benchmarks).
+    /// No `settle` wait when this many handed-over events are already waiting: the processor
+    /// is behind, and waiting would only let the queue fill. With the wait at full load, the
+    /// queue filled up to its room, batches then went to the table and were claimed back, and
+    /// the processor, not the writer, set the throughput (README, benchmarks).
     pub behind_at: usize,
     /// Events handed over are processed and committed at most this many per transaction, in
     /// order: a burst's round (hundreds of events) would otherwise hold the one SQLite writer
@@ -72,7 +71,7 @@ impl Processor {
             settle: Duration::from_millis(5),
             settle_busy: Duration::from_millis(25),
             busy_at: 64,
-            behind_at: 16,
+            behind_at: 256,
             commit_max: 256,
             jobs_enqueued: Arc::new(Notify::new()),
             vip: None,
@@ -87,7 +86,7 @@ impl Processor {
     pub async fn run(
         self,
         stored: Arc<Notify>,
-        mut handoff: Option<mpsc::UnboundedReceiver<Handed>>,
+        mut handoff: Option<HandoffQueue>,
         stop: CancellationToken,
     ) {
         let mut settle = self.settle;
@@ -123,7 +122,7 @@ impl Processor {
             // (at full load it filled, and batches then went to the table to be claimed back).
             let behind = handoff
                 .as_ref()
-                .is_some_and(|rx| rx.len() >= self.behind_at);
+                .is_some_and(|q| q.waiting() >= self.behind_at);
             if !matches!(wake, Wake::Poll) && !settle.is_zero() && !behind {
                 tokio::select! {
                     _ = stop.cancelled() => break,
@@ -152,12 +151,12 @@ impl Processor {
     async fn process_queued(
         &self,
         first: Handed,
-        rx: &mut mpsc::UnboundedReceiver<Handed>,
+        rx: &mut HandoffQueue,
     ) -> Result<(usize, usize), StoreError> {
         let mut n = first.events.len();
         let mut handed = vec![first];
         while n < self.batch as usize {
-            let Ok(more) = rx.try_recv() else { break };
+            let Some(more) = rx.try_recv() else { break };
             n += more.events.len();
             handed.push(more);
         }
