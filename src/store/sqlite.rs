@@ -41,8 +41,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// ~7 ms for ~250 of them, where a commit's sequential WAL sync takes ~0.3 ms), so the longer
 /// the log may grow, the rarer the pause: at 25,000 webhooks/s the log gains ~28,000 frames a
 /// second, and 8,192 frames meant three pauses a second and an intake p99 of 13–14 ms in 8 s
-/// runs, 65,536 frames one every two seconds and 7.2 ms. Over 30 s both reach 34–47 ms as the
-/// file grows and each sync costs more (README, benchmarks).
+/// runs, 65,536 frames one every two seconds and 7.2 ms. Over 30 s the pauses grew with the
+/// file (20–50 ms, a p99 of 24–31 ms) until the PASSIVE checkpoints' pages were synced beside
+/// the writer (`checkpointer`).
 const RESTART_WAL_AT: i64 = 65_536;
 /// At most this many frames are left for the RESTART to copy, as far as `CATCH_UP_TRIES`
 /// PASSIVE checkpoints before it can get there.
@@ -97,7 +98,12 @@ impl SqliteStore {
             .connect_with(opts.clone().read_only(false))
             .await?;
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(checkpointer(writer.clone(), reader.clone(), stop.clone()));
+        tokio::spawn(checkpointer(
+            writer.clone(),
+            reader.clone(),
+            opts.get_filename().to_path_buf(),
+            stop.clone(),
+        ));
         let inbox = Arc::new(intake::NativeInbox::open(
             opts.get_filename(),
             writer.clone(),
@@ -122,13 +128,15 @@ impl SqliteStore {
 /// checkpoint runs once on the writer connection (RESTART), in turn with the commits, and the
 /// next commit starts the log over. That RESTART stops every commit while it copies what the
 /// PASSIVE ones left and syncs the file, so first PASSIVE checkpoints run again (up to
-/// `CATCH_UP_TRIES`) until at most `RESTART_LEFT` frames are left to copy (the sqlx log showed
-/// RESTARTs of 8–13 ms after a PASSIVE that had copied little, ~1 ms after one that had copied
-/// much). That bounds the copy, not the sync of scattered pages, so on its own it did not move
-/// the p99 measurably; what did is restarting less often (`RESTART_WAL_AT`).
+/// `CATCH_UP_TRIES`) until at most `RESTART_LEFT` frames are left to copy, and each PASSIVE
+/// one is followed by an fsync of the database file off the writer's path. Without that
+/// fsync the RESTART's sync flushed every page the PASSIVE checkpoints had copied since the
+/// last one (20–50 ms in 30 s runs at 20,000 webhooks/s, the intake p99 24–26 ms); with it
+/// the RESTART takes 5–9 ms and the 30 s p99 went from 14.1 to 10.5 ms (README, benchmarks).
 async fn checkpointer(
     writer: Arc<Writer>,
     reader: SqlitePool,
+    db_path: std::path::PathBuf,
     stop: tokio_util::sync::CancellationToken,
 ) {
     /// Frames in the log and frames copied, after a checkpoint in `mode`.
@@ -148,8 +156,26 @@ async fn checkpointer(
         }
         Ok((wal_frames, copied))
     }
-    async fn round(writer: &Writer, reader: &SqlitePool) -> Result<()> {
-        let (mut frames, mut copied) = checkpoint(reader, "PASSIVE").await?;
+    /// A PASSIVE checkpoint, then an fsync of the database file from a blocking thread while
+    /// the writer goes on: a PASSIVE checkpoint that does not reach the end of the log leaves
+    /// the pages it copied unsynced, and without this the RESTART's own sync would flush all of
+    /// them while every commit waits.
+    async fn passive(reader: &SqlitePool, db_path: &std::path::Path) -> Result<(i64, i64)> {
+        let (frames, copied) = checkpoint(reader, "PASSIVE").await?;
+        if copied > 0 {
+            let path = db_path.to_path_buf();
+            let synced = tokio::task::spawn_blocking(move || {
+                std::fs::File::open(&path).and_then(|f| f.sync_data())
+            })
+            .await;
+            if let Ok(Err(e)) = synced {
+                tracing::debug!(error = %e, "database file sync skipped");
+            }
+        }
+        Ok((frames, copied))
+    }
+    async fn round(writer: &Writer, reader: &SqlitePool, db_path: &std::path::Path) -> Result<()> {
+        let (mut frames, mut copied) = passive(reader, db_path).await?;
         if frames < RESTART_WAL_AT {
             return Ok(());
         }
@@ -157,7 +183,7 @@ async fn checkpointer(
             if frames - copied <= RESTART_LEFT {
                 break;
             }
-            (frames, copied) = checkpoint(reader, "PASSIVE").await?;
+            (frames, copied) = passive(reader, db_path).await?;
         }
         checkpoint(&mut *writer.lock().await?, "RESTART").await?;
         Ok(())
@@ -187,7 +213,7 @@ async fn checkpointer(
         if optimized.elapsed() >= OPTIMIZE_EVERY {
             optimize = Some("PRAGMA optimize");
         }
-        if let Err(e) = round(&writer, &reader).await {
+        if let Err(e) = round(&writer, &reader, &db_path).await {
             tracing::debug!(error = %e, "checkpoint skipped");
         }
     }
