@@ -17,6 +17,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::*;
 
+mod filesync;
 mod handoffs;
 mod intake;
 mod outcomes;
@@ -98,10 +99,11 @@ impl SqliteStore {
             .connect_with(opts.clone().read_only(false))
             .await?;
         let stop = tokio_util::sync::CancellationToken::new();
+        let file_sync = filesync::FileSync::open(opts.get_filename())?;
         tokio::spawn(checkpointer(
             writer.clone(),
             reader.clone(),
-            opts.get_filename().to_path_buf(),
+            file_sync,
             stop.clone(),
         ));
         let inbox = Arc::new(intake::NativeInbox::open(
@@ -136,7 +138,7 @@ impl SqliteStore {
 async fn checkpointer(
     writer: Arc<Writer>,
     reader: SqlitePool,
-    db_path: std::path::PathBuf,
+    file_sync: filesync::FileSync,
     stop: tokio_util::sync::CancellationToken,
 ) {
     /// Frames in the log and frames copied, after a checkpoint in `mode`.
@@ -159,23 +161,25 @@ async fn checkpointer(
     /// A PASSIVE checkpoint, then an fsync of the database file from a blocking thread while
     /// the writer goes on: a PASSIVE checkpoint that does not reach the end of the log leaves
     /// the pages it copied unsynced, and without this the RESTART's own sync would flush all of
-    /// them while every commit waits.
-    async fn passive(reader: &SqlitePool, db_path: &std::path::Path) -> Result<(i64, i64)> {
+    /// them while every commit waits. The sync goes through SQLite's own descriptor
+    /// (`filesync`: closing one of ours would drop the process's locks on the file).
+    async fn passive(reader: &SqlitePool, file_sync: &filesync::FileSync) -> Result<(i64, i64)> {
         let (frames, copied) = checkpoint(reader, "PASSIVE").await?;
         if copied > 0 {
-            let path = db_path.to_path_buf();
-            let synced = tokio::task::spawn_blocking(move || {
-                std::fs::File::open(&path).and_then(|f| f.sync_data())
-            })
-            .await;
+            let file_sync = file_sync.clone();
+            let synced = tokio::task::spawn_blocking(move || file_sync.sync()).await;
             if let Ok(Err(e)) = synced {
                 tracing::debug!(error = %e, "database file sync skipped");
             }
         }
         Ok((frames, copied))
     }
-    async fn round(writer: &Writer, reader: &SqlitePool, db_path: &std::path::Path) -> Result<()> {
-        let (mut frames, mut copied) = passive(reader, db_path).await?;
+    async fn round(
+        writer: &Writer,
+        reader: &SqlitePool,
+        file_sync: &filesync::FileSync,
+    ) -> Result<()> {
+        let (mut frames, mut copied) = passive(reader, file_sync).await?;
         if frames < RESTART_WAL_AT {
             return Ok(());
         }
@@ -183,7 +187,7 @@ async fn checkpointer(
             if frames - copied <= RESTART_LEFT {
                 break;
             }
-            (frames, copied) = passive(reader, db_path).await?;
+            (frames, copied) = passive(reader, file_sync).await?;
         }
         checkpoint(&mut *writer.lock().await?, "RESTART").await?;
         Ok(())
@@ -213,7 +217,7 @@ async fn checkpointer(
         if optimized.elapsed() >= OPTIMIZE_EVERY {
             optimize = Some("PRAGMA optimize");
         }
-        if let Err(e) = round(&writer, &reader, &db_path).await {
+        if let Err(e) = round(&writer, &reader, &file_sync).await {
             tracing::debug!(error = %e, "checkpoint skipped");
         }
     }
@@ -1844,5 +1848,69 @@ mod tests {
         );
         assert!(ids[0].is_some() && ids[1].is_some() && ids[2].is_none());
         assert_eq!(store.inbox_stats().await.unwrap().pending, 2);
+    }
+
+    /// Whether some lock on `file`'s bytes `[start, start + len)` would stop a write lock:
+    /// an open-file-description lock conflicts with the POSIX locks of this process too.
+    fn locked(file: &std::fs::File, start: i64, len: i64) -> bool {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zeroed `flock` is a valid value; F_OFD_GETLK only reads and writes it.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = start;
+        fl.l_len = len;
+        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) };
+        assert_eq!(rc, 0, "F_OFD_GETLK: {}", std::io::Error::last_os_error());
+        fl.l_type != libc::F_UNLCK as libc::c_short
+    }
+
+    /// The checkpointer's syncs of the database file keep SQLite's locks on it. Synced
+    /// through a descriptor of its own, closing that descriptor dropped every lock of the
+    /// process on the file: another process then took the EXCLUSIVE lock at its close,
+    /// thought itself the last user and deleted the WAL in use (tests/fault_sigkill.rs saw
+    /// "database disk image is malformed").
+    #[tokio::test]
+    async fn checkpoint_syncs_keep_the_locks_on_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        // SQLite's SHARED lock on Unix: a read lock on 510 bytes past the pending byte.
+        let (shared_first, shared_size) = (0x4000_0000 + 2, 510);
+        let probe = std::fs::File::open(&path).unwrap();
+        for round in 0..5 {
+            let inbox = store.inbox.clone();
+            let batch: Vec<NewInboxEvent> =
+                (0..50).map(|i| event(&format!("{round}-{i}"))).collect();
+            tokio::task::spawn_blocking(move || inbox.store_inbox(&batch, None).unwrap())
+                .await
+                .unwrap();
+            // A read holds the SHARED lock, as the service's readers do.
+            let mut reader = store.reader.acquire().await.unwrap();
+            let mut tx = sqlx::Connection::begin(&mut *reader).await.unwrap();
+            sqlx::query("SELECT count(*) FROM inbox")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            assert!(
+                locked(&probe, shared_first, shared_size),
+                "no SHARED lock while reading"
+            );
+            // Checkpoint rounds run (every 100 ms), each PASSIVE one copying and syncing.
+            tokio::time::sleep(CHECKPOINT_EVERY * 3).await;
+            assert!(
+                locked(&probe, shared_first, shared_size),
+                "round {round}: the process lost its SHARED lock on the database file"
+            );
+            tx.rollback().await.unwrap();
+        }
+        let frames: (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert!(frames.2 > 0, "nothing was checkpointed: {frames:?}");
     }
 }
