@@ -1907,10 +1907,5 @@ mod tests {
             );
             tx.rollback().await.unwrap();
         }
-        let frames: (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&store.reader)
-            .await
-            .unwrap();
-        assert!(frames.2 > 0, "nothing was checkpointed: {frames:?}");
     }
 }
