@@ -86,8 +86,13 @@ async fn instances_one_killed(n: usize) -> Survivors {
     load.until_acked(seen.acked() + 200, Duration::from_secs(60))
         .await;
     load.stop().await;
-    // the dead instance's claimed events and jobs come back when their leases expire
-    let stored = wait_settled(&url, Duration::from_secs(60)).await;
+    // the dead instance's claimed events and jobs come back when their leases expire. Every
+    // acknowledged event is one answer, sent at RATE a second at most across the instances,
+    // so the wait allows for that: the load is not paced, and on a fast machine it gets
+    // thousands of events in before the kill (2,634 in one run, 105 s of sending at 25/s,
+    // where a flat 60 s failed with every survivor sending at exactly the limit).
+    let drain = Duration::from_secs(seen.acked() as u64 / u64::from(RATE));
+    let stored = wait_settled(&url, Duration::from_secs(60) + drain).await;
     let acked = seen.acked.lock().unwrap().clone();
     let dups = assert_exactly_once(&format!("{n}-instances"), &acked, &stored, &zalo);
     let arrivals = zalo.arrivals_on(CS_PATH);
