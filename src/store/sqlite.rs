@@ -131,10 +131,11 @@ impl SqliteStore {
 /// next commit starts the log over. That RESTART stops every commit while it copies what the
 /// PASSIVE ones left and syncs the file, so first PASSIVE checkpoints run again (up to
 /// `CATCH_UP_TRIES`) until at most `RESTART_LEFT` frames are left to copy, and each PASSIVE
-/// one is followed by an fsync of the database file off the writer's path. Without that
-/// fsync the RESTART's sync flushed every page the PASSIVE checkpoints had copied since the
-/// last one (20–50 ms in 30 s runs at 20,000 webhooks/s, the intake p99 24–26 ms); with it
-/// the RESTART takes 5–9 ms and the 30 s p99 went from 14.1 to 10.5 ms (README, benchmarks).
+/// one that copied frames is followed by an fsync of the database file off the writer's
+/// path. Without that fsync the RESTART's sync flushed every page the PASSIVE checkpoints had
+/// copied since the last one (20–50 ms in 30 s runs at 20,000 webhooks/s); with it the
+/// RESTART takes 5–9 ms and the 30 s p99 went from 31.3 and 31.0 ms to 14.9 and 12.5 ms in
+/// interleaved runs (README, benchmarks).
 async fn checkpointer(
     writer: Arc<Writer>,
     reader: SqlitePool,
@@ -158,28 +159,36 @@ async fn checkpointer(
         }
         Ok((wal_frames, copied))
     }
-    /// A PASSIVE checkpoint, then an fsync of the database file from a blocking thread while
-    /// the writer goes on: a PASSIVE checkpoint that does not reach the end of the log leaves
-    /// the pages it copied unsynced, and without this the RESTART's own sync would flush all of
-    /// them while every commit waits. The sync goes through SQLite's own descriptor
-    /// (`filesync`: closing one of ours would drop the process's locks on the file).
-    async fn passive(reader: &SqlitePool, file_sync: &filesync::FileSync) -> Result<(i64, i64)> {
-        let (frames, copied) = checkpoint(reader, "PASSIVE").await?;
-        if copied > 0 {
+    /// A PASSIVE checkpoint, then, if it copied frames, an fsync of the database file from a
+    /// blocking thread while the writer goes on: a PASSIVE checkpoint that does not reach the
+    /// end of the log leaves the pages it copied unsynced, and without this the RESTART's own
+    /// sync would flush all of them while every commit waits. `last` is the log's state after
+    /// the previous one: the same state means nothing new was copied (an idle log reports its
+    /// frames as copied every time), so no sync. The sync goes through SQLite's own
+    /// descriptor (`filesync`: closing one of ours would drop the process's locks on the file).
+    async fn passive(
+        reader: &SqlitePool,
+        file_sync: &filesync::FileSync,
+        last: &mut (i64, i64),
+    ) -> Result<(i64, i64)> {
+        let now = checkpoint(reader, "PASSIVE").await?;
+        if now.1 > 0 && now != *last {
             let file_sync = file_sync.clone();
             let synced = tokio::task::spawn_blocking(move || file_sync.sync()).await;
             if let Ok(Err(e)) = synced {
                 tracing::debug!(error = %e, "database file sync skipped");
             }
         }
-        Ok((frames, copied))
+        *last = now;
+        Ok(now)
     }
     async fn round(
         writer: &Writer,
         reader: &SqlitePool,
         file_sync: &filesync::FileSync,
+        last: &mut (i64, i64),
     ) -> Result<()> {
-        let (mut frames, mut copied) = passive(reader, file_sync).await?;
+        let (mut frames, mut copied) = passive(reader, file_sync, last).await?;
         if frames < RESTART_WAL_AT {
             return Ok(());
         }
@@ -187,25 +196,23 @@ async fn checkpointer(
             if frames - copied <= RESTART_LEFT {
                 break;
             }
-            (frames, copied) = passive(reader, file_sync).await?;
+            (frames, copied) = passive(reader, file_sync, last).await?;
         }
         checkpoint(&mut *writer.lock().await?, "RESTART").await?;
+        Ok(())
+    }
+    async fn run_optimize(writer: &Writer, sql: &str) -> Result<()> {
+        sqlx::query(sql).execute(&mut *writer.lock().await?).await?;
         Ok(())
     }
     // At start (0x10002: also tables never analysed, with a row limit that keeps it quick on
     // a large file), then every OPTIMIZE_EVERY.
     let mut optimize = Some("PRAGMA optimize=0x10002");
     let mut optimized = std::time::Instant::now();
+    let mut last = (0, 0);
     loop {
         if let Some(sql) = optimize.take() {
-            let done = match writer.lock().await {
-                Ok(mut w) => sqlx::query(sql)
-                    .execute(&mut *w)
-                    .await
-                    .map_err(StoreError::from),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = done {
+            if let Err(e) = run_optimize(&writer, sql).await {
                 tracing::debug!(error = %e, "PRAGMA optimize skipped");
             }
             optimized = std::time::Instant::now();
@@ -217,7 +224,7 @@ async fn checkpointer(
         if optimized.elapsed() >= OPTIMIZE_EVERY {
             optimize = Some("PRAGMA optimize");
         }
-        if let Err(e) = round(&writer, &reader, &file_sync).await {
+        if let Err(e) = round(&writer, &reader, &file_sync, &mut last).await {
             tracing::debug!(error = %e, "checkpoint skipped");
         }
     }
