@@ -269,14 +269,10 @@ async fn writer(store: DynStore, rx: Arc<Mutex<mpsc::Receiver<Request>>>, commit
 /// queued up, stores it and answers, and goes straight to the next batch.
 fn blocking_writer(inbox: &dyn SyncInbox, mut rx: mpsc::Receiver<Request>, commits: &Commits) {
     let mut requests: Vec<Request> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
+    loop {
         requests.clear();
-        requests.push(first);
-        while requests.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(r) => requests.push(r),
-                Err(_) => break,
-            }
+        if rx.blocking_recv_many(&mut requests, MAX_BATCH) == 0 {
+            return;
         }
         let Some(batch) = commits.batch(&mut requests) else {
             continue;
@@ -285,6 +281,7 @@ fn blocking_writer(inbox: &dyn SyncInbox, mut rx: mpsc::Receiver<Request>, commi
         commits.finish(batch, result);
     }
 }
+
 /// The rows a batch stored (duplicates left out), as the processor receives them: leased, one
 /// attempt counted.
 fn handed_rows(events: Vec<NewInboxEvent>, ids: Vec<Option<i64>>) -> Vec<InboxEvent> {
