@@ -48,6 +48,7 @@ async fn sender(store: DynStore, zalo: &FakeZalo, limiter: Limiter) -> Sender {
             concurrency: 64,
             ..SenderOptions::default()
         },
+        held: Default::default(),
     }
 }
 

@@ -248,6 +248,7 @@ pub fn build_sender(
             lease: config.outbox_lease,
             ..outbox::SenderOptions::default()
         },
+        held: outbox::HeldLease::default(),
     })
 }
 

@@ -85,6 +85,7 @@ impl Rig {
                 lease: Duration::from_secs(30),
                 ..SenderOptions::default()
             },
+            held: Default::default(),
         }
     }
 
@@ -143,7 +144,22 @@ both!(
     refreshed_tokens_survive_a_restart,
     a_dead_worker_s_job_is_reclaimed_and_sent_once,
     staff_channels_retry_and_dead_letter,
+    an_idle_sender_writes_its_lease_only_when_a_third_has_gone,
 );
+
+/// The `zalo-sender` lease as stored: (owner, until).
+async fn sender_lease(r: &Rig) -> Option<(String, i64)> {
+    use sqlx::Connection;
+    let sql = "SELECT owner, until FROM leases WHERE name = 'zalo-sender'";
+    let url = r._db.url();
+    if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_optional(&mut c).await.unwrap()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query_as(sql).fetch_optional(&mut c).await.unwrap()
+    }
+}
 
 async fn delivers_in_order_per_user(kind: &str) {
     let r = rig(kind).await;
@@ -570,4 +586,60 @@ async fn admin_api_lists_and_retries_dead_letters() {
         "{metrics}"
     );
     app.shutdown().await;
+}
+
+/// An idle sender writes its `zalo-sender` lease again only once a third of the lease's time
+/// has gone, not on every poll (an idle `serve` committed it four times a second), and it
+/// goes on sending OA messages meanwhile: a batch takes at most a third of the lease, so it
+/// ends with the lease still held.
+async fn an_idle_sender_writes_its_lease_only_when_a_third_has_gone(kind: &str) {
+    let r = rig(kind).await;
+    let mut s = r.sender("a", Limiter::unlimited());
+    s.options.lease = Duration::from_secs(6); // written again once 2 s have gone
+    s.options.poll = Duration::from_millis(20);
+    let stop = CancellationToken::new();
+    let run = tokio::spawn(
+        s.clone()
+            .run(Arc::new(tokio::sync::Notify::new()), stop.clone()),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let first = loop {
+        if let Some(l) = sender_lease(&r).await {
+            break l;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease was never taken"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let taken = std::time::Instant::now();
+    assert_eq!(first.0, "a");
+    tokio::time::sleep(Duration::from_millis(800)).await; // ~40 polls
+    assert_eq!(
+        sender_lease(&r).await,
+        Some(first.clone()),
+        "written again while two thirds of it were left"
+    );
+    r.enqueue(&[text("u1", "vẫn gửi được")]).await;
+    while r.zalo.messages().is_empty() {
+        assert!(
+            taken.elapsed() < Duration::from_millis(1800),
+            "no OA message sent while the lease was held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(2500).saturating_sub(taken.elapsed())).await;
+    let later = sender_lease(&r).await.expect("still held");
+    assert!(
+        later.0 == "a" && later.1 > first.1,
+        "not renewed after a third of it had gone: {later:?} after {first:?}"
+    );
+    stop.cancel();
+    run.await.unwrap();
+    assert_eq!(
+        sender_lease(&r).await,
+        None,
+        "released when the sender stops"
+    );
 }

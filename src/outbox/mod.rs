@@ -11,7 +11,7 @@ pub mod sender;
 
 pub use limiter::Limiter;
 pub use retry::RetryPolicy;
-pub use sender::{EmailTracking, Sender, SenderOptions, Summary};
+pub use sender::{EmailTracking, HeldLease, Sender, SenderOptions, Summary};
 
 use crate::channels::Payload;
 use crate::store::NewJob;

@@ -2,6 +2,7 @@
 //! rate limiter, by the single holder of the `zalo-sender` lease), records outcomes.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,7 +79,15 @@ pub struct Sender {
     pub clock: Clock,
     pub owner: String,
     pub options: SenderOptions,
+    /// The `zalo-sender` lease as this sender last took it (`HeldLease::default()` for a new
+    /// sender; clones share it, as they share the owner).
+    pub held: HeldLease,
 }
+
+/// Until when (ms since the epoch, system clock) a sender holds the `zalo-sender` lease by its
+/// last write of it; 0 when it does not.
+#[derive(Clone, Debug, Default)]
+pub struct HeldLease(Arc<AtomicI64>);
 
 impl Sender {
     /// Runs until `stop`: wakes on `enqueued` or every poll interval.
@@ -98,6 +107,7 @@ impl Sender {
                 _ = tokio::time::sleep(self.options.poll) => {}
             }
         }
+        self.held.0.store(0, Ordering::Relaxed);
         let _ = self
             .store
             .release_lease(ZALO_SENDER_LEASE, &self.owner)
@@ -106,19 +116,29 @@ impl Sender {
 
     /// All jobs if this instance holds (or takes) the Zalo sender lease, else everything but
     /// OA calls.
+    ///
+    /// A lease held with more than two thirds of its time left is not written again: a batch
+    /// takes at most a third of it (`batch_size`), so it ends with the lease still held. An
+    /// idle `serve` renewed it on every poll, four commits a second (and their syncs) with
+    /// nothing to send; now it is written once a third of its time has gone.
     async fn lane(&self) -> JobLane {
+        let (now, ttl) = (system_now(), self.lease_ttl_ms());
+        if self.held.0.load(Ordering::Relaxed) - now > ttl * 2 / 3 {
+            return JobLane::All;
+        }
         match self
             .store
-            .try_lease(
-                ZALO_SENDER_LEASE,
-                &self.owner,
-                system_now(),
-                self.lease_ttl_ms(),
-            )
+            .try_lease(ZALO_SENDER_LEASE, &self.owner, now, ttl)
             .await
         {
-            Ok(true) => JobLane::All,
-            _ => JobLane::NotZaloOa,
+            Ok(true) => {
+                self.held.0.store(now + ttl, Ordering::Relaxed);
+                JobLane::All
+            }
+            _ => {
+                self.held.0.store(0, Ordering::Relaxed);
+                JobLane::NotZaloOa
+            }
         }
     }
 
