@@ -151,13 +151,15 @@ both!(
 async fn sender_lease(r: &Rig) -> Option<(String, i64)> {
     use sqlx::Connection;
     let sql = "SELECT owner, until FROM leases WHERE name = 'zalo-sender'";
-    let url = r._db.url();
-    if url.starts_with("sqlite") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_optional(&mut c).await.unwrap()
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query_as(sql).fetch_optional(&mut c).await.unwrap()
+    match &r._db {
+        Db::Sqlite(_, url) => {
+            let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_optional(&mut c).await.unwrap()
+        }
+        Db::Pg(url) => {
+            let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query_as(sql).fetch_optional(&mut c).await.unwrap()
+        }
     }
 }
 
@@ -602,18 +604,12 @@ async fn an_idle_sender_writes_its_lease_only_when_a_third_has_gone(kind: &str) 
         s.clone()
             .run(Arc::new(tokio::sync::Notify::new()), stop.clone()),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let first = loop {
-        if let Some(l) = sender_lease(&r).await {
-            break l;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the lease was never taken"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    wait_until(Duration::from_secs(5), || async {
+        sender_lease(&r).await.is_some()
+    })
+    .await;
     let taken = std::time::Instant::now();
+    let first = sender_lease(&r).await.unwrap();
     assert_eq!(first.0, "a");
     tokio::time::sleep(Duration::from_millis(800)).await; // ~40 polls
     assert_eq!(
@@ -622,13 +618,9 @@ async fn an_idle_sender_writes_its_lease_only_when_a_third_has_gone(kind: &str) 
         "written again while two thirds of it were left"
     );
     r.enqueue(&[text("u1", "vẫn gửi được")]).await;
-    while r.zalo.messages().is_empty() {
-        assert!(
-            taken.elapsed() < Duration::from_millis(1800),
-            "no OA message sent while the lease was held"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    // Sent before the lease's first third is over (2 s), so on the lease as first written.
+    let by = Duration::from_millis(1800).saturating_sub(taken.elapsed());
+    wait_until(by, || async { !r.zalo.messages().is_empty() }).await;
     tokio::time::sleep(Duration::from_millis(2500).saturating_sub(taken.elapsed())).await;
     let later = sender_lease(&r).await.expect("still held");
     assert!(
