@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """WAL frames SQLite writes per inbox event, stored and completed, on the real migrations.
 
-    python3 benches/wal_frames.py [current] [merged] [contacts]
+    python3 benches/wal_frames.py [current] [merged] [steady] [contacts]
 
 `current` is the schema as migrated; `merged` replaces the two per-user inbox indexes
 (`inbox_lane`, `inbox_user`) by one on (user_id, status, id). 200,000 done events are stored
 first, then 20,000 are stored in groups of 20 and completed in groups of 100 (the shapes of the
 intake's group commit and the processor's completion), with checkpoints off; the WAL's growth
 divided by the page frame size gives the frames.
+
+`steady` is the intake's steady state: events stored in groups of 20 while the processor keeps
+up (completed 200 at a time, so few are pending), after 300,000 done events, for 5,000 users with
+sequential message ids (the shape of `gen_webhooks.py`) and for 50,000 users with random ones
+(Zalo's real message ids), on the schema as migrated and without the per-user history index
+`inbox_user` (the admin timeline's), to show what that index costs each stored event.
 
 `contacts` moves the last interaction of random contacts among 100,000, 20,000 updates in
 groups of 100 (the contact side of a completion), on the schema before migration 0010 (which
@@ -68,7 +74,64 @@ def contacts(upto, label):
     print(f"contacts ({label}): {(os.path.getsize(wal) - before) / FRAME / n:.2f} frames/update")
 
 
+STEADY_BODY = ('{"app_id":"1234567890123456789","sender":{"id":"%s"},'
+               '"user_id_by_app":"979122185046046317","recipient":{"id":"3662729599332560487"},'
+               '"event_name":"user_send_text","message":{"text":"Cho minh hoi gia","msg_id":"%s"},'
+               '"timestamp":"1764650000000"}')
+STEADY_INSERT = ("INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts,"
+                 " received_at, lease_owner, lease_until, attempts)"
+                 " VALUES (?, 'user_send_text', ?, 0, ?, 1, 1, 'p', 1, 1)")
+
+
+def steady(label, users, sequential, n=60000, batch=20, completion=200):
+    c, wal = migrated()
+    if label != "as migrated":
+        c.executescript("DROP INDEX inbox_user;")
+    random.seed(1)
+    count = 0
+
+    def event():
+        nonlocal count
+        count += 1
+        u = str(6142494823000000000 + (count % users if sequential else random.randrange(users)))
+        k = "bench%012d" % count if sequential else "%032x" % random.getrandbits(128)
+        return ("user_send_text:" + k, u, STEADY_BODY % (u, k))
+
+    c.execute("BEGIN")
+    c.executemany(STEADY_INSERT, (event() for _ in range(300000)))
+    c.execute("UPDATE inbox SET status = 'done', lease_owner = NULL")
+    c.execute("COMMIT")
+    c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    stored = completed = 0
+    pending = []
+    for _ in range(n // batch):
+        before = os.path.getsize(wal)
+        c.execute("BEGIN")
+        for e in [event() for _ in range(batch)]:
+            pending.append(c.execute(STEADY_INSERT, e).lastrowid)
+        c.execute("COMMIT")
+        after = os.path.getsize(wal)
+        stored += after - before
+        if len(pending) >= completion:
+            c.execute("BEGIN")
+            c.execute("UPDATE inbox SET status = 'done', processed_at = 1, lease_owner = NULL"
+                      " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(pending),))
+            c.execute("COMMIT")
+            pending = []
+            completed += os.path.getsize(wal) - after
+        if os.path.getsize(wal) > 256 * 2**20:
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shape = f"{users:,} users, {'sequential' if sequential else 'random'} ids"
+    print(f"steady ({label}; {shape}): stored {stored / FRAME / n:.2f} frames/event,"
+          f" completed {completed / FRAME / n:.2f} frames/event")
+
+
 def run(variant):
+    if variant == "steady":
+        for users, sequential in [(5000, True), (50000, False)]:
+            steady("as migrated", users, sequential)
+            steady("without inbox_user", users, sequential)
+        return
     if variant == "contacts":
         contacts("0009", "before 0010")
         contacts("9999", "as migrated")
