@@ -74,13 +74,13 @@ def contacts(upto, label):
     print(f"contacts ({label}): {(os.path.getsize(wal) - before) / FRAME / n:.2f} frames/update")
 
 
+# A body of the size `gen_webhooks.py` writes (the rows per table page follow from it).
 STEADY_BODY = ('{"app_id":"1234567890123456789","sender":{"id":"%s"},'
                '"user_id_by_app":"979122185046046317","recipient":{"id":"3662729599332560487"},'
                '"event_name":"user_send_text","message":{"text":"Cho minh hoi gia","msg_id":"%s"},'
                '"timestamp":"1764650000000"}')
-STEADY_INSERT = ("INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts,"
-                 " received_at, lease_owner, lease_until, attempts)"
-                 " VALUES (?, 'user_send_text', ?, 0, ?, 1, 1, 'p', 1, 1)")
+# Stored leased to the processor, as the intake's hand-over stores them.
+STEADY_INSERT = INSERT % (", lease_owner, lease_until, attempts", ", 'p', 1, 1")
 
 
 def steady(label, users, sequential, n=60000, batch=20, completion=200):
@@ -95,7 +95,7 @@ def steady(label, users, sequential, n=60000, batch=20, completion=200):
         count += 1
         u = str(6142494823000000000 + (count % users if sequential else random.randrange(users)))
         k = "bench%012d" % count if sequential else "%032x" % random.getrandbits(128)
-        return ("user_send_text:" + k, u, STEADY_BODY % (u, k))
+        return ("user_send_text:" + k, "user_send_text", u, 0, STEADY_BODY % (u, k), 1, 1)
 
     c.execute("BEGIN")
     c.executemany(STEADY_INSERT, (event() for _ in range(300000)))
