@@ -1,7 +1,7 @@
 # Build: docker build -t zaloflow .   (fly deploy uses this file)
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 # Build settings (SQLite's sync call).
 COPY .cargo ./.cargo
 COPY src ./src
