@@ -56,6 +56,8 @@ both!(
     handed_events_wait_behind_earlier_ones,
     handed_events_commit_a_few_at_a_time,
     a_backlog_of_handovers_skips_the_settle,
+    a_contacts_timeline_is_its_events_newest_first,
+    migrating_links_the_history_already_stored,
 );
 
 async fn insert_dedupes_across_and_within_batches(kind: &str) {
@@ -631,4 +633,138 @@ async fn a_backlog_of_handovers_skips_the_settle(kind: &str) {
     while writers.join_next().await.is_some() {}
     let contacts = s.load_contacts(&["u1".into()]).await.unwrap();
     assert_eq!(contacts["u1"].interaction_count, 7);
+}
+
+/// The timeline (`contact_inbox`) follows each user's finished events back from the newest
+/// (migration 0011: no per-user index on the inbox) and adds the ones still pending.
+async fn a_contacts_timeline_is_its_events_newest_first(kind: &str) {
+    let (_db, s) = open(kind).await;
+    let ids = |rows: &[store::InboxRecord]| rows.iter().map(|r| r.id).collect::<Vec<_>>();
+    // Two users' events interleaved, and one with no user at all.
+    let batch: Vec<NewInboxEvent> = (0..12)
+        .map(|i| ev(&format!("k{i}"), ["u1", "u2", ""][i % 3], i as i64))
+        .collect();
+    s.insert_inbox(&batch).await.unwrap();
+    let all = s.claim_inbox("w", 100, 60_000, 100).await.unwrap();
+    let of = |u: &str| -> Vec<i64> {
+        let mut v: Vec<i64> = all
+            .iter()
+            .filter(|e| e.user_id == u)
+            .map(|e| e.id)
+            .collect();
+        v.reverse();
+        v
+    };
+    let (u1, u2) = (of("u1"), of("u2"));
+    assert_eq!((u1.len(), u2.len()), (4, 4));
+    // u1's two oldest finish in one batch, the next one fails for good in another, the
+    // newest stays pending; u2's finish in three batches, newest last.
+    let oldest_first: Vec<i64> = u1.iter().rev().copied().collect();
+    s.complete_inbox("w", &done(&oldest_first[..2]), 200)
+        .await
+        .unwrap();
+    s.fail_inbox("w", oldest_first[2], "boom", None, 201)
+        .await
+        .unwrap();
+    let u2_oldest_first: Vec<i64> = u2.iter().rev().copied().collect();
+    let nobody: Vec<i64> = all
+        .iter()
+        .filter(|e| e.user_id.is_empty())
+        .map(|e| e.id)
+        .collect();
+    s.complete_inbox("w", &done(&[u2_oldest_first[0]]), 202)
+        .await
+        .unwrap();
+    let mut mixed = u2_oldest_first[1..3].to_vec();
+    mixed.extend(&nobody);
+    s.complete_inbox("w", &done(&mixed), 203).await.unwrap();
+    s.complete_inbox("w", &done(&[u2_oldest_first[3]]), 204)
+        .await
+        .unwrap();
+
+    assert_eq!(ids(&s.contact_inbox("u1", 10).await.unwrap()), u1);
+    assert_eq!(ids(&s.contact_inbox("u2", 10).await.unwrap()), u2);
+    assert_eq!(ids(&s.contact_inbox("u2", 3).await.unwrap()), u2[..3]);
+    assert_eq!(
+        ids(&s.contact_inbox("u1", 1).await.unwrap()),
+        u1[..1],
+        "the pending one is newest"
+    );
+    let statuses: Vec<String> = s
+        .contact_inbox("u1", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, ["pending", "failed", "done", "done"]);
+    assert!(s.contact_inbox("nobody", 10).await.unwrap().is_empty());
+
+    // Later events go on the same chain.
+    s.insert_inbox(&[ev("k12", "u2", 12)]).await.unwrap();
+    let next = s.claim_inbox("w", 300, 60_000, 100).await.unwrap();
+    assert_eq!(next.len(), 1);
+    s.complete_inbox("w", &done(&[next[0].id]), 301)
+        .await
+        .unwrap();
+    let mut want = vec![next[0].id];
+    want.extend(&u2);
+    assert_eq!(ids(&s.contact_inbox("u2", 10).await.unwrap()), want);
+
+    // Erased, the contact has no timeline left; the other one keeps theirs.
+    s.erase_contact("u2", 400).await.unwrap();
+    assert!(s.contact_inbox("u2", 10).await.unwrap().is_empty());
+    assert_eq!(ids(&s.contact_inbox("u1", 10).await.unwrap()), u1);
+}
+
+/// A file migrated before the timeline's chain (migration 0011) keeps every contact's history:
+/// the migration links the finished events stored before it.
+async fn migrating_links_the_history_already_stored(kind: &str) {
+    let db = common::Db::new(kind).await;
+    let s = store::open(db.url()).await.unwrap();
+    let dir = format!("{}/migrations/{kind}", env!("CARGO_MANIFEST_DIR"));
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(&dir))
+        .await
+        .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 11)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    assert_eq!(before.migrations.len(), 10);
+    let rows = "INSERT INTO inbox (dedupe_key, event_name, user_id, body, received_at, status) VALUES
+        ('a', 'user_send_text', 'u1', '{}', 1, 'done'), ('b', 'user_send_text', 'u2', '{}', 2, 'done'),
+        ('c', 'follow', '', '{}', 3, 'done'), ('d', 'user_send_text', 'u1', '{}', 4, 'failed'),
+        ('e', 'user_send_text', 'u1', '{}', 5, 'done'), ('f', 'user_send_text', 'u1', '{}', 6, 'pending')";
+    if kind == "sqlite" {
+        let pool = sqlx::SqlitePool::connect(db.url()).await.unwrap();
+        before.run(&pool).await.unwrap();
+        sqlx::query(rows).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
+        before.run(&pool).await.unwrap();
+        sqlx::query(rows).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    s.migrate().await.unwrap();
+    let timeline = |u: &'static str| {
+        let s = s.clone();
+        async move {
+            let rows = s.contact_inbox(u, 10).await.unwrap();
+            rows.into_iter().map(|r| r.received_at).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(timeline("u1").await, [6, 5, 4, 1]);
+    assert_eq!(timeline("u2").await, [2]);
+    // The chain goes on from the migrated head.
+    let pending = s.claim_inbox("w", 100, 60_000, 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    s.complete_inbox("w", &done(&[pending[0].id]), 101)
+        .await
+        .unwrap();
+    s.insert_inbox(&[ev("g", "u1", 7)]).await.unwrap();
+    assert_eq!(timeline("u1").await, [7, 6, 5, 4, 1]);
 }

@@ -425,7 +425,9 @@ impl Store for SqliteStore {
             .bind(id)
             .bind(owner),
             None => sqlx::query(
-                "UPDATE inbox SET status = 'failed', processed_at = ?1, lease_owner = NULL, error = ?2
+                "UPDATE inbox SET status = 'failed', processed_at = ?1, lease_owner = NULL, error = ?2,
+                    prev_id = (SELECT h.last_id FROM inbox_heads h
+                               WHERE h.user_id = inbox.user_id AND inbox.user_id <> '')
                  WHERE id = ?3 AND lease_owner = ?4",
             )
             .bind(now)
@@ -435,6 +437,9 @@ impl Store for SqliteStore {
         }
         .execute(&mut *tx)
         .await?;
+        if retry_at.is_none() {
+            move_heads(&mut tx, &[id]).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -1025,9 +1030,20 @@ impl Store for SqliteStore {
 
     async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>> {
         Ok(sqlx::query_as(
-            "SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
+            "WITH RECURSIVE chain(id, n) AS (
+                SELECT last_id, 1 FROM inbox_heads WHERE user_id = ?1
+                UNION ALL
+                SELECT i.prev_id, chain.n + 1 FROM chain JOIN inbox i ON i.id = chain.id
+                WHERE i.prev_id < i.id AND chain.n < ?2
+             )
+             SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
                     processed_at, error
-             FROM inbox WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2",
+             FROM inbox WHERE id IN (SELECT id FROM chain) AND user_id = ?1
+             UNION
+             SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
+                    processed_at, error
+             FROM inbox WHERE status = 'pending' AND user_id = ?1
+             ORDER BY id DESC LIMIT ?2",
         )
         .bind(user_id)
         .bind(limit)
@@ -1055,7 +1071,8 @@ impl Store for SqliteStore {
         let mut out = Erased::default();
         // The events of its lane first: an inbox worker finishing one of them now loses its
         // lease (and changes nothing) or has committed before this statement, so what it
-        // wrote about the contact is seen, and removed, below.
+        // wrote about the contact is seen, and removed, below. (A scan of the inbox, as the
+        // needle scans below are: no per-user index is kept on it, see migration 0011.)
         const REDACT: &str = "UPDATE inbox SET body = ?1, user_id = '', error = NULL,
                 lease_owner = NULL, lease_until = 0,
                 processed_at = COALESCE(processed_at, ?2),
@@ -1105,7 +1122,7 @@ impl Store for SqliteStore {
             form_submissions,
             ..
         } = &mut out;
-        let mut steps: [(&str, Option<&mut u64>); 10] = [
+        let mut steps: [(&str, Option<&mut u64>); 11] = [
             ("DELETE FROM contact_tags WHERE user_id = ?1", Some(tags)),
             ("DELETE FROM contact_fields WHERE user_id = ?1", Some(fields)),
             ("DELETE FROM list_members WHERE user_id = ?1", Some(list_memberships)),
@@ -1115,6 +1132,7 @@ impl Store for SqliteStore {
             ("DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = ?1)", None),
             ("DELETE FROM handoffs WHERE user_id = ?1", None),
             ("DELETE FROM campaign_members WHERE contact_id = ?1", None),
+            ("DELETE FROM inbox_heads WHERE user_id = ?1", None),
             ("DELETE FROM contacts WHERE user_id = ?1", Some(contact)),
         ];
         for (sql, counter) in &mut steps {
@@ -1347,9 +1365,18 @@ async fn complete_inbox(
         return Ok(crate::handoff::HandoffOutcomes::default());
     }
     let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
+    // Each event is linked to its user's previous finished one: the one before it in this
+    // batch, or the user's head (migration 0011).
     let r = sqlx::query(
-        "UPDATE inbox SET status = 'done', processed_at = ?1, lease_owner = NULL, error = NULL
-         WHERE id IN (SELECT value FROM json_each(?2)) AND lease_owner = ?3 AND status = 'pending'",
+        "UPDATE inbox SET status = 'done', processed_at = ?1, lease_owner = NULL, error = NULL,
+            prev_id = CASE WHEN inbox.user_id <> '' THEN COALESCE(b.prev, b.head) END
+         FROM (
+            SELECT i.id,
+                   LAG(i.id) OVER (PARTITION BY i.user_id ORDER BY i.id) AS prev,
+                   (SELECT h.last_id FROM inbox_heads h WHERE h.user_id = i.user_id) AS head
+            FROM inbox i WHERE i.id IN (SELECT value FROM json_each(?2))
+         ) AS b
+         WHERE inbox.id = b.id AND inbox.lease_owner = ?3 AND inbox.status = 'pending'",
     )
     .bind(now)
     .bind(serde_json::to_string(&ids).expect("ids serialise"))
@@ -1359,7 +1386,22 @@ async fn complete_inbox(
     if r.rows_affected() != ids.len() as u64 {
         return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
     }
+    move_heads(tx, &ids).await?;
     apply_effects(tx, done.iter().map(|c| &c.effects), now, writings).await
+}
+
+/// Makes the finished events `ids` their users' heads (see `complete_inbox`).
+async fn move_heads(tx: &mut Transaction<'_, Sqlite>, ids: &[i64]) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO inbox_heads (user_id, last_id)
+         SELECT user_id, MAX(id) FROM inbox
+         WHERE id IN (SELECT value FROM json_each(?1)) AND user_id <> '' GROUP BY user_id
+         ON CONFLICT (user_id) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
+    )
+    .bind(serde_json::to_string(ids).expect("ids serialise"))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn apply_contact_changes(
