@@ -172,18 +172,9 @@ impl Store for PgStore {
         }
         let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
         let mut tx = self.pool.begin().await?;
-        // Each event is linked to its user's previous finished one: the one before it in
-        // this batch, or the user's head (migration 0011).
         let r = sqlx::query(
-            "UPDATE inbox SET status = 'done', processed_at = $1, lease_owner = NULL, error = NULL,
-                prev_id = CASE WHEN inbox.user_id <> '' THEN COALESCE(b.prev, b.head) END
-             FROM (
-                SELECT i.id,
-                       LAG(i.id) OVER (PARTITION BY i.user_id ORDER BY i.id) AS prev,
-                       (SELECT h.last_id FROM inbox_heads h WHERE h.user_id = i.user_id) AS head
-                FROM inbox i WHERE i.id = ANY($2)
-             ) AS b
-             WHERE inbox.id = b.id AND inbox.lease_owner = $3 AND inbox.status = 'pending'",
+            "UPDATE inbox SET status = 'done', processed_at = $1, lease_owner = NULL, error = NULL
+             WHERE id = ANY($2) AND lease_owner = $3 AND status = 'pending'",
         )
         .bind(now)
         .bind(&ids)
@@ -193,7 +184,6 @@ impl Store for PgStore {
         if r.rows_affected() != ids.len() as u64 {
             return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
         }
-        move_heads(&mut tx, &ids).await?;
         let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
         tx.commit().await?;
         handoffs.record();
@@ -225,7 +215,6 @@ impl Store for PgStore {
         retry_at: Option<i64>,
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
         match retry_at {
             Some(at) => sqlx::query(
                 "UPDATE inbox SET lease_owner = NULL, lease_until = $1, error = $2
@@ -236,9 +225,7 @@ impl Store for PgStore {
             .bind(id)
             .bind(owner),
             None => sqlx::query(
-                "UPDATE inbox SET status = 'failed', processed_at = $1, lease_owner = NULL, error = $2,
-                    prev_id = (SELECT h.last_id FROM inbox_heads h
-                               WHERE h.user_id = inbox.user_id AND inbox.user_id <> '')
+                "UPDATE inbox SET status = 'failed', processed_at = $1, lease_owner = NULL, error = $2
                  WHERE id = $3 AND lease_owner = $4",
             )
             .bind(now)
@@ -246,12 +233,8 @@ impl Store for PgStore {
             .bind(id)
             .bind(owner),
         }
-        .execute(&mut *tx)
+        .execute(&self.pool)
         .await?;
-        if retry_at.is_none() {
-            move_heads(&mut tx, &[id]).await?;
-        }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -846,20 +829,9 @@ impl Store for PgStore {
 
     async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>> {
         Ok(sqlx::query_as(
-            "WITH RECURSIVE chain(id, n) AS (
-                SELECT last_id, 1 FROM inbox_heads WHERE user_id = $1
-                UNION ALL
-                SELECT i.prev_id, chain.n + 1 FROM chain JOIN inbox i ON i.id = chain.id
-                WHERE i.prev_id < i.id AND chain.n < $2
-             )
-             SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
+            "SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
                     processed_at, error
-             FROM inbox WHERE id IN (SELECT id FROM chain) AND user_id = $1
-             UNION
-             SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
-                    processed_at, error
-             FROM inbox WHERE status = 'pending' AND user_id = $1
-             ORDER BY id DESC LIMIT $2",
+             FROM inbox WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(user_id)
         .bind(limit)
@@ -885,8 +857,7 @@ impl Store for PgStore {
         let mut out = Erased::default();
         // The events of its lane first: an inbox worker finishing one of them now loses its
         // lease (and changes nothing) or has committed before this statement, so what it
-        // wrote about the contact is seen, and removed, below. (A scan of the inbox, as the
-        // needle scans below are: no per-user index is kept on it, see migration 0011.)
+        // wrote about the contact is seen, and removed, below.
         const REDACT: &str = "UPDATE inbox SET body = $1, user_id = '', error = NULL,
                 lease_owner = NULL, lease_until = 0,
                 processed_at = COALESCE(processed_at, $2),
@@ -935,7 +906,7 @@ impl Store for PgStore {
             form_submissions,
             ..
         } = &mut out;
-        let mut steps: [(&str, Option<&mut u64>); 11] = [
+        let mut steps: [(&str, Option<&mut u64>); 10] = [
             ("DELETE FROM contact_tags WHERE user_id = $1", Some(tags)),
             ("DELETE FROM contact_fields WHERE user_id = $1", Some(fields)),
             ("DELETE FROM list_members WHERE user_id = $1", Some(list_memberships)),
@@ -945,7 +916,6 @@ impl Store for PgStore {
             ("DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)", None),
             ("DELETE FROM handoffs WHERE user_id = $1", None),
             ("DELETE FROM campaign_members WHERE contact_id = $1", None),
-            ("DELETE FROM inbox_heads WHERE user_id = $1", None),
             ("DELETE FROM contacts WHERE user_id = $1", Some(contact)),
         ];
         for (sql, counter) in &mut steps {
@@ -1130,19 +1100,6 @@ impl Store for PgStore {
     async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
         outcomes::counts(&self.pool, since, rule).await
     }
-}
-
-/// Makes the finished events `ids` their users' heads (see `complete_inbox`).
-async fn move_heads(tx: &mut Transaction<'_, Postgres>, ids: &[i64]) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO inbox_heads (user_id, last_id)
-         SELECT user_id, MAX(id) FROM inbox WHERE id = ANY($1) AND user_id <> '' GROUP BY user_id
-         ON CONFLICT (user_id) DO UPDATE SET last_id = GREATEST(inbox_heads.last_id, EXCLUDED.last_id)",
-    )
-    .bind(ids)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 async fn apply_contact_changes(
