@@ -438,7 +438,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await?;
         if retry_at.is_none() {
-            move_heads(&mut tx, &[id]).await?;
+            move_heads(&mut tx, &format!("[{id}]")).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1029,22 +1029,20 @@ impl Store for SqliteStore {
     }
 
     async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>> {
-        Ok(sqlx::query_as(
+        const INBOX_RECORD: &str = "id, event_name, user_id, body, event_ts, received_at, \
+            status, attempts, processed_at, error";
+        Ok(sqlx::query_as(&format!(
             "WITH RECURSIVE chain(id, n) AS (
                 SELECT last_id, 1 FROM inbox_heads WHERE user_id = ?1
                 UNION ALL
                 SELECT i.prev_id, chain.n + 1 FROM chain JOIN inbox i ON i.id = chain.id
                 WHERE i.prev_id < i.id AND chain.n < ?2
              )
-             SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
-                    processed_at, error
-             FROM inbox WHERE id IN (SELECT id FROM chain) AND user_id = ?1
+             SELECT {INBOX_RECORD} FROM inbox WHERE id IN (SELECT id FROM chain) AND user_id = ?1
              UNION
-             SELECT id, event_name, user_id, body, event_ts, received_at, status, attempts,
-                    processed_at, error
-             FROM inbox WHERE status = 'pending' AND user_id = ?1
-             ORDER BY id DESC LIMIT ?2",
-        )
+             SELECT {INBOX_RECORD} FROM inbox WHERE status = 'pending' AND user_id = ?1
+             ORDER BY id DESC LIMIT ?2"
+        ))
         .bind(user_id)
         .bind(limit)
         .fetch_all(&self.reader)
@@ -1365,6 +1363,7 @@ async fn complete_inbox(
         return Ok(crate::handoff::HandoffOutcomes::default());
     }
     let ids: Vec<i64> = done.iter().map(|c| c.inbox_id).collect();
+    let ids_json = serde_json::to_string(&ids).expect("ids serialise");
     // Each event is linked to its user's previous finished one: the one before it in this
     // batch, or the user's head (migration 0011).
     let r = sqlx::query(
@@ -1379,26 +1378,27 @@ async fn complete_inbox(
          WHERE inbox.id = b.id AND inbox.lease_owner = ?3 AND inbox.status = 'pending'",
     )
     .bind(now)
-    .bind(serde_json::to_string(&ids).expect("ids serialise"))
+    .bind(&ids_json)
     .bind(owner)
     .execute(&mut **tx)
     .await?;
     if r.rows_affected() != ids.len() as u64 {
         return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
     }
-    move_heads(tx, &ids).await?;
+    move_heads(tx, &ids_json).await?;
     apply_effects(tx, done.iter().map(|c| &c.effects), now, writings).await
 }
 
-/// Makes the finished events `ids` their users' heads (see `complete_inbox`).
-async fn move_heads(tx: &mut Transaction<'_, Sqlite>, ids: &[i64]) -> Result<()> {
+/// Makes the finished events `ids_json` (a JSON array of ids) their users' heads (see
+/// `complete_inbox`).
+async fn move_heads(tx: &mut Transaction<'_, Sqlite>, ids_json: &str) -> Result<()> {
     sqlx::query(
         "INSERT INTO inbox_heads (user_id, last_id)
          SELECT user_id, MAX(id) FROM inbox
          WHERE id IN (SELECT value FROM json_each(?1)) AND user_id <> '' GROUP BY user_id
          ON CONFLICT (user_id) DO UPDATE SET last_id = MAX(last_id, excluded.last_id)",
     )
-    .bind(serde_json::to_string(ids).expect("ids serialise"))
+    .bind(ids_json)
     .execute(&mut **tx)
     .await?;
     Ok(())
