@@ -4,7 +4,6 @@
 //! [`run`] wires them together for `zaloflow serve`; tests call it with a listener on port 0.
 
 pub mod channels;
-pub mod clock;
 pub mod config;
 pub mod contacts;
 pub mod demo;
@@ -17,10 +16,17 @@ pub mod outbox;
 pub mod report;
 pub mod rules;
 pub mod scheduler;
-pub mod store;
 pub mod telemetry;
 pub mod tracking;
+pub mod wiring;
 pub mod zalo;
+
+pub use wiring::{
+    build_sender, deployment_channels, email_tracking, instance_id, load_rules, load_rules_checked,
+    oa_notice, open_store, rule_load_options, shutdown_signal, tick_cron,
+};
+pub use zaloflow_core::clock;
+pub use zaloflow_store as store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,13 +42,6 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::inbox::{Intake, Processor};
 use crate::store::{Backend, DynStore};
-
-/// Opens and migrates the configured database.
-pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
-    let store = store::open(config.database_url.expose()).await?;
-    store.migrate().await?;
-    Ok(store)
-}
 
 /// Runs the service on `listener` until `shutdown` resolves: stops accepting, lets requests in
 /// flight finish, drains the intake queue and the batch in hand, gives back leases, returns.
@@ -77,10 +76,10 @@ pub async fn run_with_clock(
     };
     let instance = instance_id();
     // The first inbox processor takes what this instance stores straight from the intake.
-    let (handoff, handed) = if config.inbox_workers > 0 {
-        let (handoff, rx) =
-            inbox::Handoff::new(inbox_owner(&instance, 0), config.inbox_lease, HANDOFF_ROOM);
-        (Some(handoff), Some(rx))
+    let (relay, handed) = if config.inbox_workers > 0 {
+        let (relay, rx) =
+            inbox::Relay::new(inbox_owner(&instance, 0), config.inbox_lease, RELAY_ROOM);
+        (Some(relay), Some(rx))
     } else {
         (None, None)
     };
@@ -89,18 +88,21 @@ pub async fn run_with_clock(
         writer_count,
         Duration::from_millis(1500),
         stored.clone(),
-        handoff,
+        relay,
         &mut writers,
     );
 
     let mut workers = JoinSet::new();
-    let rules = load_rules(&config, clock.now())?;
+    let channels = deployment_channels(&config, &store, &clock).await;
+    let rules = load_rules_checked(&config, Some(channels.clone()), clock.now())?;
     let engine = Arc::new(
         match &rules {
             Some(w) => Engine::with_rules(w.clone(), config.tz),
             None => Engine::new(),
         }
-        .with_handoff_policy(handoff::HandoffPolicy::from_config(&config)),
+        .with_handoff_policy(config.handoff_policy())
+        .with_promotion_hours(config.promotion_hours)
+        .with_channels(channels),
     );
     if let Some(w) = &rules {
         workers.spawn(w.clone().run(Duration::from_secs(1), stop.clone()));
@@ -116,34 +118,45 @@ pub async fn run_with_clock(
             .run(store.clone(), Duration::from_secs(5), stop.clone()),
     );
     let mut handed = handed;
+    let oa_gate = outbox::oa::OaGate::default();
     for n in 0..config.inbox_workers {
-        let mut p = Processor::new(
+        let p = Processor::new(
             store.clone(),
             engine.clone(),
             clock.clone(),
             inbox_owner(&instance, n),
-        );
-        p.jobs_enqueued = jobs_enqueued.clone();
-        p.lease = config.inbox_lease;
-        p.vip = Some(vip.clone());
+        )
+        .with_jobs_enqueued(jobs_enqueued.clone())
+        .with_lease(config.inbox_lease)
+        .with_vip(vip.clone())
+        .with_oa(oa_notice(&config), oa_gate.clone());
         workers.spawn(p.run(stored.clone(), handed.take(), stop.clone()));
     }
     // Missed handoff deadlines are escalated by the tick; this runs only when a finer
     // cadence is configured (ZALOFLOW_ESCALATION_INTERVAL).
     workers.spawn(handoff::run_escalations(
         store.clone(),
-        config.clone(),
+        config.handoffs.clone(),
+        config.handoff_policy(),
         clock.clone(),
         jobs_enqueued.clone(),
         stop.clone(),
     ));
-    let mut sender = build_sender(&config, store.clone(), clock.clone(), &instance)?;
-    sender.options.tracking = Some(email_tracking(&config, &store).await?);
+    let sender = build_sender(&config, store.clone(), clock.clone(), &instance)?
+        .with_tracking(email_tracking(&config, &store).await?)
+        .with_oa_gate(oa_gate);
+    workers.spawn(contacts_sync(
+        &config,
+        &store,
+        &sender,
+        &instance,
+        stop.clone(),
+    )?);
     workers.spawn(sender.run(jobs_enqueued.clone(), stop.clone()));
     if let Some(cron) = tick_cron(&config)? {
-        let mut ctx =
-            scheduler::TickContext::new(store.clone(), engine.clone(), format!("{instance}/tick"));
-        ctx.handoffs = Some(config.clone());
+        let ctx =
+            scheduler::TickContext::new(store.clone(), engine.clone(), format!("{instance}/tick"))
+                .with_escalation(config.handoffs.clone(), config.handoff_policy());
         workers.spawn(scheduler::run(ctx, cron, stop.clone()));
     }
 
@@ -178,137 +191,44 @@ pub async fn run_with_clock(
 
 /// How many stored events may wait in memory for the first inbox processor (a few MB at most);
 /// past that the intake stores unleased and the processors claim from the table.
-const HANDOFF_ROOM: usize = 8192;
+const RELAY_ROOM: usize = 8192;
+
+/// The follower sync of `serve`: it calls Zalo only while this instance's sender holds the OA,
+/// and through the sender's limiter (docs/contacts-sync.md).
+fn contacts_sync(
+    config: &Config,
+    store: &DynStore,
+    sender: &outbox::Sender,
+    instance: &str,
+    stop: CancellationToken,
+) -> anyhow::Result<impl Future<Output = ()> + Send + 'static> {
+    let sync_client = contacts::sync::zalo_client(config, store.clone(), instance)?;
+    sync_client.limit_retries(sender.limiter().clone());
+    Ok(contacts::sync::worker(
+        contacts::sync::Syncer {
+            store: store.clone(),
+            client: sync_client,
+            limiter: sender.limiter().clone(),
+            tz: config.tz,
+            page_size: contacts::sync::Syncer::page_size_for(
+                config.zalo_rate_per_second,
+                config.outbox_lease,
+            ),
+        },
+        sender.held().clone(),
+        config.outbox_lease,
+        config
+            .contacts_sync_cron
+            .as_deref()
+            .map(contacts::sync::parse_cron)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("ZALOFLOW_CONTACTS_SYNC: {e}"))?,
+        config.contacts_lookup,
+        stop,
+    ))
+}
 
 /// The lease owner of this instance's `n`th inbox processor.
 fn inbox_owner(instance: &str, n: usize) -> String {
     format!("{instance}/inbox-{n}")
-}
-
-/// Loads the rules folder and keeps watching it. A missing folder means no rules (with a
-/// warning); a broken one refuses to start, each problem printed as `path:line:col: message`.
-pub fn load_rules(config: &Config, now: i64) -> anyhow::Result<Option<Arc<rules::RuleWatcher>>> {
-    let dir = &config.rules_dir;
-    if !dir.is_dir() {
-        tracing::warn!(dir = %dir.display(), "rules folder not found: running without rules");
-        return Ok(None);
-    }
-    match rules::RuleWatcher::load(dir, rule_load_options(config), now) {
-        Ok(w) => {
-            let st = w.status();
-            tracing::info!(rules = st.rules, files = st.files, dir = %dir.display(), "rules loaded");
-            Ok(Some(Arc::new(w)))
-        }
-        Err(diags) => {
-            for d in &diags {
-                eprintln!("{d}");
-            }
-            anyhow::bail!(
-                "{} problem(s) in the rules folder {}",
-                diags.len(),
-                dir.display()
-            )
-        }
-    }
-}
-
-/// What the rule checker knows besides the files: the chat channels configured here.
-pub fn rule_load_options(config: &Config) -> rules::LoadOptions {
-    rules::LoadOptions {
-        extra_chat_channels: config.chat_channels.keys().cloned().collect(),
-        extra_lists: Vec::new(),
-    }
-}
-
-/// The outbox sender of this configuration: real channels, tokens kept in the database, the
-/// configured rate limit and retry schedule.
-pub fn build_sender(
-    config: &Config,
-    store: DynStore,
-    clock: Clock,
-    instance: &str,
-) -> anyhow::Result<outbox::Sender> {
-    let tokens = store::tokens::DbTokenStore::new(
-        store.clone(),
-        format!("{instance}/tokens"),
-        clock.clone(),
-    );
-    let channels =
-        channels::Channels::new(&config.channels_config(), tokens)?.with_clock(clock.clone());
-    let limiter = outbox::Limiter::new(config.zalo_rate_per_second, config.zalo_rate_per_minute);
-    channels.zalo_client().limit_retries(limiter.clone());
-    Ok(outbox::Sender {
-        store,
-        channels: Arc::new(channels),
-        limiter,
-        retry: config.outbox_retry.clone(),
-        clock,
-        owner: format!("{instance}/outbox"),
-        options: outbox::SenderOptions {
-            lease: config.outbox_lease,
-            ..outbox::SenderOptions::default()
-        },
-        held: outbox::HeldLease::default(),
-    })
-}
-
-/// The key and base URL of email open/click tracking (the key is generated once and kept in the
-/// database unless `ZALOFLOW_TRACKING_KEY` sets it).
-pub async fn email_tracking(
-    config: &Config,
-    store: &DynStore,
-) -> anyhow::Result<outbox::EmailTracking> {
-    let key = tracking::TrackingKey::load(config, store, clock::system_now()).await?;
-    Ok(outbox::EmailTracking {
-        key,
-        public_url: config.public_url.clone(),
-    })
-}
-
-/// The cadence of `serve`'s scheduler (`ZALOFLOW_TICK`), checked.
-pub fn tick_cron(config: &Config) -> anyhow::Result<Option<rules::model::Cron>> {
-    let Some(pattern) = &config.tick_cron else {
-        return Ok(None);
-    };
-    let parser = croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Disallowed)
-        .year(croner::parser::Year::Disallowed)
-        .build();
-    let cron = parser
-        .parse(pattern)
-        .map_err(|e| anyhow::anyhow!("ZALOFLOW_TICK={pattern:?} is not a 5-field cron: {e}"))?;
-    Ok(Some(rules::model::Cron {
-        pattern: pattern.clone(),
-        cron,
-    }))
-}
-
-/// A name for this process's leases: host and pid, unique enough across instances.
-pub fn instance_id() -> String {
-    let host = std::env::var("FLY_MACHINE_ID")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "local".into());
-    format!("{host}:{}", std::process::id())
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("ctrl-c: shutting down"),
-        _ = term => tracing::info!("SIGTERM: shutting down"),
-    }
 }

@@ -346,6 +346,7 @@ async fn jobs_commit_with_their_event_and_dedupe(kind: &str) {
         source: "inbox:1".into(),
         dedupe_key: Some(key.into()),
         variant: None,
+        skip: None,
     };
     // A lost lease takes the jobs down with it.
     let stolen = s.claim_inbox("thief", 5000, 1000, 10).await.unwrap();
@@ -560,13 +561,13 @@ async fn handed_events_commit_a_few_at_a_time(kind: &str) {
         .map(|i| ev(&format!("k{i}"), if i % 3 == 0 { "u2" } else { "u1" }, i))
         .collect();
     let ids = store_leased(&s, &batch, now).await;
-    let mut p = Processor::new(
+    let p = Processor::new(
         s.clone(),
         Arc::new(Engine::new()),
         Clock::system(),
         "w0".into(),
-    );
-    p.commit_max = 3;
+    )
+    .with_commit_max(3);
     assert_eq!(
         p.process_handed(handed_rows(&batch, &ids)).await.unwrap(),
         (7, 0)
@@ -589,10 +590,10 @@ async fn a_backlog_of_handovers_skips_the_settle(kind: &str) {
     use tokio::sync::Notify;
     use zaloflow::clock::Clock;
     use zaloflow::engine::Engine;
-    use zaloflow::inbox::{Handoff, Intake, Processor};
+    use zaloflow::inbox::{Intake, Processor, Relay};
 
     let (_db, s) = open(kind).await;
-    let (handoff, rx) = Handoff::new("w0".into(), Duration::from_secs(60), 1000);
+    let (relay, rx) = Relay::new("w0".into(), Duration::from_secs(60), 1000);
     let stored = Arc::new(Notify::new());
     let mut writers = tokio::task::JoinSet::new();
     let intake = Intake::start(
@@ -600,7 +601,7 @@ async fn a_backlog_of_handovers_skips_the_settle(kind: &str) {
         1,
         Duration::from_secs(10),
         stored.clone(),
-        Some(handoff),
+        Some(relay),
         &mut writers,
     );
     // One at a time: each its own group commit, each its own hand-over.
@@ -608,15 +609,13 @@ async fn a_backlog_of_handovers_skips_the_settle(kind: &str) {
         let user = format!("u{}", i % 3);
         intake.submit(ev(&format!("k{i}"), &user, i)).await.unwrap();
     }
-    let mut p = Processor::new(
+    let p = Processor::new(
         s.clone(),
         Arc::new(Engine::new()),
         Clock::system(),
         "w0".into(),
-    );
-    p.settle = Duration::from_secs(60);
-    p.settle_busy = Duration::from_secs(60);
-    p.behind_at = 16;
+    )
+    .with_settle(Duration::from_secs(60), Duration::from_secs(60), 16);
     let stop = tokio_util::sync::CancellationToken::new();
     let run = tokio::spawn(p.run(stored, Some(rx), stop.clone()));
     let all_done = async {

@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Sqlite, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
-use crate::store::{Result, StoreError};
+use crate::{Result, StoreError};
 
 pub(crate) struct Writer {
     opts: SqliteConnectOptions,

@@ -20,12 +20,18 @@ use serde_json::{json, Value};
 
 use super::Signal;
 
+mod api;
+use api::api;
+
 /// OA API paths the fake serves (besides OAuth and ZNS).
 pub const CS_PATH: &str = "/v3.0/oa/message/cs";
 pub const PROMOTION_PATH: &str = "/v3.0/oa/message/promotion";
 pub const TRANSACTION_PATH: &str = "/v3.0/oa/message/transaction";
 pub const OAUTH_PATH: &str = "/v4/oa/access_token";
 pub const ZNS_PATH: &str = "/message/template";
+/// The follower list and a user's profile (PROTOCOL.md sections 2 and 5).
+pub const GETLIST_PATH: &str = "/v3.0/oa/user/getlist";
+pub const DETAIL_PATH: &str = "/v3.0/oa/user/detail";
 
 /// How the fake starts.
 #[derive(Debug, Clone)]
@@ -124,6 +130,28 @@ impl FakeMessage {
     pub fn text(&self) -> Option<&str> {
         self.message.get("text").and_then(Value::as_str)
     }
+
+    /// What the user reads: the text, or a template's header and text elements joined by a
+    /// space (a promotion is a template).
+    pub fn shown(&self) -> Option<String> {
+        if let Some(t) = self.text() {
+            return Some(t.to_string());
+        }
+        let parts: Vec<&str> = self
+            .message
+            .pointer("/attachment/payload/elements")?
+            .as_array()?
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.get("type").and_then(Value::as_str),
+                    Some("header" | "text")
+                )
+            })
+            .filter_map(|e| e.get("content").and_then(Value::as_str))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
 }
 
 /// A scripted answer for the next API calls.
@@ -150,6 +178,7 @@ struct Inner {
     now: Option<DateTime<Utc>>,
     window: VecDeque<Instant>,
     next_id: u64,
+    connect: super::zalo_oauth::ConnectState,
 }
 
 impl Inner {
@@ -199,6 +228,7 @@ impl FakeZalo {
             now: None,
             window: VecDeque::new(),
             next_id: 1,
+            connect: Default::default(),
         };
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
@@ -247,6 +277,25 @@ impl FakeZalo {
                 .entry(user_id.to_string())
                 .or_insert_with(|| FakeUser::new(user_id, user_id, at))
                 .last_interaction = at;
+        });
+    }
+
+    /// Adds `n` followers `{prefix}{i}` (i = 0..n) named `Khách {i}`, each last interacting
+    /// at `last_interaction(i)` and tagged `tags(i)`: an OA with existing followers.
+    pub fn seed_followers(
+        &self,
+        prefix: &str,
+        n: usize,
+        last_interaction: impl Fn(usize) -> DateTime<Utc>,
+        tags: impl Fn(usize) -> Vec<String>,
+    ) {
+        self.with(|inner| {
+            for i in 0..n {
+                let id = format!("{prefix}{i}");
+                let mut u = FakeUser::new(&id, &format!("Khách {i}"), last_interaction(i));
+                u.tags = tags(i).into_iter().collect();
+                inner.users.insert(id, u);
+            }
         });
     }
 
@@ -314,6 +363,28 @@ impl FakeZalo {
                 .map(|(t, _)| t.clone());
             (access, i.refresh_token.clone())
         })
+    }
+
+    /// The connect side (permission page, codes, revocation): see [`super::zalo_oauth`].
+    pub fn connect<T>(&self, f: impl FnOnce(&mut super::zalo_oauth::ConnectState) -> T) -> T {
+        self.with(|i| f(&mut i.connect))
+    }
+
+    /// The shop takes the permission back: every token stops working (calls -216, refreshes
+    /// refused) and `permission_revoked` goes, signed, to `webhook_url`; answers its status.
+    pub async fn revoke_permission(
+        &self,
+        webhook_url: &str,
+        app_id: &str,
+        oa_secret_key: &str,
+    ) -> anyhow::Result<u16> {
+        let (oa_id, now) = self.with(|i| {
+            i.access_tokens.clear();
+            i.refresh_token = None;
+            i.connect.revoked = true;
+            (i.connect.oa_id.clone(), i.now())
+        });
+        super::zalo_oauth::send_revoked(webhook_url, app_id, oa_secret_key, &oa_id, now).await
     }
 
     /// How many refreshes the fake granted.
@@ -415,6 +486,10 @@ async fn handle(
         .map(String::from);
     let (recorded_body, answer, delay) = {
         let mut inner = shared.inner.lock().expect("poisoned");
+        if path == super::zalo_oauth::PERMISSION_PATH && method == Method::GET {
+            let (app_id, now) = (inner.opts.app_id.clone(), inner.now());
+            return super::zalo_oauth::permission_page(&mut inner.connect, &app_id, &uri, now);
+        }
         if path == OAUTH_PATH {
             let form: BTreeMap<String, String> = axum::extract::Query::try_from_uri(
                 &format!("/?{}", String::from_utf8_lossy(&body))
@@ -510,6 +585,13 @@ fn oauth(
     if form.get("app_id") != Some(&inner.opts.app_id) {
         return refused(-14003, "Invalid app id", "app_id is wrong");
     }
+    if form.get("grant_type").map(String::as_str) == Some("authorization_code") {
+        let now = inner.now();
+        return match inner.connect.take_code(form, now) {
+            Ok(()) => issue_pair(inner, false),
+            Err((code, name, why)) => refused(code, name, why),
+        };
+    }
     if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
         return refused(
             -14004,
@@ -527,7 +609,14 @@ fn oauth(
         return refused(-14014, "Invalid refresh token", why);
     }
     inner.used_refresh_tokens.insert(given);
-    inner.refreshes += 1;
+    issue_pair(inner, true)
+}
+
+/// A new pair (a refresh, or a code exchanged): earlier access tokens stop working.
+fn issue_pair(inner: &mut Inner, refresh: bool) -> Answer {
+    if refresh {
+        inner.refreshes += 1;
+    }
     inner.issued += 1;
     let access = format!("fake-access-{}", inner.issued);
     let refresh = format!("fake-refresh-{}", inner.issued);
@@ -548,233 +637,4 @@ fn oauth(
             "expires_in": expires.to_string(),
         }),
     }
-}
-
-fn api(
-    inner: &mut Inner,
-    method: &Method,
-    path: &str,
-    token: Option<&str>,
-    request: &Value,
-) -> Answer {
-    if let Some(failure) = inner.scripted.pop_front() {
-        return match failure {
-            Failure::Zalo { code, message } => Answer::zalo(code, &message),
-            Failure::Http(status) => Answer {
-                status,
-                error: 0,
-                body: Value::Null,
-            },
-        };
-    }
-    let now = inner.now();
-    let token_ok = token
-        .and_then(|t| inner.access_tokens.get(t))
-        .is_some_and(|expires| *expires > now);
-    if !token_ok {
-        return Answer::zalo(-216, "Access token is invalid");
-    }
-    let instant = Instant::now();
-    while inner
-        .window
-        .front()
-        .is_some_and(|t| instant.duration_since(*t) >= Duration::from_secs(60))
-    {
-        inner.window.pop_front();
-    }
-    let last_second = inner
-        .window
-        .iter()
-        .filter(|t| instant.duration_since(**t) < Duration::from_secs(1))
-        .count();
-    let over_second = inner
-        .opts
-        .max_calls_per_second
-        .is_some_and(|max| last_second >= max as usize);
-    let over_minute = inner
-        .opts
-        .max_calls_per_minute
-        .is_some_and(|max| inner.window.len() >= max as usize);
-    if over_second || over_minute {
-        return Answer::zalo(-32, "The application has reached the request rate limit");
-    }
-    inner.window.push_back(instant);
-
-    match (method.as_str(), path) {
-        ("POST", CS_PATH) => send_message(inner, "cs", request, now),
-        ("POST", PROMOTION_PATH) => send_message(inner, "promotion", request, now),
-        ("POST", TRANSACTION_PATH) => send_message(inner, "transaction", request, now),
-        ("POST", "/v2.0/oa/tag/tagfollower") | ("POST", "/v2.0/oa/tag/rmfollowerfromtag") => {
-            let add = path.ends_with("tagfollower");
-            let user_id = request.get("user_id").and_then(Value::as_str).unwrap_or("");
-            let tag = request
-                .get("tag_name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if tag.is_empty() {
-                return Answer::zalo(-201, "tag_name is invalid");
-            }
-            match user_mut(inner, user_id, now) {
-                Some(user) => {
-                    if add {
-                        user.tags.insert(tag.to_string());
-                    } else {
-                        user.tags.remove(tag);
-                    }
-                    Answer::ok(Value::Null)
-                }
-                None => Answer::zalo(-201, "user_id is invalid"),
-            }
-        }
-        ("POST", "/v2.0/oa/tag/rmtag") => {
-            let tag = request
-                .get("tag_name")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            for user in inner.users.values_mut() {
-                user.tags.remove(tag);
-            }
-            Answer::ok(Value::Null)
-        }
-        ("GET", "/v2.0/oa/tag/gettagsofoa") => {
-            let tags: BTreeSet<&String> = inner.users.values().flat_map(|u| &u.tags).collect();
-            Answer::ok(json!(tags))
-        }
-        ("GET", "/v3.0/oa/user/detail") => {
-            let user_id = request.get("user_id").and_then(Value::as_str).unwrap_or("");
-            let tz = inner.opts.tz;
-            match user_mut(inner, user_id, now) {
-                Some(u) => Answer::ok(json!({
-                    "user_id": u.user_id,
-                    "display_name": u.display_name,
-                    "avatar": "",
-                    "user_is_follower": u.follower,
-                    "user_last_interaction_date":
-                        u.last_interaction.with_timezone(&tz).format("%d/%m/%Y").to_string(),
-                    "tags_and_notes_info": { "tag_names": u.tags, "notes": [] },
-                })),
-                None => Answer::zalo(-201, "user_id is invalid"),
-            }
-        }
-        ("GET", "/v3.0/oa/user/getlist") => {
-            let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-            let count = request.get("count").and_then(Value::as_u64).unwrap_or(50) as usize;
-            let followers: Vec<&FakeUser> = inner.users.values().filter(|u| u.follower).collect();
-            let page: Vec<Value> = followers
-                .iter()
-                .skip(offset)
-                .take(count)
-                .map(|u| json!({ "user_id": u.user_id }))
-                .collect();
-            Answer::ok(
-                json!({ "total": followers.len(), "count": page.len(), "offset": offset, "users": page }),
-            )
-        }
-        ("POST", "/v3.0/oa/quota/message") => {
-            Answer::ok(json!({ "total": 2000, "remain": 2000 - inner.messages.len().min(2000) }))
-        }
-        ("POST", ZNS_PATH) => {
-            let phone = request.get("phone").and_then(Value::as_str).unwrap_or("");
-            let template = request
-                .get("template_id")
-                .and_then(Value::as_str)
-                .unwrap_or("");
-            if !(phone.starts_with("84")
-                && phone.len() >= 10
-                && phone.bytes().all(|b| b.is_ascii_digit()))
-            {
-                return Answer::zalo(-201, "phone is invalid");
-            }
-            if template.is_empty() || !request.get("template_data").is_some_and(Value::is_object) {
-                return Answer::zalo(-201, "template is invalid");
-            }
-            let msg_id = next_id(inner);
-            inner.messages.push(FakeMessage {
-                kind: "zns".into(),
-                user_id: None,
-                phone: Some(phone.to_string()),
-                message: request.clone(),
-                message_id: msg_id.clone(),
-                at: now,
-            });
-            Answer::ok(json!({
-                "msg_id": msg_id,
-                "sent_time": now.timestamp_millis().to_string(),
-                "quota": { "dailyQuota": "500", "remainingQuota": "499" },
-            }))
-        }
-        _ => Answer {
-            status: 404,
-            error: 0,
-            body: Value::Null,
-        },
-    }
-}
-
-fn user_mut<'a>(
-    inner: &'a mut Inner,
-    user_id: &str,
-    now: DateTime<Utc>,
-) -> Option<&'a mut FakeUser> {
-    if user_id.is_empty() {
-        return None;
-    }
-    if inner.opts.accept_unknown_users && !inner.users.contains_key(user_id) {
-        inner
-            .users
-            .insert(user_id.to_string(), FakeUser::new(user_id, user_id, now));
-    }
-    inner.users.get_mut(user_id)
-}
-
-fn next_id(inner: &mut Inner) -> String {
-    let id = inner.next_id;
-    inner.next_id += 1;
-    format!("{:016x}{:016x}", rand::random::<u64>(), id)
-}
-
-fn send_message(inner: &mut Inner, kind: &str, request: &Value, now: DateTime<Utc>) -> Answer {
-    let user_id = request
-        .pointer("/recipient/user_id")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let Some(message) = request.get("message").filter(|m| m.is_object()).cloned() else {
-        return Answer::zalo(-201, "message is invalid");
-    };
-    let text = message.get("text").and_then(Value::as_str);
-    let attachment = message.get("attachment");
-    if text.is_none() && attachment.is_none() {
-        return Answer::zalo(-201, "message has no text or attachment");
-    }
-    if text.is_some_and(|t| t.chars().count() > 2000) {
-        return Answer::zalo(-201, "text is too long");
-    }
-    let Some(user) = user_mut(inner, &user_id, now) else {
-        return Answer::zalo(-201, "user_id is invalid");
-    };
-    if !user.follower {
-        return Answer::zalo(-213, "User has not followed the OA");
-    }
-    if kind == "cs" && now - user.last_interaction > chrono::Duration::days(7) {
-        return Answer::zalo(
-            -230,
-            "User has not interacted with the OA in the past 7 days",
-        );
-    }
-    let message_id = next_id(inner);
-    inner.messages.push(FakeMessage {
-        kind: kind.to_string(),
-        user_id: Some(user_id.clone()),
-        phone: None,
-        message,
-        message_id: message_id.clone(),
-        at: now,
-    });
-    Answer::ok(json!({
-        "message_id": message_id,
-        "user_id": user_id,
-        "sent_time": now.timestamp_millis().to_string(),
-        "quota": { "quota_type": "reply", "remain": 7, "total": 8 },
-    }))
 }

@@ -17,9 +17,11 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::*;
 
+mod contact_sync;
 mod filesync;
 mod handoffs;
 mod intake;
+mod oa;
 mod outcomes;
 mod writer;
 
@@ -54,7 +56,7 @@ const CATCH_UP_TRIES: usize = 8;
 /// tables whose statistics are missing or stale), as PostgreSQL's autovacuum does on its side.
 const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 impl SqliteStore {
     /// Which of `keys` `select` (`SELECT col FROM table`) finds in `col`, 500 at a time.
@@ -563,7 +565,7 @@ impl Store for SqliteStore {
             let r = sqlx::query(
                 "UPDATE outbox SET status = ?1, run_at = COALESCE(?2, run_at), sent_at = ?3,
                     provider_id = COALESCE(?4, provider_id), last_error = ?5, last_code = ?6,
-                    lease_owner = NULL, lease_until = 0, updated_at = ?7
+                    lease_owner = NULL, lease_until = 0, updated_at = ?7, skip_reason = ?10
                  WHERE id = ?8 AND lease_owner = ?9 AND status = 'sending'",
             )
             .bind(status)
@@ -575,6 +577,7 @@ impl Store for SqliteStore {
             .bind(now)
             .bind(o.id)
             .bind(owner)
+            .bind(o.result.skip_reason())
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {
@@ -662,7 +665,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn load_tokens(&self) -> Result<Option<crate::zalo::token::TokenPair>> {
+    async fn load_tokens(&self) -> Result<Option<zaloflow_core::token::TokenPair>> {
         let row: Option<(String, String, i64)> = sqlx::query_as(
             "SELECT access_token, refresh_token, expires_at FROM oa_tokens WHERE id = 1",
         )
@@ -671,7 +674,7 @@ impl Store for SqliteStore {
         Ok(row.map(token_pair))
     }
 
-    async fn save_tokens(&self, pair: &crate::zalo::token::TokenPair, now: i64) -> Result<()> {
+    async fn save_tokens(&self, pair: &zaloflow_core::token::TokenPair, now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO oa_tokens (id, access_token, refresh_token, expires_at, updated_at)
              VALUES (1, ?1, ?2, ?3, ?4)
@@ -686,6 +689,36 @@ impl Store for SqliteStore {
         .execute(&mut *self.writer.lock().await?)
         .await?;
         Ok(())
+    }
+
+    async fn oa_connection(&self) -> Result<OaConnection> {
+        self.oa_connection_row().await
+    }
+    async fn save_connected_tokens(
+        &self,
+        pair: &zaloflow_core::token::TokenPair,
+        oa_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.save_connected(pair, oa_id, now).await
+    }
+    async fn record_token_refresh(&self, at: i64, error: Option<&str>) -> Result<()> {
+        self.record_refresh(at, error).await
+    }
+    async fn revoke_oa(
+        &self,
+        seen_at: i64,
+        reason: &str,
+        notice: &[NewJob],
+        now: i64,
+    ) -> Result<bool> {
+        self.revoke(seen_at, reason, notice, now).await
+    }
+    async fn put_oauth_state(&self, state: &OauthState, now: i64) -> Result<()> {
+        self.put_state(state, now).await
+    }
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OauthState>> {
+        self.take_state(state_hash).await
     }
 
     async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()> {
@@ -787,6 +820,17 @@ impl Store for SqliteStore {
         .fetch_one(&mut *self.writer.lock().await?)
         .await?;
         Ok(count)
+    }
+
+    async fn form_submission_count(&self, form: &str, contact_id: &str) -> Result<i64> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT count FROM form_submissions WHERE form = ?1 AND contact_id = ?2",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map_or(0, |(n,)| n))
     }
 
     async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()> {
@@ -943,10 +987,7 @@ impl Store for SqliteStore {
         self.h_record_breach(breach, job, now).await
     }
 
-    async fn handoff_timings(
-        &self,
-        since: i64,
-    ) -> Result<Vec<crate::handoff::report::HandoffTiming>> {
+    async fn handoff_timings(&self, since: i64) -> Result<Vec<crate::handoff::HandoffTiming>> {
         self.h_timings(since).await
     }
 
@@ -1236,6 +1277,86 @@ impl Store for SqliteStore {
         .await?)
     }
 
+    async fn campaign_steps(&self, campaign: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT step_id FROM campaign_steps WHERE campaign = ?1 ORDER BY position",
+        )
+        .bind(campaign)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
+    async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
+        sqlx::query("DELETE FROM campaign_steps WHERE campaign = ?1")
+            .bind(campaign)
+            .execute(&mut *tx)
+            .await?;
+        for (i, id) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO campaign_steps (campaign, position, step_id, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )
+            .bind(campaign)
+            .bind(i as i64)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn map_member_positions(
+        &self,
+        campaign: &str,
+        steps: &[String],
+        now: i64,
+    ) -> Result<u64> {
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
+        let mut n = 0;
+        for (i, id) in steps.iter().enumerate() {
+            n += sqlx::query(
+                "UPDATE campaign_members SET step_id = ?3, updated_at = ?4
+                 WHERE campaign = ?1 AND step = ?2 AND status = 'active' AND step_id IS NULL",
+            )
+            .bind(campaign)
+            .bind(i as i64)
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        n += sqlx::query(
+            "UPDATE campaign_members SET status = 'done', next_at = NULL, updated_at = ?3
+             WHERE campaign = ?1 AND step >= ?2 AND status = 'active' AND step_id IS NULL",
+        )
+        .bind(campaign)
+        .bind(steps.len() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn member_counts(&self) -> Result<Vec<MemberCount>> {
+        Ok(sqlx::query_as(
+            "SELECT campaign, step_id, CASE WHEN step_id IS NULL THEN step ELSE -1 END AS position,
+                    COUNT(*) AS members
+             FROM campaign_members WHERE status = 'active'
+             GROUP BY 1, 2, 3 ORDER BY 1, 3",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     async fn scheduler_value(&self, name: &str) -> Result<Option<i64>> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT value FROM scheduler_state WHERE name = ?1")
@@ -1314,6 +1435,41 @@ impl Store for SqliteStore {
 
     async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
         outcomes::counts(&self.reader, since, rule).await
+    }
+
+    async fn apply_zalo_profiles(
+        &self,
+        profiles: &[ZaloProfile],
+        page: Option<&SyncPage>,
+        now: i64,
+    ) -> Result<ProfileCounts> {
+        contact_sync::apply_profiles(self, profiles, page, now).await
+    }
+
+    async fn start_contact_sync(&self, by: &str, now: i64) -> Result<(ContactSync, bool)> {
+        contact_sync::start(self, by, now).await
+    }
+
+    async fn contact_sync(&self) -> Result<Option<ContactSync>> {
+        contact_sync::latest(self).await
+    }
+
+    async fn end_contact_sync(
+        &self,
+        id: i64,
+        done: bool,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        contact_sync::end(self, id, done, error, now).await
+    }
+
+    async fn profiles_due(&self, now: i64, limit: i64) -> Result<Vec<String>> {
+        contact_sync::profiles_due(self, now, limit).await
+    }
+
+    async fn profile_lookup_failed(&self, user_id: &str, retry_at: Option<i64>) -> Result<()> {
+        contact_sync::lookup_failed(self, user_id, retry_at).await
     }
 }
 
@@ -1498,7 +1654,8 @@ async fn insert_jobs(tx: &mut Transaction<'_, Sqlite>, jobs: &[&NewJob], now: i6
     for chunk in jobs.chunks(300) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, variant, created_at, updated_at) ",
+                source, dedupe_key, variant, created_at, updated_at, status, last_error,
+                skip_reason) ",
         );
         qb.push_values(chunk, |mut b, j| {
             b.push_bind(&j.channel)
@@ -1512,7 +1669,10 @@ async fn insert_jobs(tx: &mut Transaction<'_, Sqlite>, jobs: &[&NewJob], now: i6
                 .push_bind(&j.dedupe_key)
                 .push_bind(&j.variant)
                 .push_bind(now)
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(j.status())
+                .push_bind(j.skip.as_ref().map(|k| k.message.as_str()))
+                .push_bind(j.skip.as_ref().map(|k| k.reason.as_str()));
         });
         qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
@@ -1682,13 +1842,15 @@ async fn apply_campaign_changes<'a>(
                 .position(|c| !matches!(c, CampaignChange::Advance { .. }))
                 .map_or(changes.len(), |p| i + p);
             for chunk in changes[i..end].chunks(1000) {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH j (c, u, f, s, n) AS (");
+                let mut qb: QueryBuilder<Sqlite> =
+                    QueryBuilder::new("WITH j (c, u, f, s, i, n) AS (");
                 qb.push_values(chunk, |mut b, c| {
                     if let CampaignChange::Advance {
                         campaign,
                         contact_id,
                         from_step,
                         step,
+                        step_id,
                         next_at,
                     } = c
                     {
@@ -1696,6 +1858,7 @@ async fn apply_campaign_changes<'a>(
                             .push_bind(contact_id)
                             .push_bind(from_step)
                             .push_bind(step)
+                            .push_bind(step_id)
                             .push_bind(next_at);
                     }
                 });
@@ -1703,14 +1866,14 @@ async fn apply_campaign_changes<'a>(
                 // table for every row of the batch.
                 qb.push(
                     ") UPDATE campaign_members INDEXED BY sqlite_autoindex_campaign_members_1
-                        SET step = j.s, next_at = j.n,
+                        SET step = j.s, step_id = j.i, next_at = j.n,
                         status = CASE WHEN j.n IS NULL THEN 'done' ELSE 'active' END, updated_at = ",
                 )
                 .push_bind(now)
                 .push(
                     " FROM j
                      WHERE campaign_members.campaign = j.c AND campaign_members.contact_id = j.u
-                       AND campaign_members.status = 'active' AND campaign_members.step = j.f",
+                       AND campaign_members.status = 'active' AND campaign_members.step_id = j.f",
                 );
                 qb.build().execute(&mut **tx).await?;
             }
@@ -1734,12 +1897,13 @@ async fn apply_campaign_change(
             contact_id,
             entered_at,
             step,
+            step_id,
             next_at,
         } => {
             sqlx::query(
                     "INSERT INTO campaign_members (campaign, contact_id, entered_at, step, next_at,
-                        status, entries, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, 1, ?6)
+                        status, entries, updated_at, step_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, 1, ?6, ?7)
                      ON CONFLICT (campaign, contact_id) DO NOTHING",
                 )
                 .bind(campaign)
@@ -1748,6 +1912,7 @@ async fn apply_campaign_change(
                 .bind(step)
                 .bind(next_at)
                 .bind(now)
+                .bind(step_id)
                 .execute(&mut **tx)
                 .await?;
         }
@@ -1770,12 +1935,13 @@ async fn apply_campaign_change(
             contact_id,
             from_step,
             step,
+            step_id,
             next_at,
         } => {
             sqlx::query(
-                "UPDATE campaign_members SET step = ?4, next_at = ?5,
+                "UPDATE campaign_members SET step = ?4, next_at = ?5, step_id = ?7,
                         status = CASE WHEN ?5 IS NULL THEN 'done' ELSE 'active' END, updated_at = ?6
-                     WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active' AND step = ?3",
+                     WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active' AND step_id = ?3",
             )
             .bind(campaign)
             .bind(contact_id)
@@ -1783,6 +1949,7 @@ async fn apply_campaign_change(
             .bind(step)
             .bind(next_at)
             .bind(now)
+            .bind(step_id)
             .execute(&mut **tx)
             .await?;
         }

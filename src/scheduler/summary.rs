@@ -44,6 +44,8 @@ pub struct CampaignReport {
     pub left: usize,
     /// Members who received their last step.
     pub done: usize,
+    /// What an edit of the campaign's steps did to its members (one line per changed step).
+    pub edits: Vec<String>,
 }
 
 /// What one tick decided and delivered.
@@ -63,6 +65,10 @@ pub struct TickReport {
     pub not_opened: BTreeMap<String, RuleReport>,
     /// Outbound jobs enqueued by this tick.
     pub jobs: usize,
+    /// Sends recorded as skipped by this tick.
+    pub skipped: usize,
+    /// The same by reason (`not_configured`, `window_closed`, `not_following`, …).
+    pub skipped_by: BTreeMap<String, usize>,
     /// What the delivery pass sent (`tick --at`).
     pub delivered: Option<Summary>,
     /// Handoff deadlines escalated by this tick.
@@ -83,6 +89,8 @@ impl TickReport {
             not_opened: BTreeMap::new(),
             escalated: 0,
             jobs: 0,
+            skipped: 0,
+            skipped_by: BTreeMap::new(),
             delivered: None,
         }
     }
@@ -106,6 +114,7 @@ impl TickReport {
     /// Nothing decided and nothing delivered.
     pub fn is_quiet(&self) -> bool {
         self.jobs == 0
+            && self.skipped == 0
             && self
                 .campaigns
                 .values()
@@ -192,6 +201,9 @@ impl fmt::Display for TickReport {
             if !parts.is_empty() {
                 writeln!(f, "  campaign {id}: {}", parts.join(", "))?;
             }
+            for e in &c.edits {
+                writeln!(f, "  campaign {id} was edited: {e}")?;
+            }
         }
         for (rule, r) in &self.field_changes {
             writeln!(f, "  field changed: {rule} ran for {}", r.fired)?;
@@ -236,18 +248,71 @@ impl fmt::Display for TickReport {
                 self.escalated
             )?;
         }
-        if self.ran && self.jobs == 0 && self.steps_run() == 0 && self.fired() == 0 {
+        if self.ran
+            && self.jobs == 0
+            && self.skipped == 0
+            && self.steps_run() == 0
+            && self.fired() == 0
+        {
             writeln!(f, "  nothing was due")?;
         } else if self.jobs > 0 {
             writeln!(f, "  {} messages and tasks queued", self.jobs)?;
         }
+        if self.skipped > 0 {
+            let sends = if self.skipped == 1 { "send" } else { "sends" };
+            let why: Vec<String> = self
+                .skipped_by
+                .iter()
+                .map(|(reason, n)| format!("{n} {}", skip_reason_words(reason)))
+                .collect();
+            writeln!(
+                f,
+                "  {} {sends} skipped (see the outbox, status=skipped): {}",
+                self.skipped,
+                why.join(", ")
+            )?;
+        }
         if let Some(d) = &self.delivered {
             writeln!(
                 f,
-                "  delivered: {} sent, {} to retry, {} failed for good",
-                d.sent, d.retried, d.dead
+                "  delivered: {} sent, {} skipped, {} to retry, {} failed for good",
+                d.sent, d.skipped, d.retried, d.dead
             )?;
         }
         Ok(())
+    }
+}
+
+/// A skipped send's reason in the words of the tick's summary.
+fn skip_reason_words(reason: &str) -> &str {
+    match reason {
+        "not_configured" => "channel not configured",
+        "window_closed" => "outside Zalo's 7-day window",
+        "not_following" => "not following the OA",
+        "not_zalo_user" => "not a Zalo user",
+        other => other,
+    }
+}
+
+/// Jobs and skipped sends (by reason) that a batch of decisions carries.
+#[derive(Debug, Default, Clone)]
+pub struct JobCounts {
+    pub jobs: usize,
+    pub skipped: BTreeMap<String, usize>,
+}
+
+impl TickReport {
+    /// Counts what `applied` of `n` decisions added (decisions taken before, whose marks
+    /// exist, added nothing).
+    pub fn add_jobs(&mut self, c: &JobCounts, applied: usize, n: usize) {
+        let n = n.max(1);
+        self.jobs += c.jobs * applied / n;
+        for (reason, k) in &c.skipped {
+            let k = k * applied / n;
+            if k > 0 {
+                self.skipped += k;
+                *self.skipped_by.entry(reason.clone()).or_default() += k;
+            }
+        }
     }
 }

@@ -1,18 +1,17 @@
-//! Handoffs on PostgreSQL: applied inside the event's transaction, claimed/resolved/escalated
-//! in their own. Rows are locked (`FOR UPDATE`) before read-then-write, and opening relies on
-//! the one-unresolved-handoff-per-contact index when two instances race.
+//! Handoffs on SQLite: applied inside the event's transaction, claimed/resolved/escalated in
+//! their own (`BEGIN IMMEDIATE`: one writer, so read-then-write is consistent).
 
 use std::collections::HashMap;
 
-use sqlx::{Postgres, Transaction};
+use sqlx::{Sqlite, Transaction};
 
-use super::{insert_jobs, PgStore};
-use crate::handoff::report::HandoffTiming;
+use super::{insert_jobs, SqliteStore};
+use crate::handoff::HandoffTiming;
 use crate::handoff::{
-    self, Breach, Handoff, HandoffChange, HandoffMessage, HandoffMessageRow, HandoffOutcomes,
-    HandoffUpdate, NewHandoff, HANDOFF_COLUMNS,
+    Breach, Handoff, HandoffMessageRow, HandoffOutcomes, HandoffUpdate, HANDOFF_COLUMNS,
 };
-use crate::store::{NewJob, Result};
+use crate::{NewJob, Result};
+use zaloflow_core::handoff::{self, HandoffChange, HandoffMessage, NewHandoff};
 
 /// An unresolved handoff as the apply step tracks it.
 struct Live {
@@ -22,7 +21,7 @@ struct Live {
 
 /// Applies handoff changes in order, inside `tx`.
 pub(super) async fn apply(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Sqlite>,
     changes: Vec<&HandoffChange>,
     now: i64,
 ) -> Result<HandoffOutcomes> {
@@ -35,12 +34,11 @@ pub(super) async fn apply(
     users.dedup();
     let mut live: HashMap<String, Live> = HashMap::new();
     for chunk in users.chunks(500) {
-        let chunk: Vec<String> = chunk.iter().map(|u| u.to_string()).collect();
         let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
             "SELECT id, user_id, responded_at FROM handoffs
-             WHERE status <> 'resolved' AND user_id = ANY($1) FOR UPDATE",
+             WHERE status <> 'resolved' AND user_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(chunk)
+        .bind(serde_json::to_string(chunk).expect("strings serialise"))
         .fetch_all(&mut **tx)
         .await?;
         for (id, user, responded) in rows {
@@ -60,24 +58,17 @@ pub(super) async fn apply(
                     attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
                     out.attached += 1;
                 }
-                None => match open(tx, h, now).await? {
-                    Ok(id) => {
-                        live.insert(
-                            h.user_id.clone(),
-                            Live {
-                                id,
-                                responded: false,
-                            },
-                        );
-                        out.opened += 1;
-                    }
-                    // Another instance opened one meanwhile: attach to it.
-                    Err(l) => {
-                        attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
-                        live.insert(h.user_id.clone(), l);
-                        out.attached += 1;
-                    }
-                },
+                None => {
+                    let id = open(tx, h, now).await?;
+                    live.insert(
+                        h.user_id.clone(),
+                        Live {
+                            id,
+                            responded: false,
+                        },
+                    );
+                    out.opened += 1;
+                }
             },
             HandoffChange::Message { user_id, message } => {
                 if let Some(l) = live.get(user_id) {
@@ -99,7 +90,7 @@ pub(super) async fn apply(
                 }
                 sqlx::query(
                     "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, admin_id, at)
-                     VALUES ($1, 'out', $2, $3, $4, $5)",
+                     VALUES (?1, 'out', ?2, ?3, ?4, ?5)",
                 )
                 .bind(l.id)
                 .bind(&message.msg_id)
@@ -110,9 +101,9 @@ pub(super) async fn apply(
                 .await?;
                 if !l.responded {
                     let h: Option<Handoff> = sqlx::query_as(&format!(
-                        "UPDATE handoffs SET responded_by = $1, responded_at = $2,
-                            response_via = '{}', updated_at = $3
-                         WHERE id = $4 AND responded_at IS NULL
+                        "UPDATE handoffs SET responded_by = ?1, responded_at = ?2,
+                            response_via = '{}', updated_at = ?3
+                         WHERE id = ?4 AND responded_at IS NULL
                          RETURNING {HANDOFF_COLUMNS}",
                         handoff::VIA_OA
                     ))
@@ -131,22 +122,16 @@ pub(super) async fn apply(
     Ok(out)
 }
 
-/// The new handoff's id, or the contact's unresolved one when it exists already.
-async fn open(
-    tx: &mut Transaction<'static, Postgres>,
-    h: &NewHandoff,
-    now: i64,
-) -> Result<std::result::Result<i64, Live>> {
+async fn open(tx: &mut Transaction<'_, Sqlite>, h: &NewHandoff, now: i64) -> Result<i64> {
     let text = h.message.as_ref().and_then(|m| m.text.clone());
     let (messages, last) = match &h.message {
         Some(m) => (1, Some(m.at)),
         None => (0, None),
     };
-    let id: Option<i64> = sqlx::query_scalar(
+    let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO handoffs (user_id, contact_name, status, priority, team, advisor, rule_id,
             note, opened_at, deadline_at, first_text, messages, last_message_at, source, updated_at)
-         VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-         ON CONFLICT (user_id) WHERE status <> 'resolved' DO NOTHING
+         VALUES (?1, ?2, 'open', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          RETURNING id",
     )
     .bind(&h.user_id)
@@ -163,38 +148,25 @@ async fn open(
     .bind(last)
     .bind(&h.source)
     .bind(now)
-    .fetch_optional(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    let Some(id) = id else {
-        let (id, responded): (i64, Option<i64>) = sqlx::query_as(
-            "SELECT id, responded_at FROM handoffs
-             WHERE user_id = $1 AND status <> 'resolved' FOR UPDATE",
-        )
-        .bind(&h.user_id)
-        .fetch_one(&mut **tx)
-        .await?;
-        return Ok(Err(Live {
-            id,
-            responded: responded.is_some(),
-        }));
-    };
     if let Some(m) = &h.message {
         insert_message(tx, id, m).await?;
     }
     let jobs: Vec<NewJob> = h.notices.iter().map(|n| n.job(id)).collect();
     let refs: Vec<&NewJob> = jobs.iter().collect();
     insert_jobs(tx, &refs, now).await?;
-    Ok(Ok(id))
+    Ok(id)
 }
 
 async fn insert_message(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Sqlite>,
     id: i64,
     m: &HandoffMessage,
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, at)
-         VALUES ($1, 'in', $2, $3, $4)",
+         VALUES (?1, 'in', ?2, ?3, ?4)",
     )
     .bind(id)
     .bind(&m.msg_id)
@@ -206,7 +178,7 @@ async fn insert_message(
 }
 
 async fn attach(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Sqlite>,
     id: i64,
     m: Option<&HandoffMessage>,
     priority: i32,
@@ -216,11 +188,11 @@ async fn attach(
         insert_message(tx, id, m).await?;
     }
     sqlx::query(
-        "UPDATE handoffs SET messages = messages + $1,
-            last_message_at = GREATEST(COALESCE(last_message_at, 0), $2),
-            first_text = COALESCE(first_text, $3),
-            priority = GREATEST(priority, $4), updated_at = $5
-         WHERE id = $6",
+        "UPDATE handoffs SET messages = messages + ?1,
+            last_message_at = MAX(COALESCE(last_message_at, 0), ?2),
+            first_text = COALESCE(first_text, ?3),
+            priority = MAX(priority, ?4), updated_at = ?5
+         WHERE id = ?6",
     )
     .bind(i64::from(m.is_some()))
     .bind(m.map(|m| m.at).unwrap_or(0))
@@ -236,14 +208,14 @@ async fn attach(
 /// Whether this echo is one of our sends: a job's recorded Zalo message id, or the text of
 /// a Zalo job to this user still in flight (its outcome not recorded yet).
 async fn own_send(
-    tx: &mut Transaction<'static, Postgres>,
+    tx: &mut Transaction<'_, Sqlite>,
     user_id: &str,
     m: &HandoffMessage,
 ) -> Result<bool> {
     let known = match &m.msg_id {
         Some(id) => {
             sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM outbox WHERE provider_id = $1 AND channel = 'zalo'",
+                "SELECT COUNT(*) FROM outbox WHERE provider_id = ?1 AND channel = 'zalo'",
             )
             .bind(id)
             .fetch_one(&mut **tx)
@@ -256,7 +228,7 @@ async fn own_send(
         return Ok(true);
     }
     let payloads: Vec<(String,)> = sqlx::query_as(
-        "SELECT payload FROM outbox WHERE user_id = $1 AND channel = 'zalo' AND status = 'sending'",
+        "SELECT payload FROM outbox WHERE user_id = ?1 AND channel = 'zalo' AND status = 'sending'",
     )
     .bind(user_id)
     .fetch_all(&mut **tx)
@@ -268,12 +240,12 @@ async fn own_send(
     ))
 }
 
-impl PgStore {
+impl SqliteStore {
     pub(super) async fn h_users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
         Ok(
-            sqlx::query_scalar("SELECT user_id FROM contact_tags WHERE tag = $1")
+            sqlx::query_scalar("SELECT user_id FROM contact_tags WHERE tag = ?1")
                 .bind(tag)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.reader)
                 .await?,
         )
     }
@@ -281,48 +253,43 @@ impl PgStore {
     pub(super) async fn h_list(&self, statuses: &[&str], limit: i64) -> Result<Vec<Handoff>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {HANDOFF_COLUMNS} FROM handoffs
-             WHERE cardinality($2::text[]) = 0 OR status = ANY($2)
+             WHERE ?2 = '[]' OR status IN (SELECT value FROM json_each(?2))
              ORDER BY CASE WHEN status = 'resolved' THEN 1 ELSE 0 END,
                       CASE WHEN status = 'resolved' THEN -resolved_at ELSE deadline_at END, id DESC
-             LIMIT $1"
+             LIMIT ?1"
         ))
         .bind(limit)
-        .bind(
-            statuses
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<String>>(),
-        )
-        .fetch_all(&self.pool)
+        .bind(serde_json::to_string(statuses).expect("strings serialise"))
+        .fetch_all(&self.reader)
         .await?)
     }
 
     pub(super) async fn h_get(&self, id: i64) -> Result<Option<Handoff>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1"
+            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.reader)
         .await?)
     }
 
     pub(super) async fn h_messages(&self, id: i64) -> Result<Vec<HandoffMessageRow>> {
         Ok(sqlx::query_as(
             "SELECT handoff_id, direction, msg_id, text, admin_id, at FROM handoff_messages
-             WHERE handoff_id = $1 ORDER BY id",
+             WHERE handoff_id = ?1 ORDER BY id",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
     pub(super) async fn h_breaches(&self, id: i64) -> Result<Vec<Breach>> {
         Ok(sqlx::query_as(
             "SELECT handoff_id, level, due_at, recorded_at, channel FROM handoff_breaches
-             WHERE handoff_id = $1 ORDER BY level",
+             WHERE handoff_id = ?1 ORDER BY level",
         )
         .bind(id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
@@ -334,8 +301,9 @@ impl PgStore {
         now: i64,
         resolve: bool,
     ) -> Result<HandoffUpdate> {
-        let mut tx = self.pool.begin().await?;
-        let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1 FOR UPDATE");
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
+        let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1");
         let Some(before): Option<Handoff> = sqlx::query_as(&select)
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -354,16 +322,14 @@ impl PgStore {
             (handoff::CLAIMED, handoff::VIA_CLAIM)
         };
         let h: Handoff = sqlx::query_as(&format!(
-            "UPDATE handoffs SET status = $1::text,
-                claimed_by = COALESCE(claimed_by, $2::text),
-                claimed_at = COALESCE(claimed_at, $3::bigint),
-                responded_by = COALESCE(responded_by, $2::text),
-                responded_at = COALESCE(responded_at, $3::bigint),
-                response_via = COALESCE(response_via, $4::text),
-                resolved_by = CASE WHEN $1::text = 'resolved' THEN $2::text ELSE resolved_by END,
-                resolved_at = CASE WHEN $1::text = 'resolved' THEN $3::bigint ELSE resolved_at END,
-                updated_at = $3::bigint
-             WHERE id = $5
+            "UPDATE handoffs SET status = ?1,
+                claimed_by = COALESCE(claimed_by, ?2), claimed_at = COALESCE(claimed_at, ?3),
+                responded_by = COALESCE(responded_by, ?2), responded_at = COALESCE(responded_at, ?3),
+                response_via = COALESCE(response_via, ?4),
+                resolved_by = CASE WHEN ?1 = 'resolved' THEN ?2 ELSE resolved_by END,
+                resolved_at = CASE WHEN ?1 = 'resolved' THEN ?3 ELSE resolved_at END,
+                updated_at = ?3
+             WHERE id = ?5
              RETURNING {HANDOFF_COLUMNS}"
         ))
         .bind(status)
@@ -388,22 +354,23 @@ impl PgStore {
     ) -> Result<Vec<Handoff>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {HANDOFF_COLUMNS} FROM handoffs
-             WHERE status <> 'resolved' AND responded_at IS NULL AND deadline_at <= $1
-               AND escalation_level < $2
-             ORDER BY escalation_level, deadline_at, id LIMIT $3"
+             WHERE status <> 'resolved' AND responded_at IS NULL AND deadline_at <= ?1
+               AND escalation_level < ?2
+             ORDER BY escalation_level, deadline_at, id LIMIT ?3"
         ))
         .bind(now)
         .bind(below_level)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 
     pub(super) async fn h_record_breach(&self, b: &Breach, job: &NewJob, now: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut w = self.writer.lock().await?;
+        let mut tx = w.begin().await?;
         let raised = sqlx::query(
-            "UPDATE handoffs SET escalation_level = $1, updated_at = $2
-             WHERE id = $3 AND escalation_level < $1 AND responded_at IS NULL
+            "UPDATE handoffs SET escalation_level = ?1, updated_at = ?2
+             WHERE id = ?3 AND escalation_level < ?1 AND responded_at IS NULL
                AND status <> 'resolved'",
         )
         .bind(b.level)
@@ -417,7 +384,7 @@ impl PgStore {
         }
         sqlx::query(
             "INSERT INTO handoff_breaches (handoff_id, level, due_at, recorded_at, channel)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )
         .bind(b.handoff_id)
         .bind(b.level)
@@ -434,10 +401,10 @@ impl PgStore {
     pub(super) async fn h_timings(&self, since: i64) -> Result<Vec<HandoffTiming>> {
         Ok(sqlx::query_as(
             "SELECT status, opened_at, deadline_at, responded_at FROM handoffs
-             WHERE opened_at >= $1 OR status <> 'resolved'",
+             WHERE opened_at >= ?1 OR status <> 'resolved'",
         )
         .bind(since)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.reader)
         .await?)
     }
 }

@@ -1,5 +1,5 @@
 //! The webhook intake's inserts: a connection of their own, driven through rusqlite from the
-//! intake's own thread ([`crate::store::SyncInbox`]).
+//! intake's own thread ([`crate::SyncInbox`]).
 //!
 //! Every stored webhook is one of these inserts (a group commit of a few dozen rows, then the
 //! sync its 200 waits for), so they are the SQLite writer's most frequent work by far. Through
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use super::writer::Writer;
-use crate::store::{IntakeLease, NewInboxEvent, Result, SyncInbox};
+use crate::{IntakeLease, NewInboxEvent, Result, SyncInbox};
 
 const INSERT: &str = "INSERT INTO inbox (dedupe_key, event_name, user_id, priority, body, event_ts,
         received_at, lease_owner, lease_until, attempts)

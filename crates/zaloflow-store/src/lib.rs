@@ -9,9 +9,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub mod handoff;
 pub mod postgres;
+pub mod report;
 pub mod sqlite;
-pub mod tokens;
+
+pub use zaloflow_core::job::{JobSkip, NewJob, SKIPPED};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -46,7 +49,7 @@ pub struct NewInboxEvent {
 }
 
 /// Deliveries the intake stores already leased to this instance's processor, which receives
-/// them in memory (`crate::inbox::Handoff`): no claim is written for them. A crash loses the
+/// them in memory (the inbox processor's in-memory queue): no claim is written for them. A crash loses the
 /// lease the way it loses a claim's, and the rows are taken again once it expires.
 #[derive(Debug, Clone, Copy)]
 pub struct IntakeLease<'a> {
@@ -254,11 +257,11 @@ pub struct Effects {
     /// Rules that fired, recorded so their limits hold (once per period, cooldown…).
     pub fires: Vec<RuleFire>,
     /// Handoffs opened, messages attached to them, agents' replies (applied in order).
-    pub handoffs: Vec<crate::handoff::HandoffChange>,
+    pub handoffs: Vec<zaloflow_core::handoff::HandoffChange>,
     /// Campaign memberships entered, advanced, left (applied after `lists`).
     pub campaigns: Vec<CampaignChange>,
     /// What an event tells about earlier sends (receipts, replies, clicks), for reports.
-    pub outcomes: Vec<crate::report::OutcomeSignal>,
+    pub outcomes: Vec<zaloflow_core::outcome::OutcomeSignal>,
 }
 
 impl Effects {
@@ -405,26 +408,6 @@ pub(crate) fn pick_contact_keys(
     }
 }
 
-/// An outbound job to enqueue.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct NewJob {
-    /// `zalo`, `sms`, `email`, `zns`, `chat`, `task` (the payload's channel).
-    pub channel: String,
-    /// The customer this send goes to: sends to one user keep their order. '' for staff.
-    pub user_id: String,
-    /// `channels::Payload` as JSON.
-    pub payload: String,
-    pub priority: i32,
-    pub run_at: i64,
-    pub rule_id: Option<String>,
-    /// What caused it (`inbox:42`, `tick:…`, `admin`).
-    pub source: String,
-    /// Enqueued at most once per key (idempotent scheduler decisions).
-    pub dedupe_key: Option<String>,
-    /// The A/B variant of the send action, when it has variants (reports compare them).
-    pub variant: Option<String>,
-}
-
 /// A stored outbound job.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct Job {
@@ -446,9 +429,11 @@ pub struct Job {
     pub sent_at: Option<i64>,
     /// The A/B variant of the send action, if it had variants.
     pub variant: Option<String>,
+    /// Why it was skipped (status `skipped`): `not_configured`, …
+    pub skip_reason: Option<String>,
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at, variant";
+pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at, variant, skip_reason";
 
 /// Which jobs a sender claims: OA calls go through one rate-limited sender per OA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -474,6 +459,18 @@ pub enum JobResult {
         error: String,
         code: Option<i64>,
     },
+    /// Not attempted, for good (e.g. its channel is not configured): status `skipped`.
+    Skipped(JobSkip),
+}
+
+impl JobResult {
+    /// The `skip_reason` column.
+    pub fn skip_reason(&self) -> Option<&str> {
+        match self {
+            JobResult::Skipped(s) => Some(&s.reason),
+            _ => None,
+        }
+    }
 }
 
 /// The outcome of one attempt, and what it taught us about the contact.
@@ -512,8 +509,12 @@ pub struct CampaignMember {
     pub contact_id: String,
     /// Day 0 of the steps.
     pub entered_at: i64,
-    /// Index of the next step to run.
+    /// Position (0-based) of the next step when it was last written; informational: the
+    /// member waits for `step_id`.
     pub step: i64,
+    /// The id of the step the member waits for (`None` once done, or for a row from before
+    /// step ids that the scheduler has not mapped yet).
+    pub step_id: Option<String>,
     /// When that step is due; `None` once done or left.
     pub next_at: Option<i64>,
     /// `active`, `done` or `left`.
@@ -529,6 +530,16 @@ impl CampaignMember {
     }
 }
 
+/// How many active members wait for one step of a campaign.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct MemberCount {
+    pub campaign: String,
+    /// `None`: rows from before step ids, known by `position` only.
+    pub step_id: Option<String>,
+    pub position: i64,
+    pub members: i64,
+}
+
 /// A change to a campaign membership.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CampaignChange {
@@ -539,6 +550,7 @@ pub enum CampaignChange {
         contact_id: String,
         entered_at: i64,
         step: i64,
+        step_id: Option<String>,
         next_at: Option<i64>,
     },
     /// A repeat registration of a member (II.2): counted.
@@ -546,13 +558,15 @@ pub enum CampaignChange {
         campaign: String,
         contact_id: String,
     },
-    /// Step `from_step` ran (or was skipped): `step` is next, at `next_at` (`None`: done).
-    /// Applies only to an active member still at `from_step`.
+    /// The step with id `from_step` ran (or was skipped, or was removed from the campaign):
+    /// `step_id` (at position `step`) is next, at `next_at` (`None`: done). Applies only to an
+    /// active member still waiting for `from_step`.
     Advance {
         campaign: String,
         contact_id: String,
-        from_step: i64,
+        from_step: String,
         step: i64,
+        step_id: Option<String>,
         next_at: Option<i64>,
     },
     /// The member leaves (unfollowed, reached the goal, the campaign was removed).
@@ -708,8 +722,35 @@ pub trait Store: Send + Sync + 'static {
     /// Takes or renews the named lease; false while someone else holds it.
     async fn try_lease(&self, name: &str, owner: &str, now: i64, ttl_ms: i64) -> Result<bool>;
     async fn release_lease(&self, name: &str, owner: &str) -> Result<()>;
-    async fn load_tokens(&self) -> Result<Option<crate::zalo::token::TokenPair>>;
-    async fn save_tokens(&self, pair: &crate::zalo::token::TokenPair, now: i64) -> Result<()>;
+    async fn load_tokens(&self) -> Result<Option<zaloflow_core::token::TokenPair>>;
+    async fn save_tokens(&self, pair: &zaloflow_core::token::TokenPair, now: i64) -> Result<()>;
+
+    // --- the OA's connection (docs/connect-oa.md) ---
+    /// The connection's state (all empty when nothing was ever recorded).
+    async fn oa_connection(&self) -> Result<OaConnection>;
+    /// Stores a pair got by connecting OA `oa_id` and marks the OA connected again, in one
+    /// transaction (the caller holds the token refresh lease).
+    async fn save_connected_tokens(
+        &self,
+        pair: &zaloflow_core::token::TokenPair,
+        oa_id: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// Notes a token refresh sent to Zalo at `at` and its error (None: it worked).
+    async fn record_token_refresh(&self, at: i64, error: Option<&str>) -> Result<()>;
+    /// Marks the OA as needing a person (`reason`), unless it already is or was connected
+    /// after `seen_at`; enqueues `notice` in the same transaction. True when it changed.
+    async fn revoke_oa(
+        &self,
+        seen_at: i64,
+        reason: &str,
+        notice: &[NewJob],
+        now: i64,
+    ) -> Result<bool>;
+    /// Keeps an OAuth flow's state (hashes), code verifier and expiry; drops expired ones.
+    async fn put_oauth_state(&self, state: &OauthState, now: i64) -> Result<()>;
+    /// Takes (deletes and answers) the flow of this state hash: a state is used once.
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OauthState>>;
 
     // --- contacts ---
     async fn load_contacts(&self, user_ids: &[String]) -> Result<HashMap<String, Contact>>;
@@ -739,6 +780,9 @@ pub trait Store: Send + Sync + 'static {
     /// Counts a registration of `contact_id` on `form`; returns how many there have been,
     /// this one included (2 and more: a repeat registration).
     async fn record_form_submission(&self, form: &str, contact_id: &str, now: i64) -> Result<i64>;
+    /// How many registrations of `contact_id` on `form` are counted (0: none), without
+    /// counting one.
+    async fn form_submission_count(&self, form: &str, contact_id: &str) -> Result<i64>;
     /// Takes back a registration that could not be stored as an event.
     async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()>;
     /// Upserts contacts (as `complete_inbox` does) and applies list operations, in one
@@ -842,10 +886,7 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<bool>;
     /// Timings of the handoffs opened since `since` (reports), and of every unresolved one.
-    async fn handoff_timings(
-        &self,
-        since: i64,
-    ) -> Result<Vec<crate::handoff::report::HandoffTiming>>;
+    async fn handoff_timings(&self, since: i64) -> Result<Vec<crate::handoff::HandoffTiming>>;
     // --- admin API ---
     /// Ids of the contacts matching every given filter, in id order after `after`.
     async fn search_contacts(&self, q: &ContactSearch) -> Result<Vec<String>>;
@@ -898,6 +939,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<CampaignMember>>;
     /// The members of a campaign, by contact id (admin, tests).
     async fn campaign_members(&self, campaign: &str) -> Result<Vec<CampaignMember>>;
+    /// A campaign's step ids in the order the scheduler last recorded (empty: never).
+    async fn campaign_steps(&self, campaign: &str) -> Result<Vec<String>>;
+    async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()>;
+    /// Active members stored by position only (rows from before step ids) get the id of the
+    /// step at their position in `steps`; past the last step they are done. Returns how many.
+    async fn map_member_positions(&self, campaign: &str, steps: &[String], now: i64)
+        -> Result<u64>;
+    /// Active members per campaign and step (`rules check --against`).
+    async fn member_counts(&self) -> Result<Vec<MemberCount>>;
     /// A scheduler watermark.
     async fn scheduler_value(&self, name: &str) -> Result<Option<i64>>;
     async fn set_scheduler_value(&self, name: &str, value: i64, now: i64) -> Result<()>;
@@ -916,6 +966,33 @@ pub trait Store: Send + Sync + 'static {
     /// What the rules did since `since` (jobs created, firings, handoffs opened), counted per
     /// rule, variant and outcome; only `rule` and its campaign steps (`rule/…`) when given.
     async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts>;
+    // --- contacts sync (issue 29) ---
+    /// Applies profiles read from Zalo with the merge rule of [`ZaloProfile`], and with `page`
+    /// moves that run's cursor and counts, in one transaction. Fails with `LeaseLost` (and
+    /// changes nothing) when the run's cursor is no longer where `page` started.
+    async fn apply_zalo_profiles(
+        &self,
+        profiles: &[ZaloProfile],
+        page: Option<&SyncPage>,
+        now: i64,
+    ) -> Result<ProfileCounts>;
+    /// The unfinished sync run, or a new one started now by `by`; `true` when new.
+    async fn start_contact_sync(&self, by: &str, now: i64) -> Result<(ContactSync, bool)>;
+    /// The latest sync run.
+    async fn contact_sync(&self) -> Result<Option<ContactSync>>;
+    /// Records a run's failure (`error`, the run stays resumable) or, with `done`, its end.
+    async fn end_contact_sync(
+        &self,
+        id: i64,
+        done: bool,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()>;
+    /// Zalo users whose profile was never read (first seen in a webhook, imported…) and whose
+    /// lookup is due, newest first.
+    async fn profiles_due(&self, now: i64, limit: i64) -> Result<Vec<String>>;
+    /// A lookup failed: tried again at `retry_at`, or never (`None`: Zalo refused it for good).
+    async fn profile_lookup_failed(&self, user_id: &str, retry_at: Option<i64>) -> Result<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -987,7 +1064,7 @@ pub(crate) fn stats_from_rows(rows: Vec<(String, i64)>) -> InboxStats {
 }
 
 pub(crate) const MEMBER_COLUMNS: &str =
-    "campaign, contact_id, entered_at, step, next_at, status, entries, left_reason";
+    "campaign, contact_id, entered_at, step, step_id, next_at, status, entries, left_reason";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct ContactRow {
@@ -1022,10 +1099,38 @@ impl From<ContactRow> for Contact {
     }
 }
 
+/// The OA's connection as `oa_connection` keeps it (see migration 0013).
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct OaConnection {
+    pub oa_id: Option<String>,
+    pub connected_at: Option<i64>,
+    pub last_refresh_at: Option<i64>,
+    pub last_refresh_error: Option<String>,
+    pub revoked_at: Option<i64>,
+    /// `permission_revoked` or `refresh_refused`
+    pub revoked_reason: Option<String>,
+}
+
+impl OaConnection {
+    /// True while a person must connect the OA again: Zalo OA calls wait.
+    pub fn needs_reconnect(&self) -> bool {
+        self.revoked_at.is_some()
+    }
+}
+
+/// An OAuth flow started from the connect page (hashes, never the state itself).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct OauthState {
+    pub state_hash: String,
+    pub session_hash: String,
+    pub code_verifier: String,
+    pub expires_at: i64,
+}
+
 pub(crate) fn token_pair(
     (access_token, refresh_token, expires_at_ms): (String, String, i64),
-) -> crate::zalo::token::TokenPair {
-    crate::zalo::token::TokenPair {
+) -> zaloflow_core::token::TokenPair {
+    zaloflow_core::token::TokenPair {
         access_token,
         refresh_token,
         expires_at_ms,
@@ -1055,6 +1160,7 @@ pub(crate) fn outcome_columns(
             code,
         } => ("pending", Some(*run_at), None, None, Some(error), *code),
         JobResult::Dead { error, code } => ("dead", None, None, None, Some(error), *code),
+        JobResult::Skipped(s) => (SKIPPED, None, None, None, Some(&s.message), None),
     }
 }
 
@@ -1145,3 +1251,76 @@ pub(crate) fn like_escape(s: &str) -> String {
     }
     out
 }
+
+/// A user's profile as Zalo gave it (`/v3.0/oa/user/detail`), read at `read_at`.
+///
+/// The merge rule (`apply_zalo_profiles`): Zalo's display name fills or refreshes the name;
+/// its follower flag is taken unless zaloflow saw a follow or unfollow event after `read_at`;
+/// its last interaction day counts only when zaloflow knows no interaction on or after that day
+/// (`day_start`), and then as `last_interaction`; its tags are added (never removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZaloProfile {
+    pub user_id: String,
+    pub display_name: Option<String>,
+    pub follows: Option<bool>,
+    /// Zalo's last interaction day `(day_start, last_interaction)`: the start of that day in the
+    /// OA time zone, and the instant counted as the interaction (the day's last millisecond,
+    /// or `read_at` when that is earlier), so silence is never counted longer than it was.
+    pub interaction_day: Option<(i64, i64)>,
+    pub tags: Vec<String>,
+    pub read_at: i64,
+}
+
+/// What applying profiles did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProfileCounts {
+    /// Contacts zaloflow did not know.
+    pub created: i64,
+    /// Contacts it knew (refreshed).
+    pub updated: i64,
+}
+
+/// A sync run's cursor move: from where the page started to where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPage {
+    pub run_id: i64,
+    pub from_phase: String,
+    pub from_offset: i64,
+    pub phase: String,
+    pub next_offset: i64,
+    /// Zalo's `data.total` of the follower list (pages of that list only).
+    pub total: Option<i64>,
+    /// Users the page listed.
+    pub listed: i64,
+    /// Of them, profiles Zalo refused.
+    pub unreadable: i64,
+}
+
+/// A `contacts sync` run and its cursor.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
+pub struct ContactSync {
+    pub id: i64,
+    /// `running` (also while interrupted: the next runner resumes it) or `done`.
+    pub status: String,
+    /// `cli`, `admin` or `schedule`.
+    pub requested_by: String,
+    /// `followers` (Zalo's follower list), `others` (users it lists as not following), `done`.
+    pub phase: String,
+    /// Offset of the next page in the phase's list.
+    pub next_offset: i64,
+    /// Zalo's count of followers (`data.total` of the follower list).
+    pub total: Option<i64>,
+    /// Users listed and looked up so far.
+    pub listed: i64,
+    pub created: i64,
+    pub updated: i64,
+    /// Profiles Zalo refused to give (counted, skipped).
+    pub unreadable: i64,
+    pub started_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+    /// The last failure, until the run moves on.
+    pub error: Option<String>,
+}
+
+pub(crate) const CONTACT_SYNC_COLUMNS: &str = "id, status, requested_by, phase, next_offset, total, listed, created, updated, unreadable, started_at, updated_at, finished_at, error";

@@ -17,7 +17,8 @@
 //! or, for what the scheduler starts, `"trigger"` instead of `"event"`: `"inactive"`,
 //! `{"special_day": "dob"}`, `{"schedule": "RULE_ID"}`, `{"tag_added": "vip_customer"}`,
 //! `{"field_changed": {"field": "gift", "value": "Áo thun"}}`, `{"form_submitted": "dang_ky"}`,
-//! `{"after_step": {"campaign": "c", "step": "3"}}`, `{"email_opened": "RULE_ID"}`,
+//! `{"after_step": {"campaign": "c", "step": "3"}}`, `{"email_opened": "RULE_ID"}` (a
+//! machine's fetch: `{"email_opened": {"email": "RULE_ID", "machine": true}}`),
 //! `{"email_clicked": {"email": "RULE_ID", "link": "…"}}`.
 //! Without a contact, the contact is new (only what the event itself tells).
 
@@ -34,9 +35,9 @@ use crate::channels::{Payload, ZaloKind};
 use crate::store::Contact;
 use crate::zalo::event::{self, Event};
 
-use super::matcher::{ActionPlan, EvalInput, Evaluation, NoHistory, Stimulus};
-use super::model::DAY;
-use super::{load_dir, LoadOptions, RuleSet};
+use crate::rules::matcher::{ActionPlan, EvalInput, Evaluation, NoHistory, Stimulus};
+use crate::rules::model::DAY;
+use crate::rules::{load_dir, LoadOptions, RuleSet};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +67,7 @@ enum Trig {
     FieldChanged(String, Option<String>),
     Form(String),
     AfterStep(String, String),
-    EmailOpened(String),
+    EmailOpened(String, bool),
     EmailClicked(String, String),
 }
 
@@ -102,7 +103,10 @@ fn parse_trigger(v: &Value) -> anyhow::Result<Trig> {
                 .map(str::to_string)
                 .unwrap_or_else(|| v["step"].to_string()),
         ),
-        "email_opened" => Trig::EmailOpened(s(v)?),
+        "email_opened" => match v.get("email") {
+            Some(e) => Trig::EmailOpened(s(e)?, v["machine"].as_bool().unwrap_or(false)),
+            None => Trig::EmailOpened(s(v)?, false),
+        },
         "email_clicked" => Trig::EmailClicked(s(&v["email"])?, s(&v["link"])?),
         other => bail!("unknown trigger {other:?} in \"trigger\""),
     })
@@ -208,7 +212,7 @@ pub fn run(
     let previous = contact.last_interaction;
     // The event's own changes (follow status, Zalo tags, submitted info), as the engine does.
     if let Some(e) = &input.event {
-        for ch in crate::engine::contact_changes(e, at) {
+        for ch in super::contact_changes(e, at) {
             if ch.user_id == user_id {
                 ch.apply_to(&mut contact);
             }
@@ -228,7 +232,10 @@ pub fn run(
             },
             Trig::Form(form) => Stimulus::FormSubmitted { form },
             Trig::AfterStep(campaign, step) => Stimulus::AfterStep { campaign, step },
-            Trig::EmailOpened(email) => Stimulus::EmailOpened { email },
+            Trig::EmailOpened(email, machine) => Stimulus::EmailOpened {
+                email,
+                machine: *machine,
+            },
             Trig::EmailClicked(email, link) => Stimulus::EmailClicked { email, link },
         },
         (None, None) => bail!("nothing to simulate"),
@@ -270,15 +277,16 @@ pub fn describe(a: &ActionPlan) -> String {
                     ZaloKind::Promotion => "zalo_promotion",
                     ZaloKind::Transaction => "zalo_transaction",
                 };
-                let extra = if attachment.is_some() {
-                    " [+ image/buttons]"
-                } else {
-                    ""
+                let promotion = attachment
+                    .as_ref()
+                    .and_then(zaloflow_core::job::promotion_text);
+                let extra = match (&promotion, attachment) {
+                    (Some(_), _) => " [promotion template]",
+                    (None, Some(_)) => " [+ image/buttons]",
+                    (None, None) => "",
                 };
-                format!(
-                    "send via {via}: {}{extra}",
-                    quote(text.as_deref().unwrap_or(""))
-                )
+                let shown = promotion.as_deref().or(text.as_deref()).unwrap_or("");
+                format!("send via {via}: {}{extra}", quote(shown))
             }
             Payload::ZaloTag { tag, add, .. } => {
                 format!("{} Zalo tag {tag}", if *add { "set" } else { "remove" })
@@ -384,7 +392,7 @@ fn report(rules: &RuleSet, what: &str, at: i64, tz: chrono_tz::Tz, ev: &Evaluati
         let _ = writeln!(
             out,
             "\nThe tag cascade stopped at depth {}: rules keep tagging each other.",
-            super::CASCADE_DEPTH
+            crate::rules::CASCADE_DEPTH
         );
     }
     let _ = writeln!(out, "\nDry run: nothing was sent or recorded.");
@@ -419,5 +427,39 @@ pub fn command(
     match result {
         Ok(s) => (s, 0),
         Err(e) => (format!("zaloflow simulate: {e:#}\n"), 2),
+    }
+}
+
+#[cfg(test)]
+mod machine_open_tests {
+    use super::*;
+
+    #[test]
+    fn a_machine_open_starts_only_rules_that_count_machines() {
+        let yaml = "rules:\n  - id: nguoi\n    when: {email_opened: {email: thu}}\n    do: [{tag: doc}]\n  - id: may\n    when: {email_opened: {email: thu, machine_opens: true}}\n    do: [{tag: may_doc}]\n";
+        let set = crate::rules::load_sources(
+            &[("t.yaml".into(), yaml.to_string())],
+            &crate::rules::LoadOptions::default(),
+        );
+        // `email: thu` names no rule: the loader says so; use rule ids that exist instead.
+        assert!(set.is_err());
+        let yaml = yaml.replace("email: thu", "email: nguoi");
+        let set = crate::rules::load_sources(
+            &[("t.yaml".into(), yaml)],
+            &crate::rules::LoadOptions::default(),
+        )
+        .unwrap();
+        let tz = chrono_tz::Asia::Ho_Chi_Minh;
+        let person = read_input(r#"{"trigger": {"email_opened": "nguoi"}}"#).unwrap();
+        let out = run(&set, &person, Some(0), tz).unwrap();
+        assert!(out.contains("2 rules match"), "{out}");
+        let machine =
+            read_input(r#"{"trigger": {"email_opened": {"email": "nguoi", "machine": true}}}"#)
+                .unwrap();
+        let out = run(&set, &machine, Some(0), tz).unwrap();
+        assert!(
+            out.contains("1 rule match") && out.contains("tag may_doc"),
+            "{out}"
+        );
     }
 }

@@ -10,7 +10,9 @@ use sqlx::{Postgres, QueryBuilder, Row, Transaction};
 
 use super::*;
 
+mod contact_sync;
 mod handoffs;
+mod oa;
 mod outcomes;
 
 /// Advisory lock keys (arbitrary, stable).
@@ -21,7 +23,7 @@ pub struct PgStore {
     pool: PgPool,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 impl PgStore {
     pub async fn open(url: &str) -> Result<Self> {
@@ -368,9 +370,9 @@ impl Store for PgStore {
             "UPDATE outbox o SET status = v.status, run_at = COALESCE(v.run_at, o.run_at),
                 sent_at = v.sent_at, provider_id = COALESCE(v.provider_id, o.provider_id),
                 last_error = v.error, last_code = v.code, lease_owner = NULL, lease_until = 0,
-                updated_at = $8
-             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
-                AS v(id, status, run_at, sent_at, provider_id, error, code)
+                updated_at = $8, skip_reason = v.skip_reason
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $10::text[])
+                AS v(id, status, run_at, sent_at, provider_id, error, code, skip_reason)
              WHERE o.id = v.id AND o.lease_owner = $9 AND o.status = 'sending'
              RETURNING o.id",
         )
@@ -383,6 +385,12 @@ impl Store for PgStore {
         .bind(&codes)
         .bind(now)
         .bind(owner)
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.result.skip_reason())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&mut *tx)
         .await?;
         let done: std::collections::HashSet<i64> = done.into_iter().map(|(id,)| id).collect();
@@ -468,7 +476,7 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn load_tokens(&self) -> Result<Option<crate::zalo::token::TokenPair>> {
+    async fn load_tokens(&self) -> Result<Option<zaloflow_core::token::TokenPair>> {
         let row: Option<(String, String, i64)> = sqlx::query_as(
             "SELECT access_token, refresh_token, expires_at FROM oa_tokens WHERE id = 1",
         )
@@ -477,7 +485,7 @@ impl Store for PgStore {
         Ok(row.map(token_pair))
     }
 
-    async fn save_tokens(&self, pair: &crate::zalo::token::TokenPair, now: i64) -> Result<()> {
+    async fn save_tokens(&self, pair: &zaloflow_core::token::TokenPair, now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO oa_tokens (id, access_token, refresh_token, expires_at, updated_at)
              VALUES (1, $1, $2, $3, $4)
@@ -492,6 +500,36 @@ impl Store for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn oa_connection(&self) -> Result<OaConnection> {
+        self.oa_connection_row().await
+    }
+    async fn save_connected_tokens(
+        &self,
+        pair: &zaloflow_core::token::TokenPair,
+        oa_id: &str,
+        now: i64,
+    ) -> Result<()> {
+        self.save_connected(pair, oa_id, now).await
+    }
+    async fn record_token_refresh(&self, at: i64, error: Option<&str>) -> Result<()> {
+        self.record_refresh(at, error).await
+    }
+    async fn revoke_oa(
+        &self,
+        seen_at: i64,
+        reason: &str,
+        notice: &[NewJob],
+        now: i64,
+    ) -> Result<bool> {
+        self.revoke(seen_at, reason, notice, now).await
+    }
+    async fn put_oauth_state(&self, state: &OauthState, now: i64) -> Result<()> {
+        self.put_state(state, now).await
+    }
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OauthState>> {
+        self.take_state(state_hash).await
     }
 
     async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()> {
@@ -587,6 +625,17 @@ impl Store for PgStore {
         .fetch_one(&self.pool)
         .await?;
         Ok(count)
+    }
+
+    async fn form_submission_count(&self, form: &str, contact_id: &str) -> Result<i64> {
+        let row: Option<(i64,)> = sqlx::query_as(
+            "SELECT count FROM form_submissions WHERE form = $1 AND contact_id = $2",
+        )
+        .bind(form)
+        .bind(contact_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map_or(0, |(n,)| n))
     }
 
     async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()> {
@@ -741,10 +790,7 @@ impl Store for PgStore {
         self.h_record_breach(breach, job, now).await
     }
 
-    async fn handoff_timings(
-        &self,
-        since: i64,
-    ) -> Result<Vec<crate::handoff::report::HandoffTiming>> {
+    async fn handoff_timings(&self, since: i64) -> Result<Vec<crate::handoff::HandoffTiming>> {
         self.h_timings(since).await
     }
 
@@ -1022,6 +1068,82 @@ impl Store for PgStore {
         Ok(row.map(|(v,)| v))
     }
 
+    async fn campaign_steps(&self, campaign: &str) -> Result<Vec<String>> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT step_id FROM campaign_steps WHERE campaign = $1 ORDER BY position",
+        )
+        .bind(campaign)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    }
+
+    async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM campaign_steps WHERE campaign = $1")
+            .bind(campaign)
+            .execute(&mut *tx)
+            .await?;
+        let positions: Vec<i64> = (0..steps.len() as i64).collect();
+        sqlx::query(
+            "INSERT INTO campaign_steps (campaign, position, step_id, updated_at)
+             SELECT $1, p, i, $4 FROM UNNEST($2::bigint[], $3::text[]) AS t(p, i)",
+        )
+        .bind(campaign)
+        .bind(&positions)
+        .bind(steps)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn map_member_positions(
+        &self,
+        campaign: &str,
+        steps: &[String],
+        now: i64,
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let positions: Vec<i64> = (0..steps.len() as i64).collect();
+        let mut n = sqlx::query(
+            "UPDATE campaign_members m SET step_id = t.i, updated_at = $4
+             FROM UNNEST($2::bigint[], $3::text[]) AS t(p, i)
+             WHERE m.campaign = $1 AND m.step = t.p AND m.status = 'active' AND m.step_id IS NULL",
+        )
+        .bind(campaign)
+        .bind(&positions)
+        .bind(steps)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        n += sqlx::query(
+            "UPDATE campaign_members SET status = 'done', next_at = NULL, updated_at = $3
+             WHERE campaign = $1 AND step >= $2 AND status = 'active' AND step_id IS NULL",
+        )
+        .bind(campaign)
+        .bind(steps.len() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn member_counts(&self) -> Result<Vec<MemberCount>> {
+        Ok(sqlx::query_as(
+            "SELECT campaign, step_id, CASE WHEN step_id IS NULL THEN step ELSE -1 END AS position,
+                    COUNT(*) AS members
+             FROM campaign_members WHERE status = 'active'
+             GROUP BY 1, 2, 3 ORDER BY 1, 3",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn set_scheduler_value(&self, name: &str, value: i64, now: i64) -> Result<()> {
         sqlx::query(
             "INSERT INTO scheduler_state (name, value, updated_at) VALUES ($1, $2, $3)
@@ -1099,6 +1221,41 @@ impl Store for PgStore {
 
     async fn report_counts(&self, since: i64, rule: Option<&str>) -> Result<crate::report::Counts> {
         outcomes::counts(&self.pool, since, rule).await
+    }
+
+    async fn apply_zalo_profiles(
+        &self,
+        profiles: &[ZaloProfile],
+        page: Option<&SyncPage>,
+        now: i64,
+    ) -> Result<ProfileCounts> {
+        contact_sync::apply_profiles(self, profiles, page, now).await
+    }
+
+    async fn start_contact_sync(&self, by: &str, now: i64) -> Result<(ContactSync, bool)> {
+        contact_sync::start(self, by, now).await
+    }
+
+    async fn contact_sync(&self) -> Result<Option<ContactSync>> {
+        contact_sync::latest(self).await
+    }
+
+    async fn end_contact_sync(
+        &self,
+        id: i64,
+        done: bool,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<()> {
+        contact_sync::end(self, id, done, error, now).await
+    }
+
+    async fn profiles_due(&self, now: i64, limit: i64) -> Result<Vec<String>> {
+        contact_sync::profiles_due(self, now, limit).await
+    }
+
+    async fn profile_lookup_failed(&self, user_id: &str, retry_at: Option<i64>) -> Result<()> {
+        contact_sync::lookup_failed(self, user_id, retry_at).await
     }
 }
 
@@ -1184,7 +1341,8 @@ async fn insert_jobs(
     for chunk in jobs.chunks(500) {
         let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, variant, created_at, updated_at) ",
+                source, dedupe_key, variant, created_at, updated_at, status, last_error,
+                skip_reason) ",
         );
         qb.push_values(chunk, |mut b, j| {
             b.push_bind(&j.channel)
@@ -1198,7 +1356,10 @@ async fn insert_jobs(
                 .push_bind(&j.dedupe_key)
                 .push_bind(&j.variant)
                 .push_bind(now)
-                .push_bind(now);
+                .push_bind(now)
+                .push_bind(j.status())
+                .push_bind(j.skip.as_ref().map(|k| k.message.as_str()))
+                .push_bind(j.skip.as_ref().map(|k| k.reason.as_str()));
         });
         qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
         qb.build().execute(&mut **tx).await?;
@@ -1479,10 +1640,11 @@ async fn apply_effects_bulk(
         };
         sqlx::query(
             "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, variant, created_at, updated_at)
-             SELECT c, u, p, pr, r, r, ru, s, d, v, $9, $9
+                source, dedupe_key, variant, created_at, updated_at, status, last_error, skip_reason)
+             SELECT c, u, p, pr, r, r, ru, s, d, v, $9, $9, st, le, sr
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int[], $5::bigint[], $6::text[],
-                         $7::text[], $8::text[], $10::text[]) AS t(c, u, p, pr, r, ru, s, d, v)
+                         $7::text[], $8::text[], $10::text[], $11::text[], $12::text[], $13::text[])
+                  AS t(c, u, p, pr, r, ru, s, d, v, st, le, sr)
              ON CONFLICT (dedupe_key) DO NOTHING",
         )
         .bind(col(|j| Some(j.channel.as_str())))
@@ -1495,6 +1657,9 @@ async fn apply_effects_bulk(
         .bind(col(|j| j.dedupe_key.as_deref()))
         .bind(now)
         .bind(col(|j| j.variant.as_deref()))
+        .bind(col(|j| Some(j.status())))
+        .bind(col(|j| j.skip.as_ref().map(|k| k.message.as_str())))
+        .bind(col(|j| j.skip.as_ref().map(|k| k.reason.as_str())))
         .execute(&mut **tx)
         .await?;
     }
@@ -1551,12 +1716,14 @@ async fn apply_campaign_changes(
             CampaignChange::Enter { .. } => {
                 let (mut c, mut u, mut e, mut s, mut n) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let mut ids: Vec<Option<&str>> = Vec::new();
                 for ch in run {
                     if let CampaignChange::Enter {
                         campaign,
                         contact_id,
                         entered_at,
                         step,
+                        step_id,
                         next_at,
                     } = ch
                     {
@@ -1564,15 +1731,17 @@ async fn apply_campaign_changes(
                         u.push(contact_id.as_str());
                         e.push(*entered_at);
                         s.push(*step);
+                        ids.push(step_id.as_deref());
                         n.push(*next_at);
                     }
                 }
                 sqlx::query(
                     "INSERT INTO campaign_members (campaign, contact_id, entered_at, step, next_at,
-                        status, entries, updated_at)
-                     SELECT c, u, e, s, n, CASE WHEN n IS NULL THEN 'done' ELSE 'active' END, 1, $6
-                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-                          AS t(c, u, e, s, n)
+                        status, entries, updated_at, step_id)
+                     SELECT c, u, e, s, n, CASE WHEN n IS NULL THEN 'done' ELSE 'active' END, 1, $6, i
+                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],
+                                 $7::text[])
+                          AS t(c, u, e, s, n, i)
                      ON CONFLICT (campaign, contact_id) DO NOTHING",
                 )
                 .bind(&c)
@@ -1581,37 +1750,42 @@ async fn apply_campaign_changes(
                 .bind(&s)
                 .bind(&n)
                 .bind(now)
+                .bind(&ids)
                 .execute(&mut **tx)
                 .await?;
             }
             CampaignChange::Advance { .. } => {
                 let (mut c, mut u, mut f, mut s, mut n) =
                     (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+                let mut ids: Vec<Option<&str>> = Vec::new();
                 for ch in run {
                     if let CampaignChange::Advance {
                         campaign,
                         contact_id,
                         from_step,
                         step,
+                        step_id,
                         next_at,
                     } = ch
                     {
                         c.push(campaign.as_str());
                         u.push(contact_id.as_str());
-                        f.push(*from_step);
+                        f.push(from_step.as_str());
                         s.push(*step);
+                        ids.push(step_id.as_deref());
                         n.push(*next_at);
                     }
                 }
                 // `contact_id = ANY` reads just these members through an index; joined on the
                 // key alone, the planner may merge-join along the whole contact index.
                 sqlx::query(
-                    "UPDATE campaign_members m SET step = t.s, next_at = t.n,
+                    "UPDATE campaign_members m SET step = t.s, step_id = t.i, next_at = t.n,
                         status = CASE WHEN t.n IS NULL THEN 'done' ELSE 'active' END, updated_at = $6
-                     FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
-                          AS t(c, u, f, s, n)
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[],
+                                 $7::text[])
+                          AS t(c, u, f, s, n, i)
                      WHERE m.contact_id = ANY($2) AND m.campaign = t.c AND m.contact_id = t.u
-                       AND m.status = 'active' AND m.step = t.f",
+                       AND m.status = 'active' AND m.step_id = t.f",
                 )
                 .bind(&c)
                 .bind(&u)
@@ -1619,6 +1793,7 @@ async fn apply_campaign_changes(
                 .bind(&s)
                 .bind(&n)
                 .bind(now)
+                .bind(&ids)
                 .execute(&mut **tx)
                 .await?;
             }

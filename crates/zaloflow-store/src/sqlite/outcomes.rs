@@ -4,10 +4,10 @@
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::report::{
-    credited_send_sql, Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, COME_BACK_WINDOW_MS,
-    CUSTOMER_MESSAGE_SQL, REPLY_WINDOW_MS,
+    credited_send_sql, Counts, HandoffRow, JobCount, OutcomeCount, SignalRows, CUSTOMER_MESSAGE_SQL,
 };
-use crate::store::{Effects, Result};
+use crate::{Effects, Result};
+use zaloflow_core::outcome::{COME_BACK_WINDOW_MS, REPLY_WINDOW_MS};
 
 /// Credits `replied` to the latest message sent to a user (or to their phone or email) within
 /// 24 h before they wrote, and `came_back` to the latest within 7 days; at most once per job
@@ -126,7 +126,7 @@ pub(super) async fn apply<'e>(
 
 /// `Store::report_counts` on SQLite.
 pub(super) async fn counts(pool: &SqlitePool, since: i64, rule: Option<&str>) -> Result<Counts> {
-    let pattern = rule.map(|r| format!("{}/%", crate::store::like_escape(r)));
+    let pattern = rule.map(|r| format!("{}/%", crate::like_escape(r)));
     let jobs: Vec<JobCount> = sqlx::query_as(&format!(
         "SELECT rule_id, variant, status,
                 CASE WHEN status = 'dead' THEN last_code END AS last_code,

@@ -4,15 +4,7 @@
 use serde::Serialize;
 
 use super::RESOLVED;
-
-/// What a report needs of one handoff.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct HandoffTiming {
-    pub status: String,
-    pub opened_at: i64,
-    pub deadline_at: i64,
-    pub responded_at: Option<i64>,
-}
+pub use zaloflow_store::handoff::HandoffTiming;
 
 /// Age buckets of open handoffs: label and upper bound (ms, exclusive).
 pub const AGE_BUCKETS: &[(&str, i64)] = &[

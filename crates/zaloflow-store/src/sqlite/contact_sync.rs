@@ -1,0 +1,207 @@
+//! `contacts sync` on SQLite: profiles merged with what zaloflow saw itself, and the run's
+//! cursor moved in the same transaction.
+
+use sqlx::{Sqlite, Transaction};
+
+use super::SqliteStore;
+use crate::{
+    ContactSync, ProfileCounts, Result, StoreError, SyncPage, ZaloProfile, CONTACT_SYNC_COLUMNS,
+};
+
+pub(super) async fn apply_profiles(
+    store: &SqliteStore,
+    profiles: &[ZaloProfile],
+    page: Option<&SyncPage>,
+    now: i64,
+) -> Result<ProfileCounts> {
+    let mut w = store.writer.lock().await?;
+    let mut tx = w.begin().await?;
+    let counts = upsert(&mut tx, profiles, now).await?;
+    if let Some(p) = page {
+        move_cursor(&mut tx, p, counts, now).await?;
+    }
+    tx.commit().await?;
+    Ok(counts)
+}
+
+async fn upsert(
+    tx: &mut Transaction<'_, Sqlite>,
+    profiles: &[ZaloProfile],
+    now: i64,
+) -> Result<ProfileCounts> {
+    let mut counts = ProfileCounts::default();
+    for p in profiles {
+        let (day_start, at) = match p.interaction_day {
+            Some((s, a)) => (Some(s), Some(a)),
+            None => (None, None),
+        };
+        let existed: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM contacts WHERE user_id = ?1")
+            .bind(&p.user_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if existed.is_some() {
+            counts.updated += 1;
+        } else {
+            counts.created += 1;
+        }
+        sqlx::query(
+            "INSERT INTO contacts (user_id, display_name, follows, first_seen, last_interaction,
+                updated_at, interaction_count, profile_read_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0, ?4)
+             ON CONFLICT (user_id) DO UPDATE SET
+                display_name = COALESCE(excluded.display_name, contacts.display_name),
+                follows = CASE
+                    WHEN excluded.follows IS NULL THEN contacts.follows
+                    WHEN MAX(COALESCE(contacts.followed_at, 0), COALESCE(contacts.unfollowed_at, 0)) > ?4
+                        THEN contacts.follows
+                    ELSE excluded.follows END,
+                last_interaction = CASE
+                    WHEN excluded.last_interaction IS NOT NULL
+                     AND (contacts.last_interaction IS NULL OR contacts.last_interaction < ?7)
+                    THEN excluded.last_interaction ELSE contacts.last_interaction END,
+                profile_read_at = excluded.profile_read_at, profile_retry_at = NULL,
+                updated_at = excluded.updated_at",
+        )
+        .bind(&p.user_id)
+        .bind(&p.display_name)
+        .bind(p.follows)
+        .bind(p.read_at)
+        .bind(at)
+        .bind(now)
+        .bind(day_start)
+        .execute(&mut **tx)
+        .await?;
+        for t in &p.tags {
+            sqlx::query(
+                "INSERT INTO contact_tags (user_id, tag, added_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&p.user_id)
+            .bind(t)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(counts)
+}
+
+async fn move_cursor(
+    tx: &mut Transaction<'_, Sqlite>,
+    p: &SyncPage,
+    counts: ProfileCounts,
+    now: i64,
+) -> Result<()> {
+    let r = sqlx::query(
+        "UPDATE contact_syncs SET phase = ?1, next_offset = ?2, total = COALESCE(?3, total),
+            listed = listed + ?4, unreadable = unreadable + ?5, created = created + ?6,
+            updated = updated + ?7, updated_at = ?8, error = NULL
+         WHERE id = ?9 AND status = 'running' AND phase = ?10 AND next_offset = ?11",
+    )
+    .bind(&p.phase)
+    .bind(p.next_offset)
+    .bind(p.total)
+    .bind(p.listed)
+    .bind(p.unreadable)
+    .bind(counts.created)
+    .bind(counts.updated)
+    .bind(now)
+    .bind(p.run_id)
+    .bind(&p.from_phase)
+    .bind(p.from_offset)
+    .execute(&mut **tx)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Err(StoreError::LeaseLost(format!(
+            "contacts sync run {} is no longer at {} offset {}",
+            p.run_id, p.from_phase, p.from_offset
+        )));
+    }
+    Ok(())
+}
+
+pub(super) async fn start(store: &SqliteStore, by: &str, now: i64) -> Result<(ContactSync, bool)> {
+    let mut w = store.writer.lock().await?;
+    let mut tx = w.begin().await?;
+    let running: Option<ContactSync> = sqlx::query_as(&format!(
+        "SELECT {CONTACT_SYNC_COLUMNS} FROM contact_syncs WHERE status = 'running'"
+    ))
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(run) = running {
+        tx.commit().await?;
+        return Ok((run, false));
+    }
+    let run: ContactSync = sqlx::query_as(&format!(
+        "INSERT INTO contact_syncs (requested_by, started_at, updated_at) VALUES (?1, ?2, ?2)
+         RETURNING {CONTACT_SYNC_COLUMNS}"
+    ))
+    .bind(by)
+    .bind(now)
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((run, true))
+}
+
+pub(super) async fn latest(store: &SqliteStore) -> Result<Option<ContactSync>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {CONTACT_SYNC_COLUMNS} FROM contact_syncs ORDER BY id DESC LIMIT 1"
+    ))
+    .fetch_optional(&store.reader)
+    .await?)
+}
+
+pub(super) async fn end(
+    store: &SqliteStore,
+    id: i64,
+    done: bool,
+    error: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE contact_syncs SET status = CASE WHEN ?1 THEN 'done' ELSE status END,
+            phase = CASE WHEN ?1 THEN 'done' ELSE phase END,
+            finished_at = CASE WHEN ?1 THEN ?3 ELSE finished_at END,
+            error = ?2, updated_at = ?3
+         WHERE id = ?4 AND status = 'running'",
+    )
+    .bind(done)
+    .bind(error)
+    .bind(now)
+    .bind(id)
+    .execute(&mut *store.writer.lock().await?)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn profiles_due(store: &SqliteStore, now: i64, limit: i64) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT user_id FROM contacts
+         WHERE profile_read_at IS NULL AND (profile_retry_at IS NULL OR profile_retry_at <= ?1)
+           AND user_id NOT LIKE 'phone:%' AND user_id NOT LIKE 'email:%'
+         ORDER BY first_seen DESC LIMIT ?2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(&store.reader)
+    .await?;
+    Ok(rows.into_iter().map(|(u,)| u).collect())
+}
+
+pub(super) async fn lookup_failed(
+    store: &SqliteStore,
+    user_id: &str,
+    retry_at: Option<i64>,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE contacts SET profile_retry_at = ?1,
+            profile_read_at = CASE WHEN ?1 IS NULL THEN 0 ELSE profile_read_at END
+         WHERE user_id = ?2 AND profile_read_at IS NULL",
+    )
+    .bind(retry_at)
+    .bind(user_id)
+    .execute(&mut *store.writer.lock().await?)
+    .await?;
+    Ok(())
+}
