@@ -71,7 +71,13 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_ALLOW_PRIVATE_URLS",
     "ZALOFLOW_OUTBOX_LEASE",
     "ZALOFLOW_INBOX_LEASE",
+    "ZALOFLOW_STRICT_CONFIG",
+    "ZALOFLOW_CONTACTS_SYNC",
+    "ZALOFLOW_CONTACTS_LOOKUP",
 ];
+
+/// Set by Fly.io on every machine: the service runs behind Fly's proxy.
+pub const FLY_APP_NAME: &str = "FLY_APP_NAME";
 
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -123,18 +129,55 @@ pub struct Config {
     /// When `serve` ticks the scheduler: a 5-field cron in the OA time zone (default every
     /// minute); `None` (`ZALOFLOW_TICK=off`): never (run `zaloflow tick` from elsewhere).
     pub tick_cron: Option<String>,
-    /// Outbound webhooks (team chat, tasks, SMS gateway) may reach loopback, private,
-    /// link-local and other internal addresses (`ZALOFLOW_ALLOW_PRIVATE_URLS=true`; default
-    /// false: the SSRF guard refuses them).
+    /// URLs from rule files and the admin API may name loopback, private, link-local and other
+    /// internal hosts (`ZALOFLOW_ALLOW_PRIVATE_URLS=true`; default false: the SSRF guard
+    /// refuses them). URLs set here by the operator are trusted either way.
     pub allow_private_urls: bool,
     /// How long a claimed outbox job is held before another instance may take it again after a
     /// crash (`ZALOFLOW_OUTBOX_LEASE`, default 60s; longer than `ZALOFLOW_SEND_TIMEOUT`).
     pub outbox_lease: std::time::Duration,
     /// The same for claimed inbox events (`ZALOFLOW_INBOX_LEASE`, default 15s).
     pub inbox_lease: std::time::Duration,
+    /// `ZALOFLOW_STRICT_CONFIG=true`: a rule action whose channel is not configured refuses
+    /// the start and the reload (default: reported, and recorded as skipped when it runs).
+    pub strict_config: bool,
+    /// `ZALOFLOW_PUBLIC_URL` was set explicitly (tracked email needs it).
+    pub public_url_set: bool,
+    /// A deployment configuration was found (a `zaloflow.toml`, or settings in the
+    /// environment): `rules check` checks the channels only then.
+    pub deployment_found: bool,
+    /// When `serve` reads the OA's followers from Zalo (`ZALOFLOW_CONTACTS_SYNC`, a 5-field cron
+    /// in the OA time zone, default `0 3 * * *`; `None` = `off`). See docs/contacts-sync.md.
+    pub contacts_sync_cron: Option<String>,
+    /// Look up the Zalo profile of a user seen for the first time (`ZALOFLOW_CONTACTS_LOOKUP`,
+    /// default true).
+    pub contacts_lookup: bool,
+    /// When promotion messages may go out, local minutes `[from, until)`
+    /// (`ZALOFLOW_PROMOTION_HOURS`, default `07:00-22:00`).
+    pub promotion_hours: (u32, u32),
 }
 
 impl Config {
+    /// What the handoff module needs to know of the deployment.
+    pub fn handoff_policy(&self) -> crate::handoff::HandoffPolicy {
+        crate::handoff::HandoffPolicy {
+            tz: self.tz,
+            board_url: self.board_url(),
+            working_hours: self.handoffs.working_hours,
+            chat_channels: self.chat_channels.keys().cloned().collect(),
+        }
+    }
+
+    /// `ZALOFLOW_TRACKING_KEY`, when set.
+    pub fn tracking_key(&self) -> Option<&str> {
+        self.tracking_key.as_ref().map(|k| k.expose())
+    }
+
+    /// `ZALOFLOW_PUBLIC_URL` + `/admin/board`.
+    pub fn board_url(&self) -> String {
+        format!("{}/admin/board", self.public_url)
+    }
+
     /// Reads `zaloflow.toml` (or the file named by `ZALOFLOW_CONFIG`) if present, then the
     /// process environment on top.
     pub fn load() -> anyhow::Result<Config> {
@@ -144,12 +187,26 @@ impl Config {
         } else {
             BTreeMap::new()
         };
+        let found_file = !values.is_empty() || Path::new(&file).exists();
+        let mut found_env = false;
         for key in KEYS {
             if let Ok(v) = std::env::var(key) {
+                // The rules folder, the log format and the language alone are not a deployment.
+                found_env |= !v.trim().is_empty()
+                    && !matches!(
+                        *key,
+                        "ZALOFLOW_RULES" | "ZALOFLOW_LOG_FORMAT" | "ZALOFLOW_LANG"
+                    );
                 values.insert((*key).to_string(), v);
             }
         }
-        Config::from_map(&values)
+        if let Ok(v) = std::env::var(FLY_APP_NAME) {
+            values.insert(FLY_APP_NAME.to_string(), v);
+            found_env = true;
+        }
+        let mut config = Config::from_map(&values)?;
+        config.deployment_found = found_file || found_env;
+        Ok(config)
     }
 
     /// Builds a configuration from key/value pairs (environment spelling); unset keys take
@@ -174,28 +231,8 @@ impl Config {
             bail!("DATABASE_URL must start with sqlite:// or postgres://");
         }
         let log_json = matches!(get("ZALOFLOW_LOG_FORMAT"), Some("json"));
-        let mut chat_channels = BTreeMap::new();
-        for part in get("ZALOFLOW_CHAT_CHANNELS").unwrap_or("").split(',') {
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
-            }
-            let (name, url) = part
-                .split_once('=')
-                .with_context(|| format!("ZALOFLOW_CHAT_CHANNELS: {part:?} is not name=url"))?;
-            chat_channels.insert(name.trim().to_string(), Secret::new(url.trim()));
-        }
-        let mut sms_headers = Vec::new();
-        for part in get("ZALOFLOW_SMS_HEADERS").unwrap_or("").split(';') {
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
-            }
-            let (k, v) = part
-                .split_once(':')
-                .with_context(|| "ZALOFLOW_SMS_HEADERS: expected `Name: value; Name: value`")?;
-            sms_headers.push((k.trim().to_string(), Secret::new(v.trim())));
-        }
+        let chat_channels = chat_channels(get("ZALOFLOW_CHAT_CHANNELS"))?;
+        let sms_headers = sms_headers(get("ZALOFLOW_SMS_HEADERS"))?;
         let outbox_retry = match get("ZALOFLOW_OUTBOX_RETRY") {
             Some(s) => crate::outbox::RetryPolicy::parse(s)
                 .map_err(|e| anyhow::anyhow!("ZALOFLOW_OUTBOX_RETRY: {e}"))?,
@@ -226,10 +263,22 @@ impl Config {
             );
         }
         let inbox_lease = duration("ZALOFLOW_INBOX_LEASE", 15)?;
-        let allow_private_urls = match get("ZALOFLOW_ALLOW_PRIVATE_URLS").map(str::trim) {
-            None | Some("") | Some("false") | Some("0") => false,
-            Some("true") | Some("1") => true,
-            Some(v) => bail!("ZALOFLOW_ALLOW_PRIVATE_URLS={v:?} is not true or false"),
+        let flag = |k: &str| -> anyhow::Result<bool> {
+            match get(k) {
+                None | Some("false") | Some("0") => Ok(false),
+                Some("true") | Some("1") => Ok(true),
+                Some(v) => bail!("{k}={v:?} is not true or false"),
+            }
+        };
+        let allow_private_urls = flag("ZALOFLOW_ALLOW_PRIVATE_URLS")?;
+        let strict_config = flag("ZALOFLOW_STRICT_CONFIG")?;
+        // Behind Fly's proxy the TCP peer is the proxy: the client's address is in the header
+        // it sets. `none` turns the header off.
+        let client_ip_header = match get("ZALOFLOW_CLIENT_IP_HEADER") {
+            Some(h) if h.eq_ignore_ascii_case("none") => None,
+            Some(h) => Some(h.to_ascii_lowercase()),
+            None if get(FLY_APP_NAME).is_some() => Some("fly-client-ip".to_string()),
+            None => None,
         };
         Ok(Config {
             port,
@@ -278,7 +327,7 @@ impl Config {
                 }
                 k => k.map(Secret::new),
             },
-            client_ip_header: get("ZALOFLOW_CLIENT_IP_HEADER").map(str::to_ascii_lowercase),
+            client_ip_header,
             handoffs: crate::handoff::HandoffConfig::from_values(get)?,
             inbox_workers: num("ZALOFLOW_INBOX_WORKERS", 2)? as usize,
             tick_cron: match get("ZALOFLOW_TICK").map(str::trim) {
@@ -289,7 +338,66 @@ impl Config {
             allow_private_urls,
             outbox_lease,
             inbox_lease,
+            strict_config,
+            public_url_set: get("ZALOFLOW_PUBLIC_URL").is_some(),
+            deployment_found: false,
+            contacts_sync_cron: contacts_sync_cron(get("ZALOFLOW_CONTACTS_SYNC"))?,
+            promotion_hours: promotion_hours(get("ZALOFLOW_PROMOTION_HOURS"))?,
+            contacts_lookup: match get("ZALOFLOW_CONTACTS_LOOKUP") {
+                None | Some("true") | Some("1") => true,
+                Some("false") | Some("0") | Some("off") => false,
+                Some(v) => bail!("ZALOFLOW_CONTACTS_LOOKUP={v:?} is not true or false"),
+            },
         })
+    }
+
+    /// The channels this configuration sets, as plain data for the rule checker and the
+    /// engine. `zalo_tokens` counts the environment's tokens only; `serve` adds a pair kept in
+    /// the database.
+    pub fn configured_channels(&self) -> crate::channels::configured::Configured {
+        crate::channels::configured::Configured {
+            sms: self.sms_url.is_some(),
+            email: self.smtp_url.is_some(),
+            task: self.task_webhook_url.is_some(),
+            chat_default: self.chat_webhook_url.is_some(),
+            chat_named: self.chat_channels.keys().cloned().collect(),
+            zalo_tokens: self.zalo_access_token.is_some() || self.zalo_refresh_token.is_some(),
+            public_url: self.public_url_set,
+        }
+    }
+
+    /// Where each operator-set URL points (scheme, host and port; never a path or secret),
+    /// for the log at start: these are trusted wherever they point.
+    pub fn outbound_targets(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut push = |k: &str, u: Option<&str>| {
+            if let Some(u) = u {
+                out.push((k.to_string(), crate::channels::redact_url(u)));
+            }
+        };
+        push("ZALOFLOW_SMS_URL", self.sms_url.as_deref());
+        push(
+            "ZALOFLOW_CHAT_WEBHOOK_URL",
+            self.chat_webhook_url.as_deref(),
+        );
+        push(
+            "ZALOFLOW_TASK_WEBHOOK_URL",
+            self.task_webhook_url.as_deref(),
+        );
+        push(
+            "ZALOFLOW_SMTP_URL",
+            self.smtp_url.as_ref().map(Secret::expose),
+        );
+        for (name, url) in &self.chat_channels {
+            push(
+                &format!("ZALOFLOW_CHAT_CHANNELS ({name})"),
+                Some(url.expose()),
+            );
+        }
+        push("ZALO_API_BASE", Some(&self.zalo_api_base));
+        push("ZALO_OAUTH_BASE", Some(&self.zalo_oauth_base));
+        push("ZALO_ZNS_BASE", Some(&self.zalo_zns_base));
+        out
     }
 
     /// What the outbound channels need.
@@ -359,6 +467,76 @@ fn read_toml(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
+/// `ZALOFLOW_CHAT_CHANNELS`: `name=url,name=url`.
+fn chat_channels(value: Option<&str>) -> anyhow::Result<BTreeMap<String, Secret>> {
+    let mut out = BTreeMap::new();
+    for part in value.unwrap_or("").split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, url) = part
+            .split_once('=')
+            .with_context(|| format!("ZALOFLOW_CHAT_CHANNELS: {part:?} is not name=url"))?;
+        out.insert(name.trim().to_string(), Secret::new(url.trim()));
+    }
+    Ok(out)
+}
+
+/// `ZALOFLOW_SMS_HEADERS`: `Name: value; Name: value`.
+fn sms_headers(value: Option<&str>) -> anyhow::Result<Vec<(String, Secret)>> {
+    let mut out = Vec::new();
+    for part in value.unwrap_or("").split(';') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (k, v) = part
+            .split_once(':')
+            .with_context(|| "ZALOFLOW_SMS_HEADERS: expected `Name: value; Name: value`")?;
+        out.push((k.trim().to_string(), Secret::new(v.trim())));
+    }
+    Ok(out)
+}
+
+/// `ZALOFLOW_PROMOTION_HOURS`: `HH:MM-HH:MM` (default `07:00-22:00`, PROTOCOL.md §5).
+fn promotion_hours(value: Option<&str>) -> anyhow::Result<(u32, u32)> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(zaloflow_core::job::PROMOTION_HOURS);
+    };
+    let minute = |s: &str| -> Option<u32> {
+        let (h, m) = s.trim().split_once(':')?;
+        let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+        (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    };
+    match v
+        .split_once('-')
+        .and_then(|(a, b)| Some((minute(a)?, minute(b)?)))
+    {
+        Some((from, until)) if from < until => Ok((from, until)),
+        _ => bail!("ZALOFLOW_PROMOTION_HOURS={v:?} is not a time range like 07:00-22:00"),
+    }
+}
+
+/// `ZALOFLOW_CONTACTS_SYNC`: a 5-field cron (default `0 3 * * *`) or `off`.
+fn contacts_sync_cron(value: Option<&str>) -> anyhow::Result<Option<String>> {
+    match value {
+        None => Ok(Some("0 3 * * *".to_string())),
+        Some("off") => Ok(None),
+        Some(c) => {
+            croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Disallowed)
+                .year(croner::parser::Year::Disallowed)
+                .build()
+                .parse(c)
+                .map_err(|e| {
+                    anyhow::anyhow!("ZALOFLOW_CONTACTS_SYNC={c:?} is not a 5-field cron (e.g. \"0 3 * * *\") or off: {e}")
+                })?;
+            Ok(Some(c.to_string()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +556,21 @@ mod tests {
         assert_eq!(c.tz, chrono_tz::Asia::Ho_Chi_Minh);
         assert_eq!(c.zalo_api_base, "https://openapi.zalo.me");
         assert!(c.webhook_keys().is_none());
+    }
+
+    #[test]
+    fn promotion_hours_default_to_seven_until_ten_and_are_checked() {
+        let c = Config::from_map(&BTreeMap::new()).unwrap();
+        assert_eq!(c.promotion_hours, (7 * 60, 22 * 60));
+        let c = Config::from_map(&map(&[("ZALOFLOW_PROMOTION_HOURS", "08:00-21:30")])).unwrap();
+        assert_eq!(c.promotion_hours, (8 * 60, 21 * 60 + 30));
+        for bad in ["22:00-07:00", "8-21", "08:00", "25:00-26:00"] {
+            let e = Config::from_map(&map(&[("ZALOFLOW_PROMOTION_HOURS", bad)])).unwrap_err();
+            assert!(
+                e.to_string().contains("ZALOFLOW_PROMOTION_HOURS"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]
@@ -401,6 +594,72 @@ mod tests {
         assert!(Config::from_map(&map(&[("PORT", "eighty")])).is_err());
         assert!(Config::from_map(&map(&[("ZALOFLOW_TZ", "Mars/Olympus")])).is_err());
         assert!(Config::from_map(&map(&[("DATABASE_URL", "mysql://x")])).is_err());
+    }
+
+    #[test]
+    fn behind_fly_the_client_ip_comes_from_fly_client_ip() {
+        assert_eq!(Config::from_map(&map(&[])).unwrap().client_ip_header, None);
+        let fly = Config::from_map(&map(&[("FLY_APP_NAME", "shop")])).unwrap();
+        assert_eq!(fly.client_ip_header.as_deref(), Some("fly-client-ip"));
+        let own = Config::from_map(&map(&[
+            ("FLY_APP_NAME", "shop"),
+            ("ZALOFLOW_CLIENT_IP_HEADER", "X-Real-IP"),
+        ]))
+        .unwrap();
+        assert_eq!(own.client_ip_header.as_deref(), Some("x-real-ip"));
+        let off = Config::from_map(&map(&[
+            ("FLY_APP_NAME", "shop"),
+            ("ZALOFLOW_CLIENT_IP_HEADER", "none"),
+        ]))
+        .unwrap();
+        assert_eq!(off.client_ip_header, None);
+    }
+
+    #[test]
+    fn strict_mode_and_the_channels_configured() {
+        let c = Config::from_map(&map(&[])).unwrap();
+        assert!(!c.strict_config && !c.public_url_set);
+        assert_eq!(
+            c.configured_channels(),
+            crate::channels::configured::Configured::default()
+        );
+        let c = Config::from_map(&map(&[
+            ("ZALOFLOW_STRICT_CONFIG", "true"),
+            ("ZALOFLOW_CHAT_WEBHOOK_URL", "http://127.0.0.1:9/chat"),
+            ("ZALOFLOW_CHAT_CHANNELS", "vip=http://10.0.0.2/v"),
+            ("ZALOFLOW_PUBLIC_URL", "https://shop.example"),
+            ("ZALO_REFRESH_TOKEN", "r"),
+        ]))
+        .unwrap();
+        assert!(c.strict_config);
+        let ch = c.configured_channels();
+        assert!(ch.chat_default && ch.chat_named.contains("vip") && ch.public_url);
+        assert!(ch.zalo_tokens && !ch.sms && !ch.email && !ch.task);
+        assert!(Config::from_map(&map(&[("ZALOFLOW_STRICT_CONFIG", "yes")])).is_err());
+        // Where operator URLs point is logged without their paths (often the secret).
+        let targets = c.outbound_targets();
+        assert!(targets.contains(&(
+            "ZALOFLOW_CHAT_WEBHOOK_URL".into(),
+            "http://127.0.0.1:9/…".into()
+        )));
+        assert!(!format!("{targets:?}").contains("/chat"));
+    }
+
+    #[test]
+    fn contacts_sync_settings() {
+        let c = Config::from_map(&BTreeMap::new()).unwrap();
+        assert_eq!(c.contacts_sync_cron.as_deref(), Some("0 3 * * *"));
+        assert!(c.contacts_lookup);
+        let c = Config::from_map(&map(&[
+            ("ZALOFLOW_CONTACTS_SYNC", "off"),
+            ("ZALOFLOW_CONTACTS_LOOKUP", "false"),
+        ]))
+        .unwrap();
+        assert_eq!(c.contacts_sync_cron, None);
+        assert!(!c.contacts_lookup);
+        let e = Config::from_map(&map(&[("ZALOFLOW_CONTACTS_SYNC", "daily")])).unwrap_err();
+        assert!(e.to_string().contains("ZALOFLOW_CONTACTS_SYNC"), "{e}");
+        assert!(Config::from_map(&map(&[("ZALOFLOW_CONTACTS_LOOKUP", "maybe")])).is_err());
     }
 
     #[test]

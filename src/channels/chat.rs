@@ -102,18 +102,13 @@ impl Channel for ChatChannel {
         else {
             return Err(wrong_payload(NAME, p));
         };
-        let url = match channel {
-            Some(name) => self.channels.get(name).ok_or_else(|| {
-                SendError::permanent(format!(
-                    "chat channel {name:?} is not configured (known: {})",
-                    self.channels.keys().cloned().collect::<Vec<_>>().join(", ")
-                ))
-            })?,
-            None => self
-                .default_url
-                .as_ref()
-                .ok_or(SendError::NotConfigured { channel: NAME })?,
-        };
+        // A named channel without a URL of its own goes to the default webhook
+        // (ZALOFLOW_CHAT_WEBHOOK_URL), as handoffs and escalations do.
+        let url = channel
+            .as_ref()
+            .and_then(|name| self.channels.get(name))
+            .or(self.default_url.as_ref())
+            .ok_or(SendError::NotConfigured { channel: NAME })?;
         let body = render_body(self.template.as_deref(), text, channel.as_deref(), data)
             .map_err(|e| SendError::permanent(format!("chat body template {e}")))?;
         post_json(&self.http, url, &[], &body).await

@@ -2,7 +2,12 @@
 //! [-o FILE]`.
 //!
 //! Columns (header row, any order, names without case): `user_id` (optional), `name`, `phone`,
-//! `email`, `tags` (`;`-separated), `birthday` (`DD/MM/YYYY` or `YYYY-MM-DD`); any other column
+//! `email`, `tags` (`;`-separated), `birthday` (`DD/MM/YYYY` or `YYYY-MM-DD`), `follows`
+//! (whether the contact follows the OA: `true`/`false`, `yes`/`no`, `1`/`0`, `có`/`không`; empty =
+//! unknown) and `last_interaction` (the contact's last interaction with the OA: an RFC 3339
+//! instant `2027-03-01T09:30:00+07:00`, a local `YYYY-MM-DD HH:MM` in the OA time zone, or a
+//! day `YYYY-MM-DD` / `DD/MM/YYYY`, counted as that day's end like Zalo's own dates; never in
+//! the future; it never moves a later known interaction back); any other column
 //! is a custom field. A `;`-delimited file (Excel in some locales) is recognised by its header,
 //! and a UTF-8 byte-order mark is skipped.
 //!
@@ -38,6 +43,8 @@ pub struct ImportOptions {
     pub batch: usize,
     /// Draw a progress bar (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// The OA time zone, for `last_interaction` days and local times.
+    pub tz: chrono_tz::Tz,
 }
 
 impl Default for ImportOptions {
@@ -46,6 +53,7 @@ impl Default for ImportOptions {
             list: None,
             batch: 5000,
             progress: false,
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
         }
     }
 }
@@ -81,6 +89,8 @@ struct Row {
     email: Option<String>,
     tags: Vec<String>,
     fields: Vec<(String, String)>,
+    follows: Option<bool>,
+    last_interaction: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +101,8 @@ enum Col {
     Email,
     Tags,
     Birthday,
+    Follows,
+    LastInteraction,
     Field(usize),
 }
 
@@ -146,7 +158,7 @@ pub async fn import(
                 if record.iter().all(|c| c.trim().is_empty()) {
                     continue;
                 }
-                match parse_row(&record, &cols, &field_names, header.len()) {
+                match parse_row(&record, &cols, &field_names, header.len(), opts.tz, now) {
                     Ok(row) => batch.push(row),
                     Err(reason) => report.rejected.push(Rejected {
                         line,
@@ -231,6 +243,8 @@ fn map_header(header: &::csv::StringRecord) -> anyhow::Result<(Vec<Col>, Vec<Str
             "email" => Col::Email,
             "tags" => Col::Tags,
             "birthday" => Col::Birthday,
+            "follows" => Col::Follows,
+            "last_interaction" => Col::LastInteraction,
             _ => {
                 let f = parse_field_name(name)
                     .map_err(|e| anyhow::anyhow!("header column {}: {e}", i + 1))?;
@@ -249,6 +263,64 @@ fn map_header(header: &::csv::StringRecord) -> anyhow::Result<(Vec<Col>, Vec<Str
     Ok((cols, fields))
 }
 
+/// A follow status: `true`/`false`, `yes`/`no`, `y`/`n`, `1`/`0`, `có`/`không` (any case).
+/// Empty = unknown (the stored value is left alone).
+pub fn parse_follows(raw: &str) -> Result<Option<bool>, String> {
+    match raw.trim().to_lowercase().as_str() {
+        "" => Ok(None),
+        "true" | "yes" | "y" | "1" | "có" | "co" => Ok(Some(true)),
+        "false" | "no" | "n" | "0" | "không" | "khong" => Ok(Some(false)),
+        _ => Err("is not a follow status (true/false, yes/no, 1/0, có/không)".into()),
+    }
+}
+
+/// A last interaction as milliseconds: an RFC 3339 instant, a local `YYYY-MM-DD HH:MM[:SS]`
+/// (OA time zone), or a day (`YYYY-MM-DD`, `DD/MM/YYYY`) counted as its last millisecond (at
+/// most `now`). Not in the future, not before 2000. Empty = none.
+pub fn parse_last_interaction(
+    raw: &str,
+    tz: chrono_tz::Tz,
+    now: i64,
+) -> Result<Option<i64>, String> {
+    use chrono::{NaiveDate, NaiveDateTime, TimeZone};
+    let s = raw.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let bad = || {
+        "is not a time (2027-03-01T09:30:00+07:00, 2027-03-01 09:30, 2027-03-01 or 01/03/2027)"
+            .to_string()
+    };
+    let at = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        t.timestamp_millis()
+    } else if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+        .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S"))
+    {
+        tz.from_local_datetime(&t)
+            .earliest()
+            .ok_or_else(|| "does not exist in the OA time zone (a clock change)".to_string())?
+            .timestamp_millis()
+    } else {
+        let day = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+            .or_else(|_| NaiveDate::parse_from_str(s, "%d/%m/%Y"))
+            .map_err(|_| bad())?;
+        if day
+            > chrono::DateTime::from_timestamp_millis(now)
+                .map_or(day, |t| t.with_timezone(&tz).date_naive())
+        {
+            return Err("is in the future".into());
+        }
+        super::sync::interaction_day(day, tz, now).1
+    };
+    if at > now + 60_000 {
+        return Err("is in the future".into());
+    }
+    if at < 946_684_800_000 {
+        return Err("is before 2000".into());
+    }
+    Ok(Some(at))
+}
+
 /// A cell as written by export: a leading `'` that protected a formula-like value comes off.
 fn cell(raw: &str) -> &str {
     let t = raw.trim();
@@ -263,6 +335,8 @@ fn parse_row(
     cols: &[Col],
     field_names: &[String],
     width: usize,
+    tz: chrono_tz::Tz,
+    now: i64,
 ) -> Result<Row, String> {
     if record.len() > width && record.iter().skip(width).any(|c| !c.trim().is_empty()) {
         return Err(format!(
@@ -298,6 +372,14 @@ fn parse_row(
                 Ok(Some(v)) => row.fields.push((BIRTHDAY_FIELD.to_string(), v)),
                 Ok(None) => {}
                 Err(e) => note("birthday", raw, e),
+            },
+            Col::Follows => match parse_follows(raw) {
+                Ok(v) => row.follows = v,
+                Err(e) => note(&format!("follows (column {})", i + 1), raw, e),
+            },
+            Col::LastInteraction => match parse_last_interaction(raw, tz, now) {
+                Ok(v) => row.last_interaction = v,
+                Err(e) => note(&format!("last_interaction (column {})", i + 1), raw, e),
             },
             Col::Tags => {
                 for t in raw.split(';').map(str::trim).filter(|t| !t.is_empty()) {
@@ -420,6 +502,8 @@ async fn flush(
         ch.email = row.email;
         ch.tags_add = row.tags;
         ch.fields_set = row.fields;
+        ch.follows = row.follows;
+        ch.interaction_at = row.last_interaction;
         changes.push(ch);
         r.written.insert(id);
     }

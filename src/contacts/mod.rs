@@ -8,6 +8,7 @@
 //! so one person stays one record.
 
 pub mod csv;
+pub mod sync;
 
 use crate::store::ContactKeys;
 
@@ -206,7 +207,8 @@ pub fn new_contact_id(phone: Option<&str>, email: Option<&str>) -> Option<String
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Import contacts from a CSV file (columns: user_id, name, phone, email, tags, birthday,
-    /// any other column = custom field). Rejected rows go to FILE.rejected.csv.
+    /// follows, last_interaction, any other column = custom field). Rejected rows go to
+    /// FILE.rejected.csv.
     Import {
         file: std::path::PathBuf,
         /// Also put every imported contact on this list.
@@ -216,6 +218,10 @@ pub enum Command {
         #[arg(long, default_value_t = 5000)]
         batch: usize,
     },
+    /// Read the OA's followers from Zalo (names, follow status, last interaction, tags) into
+    /// the contacts, through the rate limiter; resumes an interrupted run; safe while `serve`
+    /// runs (it then runs the sync and this follows its progress).
+    Sync,
     /// Export contacts as CSV (the columns import reads).
     Export {
         /// Only the members of this list.
@@ -229,18 +235,20 @@ pub enum Command {
 
 /// Runs a `contacts` subcommand against the configured database.
 pub async fn run(config: &crate::config::Config, command: Command) -> anyhow::Result<()> {
-    let store = crate::open_store(config).await?;
+    let store = crate::wiring::open_store(config).await?;
     match command {
         Command::Import { file, list, batch } => {
             let opts = csv::ImportOptions {
                 list,
                 batch,
                 progress: true,
+                tz: config.tz,
             };
             let now = crate::clock::system_now();
             let report = csv::import(&store, &file, &opts, now).await?;
             print_report(&report);
         }
+        Command::Sync => return sync::command(config).await,
         Command::Export { list, output } => {
             let n = match &output {
                 Some(path) => {

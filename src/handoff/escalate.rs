@@ -13,12 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     clip, human_duration, local_time, priority_name, who, Breach, Handoff, HandoffConfig,
-    HandoffPolicy, Links,
+    HandoffPolicy, Links, VIP_PRIORITY, VIP_TAG,
 };
 use crate::channels::Payload;
 use crate::clock::Clock;
-use crate::config::Config;
-use crate::engine::{VIP_PRIORITY, VIP_TAG};
 use crate::store::{Contact, DynStore, NewJob, Store, StoreError};
 
 /// Handoffs examined per pass (the most overdue first; the rest wait for the next pass).
@@ -59,10 +57,9 @@ pub fn level_due_at(h: &Handoff, level: i32, c: &HandoffConfig, tz: chrono_tz::T
 pub async fn escalate_due(
     store: &dyn Store,
     now: i64,
-    config: &Config,
+    hc: &HandoffConfig,
+    policy: &HandoffPolicy,
 ) -> Result<EscalationSummary, StoreError> {
-    let hc = &config.handoffs;
-    let policy = HandoffPolicy::from_config(config);
     let top = max_level(hc);
     let due = store.handoffs_past_deadline(now, top, BATCH).await?;
     let mut summary = EscalationSummary {
@@ -87,7 +84,7 @@ pub async fn escalate_due(
                     .clone()
                     .unwrap_or_else(|| hc.escalation_channel.clone()),
             };
-            let job = escalation_job(h, contacts.get(&h.user_id), level, now, &policy, &channel);
+            let job = escalation_job(h, contacts.get(&h.user_id), level, now, policy, &channel);
             let breach = Breach {
                 handoff_id: h.id,
                 level,
@@ -146,7 +143,8 @@ pub fn escalation_job(
         human_duration(now - h.deadline_at),
     );
     if let Some(t) = h.first_text.as_deref() {
-        text.push_str(&format!("\nTin nhắn: “{}”", clip(t, 300)));
+        let t = crate::rules::template::escape_chat(&clip(t, 300));
+        text.push_str(&format!("\nTin nhắn: “{t}”"));
     }
     if h.messages > 1 {
         text.push_str(&format!(" (+{} tin nhắn sau)", h.messages - 1));
@@ -192,23 +190,24 @@ pub fn escalation_job(
 /// it is off.
 pub async fn run_escalations(
     store: DynStore,
-    config: Arc<Config>,
+    hc: HandoffConfig,
+    policy: HandoffPolicy,
     clock: Clock,
     jobs_enqueued: Arc<Notify>,
     stop: CancellationToken,
 ) {
-    let Some(every) = config.handoffs.interval else {
+    let Some(every) = hc.interval else {
         return;
     };
-    let channel = &config.handoffs.escalation_channel;
-    if !config.chat_channels.contains_key(channel) {
+    let channel = &hc.escalation_channel;
+    if !policy.chat_channels.contains(channel) {
         tracing::warn!(
             %channel,
             "ZALOFLOW_ESCALATION_CHANNEL is not one of ZALOFLOW_CHAT_CHANNELS: missed deadlines go to the default chat webhook"
         );
     }
     loop {
-        match escalate_due(&*store, clock.now(), &config).await {
+        match escalate_due(&*store, clock.now(), &hc, &policy).await {
             Ok(s) if s.escalated > 0 => jobs_enqueued.notify_one(),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "escalation pass failed; will retry"),

@@ -102,16 +102,32 @@ impl WorkingHours {
     }
 
     /// `08:00-21:00 mon-sat` as written back (for logs and the board).
+    /// In the words of the staff's notices: `08:00–17:00, T2–T6` (runs of days as ranges).
     pub fn describe(&self) -> String {
         let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
-        let mut s = format!("{}-{}", hm(self.open), hm(self.close));
+        let mut s = format!("{}–{}", hm(self.open), hm(self.close));
         if self.days != [true; 7] {
-            let names: Vec<&str> = (0..7)
-                .filter(|&i| self.days[i])
-                .map(|i| DAY_NAMES[i][0])
-                .collect();
-            s.push(' ');
-            s.push_str(&names.join(","));
+            let name = |i: usize| DAY_NAMES[i][1].to_uppercase();
+            let mut parts = Vec::new();
+            let mut i = 0;
+            while i < 7 {
+                if !self.days[i] {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i + 1 < 7 && self.days[i + 1] {
+                    i += 1;
+                }
+                parts.push(match i - start {
+                    0 => name(start),
+                    1 => format!("{}, {}", name(start), name(i)),
+                    _ => format!("{}–{}", name(start), name(i)),
+                });
+                i += 1;
+            }
+            s.push_str(", ");
+            s.push_str(&parts.join(", "));
         }
         s
     }
@@ -210,7 +226,7 @@ mod tests {
         assert_eq!(w.add(at(21, 11, 0), 2 * H, TZ), at(23, 10, 0));
         let vi = WorkingHours::parse("08:00-17:00 t2-t6").unwrap();
         assert_eq!(vi, w);
-        assert_eq!(w.describe(), "08:00-17:00 mon,tue,wed,thu,fri");
+        assert_eq!(w.describe(), "08:00–17:00, T2–T6");
     }
 
     #[test]
@@ -226,6 +242,6 @@ mod tests {
             assert!(WorkingHours::parse(bad).is_err(), "{bad:?}");
         }
         let w = WorkingHours::parse("09:00-18:00 sat-mon").unwrap();
-        assert_eq!(w.describe(), "09:00-18:00 mon,sat,sun");
+        assert_eq!(w.describe(), "09:00–18:00, T2, T7, CN");
     }
 }

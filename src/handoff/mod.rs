@@ -11,30 +11,23 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::rules::model::Priority;
-use crate::store::{Contact, NewJob};
+use crate::store::Contact;
 
 pub mod escalate;
 pub mod hours;
-pub mod report;
+pub mod timing;
 pub mod vip;
 
 pub use escalate::{escalate_due, run_escalations, EscalationSummary};
 pub use hours::WorkingHours;
 pub use vip::VipSet;
-
-/// Waiting for a person.
-pub const OPEN: &str = "open";
-/// A person took it (claim on the board or the API).
-pub const CLAIMED: &str = "claimed";
-pub const RESOLVED: &str = "resolved";
-
-/// How a handoff's deadline was met (`response_via`).
-pub const VIA_OA: &str = "oa";
-pub const VIA_CLAIM: &str = "claim";
-pub const VIA_RESOLVE: &str = "resolve";
+pub use zaloflow_core::handoff::*;
+pub use zaloflow_store::handoff::{
+    record_first_response, Breach, Handoff, HandoffMessageRow, HandoffOutcomes, HandoffUpdate,
+};
 
 /// The rank stored for a rule's `priority:` (higher is more urgent).
 pub fn priority_rank(p: Priority) -> i32 {
@@ -50,281 +43,6 @@ pub fn priority_name(rank: i32) -> &'static str {
         i32::MIN..=0 => "normal",
         1 => "high",
         _ => "urgent",
-    }
-}
-
-/// One customer message (or agent reply) on a handoff.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HandoffMessage {
-    pub msg_id: Option<String>,
-    pub text: Option<String>,
-    pub at: i64,
-}
-
-/// A handoff to open — or, when the contact already has one open, a message to attach to it
-/// (the store decides, atomically).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewHandoff {
-    pub user_id: String,
-    /// The contact's name when it opened (for notifications and the board).
-    pub contact_name: Option<String>,
-    pub priority: i32,
-    pub team: Option<String>,
-    pub advisor: Option<String>,
-    pub rule_id: Option<String>,
-    pub note: Option<String>,
-    pub opened_at: i64,
-    pub deadline_at: i64,
-    /// What the customer wrote (None when a scheduler trigger opened it).
-    pub message: Option<HandoffMessage>,
-    /// Sent only if a new handoff opens; they learn its id from the store.
-    pub notices: Vec<Notice>,
-    pub source: String,
-}
-
-/// A team-chat notification about a handoff whose id is not known yet: the store renders it
-/// with [`Notice::job`] once the row exists, in the same transaction.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Notice {
-    /// A configured chat channel; None: the default chat webhook.
-    pub channel: Option<String>,
-    pub text: String,
-    pub data: Value,
-    pub priority: i32,
-    pub run_at: i64,
-    pub rule_id: Option<String>,
-    pub source: String,
-    /// `…/admin/board` (from `ZALOFLOW_PUBLIC_URL`).
-    pub board_url: String,
-}
-
-impl Notice {
-    /// The outbox job for handoff `id`: the text with its claim and resolve links.
-    pub fn job(&self, id: i64) -> NewJob {
-        let l = Links::new(&self.board_url, id);
-        let text = format!(
-            "{}\n👉 Nhận xử lý: {}\n✅ Đã xong: {}",
-            self.text, l.claim, l.resolve
-        );
-        let mut data = self.data.clone();
-        if let Some(obj) = data.as_object_mut() {
-            obj.insert("handoff".into(), json!(id));
-            obj.insert("claim_url".into(), json!(l.claim));
-            obj.insert("resolve_url".into(), json!(l.resolve));
-            obj.insert("board_url".into(), json!(l.board));
-        }
-        let payload = crate::channels::Payload::Chat {
-            channel: self.channel.clone(),
-            text,
-            data,
-        };
-        NewJob {
-            priority: self.priority,
-            rule_id: self.rule_id.clone(),
-            ..crate::outbox::job(&payload, self.run_at, self.source.clone())
-        }
-    }
-}
-
-/// The board's pages for one handoff (GET pages with a button: chat apps open links to
-/// preview them, so following a link never changes anything by itself).
-pub struct Links {
-    pub board: String,
-    pub claim: String,
-    pub resolve: String,
-}
-
-impl Links {
-    pub fn new(board_url: &str, id: i64) -> Links {
-        Links {
-            board: format!("{board_url}#h{id}"),
-            claim: format!("{board_url}/handoffs/{id}/claim"),
-            resolve: format!("{board_url}/handoffs/{id}/resolve"),
-        }
-    }
-}
-
-/// What an event or a rule does to handoffs, applied with the event's other effects.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HandoffChange {
-    /// Open a handoff, or attach the message to the contact's open one.
-    Open(Box<NewHandoff>),
-    /// A customer message: attached to the contact's open handoff, if there is one.
-    Message {
-        user_id: String,
-        message: HandoffMessage,
-    },
-    /// A reply sent by a person in the OA console (`oa_send_*` with `sender.admin_id`). It
-    /// meets the deadline of the contact's open handoff unless it is one of our own sends
-    /// (see [`is_own_send`]).
-    AgentReply {
-        user_id: String,
-        admin_id: String,
-        message: HandoffMessage,
-    },
-}
-
-impl HandoffChange {
-    pub fn user_id(&self) -> &str {
-        match self {
-            HandoffChange::Open(h) => &h.user_id,
-            HandoffChange::Message { user_id, .. } | HandoffChange::AgentReply { user_id, .. } => {
-                user_id
-            }
-        }
-    }
-}
-
-/// Whether an echo is one of the service's own sends: its msg id is the `provider_id` Zalo
-/// gave an outbox job, or — while the outcome of a send is not recorded yet (the echo can
-/// arrive before it) — a Zalo job to that user is in flight with the very same text.
-pub fn is_own_send(
-    msg_id_is_ours: bool,
-    in_flight_texts: &[Option<String>],
-    text: Option<&str>,
-) -> bool {
-    msg_id_is_ours
-        || in_flight_texts
-            .iter()
-            .any(|t| t.as_deref().map(str::trim) == text.map(str::trim))
-}
-
-/// The texts of Zalo jobs in flight, from their stored payloads.
-pub fn in_flight_texts(payloads: impl IntoIterator<Item = String>) -> Vec<Option<String>> {
-    payloads
-        .into_iter()
-        .filter_map(
-            |p| match serde_json::from_str::<crate::channels::Payload>(&p) {
-                Ok(crate::channels::Payload::Zalo { text, .. }) => Some(text),
-                _ => None,
-            },
-        )
-        .collect()
-}
-
-/// A stored handoff to people, with its deadline.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
-pub struct Handoff {
-    #[schema(example = 1)]
-    pub id: i64,
-    /// The contact (Zalo user id).
-    pub user_id: String,
-    /// The contact's name when it opened.
-    pub contact_name: Option<String>,
-    /// `open`, `claimed` or `resolved`.
-    #[schema(example = "open")]
-    pub status: String,
-    /// 0 normal, 1 high, 2 urgent.
-    pub priority: i32,
-    pub team: Option<String>,
-    /// The contact's dedicated advisor, told first.
-    pub advisor: Option<String>,
-    /// The rule that opened it.
-    pub rule_id: Option<String>,
-    pub note: Option<String>,
-    pub opened_at: i64,
-    /// When a person must have answered.
-    pub deadline_at: i64,
-    /// What the customer wrote first.
-    pub first_text: Option<String>,
-    /// Customer messages on it.
-    pub messages: i32,
-    pub last_message_at: Option<i64>,
-    pub claimed_by: Option<String>,
-    pub claimed_at: Option<i64>,
-    /// The first human response: an agent's name (claim/resolve) or the OA admin id.
-    pub responded_by: Option<String>,
-    pub responded_at: Option<i64>,
-    /// `oa`, `claim` or `resolve`.
-    pub response_via: Option<String>,
-    pub resolved_by: Option<String>,
-    pub resolved_at: Option<i64>,
-    /// 0: not escalated; 1: the deadline breach was escalated; 2: second level.
-    pub escalation_level: i32,
-    /// What opened it (`inbox:42`, `tick:…`).
-    pub source: String,
-    pub updated_at: i64,
-}
-
-pub(crate) const HANDOFF_COLUMNS: &str = "id, user_id, contact_name, status, priority, team, advisor, rule_id, note, opened_at, deadline_at, first_text, messages, last_message_at, claimed_by, claimed_at, responded_by, responded_at, response_via, resolved_by, resolved_at, escalation_level, source, updated_at";
-
-impl Handoff {
-    /// Whether the deadline was met (None while it is still running).
-    pub fn met(&self, now: i64) -> Option<bool> {
-        match self.responded_at {
-            Some(t) => Some(t <= self.deadline_at),
-            None if now > self.deadline_at => Some(false),
-            None => None,
-        }
-    }
-}
-
-/// A message on a handoff: `in` from the customer, `out` an agent's reply in the OA.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
-pub struct HandoffMessageRow {
-    pub handoff_id: i64,
-    pub direction: String,
-    pub msg_id: Option<String>,
-    pub text: Option<String>,
-    pub admin_id: Option<String>,
-    pub at: i64,
-}
-
-/// A missed deadline (level 1) or its second escalation (level 2).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize, utoipa::ToSchema)]
-pub struct Breach {
-    pub handoff_id: i64,
-    pub level: i32,
-    /// When this level became due (the deadline, or the deadline plus the second delay).
-    pub due_at: i64,
-    pub recorded_at: i64,
-    pub channel: Option<String>,
-}
-
-/// The outcome of a claim or resolve.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HandoffUpdate {
-    /// Done; `first_response` when this was the first human response (the deadline's end).
-    Updated {
-        handoff: Handoff,
-        first_response: bool,
-    },
-    /// Nothing to do (already resolved, or claimed by someone else): the handoff as it is.
-    Unchanged(Handoff),
-    NotFound,
-}
-
-/// What applying handoff changes did, for metrics recorded after the commit.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HandoffOutcomes {
-    pub opened: u64,
-    pub attached: u64,
-    pub first_responses: Vec<Handoff>,
-    /// OA echoes recognised as our own sends.
-    pub own_echoes: u64,
-}
-
-impl HandoffOutcomes {
-    pub fn record(&self) {
-        if self.opened > 0 {
-            metrics::counter!("zaloflow_handoffs_opened_total").increment(self.opened);
-        }
-        for h in &self.first_responses {
-            record_first_response(h);
-        }
-    }
-}
-
-/// Metrics of a first human response: the time it took and whether the deadline held. A
-/// response after an escalation was already counted as missed when it was escalated.
-pub fn record_first_response(h: &Handoff) {
-    let Some(at) = h.responded_at else { return };
-    let secs = (at - h.opened_at).max(0) as f64 / 1000.0;
-    metrics::histogram!("zaloflow_handoff_first_response_seconds").record(secs);
-    if at <= h.deadline_at {
-        metrics::counter!("zaloflow_handoff_deadlines_total", "outcome" => "met").increment(1);
-    } else if h.escalation_level == 0 {
-        metrics::counter!("zaloflow_handoff_deadlines_total", "outcome" => "missed").increment(1);
     }
 }
 
@@ -428,15 +146,6 @@ impl Default for HandoffPolicy {
 }
 
 impl HandoffPolicy {
-    pub fn from_config(c: &crate::config::Config) -> Self {
-        HandoffPolicy {
-            tz: c.tz,
-            board_url: board_url(c),
-            working_hours: c.handoffs.working_hours,
-            chat_channels: c.chat_channels.keys().cloned().collect(),
-        }
-    }
-
     /// The deadline `work_ms` of working time after `start`.
     pub fn deadline(&self, start: i64, work_ms: i64) -> i64 {
         match &self.working_hours {
@@ -451,11 +160,6 @@ impl HandoffPolicy {
         name.filter(|n| self.chat_channels.contains(*n))
             .map(str::to_string)
     }
-}
-
-/// `ZALOFLOW_PUBLIC_URL` + `/admin/board`.
-pub fn board_url(c: &crate::config::Config) -> String {
-    format!("{}/admin/board", c.public_url)
 }
 
 /// The handoff action of a rule, for one contact.
@@ -494,7 +198,7 @@ pub fn plan(policy: &HandoffPolicy, r: HandoffRequest<'_>) -> NewHandoff {
         .filter(|s| !s.is_empty())
         .or(r.advisor)
         .map(str::to_string);
-    let vip = r.contact.tags.contains(crate::engine::VIP_TAG);
+    let vip = r.contact.tags.contains(VIP_TAG);
     let rank = priority_rank(r.priority);
     let text = notice_text(policy, &r, vip, rank, deadline_at, advisor.as_deref());
     let data = json!({
@@ -546,7 +250,7 @@ pub fn plan(policy: &HandoffPolicy, r: HandoffRequest<'_>) -> NewHandoff {
 /// Who the contact is, for people: name, phone, id.
 pub fn who(user_id: &str, name: Option<&str>, phone: Option<&str>) -> String {
     let mut s = match name.filter(|n| !n.trim().is_empty()) {
-        Some(n) => format!("{n} ({user_id})"),
+        Some(n) => format!("{} ({user_id})", crate::rules::template::escape_chat(n)),
         None => format!("khách {user_id}"),
     };
     if let Some(p) = phone {
@@ -580,7 +284,8 @@ fn notice_text(
         s.push_str(&format!(" [ưu tiên {}]", priority_vi(rank)));
     }
     if let Some(text) = r.message.as_ref().and_then(|m| m.text.as_deref()) {
-        s.push_str(&format!("\nTin nhắn: “{}”", clip(text, 500)));
+        let text = crate::rules::template::escape_chat(&clip(text, 500));
+        s.push_str(&format!("\nTin nhắn: “{text}”"));
     }
     s.push_str(&format!(
         "\nHạn trả lời: {} (trong {})",
@@ -594,7 +299,10 @@ fn notice_text(
         s.push_str(&format!("\nTư vấn viên riêng: {a}"));
     }
     if let Some(n) = r.note.map(str::trim).filter(|n| !n.is_empty()) {
-        s.push_str(&format!("\nGhi chú: {n}"));
+        s.push_str(&format!(
+            "\nGhi chú: {}",
+            crate::rules::template::escape_chat(n)
+        ));
     }
     s
 }
@@ -722,7 +430,7 @@ mod tests {
         let job = h.notices[0].job(12);
         assert_eq!(job.channel, "chat");
         assert_eq!(job.priority, 10);
-        let p: Value = serde_json::from_str(&job.payload).unwrap();
+        let p: serde_json::Value = serde_json::from_str(&job.payload).unwrap();
         let text = p["text"].as_str().unwrap();
         assert!(text.contains("Khách VIP"), "{text}");
         assert!(text.contains("Lan Nguyễn"), "{text}");

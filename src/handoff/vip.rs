@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{VIP_PRIORITY, VIP_TAG};
+use super::{VIP_PRIORITY, VIP_TAG};
 use crate::store::{ContactChange, DynStore, Store, StoreError};
 
 #[derive(Clone, Default)]

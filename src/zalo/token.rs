@@ -17,15 +17,11 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+pub use zaloflow_core::token::{fingerprint, TokenPair, REFRESH_MARGIN_MS, UNKNOWN_EXPIRY_MS};
 
-/// Refresh when less than this is left on the access token.
-pub const REFRESH_MARGIN_MS: i64 = 5 * 60 * 1000;
-
-/// `expires_at_ms` of a pair whose lifetime is unknown (an access token given in the
-/// environment): it is used until Zalo rejects it.
-pub const UNKNOWN_EXPIRY_MS: i64 = i64::MAX;
+/// How long the manager trusts the pair it read before reading the store again, so a pair
+/// stored by the connect page (or another instance) is picked up without a restart.
+const RELOAD_AFTER: Duration = Duration::from_secs(2);
 
 /// Access tokens live about 25 h; used when Zalo's answer has no usable `expires_in`.
 const DEFAULT_EXPIRES_IN_SECS: i64 = 90_000;
@@ -37,67 +33,6 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// to persist (the same one when no refresh turned out to be needed).
 pub type RefreshFn =
     Box<dyn FnOnce(Option<TokenPair>) -> BoxFuture<anyhow::Result<TokenPair>> + Send + 'static>;
-
-/// An access token with the refresh token that replaces it. `Debug` never shows the tokens.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    /// When the access token expires (ms since the epoch); [`UNKNOWN_EXPIRY_MS`] when unknown.
-    pub expires_at_ms: i64,
-}
-
-impl TokenPair {
-    /// The pair given in the environment (`ZALO_ACCESS_TOKEN`, `ZALO_REFRESH_TOKEN`), if any.
-    /// Without an access token the pair counts as expired, so the first call refreshes it.
-    pub fn from_env(access_token: Option<&str>, refresh_token: Option<&str>) -> Option<TokenPair> {
-        let access = access_token.map(str::trim).filter(|s| !s.is_empty());
-        let refresh = refresh_token.map(str::trim).filter(|s| !s.is_empty());
-        if access.is_none() && refresh.is_none() {
-            return None;
-        }
-        Some(TokenPair {
-            access_token: access.unwrap_or_default().to_string(),
-            refresh_token: refresh.unwrap_or_default().to_string(),
-            expires_at_ms: if access.is_some() {
-                UNKNOWN_EXPIRY_MS
-            } else {
-                0
-            },
-        })
-    }
-
-    /// True when the access token is missing or has less than [`REFRESH_MARGIN_MS`] left.
-    pub fn needs_refresh(&self, now_ms: i64) -> bool {
-        self.access_token.is_empty()
-            || (self.expires_at_ms != UNKNOWN_EXPIRY_MS
-                && self.expires_at_ms.saturating_sub(now_ms) < REFRESH_MARGIN_MS)
-    }
-
-    /// First 8 hex digits of the access token's SHA-256: enough to tell pairs apart in logs.
-    pub fn fingerprint(&self) -> String {
-        fingerprint(&self.access_token)
-    }
-}
-
-impl fmt::Debug for TokenPair {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenPair")
-            .field(
-                "access_token",
-                &format_args!("<redacted {}>", self.fingerprint()),
-            )
-            .field("refresh_token", &format_args!("<redacted>"))
-            .field("expires_at_ms", &self.expires_at_ms)
-            .finish()
-    }
-}
-
-/// First 8 hex digits of a secret's SHA-256 (safe to log).
-pub fn fingerprint(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    hex::encode(&digest[..4])
-}
 
 /// Where the token pair lives between runs and between instances.
 ///
@@ -114,6 +49,11 @@ pub trait TokenStore: Send + Sync {
     /// `refresh` fails nothing is written and its error is answered. Returns the pair now
     /// persisted.
     async fn with_refresh_lock(&self, refresh: RefreshFn) -> anyhow::Result<TokenPair>;
+
+    /// Notes a refresh sent to Zalo at `at_ms` and its error (None: it worked); `refused`
+    /// when Zalo's OAuth server said no, so a person must connect the OA again. Default:
+    /// nothing (the database store keeps it for the connect page and pauses OA calls).
+    async fn record_refresh(&self, _at_ms: i64, _error: Option<String>, _refused: bool) {}
 }
 
 /// A [`TokenStore`] in memory (one process): tests and the demo.
@@ -210,7 +150,8 @@ pub struct TokenManager {
     http: reqwest::Client,
     cfg: Arc<TokenConfig>,
     store: Arc<dyn TokenStore>,
-    cached: StdMutex<Option<TokenPair>>,
+    /// the pair in use and when it was read (or made)
+    cached: StdMutex<Option<(TokenPair, std::time::Instant)>>,
     /// single-flight: one refresh at a time in this process
     gate: tokio::sync::Mutex<()>,
     /// a refresh token the OAuth server refused: never sent again
@@ -254,23 +195,34 @@ impl TokenManager {
         self.refreshes.load(Ordering::SeqCst)
     }
 
-    /// The pair in use now (store first, then environment), without refreshing.
+    /// The pair in use now (store first, then environment), without refreshing. The store is
+    /// read again once the pair in hand is [`RELOAD_AFTER`] old (the one in hand is used when
+    /// the store cannot be read).
     pub async fn current(&self) -> Result<TokenPair, TokenError> {
-        if let Some(pair) = self.cached.lock().expect("poisoned").clone() {
-            return Ok(pair);
+        let held = self.cached.lock().expect("poisoned").clone();
+        if let Some((pair, at)) = &held {
+            if at.elapsed() < RELOAD_AFTER {
+                return Ok(pair.clone());
+            }
         }
-        let loaded = self
-            .store
-            .load()
-            .await
-            .map_err(|e| TokenError::Unavailable {
-                message: format!("token store: {e:#}"),
-            })?;
+        let loaded = match self.store.load().await {
+            Ok(loaded) => loaded,
+            Err(_) if held.is_some() => return Ok(held.expect("checked").0),
+            Err(e) => {
+                return Err(TokenError::Unavailable {
+                    message: format!("token store: {e:#}"),
+                })
+            }
+        };
         let pair = loaded
             .or_else(|| self.cfg.env_pair.clone())
             .ok_or(TokenError::NotConfigured)?;
-        *self.cached.lock().expect("poisoned") = Some(pair.clone());
+        self.keep(&pair);
         Ok(pair)
+    }
+
+    fn keep(&self, pair: &TokenPair) {
+        *self.cached.lock().expect("poisoned") = Some((pair.clone(), std::time::Instant::now()));
     }
 
     /// An access token to use now, refreshed first when it is about to expire. When that early
@@ -296,7 +248,7 @@ impl TokenManager {
     pub async fn refresh_replacing(&self, rejected: &str) -> Result<String, TokenError> {
         let _flight = self.gate.lock().await;
         let now = self.clock.now();
-        if let Some(cached) = self.cached.lock().expect("poisoned").clone() {
+        if let Some((cached, _)) = self.cached.lock().expect("poisoned").clone() {
             if cached.access_token != rejected && !cached.needs_refresh(now) {
                 return Ok(cached.access_token);
             }
@@ -309,14 +261,15 @@ impl TokenManager {
             refreshes: self.refreshes.clone(),
             clock: self.clock.clone(),
         };
+        let (sent_before, started) = (self.refreshes.load(Ordering::SeqCst), self.clock.now());
         let result = self
             .store
             .with_refresh_lock(Box::new(move |persisted| Box::pin(job.run(persisted))))
             .await;
-        match result {
+        let result = match result {
             Ok(pair) => {
                 tracing::debug!(token = %pair.fingerprint(), "access token in use");
-                *self.cached.lock().expect("poisoned") = Some(pair.clone());
+                self.keep(&pair);
                 Ok(pair.access_token)
             }
             Err(e) => match e.downcast::<TokenError>() {
@@ -325,7 +278,21 @@ impl TokenManager {
                     message: format!("token store: {other:#}"),
                 }),
             },
+        };
+        if self.refreshes.load(Ordering::SeqCst) != sent_before {
+            // Zalo answered this refresh: the connect page shows it, and a refusal (with the
+            // app's id and secret set, so not a configuration gap) pauses OA calls.
+            let configured = self.cfg.app_id.is_some() && self.cfg.app_secret.is_some();
+            let (error, refused) = match &result {
+                Ok(_) => (None, false),
+                Err(e) => (
+                    Some(e.to_string()),
+                    configured && matches!(e, TokenError::Rejected { .. }),
+                ),
+            };
+            self.store.record_refresh(started, error, refused).await;
         }
+        result
     }
 }
 
@@ -388,12 +355,34 @@ pub async fn oauth_refresh(
     refresh_token: &str,
     now_ms: i64,
 ) -> Result<TokenPair, TokenError> {
+    oauth_grant(
+        http,
+        cfg,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+        ],
+        now_ms,
+    )
+    .await
+}
+
+/// `POST {oauth_base}/v4/oa/access_token` with `app_id` and the `grant` fields (refresh, or
+/// the authorization code of [`crate::zalo::connect`]); the answer as a pair.
+pub async fn oauth_grant(
+    http: &reqwest::Client,
+    cfg: &TokenConfig,
+    grant: &[(&str, &str)],
+    now_ms: i64,
+) -> Result<TokenPair, TokenError> {
     let (Some(app_id), Some(secret)) = (cfg.app_id.as_deref(), cfg.app_secret.as_deref()) else {
         return Err(TokenError::Rejected {
             code: None,
-            message: "ZALO_APP_ID and ZALO_APP_SECRET are needed to refresh the token".into(),
+            message: "ZALO_APP_ID and ZALO_APP_SECRET are needed to get a token".into(),
         });
     };
+    let mut form = vec![("app_id", app_id)];
+    form.extend_from_slice(grant);
     let url = format!(
         "{}/v4/oa/access_token",
         cfg.oauth_base.trim_end_matches('/')
@@ -401,11 +390,7 @@ pub async fn oauth_refresh(
     let response = http
         .post(url)
         .header("secret_key", secret)
-        .form(&[
-            ("app_id", app_id),
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token),
-        ])
+        .form(&form)
         .send()
         .await
         .map_err(|e| TokenError::Unavailable {
