@@ -25,6 +25,29 @@ both!(
     webhook_refuses_internal_event_names,
 );
 
+/// A rules folder (kept for the test run) that declares the forms these tests post to.
+pub fn declared_forms_dir() -> String {
+    static DIR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("zaloflow-forms-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("forms.yaml"),
+            "forms: [spring-sale, newsletter, vip-day, other, f]\n",
+        )
+        .unwrap();
+        d.display().to_string()
+    })
+    .clone()
+}
+
+fn forms_config(db_url: &str, extra: &[(&str, &str)]) -> zaloflow::config::Config {
+    let dir = declared_forms_dir();
+    let mut all: Vec<(&str, &str)> = vec![("ZALOFLOW_RULES", dir.as_str())];
+    all.extend_from_slice(extra);
+    config(db_url, &all)
+}
+
 async fn store_of(db: &Db) -> store::DynStore {
     let s = store::open(db.url()).await.unwrap();
     s.migrate().await.unwrap();
@@ -44,7 +67,7 @@ async fn post_json(app: &TestApp, form: &str, body: Value) -> (u16, Value) {
 
 async fn json_form_creates_contact_and_processed_event(kind: &str) {
     let db = Db::new(kind).await;
-    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let app = TestApp::spawn(forms_config(db.url(), &[])).await;
     let store = store_of(&db).await;
     let (status, body) = post_json(
         &app,
@@ -83,7 +106,7 @@ async fn json_form_creates_contact_and_processed_event(kind: &str) {
 
 async fn urlencoded_form_by_email(kind: &str) {
     let db = Db::new(kind).await;
-    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let app = TestApp::spawn(forms_config(db.url(), &[])).await;
     let store = store_of(&db).await;
     let r = client()
         .post(format!("{}/forms/newsletter", app.base))
@@ -119,7 +142,7 @@ async fn urlencoded_form_by_email(kind: &str) {
 
 async fn repeat_registration_is_flagged_and_contact_stays_one(kind: &str) {
     let db = Db::new(kind).await;
-    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let app = TestApp::spawn(forms_config(db.url(), &[])).await;
     let store = store_of(&db).await;
     let (s1, b1) = post_json(&app, "vip-day", json!({"phone": "0987654321"})).await;
     assert_eq!((s1, b1["repeat"].clone()), (201, json!(false)));
@@ -161,7 +184,7 @@ async fn repeat_registration_is_flagged_and_contact_stays_one(kind: &str) {
 
 async fn form_finds_existing_zalo_contact_by_phone(kind: &str) {
     let db = Db::new(kind).await;
-    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let app = TestApp::spawn(forms_config(db.url(), &[])).await;
     let store = store_of(&db).await;
     // A Zalo user shared their phone in the OA (user_submit_info).
     let submit = json!({
@@ -185,7 +208,7 @@ async fn form_finds_existing_zalo_contact_by_phone(kind: &str) {
 
 async fn invalid_form_is_422_per_field(kind: &str) {
     let db = Db::new(kind).await;
-    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let app = TestApp::spawn(forms_config(db.url(), &[])).await;
     let store = store_of(&db).await;
     let (status, body) = post_json(
         &app,
@@ -229,7 +252,7 @@ async fn invalid_form_is_422_per_field(kind: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forms_are_rate_limited_per_ip() {
     let db = Db::new("sqlite").await;
-    let app = TestApp::spawn(config(
+    let app = TestApp::spawn(forms_config(
         db.url(),
         &[("ZALOFLOW_PUBLIC_RATE_PER_MINUTE", "3")],
     ))
@@ -392,7 +415,7 @@ async fn list_effects_commit_with_their_event(kind: &str) {
 
 async fn webhook_refuses_internal_event_names(kind: &str) {
     let db = Db::new(kind).await;
-    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let app = TestApp::spawn(forms_config(db.url(), &[])).await;
     let store = store_of(&db).await;
     for name in [
         "zaloflow.form_submitted",

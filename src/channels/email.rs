@@ -197,66 +197,94 @@ impl Channel for EmailChannel {
 /// Adds open/click tracking to an HTML email body.
 ///
 /// Appends a 1×1 image pointing at `open_pixel_url` (just before `</body>` when there is one)
-/// and replaces the target of every `href` that is an `http(s)` link by
+/// and replaces the target of every `href` attribute *of a tag* that is an `http(s)` link by
 /// `rewrite_link(original)` (the original is given unescaped; the result is HTML-escaped).
-/// Other links (`mailto:`, `tel:`, `#anchors`) are left alone.
+/// Text between tags is never read as a link, even when it says `href=…` (a customer's name,
+/// escaped, is text). Other links (`mailto:`, `tel:`, `#anchors`) are left alone.
 pub fn with_tracking(
     html: &str,
     open_pixel_url: &str,
     rewrite_link: impl Fn(&str) -> String,
 ) -> String {
     let mut out = String::with_capacity(html.len() + 128);
-    let lower = html.to_ascii_lowercase();
-    let mut pos = 0;
-    while let Some(found) = lower[pos..].find("href") {
-        let start = pos + found;
-        let boundary = start == 0
-            || matches!(
-                lower.as_bytes()[start - 1],
-                b' ' | b'\t' | b'\n' | b'\r' | b'<' | b'"' | b'\''
-            );
-        let after = start + 4;
-        let eq = after + lower[after..].len() - lower[after..].trim_start().len();
-        if !boundary || !lower[eq..].starts_with('=') {
-            out.push_str(&html[pos..after]);
-            pos = after;
+    let b = html.as_bytes();
+    let mut pos = 0; // copied up to here
+    let mut i = 0;
+    while i < b.len() {
+        // Text until a tag opens: `<` and a letter.
+        if !(b[i] == b'<' && b.get(i + 1).is_some_and(u8::is_ascii_alphabetic)) {
+            if b[i..].starts_with(b"<!--") {
+                i = html[i..].find("-->").map_or(b.len(), |e| i + e + 3);
+            } else {
+                i += 1;
+            }
             continue;
         }
-        let value_start = eq + 1 + lower[eq + 1..].len() - lower[eq + 1..].trim_start().len();
-        let (quote, body_start) = match html.as_bytes().get(value_start) {
-            Some(b'"') => (Some('"'), value_start + 1),
-            Some(b'\'') => (Some('\''), value_start + 1),
-            _ => (None, value_start),
-        };
-        let body_end = match quote {
-            Some(q) => html[body_start..].find(q).map(|i| body_start + i),
-            None => html[body_start..]
-                .find(|c: char| c.is_ascii_whitespace() || c == '>')
-                .map(|i| body_start + i)
-                .or(Some(html.len())),
-        };
-        let Some(body_end) = body_end else {
-            break;
-        };
-        let original = html_unescape(&html[body_start..body_end]);
-        out.push_str(&html[pos..body_start]);
-        let lower_target = original.trim().to_ascii_lowercase();
-        if lower_target.starts_with("http://") || lower_target.starts_with("https://") {
-            let new = html_escape(&rewrite_link(original.trim()));
-            if quote.is_some() {
-                out.push_str(&new);
-            } else {
-                // an unquoted value: quote the rewritten one
-                out.push('"');
-                out.push_str(&new);
-                out.push('"');
-            }
-        } else {
-            out.push_str(&html[body_start..body_end]);
+        // Inside a tag: the name, then attributes until `>`.
+        i += 1;
+        while i < b.len() && !b[i].is_ascii_whitespace() && b[i] != b'>' && b[i] != b'/' {
+            i += 1;
         }
-        pos = body_end;
+        loop {
+            while i < b.len() && (b[i].is_ascii_whitespace() || b[i] == b'/') {
+                i += 1;
+            }
+            if i >= b.len() || b[i] == b'>' {
+                i += 1;
+                break;
+            }
+            let name_start = i;
+            while i < b.len() && !b[i].is_ascii_whitespace() && !matches!(b[i], b'=' | b'>' | b'/')
+            {
+                i += 1;
+            }
+            let name = &html[name_start..i];
+            let mut j = i;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j >= b.len() || b[j] != b'=' {
+                continue;
+            }
+            j += 1;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            let (quote, body_start) = match b.get(j) {
+                Some(b'"') => (Some(b'"'), j + 1),
+                Some(b'\'') => (Some(b'\''), j + 1),
+                _ => (None, j),
+            };
+            let body_end = match quote {
+                Some(q) => b[body_start..]
+                    .iter()
+                    .position(|c| *c == q)
+                    .map_or(b.len(), |e| body_start + e),
+                None => b[body_start..]
+                    .iter()
+                    .position(|c| c.is_ascii_whitespace() || *c == b'>')
+                    .map_or(b.len(), |e| body_start + e),
+            };
+            if name.eq_ignore_ascii_case("href") {
+                let original = html_unescape(&html[body_start..body_end]);
+                let lower = original.trim().to_ascii_lowercase();
+                if lower.starts_with("http://") || lower.starts_with("https://") {
+                    out.push_str(&html[pos..body_start]);
+                    let new = html_escape(&rewrite_link(original.trim()));
+                    if quote.is_some() {
+                        out.push_str(&new);
+                    } else {
+                        out.push('"');
+                        out.push_str(&new);
+                        out.push('"');
+                    }
+                    pos = body_end;
+                }
+            }
+            i = (body_end + usize::from(quote.is_some())).min(b.len());
+        }
     }
-    out.push_str(&html[pos..]);
+    out.push_str(&html[pos.min(html.len())..]);
     let pixel = format!(
         r#"<img src="{}" width="1" height="1" alt="" style="display:none">"#,
         html_escape(open_pixel_url)
@@ -266,6 +294,16 @@ pub fn with_tracking(
         None => out.push_str(&pixel),
     }
     out
+}
+
+/// The targets [`with_tracking`] would rewrite, in its order (link N of a click token).
+pub fn tracked_links(html: &str) -> Vec<String> {
+    let found = std::cell::RefCell::new(Vec::new());
+    with_tracking(html, "", |u| {
+        found.borrow_mut().push(u.to_string());
+        u.to_string()
+    });
+    found.into_inner()
 }
 
 fn html_escape(s: &str) -> String {
@@ -306,6 +344,27 @@ mod tests {
         ), "{out}");
         let bare = with_tracking("<p>hi</p>", "http://p", |u| u.to_string());
         assert!(bare.starts_with("<p>hi</p><img src=\"http://p\""));
+    }
+
+    #[test]
+    fn text_that_says_href_is_not_a_link() {
+        // A customer's name, escaped by the template: text, never tracked.
+        let html = "<p>Chào a href=https://evil.example/x và &lt;a href=&quot;https://evil.example/y&quot;&gt;</p><!-- <a href=\"https://evil.example/z\"> --><a title='x href=https://e.example' href=\"https://shop.example/\">ok</a>";
+        let mut seen = Vec::new();
+        let out = std::cell::RefCell::new(&mut seen);
+        let rewritten = with_tracking(html, "https://t/o", |u| {
+            out.borrow_mut().push(u.to_string());
+            "https://t/c/1".to_string()
+        });
+        assert_eq!(seen, ["https://shop.example/"]);
+        assert!(
+            rewritten.contains("Chào a href=https://evil.example/x và"),
+            "{rewritten}"
+        );
+        assert!(
+            rewritten.contains(r#"href="https://t/c/1">ok"#),
+            "{rewritten}"
+        );
     }
 
     #[test]

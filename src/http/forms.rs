@@ -4,18 +4,28 @@
 //!
 //! The registration becomes a `zaloflow.form_submitted` inbox event, durably stored before the
 //! answer, then processed like any other event (the contact is filled in, rules and campaigns
-//! fire). Answers:
-//! - `201 {"ok":true,"contact_id":…,"repeat":false}` — a first registration on this form;
-//! - `200 {"ok":true,"contact_id":…,"repeat":true}` — the same contact registered here before
-//!   (II.2: the event says `repeat: true`, campaigns decide; the contact stays one record);
+//! fire). A form exists when a campaign enters on it, a rule's `form_submitted` names it, or a
+//! rule file declares it under `forms:`; any other name answers 404 (a typo must not collect
+//! contacts no campaign will ever see). Answers (every one JSON, `message` in Vietnamese for
+//! the customer on success):
+//! - `201 {"ok":true,"contact_id":…,"repeat":false,"message":…}` — a first registration;
+//! - `200 {"ok":true,"contact_id":…,"repeat":true,"message":…}` — the same contact registered
+//!   here before and repeats are allowed (II.2: the event says `repeat: true`; a campaign with
+//!   `repeat_registration: true` runs its first step again, at most once per
+//!   `repeat_cooldown`; the contact stays one record);
+//! - `200 {"ok":true,"contact_id":…,"repeat":true,"already_registered":true,"message":"Bạn đã
+//!   đăng ký rồi…"}` — a repeat on a form whose campaigns do not allow repeats: nothing is
+//!   stored (not the name, not the event, not the count) and nothing runs;
 //! - `422 {"error":{"code":"invalid_form","message":…,"fields":{"phone":"…"}}}`;
-//! - `404` for a form name that is not `[A-Za-z0-9_-]{1,64}`; `413` over 64 KiB; `415` for
-//!   another content type; `429` over the per-IP limit; `503` when storage is unavailable.
+//! - `404 not_found` for an unknown form; `400 invalid_body`; `413 too_large` over 64 KiB;
+//!   `415` for another content type; `429` over the per-IP limit; `503` when storage is
+//!   unavailable. Limits: docs/email-and-forms.md.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -63,7 +73,7 @@ pub async fn submit(
     ip: ClientIp,
     Path(form): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
     if let Err(wait) = p.forms_limit.check(ip.bucket()) {
         metrics::counter!("zaloflow_forms_total", "outcome" => "rate_limited").increment(1);
@@ -77,9 +87,35 @@ pub async fn submit(
         }
         return r;
     }
-    if !valid_form_name(&form) {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such form");
-    }
+    let policy = valid_form_name(&form)
+        .then(|| p.app.rules.as_ref().and_then(|w| w.current().form(&form)))
+        .flatten();
+    let Some(policy) = policy else {
+        metrics::counter!("zaloflow_forms_total", "outcome" => "unknown_form").increment(1);
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such form: no campaign or rule names it (declare it under `forms:` in a rule file)",
+        );
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            metrics::counter!("zaloflow_forms_total", "outcome" => "too_large").increment(1);
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the registration is larger than 64 KiB",
+            );
+        }
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                "invalid_body",
+                "the body could not be read",
+            )
+        }
+    };
     let pairs = match read_pairs(&headers, &body) {
         Ok(p) => p,
         Err(r) => return r,
@@ -99,19 +135,35 @@ pub async fn submit(
                 .into_response();
         }
     };
-    match register(&p, &form, reg).await {
-        Ok((contact_id, repeat)) => {
+    match register(&p, &form, reg, policy).await {
+        Ok(Registered::AlreadyRegistered(contact_id)) => {
+            metrics::counter!("zaloflow_forms_total", "outcome" => "already_registered")
+                .increment(1);
+            tracing::info!(contact = %contact_id, "form registration: already registered, nothing stored (II.2)");
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "ok": true,
+                    "contact_id": contact_id,
+                    "repeat": true,
+                    "already_registered": true,
+                    "message": ALREADY_REGISTERED_VI,
+                })),
+            )
+                .into_response()
+        }
+        Ok(Registered::Stored(contact_id, repeat)) => {
             let outcome = if repeat { "repeat" } else { "new" };
             metrics::counter!("zaloflow_forms_total", "outcome" => outcome).increment(1);
             tracing::info!(contact = %contact_id, repeat, "form registration");
-            let status = if repeat {
-                StatusCode::OK
+            let (status, message) = if repeat {
+                (StatusCode::OK, REPEAT_VI)
             } else {
-                StatusCode::CREATED
+                (StatusCode::CREATED, REGISTERED_VI)
             };
             (
                 status,
-                Json(json!({"ok": true, "contact_id": contact_id, "repeat": repeat})),
+                Json(json!({"ok": true, "contact_id": contact_id, "repeat": repeat, "message": message})),
             )
                 .into_response()
         }
@@ -250,22 +302,47 @@ pub fn validate(pairs: Vec<Pair>) -> Result<Registration, BTreeMap<String, Strin
     }
 }
 
-/// Finds or names the contact, counts the registration and stores its event. Returns the
-/// contact id and whether it is a repeat registration.
+/// What the customer reads after a first registration.
+pub const REGISTERED_VI: &str = "Đăng ký thành công. Cảm ơn bạn!";
+/// What the customer reads after a repeat registration that is allowed.
+pub const REPEAT_VI: &str = "Cảm ơn bạn đã đăng ký lại!";
+/// What the customer reads after a repeat on a form that does not allow repeats (II.2).
+pub const ALREADY_REGISTERED_VI: &str =
+    "Bạn đã đăng ký rồi, thông tin của bạn đã có trong danh sách. Cảm ơn bạn!";
+
+/// What became of a registration.
+enum Registered {
+    /// Stored (the contact id; whether it was a repeat).
+    Stored(String, bool),
+    /// A repeat the form does not allow: nothing stored (II.2).
+    AlreadyRegistered(String),
+}
+
+/// Finds or names the contact, counts the registration and stores its event — unless it is a
+/// repeat the form refuses, which stores nothing.
 async fn register(
     p: &Public,
     form: &str,
     reg: Registration,
-) -> Result<(String, bool), Box<dyn std::error::Error + Send + Sync>> {
+    policy: crate::rules::FormPolicy,
+) -> Result<Registered, Box<dyn std::error::Error + Send + Sync>> {
     let store = &p.app.store;
     let phones: Vec<String> = reg.phone.iter().cloned().collect();
     let emails: Vec<String> = reg.email.iter().cloned().collect();
     let keys = store.find_contact_keys(&phones, &emails).await?;
     let contact_id = contacts::contact_id_for(&keys, reg.phone.as_deref(), reg.email.as_deref())
         .ok_or("validated registrations have a phone or an email")?;
+    if policy.refuse_repeats && store.form_submission_count(form, &contact_id).await? > 0 {
+        return Ok(Registered::AlreadyRegistered(contact_id));
+    }
     let now = p.app.clock.now();
     let count = store.record_form_submission(form, &contact_id, now).await?;
     let repeat = count > 1;
+    if repeat && policy.refuse_repeats {
+        // Two first registrations at once: the later one is the duplicate.
+        store.undo_form_submission(form, &contact_id).await?;
+        return Ok(Registered::AlreadyRegistered(contact_id));
+    }
     let kind = EventKind::FormSubmitted {
         contact_id: contact_id.clone(),
         form: form.to_string(),
@@ -293,7 +370,7 @@ async fn register(
         }
         return Err(e.into());
     }
-    Ok((contact_id, repeat))
+    Ok(Registered::Stored(contact_id, repeat))
 }
 
 #[cfg(test)]

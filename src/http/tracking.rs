@@ -3,14 +3,18 @@
 //!
 //! - The pixel always answers a 1×1 transparent GIF (also for a bad token, a storage failure,
 //!   or over the rate limit — then with 429), never cached. A valid token records a
-//!   `zaloflow.email_opened` event, `prefetch: true` when the fetch looks automatic (a `HEAD`,
-//!   a known image proxy or mail scanner, Apple's proxy network, or within seconds of sending).
+//!   `zaloflow.email_opened` event, `prefetch: true` when a machine fetched it (a `HEAD`, a
+//!   security scanner or script, Apple Mail Privacy Protection: [`crate::tracking::AGENTS`]).
+//!   Tokens are opaque ids resolved against the outbox ([`crate::tracking::resolve`]).
 //! - The click redirects (302) only to the URL inside a valid token and records a
-//!   `zaloflow.email_clicked` event (not for obvious link scanners, which are still
-//!   redirected). Any other token — tampered, unsigned, an open token — answers 404 with no
-//!   `Location`; query parameters such as `?url=` are never read.
+//!   `zaloflow.email_clicked` event, and an open (a click is an open), not for link scanners,
+//!   which are still redirected. Any other token — tampered, unsigned, an open token, a link
+//!   the email does not have — answers 404 with no `Location`; query parameters such as
+//!   `?url=` are never read.
 //!
-//! Recording is best effort: a person's click is never refused because storage is down.
+//! Recording is best effort: once a token is resolved, a click is never refused because the
+//! event cannot be stored. Resolving an opaque token reads its email from the database: while
+//! that is unavailable, a click answers 503 with `Retry-After` (old v1 tokens need no lookup).
 
 use std::sync::Arc;
 
@@ -20,7 +24,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::public::{retry_after, ClientIp, Public};
 use crate::store::NewInboxEvent;
-use crate::tracking::{self, Claims, TokenKind};
+use crate::tracking::{self, Resolved, TokenKind};
 use crate::zalo::event::{internal_body, EventKind};
 
 /// The smallest transparent 1×1 GIF.
@@ -59,8 +63,9 @@ fn user_agent(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// A valid token of `kind`, or `None` (logged at debug: bad tokens are noise, not news).
-async fn claims_of(p: &Public, token: &str, kind: TokenKind) -> Result<Option<Claims>, ()> {
+/// A valid token of `kind` resolved on the server, or `None` (logged at debug: bad tokens
+/// are noise, not news). `Err` when the key or the store is unavailable.
+async fn resolve(p: &Public, token: &str, kind: TokenKind) -> Result<Option<Resolved>, ()> {
     let key = match p.tracking_key().await {
         Ok(k) => k,
         Err(e) => {
@@ -68,14 +73,16 @@ async fn claims_of(p: &Public, token: &str, kind: TokenKind) -> Result<Option<Cl
             return Err(());
         }
     };
-    match tracking::verify(key, token) {
-        Ok(c) if c.kind == kind => Ok(Some(c)),
-        Ok(_) => Ok(None),
+    let t = match tracking::read(key, token, kind) {
+        Ok(t) => t,
         Err(e) => {
             tracing::debug!(error = %e, "tracking token refused");
-            Ok(None)
+            return Ok(None);
         }
-    }
+    };
+    tracking::resolve(&p.app.store, t).await.map_err(|e| {
+        tracing::warn!(error = %e, "tracking token not resolved: storage unavailable");
+    })
 }
 
 async fn record(p: &Public, kind: EventKind, dedupe_key: String, contact_id: &str) {
@@ -110,18 +117,11 @@ pub async fn open(
         metrics::counter!("zaloflow_tracking_total", "outcome" => "rate_limited").increment(1);
         return pixel(StatusCode::TOO_MANY_REQUESTS);
     }
-    let Ok(Some(c)) = claims_of(&p, &token, TokenKind::Open).await else {
+    let Ok(Some(c)) = resolve(&p, &token, TokenKind::Open).await else {
         metrics::counter!("zaloflow_tracking_total", "outcome" => "bad_token").increment(1);
         return pixel(StatusCode::OK);
     };
-    let now = p.app.clock.now();
-    let why = tracking::classify_open(
-        method == Method::HEAD,
-        user_agent(&headers),
-        ip.0,
-        c.issued_at,
-        now,
-    );
+    let why = tracking::classify_open(method == Method::HEAD, user_agent(&headers), ip.0);
     let prefetch = why.is_some();
     tracing::debug!(job = c.job_id, ?why, "email opened");
     let label = if prefetch { "open_prefetch" } else { "open" };
@@ -152,7 +152,7 @@ pub async fn click(
         }
         return r;
     }
-    let c = match claims_of(&p, &token, TokenKind::Click).await {
+    let c = match resolve(&p, &token, TokenKind::Click).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             metrics::counter!("zaloflow_tracking_total", "outcome" => "bad_token").increment(1);
@@ -167,15 +167,29 @@ pub async fn click(
                 .into_response()
         }
     };
-    // verify() admits only absolute http(s) URLs; a value that is not a valid header (it
-    // would have to hold control characters) is refused as well.
-    let Some(target) = c.url.as_deref().and_then(|u| HeaderValue::from_str(u).ok()) else {
+    // Only absolute http(s) URLs of the email the service sent (or signed, for old tokens); a
+    // value that is not a valid header (it would have to hold control characters) is refused.
+    let Some(target) = c
+        .url
+        .as_deref()
+        .filter(|u| tracking::is_http_url(u))
+        .and_then(|u| HeaderValue::from_str(u).ok())
+    else {
         return not_found();
     };
-    if tracking::is_scanner_click(method == Method::HEAD, user_agent(&headers)) {
+    if tracking::classify_click(method == Method::HEAD, user_agent(&headers)).is_some() {
         metrics::counter!("zaloflow_tracking_total", "outcome" => "click_scanner").increment(1);
     } else {
         metrics::counter!("zaloflow_tracking_total", "outcome" => "click").increment(1);
+        // A click is an open: the person's open is recorded first (a duplicate when they
+        // opened already), so `email_opened` rules and "not opened" see it.
+        let open = EventKind::EmailOpened {
+            contact_id: c.contact_id.clone(),
+            job_id: c.job_id,
+            prefetch: false,
+        };
+        let key = tracking::open_dedupe_key(c.job_id, &c.contact_id, false);
+        record(&p, open, key, &c.contact_id).await;
         let url = c.url.clone().unwrap_or_default();
         let key = tracking::click_dedupe_key(c.job_id, &c.contact_id, &url);
         let kind = EventKind::EmailClicked {

@@ -19,80 +19,15 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::zalo::event::{Event, EventKind};
+pub use zaloflow_core::outcome::*;
+pub use zaloflow_store::report::*;
 
 pub mod ab;
 pub mod render;
-
-/// The outbox jobs that are messages to a customer (what reports count and replies are
-/// credited to): not staff notifications (chat, task), not the Zalo tag calls that mirror a
-/// rule's tag changes. SQL, the same on both backends.
-pub const CUSTOMER_MESSAGE_SQL: &str =
-    "channel IN ('zalo', 'sms', 'email', 'zns') AND user_id <> '' \
-     AND payload NOT LIKE '{\"channel\":\"zalo_tag\"%'";
-
-/// A reply within this long after a send counts as a reply to it.
-pub const REPLY_WINDOW_MS: i64 = 24 * 3_600_000;
-/// A user writing within this long after a send "came back" (re-activation).
-pub const COME_BACK_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
-
-/// What happened after a send.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeKind {
-    Delivered,
-    Seen,
-    Replied,
-    CameBack,
-    Clicked,
-}
-
-impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 5] = [
-        OutcomeKind::Delivered,
-        OutcomeKind::Seen,
-        OutcomeKind::Replied,
-        OutcomeKind::CameBack,
-        OutcomeKind::Clicked,
-    ];
-
-    /// The name stored in `send_outcomes.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Delivered => "delivered",
-            OutcomeKind::Seen => "seen",
-            OutcomeKind::Replied => "replied",
-            OutcomeKind::CameBack => "came_back",
-            OutcomeKind::Clicked => "clicked",
-        }
-    }
-}
-
-/// What one event tells about earlier sends; the store finds the send(s) it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OutcomeSignal {
-    /// Zalo reports these messages (by the `message_id` it gave our sends) delivered or seen.
-    Receipt {
-        kind: OutcomeKind,
-        provider_ids: Vec<String>,
-        at: i64,
-    },
-    /// A person opened (seen) or clicked in the email of this outbox job.
-    Job {
-        kind: OutcomeKind,
-        job_id: i64,
-        at: i64,
-    },
-    /// The user wrote to the OA at `at`: the latest send to them within 24 h was replied to,
-    /// and the latest within 7 days brought them back.
-    Wrote { user_id: String, at: i64 },
-    /// A campaign step ran (`campaign/step`): a firing kept for reports only (a step has no
-    /// limits, so it is not in `Effects::fires`).
-    Fired { rule_id: String, at: i64 },
-}
 
 /// The outcome signals of an event processed at `at` (its own time).
 pub fn signals(event: &Event, at: i64) -> Vec<OutcomeSignal> {
@@ -152,127 +87,7 @@ pub fn signals(event: &Event, at: i64) -> Vec<OutcomeSignal> {
     one.into_iter().collect()
 }
 
-/// Rule firings (and campaign steps run) per (rule, hour): what `rule_fire_hours` adds up.
-pub fn fire_hours<'a>(
-    effects: impl Iterator<Item = &'a crate::store::Effects>,
-) -> Vec<(String, i64, i64)> {
-    let mut m: BTreeMap<(&str, i64), i64> = BTreeMap::new();
-    for e in effects {
-        let fires = e.fires.iter().map(|f| (f.rule_id.as_str(), f.fired_at));
-        let steps = e.outcomes.iter().filter_map(|o| match o {
-            OutcomeSignal::Fired { rule_id, at } => Some((rule_id.as_str(), *at)),
-            _ => None,
-        });
-        for (rule, at) in fires.chain(steps) {
-            *m.entry((rule, at.div_euclid(3_600_000))).or_default() += 1;
-        }
-    }
-    m.into_iter()
-        .map(|((r, h), n)| (r.to_string(), h, n))
-        .collect()
-}
-
-/// The conditions on an `outbox` row for it to be credited when user `w.user_id` wrote at
-/// `w.at`: a rule's message sent to them (or to their phone or email) at most `window` ms
-/// before. Both stores build their statement around it.
-pub fn credited_send_sql(window: &str) -> String {
-    format!(
-        "status = 'sent' AND rule_id IS NOT NULL AND {CUSTOMER_MESSAGE_SQL}
-         AND user_id IN (w.user_id,
-             (SELECT phone FROM contacts WHERE user_id = w.user_id),
-             (SELECT email FROM contacts WHERE user_id = w.user_id))
-         AND sent_at <= w.at AND sent_at > w.at - {window}"
-    )
-}
-
-/// An outcome to credit to the job a key names: (kind, key, at).
-pub type Credit = (&'static str, String, i64);
-
-/// A batch's outcome signals as rows, in order, so the store credits each kind of signal with
-/// one statement per batch rather than one per event.
-#[derive(Debug, Default)]
-pub struct SignalRows<'a> {
-    /// For each id a receipt names: (kind, provider message id, at).
-    pub receipts: Vec<Credit>,
-    /// (kind, outbox job id, at).
-    pub jobs: Vec<Credit>,
-    /// (user id, at) for each time a user wrote.
-    pub wrote: Vec<(&'a str, i64)>,
-}
-
-impl<'a> SignalRows<'a> {
-    /// Receipts and email jobs, each with the `outbox` column its key names.
-    pub fn credits(&self) -> [(&'static str, &[Credit]); 2] {
-        [("provider_id", &self.receipts), ("id", &self.jobs)]
-    }
-
-    pub fn of(effects: impl Iterator<Item = &'a crate::store::Effects>) -> Self {
-        let mut rows = SignalRows::default();
-        for signal in effects.flat_map(|e| &e.outcomes) {
-            match signal {
-                OutcomeSignal::Receipt {
-                    kind,
-                    provider_ids,
-                    at,
-                } => rows.receipts.extend(
-                    provider_ids
-                        .iter()
-                        .map(|id| (kind.as_str(), id.clone(), *at)),
-                ),
-                OutcomeSignal::Job { kind, job_id, at } => {
-                    rows.jobs.push((kind.as_str(), job_id.to_string(), *at))
-                }
-                OutcomeSignal::Wrote { user_id, at } => rows.wrote.push((user_id.as_str(), *at)),
-                OutcomeSignal::Fired { .. } => {} // counted by fire_hours
-            }
-        }
-        rows
-    }
-}
-
 // --- what the store counts ---
-
-/// Jobs of one rule and variant in one status (dead ones also by reason).
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct JobCount {
-    pub rule_id: String,
-    pub variant: Option<String>,
-    pub status: String,
-    /// Dead letters: the provider's error code, if any.
-    pub last_code: Option<i64>,
-    /// Dead letters: the start of the error message.
-    pub reason: Option<String>,
-    pub n: i64,
-}
-
-/// Jobs of one rule and variant with an outcome of one kind.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct OutcomeCount {
-    pub rule_id: String,
-    pub variant: Option<String>,
-    pub kind: String,
-    pub n: i64,
-}
-
-/// A handoff a rule opened.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct HandoffRow {
-    pub rule_id: String,
-    pub status: String,
-    pub opened_at: i64,
-    pub deadline_at: i64,
-    pub responded_at: Option<i64>,
-}
-
-/// Everything a report is made of, as counted by the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub jobs: Vec<JobCount>,
-    pub outcomes: Vec<OutcomeCount>,
-    /// (rule id, firings).
-    pub fires: Vec<(String, i64)>,
-    pub handoffs: Vec<HandoffRow>,
-}
 
 // --- the report ---
 
@@ -515,13 +330,13 @@ pub fn build(counts: &Counts, since: i64, rule: Option<&str>, now: i64) -> Repor
                 comparisons,
             });
     }
-    let mut by_rule: BTreeMap<&str, Vec<crate::handoff::report::HandoffTiming>> = BTreeMap::new();
+    let mut by_rule: BTreeMap<&str, Vec<crate::handoff::timing::HandoffTiming>> = BTreeMap::new();
     for h in &counts.handoffs {
         let top = h.rule_id.split('/').next().unwrap_or_default();
         by_rule
             .entry(top)
             .or_default()
-            .push(crate::handoff::report::HandoffTiming {
+            .push(crate::handoff::timing::HandoffTiming {
                 status: h.status.clone(),
                 opened_at: h.opened_at,
                 deadline_at: h.deadline_at,
@@ -529,7 +344,7 @@ pub fn build(counts: &Counts, since: i64, rule: Option<&str>, now: i64) -> Repor
             });
     }
     for (top, rows) in by_rule {
-        let s = crate::handoff::report::summarize(&rows, now);
+        let s = crate::handoff::timing::summarize(&rows, now);
         if let Some(r) = rules.get_mut(top) {
             r.handoffs = Some(HandoffReport {
                 opened: s.total,
@@ -578,17 +393,14 @@ pub fn parse_since(s: &str, tz: chrono_tz::Tz) -> anyhow::Result<i64> {
 
 /// `zaloflow report`: the table, for a terminal.
 pub async fn command(
-    config: &crate::config::Config,
+    store: &crate::store::DynStore,
+    tz: chrono_tz::Tz,
     since: Option<&str>,
     rule: Option<&str>,
 ) -> anyhow::Result<String> {
-    let since = since
-        .map(|s| parse_since(s, config.tz))
-        .transpose()?
-        .unwrap_or(0);
-    let store = crate::open_store(config).await?;
-    let report = make(&store, since, rule, crate::clock::system_now()).await?;
-    Ok(render::text(&report, config.tz))
+    let since = since.map(|s| parse_since(s, tz)).transpose()?.unwrap_or(0);
+    let report = make(store, since, rule, crate::clock::system_now()).await?;
+    Ok(render::text(&report, tz))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::{Comparison, Outcomes, Report, RuleReport};
-use crate::http::esc;
+use zaloflow_core::html::esc;
 
 fn pct(n: i64, of: i64) -> String {
     if of <= 0 {

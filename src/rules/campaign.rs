@@ -5,7 +5,7 @@
 
 use chrono::{Datelike, NaiveDate, TimeZone};
 
-use super::model::{Condition, Ms, Origin, Rule, DAY};
+use super::model::{Condition, Ms, Origin, Rule, Trigger, DAY};
 
 /// Every weekday allowed (bit 0 = Monday … bit 6 = Sunday).
 pub const ALL_WEEKDAYS: u8 = 0x7f;
@@ -47,7 +47,11 @@ pub enum SendTime {
 #[derive(Debug, Clone)]
 pub struct Step {
     /// Unique within the campaign; the step's emails are known to rules as `CAMPAIGN/STEP`.
+    /// Members wait for a step by this id. Written as `id:`, or derived from the step's day
+    /// and send time ([`derived_step_id`]) when the file gives none.
     pub id: String,
+    /// Whether `id` was written in the file (not derived).
+    pub explicit_id: bool,
     /// 1-based position, also accepted in `after_step` and `email: CAMPAIGN/N`.
     pub number: usize,
     /// Days after entry (0 = the day of entry).
@@ -68,6 +72,9 @@ pub struct Campaign {
     /// II.2: a repeat registration on the form runs the first step again (the contact stays one
     /// member); when false it is a duplicate and nothing runs.
     pub repeat_registration: bool,
+    /// With `repeat_registration`: a repeat this soon after the contact's last run of the
+    /// first step runs nothing (default 1 hour), so a form posted five times sends once.
+    pub repeat_cooldown: Ms,
     /// II.4: the weekdays steps may go out (bit 0 = Monday).
     pub weekdays: u8,
     /// The goal: a member for whom all of these hold leaves (empty: never).
@@ -90,6 +97,7 @@ impl Campaign {
             origin: origin.clone(),
             enter_on: vec![EntryTrigger::Follow],
             repeat_registration: false,
+            repeat_cooldown: super::model::HOUR,
             weekdays,
             exit_if: vec![],
             steps: steps
@@ -97,6 +105,7 @@ impl Campaign {
                 .enumerate()
                 .map(|(i, (day, send))| Step {
                     id: format!("s{i}"),
+                    explicit_id: true,
                     number: i + 1,
                     day: *day,
                     send: *send,
@@ -194,6 +203,277 @@ impl Campaign {
     /// Whether `t` falls on an allowed weekday.
     pub fn allows(&self, t: i64, tz: chrono_tz::Tz) -> bool {
         self.allowed_from(t, tz) == t
+    }
+}
+
+/// The id of a step written without `id:`: its day and send time — `day1` (immediately),
+/// `day1_0900` (`at: "09:00"`), `day0_after2h` (`after: 2h`). Stable when other steps are
+/// added, removed or reordered; changes when the step's own day or time is edited. Two steps
+/// of one day and time get `_2`, `_3`… in file order (see [`unique_step_ids`]).
+pub fn derived_step_id(day: u32, send: SendTime) -> String {
+    match send {
+        SendTime::Immediately => format!("day{day}"),
+        SendTime::At(m) => format!("day{day}_{:02}{:02}", m / 60, m % 60),
+        SendTime::After(d) => {
+            let d = d.max(0);
+            let text = if d % DAY == 0 {
+                format!("{}d", d / DAY)
+            } else if d % super::model::HOUR == 0 {
+                format!("{}h", d / super::model::HOUR)
+            } else if d % super::model::MINUTE == 0 {
+                format!("{}m", d / super::model::MINUTE)
+            } else {
+                format!("{}s", d / 1000)
+            };
+            format!("day{day}_after{text}")
+        }
+    }
+}
+
+/// Makes derived step ids unique: a derived id taken by a written one or an earlier step gets
+/// `_2`, `_3`… (the step's rule id follows).
+pub fn unique_step_ids(steps: &mut [Step], campaign: &str) {
+    let written: std::collections::HashSet<String> = steps
+        .iter()
+        .filter(|s| s.explicit_id)
+        .map(|s| s.id.clone())
+        .collect();
+    let mut taken: std::collections::HashSet<String> = written.clone();
+    for s in steps.iter_mut().filter(|s| !s.explicit_id) {
+        let base = s.id.clone();
+        let mut id = base.clone();
+        let mut n = 2;
+        while taken.contains(&id) {
+            id = format!("{base}_{n}");
+            n += 1;
+        }
+        taken.insert(id.clone());
+        if id != s.id {
+            s.id = id;
+            s.rule.id = format!("{campaign}/{}", s.id);
+        }
+    }
+}
+
+/// What an edit of a campaign's steps does to the members waiting for each step that was
+/// there before (`old`: the step ids in their former order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepEdit {
+    /// The step is still there: its members keep waiting for it, at their due time.
+    Kept { step: String },
+    /// Still there, at another place: its members keep waiting for it; the steps after it in
+    /// the new order are the ones they get next.
+    Moved {
+        step: String,
+        from: usize,
+        to: usize,
+    },
+    /// The step is gone: its members go to `to`, the step that now stands where it stood —
+    /// the first step after the last step before it that is still there (the first step when
+    /// none before it is) — no earlier than they were due and no earlier than `to`'s own day
+    /// and time for them; `None`: nothing stands after it, they are done.
+    Removed { step: String, to: Option<String> },
+    /// A new step (not among `old`).
+    Added { step: String, at: usize },
+}
+
+impl Campaign {
+    /// How the steps changed from `old` (ids in their former order) to this campaign's. Empty
+    /// when nothing changed. Positions are 1-based.
+    pub fn edits_from(&self, old: &[String]) -> Vec<StepEdit> {
+        let now: Vec<&str> = self.steps.iter().map(|s| s.id.as_str()).collect();
+        if old.iter().map(String::as_str).eq(now.iter().copied()) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for (i, id) in old.iter().enumerate() {
+            match now.iter().position(|s| s == id) {
+                Some(j) if j == i => out.push(StepEdit::Kept { step: id.clone() }),
+                Some(j) => out.push(StepEdit::Moved {
+                    step: id.clone(),
+                    from: i + 1,
+                    to: j + 1,
+                }),
+                None => out.push(StepEdit::Removed {
+                    step: id.clone(),
+                    to: self.replacement(old, i),
+                }),
+            }
+        }
+        for (j, id) in now.iter().enumerate() {
+            if !old.iter().any(|o| o == id) {
+                out.push(StepEdit::Added {
+                    step: id.to_string(),
+                    at: j + 1,
+                });
+            }
+        }
+        out
+    }
+
+    /// Where the members of `old[i]`, a removed step, go (see [`StepEdit::Removed`]).
+    fn replacement(&self, old: &[String], i: usize) -> Option<String> {
+        let before = old[..i]
+            .iter()
+            .rev()
+            .find_map(|id| self.steps.iter().position(|s| &s.id == id));
+        let j = before.map_or(0, |b| b + 1);
+        self.steps.get(j).map(|s| s.id.clone())
+    }
+
+    /// The index of the step with this id (ids only, not numbers).
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.id == id)
+    }
+}
+
+impl std::fmt::Display for StepEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepEdit::Kept { step } => write!(f, "step `{step}` unchanged"),
+            StepEdit::Moved { step, from, to } => write!(
+                f,
+                "step `{step}` moved from place {from} to {to}: its members keep waiting for it, then get the steps after it in the new order"
+            ),
+            StepEdit::Removed { step, to: Some(to) } => write!(
+                f,
+                "step `{step}` removed: its members move to step `{to}`, no earlier than they were due and no earlier than `{to}`'s own day and time"
+            ),
+            StepEdit::Removed { step, to: None } => write!(
+                f,
+                "step `{step}` removed: no step stands after it, so its members finish the campaign"
+            ),
+            StepEdit::Added { step, at } => write!(
+                f,
+                "step `{step}` added at place {at}: members waiting for a step after it get it, members past it do not"
+            ),
+        }
+    }
+}
+
+/// Whether `rule` follows a campaign's emails and steps (seed I.2–I.5): every trigger is
+/// `after_step`, `email_opened`, `email_not_opened` or `email_clicked`. Such a rule's
+/// `weekdays:` and `time_between:` (at the top of its `if:`) are its send window: its sends
+/// move to the next allowed time instead of being dropped (seed II.4).
+pub fn is_follow_up(rule: &Rule) -> bool {
+    !rule.triggers.is_empty()
+        && rule.triggers.iter().all(|t| {
+            matches!(
+                t,
+                Trigger::AfterStep { .. }
+                    | Trigger::EmailOpened { .. }
+                    | Trigger::EmailNotOpened { .. }
+                    | Trigger::EmailClicked { .. }
+            )
+        })
+}
+
+/// A `weekdays:` or `time_between:` condition: the send window of a follow-up rule.
+pub fn is_window(c: &Condition) -> bool {
+    matches!(c, Condition::Weekdays(_) | Condition::TimeBetween { .. })
+}
+
+/// The campaigns a follow-up rule follows: `after_step`'s campaign, the campaign of an
+/// `email: CAMPAIGN/STEP`.
+pub fn followed_campaigns(rule: &Rule) -> Vec<&str> {
+    let mut out: Vec<&str> = rule
+        .triggers
+        .iter()
+        .filter_map(|t| match t {
+            Trigger::AfterStep { campaign, .. } => Some(campaign.as_str()),
+            Trigger::EmailOpened { email, .. }
+            | Trigger::EmailNotOpened { email, .. }
+            | Trigger::EmailClicked { email, .. } => email
+                .as_deref()
+                .and_then(|e| e.split_once('/'))
+                .map(|(c, _)| c),
+            _ => None,
+        })
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// When a follow-up may send: the weekdays of its campaigns and of its own `weekdays:`, within
+/// its own `time_between:` windows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendWindow {
+    /// Bit 0 = Monday.
+    pub weekdays: u8,
+    /// Local (from, to) minutes, both inclusive; `from > to` crosses midnight.
+    pub hours: Vec<(u16, u16)>,
+}
+
+impl SendWindow {
+    /// The window of a follow-up rule given its campaigns' weekdays; `None` when it is not a
+    /// follow-up or nothing limits it.
+    pub fn of(rule: &Rule, campaign_weekdays: &[u8]) -> Option<SendWindow> {
+        if !is_follow_up(rule) {
+            return None;
+        }
+        let mut w = SendWindow {
+            weekdays: ALL_WEEKDAYS,
+            hours: Vec::new(),
+        };
+        for m in campaign_weekdays {
+            w.weekdays &= m;
+        }
+        for c in &rule.conditions {
+            match c {
+                Condition::Weekdays(m) => w.weekdays &= m,
+                Condition::TimeBetween { from, to } => w.hours.push((*from, *to)),
+                _ => {}
+            }
+        }
+        if w.weekdays == 0 {
+            w.weekdays = ALL_WEEKDAYS; // no day left: not a window a shop meant
+        }
+        (w.weekdays != ALL_WEEKDAYS || !w.hours.is_empty()).then_some(w)
+    }
+
+    fn allows(&self, t: i64, tz: chrono_tz::Tz) -> bool {
+        let l = local(t, tz);
+        let day_ok = self.weekdays & (1 << l.weekday().num_days_from_monday()) != 0;
+        let m = clock_of(t, tz);
+        day_ok
+            && self.hours.iter().all(|&(from, to)| {
+                if from <= to {
+                    m >= from && m <= to
+                } else {
+                    m >= from || m <= to
+                }
+            })
+    }
+
+    /// `t`, or the first allowed time after it: the same clock time on the next allowed day
+    /// when that time is inside the hours, else the start of the hours on the first allowed day
+    /// that still has them ahead. Never earlier than `t`.
+    pub fn next_allowed(&self, t: i64, tz: chrono_tz::Tz) -> i64 {
+        if self.allows(t, tz) {
+            return t;
+        }
+        let d0 = local(t, tz).date_naive();
+        let minute = clock_of(t, tz);
+        for add in 0..9u64 {
+            let date = d0 + chrono::Days::new(add);
+            if add > 0 {
+                let same = at_local(date, minute, tz);
+                if self.allows(same, tz) {
+                    return same;
+                }
+            }
+            let mut starts: Vec<i64> = self
+                .hours
+                .iter()
+                .map(|&(from, _)| at_local(date, from, tz))
+                .collect();
+            starts.sort_unstable();
+            if let Some(c) = starts.into_iter().find(|&c| c > t && self.allows(c, tz)) {
+                return c;
+            }
+        }
+        t
     }
 }
 
@@ -298,6 +578,91 @@ mod tests {
         assert_eq!(c.due(1, e, first, TZ), t(2027, 3, 8, 10, 0));
         assert!(c.allows(t(2027, 3, 8, 10, 0), TZ));
         assert!(!c.allows(t(2027, 3, 7, 10, 0), TZ));
+    }
+
+    #[test]
+    fn a_send_window_moves_to_the_next_allowed_time() {
+        // Monday to Saturday, 08:00-20:00.
+        let w = SendWindow {
+            weekdays: 0b0111111,
+            hours: vec![(8 * 60, 20 * 60)],
+        };
+        // Sunday 7 March 2027 10:00 -> Monday 10:00; Saturday 21:00 -> Monday 08:00.
+        assert_eq!(
+            w.next_allowed(t(2027, 3, 7, 10, 0), TZ),
+            t(2027, 3, 8, 10, 0)
+        );
+        assert_eq!(
+            w.next_allowed(t(2027, 3, 6, 21, 0), TZ),
+            t(2027, 3, 8, 8, 0)
+        );
+        // Monday 06:00 -> 08:00 that day; inside: unchanged.
+        assert_eq!(w.next_allowed(t(2027, 3, 8, 6, 0), TZ), t(2027, 3, 8, 8, 0));
+        assert_eq!(w.next_allowed(t(2027, 3, 8, 9, 5), TZ), t(2027, 3, 8, 9, 5));
+        // Weekdays only: the same clock time.
+        let d = SendWindow {
+            weekdays: 0b0111111,
+            hours: vec![],
+        };
+        assert_eq!(
+            d.next_allowed(t(2027, 3, 7, 23, 30), TZ),
+            t(2027, 3, 8, 23, 30)
+        );
+    }
+
+    #[test]
+    fn derived_ids_and_edits() {
+        assert_eq!(derived_step_id(0, SendTime::Immediately), "day0");
+        assert_eq!(derived_step_id(1, SendTime::At(9 * 60)), "day1_0900");
+        assert_eq!(
+            derived_step_id(0, SendTime::After(2 * HOUR)),
+            "day0_after2h"
+        );
+        let c = campaign(
+            &[(1, SendTime::Immediately), (3, SendTime::Immediately)],
+            ALL_WEEKDAYS,
+        );
+        let old: Vec<String> = ["x", "s0", "y", "s1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = c.edits_from(&old);
+        assert_eq!(
+            e,
+            [
+                StepEdit::Removed {
+                    step: "x".into(),
+                    to: Some("s0".into())
+                },
+                StepEdit::Moved {
+                    step: "s0".into(),
+                    from: 2,
+                    to: 1
+                },
+                StepEdit::Removed {
+                    step: "y".into(),
+                    to: Some("s1".into())
+                },
+                StepEdit::Moved {
+                    step: "s1".into(),
+                    from: 4,
+                    to: 2
+                },
+            ]
+        );
+        let last: Vec<String> = ["s0", "s1", "z"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            c.edits_from(&last),
+            [
+                StepEdit::Kept { step: "s0".into() },
+                StepEdit::Kept { step: "s1".into() },
+                StepEdit::Removed {
+                    step: "z".into(),
+                    to: None
+                },
+            ]
+        );
+        assert!(c.edits_from(&["s0".into(), "s1".into()]).is_empty());
     }
 
     #[test]
