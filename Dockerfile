@@ -1,10 +1,12 @@
 # Build: docker build -t zaloflow .   (fly deploy uses this file)
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock ./
 # Build settings (SQLite's sync call).
 COPY .cargo ./.cargo
 COPY src ./src
+# The layers below the application (zaloflow-core, zaloflow-store).
+COPY crates ./crates
 # sqlx::migrate! embeds these at compile time.
 COPY migrations ./migrations
 # Bench targets are declared in Cargo.toml; the demo builds the shipped rules in.

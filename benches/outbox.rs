@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 use zaloflow::channels::{Channels, ChannelsConfig, Payload, ZaloKind};
-use zaloflow::clock::Clock;
 use zaloflow::fakes::zalo::{FakeZalo, FakeZaloOptions};
-use zaloflow::outbox::{self, Limiter, RetryPolicy, Sender, SenderOptions};
+use zaloflow::outbox::{self, Limiter, Sender, SenderOptions};
 use zaloflow::store::{self, DynStore, JobLane};
 use zaloflow::zalo::token::MemoryTokenStore;
 
@@ -23,7 +22,7 @@ fn env_num(k: &str, d: usize) -> usize {
         .unwrap_or(d)
 }
 
-async fn sender(store: DynStore, zalo: &FakeZalo, limiter: Limiter) -> Sender {
+async fn sender(store: DynStore, zalo: &FakeZalo, limiter: Limiter, owner: &str) -> Sender {
     let o = FakeZaloOptions::default();
     let cfg = ChannelsConfig {
         zalo_api_base: zalo.base_url().into(),
@@ -36,20 +35,13 @@ async fn sender(store: DynStore, zalo: &FakeZalo, limiter: Limiter) -> Sender {
         ..ChannelsConfig::default()
     };
     let channels = Channels::new(&cfg, Arc::new(MemoryTokenStore::new(None))).unwrap();
-    Sender {
-        store,
-        channels: Arc::new(channels),
-        limiter,
-        retry: RetryPolicy::default(),
-        clock: Clock::system(),
-        owner: "bench".into(),
-        options: SenderOptions {
+    Sender::new(store, Arc::new(channels), owner)
+        .with_limiter(limiter)
+        .with_options(SenderOptions {
             batch: 500,
             concurrency: 64,
             ..SenderOptions::default()
-        },
-        held: Default::default(),
-    }
+        })
 }
 
 async fn enqueue(store: &DynStore, n: usize, prefix: &str) {
@@ -82,7 +74,7 @@ async fn throughput(backend: &str, url: &str, n: usize) {
     .await
     .unwrap();
     enqueue(&store, n, "t").await;
-    let s = sender(store.clone(), &zalo, Limiter::unlimited()).await;
+    let s = sender(store.clone(), &zalo, Limiter::unlimited(), "bench").await;
     let started = Instant::now();
     let summary = s
         .pass(JobLane::All, &CancellationToken::new())
@@ -117,8 +109,7 @@ async fn throughput_instances(backend: &str, url: &str, n: usize, instances: usi
         } else {
             store::open(url).await.unwrap()
         };
-        let mut s = sender(store, &zalo, Limiter::unlimited()).await;
-        s.owner = format!("bench-{k}");
+        let s = sender(store, &zalo, Limiter::unlimited(), &format!("bench-{k}")).await;
         senders.push(s);
     }
     let started = Instant::now();
@@ -155,7 +146,7 @@ async fn limiter(backend: &str, url: &str, rate: u32, secs: u32) {
     .unwrap();
     let n = (rate * secs) as usize;
     enqueue(&store, n, "l").await;
-    let s = sender(store.clone(), &zalo, Limiter::new(rate, 0)).await;
+    let s = sender(store.clone(), &zalo, Limiter::new(rate, 0), "bench").await;
     let started = Instant::now();
     s.pass(JobLane::All, &CancellationToken::new())
         .await

@@ -84,4 +84,14 @@ pub fn template(data: &[u8]) {
             assert_eq!(out, src, "literal text must render as written");
         }
     }
+    // In an email's HTML, values add no markup: no `<` or `"` beyond those the text has.
+    if let Ok(t) = Template::parse_as(src, zaloflow::rules::template::Escape::Html) {
+        let out = t.render(&contact);
+        for c in ['<', '>', '"', '\''] {
+            assert!(
+                out.matches(c).count() <= src.matches(c).count(),
+                "a value added {c:?}: {src:?} -> {out:?}"
+            );
+        }
+    }
 }

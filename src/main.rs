@@ -86,6 +86,10 @@ enum RulesCommand {
         /// Exit 1 when there are warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// Also show what loading these rules would do to the members of running campaigns
+        /// in the database of DATABASE_URL (changes nothing).
+        #[arg(long)]
+        against: bool,
     },
     /// Print the JSON Schema of rule files (for editor completion).
     Schema,
@@ -108,17 +112,51 @@ fn main() -> ExitCode {
     // Rule commands need no runtime or database.
     match &cli.command {
         Command::Rules { command } => {
-            let (out, ok) = match command {
+            let (out, ok, note) = match command {
                 RulesCommand::Check {
                     rules,
                     deny_warnings,
-                } => zaloflow::rules::check_command(
-                    rules.as_deref().unwrap_or(&config.rules_dir),
-                    *deny_warnings,
+                    against,
+                } => {
+                    let dir = rules.as_deref().unwrap_or(&config.rules_dir);
+                    let (mut out, ok, note) = zaloflow::rules::check_command_with(
+                        dir,
+                        *deny_warnings,
+                        &zaloflow::rule_load_options(&config),
+                        config
+                            .deployment_found
+                            .then(|| config.configured_channels())
+                            .as_ref(),
+                    );
+                    if *against && ok {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("tokio runtime");
+                        match rt.block_on(zaloflow::scheduler::check_against(
+                            dir,
+                            config.database_url.expose(),
+                        )) {
+                            Ok((more, _)) => out.push_str(&more),
+                            Err(e) => {
+                                print!("{out}");
+                                eprintln!("zaloflow: rules check --against: {e:#}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
+                    (out, ok, note)
+                }
+                RulesCommand::Schema => (
+                    zaloflow::rules::schema::to_pretty_string(),
+                    true,
+                    String::new(),
                 ),
-                RulesCommand::Schema => (zaloflow::rules::schema::to_pretty_string(), true),
             };
             print!("{out}");
+            if !note.is_empty() {
+                eprintln!("{note}");
+            }
             return if ok {
                 ExitCode::SUCCESS
             } else {
@@ -126,7 +164,7 @@ fn main() -> ExitCode {
             };
         }
         Command::Simulate { event, at, rules } => {
-            let (out, code) = zaloflow::rules::simulate::command(
+            let (out, code) = zaloflow::engine::simulate::command(
                 event,
                 at.as_deref(),
                 rules.as_deref().unwrap_or(&config.rules_dir),
@@ -175,8 +213,10 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Report { since, rule } => {
+                let store = zaloflow::open_store(&config).await?;
                 let out =
-                    zaloflow::report::command(&config, since.as_deref(), rule.as_deref()).await?;
+                    zaloflow::report::command(&store, config.tz, since.as_deref(), rule.as_deref())
+                        .await?;
                 print!("{out}");
                 Ok(())
             }

@@ -773,6 +773,7 @@ const GOOD_RULES: &str = "rules:
       tag_added: vip_customer
     do:
       - tag: vip_welcomed
+tags: [new_user, vip_customer, vip_welcomed]
 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -809,7 +810,7 @@ async fn rules_are_listed_drafts_checked_without_saving_and_reloaded() {
             ),
             (
                 "vip_start".into(),
-                vec!["tag_added vip_customer".into()],
+                vec!["tag_added: vip_customer".into()],
                 "main.yaml".into(),
                 8
             ),

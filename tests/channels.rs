@@ -95,33 +95,59 @@ async fn cs_text_is_delivered() {
     assert_eq!(s.fake.refresh_count(), 0);
 }
 
+/// Today 10:00 in Hồ Chí Minh City: promotions go out between 07:00 and 22:00 only.
+fn daytime() -> DateTime<Utc> {
+    use chrono::TimeZone;
+    let tz = chrono_tz::Asia::Ho_Chi_Minh;
+    let day = Utc::now().with_timezone(&tz).date_naive();
+    tz.from_local_datetime(&day.and_hms_opt(10, 0, 0).unwrap())
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
 #[tokio::test]
 async fn attachments_promotions_and_transactions_use_their_endpoints() {
     let s = zalo_setup(FakeZaloOptions::default()).await;
+    s.fake.set_now(Some(daytime()));
     // silent for 20 days: cs is closed, promotion/transaction are not
     s.fake.add_user(FakeUser::new("2002", "Minh", days_ago(20)));
     let attachment = json!({"type": "template", "payload": {"template_type": "media",
         "elements": [{"media_type": "image", "url": "https://img.example/a.png"}]}});
-    for (kind, path) in [
-        (ZaloKind::Promotion, PROMOTION_PATH),
-        (ZaloKind::Transaction, TRANSACTION_PATH),
-    ] {
-        let p = Payload::Zalo {
-            user_id: "2002".into(),
-            kind,
-            text: None,
-            attachment: Some(attachment.clone()),
-        };
-        s.channels.send(&p).await.expect("delivered");
-        let arrivals = s.fake.arrivals_on(path);
-        assert_eq!(arrivals.len(), 1, "{path}");
-        assert_eq!(
-            arrivals[0].body["message"],
-            json!({ "attachment": attachment })
-        );
-    }
+    let p = Payload::Zalo {
+        user_id: "2002".into(),
+        kind: ZaloKind::Transaction,
+        text: None,
+        attachment: Some(attachment.clone()),
+    };
+    s.channels.send(&p).await.expect("delivered");
+    let arrivals = s.fake.arrivals_on(TRANSACTION_PATH);
+    assert_eq!(arrivals.len(), 1);
+    assert_eq!(
+        arrivals[0].body["message"],
+        json!({ "attachment": attachment })
+    );
+    // A promotion is sent as Zalo's promotion template, whatever the job held: the text's
+    // first sentence is the header, the image the banner.
+    let promotion = Payload::Zalo {
+        user_id: "2002".into(),
+        kind: ZaloKind::Promotion,
+        text: Some("Ưu đãi cuối tuần! Giảm 20% mọi đơn.".into()),
+        attachment: Some(attachment.clone()),
+    };
+    s.channels.send(&promotion).await.expect("delivered");
+    let arrivals = s.fake.arrivals_on(PROMOTION_PATH);
+    assert_eq!(arrivals.len(), 1);
+    assert_eq!(
+        arrivals[0].body["message"]["attachment"]["payload"],
+        json!({"template_type": "promotion", "language": "VI", "buttons": [], "elements": [
+            {"type": "banner", "image_url": "https://img.example/a.png"},
+            {"type": "header", "content": "Ưu đãi cuối tuần!"},
+            {"type": "text", "align": "left", "content": "Giảm 20% mọi đơn."},
+        ]})
+    );
+    assert!(arrivals[0].body["message"].get("text").is_none());
     let kinds: Vec<String> = s.fake.messages().into_iter().map(|m| m.kind).collect();
-    assert_eq!(kinds, ["promotion", "transaction"]);
+    assert_eq!(kinds, ["transaction", "promotion"]);
     let empty = Payload::Zalo {
         user_id: "2002".into(),
         kind: ZaloKind::Cs,
@@ -133,6 +159,70 @@ async fn attachments_promotions_and_transactions_use_their_endpoints() {
         Err(SendError::Permanent { .. })
     ));
     assert!(s.fake.arrivals_on(CS_PATH).is_empty(), "nothing sent");
+}
+
+/// The fake refuses promotions as PROTOCOL.md §5 says Zalo does: a bare text (-201), a
+/// template outside 07:00–22:00 (-234), a second one to the same user the same day (-211).
+#[tokio::test]
+async fn the_fake_refuses_promotions_as_zalo_does() {
+    let s = zalo_setup(FakeZaloOptions::default()).await;
+    s.fake.add_user(FakeUser::new("2002", "Minh", days_ago(20)));
+    let post = |body: Value| {
+        let url = format!("{}{PROMOTION_PATH}", s.fake.base_url());
+        let token = s.opts.access_token.clone();
+        async move {
+            let r: Value = reqwest::Client::new()
+                .post(url)
+                .header("access_token", token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["error"].as_i64().unwrap()
+        }
+    };
+    let to = json!({"user_id": "2002"});
+    let template = zaloflow_core::job::promotion_template("Ưu đãi! Giảm 10%.", None, vec![]);
+    s.fake.set_now(Some(daytime()));
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"text": "KM"}})).await,
+        -201
+    );
+    let empty =
+        json!({"type": "template", "payload": {"template_type": "promotion", "elements": []}});
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"attachment": empty}})).await,
+        -201
+    );
+    s.fake
+        .set_now(Some(daytime() + chrono::Duration::hours(13))); // 23:00
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"attachment": template}})).await,
+        -234
+    );
+    s.fake.set_now(Some(daytime() - chrono::Duration::hours(4))); // 06:00
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"attachment": template}})).await,
+        -234
+    );
+    s.fake.set_now(Some(daytime()));
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"attachment": template}})).await,
+        0
+    );
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"attachment": template}})).await,
+        -211
+    );
+    s.fake.set_now(Some(daytime() + chrono::Duration::days(1)));
+    assert_eq!(
+        post(json!({"recipient": to, "message": {"attachment": template}})).await,
+        0
+    );
+    assert_eq!(s.fake.messages().len(), 2);
 }
 
 #[tokio::test]
@@ -699,16 +789,10 @@ async fn chat_goes_to_the_named_or_default_channel() {
     assert_eq!(requests[0].body, json!({"text": "hello team"}));
     assert_eq!(requests[1].path, "/chat/vip");
     assert_eq!(requests[1].body, json!({"text": "VIP is waiting"}));
-    match channels.send(&chat(Some("nope"), "x")).await {
-        Err(SendError::Permanent { message, .. }) => {
-            assert!(
-                message.contains("nope") && message.contains("vip"),
-                "{message}"
-            )
-        }
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(sink.requests().len(), 2);
+    // A name without a URL of its own goes to the default webhook (CONTRACT.md; issue 29).
+    channels.send(&chat(Some("nope"), "x")).await.unwrap();
+    let requests = sink.wait_for_requests(3, WAIT).await;
+    assert_eq!(requests[2].path, "/chat/default");
 }
 
 #[tokio::test]
@@ -1086,11 +1170,14 @@ async fn email_to_a_dead_smtp_server_is_transient() {
     }
 }
 
-/// The SSRF guard: webhook URLs at internal addresses are refused — an IP in the URL when the
-/// channels are built, a host name when it resolves there (at the connection, so a name that
-/// changes its answer cannot slip through) — unless private URLs are allowed.
+/// "Trust the operator, guard the rest": webhook URLs the operator sets (environment,
+/// zaloflow.toml) are trusted wherever they point — loopback, private networks, Fly's
+/// `fdaa::/16` and `*.internal` included — whether or not private URLs are allowed; only their
+/// scheme is checked. The SSRF guard still refuses internal addresses for URLs from rules and the
+/// admin API (see `untrusted_urls_are_guarded` and tests/config.rs), and its resolver refuses
+/// names of internal hosts for any fetch made with the guarded client.
 #[tokio::test]
-async fn ssrf_guard_refuses_internal_webhook_targets_unless_allowed() {
+async fn ssrf_guard_trusts_operator_webhook_urls_wherever_they_point() {
     let sink = HttpSink::start().await.unwrap();
     let port = sink
         .url("/")
@@ -1103,10 +1190,10 @@ async fn ssrf_guard_refuses_internal_webhook_targets_unless_allowed() {
         allow_private_urls: false,
         ..cfg
     };
-    // IP literals: the service would not start
+    // IP literals and internal names: the service starts (it used to refuse them).
     for (name, cfg) in [
         (
-            "sms",
+            "sms on loopback",
             ChannelsConfig {
                 sms_url: Some(format!("http://127.0.0.1:{port}/sms")),
                 ..Default::default()
@@ -1127,6 +1214,14 @@ async fn ssrf_guard_refuses_internal_webhook_targets_unless_allowed() {
             },
         ),
         (
+            "fly private network",
+            ChannelsConfig {
+                sms_url: Some("http://[fdaa:0:1:a7b:1::2]:9000/send".into()),
+                task_webhook_url: Some("http://tasks.internal:8080/hook".into()),
+                ..Default::default()
+            },
+        ),
+        (
             "named chat channel",
             ChannelsConfig {
                 chat_channels: BTreeMap::from([("vip".into(), "http://10.1.2.3/hook".into())]),
@@ -1134,19 +1229,24 @@ async fn ssrf_guard_refuses_internal_webhook_targets_unless_allowed() {
             },
         ),
     ] {
-        let err = Channels::new(&deny(cfg), Arc::new(MemoryTokenStore::new(None)))
-            .err()
-            .unwrap_or_else(|| panic!("{name}: accepted an internal address"));
-        assert!(
-            err.to_string().contains("ZALOFLOW_ALLOW_PRIVATE_URLS"),
-            "{name}: {err}"
-        );
+        Channels::new(&deny(cfg), Arc::new(MemoryTokenStore::new(None)))
+            .unwrap_or_else(|e| panic!("{name}: refused an operator URL: {e}"));
     }
-    // A host name that resolves to loopback: refused at the connection, for good (not retried),
-    // and nothing reaches the sink.
+    // Only the scheme is checked.
+    let err = Channels::new(
+        &ChannelsConfig {
+            sms_url: Some("file:///etc/passwd".into()),
+            ..Default::default()
+        },
+        Arc::new(MemoryTokenStore::new(None)),
+    )
+    .expect_err("a file:// SMS URL");
+    assert!(err.to_string().contains("ZALOFLOW_SMS_URL"), "{err}");
+    // Sends reach an operator URL on 127.0.0.1 and one named `localhost` (which the guarded
+    // resolver would refuse).
     let cfg = deny(ChannelsConfig {
         sms_url: Some(format!("http://localhost:{port}/sms")),
-        task_webhook_url: Some(format!("http://localhost:{port}/task")),
+        task_webhook_url: Some(format!("http://127.0.0.1:{port}/task")),
         ..Default::default()
     });
     let ch = Channels::new(&cfg, Arc::new(MemoryTokenStore::new(None))).unwrap();
@@ -1154,22 +1254,88 @@ async fn ssrf_guard_refuses_internal_webhook_targets_unless_allowed() {
         to: "84901234567".into(),
         text: "hi".into(),
     };
-    match ch.send(&sms).await {
-        Err(SendError::Permanent { message, .. }) => {
-            assert!(message.contains("internal addresses"), "{message}")
-        }
-        other => panic!("sent to loopback: {other:?}"),
+    ch.send(&sms).await.unwrap();
+    ch.send(&Payload::Task {
+        title: "t".into(),
+        description: "d".into(),
+        contact: None,
+        due_at: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(sink.requests().len(), 2);
+}
+
+/// The guard of URLs that do not come from the operator: internal literals and names are
+/// refused (unless allowed), and the guarded client's resolver refuses a name of loopback at
+/// the connection, so nothing reaches the sink.
+#[tokio::test]
+async fn untrusted_urls_are_guarded() {
+    use zaloflow::channels::guard;
+    let sink = HttpSink::start().await.unwrap();
+    let url = sink.url("/x").replace("127.0.0.1", "localhost");
+    for u in [
+        sink.url("/x"),
+        url.clone(),
+        "http://[fdaa::3]/".into(),
+        "http://app.internal/".into(),
+        "http://169.254.169.254/".into(),
+    ] {
+        let e = guard::check_untrusted(&u, false).unwrap_err();
+        assert!(e.contains("ZALOFLOW_ALLOW_PRIVATE_URLS"), "{u}: {e}");
+        guard::check_untrusted(&u, true).unwrap();
     }
+    let client = guard::webhook_client(Duration::from_secs(5), false);
+    let e = client.post(&url).send().await.unwrap_err();
+    assert!(guard::is_blocked(&e), "{e}");
     assert!(sink.requests().is_empty());
-    // Allowed: the same configuration reaches the sink.
-    let ch = Channels::new(
+}
+
+/// Issue 29: a named chat channel without a URL of its own goes to ZALOFLOW_CHAT_WEBHOOK_URL,
+/// as the contract says (it was dead-lettered: `chat channel "agents" is not configured`); a
+/// channel with its own URL still goes there; with no chat at all the send is "not configured".
+#[tokio::test]
+async fn named_chat_channels_fall_back_to_the_default_webhook() {
+    let sink = HttpSink::start().await.unwrap();
+    let notice = |channel: Option<&str>| Payload::Chat {
+        channel: channel.map(str::to_string),
+        text: "⭐ Khách VIP mới".into(),
+        data: Value::Null,
+    };
+    let only_default = ChannelsConfig {
+        chat_webhook_url: Some(sink.url("/chat/default")),
+        ..Default::default()
+    };
+    let ch = Channels::new(&only_default, Arc::new(MemoryTokenStore::new(None))).unwrap();
+    ch.send(&notice(Some("agents"))).await.unwrap();
+    ch.send(&notice(None)).await.unwrap();
+    let both = ChannelsConfig {
+        chat_channels: BTreeMap::from([("supervisors".into(), sink.url("/chat/sup"))]),
+        ..only_default
+    };
+    let ch = Channels::new(&both, Arc::new(MemoryTokenStore::new(None))).unwrap();
+    ch.send(&notice(Some("supervisors"))).await.unwrap();
+    ch.send(&notice(Some("agents"))).await.unwrap();
+    let paths: Vec<String> = sink.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/chat/default",
+            "/chat/default",
+            "/chat/sup",
+            "/chat/default"
+        ]
+    );
+    let none = Channels::new(
         &ChannelsConfig {
-            allow_private_urls: true,
-            ..cfg
+            chat_channels: BTreeMap::from([("supervisors".into(), sink.url("/chat/sup"))]),
+            ..Default::default()
         },
         Arc::new(MemoryTokenStore::new(None)),
     )
     .unwrap();
-    ch.send(&sms).await.unwrap();
-    assert_eq!(sink.requests().len(), 1);
+    assert_eq!(
+        none.send(&notice(Some("agents"))).await,
+        Err(SendError::NotConfigured { channel: "chat" })
+    );
 }

@@ -50,4 +50,19 @@ fn the_demo_replays_the_week_with_every_strategy() {
     assert!(!next_line.contains("OA → Huy"), "{next_line}");
     assert!(stdout.contains("Summary:"), "{stdout}");
     assert!(stdout.contains("0 dead letters"), "{stdout}");
+    // Headings say what happens under them: the step that says Bảo and Châu have gone quiet
+    // is the one their re-activations go out under (up to the next heading or step).
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("Bảo has been quiet"))
+        .expect("a step says Bảo has gone quiet");
+    let quiet = lines[at + 1..]
+        .iter()
+        .take_while(|l| l.starts_with(' '))
+        .copied()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(quiet.contains("OA → Bảo [Zalo promotion]"), "{quiet}");
+    assert!(quiet.contains("OA → Châu [Zalo promotion]"), "{quiet}");
 }

@@ -191,32 +191,51 @@ fn build_inputs() -> Vec<String> {
             out.push(path);
         }
     }
+    // The workspace's path crates: their manifests and sources.
+    let members: Vec<String> = manifest
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(|m| m.as_array())
+        .into_iter()
+        .flatten()
+        .map(|m| m.as_str().unwrap().to_string())
+        .collect();
+    let mut crates = vec![repo()];
+    for m in &members {
+        out.push(format!("{m}/Cargo.toml"));
+        out.push(format!("{m}/src/lib.rs"));
+        if repo().join(m).join("build.rs").exists() {
+            out.push(format!("{m}/build.rs"));
+        }
+        crates.push(repo().join(m));
+    }
+    let root = repo().canonicalize().unwrap();
+    let relative = |abs: std::path::PathBuf| {
+        let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
+        abs.strip_prefix(&root).unwrap().display().to_string()
+    };
     // sqlx::migrate!("…"), include_str!("…"), include_bytes!("…") outside test modules.
-    let mut stack = vec![repo().join("src")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap();
-            for mac in ["migrate!(\"", "include_str!(\"", "include_bytes!(\""] {
-                for piece in code.split(mac).skip(1) {
-                    let arg = piece.split('"').next().unwrap();
-                    let path = if mac.starts_with("migrate") {
-                        // Relative to the manifest's folder.
-                        arg.trim_start_matches("./").to_string()
-                    } else {
-                        let abs = p.parent().unwrap().join(arg);
-                        let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
-                        abs.strip_prefix(repo().canonicalize().unwrap())
-                            .unwrap()
-                            .display()
-                            .to_string()
-                    };
-                    out.push(path);
+    for manifest_dir in crates {
+        let mut stack = vec![manifest_dir.join("src")];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                let code = text.split("#[cfg(test)]").next().unwrap();
+                for mac in ["migrate!(\"", "include_str!(\"", "include_bytes!(\""] {
+                    for piece in code.split(mac).skip(1) {
+                        let arg = piece.split('"').next().unwrap();
+                        out.push(if mac.starts_with("migrate") {
+                            // Relative to the manifest's folder.
+                            relative(manifest_dir.join(arg))
+                        } else {
+                            relative(p.parent().unwrap().join(arg))
+                        });
+                    }
                 }
             }
         }

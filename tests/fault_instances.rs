@@ -157,10 +157,18 @@ async fn three_instances_one_killed_then_three_ticks_of_one_instant() {
     assert_eq!(welcome_like, 0);
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("morning.yaml"), MORNING).unwrap();
-    let at = (chrono::Utc::now() + chrono::Duration::days(1))
-        .with_timezone(&chrono_tz::Asia::Ho_Chi_Minh)
-        .format("%Y-%m-%dT09:00:00+07:00")
-        .to_string();
+    // The next 09:00 in Vietnam (within a day, so the fake's access token is still valid), and
+    // the fake's clock pinned there too: Zalo refuses promotions outside 07:00-22:00 by *its*
+    // clock, not by the instant `tick --at` plays.
+    let now_vn = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Ho_Chi_Minh);
+    let mut nine = now_vn.date_naive().and_hms_opt(9, 0, 0).unwrap();
+    if nine <= now_vn.naive_local() {
+        nine += chrono::Duration::days(1);
+    }
+    let at = format!("{}+07:00", nine.format("%Y-%m-%dT%H:%M:%S"));
+    zalo.set_now(Some(
+        (nine - chrono::Duration::hours(7)).and_utc() + chrono::Duration::seconds(5),
+    ));
     let runs: Vec<_> = (0..3)
         .map(|_| {
             tokio::process::Command::from(tick_command(&at, &url, rules.path(), &zalo, RATE))

@@ -29,7 +29,7 @@ fn emitted() -> BTreeSet<String> {
             .unwrap();
     let konst = regex::Regex::new(r#"_METRIC: &str = "(zaloflow_[a-z0-9_]+)""#).unwrap();
     let mut out = BTreeSet::new();
-    let mut stack = vec![repo().join("src")];
+    let mut stack = vec![repo().join("src"), repo().join("crates")];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();

@@ -7,7 +7,6 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -344,21 +343,36 @@ async fn seed(s: &DynStore) {
     )
     .await
     .unwrap();
-    // No SMS gateway is configured: the job is dead-lettered at once.
+    // A dead letter: due tomorrow (the service's sender leaves it), claimed and failed here.
+    // (A send whose channel is not configured is recorded as skipped, not dead.)
     let p = Payload::Sms {
         to: "84912345678".into(),
         text: "xin chào".into(),
     };
-    s.enqueue_jobs(&[zaloflow::outbox::job(&p, now, "test")], now)
+    let due = now + 86_400_000;
+    s.enqueue_jobs(&[zaloflow::outbox::job(&p, due, "test")], now)
         .await
         .unwrap();
-    wait_until(Duration::from_secs(10), || async {
-        s.get_job(1)
-            .await
-            .unwrap()
-            .is_some_and(|j| j.status == "dead")
-    })
-    .await;
+    let claimed = s
+        .claim_jobs("seed", due, now, 60_000, 10, zaloflow::store::JobLane::All)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    s.finish_jobs(
+        "seed",
+        &[zaloflow::store::JobOutcome {
+            id: claimed[0].id,
+            result: zaloflow::store::JobResult::Dead {
+                error: "HTTP 400: bad number".into(),
+                code: Some(400),
+            },
+            contact: None,
+        }],
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.get_job(1).await.unwrap().unwrap().status, "dead");
 }
 
 /// Asserts each provoked status is documented before calling, and records it.

@@ -66,27 +66,25 @@ impl Rig {
     }
 
     fn sender(&self, owner: &str, limiter: Limiter) -> Sender {
-        let tokens =
-            store::tokens::DbTokenStore::new(self.store.clone(), owner.into(), self.clock.clone());
+        let tokens = zaloflow::zalo::stored_tokens::DbTokenStore::new(
+            self.store.clone(),
+            owner.into(),
+            self.clock.clone(),
+        );
         let channels = Channels::new(&self.channels_config(), tokens)
             .unwrap()
             .with_clock(self.clock.clone());
-        Sender {
-            store: self.store.clone(),
-            channels: Arc::new(channels),
-            limiter,
-            retry: RetryPolicy {
+        Sender::new(self.store.clone(), Arc::new(channels), owner)
+            .with_limiter(limiter)
+            .with_retry(RetryPolicy {
                 jitter: 0.0,
                 ..RetryPolicy::parse("10s,1m,5m").unwrap()
-            },
-            clock: self.clock.clone(),
-            owner: owner.into(),
-            options: SenderOptions {
+            })
+            .with_clock(self.clock.clone())
+            .with_options(SenderOptions {
                 lease: Duration::from_secs(30),
                 ..SenderOptions::default()
-            },
-            held: Default::default(),
-        }
+            })
     }
 
     async fn enqueue(&self, payloads: &[Payload]) {
@@ -344,7 +342,11 @@ async fn refreshed_tokens_survive_a_restart(kind: &str) {
         1
     );
     assert_eq!(r.zalo.refresh_count(), 1);
-    let db_tokens = store::tokens::DbTokenStore::new(r.store.clone(), "x".into(), r.clock.clone());
+    let db_tokens = zaloflow::zalo::stored_tokens::DbTokenStore::new(
+        r.store.clone(),
+        "x".into(),
+        r.clock.clone(),
+    );
     assert_eq!(db_tokens.load().await.unwrap().unwrap(), stored);
 }
 
@@ -596,9 +598,13 @@ async fn admin_api_lists_and_retries_dead_letters() {
 /// ends with the lease still held.
 async fn an_idle_sender_writes_its_lease_only_when_a_third_has_gone(kind: &str) {
     let r = rig(kind).await;
-    let mut s = r.sender("a", Limiter::unlimited());
-    s.options.lease = Duration::from_secs(6); // written again once 2 s have gone
-    s.options.poll = Duration::from_millis(20);
+    let s = r
+        .sender("a", Limiter::unlimited())
+        .with_options(SenderOptions {
+            lease: Duration::from_secs(6), // written again once 2 s have gone
+            poll: Duration::from_millis(20),
+            ..SenderOptions::default()
+        });
     let stop = CancellationToken::new();
     let run = tokio::spawn(
         s.clone()

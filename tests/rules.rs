@@ -72,12 +72,19 @@ fn eval_event(set: &RuleSet, e: &Event, c: &Contact, at: i64, h: &MemoryHistory)
 }
 
 /// The Zalo texts an evaluation would send, in order.
+/// What each planned Zalo message says (a promotion's template: its header and text).
 fn zalo_texts(e: &Evaluation) -> Vec<String> {
     e.actions()
         .filter_map(|(_, a)| match &a.action {
             ActionPlan::Outbound {
-                payload: Payload::Zalo { text, .. },
-            } => text.clone(),
+                payload: Payload::Zalo {
+                    text, attachment, ..
+                },
+            } => text.clone().or_else(|| {
+                attachment
+                    .as_ref()
+                    .and_then(zaloflow_core::job::promotion_text)
+            }),
             _ => None,
         })
         .collect()
@@ -471,15 +478,23 @@ fn reactivation_stages_once_per_silence_via_promotion() {
     assert_eq!(fired_ids(&s1), vec!["kich_hoat_giai_doan_1"]);
     match &s1.fired[0].actions[0].action {
         ActionPlan::Outbound {
-            payload: Payload::Zalo { kind, text, .. },
+            payload:
+                Payload::Zalo {
+                    kind,
+                    text,
+                    attachment,
+                    ..
+                },
         } => {
             assert_eq!(
                 *kind,
                 ZaloKind::Promotion,
                 "cs messages are refused after 7 days"
             );
+            // A promotion is Zalo's template, not a bare text.
+            assert_eq!(text, &None);
             assert_eq!(
-                text.as_deref(),
+                attachment.as_ref().and_then(zaloflow_core::job::promotion_text).as_deref(),
                 Some("Hello bạn! Dạo này bạn khỏe không? OA có nhiều ưu đãi và nội dung hay lắm, ghé thăm mình nhé!")
             );
         }
@@ -927,6 +942,65 @@ fn hot_reload_keeps_the_last_good_rules() {
     assert_eq!(w.check(6), zaloflow::rules::watch::Reload::Reloaded);
     assert_eq!(w.current().len(), 3);
     assert!(w.is_clean());
+
+    // An emptied file (a slip in the editor, a cut-off upload) does not take its rules away.
+    std::fs::write(&file, "# \n").unwrap();
+    match w.check(7) {
+        zaloflow::rules::watch::Reload::Failed(d) => {
+            assert!(d[0].message.starts_with("this file is empty"), "{d:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(w.current().len(), 3, "last good rules still running");
+    assert!(!w.is_clean());
+}
+
+#[test]
+fn the_commonest_yaml_mistakes_say_how_to_write_the_line() {
+    let check = |src: &str| {
+        load_sources(
+            &[(PathBuf::from("x.yaml"), src.into())],
+            &LoadOptions::default(),
+        )
+        .unwrap_err()[0]
+            .to_string()
+    };
+    let colon = check(
+        "rules:\n  - id: a\n    when: message\n    do:\n      - send: Voucher cho bạn: mã TRUA50\n",
+    );
+    assert!(
+        colon.starts_with("x.yaml:5:30: YAML syntax: mapping values are not allowed"),
+        "{colon}"
+    );
+    assert!(
+        colon.ends_with("write it as:\n    - send: \"Voucher cho bạn: mã TRUA50\""),
+        "{colon}"
+    );
+    let quotes = check(
+        "rules:\n  - id: a\n    when: message\n    do:\n      - send: \"Chào \"bạn\" nhé\"\n",
+    );
+    assert!(
+        quotes.contains("a quote mark inside the quotes"),
+        "{quotes}"
+    );
+    assert!(
+        quotes.ends_with("\n    - send: 'Chào \"bạn\" nhé'"),
+        "{quotes}"
+    );
+    // The suggested lines load.
+    for fixed in [
+        "- send: \"Voucher cho bạn: mã TRUA50\"",
+        "- send: 'Chào \"bạn\" nhé'",
+    ] {
+        let src = format!("rules:\n  - id: a\n    when: message\n    do:\n      {fixed}\n");
+        assert!(load_sources(&[(PathBuf::from("x.yaml"), src)], &LoadOptions::default()).is_ok());
+    }
+    assert!(check("").starts_with("x.yaml:1:1: this file is empty"));
+    assert!(load_sources(
+        &[(PathBuf::from("x.yaml"), "rules: []\n".into())],
+        &LoadOptions::default()
+    )
+    .is_ok());
 }
 
 #[tokio::test]
@@ -1130,5 +1204,129 @@ fn many_contains_rules_match_like_few() {
             &NoHistory,
         ));
         assert_eq!(fired_ids(&out), vec!["any_message"], "n = {n}");
+    }
+}
+
+#[test]
+fn shipped_price_rule_finds_words_not_parts_of_words() {
+    let set = shipped();
+    let h = MemoryHistory::default();
+    let at = local(2024, 5, 1, 15, 0);
+    let fires = |text: &str| {
+        let e = text_message("u9", text, at);
+        fired_ids(&eval_event(&set, &e, &contact("u9"), at, &h)).contains(&"quan_tam_hoi_gia")
+    };
+    // Questions about a price, with and without dấu, in any case, decomposed accents too.
+    for yes in [
+        "Giá bao nhiêu vậy shop?",
+        "gia bao nhieu",
+        "GIÁ BAO NHIÊU",
+        "cái này bao nhieu tien a",
+        "gia\u{301} bao nhiêu",
+    ] {
+        assert!(fires(yes), "{yes:?} should tag interested");
+    }
+    // Words that merely contain the letters, and a review, are not price questions.
+    for no in [
+        "Chúc shop Giáng sinh vui vẻ!",
+        "đánh giá 5 sao nhé",
+        "shop giao hàng nhanh",
+    ] {
+        assert!(!fires(no), "{no:?} should not tag interested");
+    }
+}
+
+#[test]
+fn contains_is_whole_words_and_contains_text_is_anywhere() {
+    let set = rules(
+        "rules:\n  - id: words\n    when:\n      message: {contains: giá}\n    do: [{tag: a}]\n  - id: inside\n    when:\n      message: {contains_text: giá}\n    do: [{tag: b}]\n  - id: bare\n    when:\n      message: {contains: gia, accents: optional}\n    do: [{tag: c}]\n  - id: exact\n    when:\n      message: {equals: Menu, accents: optional}\n    do: [{tag: d}]\n",
+    );
+    let at = local(2024, 5, 1, 9, 0);
+    let ids = |text: &str| {
+        let e = text_message("u1", text, at);
+        let out = set.evaluate(&EvalInput::new(
+            Stimulus::Event(&e),
+            &contact("u1"),
+            at,
+            TZ,
+            &NoHistory,
+        ));
+        fired_ids(&out)
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids("Giá?"), ["words", "inside", "bare"]);
+    assert_eq!(ids("Giáng sinh"), ["inside"]);
+    assert_eq!(ids("gia re"), ["bare"]);
+    assert_eq!(ids("  MENU "), ["exact"]);
+    let bad = load_sources(
+        &[(
+            PathBuf::from("x.yaml"),
+            "rules:\n  - id: x\n    when:\n      message: {contains: giá, accents: maybe}\n    do: [{tag: a}]\n".into(),
+        )],
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(
+        bad[0]
+            .to_string()
+            .starts_with("x.yaml:4:41: `accents` is `required`"),
+        "{}",
+        bad[0]
+    );
+}
+
+#[test]
+fn tags_are_held_against_the_vocabulary_or_the_rules_that_set_them() {
+    let load = |src: &str| {
+        load_sources(
+            &[(PathBuf::from("x.yaml"), src.into())],
+            &LoadOptions::default(),
+        )
+    };
+    // No vocabulary: a tag nobody sets is a warning with a suggestion.
+    let set = load("rules:\n  - id: a\n    when: follow\n    do: [{tag: vip_customer}]\n  - id: b\n    when: {tag_added: vip_custmer}\n    do: [{send: hi}]\n").unwrap();
+    let w: Vec<String> = zaloflow::rules::hygiene::check(&set)
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    assert_eq!(
+        w,
+        ["x.yaml:6:23: warning: no rule sets the tag `vip_custmer`; did you mean `vip_customer`? — if staff or Zalo set it, list it under `tags:` in a rule file"],
+    );
+    // With a vocabulary: every tag must be in it, an error with a suggestion.
+    let d = load("tags: [vip_customer]\nrules:\n  - id: b\n    when: {tag_added: vip_custmer}\n    do: [{send: hi}]\n").unwrap_err();
+    assert_eq!(
+        d[0].to_string(),
+        "x.yaml:4:23: unknown tag `vip_custmer`; did you mean `vip_customer`? (add it under `tags:` if it is a new tag)"
+    );
+    let ok = load("tags: {vip_customer: khách VIP}\nrules:\n  - id: b\n    when: {tag_added: vip_customer}\n    do: [{send: hi}]\n").unwrap();
+    assert!(zaloflow::rules::hygiene::check(&ok).is_empty());
+}
+
+#[test]
+fn triggers_read_as_staff_write_them() {
+    let set = shipped();
+    let shown: Vec<String> = set
+        .rules()
+        .iter()
+        .flat_map(|r| r.triggers.iter().map(|t| t.to_string()))
+        .collect();
+    for want in [
+        "tag_added: vip_customer",
+        "inactive: 7–14 days",
+        "special_day: field dob",
+        "message: {contains: [giá bao nhiêu, bao nhiêu, giá sao, giá thế nào, giá bn, hỏi giá, báo giá, xin giá, giá bán, giá sỉ, price], accents: optional}",
+    ] {
+        assert!(shown.iter().any(|s| s == want), "{want:?} not in {shown:#?}");
+    }
+    // Nothing in Rust's debug notation.
+    for s in &shown {
+        assert!(
+            !s.contains("Some(") && !s.contains("Field(") && !s.contains('"')
+                || s.starts_with("schedule"),
+            "{s}"
+        );
     }
 }

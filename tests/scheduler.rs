@@ -27,6 +27,9 @@ both!(
     special_days_at_local_midnight_once_a_year,
     field_changes_run_once_per_change,
     catch_up_after_downtime_without_stale_clock_times,
+    tick_summary_counts_skipped_sends_apart,
+    sends_zalo_would_refuse_are_recorded_with_their_reason,
+    promotions_planned_at_night_go_out_at_seven,
 );
 
 const STAGE_1: &str =
@@ -418,6 +421,8 @@ campaigns:
                     contact_id: format!("{}", 7_000_000 + i),
                     entered_at: t0 - DAY,
                     step: 0,
+                    // As rows from before step ids: the first pass maps the position.
+                    step_id: None,
                     next_at: Some(t0),
                 }],
                 ..Default::default()
@@ -498,7 +503,7 @@ async fn tick_at_through_the_binary() {
         "{out}"
     );
     assert!(
-        out.contains("delivered: 2 sent, 0 to retry, 0 failed for good"),
+        out.contains("delivered: 2 sent, 0 skipped, 0 to retry, 0 failed for good"),
         "{out}"
     );
     assert_eq!(s.zalo_to("8301"), [promo("Chào buổi sáng!")]);
@@ -598,4 +603,193 @@ fn serve_cadence_comes_from_zaloflow_tick() {
     );
     let bad = zaloflow::tick_cron(&config(url, &[("ZALOFLOW_TICK", "0 9 * *")])).unwrap_err();
     assert!(bad.to_string().contains("ZALOFLOW_TICK"), "{bad}");
+}
+
+/// Issue 29: with no SMS gateway configured, a scheduled SMS is recorded as skipped (status
+/// `skipped`, with what to set), never queued nor dead-lettered; the tick's summary counts it
+/// apart from what was queued and sent.
+async fn tick_summary_counts_skipped_sends_apart(kind: &str) {
+    let mut s = shop(kind, Rules::Yaml(SCHEDULES)).await;
+    let t0 = hcm(2027, 3, 1, 8, 0); // Monday
+    s.event(follow("8301", t0)).await;
+    s.event(event_at(
+        "user_submit_info",
+        "8301",
+        t0,
+        json!({"info": {"name": "Vy", "phone": "0912000301"}}),
+    ))
+    .await;
+    s.event(event_at(
+        "add_user_to_tag",
+        "",
+        t0,
+        json!({"tag": {"name": "vip_customer", "user_ids": ["8301"]}}),
+    ))
+    .await;
+    let no_sms = zaloflow::channels::configured::Configured {
+        sms: false,
+        ..zaloflow::channels::configured::Configured::all()
+    };
+    // 09:00: the morning message to followers is queued and sent.
+    let r = s.tick(hcm(2027, 3, 1, 9, 0)).await;
+    assert_eq!((r.jobs, r.skipped), (1, 0), "{r}");
+    // 09:30: the VIPs' SMS, without a gateway.
+    let at = hcm(2027, 3, 1, 9, 30);
+    s.zalo
+        .set_now(Some(chrono::DateTime::from_timestamp_millis(at).unwrap()));
+    let ctx = s
+        .context(at, "test/tick")
+        .await
+        .with_engine(std::sync::Arc::new(
+            (*s.engine).clone().with_channels(no_sms),
+        ));
+    let r = zaloflow::scheduler::tick(&ctx, at).await.unwrap();
+    assert_eq!((r.jobs, r.skipped), (0, 1), "{r}");
+    let text = r.to_string();
+    assert!(
+        text.contains(
+            "  1 send skipped (see the outbox, status=skipped): 1 channel not configured"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("nothing was due"), "{text}");
+    assert!(
+        text.contains("delivered: 0 sent, 0 skipped, 0 to retry, 0 failed for good"),
+        "{text}"
+    );
+    assert!(s.sms_to("0912000301").is_empty());
+    let skipped = s.store.list_jobs(Some("skipped"), 10).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0].channel, "sms");
+    assert_eq!(skipped[0].rule_id.as_deref(), Some("vip_thu_hai"));
+    assert_eq!(skipped[0].skip_reason.as_deref(), Some("not_configured"));
+    assert!(skipped[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("set ZALOFLOW_SMS_URL"));
+    // A second tick at the same instant records nothing new.
+    let again = zaloflow::scheduler::tick(&ctx, at).await.unwrap();
+    assert_eq!((again.jobs, again.skipped), (0, 0), "{again}");
+    assert_eq!(
+        s.store.list_jobs(Some("skipped"), 10).await.unwrap().len(),
+        1
+    );
+}
+
+/// A customer-service message to someone silent for over 7 days (Zalo: -230), or to someone
+/// who unfollowed (-213), is not sent: it is a skipped outbox row with its reason, in the
+/// contact's timeline and the tick's summary — not only a log line.
+async fn sends_zalo_would_refuse_are_recorded_with_their_reason(kind: &str) {
+    const RULES: &str = "rules:
+  - id: nhac_lai_cs
+    when:
+      inactive: {min_days: 8, max_days: 20}
+    do:
+      - send: Lâu rồi không gặp bạn!
+  - id: vip_chao
+    when:
+      tag_added: vip_customer
+    do:
+      - send: Chào khách VIP!
+";
+    let mut s = shop(kind, Rules::Yaml(RULES)).await;
+    let t0 = hcm(2027, 3, 1, 10, 0);
+    s.event(follow("8401", t0)).await;
+    s.event(message("8401", "m8401", t0)).await;
+    s.event(follow("8402", t0)).await;
+    s.event(unfollow("8402", t0 + 60_000)).await;
+    s.event(event_at(
+        "add_user_to_tag",
+        "",
+        t0 + 120_000,
+        json!({"tag": {"name": "vip_customer", "user_ids": ["8402"]}}),
+    ))
+    .await;
+    let r = s.tick(hcm(2027, 3, 11, 10, 0)).await;
+    let text = r.to_string();
+    assert!(
+        text.contains(
+            "1 send skipped (see the outbox, status=skipped): 1 outside Zalo's 7-day window"
+        ),
+        "{text}"
+    );
+    assert!(s.zalo_to("8401").is_empty() && s.zalo_to("8402").is_empty());
+    let skipped = s.store.list_jobs(Some("skipped"), 10).await.unwrap();
+    let mut reasons: Vec<(&str, &str, Option<&str>)> = skipped
+        .iter()
+        .map(|j| {
+            (
+                j.user_id.as_str(),
+                j.rule_id.as_deref().unwrap(),
+                j.skip_reason.as_deref(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            ("8401", "nhac_lai_cs", Some("window_closed")),
+            ("8402", "vip_chao", Some("not_following")),
+        ]
+    );
+    assert!(skipped.iter().all(|j| j
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("Zalo would answer"))));
+    // The contact's timeline has it.
+    let jobs = s
+        .store
+        .contact_jobs(&["8401".to_string()], 10)
+        .await
+        .unwrap();
+    assert!(jobs.iter().any(|j| j.status == "skipped"), "{jobs:?}");
+    s.stop().await;
+}
+
+/// A promotion planned at night (a rule without its own hours) is moved to 07:00, the start of
+/// the hours Zalo takes promotions in (PROTOCOL.md §5), never dropped; it goes out as a template.
+async fn promotions_planned_at_night_go_out_at_seven(kind: &str) {
+    let yaml = r#"
+rules:
+  - id: nhac_nho
+    when: {inactive: {min_days: 7, max_days: 14}}
+    if: {follows: true}
+    do: [{send: {text: "Lâu rồi không gặp! Ghé shop nhé.", via: zalo_promotion}}]
+"#;
+    let s = shop(kind, Rules::Yaml(yaml)).await;
+    let night = hcm(2027, 3, 1, 23, 0);
+    let user = "7100001";
+    let mut ch = ContactChange::new(user, night - 10 * DAY);
+    ch.follows = Some(true);
+    ch.interaction_at = Some(night - 10 * DAY);
+    s.zalo.add_user(zaloflow::fakes::zalo::FakeUser::new(
+        user,
+        "Khách",
+        chrono::DateTime::from_timestamp_millis(night - 10 * DAY).unwrap(),
+    ));
+    s.store
+        .import_contacts(&[ch], &[], zaloflow::clock::system_now())
+        .await
+        .unwrap();
+    let r = s.tick(night).await;
+    assert_eq!(r.jobs, 1, "{r}");
+    assert!(s.zalo_to(user).is_empty(), "not at 23:00");
+    // Planned for 07:00, not tried and refused at night (-234).
+    assert!(
+        s.zalo
+            .arrivals_on(zaloflow::fakes::zalo::PROMOTION_PATH)
+            .is_empty(),
+        "no call to Zalo at night"
+    );
+    s.tick(hcm(2027, 3, 2, 6, 30)).await;
+    assert!(s.zalo_to(user).is_empty(), "not at 06:30");
+    s.tick(hcm(2027, 3, 2, 7, 0)).await;
+    assert_eq!(
+        s.zalo_to(user),
+        [promo("Lâu rồi không gặp! Ghé shop nhé.")],
+        "at 07:00, as a promotion template"
+    );
+    s.stop().await;
 }

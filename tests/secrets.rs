@@ -30,4 +30,11 @@ fn no_secret_in_the_logs_of_a_full_run() {
         let hit = all.lines().find(|l| l.contains(secret));
         assert!(hit.is_none(), "secret {secret:?} logged: {}", hit.unwrap());
     }
+    // The log went to a pipe, not a terminal: plain text, no colour codes.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let coloured = stderr.lines().find(|l| l.contains('\x1b'));
+    assert!(
+        coloured.is_none(),
+        "colour codes in a piped log: {coloured:?}"
+    );
 }

@@ -183,6 +183,21 @@ async fn welcome_tags_and_vip(kind: &str) {
         .as_str()
         .unwrap()
         .contains("Khách VIP mới"));
+    // The same tag again (a bulk re-tag, or Zalo echoing it): no second welcome or ping.
+    s.deliver(event_at(
+        "add_user_to_tag",
+        "",
+        hcm(2026, 11, 17, 15, 20),
+        json!({"tag": {"name": "vip_customer", "user_ids": ["6001"]}}),
+    ))
+    .await;
+    let agents = s
+        .sink
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/agents")
+        .count();
+    assert_eq!(agents, 1, "a tag the customer already has starts nothing");
     s.app.shutdown().await;
 }
 

@@ -136,7 +136,14 @@ impl Shop {
 
     /// One escalation pass at `now` (what the scheduler's tick does), then its sends.
     async fn escalate(&self, now: i64) -> usize {
-        let s = escalate_due(&*self.store, now, &self.config).await.unwrap();
+        let s = escalate_due(
+            &*self.store,
+            now,
+            &self.config.handoffs,
+            &self.config.handoff_policy(),
+        )
+        .await
+        .unwrap();
         self.settle().await;
         s.escalated
     }
@@ -406,9 +413,10 @@ async fn no_reply_escalates_exactly_once(kind: &str) {
     let mut s2 = shop(kind, &[]).await;
     s2.tag_vip(VIP, day(2, 14, 55)).await;
     s2.say(VIP, "v1", "alo", t).await;
+    let p2 = s2.config.handoff_policy();
     let (a, b) = tokio::join!(
-        escalate_due(&*s2.store, t + 3 * HOUR, &s2.config),
-        escalate_due(&*s2.store, t + 3 * HOUR, &s2.config)
+        escalate_due(&*s2.store, t + 3 * HOUR, &s2.config.handoffs, &p2),
+        escalate_due(&*s2.store, t + 3 * HOUR, &s2.config.handoffs, &p2)
     );
     assert_eq!(a.unwrap().escalated + b.unwrap().escalated, 1);
     s2.settle().await;
@@ -817,7 +825,7 @@ async fn working_hours_shift_the_deadline() {
     let n = s.chat("/agents").pop().unwrap();
     let shown = handoff::local_time(due, chrono_tz::Asia::Ho_Chi_Minh);
     assert!(n.contains(&format!("Hạn trả lời: {shown}")), "{n}");
-    assert!(n.contains("giờ làm việc 08:00-21:00"), "{n}");
+    assert!(n.contains("giờ làm việc 08:00–21:00"), "{n}");
     // Two wall-clock hours later it is night: not overdue.
     assert_eq!(s.escalate(t + 2 * HOUR + MIN).await, 0);
     assert_eq!(s.escalate(due - MIN).await, 0);
@@ -1211,10 +1219,15 @@ fn vips_get_a_birthday_gift_on_their_special_day() {
     let jobs = gift("1", &mut state);
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let p: Value = serde_json::from_str(&jobs[0].payload).unwrap();
+    // A promotion is a template (Zalo refuses a bare text): the wishes are its header.
+    assert!(p.get("text").is_none(), "{p}");
+    assert_eq!(
+        p["attachment"]["payload"]["template_type"], "promotion",
+        "{p}"
+    );
     assert!(
-        p["text"]
-            .as_str()
-            .unwrap()
+        p["attachment"]["payload"]["elements"]
+            .to_string()
             .contains("Chúc mừng sinh nhật Lan"),
         "{p}"
     );

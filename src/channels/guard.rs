@@ -1,19 +1,23 @@
-//! The SSRF guard of outbound webhooks (team chat, task tool, SMS gateway): their URLs come from
-//! the configuration, and a mistaken or hostile one must not make the service call its own
-//! admin API, the cloud's metadata endpoint or anything else on the internal network.
+//! The SSRF guard: "trust the operator, guard the rest".
 //!
-//! Unless `ZALOFLOW_ALLOW_PRIVATE_URLS=true`:
-//! - a URL whose host is an internal IP literal is refused when the channels are built (the
-//!   service does not start, and says which setting is wrong);
+//! URLs the operator sets (environment or `zaloflow.toml`: `ZALOFLOW_SMS_URL`, the chat and task
+//! webhooks, `ZALO_*_BASE`) are trusted wherever they point — loopback, private networks, Fly's
+//! `fdaa::/16` and `*.internal` names included; `serve` logs where each points at start.
+//!
+//! URLs that come from rule files or the admin API (a rule's email links, button and image URLs,
+//! a draft sent to `/admin/rules/check`) are checked by [`check_untrusted`]: an internal IP
+//! literal or an internal host name (`localhost`, `*.internal`, `*.local`, `*.localhost`) is
+//! refused, with where it was written, unless `ZALOFLOW_ALLOW_PRIVATE_URLS=true`. Should the
+//! service ever fetch such a URL itself, it must do so with [`webhook_client`]`(_, false)`:
 //! - a host name is resolved by [`GuardedResolver`], which drops internal addresses from the
 //!   answer and fails when none is left, so what is checked is what is connected to (no DNS
 //!   rebinding between a check and the connection). Redirects are never followed.
 //!
 //! Internal means: loopback, RFC 1918 private, carrier-grade NAT (100.64/10), link-local
 //! (169.254/16 — the metadata endpoint — and fe80::/10), unspecified (0.0.0.0/8, ::), unique
-//! local (fc00::/7), multicast, broadcast and reserved ranges, benchmarking and documentation
-//! ranges, and IPv6 forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4) when that
-//! address is internal.
+//! local (fc00::/7, which holds Fly's fdaa::/16), multicast, broadcast and reserved ranges,
+//! benchmarking and documentation ranges, and IPv6 forms that embed an IPv4 address (mapped,
+//! compatible, NAT64, 6to4) when that address is internal.
 
 use std::error::Error;
 use std::fmt;
@@ -130,6 +134,40 @@ pub fn check_url(setting: &str, url: &str, allow_private: bool) -> anyhow::Resul
             "{setting} points to an internal address ({}); set ZALOFLOW_ALLOW_PRIVATE_URLS=true if that is intended",
             crate::channels::redact_url(url)
         );
+    }
+    Ok(())
+}
+
+/// Host names that only ever name internal machines.
+fn is_internal_name(host: &str) -> bool {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    h == "localhost"
+        || [".localhost", ".internal", ".local"]
+            .iter()
+            .any(|s| h.ends_with(s))
+}
+
+/// Checks a URL that came from a rule file or the admin API: http(s), and unless
+/// `allow_private` its host is neither an internal IP literal nor an internal name. The error
+/// says why in words (the caller adds where the URL was written).
+pub fn check_untrusted(url: &str, allow_private: bool) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(format!("`{url}` must be an http:// or https:// URL"));
+    }
+    if allow_private {
+        return Ok(());
+    }
+    let host = u.host_str().unwrap_or("");
+    let literal = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok();
+    if literal.is_some_and(is_internal) || (literal.is_none() && is_internal_name(host)) {
+        return Err(format!(
+            "`{url}` points to an internal address ({host}); URLs in rules and from the admin API may not reach loopback or private networks (ZALOFLOW_ALLOW_PRIVATE_URLS=true allows them)"
+        ));
     }
     Ok(())
 }
@@ -256,6 +294,25 @@ mod tests {
         check_url("X", "http://localhost:9/", false).unwrap(); // the resolver refuses it
         assert!(check_url("X", "file:///etc/passwd", true).is_err());
         assert!(check_url("X", "not a url", true).is_err());
+    }
+
+    #[test]
+    fn untrusted_urls_may_not_name_internal_hosts() {
+        for url in [
+            "http://127.0.0.1:8080/admin",
+            "http://[fdaa:0:1::3]/x",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://localhost/x",
+            "http://db.internal:5432/",
+            "http://printer.local/",
+            "http://10.0.0.5/",
+        ] {
+            let e = check_untrusted(url, false).unwrap_err();
+            assert!(e.contains("ZALOFLOW_ALLOW_PRIVATE_URLS"), "{url}: {e}");
+            check_untrusted(url, true).unwrap();
+        }
+        check_untrusted("https://shop.example.vn/uu-dai?x=1", false).unwrap();
+        assert!(check_untrusted("javascript:alert(1)", true).is_err());
     }
 
     #[tokio::test]

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::zalo::client::ZaloClient;
 use crate::zalo::token::{self, TokenConfig, TokenManager, TokenPair, TokenStore};
 
 pub mod chat;
+pub mod configured;
 pub mod email;
 pub mod guard;
 pub mod sms;
@@ -27,94 +27,7 @@ pub mod zns;
 
 pub use crate::zalo::client::ZaloKind;
 pub use zalo::classify_zalo;
-
-/// What one outbox job asks a channel to do. Serialised as JSON in the outbox table, tagged by
-/// `"channel"`: `{"channel":"sms","to":"…","text":"…"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "channel", rename_all = "snake_case")]
-pub enum Payload {
-    /// A customer-service message (text, or `attachment` for image/template/buttons) or a
-    /// promotion / transaction message: `kind` picks the endpoint.
-    Zalo {
-        user_id: String,
-        #[serde(default)]
-        kind: ZaloKind,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        text: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        attachment: Option<Value>,
-    },
-    /// Adds (`add: true`) or removes a follower's tag.
-    ZaloTag {
-        user_id: String,
-        tag: String,
-        add: bool,
-    },
-    Sms {
-        to: String,
-        text: String,
-    },
-    Email {
-        to: String,
-        subject: String,
-        html: String,
-        text: String,
-        /// Open/click tracking, added when the job is sent (its id is the email's).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        track: Option<EmailTrack>,
-    },
-    Zns {
-        phone: String,
-        template_id: String,
-        template_data: Value,
-        tracking_id: String,
-    },
-    /// A team-chat notification. `channel` names a configured chat channel (None: the default
-    /// webhook); in JSON it is `"chat_channel"`, because `"channel"` is the payload's tag.
-    Chat {
-        #[serde(
-            rename = "chat_channel",
-            default,
-            skip_serializing_if = "Option::is_none"
-        )]
-        channel: Option<String>,
-        text: String,
-        #[serde(default)]
-        data: Value,
-    },
-    Task {
-        title: String,
-        description: String,
-        #[serde(default)]
-        contact: Option<String>,
-        #[serde(default)]
-        due_at: Option<String>,
-    },
-}
-
-/// What an email's tracking needs: the contact it goes to, and the names of its links (URL ->
-/// name) for `email_clicked: {link: NAME}` rules.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct EmailTrack {
-    pub contact_id: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub links: BTreeMap<String, String>,
-}
-
-impl Payload {
-    /// The name of the channel that sends this payload (`zalo`, `sms`, `email`, `zns`, `chat`,
-    /// `task`).
-    pub fn channel_name(&self) -> &'static str {
-        match self {
-            Payload::Zalo { .. } | Payload::ZaloTag { .. } => zalo::NAME,
-            Payload::Sms { .. } => sms::NAME,
-            Payload::Email { .. } => email::NAME,
-            Payload::Zns { .. } => zns::NAME,
-            Payload::Chat { .. } => chat::NAME,
-            Payload::Task { .. } => task::NAME,
-        }
-    }
-}
+pub use zaloflow_core::job::{EmailTrack, Payload};
 
 /// A successful send.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,8 +147,9 @@ pub struct ChannelsConfig {
     pub tz: chrono_tz::Tz,
     /// total timeout of one outbound call (the connect timeout is at most 10 s of it)
     pub timeout: Duration,
-    /// `ZALOFLOW_ALLOW_PRIVATE_URLS`: webhooks (SMS, chat, task) may reach internal addresses
-    /// (default false: the SSRF guard of [`guard`] refuses them)
+    /// `ZALOFLOW_ALLOW_PRIVATE_URLS`: URLs from rule files or the admin API may reach internal
+    /// addresses (default false: the SSRF guard of [`guard`] refuses them). The webhook URLs
+    /// above are the operator's and trusted either way.
     pub allow_private_urls: bool,
 }
 
@@ -375,9 +289,10 @@ impl Channels {
             &cfg.zalo_zns_base,
             tokens,
         ));
-        // Webhook URLs come from the configuration: the SSRF guard checks IP literals now and
-        // resolved addresses at every connection.
-        let allow = cfg.allow_private_urls;
+        // These webhook URLs are the operator's (environment, zaloflow.toml): trusted wherever
+        // they point — an SMS gateway beside the service, another app on the private network.
+        // Only their scheme is checked. URLs from rule files or the admin API go through the
+        // SSRF guard instead (see [`guard`]).
         let urls = [
             ("ZALOFLOW_SMS_URL", &cfg.sms_url),
             ("ZALOFLOW_CHAT_WEBHOOK_URL", &cfg.chat_webhook_url),
@@ -385,13 +300,13 @@ impl Channels {
         ];
         for (setting, url) in urls {
             if let Some(url) = url {
-                guard::check_url(setting, url, allow)?;
+                guard::check_url(setting, url, true)?;
             }
         }
         for (name, url) in &cfg.chat_channels {
-            guard::check_url(&format!("ZALOFLOW_CHAT_CHANNELS ({name})"), url, allow)?;
+            guard::check_url(&format!("ZALOFLOW_CHAT_CHANNELS ({name})"), url, true)?;
         }
-        let webhook_http = guard::webhook_client(cfg.timeout, allow);
+        let webhook_http = guard::webhook_client(cfg.timeout, true);
         let sms = match &cfg.sms_url {
             Some(url) => Some(sms::SmsChannel::new(
                 webhook_http.clone(),

@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use zaloflow_core::job::{is_promotion_template, promotion_template, ZaloKind};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{wrong_payload, Channel, Clock, Delivered, Payload, SendError};
 use crate::zalo::client::{OutgoingMessage, ZaloClient, ZaloError};
@@ -145,6 +146,31 @@ impl ZaloChannel {
     }
 }
 
+/// A promotion given as text (and a media template's image and buttons) as the promotion
+/// template Zalo accepts: jobs queued before promotions were templates.
+fn as_promotion(text: Option<&String>, media: Option<&Value>) -> Result<Value, SendError> {
+    let payload = media.and_then(|m| m.get("payload"));
+    let image = payload
+        .and_then(|p| p.get("elements"))
+        .and_then(Value::as_array)
+        .and_then(|els| {
+            els.iter()
+                .find_map(|e| e.get("url").and_then(Value::as_str))
+        });
+    let buttons = payload
+        .and_then(|p| p.get("buttons"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let text = text.map_or("", String::as_str);
+    if text.trim().is_empty() {
+        return Err(SendError::permanent(
+            "a promotion needs a text: Zalo sends it as a template with a header",
+        ));
+    }
+    Ok(promotion_template(text, image, buttons))
+}
+
 #[async_trait]
 impl Channel for ZaloChannel {
     fn name(&self) -> &'static str {
@@ -168,15 +194,37 @@ impl Channel for ZaloChannel {
                         "a Zalo message needs a text or an attachment",
                     ));
                 }
-                let message = OutgoingMessage {
-                    text: text.cloned(),
-                    attachment: attachment.clone(),
+                // A promotion queued as a bare text (before promotions were templates) goes
+                // out as the template Zalo accepts.
+                let message = match (kind, attachment) {
+                    (ZaloKind::Promotion, a) if !a.as_ref().is_some_and(is_promotion_template) => {
+                        OutgoingMessage {
+                            text: None,
+                            attachment: Some(as_promotion(text, a.as_ref())?),
+                        }
+                    }
+                    _ => OutgoingMessage {
+                        text: text.cloned(),
+                        attachment: attachment.clone(),
+                    },
                 };
                 let sent = self
                     .client
                     .send_message(*kind, user_id, &message)
                     .await
-                    .map_err(|e| self.fail(e))?;
+                    .map_err(|e| match self.fail(e) {
+                        // Promotions go out from 07:00 (PROTOCOL.md §5), not 06:00.
+                        SendError::NotBefore { code, message, at }
+                            if *kind == ZaloKind::Promotion =>
+                        {
+                            SendError::NotBefore {
+                                code,
+                                message,
+                                at: at + chrono::Duration::hours(1),
+                            }
+                        }
+                        other => other,
+                    })?;
                 Ok(Delivered {
                     provider_id: sent.message_id,
                     detail: sent.data,

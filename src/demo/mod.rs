@@ -154,18 +154,7 @@ impl Printer {
 pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
     let tz = chrono_tz::Asia::Ho_Chi_Minh;
     let work = tempfile::tempdir()?;
-    let rules_dir = match &opts.rules {
-        Some(d) => d.clone(),
-        None if PathBuf::from("rules").is_dir() => PathBuf::from("rules"),
-        None => {
-            let d = work.path().join("rules");
-            std::fs::create_dir_all(&d)?;
-            for (name, text) in SHIPPED_RULES {
-                std::fs::write(d.join(name), text)?;
-            }
-            d
-        }
-    };
+    let rules_dir = rules_dir(opts.rules.as_ref(), work.path())?;
     let zalo = FakeZalo::start(FakeZaloOptions {
         accept_unknown_users: true,
         app_id: APP_ID.into(),
@@ -174,47 +163,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
     .await?;
     let sink = HttpSink::start().await?;
     let smtp = SmtpSink::start().await?;
-    let fake = FakeZaloOptions::default();
     let db_url = format!("sqlite://{}", work.path().join("demo.db").display());
-    let mut m: BTreeMap<String, String> = BTreeMap::new();
-    for (k, v) in [
-        ("DATABASE_URL", db_url.clone()),
-        ("ZALO_APP_ID", APP_ID.into()),
-        ("ZALO_OA_SECRET_KEY", OA_SECRET_KEY.into()),
-        ("ZALOFLOW_RULES", rules_dir.display().to_string()),
-        ("ZALO_API_BASE", zalo.base_url().into()),
-        ("ZALO_OAUTH_BASE", zalo.base_url().into()),
-        ("ZALO_ZNS_BASE", zalo.base_url().into()),
-        ("ZALO_APP_SECRET", fake.app_secret.clone()),
-        ("ZALO_ACCESS_TOKEN", fake.access_token.clone()),
-        ("ZALO_REFRESH_TOKEN", fake.refresh_token.clone()),
-        ("ZALOFLOW_ADMIN_TOKEN", ADMIN_TOKEN.into()),
-        ("ZALOFLOW_CHAT_WEBHOOK_URL", sink.url("/chat/default")),
-        (
-            "ZALOFLOW_CHAT_CHANNELS",
-            format!(
-                "agents={},supervisors={}",
-                sink.url("/chat/agents"),
-                sink.url("/chat/supervisors")
-            ),
-        ),
-        ("ZALOFLOW_SMS_URL", sink.url("/sms")),
-        ("ZALOFLOW_TASK_WEBHOOK_URL", sink.url("/task")),
-        // The in-process fakes listen on 127.0.0.1.
-        ("ZALOFLOW_ALLOW_PRIVATE_URLS", "true".into()),
-        ("ZALOFLOW_ZALO_RATE", "0".into()),
-        ("ZALOFLOW_SMTP_URL", smtp.url()),
-        ("ZALOFLOW_SMTP_FROM", "shop@example.vn".into()),
-        // The demo runs the scheduler and the escalation look itself, at scripted instants.
-        ("ZALOFLOW_TICK", "off".into()),
-        ("ZALOFLOW_ESCALATION_INTERVAL", "0".into()),
-        (
-            "ZALOFLOW_PUBLIC_URL",
-            format!("http://localhost:{}", opts.port),
-        ),
-    ] {
-        m.insert(k.to_string(), v);
-    }
+    let m = demo_settings(&db_url, &rules_dir, &zalo, &sink, &smtp, opts.port);
     let config = Config::from_map(&m)?;
     let tick_config = config.clone();
     let addr = if opts.serve {
@@ -246,12 +196,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         clock.clone(),
     ));
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_healthy(&http, &base).await;
     let store = crate::store::open(&db_url).await?;
 
     let mut p = Printer {
@@ -270,7 +215,90 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         ),
     );
 
-    let week: Vec<(i64, Step)> = vec![
+    let mut week = week(&at);
+    week.sort_by_key(|(t, _)| *t);
+    for (when, step) in week {
+        clock.set(when);
+        zalo.set_now(Some(clock.now_utc()));
+        let stamp = crate::clock::to_utc(when)
+            .with_timezone(&tz)
+            .format("%a %H:%M");
+        let before = (
+            zalo.messages().len(),
+            sink.requests().len(),
+            smtp.mails().len(),
+        );
+        let body = match step {
+            Step::Day(title) => {
+                p.line("", String::new());
+                p.line("1;4", title.to_string());
+                continue;
+            }
+            Step::Text(..)
+            | Step::Follow(_)
+            | Step::ChatNow(_)
+            | Step::Tag(..)
+            | Step::SubmitInfo(..) => {
+                p.t.inbound += 1;
+                inbound(&mut p, &step, &stamp.to_string(), when)
+            }
+            Step::Form(name, phone, email) => {
+                p.line("36", format!("{stamp}  {HOA} registers on the landing page (form dang_ky: {name}, {phone}, {email})"));
+                p.t.inbound += 1;
+                let r = http
+                    .post(format!("{base}/forms/dang_ky"))
+                    .json(&json!({"name": name, "phone": phone, "email": email}))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status().is_success(), "form answered {}", r.status());
+                settle(&store, &clock).await?;
+                report(&mut p, &zalo, &sink, &smtp, before);
+                continue;
+            }
+            Step::Tick => {
+                p.line("35", format!("{stamp}  scheduler tick"));
+                let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
+                let summary = crate::scheduler::command(&tick_config, Some(&at)).await?;
+                for l in summary.lines().filter(|l| !l.trim().is_empty()) {
+                    p.line("2", format!("           · {}", l.trim()));
+                }
+                settle(&store, &clock).await?;
+                report(&mut p, &zalo, &sink, &smtp, before);
+                continue;
+            }
+            Step::Escalate => {
+                p.line(
+                    "35",
+                    format!("{stamp}  scheduler tick — no agent has answered Minh yet; Bảo has been quiet for 8 days, Châu for 18; Minh's birthday is in 3 days"),
+                );
+                let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
+                crate::scheduler::command(&tick_config, Some(&at)).await?;
+                settle(&store, &clock).await?;
+                report(&mut p, &zalo, &sink, &smtp, before);
+                continue;
+            }
+        };
+        post_webhook(&http, &base, &body).await?;
+        settle(&store, &clock).await?;
+        report(&mut p, &zalo, &sink, &smtp, before);
+    }
+
+    summary(&mut p, &*store).await?;
+
+    if opts.serve {
+        clock.follow_system();
+        zalo.set_now(None);
+        print_serve_help(&base, opts.port);
+        crate::shutdown_signal().await;
+    }
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(p.t)
+}
+
+/// The scripted week: what happens, when (`at(day, hour, minute)`, day 0 the Monday).
+fn week(at: &dyn Fn(i64, u32, u32) -> i64) -> Vec<(i64, Step)> {
+    vec![
         (
             at(-16, 7, 0),
             Step::Day("Before the week: two customers write, then go quiet"),
@@ -327,7 +355,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         (at(2, 16, 30), Step::Escalate),
         (
             at(3, 7, 0),
-            Step::Day("Thursday 26/11 — Bảo has been quiet for 9 days, Châu for 19"),
+            Step::Day("Thursday 26/11 — day 1 of Hoa's registration emails"),
         ),
         (at(3, 9, 0), Step::Tick),
         (at(4, 7, 0), Step::Day("Friday 27/11")),
@@ -335,115 +363,113 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         (at(5, 7, 0), Step::Day("Saturday 28/11 — Minh's birthday")),
         (at(5, 8, 0), Step::Tick),
         (at(5, 9, 0), Step::Tick),
-    ];
-    let mut week = week;
-    week.sort_by_key(|(t, _)| *t);
-    for (when, step) in week {
-        clock.set(when);
-        zalo.set_now(Some(clock.now_utc()));
-        let stamp = crate::clock::to_utc(when)
-            .with_timezone(&tz)
-            .format("%a %H:%M");
-        let before = (
-            zalo.messages().len(),
-            sink.requests().len(),
-            smtp.mails().len(),
-        );
-        let body = match step {
-            Step::Day(title) => {
-                p.line("", String::new());
-                p.line("1;4", title.to_string());
-                continue;
-            }
-            Step::Text(who, text) => {
-                p.line("36", format!("{stamp}  {} → OA: “{text}”", who.name));
-                p.t.inbound += 1;
-                event(
-                    "user_send_text",
-                    who.user_id,
-                    when,
-                    json!({"message": {"text": text, "msg_id": format!("demo-{when}-{}", who.user_id)}}),
-                )
-            }
-            Step::Follow(who) => {
-                p.line("36", format!("{stamp}  {} follows the OA", who.name));
-                p.t.inbound += 1;
-                event("follow", who.user_id, when, json!({"source": "oa_profile"}))
-            }
-            Step::ChatNow(who) => {
-                p.line("36", format!("{stamp}  {} taps “Nhắn tin”", who.name));
-                p.t.inbound += 1;
-                event("user_click_chatnow", who.user_id, when, json!({}))
-            }
-            Step::Tag(who, tag) => {
-                p.line(
-                    "36",
-                    format!("{stamp}  staff tag {} as {tag} in the OA console", who.name),
-                );
-                p.t.inbound += 1;
-                event(
-                    "add_user_to_tag",
-                    who.user_id,
-                    when,
-                    json!({"tag": {"name": tag, "user_ids": [who.user_id]}}),
-                )
-            }
-            Step::SubmitInfo(who, name, phone, dob) => {
-                p.line(
-                    "36",
-                    format!(
-                        "{stamp}  {} shares name and phone ({name}, {phone})",
-                        who.name
-                    ),
-                );
-                p.t.inbound += 1;
-                let mut info = json!({"name": name, "phone": phone});
-                if let Some(d) = dob {
-                    info["user_dob"] = d.into();
-                }
-                event("user_submit_info", who.user_id, when, json!({"info": info}))
-            }
-            Step::Form(name, phone, email) => {
-                p.line("36", format!("{stamp}  {HOA} registers on the landing page (form dang_ky: {name}, {phone}, {email})"));
-                p.t.inbound += 1;
-                let r = http
-                    .post(format!("{base}/forms/dang_ky"))
-                    .json(&json!({"name": name, "phone": phone, "email": email}))
-                    .send()
-                    .await?;
-                anyhow::ensure!(r.status().is_success(), "form answered {}", r.status());
-                settle(&store, &clock).await?;
-                report(&mut p, &zalo, &sink, &smtp, before);
-                continue;
-            }
-            Step::Tick => {
-                p.line("35", format!("{stamp}  scheduler tick"));
-                let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
-                let summary = crate::scheduler::command(&tick_config, Some(&at)).await?;
-                for l in summary.lines().filter(|l| !l.trim().is_empty()) {
-                    p.line("2", format!("           · {}", l.trim()));
-                }
-                settle(&store, &clock).await?;
-                report(&mut p, &zalo, &sink, &smtp, before);
-                continue;
-            }
-            Step::Escalate => {
-                p.line(
-                    "35",
-                    format!("{stamp}  scheduler tick (no agent has answered Minh yet)"),
-                );
-                let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
-                crate::scheduler::command(&tick_config, Some(&at)).await?;
-                settle(&store, &clock).await?;
-                report(&mut p, &zalo, &sink, &smtp, before);
-                continue;
-            }
-        };
-        post_webhook(&http, &base, &body).await?;
-        settle(&store, &clock).await?;
-        report(&mut p, &zalo, &sink, &smtp, before);
-    }
+    ]
+}
 
+/// The service's settings in the demo: the in-process fakes, and no schedule beside the script.
+fn demo_settings(
+    db_url: &str,
+    rules_dir: &std::path::Path,
+    zalo: &FakeZalo,
+    sink: &HttpSink,
+    smtp: &SmtpSink,
+    port: u16,
+) -> BTreeMap<String, String> {
+    let fake = FakeZaloOptions::default();
+    let mut m: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in [
+        ("DATABASE_URL", db_url.to_string()),
+        ("ZALO_APP_ID", APP_ID.into()),
+        ("ZALO_OA_SECRET_KEY", OA_SECRET_KEY.into()),
+        ("ZALOFLOW_RULES", rules_dir.display().to_string()),
+        ("ZALO_API_BASE", zalo.base_url().into()),
+        ("ZALO_OAUTH_BASE", zalo.base_url().into()),
+        ("ZALO_ZNS_BASE", zalo.base_url().into()),
+        ("ZALO_APP_SECRET", fake.app_secret.clone()),
+        ("ZALO_ACCESS_TOKEN", fake.access_token.clone()),
+        ("ZALO_REFRESH_TOKEN", fake.refresh_token.clone()),
+        ("ZALOFLOW_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("ZALOFLOW_CHAT_WEBHOOK_URL", sink.url("/chat/default")),
+        (
+            "ZALOFLOW_CHAT_CHANNELS",
+            format!(
+                "agents={},supervisors={}",
+                sink.url("/chat/agents"),
+                sink.url("/chat/supervisors")
+            ),
+        ),
+        ("ZALOFLOW_SMS_URL", sink.url("/sms")),
+        ("ZALOFLOW_TASK_WEBHOOK_URL", sink.url("/task")),
+        // The in-process fakes listen on 127.0.0.1.
+        ("ZALOFLOW_ALLOW_PRIVATE_URLS", "true".into()),
+        ("ZALOFLOW_ZALO_RATE", "0".into()),
+        ("ZALOFLOW_SMTP_URL", smtp.url()),
+        ("ZALOFLOW_SMTP_FROM", "shop@example.vn".into()),
+        // The demo runs the scheduler and the escalation look itself, at scripted instants.
+        ("ZALOFLOW_TICK", "off".into()),
+        ("ZALOFLOW_ESCALATION_INTERVAL", "0".into()),
+        // The scripted week is the timeline: no follower sync or profile lookups beside it.
+        ("ZALOFLOW_CONTACTS_SYNC", "off".into()),
+        ("ZALOFLOW_CONTACTS_LOOKUP", "false".into()),
+        ("ZALOFLOW_PUBLIC_URL", format!("http://localhost:{}", port)),
+    ] {
+        m.insert(k.to_string(), v);
+    }
+    m
+}
+
+/// A customer's (or staff's) step as the webhook Zalo would send, its line printed.
+fn inbound(p: &mut Printer, step: &Step, stamp: &str, when: i64) -> String {
+    match *step {
+        Step::Text(who, text) => {
+            p.line("36", format!("{stamp}  {} → OA: “{text}”", who.name));
+            event(
+                "user_send_text",
+                who.user_id,
+                when,
+                json!({"message": {"text": text, "msg_id": format!("demo-{when}-{}", who.user_id)}}),
+            )
+        }
+        Step::Follow(who) => {
+            p.line("36", format!("{stamp}  {} follows the OA", who.name));
+            event("follow", who.user_id, when, json!({"source": "oa_profile"}))
+        }
+        Step::ChatNow(who) => {
+            p.line("36", format!("{stamp}  {} taps “Nhắn tin”", who.name));
+            event("user_click_chatnow", who.user_id, when, json!({}))
+        }
+        Step::Tag(who, tag) => {
+            p.line(
+                "36",
+                format!("{stamp}  staff tag {} as {tag} in the OA console", who.name),
+            );
+            event(
+                "add_user_to_tag",
+                who.user_id,
+                when,
+                json!({"tag": {"name": tag, "user_ids": [who.user_id]}}),
+            )
+        }
+        Step::SubmitInfo(who, name, phone, dob) => {
+            p.line(
+                "36",
+                format!(
+                    "{stamp}  {} shares name and phone ({name}, {phone})",
+                    who.name
+                ),
+            );
+            let mut info = json!({"name": name, "phone": phone});
+            if let Some(d) = dob {
+                info["user_dob"] = d.into();
+            }
+            event("user_submit_info", who.user_id, when, json!({"info": info}))
+        }
+        _ => unreachable!("not an inbound step"),
+    }
+}
+
+/// The week's last line: what went in and out, dead letters included.
+async fn summary(p: &mut Printer, store: &dyn crate::store::Store) -> anyhow::Result<()> {
     p.line("", String::new());
     let counts = store.job_counts().await?;
     let dead: i64 = counts
@@ -458,16 +484,33 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
             p.t.inbound, p.t.zalo_messages, p.t.sms, p.t.emails, p.t.staff_notifications, dead
         ),
     );
+    Ok(())
+}
 
-    if opts.serve {
-        clock.follow_system();
-        zalo.set_now(None);
-        print_serve_help(&base, opts.port);
-        crate::shutdown_signal().await;
+/// Waits (up to 5 s) until the service answers `/healthz`.
+async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let _ = stop_tx.send(());
-    server.await??;
-    Ok(p.t)
+}
+
+/// The rules the demo runs: `--rules`, else `./rules`, else the shipped rules written out.
+fn rules_dir(rules: Option<&PathBuf>, work: &std::path::Path) -> anyhow::Result<PathBuf> {
+    Ok(match rules {
+        Some(d) => d.clone(),
+        None if PathBuf::from("rules").is_dir() => PathBuf::from("rules"),
+        None => {
+            let d = work.join("rules");
+            std::fs::create_dir_all(&d)?;
+            for (name, text) in SHIPPED_RULES {
+                std::fs::write(d.join(name), text)?;
+            }
+            d
+        }
+    })
 }
 
 fn event(name: &str, user: &str, ts: i64, extra: Value) -> String {
@@ -557,7 +600,11 @@ fn report(
             "transaction" => "Zalo transaction",
             other => other,
         };
-        let text = m.text().unwrap_or("(template)").trim().replace('\n', " ");
+        let text = m
+            .shown()
+            .unwrap_or_else(|| "(template)".into())
+            .trim()
+            .replace('\n', " ");
         p.t.zalo_messages += 1;
         p.line("32", format!("           OA → {who} [{via}]: “{text}”"));
     }

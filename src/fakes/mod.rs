@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 pub mod http_sink;
 pub mod smtp;
 pub mod zalo;
+pub mod zalo_oauth;
 
 /// Wakes waiters whenever a fake records something.
 #[derive(Debug, Default)]

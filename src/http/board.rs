@@ -60,11 +60,11 @@ pub fn session_value(token: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-fn ct_eq(a: &str, b: &str) -> bool {
+pub(crate) fn ct_eq(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 
-fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
+pub(crate) fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -93,7 +93,7 @@ fn access(st: &AppState, headers: &HeaderMap) -> Access {
 }
 
 /// A form post from one of our own pages: no `Origin` (older clients), or the same host.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     if headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
@@ -112,7 +112,7 @@ fn same_origin(headers: &HeaderMap) -> bool {
     !host.is_empty() && origin_host.eq_ignore_ascii_case(host)
 }
 
-fn secure(st: &AppState) -> &'static str {
+pub(crate) fn secure(st: &AppState) -> &'static str {
     if st.config.public_url.starts_with("https://") {
         "; Secure"
     } else {
@@ -191,6 +191,18 @@ fn safe_next(next: Option<&str>) -> String {
 // --- responses ---
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    html_page(status, title, "", body, "")
+}
+
+/// A staff page: Vietnamese, not cached, not framed, no scripts; `css` adds to the shared
+/// style, `form_action` names one more origin forms may go to.
+pub(crate) fn html_page(
+    status: StatusCode,
+    title: &str,
+    css: &str,
+    body: &str,
+    form_action: &str,
+) -> Response {
     let html = format!(
         r#"<!doctype html>
 <html lang="vi">
@@ -199,7 +211,7 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>{title}</title>
-<style>{CSS}</style>
+<style>{CSS}{css}</style>
 </head>
 <body>
 {body}
@@ -220,16 +232,17 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{}{form_action}; frame-ancestors 'none'; base-uri 'none'",
+        if form_action.is_empty() { "" } else { " " }
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     r
 }
 
-fn see_other(to: &str, cookies: &[String]) -> Response {
+pub(crate) fn see_other(to: &str, cookies: &[String]) -> Response {
     let mut r = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
@@ -718,7 +731,7 @@ fn card(
     s
 }
 
-const CSS: &str = r#"
+pub(crate) const CSS: &str = r#"
 *{box-sizing:border-box}
 body{margin:0;font:16px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",sans-serif;background:#f4f5f7;color:#1d2330}
 header{display:flex;justify-content:space-between;align-items:flex-start;gap:.5rem;padding:.9rem 1rem;background:#0b5cad;color:#fff}

@@ -12,7 +12,9 @@ pub async fn healthz() -> &'static str {
 
 /// Ready when the database answers and rules are loaded; the body says which rules run and
 /// whether a broken change on disk is being ignored (the last good rules keep running), and
-/// the running rules' hygiene warnings (`path:line:col: warning: message`).
+/// the running rules' hygiene warnings (`path:line:col: warning: message`). Rule actions whose
+/// channel is not configured are listed as `findings`, and the OA's connection as `zalo_oa`;
+/// either makes the service ready but `degraded` (still 200: webhooks keep being stored).
 pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
     let rules = st.rules.as_ref().map(|w| {
         let s = w.status();
@@ -26,19 +28,37 @@ pub async fn readyz(State(st): State<AppState>) -> impl IntoResponse {
             "warnings": s.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         })
     });
+    // Rule actions whose channel is not configured: ready, but degraded (they are skipped).
+    let findings: Vec<String> = st
+        .rules
+        .as_ref()
+        .map(|w| {
+            w.status()
+                .findings
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
     let db = match tokio::time::timeout(std::time::Duration::from_secs(2), st.store.ping()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("timeout".to_string()),
     };
+    let zalo_oa = super::connect::readyz_part(&st).await;
+    let degraded = !findings.is_empty() || zalo_oa["state"] == "needs_reconnect";
     match db {
         Ok(()) => (
             StatusCode::OK,
-            Json(json!({"ready": true, "database": "ok", "rules": rules})),
+            Json(
+                json!({"ready": true, "degraded": degraded, "findings": findings, "database": "ok", "rules": rules, "zalo_oa": zalo_oa}),
+            ),
         ),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "database": e, "rules": rules})),
+            Json(
+                json!({"ready": false, "degraded": degraded, "findings": findings, "database": e, "rules": rules, "zalo_oa": zalo_oa}),
+            ),
         ),
     }
 }
@@ -62,6 +82,12 @@ pub async fn metrics(State(st): State<AppState>) -> impl IntoResponse {
         }
     }
     super::admin::handoffs::scrape_gauges(&st).await;
+    if let Ok(Ok(c)) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), st.store.oa_connection()).await
+    {
+        metrics::gauge!("zaloflow_zalo_oa_needs_reconnect")
+            .set(f64::from(u8::from(c.needs_reconnect())));
+    }
     let body = st.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -1,6 +1,8 @@
 //! The HTTP surface: the Zalo webhook, health and metrics, the admin API, and the public
 //! form and email-tracking routes.
 
+pub use zaloflow_core::html::esc;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,28 +17,13 @@ use crate::store::DynStore;
 
 pub mod admin;
 pub mod board;
+pub mod connect;
 pub mod forms;
 pub mod health;
 pub mod public;
 pub mod server;
 pub mod tracking;
 pub mod webhook;
-
-/// Escapes text for HTML element content and quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Zalo's webhook body limit (CONTRACT.md): larger bodies get 413.
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -65,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(admin::router(state.clone()))
         .merge(board::router())
+        .merge(connect::router())
         .merge(public::router(state.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

@@ -80,7 +80,11 @@ impl Public {
     pub async fn tracking_key(&self) -> crate::store::Result<&TrackingKey> {
         self.key
             .get_or_try_init(|| {
-                TrackingKey::load(&self.app.config, &self.app.store, self.app.clock.now())
+                TrackingKey::load(
+                    self.app.config.tracking_key(),
+                    &self.app.store,
+                    self.app.clock.now(),
+                )
             })
             .await
     }

@@ -2,7 +2,7 @@
 //! has queued up in one transaction and then answers each handler. A handler answers 200 only
 //! after that commit.
 //!
-//! With a [`Handoff`], the writer stores each batch already leased to this instance's first
+//! With a [`Relay`], the writer stores each batch already leased to this instance's first
 //! inbox processor and then passes the stored rows to it in memory, so no claim is written
 //! for them: each event costs the database its insert and its completion, not an insert, a
 //! claim and a completion. When the processor is behind (its queue full) a batch is stored
@@ -33,7 +33,7 @@ const MAX_BATCH: usize = 512;
 
 /// Where stored events go in memory: a processor's queue, holding at most a set number of
 /// events, and the lease its claims would take.
-pub struct Handoff {
+pub struct Relay {
     tx: mpsc::UnboundedSender<Handed>,
     room: Arc<Semaphore>,
     /// The receiving processor's lease owner.
@@ -48,33 +48,33 @@ pub struct Handed {
     _room: OwnedSemaphorePermit,
 }
 
-impl Handoff {
+impl Relay {
     /// A hand-over to the processor leasing as `owner`, which takes the queue; at most `room`
     /// events wait in it (past that, batches are stored unleased and claimed from the table).
-    pub fn new(owner: String, lease: Duration, room: usize) -> (Handoff, HandoffQueue) {
+    pub fn new(owner: String, lease: Duration, room: usize) -> (Relay, RelayQueue) {
         let (tx, rx) = mpsc::unbounded_channel();
         let size = room;
         let room = Arc::new(Semaphore::new(room));
         (
-            Handoff {
+            Relay {
                 tx,
                 room: room.clone(),
                 owner,
                 lease,
             },
-            HandoffQueue { rx, room, size },
+            RelayQueue { rx, room, size },
         )
     }
 }
 
-/// The receiving end of a [`Handoff`]: the processor's queue of stored batches.
-pub struct HandoffQueue {
+/// The receiving end of a [`Relay`]: the processor's queue of stored batches.
+pub struct RelayQueue {
     rx: mpsc::UnboundedReceiver<Handed>,
     room: Arc<Semaphore>,
     size: usize,
 }
 
-impl HandoffQueue {
+impl RelayQueue {
     pub async fn recv(&mut self) -> Option<Handed> {
         self.rx.recv().await
     }
@@ -103,7 +103,7 @@ pub struct Intake {
 
 impl Intake {
     /// Starts the writers on `tasks`; they stop once every `Intake` clone is dropped and the
-    /// queue is drained. Each commit that stored something goes to `handoff` or, when there is
+    /// queue is drained. Each commit that stored something goes to `relay` or, when there is
     /// none or its queue is full, notifies `stored`. A backend that stores from a thread of its
     /// own (`Store::sync_inbox`: SQLite, one writer) gets one writer on a blocking thread, which
     /// starts each group commit as soon as the last one is done; otherwise `writers` tasks.
@@ -112,13 +112,13 @@ impl Intake {
         writers: usize,
         timeout: Duration,
         stored: Arc<Notify>,
-        handoff: Option<Handoff>,
+        relay: Option<Relay>,
         tasks: &mut JoinSet<()>,
     ) -> Intake {
         let (tx, rx) = mpsc::channel::<Request>(8192);
         let commits = Arc::new(Commits {
             stored,
-            handoff: handoff.map(Arc::new),
+            relay: relay.map(Arc::new),
         });
         if let Some(inbox) = store.sync_inbox() {
             tasks.spawn_blocking(move || blocking_writer(&*inbox, rx, &commits));
@@ -155,7 +155,7 @@ impl Intake {
 /// What a writer does around each group commit, whichever kind of writer it is.
 struct Commits {
     stored: Arc<Notify>,
-    handoff: Option<Arc<Handoff>>,
+    relay: Option<Arc<Relay>>,
 }
 
 /// A batch ready to be stored: its events, the handlers waiting on them, and its room in the
@@ -177,7 +177,7 @@ impl Commits {
         }
         let (events, replies): (Vec<NewInboxEvent>, Vec<_>) = requests.drain(..).unzip();
         // Room in the processor's queue is taken before the rows are leased to it.
-        let (room, lease_until) = match self.handoff.as_deref() {
+        let (room, lease_until) = match self.relay.as_deref() {
             Some(h) => match h.room.clone().try_acquire_many_owned(events.len() as u32) {
                 Ok(room) => (
                     Some(room),
@@ -198,7 +198,7 @@ impl Commits {
 
     /// The lease `batch`'s rows are stored under.
     fn lease<'a>(&'a self, batch: &Batch) -> Option<IntakeLease<'a>> {
-        let h = self.handoff.as_deref()?;
+        let h = self.relay.as_deref()?;
         batch.room.as_ref().map(|_| IntakeLease {
             owner: &h.owner,
             until: batch.lease_until,
@@ -220,7 +220,7 @@ impl Commits {
                 for (reply, id) in replies.into_iter().zip(&ids) {
                     let _ = reply.send(Ok(Inserted::of(*id)));
                 }
-                match (room, self.handoff.as_deref()) {
+                match (room, self.relay.as_deref()) {
                     (Some(room), Some(h)) => {
                         let events = handed_rows(events, ids);
                         // A processor that stopped gives its leases back as it goes; anything

@@ -4,5 +4,5 @@
 pub mod intake;
 pub mod processor;
 
-pub use intake::{Handed, Handoff, HandoffQueue, Intake, IntakeError};
+pub use intake::{Handed, Intake, IntakeError, Relay, RelayQueue};
 pub use processor::Processor;

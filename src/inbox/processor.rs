@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::engine::{BatchState, Engine, History};
-use crate::inbox::intake::{Handed, HandoffQueue};
+use crate::inbox::intake::{Handed, RelayQueue};
 use crate::store::{ClaimNext, Completion, DynStore, InboxEvent, StoreError};
 use crate::zalo::event::{self, Event, EventKind};
 
@@ -23,39 +23,43 @@ pub const MAX_ATTEMPTS: i32 = 8;
 
 #[derive(Clone)]
 pub struct Processor {
-    pub store: DynStore,
-    pub engine: Arc<Engine>,
-    pub clock: Clock,
+    pub(crate) store: DynStore,
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) clock: Clock,
     /// Identifies this worker's leases.
-    pub owner: String,
-    pub batch: i64,
-    pub lease: Duration,
-    pub poll: Duration,
+    pub(crate) owner: String,
+    pub(crate) batch: i64,
+    pub(crate) lease: Duration,
+    pub(crate) poll: Duration,
     /// How long a wake-up waits for more events before taking them: under load the processor
     /// takes a few large batches instead of many small ones, each batch's completion (and its
     /// claim, for events claimed from the table) being a write transaction that the webhook
     /// intake's commits queue behind.
-    pub settle: Duration,
+    pub(crate) settle: Duration,
     /// The wait instead of `settle` after a round that found at least `busy_at` events: under
     /// a burst the processor takes fewer, larger batches (each is write transactions on the
     /// database the webhook intake commits to), so the intake keeps the writer and the
     /// processing costs less per event; it returns to `settle` once a round finds few.
-    pub settle_busy: Duration,
-    pub busy_at: usize,
+    pub(crate) settle_busy: Duration,
+    pub(crate) busy_at: usize,
     /// No `settle` wait when this many handed-over events are already waiting: the processor
     /// is behind, and waiting would only let the queue fill. With the wait at full load, the
     /// queue filled up to its room, batches then went to the table and were claimed back, and
     /// the processor, not the writer, set the throughput (README, benchmarks).
-    pub behind_at: usize,
+    pub(crate) behind_at: usize,
     /// Events handed over are processed and committed at most this many per transaction, in
     /// order: a burst's round (hundreds of events) would otherwise hold the one SQLite writer
     /// for ~8 ms while the webhooks' commits wait behind it. At full load, 256 took the p99 with
     /// processing from ~14 to ~10 ms for ~4 % of the throughput (README, benchmarks).
-    pub commit_max: usize,
+    pub(crate) commit_max: usize,
     /// Notified when a batch enqueued outbound jobs.
-    pub jobs_enqueued: Arc<Notify>,
+    pub(crate) jobs_enqueued: Arc<Notify>,
     /// Kept up to date with the `vip_customer` tag changes this processor commits.
-    pub vip: Option<crate::handoff::VipSet>,
+    pub(crate) vip: Option<crate::handoff::VipSet>,
+    /// What staff are told when `permission_revoked` pauses OA calls.
+    pub(crate) oa_notice: crate::outbox::oa::OaNotice,
+    /// The outbox's gate on OA calls in this process, closed at once on `permission_revoked`.
+    pub(crate) oa_gate: crate::outbox::oa::OaGate,
 }
 
 impl Processor {
@@ -75,10 +79,61 @@ impl Processor {
             commit_max: 256,
             jobs_enqueued: Arc::new(Notify::new()),
             vip: None,
+            oa_notice: Default::default(),
+            oa_gate: Default::default(),
         }
     }
 
-    /// Runs until `stop` is cancelled. Events the intake hands over (`handoff`, already leased
+    /// How long a claim lasts (`ZALOFLOW_INBOX_LEASE`).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Notified when a batch enqueued outbound jobs (wakes the outbox sender).
+    pub fn with_jobs_enqueued(mut self, notify: Arc<Notify>) -> Self {
+        self.jobs_enqueued = notify;
+        self
+    }
+
+    /// The in-memory VIP list this processor keeps up to date.
+    pub fn with_vip(mut self, vip: crate::handoff::VipSet) -> Self {
+        self.vip = Some(vip);
+        self
+    }
+
+    /// What staff are told, and the gate closed, when `permission_revoked` pauses OA calls.
+    pub fn with_oa(
+        mut self,
+        notice: crate::outbox::oa::OaNotice,
+        gate: crate::outbox::oa::OaGate,
+    ) -> Self {
+        self.oa_notice = notice;
+        self.oa_gate = gate;
+        self
+    }
+
+    /// At most this many handed-over events per transaction.
+    pub fn with_commit_max(mut self, n: usize) -> Self {
+        self.commit_max = n;
+        self
+    }
+
+    /// The waits for more events before a round (`settle`, and `settle_busy` after a busy
+    /// round), and the queue length at which the processor skips them (`behind_at`).
+    pub fn with_settle(
+        mut self,
+        settle: Duration,
+        settle_busy: Duration,
+        behind_at: usize,
+    ) -> Self {
+        self.settle = settle;
+        self.settle_busy = settle_busy;
+        self.behind_at = behind_at;
+        self
+    }
+
+    /// Runs until `stop` is cancelled. Events the intake hands over (`relay`, already leased
     /// to this processor) are processed as they come; the table is claimed from on start, when
     /// `stored` is notified (events stored without a lease) and every `poll` (retries, expired
     /// leases). Finishes the batch in hand, then gives back anything still leased, queued
@@ -86,7 +141,7 @@ impl Processor {
     pub async fn run(
         self,
         stored: Arc<Notify>,
-        mut handoff: Option<HandoffQueue>,
+        mut relay: Option<RelayQueue>,
         stop: CancellationToken,
     ) {
         let mut settle = self.settle;
@@ -106,7 +161,7 @@ impl Processor {
                 }
             }
             let handed = async {
-                match handoff.as_mut() {
+                match relay.as_mut() {
                     Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
@@ -120,7 +175,7 @@ impl Processor {
             // More events are on their way under load: wait for them, then take them at once.
             // Not when hand-overs are already waiting: the wait would only let the queue grow
             // (at full load it filled, and batches then went to the table to be claimed back).
-            let behind = handoff
+            let behind = relay
                 .as_ref()
                 .is_some_and(|q| q.waiting() >= self.behind_at);
             if !matches!(wake, Wake::Poll) && !settle.is_zero() && !behind {
@@ -129,7 +184,7 @@ impl Processor {
                     _ = tokio::time::sleep(settle) => {}
                 }
             }
-            result = match (wake, handoff.as_mut()) {
+            result = match (wake, relay.as_mut()) {
                 (Wake::Handed(first), Some(rx)) => match self.process_queued(first, rx).await {
                     Ok((n, 0)) => Ok(n),
                     Ok((n, _)) => self.drain(&stop).await.map(|m| n + m),
@@ -138,7 +193,7 @@ impl Processor {
                 _ => self.drain(&stop).await,
             };
         }
-        if let Some(rx) = handoff.as_mut() {
+        if let Some(rx) = relay.as_mut() {
             rx.close();
         }
         if let Err(e) = self.store.release_inbox(&self.owner).await {
@@ -151,7 +206,7 @@ impl Processor {
     async fn process_queued(
         &self,
         first: Handed,
-        rx: &mut HandoffQueue,
+        rx: &mut RelayQueue,
     ) -> Result<(usize, usize), StoreError> {
         let mut n = first.events.len();
         let mut handed = vec![first];
@@ -306,6 +361,7 @@ impl Processor {
             }
         }
         let now = self.clock.now();
+        self.permission_revoked(&parsed, now).await?;
         let claim = ClaimNext {
             now: self.lease_now(),
             lease_ms: self.lease_ms(),
@@ -356,11 +412,48 @@ impl Processor {
         Ok(next)
     }
 
+    /// `permission_revoked`: OA calls wait and staff are told, once (before the batch commits;
+    /// repeating it is harmless, and a revocation received before the last connect is old).
+    async fn permission_revoked(
+        &self,
+        parsed: &[(InboxEvent, Result<Event, String>)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        use crate::outbox::oa::PERMISSION_REVOKED;
+        for (row, ev) in parsed {
+            if let Ok(
+                ev @ Event {
+                    kind: EventKind::PermissionRevoked {},
+                    ..
+                },
+            ) = ev
+            {
+                self.oa_gate.pause_now();
+                let notice = self.oa_notice.jobs(PERMISSION_REVOKED, now);
+                // A revocation stamped (by Zalo) or received before the last connect is old:
+                // a late retry must not undo the new connection.
+                let seen_at = ev
+                    .timestamp_ms
+                    .map_or(row.received_at, |ts| ts.min(row.received_at));
+                if self
+                    .store
+                    .revoke_oa(seen_at, PERMISSION_REVOKED, &notice, now)
+                    .await?
+                {
+                    tracing::error!(inbox = row.id, "Zalo says the OA's permission was revoked: OA calls wait until it is connected again at /admin/zalo/connect");
+                    self.jobs_enqueued.notify_one();
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Contacts, rule firings and (when rules use lists) list memberships of these users.
     async fn load_state(&self, users: &[String]) -> Result<BatchState, StoreError> {
         let contacts = self.store.load_contacts(users).await?;
         let rules = self.engine.rule_set();
-        let history = if rules.is_empty() {
+        // Campaigns need it too (a repeat registration's cooldown).
+        let history = if rules.is_empty() && rules.campaigns().is_empty() {
             History::default()
         } else {
             History::from_fires(self.store.load_rule_state(users).await?)
@@ -536,6 +629,7 @@ fn metric_event_name(name: &str) -> &'static str {
         "user_reacted_message",
         "user_received_message",
         "user_seen_message",
+        "permission_revoked",
         "oa_send_text",
         event::FORM_SUBMITTED,
         event::EMAIL_OPENED,
@@ -548,11 +642,14 @@ fn metric_event_name(name: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// The event's own time when Zalo gave a plausible one, else when we received it.
-fn event_time(ev: &Event, row: &InboxEvent) -> i64 {
+/// The instant an event is processed as of: its own time when Zalo gave a plausible one that
+/// is not ahead of when we received it (a retried delivery keeps its time of day), else when
+/// we received it — Zalo's clock can run ahead of ours, and a reply planned at a future stamp
+/// would wait for it.
+pub fn event_time(ev: &Event, row: &InboxEvent) -> i64 {
     ev.timestamp_ms
         .filter(|t| *t > 1_000_000_000_000)
-        .unwrap_or(row.received_at)
+        .map_or(row.received_at, |t| t.min(row.received_at))
 }
 
 fn concerned_users(ev: &Event) -> Vec<String> {
@@ -561,5 +658,36 @@ fn concerned_users(ev: &Event) -> Vec<String> {
             user_ids.clone()
         }
         _ => ev.user_id().map(str::to_string).into_iter().collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stamped_ahead_of_our_clock_is_processed_as_of_its_arrival() {
+        let row = |received_at: i64| InboxEvent {
+            id: 1,
+            dedupe_key: "k".into(),
+            event_name: "follow".into(),
+            user_id: "1".into(),
+            body: String::new(),
+            event_ts: None,
+            received_at,
+            attempts: 0,
+        };
+        let ev = |ts: Option<i64>| Event {
+            timestamp_ms: ts,
+            ..crate::zalo::event::parse(br#"{"event_name":"follow","follower":{"id":"1"}}"#)
+                .unwrap()
+        };
+        let t = 1_800_000_000_000;
+        // A retried delivery keeps its own time (its time of day).
+        assert_eq!(event_time(&ev(Some(t - 60_000)), &row(t)), t - 60_000);
+        // Ahead of our clock: as of when it arrived.
+        assert_eq!(event_time(&ev(Some(t + 90_000)), &row(t)), t);
+        assert_eq!(event_time(&ev(None), &row(t)), t);
+        assert_eq!(event_time(&ev(Some(5)), &row(t)), t);
     }
 }

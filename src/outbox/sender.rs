@@ -30,6 +30,8 @@ pub struct SenderOptions {
     /// Adds the open pixel and click redirects to emails that ask for tracking, when they are
     /// sent (the job id is the email's id in the tracking links).
     pub tracking: Option<EmailTracking>,
+    /// Holds Zalo OA jobs back while the OA must be connected again.
+    pub oa_gate: super::oa::OaGate,
 }
 
 /// The key and public base URL of email tracking links.
@@ -48,6 +50,7 @@ impl Default for SenderOptions {
             lease: Duration::from_secs(60),
             poll: Duration::from_millis(250),
             tracking: None,
+            oa_gate: Default::default(),
         }
     }
 }
@@ -58,6 +61,8 @@ pub struct Summary {
     pub sent: usize,
     pub retried: usize,
     pub dead: usize,
+    /// Not attempted (channel not configured): status `skipped`.
+    pub skipped: usize,
 }
 
 impl Summary {
@@ -66,22 +71,23 @@ impl Summary {
             JobResult::Sent { .. } => self.sent += 1,
             JobResult::Retry { .. } => self.retried += 1,
             JobResult::Dead { .. } => self.dead += 1,
+            JobResult::Skipped(_) => self.skipped += 1,
         }
     }
 }
 
 #[derive(Clone)]
 pub struct Sender {
-    pub store: DynStore,
-    pub channels: Arc<dyn Channel>,
-    pub limiter: Limiter,
-    pub retry: RetryPolicy,
-    pub clock: Clock,
-    pub owner: String,
-    pub options: SenderOptions,
+    pub(crate) store: DynStore,
+    pub(crate) channels: Arc<dyn Channel>,
+    pub(crate) limiter: Limiter,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) clock: Clock,
+    pub(crate) owner: String,
+    pub(crate) options: SenderOptions,
     /// The `zalo-sender` lease as this sender last took it (`HeldLease::default()` for a new
     /// sender; clones share it, as they share the owner).
-    pub held: HeldLease,
+    pub(crate) held: HeldLease,
 }
 
 /// Until when (ms since the epoch, system clock) a sender holds the `zalo-sender` lease by its
@@ -89,7 +95,73 @@ pub struct Sender {
 #[derive(Clone, Debug, Default)]
 pub struct HeldLease(Arc<AtomicI64>);
 
+impl HeldLease {
+    /// Whether, by its last write, this sender still holds the `zalo-sender` lease at `now`
+    /// with more than `margin_ms` to spare (other OA callers of the instance share it).
+    pub fn holds(&self, now: i64, margin_ms: i64) -> bool {
+        self.0.load(Ordering::Relaxed) - now > margin_ms
+    }
+}
+
 impl Sender {
+    /// A sender of `store`'s jobs through `channels`, its leases owned by `owner`: no rate
+    /// limit, the default retry schedule and options, the system clock, until set.
+    pub fn new(store: DynStore, channels: Arc<dyn Channel>, owner: impl Into<String>) -> Sender {
+        Sender {
+            store,
+            channels,
+            limiter: Limiter::default(),
+            retry: RetryPolicy::default(),
+            clock: Clock::system(),
+            owner: owner.into(),
+            options: SenderOptions::default(),
+            held: HeldLease::default(),
+        }
+    }
+
+    /// The rate limit of OA calls (shared with the other OA callers of the process).
+    pub fn with_limiter(mut self, limiter: Limiter) -> Sender {
+        self.limiter = limiter;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Sender {
+        self.retry = retry;
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Clock) -> Sender {
+        self.clock = clock;
+        self
+    }
+
+    pub fn with_options(mut self, options: SenderOptions) -> Sender {
+        self.options = options;
+        self
+    }
+
+    /// Open and click tracking for the emails that ask for it.
+    pub fn with_tracking(mut self, tracking: EmailTracking) -> Sender {
+        self.options.tracking = Some(tracking);
+        self
+    }
+
+    /// The process's gate on OA calls (closed on `permission_revoked`).
+    pub fn with_oa_gate(mut self, gate: super::oa::OaGate) -> Sender {
+        self.options.oa_gate = gate;
+        self
+    }
+
+    /// The rate limit this sender paces OA calls with.
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The `zalo-sender` lease as this sender last took it.
+    pub fn held(&self) -> &HeldLease {
+        &self.held
+    }
+
     /// Runs until `stop`: wakes on `enqueued` or every poll interval.
     pub async fn run(self, enqueued: Arc<Notify>, stop: CancellationToken) {
         loop {
@@ -195,6 +267,9 @@ impl Sender {
     /// crash repeats only the calls in flight and the outcomes not yet committed — not the whole
     /// batch.
     async fn batch(&self, lane: JobLane, summary: &mut Summary) -> Result<bool, StoreError> {
+        let Some(lane) = self.options.oa_gate.narrow(&*self.store, lane).await else {
+            return Ok(false);
+        };
         let now = self.clock.now();
         let jobs = self
             .store
@@ -274,7 +349,7 @@ impl Sender {
 
     async fn attempt(&self, job: Job) -> JobOutcome {
         let payload: Payload = match serde_json::from_str(&job.payload) {
-            Ok(p) => self.with_tracking(p, job.id),
+            Ok(p) => self.add_tracking(p, job.id),
             Err(e) => {
                 return JobOutcome {
                     id: job.id,
@@ -310,11 +385,35 @@ impl Sender {
                     contact: None,
                 }
             }
+            Err(SendError::NotConfigured { .. }) => {
+                // Not attempted and never retried: recorded as skipped, with what to set.
+                let missing = not_configured(&payload);
+                metrics::counter!("zaloflow_jobs_skipped_total", "channel" => channel, "reason" => crate::channels::configured::NOT_CONFIGURED).increment(1);
+                tracing::warn!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, reason = %missing, "skipped");
+                JobOutcome {
+                    id: job.id,
+                    result: JobResult::Skipped(crate::store::JobSkip {
+                        reason: crate::channels::configured::NOT_CONFIGURED.into(),
+                        message: format!("skipped: {missing}"),
+                    }),
+                    contact: None,
+                }
+            }
             Err(e) => {
                 let code = e.code();
                 let code_label = code.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
                 let contact = contact_lesson(&payload, &e, now);
-                let result = match self.retry.next(job.attempts, &e, now) {
+                let next = if job.channel == crate::channels::zalo::NAME
+                    && !matches!(e, SendError::Permanent { .. })
+                    && self.options.oa_gate.paused_fresh(&*self.store).await
+                {
+                    // The OA waits for a person (permission revoked, refresh refused): the
+                    // job waits too, and goes as soon as the OA is connected again.
+                    Next::RetryAt(now)
+                } else {
+                    self.retry.next(job.attempts, &e, now)
+                };
+                let result = match next {
                     Next::RetryAt(at) => {
                         metrics::counter!("zaloflow_outbox_retried_total", "channel" => channel, "code" => code_label).increment(1);
                         tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, attempts = job.attempts, error = %e, retry_in_ms = at - now, "send failed; will retry");
@@ -343,9 +442,20 @@ impl Sender {
     }
 }
 
+/// What a payload's unconfigured channel lacks, in words.
+pub fn not_configured(p: &Payload) -> crate::channels::configured::Missing {
+    let none = crate::channels::configured::Configured::default();
+    let missing = match p {
+        Payload::Zalo { .. } | Payload::ZaloTag { .. } => none.zalo(false),
+        Payload::Zns { .. } => none.zalo(true),
+        _ => none.missing(p),
+    };
+    missing.expect("nothing is configured in the default")
+}
+
 impl Sender {
     /// An email that asks for tracking gets its pixel and tracked links, made now for job `id`.
-    fn with_tracking(&self, p: Payload, id: i64) -> Payload {
+    fn add_tracking(&self, p: Payload, id: i64) -> Payload {
         match (p, &self.options.tracking) {
             (
                 Payload::Email {
@@ -359,15 +469,7 @@ impl Sender {
             ) => Payload::Email {
                 to,
                 subject,
-                html: crate::tracking::track_html(
-                    &t.key,
-                    &t.public_url,
-                    id,
-                    &track.contact_id,
-                    &html,
-                    &track.links,
-                    self.clock.now(),
-                ),
+                html: crate::tracking::track_html(&t.key, &t.public_url, id, &html),
                 text,
                 track: Some(track),
             },

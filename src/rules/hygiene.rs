@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use crate::channels::ZaloKind;
 
 use super::model::*;
+use super::text::{self, Accents};
 use super::yaml::Pos;
 use super::RuleSet;
 
@@ -75,6 +76,7 @@ pub fn check(set: &RuleSet) -> Vec<Warning> {
         }
     }
     pairs(rules, &mut out);
+    out.extend(set.load_warnings().iter().cloned());
     out.sort();
     out.dedup();
     out
@@ -389,7 +391,7 @@ fn triggers_overlap(a: &Trigger, b: &Trigger) -> bool {
                     _ => true,
                 }
         }
-        (T::EmailOpened { email: x }, T::EmailOpened { email: y }) => same_or_any(x, y),
+        (T::EmailOpened { email: x, .. }, T::EmailOpened { email: y, .. }) => same_or_any(x, y),
         (T::EmailNotOpened { email: x, .. }, T::EmailNotOpened { email: y, .. }) => {
             same_or_any(x, y)
         }
@@ -449,17 +451,28 @@ fn trigger_covers(a: &Trigger, b: &Trigger) -> bool {
                     (Some(_), None) => false,
                 }
         }
-        (T::EmailOpened { email: x }, T::EmailOpened { email: y }) => covers_opt(x, y),
+        (
+            T::EmailOpened {
+                email: x,
+                machine_opens: mx,
+            },
+            T::EmailOpened {
+                email: y,
+                machine_opens: my,
+            },
+        ) => covers_opt(x, y) && (*mx || !*my),
         (
             T::EmailNotOpened {
                 email: x,
                 within_hours: hx,
+                machine_opens: mx,
             },
             T::EmailNotOpened {
                 email: y,
                 within_hours: hy,
+                machine_opens: my,
             },
-        ) => covers_opt(x, y) && hx <= hy,
+        ) => covers_opt(x, y) && hx <= hy && (!*mx || *my),
         (
             T::EmailClicked {
                 link: lx,
@@ -474,8 +487,21 @@ fn trigger_covers(a: &Trigger, b: &Trigger) -> bool {
     }
 }
 
+/// The texts of a filter in one form both filters can be compared in: as written when both
+/// need diacritics, else without them.
+fn comparable(x: &MessageFilter, y: &MessageFilter) -> impl Fn(&String) -> String {
+    let bare = x.accents == Accents::Optional || y.accents == Accents::Optional;
+    move |s: &String| {
+        if bare {
+            text::fold(s, Accents::Optional)
+        } else {
+            s.clone()
+        }
+    }
+}
+
 fn messages_disjoint(x: &MessageFilter, y: &MessageFilter) -> bool {
-    let t = |s: &String| s.trim().to_string();
+    let t = comparable(x, y);
     // Both need the whole text to be one of theirs, and no text is on both lists.
     if !x.equals.is_empty()
         && !y.equals.is_empty()
@@ -488,14 +514,20 @@ fn messages_disjoint(x: &MessageFilter, y: &MessageFilter) -> bool {
     }
     // One needs the whole text to be one of its texts, none of which holds a keyword of the
     // other.
-    let equals_without = |eq: &[String], contains: &[String]| {
+    let equals_without = |eq: &[String], other: &MessageFilter| {
+        let keywords: Vec<String> = other
+            .contains
+            .iter()
+            .chain(&other.contains_text)
+            .map(&t)
+            .collect();
         !eq.is_empty()
-            && !contains.is_empty()
+            && !keywords.is_empty()
             && !eq
                 .iter()
-                .any(|e| contains.iter().any(|k| e.contains(k.as_str())))
+                .any(|e| keywords.iter().any(|k| t(e).contains(k.as_str())))
     };
-    if equals_without(&x.equals, &y.contains) || equals_without(&y.equals, &x.contains) {
+    if equals_without(&x.equals, y) || equals_without(&y.equals, x) {
         return true;
     }
     // One Zalo event carries one kind of attachment.
@@ -515,16 +547,33 @@ fn message_covers(x: &MessageFilter, y: &MessageFilter) -> bool {
         (Some(a), Some(b)) => a == b,
         (Some(_), None) => false,
     };
+    let has_texts = |f: &MessageFilter| {
+        !f.equals.is_empty() || !f.contains.is_empty() || !f.contains_text.is_empty()
+    };
+    // A filter that needs diacritics does not cover one that lets them go.
+    if has_texts(x) && x.accents == Accents::Required && y.accents == Accents::Optional {
+        return false;
+    }
+    let t = comparable(x, y);
     let equals_ok = x.equals.is_empty()
         || (!y.equals.is_empty()
             && y.equals
                 .iter()
-                .all(|e| x.equals.iter().any(|f| e.trim() == f.trim())));
-    let has_keyword = |s: &String| x.contains.iter().any(|k| s.contains(k.as_str()));
-    let contains_ok = x.contains.is_empty()
-        || (!y.equals.is_empty() && y.equals.iter().all(has_keyword))
-        || (!y.contains.is_empty() && y.contains.iter().all(has_keyword));
-    regex_ok && attachment_ok && equals_ok && contains_ok
+                .all(|e| x.equals.iter().any(|f| t(e) == t(f))));
+    // A text of `y` surely holds a keyword of `x`: as words (for `contains`) or anywhere.
+    let has_keyword = |s: &String, as_words: bool| {
+        let s = t(s);
+        x.contains
+            .iter()
+            .any(|k| as_words && text::contains_word(&s, &t(k)))
+            || x.contains_text.iter().any(|k| s.contains(t(k).as_str()))
+    };
+    let keywords_ok = (x.contains.is_empty() && x.contains_text.is_empty())
+        || (!y.equals.is_empty() && y.equals.iter().all(|e| has_keyword(e, true)))
+        || ((!y.contains.is_empty() || !y.contains_text.is_empty())
+            && y.contains.iter().all(|k| has_keyword(k, true))
+            && y.contains_text.iter().all(|k| has_keyword(k, false)));
+    regex_ok && attachment_ok && equals_ok && keywords_ok
 }
 
 // --- what a rule's conditions say ---

@@ -10,7 +10,8 @@ use crate::channels::ZaloKind;
 
 use super::campaign::{Campaign, EntryTrigger, SendTime, Step, ALL_WEEKDAYS};
 use super::model::*;
-use super::template::Template;
+use super::template::{Escape, Template};
+use super::text;
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::RuleSet;
 
@@ -40,6 +41,9 @@ impl fmt::Display for Diagnostic {
 pub struct LoadOptions {
     pub extra_chat_channels: Vec<String>,
     pub extra_lists: Vec<String>,
+    /// URLs in rules (email links, buttons, images) may name internal hosts
+    /// (`ZALOFLOW_ALLOW_PRIVATE_URLS=true`; default false: the SSRF guard refuses them).
+    pub allow_private_urls: bool,
 }
 
 /// Every trigger word, in the order the guide lists them.
@@ -109,7 +113,14 @@ pub const RULE_KEYS: &[&str] = &[
     "cooldown",
 ];
 
-pub const FILE_KEYS: &[&str] = &["rules", "lists", "chat_channels", "campaigns"];
+pub const FILE_KEYS: &[&str] = &[
+    "rules",
+    "tags",
+    "lists",
+    "chat_channels",
+    "campaigns",
+    "forms",
+];
 
 /// The keys of a campaign.
 pub const CAMPAIGN_KEYS: &[&str] = &[
@@ -118,6 +129,7 @@ pub const CAMPAIGN_KEYS: &[&str] = &[
     "enabled",
     "enter_on",
     "repeat_registration",
+    "repeat_cooldown",
     "weekdays",
     "exit_if",
     "steps",
@@ -181,6 +193,53 @@ pub(crate) fn is_rule_file(p: &Path) -> bool {
         )
 }
 
+/// What to do about the YAML mistakes staff make most, with the line written right.
+fn syntax_hint(line: &str, message: &str) -> Option<String> {
+    // `key: text` → `key: "text"`, the text's own double quotes escaped.
+    let quoted = |l: &str, single: bool| -> Option<String> {
+        let (key, text) = l.split_once(": ")?;
+        let text = text.trim();
+        Some(if single {
+            format!("{key}: '{}'", text.replace('\'', "''"))
+        } else {
+            format!(
+                "{key}: \"{}\"",
+                text.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+    };
+    // `send: {{display_name}} ơi` opens a YAML flow mapping.
+    if line.contains(": {{") || line.contains("- {{") {
+        return Some(
+            " (a text that starts with `{{` must be written in quotes or as a block with `|`)"
+                .into(),
+        );
+    }
+    if message.contains("mapping values are not allowed") {
+        let fixed = quoted(line, false)?;
+        return Some(format!(
+            " — a text with a colon and a space (`: `) in it must be in quotes or written as a block with `|`; write it as:\n    {}",
+            fixed.trim_start()
+        ));
+    }
+    if message.contains("after double-quoted scalar")
+        || message.contains("after single-quoted scalar")
+    {
+        let inner = line.split_once(": ").map(|(_, t)| t.trim()).unwrap_or("");
+        let unquoted = inner.get(1..inner.len().saturating_sub(1)).unwrap_or(inner);
+        let fixed = if line.contains(": \"") {
+            quoted(&format!("{}: {unquoted}", line.split_once(": ")?.0), true)?
+        } else {
+            quoted(&format!("{}: {unquoted}", line.split_once(": ")?.0), false)?
+        };
+        return Some(format!(
+            " — the text has a quote mark inside the quotes around it; put it in the other kind of quotes (or write it as a block with `|`):\n    {}",
+            fixed.trim_start()
+        ));
+    }
+    None
+}
+
 /// Loads rule files given as (path, text), in this order.
 pub fn load_sources(
     files: &[(PathBuf, String)],
@@ -198,6 +257,7 @@ pub fn load_sources(
     let mut rules = Vec::new();
     let mut step_refs = Vec::new();
     let mut campaigns = Vec::new();
+    let mut load_warnings = Vec::new();
     for (file_idx, (path, src)) in files.iter().enumerate() {
         let path = Arc::new(path.clone());
         let mut cx = Ctx {
@@ -207,17 +267,16 @@ pub fn load_sources(
             refs: &mut refs,
             step_refs: &mut step_refs,
             text_sites: Vec::new(),
+            allow_private_urls: opts.allow_private_urls,
+            warnings: &mut load_warnings,
         };
         let docs = match yaml::parse(src) {
             Ok(d) => d,
             Err(e) => {
-                // `send: {{display_name}} ơi` opens a YAML flow mapping: say what to do.
                 let line = src.lines().nth(e.pos.line.saturating_sub(1) as usize);
-                let hint = if line.is_some_and(|l| l.contains(": {{") || l.contains("- {{")) {
-                    " (a text that starts with `{{` must be written in quotes or as a block with `|`)"
-                } else {
-                    ""
-                };
+                let hint = line
+                    .and_then(|l| syntax_hint(l, &e.message))
+                    .unwrap_or_default();
                 cx.diags.push(Diagnostic {
                     path: path.to_path_buf(),
                     pos: e.pos,
@@ -226,6 +285,20 @@ pub fn load_sources(
                 continue;
             }
         };
+        let blank = docs.iter().all(|d| match &d.kind {
+            NodeKind::Scalar { text, plain: true } => matches!(text.as_str(), "" | "~" | "null"),
+            NodeKind::Map(m) => m.is_empty(),
+            _ => false,
+        });
+        if blank {
+            // An emptied or cut-off file would silently take its rules away.
+            cx.diags.push(Diagnostic {
+                path: path.to_path_buf(),
+                pos: Pos { line: 1, col: 1 },
+                message: "this file is empty (or holds only comments): its rules would all stop. Put them back, or write `rules: []` to switch them off on purpose".into(),
+            });
+            continue;
+        }
         for doc in &docs {
             for (pos_in_file, rule) in cx
                 .file(doc, &mut decl, &mut campaigns)
@@ -237,15 +310,70 @@ pub fn load_sources(
         }
     }
     // Names used but declared nowhere.
-    for r in &refs {
+    // Tags rules set; with no vocabulary, a tag a rule waits for or tests that no rule sets
+    // and nobody declared is most likely a typo.
+    let set_tags: std::collections::BTreeSet<&str> = rules
+        .iter()
+        .map(|(_, _, r)| r)
+        .chain(
+            campaigns
+                .iter()
+                .flat_map(|c| c.steps.iter().map(|s| &s.rule)),
+        )
+        .flat_map(|r| &r.actions)
+        .flat_map(|a| match a {
+            Action::Tag(tags) => tags.as_slice(),
+            _ => &[],
+        })
+        .map(String::as_str)
+        .collect();
+    for r in refs.iter().filter(|r| matches!(r.kind, RefKind::Tag)) {
+        if decl.tags.contains_key(&r.name)
+            || (!decl.tag_vocabulary && set_tags.contains(r.name.as_str()))
+        {
+            continue;
+        }
+        let mut names: Vec<&str> = decl.tags.keys().map(String::as_str).collect();
+        if !decl.tag_vocabulary {
+            names.extend(set_tags.iter().copied());
+            names.extend(
+                refs.iter()
+                    .filter(|o| matches!(o.kind, RefKind::Tag) && o.name != r.name)
+                    .map(|o| o.name.as_str()),
+            );
+        }
+        let hint = suggest(&r.name, &names)
+            .map(|s| format!("; did you mean `{s}`?"))
+            .unwrap_or_default();
+        if decl.tag_vocabulary {
+            diags.push(Diagnostic {
+                path: r.path.to_path_buf(),
+                pos: r.pos,
+                message: format!(
+                    "unknown tag `{}`{hint} (add it under `tags:` if it is a new tag)",
+                    r.name
+                ),
+            });
+        } else {
+            load_warnings.push(super::Warning {
+                path: r.path.to_path_buf(),
+                pos: r.pos,
+                message: format!(
+                    "no rule sets the tag `{}`{hint} — if staff or Zalo set it, list it under `tags:` in a rule file",
+                    r.name
+                ),
+            });
+        }
+    }
+    for r in refs.iter().filter(|r| !matches!(r.kind, RefKind::Tag)) {
         let known = match r.kind {
             RefKind::List => &decl.lists,
-            RefKind::Channel => &decl.chat_channels,
+            RefKind::Channel | RefKind::Tag => &decl.chat_channels,
         };
         if !known.contains_key(&r.name) {
             let (what, key) = match r.kind {
                 RefKind::List => ("list", "lists"),
-                RefKind::Channel => ("chat channel", "chat_channels"),
+                RefKind::Channel | RefKind::Tag => ("chat channel", "chat_channels"),
             };
             let names: Vec<&str> = known.keys().map(String::as_str).collect();
             let hint = suggest(&r.name, &names)
@@ -361,7 +489,7 @@ pub fn load_sources(
                     }
                 }
                 (
-                    Trigger::EmailOpened { email }
+                    Trigger::EmailOpened { email, .. }
                     | Trigger::EmailNotOpened { email, .. }
                     | Trigger::EmailClicked { email, .. },
                     StepRefKind::Email,
@@ -382,19 +510,27 @@ pub fn load_sources(
         decl.lists.into_keys().collect(),
         decl.chat_channels.into_keys().collect(),
     )
-    .with_campaigns(campaigns))
+    .with_campaigns(campaigns)
+    .with_load_warnings(load_warnings)
+    .with_forms(decl.forms.into_keys().collect()))
 }
 
 #[derive(Default)]
 struct Declared {
+    /// Whether any file has a `tags:` vocabulary: then every tag must be in it.
+    tag_vocabulary: bool,
+    tags: BTreeMap<String, Option<Origin>>,
     lists: BTreeMap<String, Option<Origin>>,
     chat_channels: BTreeMap<String, Option<Origin>>,
+    /// Forms declared with `forms:` (campaigns and rules that name a form declare it too).
+    forms: BTreeMap<String, Option<Origin>>,
 }
 
 #[derive(Clone, Copy)]
 enum RefKind {
     List,
     Channel,
+    Tag,
 }
 
 struct Ref {
@@ -412,6 +548,10 @@ struct Ctx<'a> {
     step_refs: &'a mut Vec<StepRef>,
     /// Where the Zalo texts of the action being read were written (see [`Ctx::zalo_text`]).
     text_sites: Vec<Pos>,
+    /// See [`LoadOptions::allow_private_urls`].
+    allow_private_urls: bool,
+    /// Warnings only the loader can give (they never stop a load).
+    warnings: &'a mut Vec<super::Warning>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -559,6 +699,43 @@ impl<'a> Ctx<'a> {
         v
     }
 
+    /// The SSRF guard on a URL written in a rule (its `{{…}}` parts stand for a word): an
+    /// internal host is a warning at the URL's position. The service never fetches these
+    /// URLs (customers' phones do), and rule files that loaded before must still load.
+    fn guard_url(&mut self, node: &Node, what: &str) {
+        let Some(raw) = node.as_str() else { return };
+        let mut url = String::new();
+        let mut rest = raw.trim();
+        while let Some(start) = rest.find("{{") {
+            url.push_str(&rest[..start]);
+            match rest[start..].find("}}") {
+                Some(end) => {
+                    url.push('x');
+                    rest = &rest[start + end + 2..];
+                }
+                None => {
+                    rest = "";
+                }
+            }
+        }
+        url.push_str(rest);
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return; // not a URL the guard can judge (e.g. all of it a placeholder)
+        }
+        if let Err(e) = crate::channels::guard::check_untrusted(&url, self.allow_private_urls) {
+            if e.contains("internal") {
+                self.warnings.push(super::Warning {
+                    path: self.path.to_path_buf(),
+                    pos: node.pos,
+                    message: format!(
+                        "{what}: {} — customers cannot open it",
+                        e.replace(&url, raw.trim())
+                    ),
+                });
+            }
+        }
+    }
+
     fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         match node.as_str() {
             Some(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
@@ -581,6 +758,9 @@ impl<'a> Ctx<'a> {
                 format!("{what} `{s}` must not contain spaces (use _)"),
             );
             return None;
+        }
+        if what == "a tag" {
+            self.refer(RefKind::Tag, &s, node);
         }
         Some(s)
     }
@@ -652,6 +832,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn template(&mut self, node: &Node, what: &str) -> Option<Template> {
+        self.template_as(node, what, Escape::Plain)
+    }
+
+    /// A template whose values are escaped for `escape` (see [`Escape`]).
+    fn template_as(&mut self, node: &Node, what: &str, escape: Escape) -> Option<Template> {
         let text = match node.as_str() {
             Some(s) if !s.trim().is_empty() => s.trim_end(),
             _ => {
@@ -674,7 +859,7 @@ impl<'a> Ctx<'a> {
                 return None;
             }
         };
-        match Template::parse(text) {
+        match Template::parse_as(text, escape) {
             Ok(t) => Some(t),
             Err(e) => {
                 // Find that `{{` in the file: the nth one in the node's source text.
@@ -722,9 +907,14 @@ impl<'a> Ctx<'a> {
         let Some(keys) = self.keys(doc, "a rule file", FILE_KEYS) else {
             return Vec::new();
         };
+        if keys.get("tags").is_some() {
+            decl.tag_vocabulary = true;
+        }
         for (key, target, kind) in [
+            ("tags", &mut decl.tags, "tag"),
             ("lists", &mut decl.lists, "list"),
             ("chat_channels", &mut decl.chat_channels, "chat channel"),
+            ("forms", &mut decl.forms, "form"),
         ] {
             let Some(node) = keys.get(key) else { continue };
             let names: Vec<&Node> = match &node.kind {
@@ -802,6 +992,10 @@ impl<'a> Ctx<'a> {
             .get("repeat_registration")
             .and_then(|n| self.boolean(n, "`repeat_registration`"))
             .unwrap_or(false);
+        let repeat_cooldown = match keys.get("repeat_cooldown") {
+            Some(n) => self.duration(n, "`repeat_cooldown`").unwrap_or(HOUR),
+            None => HOUR,
+        };
         let weekdays = match keys.get("weekdays") {
             Some(n) => self.weekday_mask(n).unwrap_or(ALL_WEEKDAYS),
             None => ALL_WEEKDAYS,
@@ -817,7 +1011,10 @@ impl<'a> Ctx<'a> {
             Some((_, NodeKind::Seq(items))) if !items.is_empty() => {
                 for (i, item) in items.iter().enumerate() {
                     if let Some(st) = self.step(item, &cid, i + 1) {
-                        if let Some(first) = steps.iter().find(|s| s.id == st.id) {
+                        if let Some(first) = steps
+                            .iter()
+                            .find(|s| s.explicit_id && st.explicit_id && s.id == st.id)
+                        {
                             let at = first.rule.origin.clone();
                             self.err(
                                 item,
@@ -838,6 +1035,7 @@ impl<'a> Ctx<'a> {
         if self.diags.len() > errors_before {
             return None;
         }
+        super::campaign::unique_step_ids(&mut steps, &cid);
         Some(Campaign {
             id: id?,
             description,
@@ -845,6 +1043,7 @@ impl<'a> Ctx<'a> {
             origin: self.origin(node),
             enter_on,
             repeat_registration,
+            repeat_cooldown,
             weekdays,
             exit_if,
             steps,
@@ -946,10 +1145,7 @@ impl<'a> Ctx<'a> {
     fn step(&mut self, node: &Node, campaign: &str, number: usize) -> Option<Step> {
         let keys = self.keys(node, "a campaign step", STEP_KEYS)?;
         let errors_before = self.diags.len();
-        let id = match keys.get("id") {
-            Some(n) => self.ident(n, "step id"),
-            None => Some(number.to_string()),
-        };
+        let written_id = keys.get("id").map(|n| self.ident(n, "step id"));
         let day = match keys.get("day") {
             Some(n) => self.int(n, "`day`", 0, 3650).map(|d| d as u32),
             None => Some(0),
@@ -980,7 +1176,12 @@ impl<'a> Ctx<'a> {
         if self.diags.len() > errors_before {
             return None;
         }
-        let id = id?;
+        let (day, send) = (day?, send?);
+        let explicit_id = written_id.is_some();
+        let id = match written_id {
+            Some(id) => id?,
+            None => super::campaign::derived_step_id(day, send),
+        };
         Some(Step {
             rule: Rule {
                 id: format!("{campaign}/{id}"),
@@ -996,9 +1197,10 @@ impl<'a> Ctx<'a> {
                 sites,
             },
             id,
+            explicit_id,
             number,
-            day: day?,
-            send: send?,
+            day,
+            send,
         })
     }
 
@@ -1187,11 +1389,35 @@ impl<'a> Ctx<'a> {
                 let keys = self.keys(
                     v,
                     "`message`",
-                    &["contains", "equals", "regex", "attachment"],
+                    &[
+                        "contains",
+                        "contains_text",
+                        "equals",
+                        "accents",
+                        "regex",
+                        "attachment",
+                    ],
                 )?;
                 let mut f = MessageFilter::default();
                 let mut ok = true;
-                for (key, list) in [("contains", &mut f.contains), ("equals", &mut f.equals)] {
+                if let Some(n) = keys.get("accents") {
+                    match n.as_str() {
+                        Some("required") => f.accents = text::Accents::Required,
+                        Some("optional") => f.accents = text::Accents::Optional,
+                        _ => {
+                            self.err(
+                                n,
+                                "`accents` is `required` (the default: \"giá\" does not match \"gia\") or `optional` (with or without dấu)",
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                for (key, list) in [
+                    ("contains", &mut f.contains),
+                    ("contains_text", &mut f.contains_text),
+                    ("equals", &mut f.equals),
+                ] {
                     if let Some(n) = keys.get(key) {
                         let items: Vec<&Node> = match &n.kind {
                             NodeKind::Seq(s) => s.iter().collect(),
@@ -1199,7 +1425,11 @@ impl<'a> Ctx<'a> {
                         };
                         for i in items {
                             match self.string(i, &format!("`{key}`")) {
-                                Some(s) => list.push(s.to_lowercase()),
+                                Some(s) if text::fold(&s, f.accents).is_empty() => {
+                                    self.err(i, format!("`{key}` needs a word, not an empty text"));
+                                    ok = false;
+                                }
+                                Some(s) => list.push(text::fold(&s, text::Accents::Required)),
                                 None => ok = false,
                             }
                         }
@@ -1346,8 +1576,12 @@ impl<'a> Ctx<'a> {
                 Trigger::FormSubmitted(self.name(v, "a form name")?)
             }
             "email_opened" => {
-                let email = self.email_ref(value, &["email"])?.0;
-                Trigger::EmailOpened { email }
+                let email = self.email_ref(value, &["email", "machine_opens"])?.0;
+                let machine_opens = self.machine_opens(value)?;
+                Trigger::EmailOpened {
+                    email,
+                    machine_opens,
+                }
             }
             "email_clicked" => {
                 let (email, link) = self.email_ref(value, &["email", "link"])?;
@@ -1355,7 +1589,12 @@ impl<'a> Ctx<'a> {
             }
             "email_not_opened" => {
                 let v = value_or_err(self, "`{within_hours: 24}`")?;
-                let keys = self.keys(v, "`email_not_opened`", &["within_hours", "email"])?;
+                let keys = self.keys(
+                    v,
+                    "`email_not_opened`",
+                    &["within_hours", "email", "machine_opens"],
+                )?;
+                let machine_opens = self.machine_opens(Some(v))?;
                 let hours = self
                     .require(&keys, "within_hours", "`email_not_opened`")
                     .and_then(|n| self.int(n, "`within_hours`", 1, 24 * 90))?;
@@ -1370,6 +1609,7 @@ impl<'a> Ctx<'a> {
                 Trigger::EmailNotOpened {
                     within_hours: hours as u32,
                     email,
+                    machine_opens,
                 }
             }
             "after_step" => {
@@ -1433,6 +1673,18 @@ impl<'a> Ctx<'a> {
             self.refer_email(e, n);
         }
         Some((email, link))
+    }
+
+    /// `machine_opens: true|false` of an email trigger (default false).
+    fn machine_opens(&mut self, value: Option<&Node>) -> Option<bool> {
+        let node = value
+            .and_then(|v| v.as_map())
+            .and_then(|m| m.iter().find(|(k, _)| k.as_str() == Some("machine_opens")))
+            .map(|(_, n)| n);
+        match node {
+            Some(n) => self.boolean(n, "`machine_opens`"),
+            None => Some(false),
+        }
     }
 
     /// `email: RULE` or `email: CAMPAIGN/STEP`, checked once every file is read.
@@ -1797,7 +2049,13 @@ impl<'a> Ctx<'a> {
                         Some(Vec::new()),
                     ),
                 };
-                let image = self.opt_template(&keys, "image", "`image`");
+                if let Some(n) = keys.get("image") {
+                    self.guard_url(n, "`image`");
+                }
+                let image = match keys.get("image") {
+                    None => Some(None),
+                    Some(n) => self.template_as(n, "`image`", Escape::Url).map(Some),
+                };
                 let via = match keys.get("via") {
                     None => Some(ZaloKind::Cs),
                     Some(n) => match n.as_str() {
@@ -1848,7 +2106,10 @@ impl<'a> Ctx<'a> {
                     self.err(v, "`email` needs `text:` or `html:` (or both)");
                     return None;
                 }
-                let html = self.opt_template(&keys, "html", "`html`");
+                let html = match keys.get("html") {
+                    None => Some(None),
+                    Some(n) => self.template_as(n, "`html`", Escape::Html).map(Some),
+                };
                 let text = self.opt_template(&keys, "text", "`text`");
                 let to = self.opt_template(&keys, "to", "`to`");
                 let mut links = Vec::new();
@@ -1864,6 +2125,7 @@ impl<'a> Ctx<'a> {
                             self.err(val, format!("link `{name}`: `{url}` is not an http(s) URL"));
                             return None;
                         }
+                        self.guard_url(val, &format!("link `{name}`"));
                         links.push((name, url));
                     }
                 }
@@ -1902,7 +2164,7 @@ impl<'a> Ctx<'a> {
                 if v.as_str().is_some() {
                     return Some(Action::Notify {
                         channel: None,
-                        text: self.template(v, "`notify`")?,
+                        text: self.template_as(v, "`notify`", Escape::Chat)?,
                     });
                 }
                 let keys = self.keys(v, "`notify`", &["channel", "text"])?;
@@ -1916,7 +2178,7 @@ impl<'a> Ctx<'a> {
                 };
                 let text = self
                     .require(&keys, "text", "`notify`")
-                    .and_then(|n| self.template(n, "`text`"))?;
+                    .and_then(|n| self.template_as(n, "`text`", Escape::Chat))?;
                 Action::Notify { channel, text }
             }
             "task" => {
@@ -2156,7 +2418,17 @@ impl<'a> Ctx<'a> {
                 );
                 return None;
             }
-            let t = self.template(keys.get(kinds[0])?, &format!("`{}`", kinds[0]))?;
+            if kinds[0] == "url" {
+                if let Some(n) = keys.get("url") {
+                    self.guard_url(n, "button `url`");
+                }
+            }
+            let escape = if kinds[0] == "url" {
+                Escape::Url
+            } else {
+                Escape::Plain
+            };
+            let t = self.template_as(keys.get(kinds[0])?, &format!("`{}`", kinds[0]), escape)?;
             let action = match kinds[0] {
                 "url" => ButtonAction::Url(t),
                 "phone" => ButtonAction::Phone(t),

@@ -12,6 +12,7 @@ use crate::store::Contact;
 use crate::zalo::event::{Event, EventKind};
 
 use super::model::*;
+use super::text::{self, Accents};
 use super::RuleSet;
 
 /// How deep rule-caused events cascade: a tag added by a rule may start `tag_added` rules,
@@ -107,6 +108,8 @@ pub enum Stimulus<'a> {
     /// `email` names what sent the email (a rule id or campaign step).
     EmailOpened {
         email: &'a str,
+        /// A machine's fetch (see `crate::tracking::AGENTS`), not a person's open.
+        machine: bool,
     },
     EmailNotOpened {
         email: &'a str,
@@ -333,16 +336,20 @@ impl Index {
                 let e = (ri as u32, ti as u16);
                 let kind = match t {
                     Trigger::Message(f) => {
-                        if f.equals.is_empty() && !f.contains.is_empty() {
-                            for k in &f.contains {
-                                contains.push((k.clone(), e));
+                        let keywords = || f.contains.iter().chain(&f.contains_text);
+                        if f.equals.is_empty() && keywords().next().is_some() {
+                            // The prefilter looks for each keyword as a substring of the
+                            // message without diacritics: whatever a rule can match, in
+                            // either mode, holds that.
+                            for k in keywords() {
+                                contains.push((text::fold(k, Accents::Optional), e));
                             }
                         } else if f.equals.is_empty() {
                             ix.message.push(e);
                         } else {
                             for s in &f.equals {
                                 ix.message_equals
-                                    .entry(s.trim().to_string())
+                                    .entry(text::fold(s, Accents::Optional))
                                     .or_default()
                                     .push(e);
                             }
@@ -379,7 +386,7 @@ impl Index {
             }
         }
         // A handful of `contains` rules are cheapest checked one by one; past that, one
-        // pass of a literal set over the text (patterns are lower-cased, like the text).
+        // pass of a literal set over the text (patterns are folded, like the text).
         let set = (contains.len() >= CONTAINS_PREFILTER_MIN)
             .then(|| {
                 regex::RegexSetBuilder::new(contains.iter().map(|(k, _)| regex::escape(k)))
@@ -431,7 +438,8 @@ fn local(at: i64, tz: chrono_tz::Tz) -> Local {
 struct Judge<'i, 'a> {
     input: &'i EvalInput<'a>,
     local: Option<Local>,
-    lower_text: Option<String>,
+    /// A user message's text folded with diacritics, and without.
+    text: Option<(String, String)>,
 }
 
 impl Judge<'_, '_> {
@@ -577,10 +585,12 @@ impl RuleSet {
         };
         match input.stimulus {
             Stimulus::Event(e) => match &e.kind {
-                EventKind::UserMessage { text, .. } => {
-                    let lower = text.as_deref().unwrap_or("").to_lowercase();
-                    let eq = ix.message_equals.get(lower.trim());
-                    let hits = ix.contains_set.as_ref().map(|set| set.matches(&lower));
+                EventKind::UserMessage { text: t, .. } => {
+                    let t = t.as_deref().unwrap_or("");
+                    let folded = text::fold(t, Accents::Required);
+                    let bare = text::fold(&folded, Accents::Optional);
+                    let eq = ix.message_equals.get(&bare);
+                    let hits = ix.contains_set.as_ref().map(|set| set.matches(&bare));
                     let has_hits = hits.as_ref().is_some_and(|h| h.matched_any());
                     let c = if eq.is_none() && !has_hits {
                         Cow::Borrowed(ix.message.as_slice())
@@ -596,7 +606,7 @@ impl RuleSet {
                         c.dedup();
                         Cow::Owned(c)
                     };
-                    judge.lower_text = Some(lower);
+                    judge.text = Some((folded, bare));
                     (c, "message".into())
                 }
                 EventKind::Follow { .. } => (simple(Kind::Follow), "follow".into()),
@@ -664,18 +674,32 @@ impl RuleSet {
         match (t, input.stimulus) {
             (Trigger::Message(f), Stimulus::Event(e)) => {
                 let EventKind::UserMessage {
-                    text, attachments, ..
+                    text: raw,
+                    attachments,
+                    ..
                 } = &e.kind
                 else {
                     return false;
                 };
-                let lower = judge.lower_text.as_deref().unwrap_or("");
-                (f.equals.is_empty() || f.equals.iter().any(|s| s.trim() == lower.trim()))
-                    && (f.contains.is_empty()
-                        || f.contains.iter().any(|s| lower.contains(s.as_str())))
+                let (folded, bare) = judge.text.as_ref().map_or(("", ""), |(f, b)| (f, b));
+                let optional = f.accents == Accents::Optional;
+                let t = if optional { bare } else { folded };
+                // Keywords are kept as written (folded with their diacritics).
+                fn keyword(w: &str, optional: bool) -> Cow<'_, str> {
+                    if optional {
+                        Cow::Owned(text::fold(w, Accents::Optional))
+                    } else {
+                        Cow::Borrowed(w)
+                    }
+                }
+                let k = |w| keyword(w, optional);
+                let words = f.contains.iter().any(|w| text::contains_word(t, &k(w)));
+                let inside = f.contains_text.iter().any(|w| t.contains(&*k(w)));
+                (f.equals.is_empty() || f.equals.iter().any(|s| k(s) == t))
+                    && ((f.contains.is_empty() && f.contains_text.is_empty()) || words || inside)
                     && f.regex
                         .as_ref()
-                        .is_none_or(|r| r.is_match(text.as_deref().unwrap_or("")))
+                        .is_none_or(|r| r.is_match(raw.as_deref().unwrap_or("")))
                     && f.attachment.as_deref().is_none_or(|k| {
                         if k == "any" {
                             !attachments.is_empty()
@@ -721,13 +745,18 @@ impl RuleSet {
                         value.is_some_and(|v| v.trim().to_lowercase() == want.trim().to_lowercase())
                     })
             }
-            (Trigger::EmailOpened { email }, Stimulus::EmailOpened { email: e }) => {
-                email.as_deref().is_none_or(|x| x == e)
-            }
+            (
+                Trigger::EmailOpened {
+                    email,
+                    machine_opens,
+                },
+                Stimulus::EmailOpened { email: e, machine },
+            ) => (!machine || *machine_opens) && email.as_deref().is_none_or(|x| x == e),
             (
                 Trigger::EmailNotOpened {
                     within_hours,
                     email,
+                    ..
                 },
                 Stimulus::EmailNotOpened { email: e, sent_at },
             ) => {
@@ -767,7 +796,7 @@ impl RuleSet {
         let mut judge = Judge {
             input,
             local: None,
-            lower_text: None,
+            text: None,
         };
         let mut out = Evaluation {
             user_id: user_id.to_string(),
@@ -783,7 +812,14 @@ impl RuleSet {
             if !self.trigger_matches(&rule.triggers[ti as usize], input, &mut judge) {
                 continue;
             }
-            if !rule.conditions.iter().all(|c| judge.holds(c)) {
+            // A follow-up's weekdays and hours move its sends (engine), they do not stop it.
+            let follow_up = super::campaign::is_follow_up(rule);
+            if !rule
+                .conditions
+                .iter()
+                .filter(|c| !(follow_up && super::campaign::is_window(c)))
+                .all(|c| judge.holds(c))
+            {
                 continue;
             }
             // Scheduler scans come back every tick: an `inactive` rule runs at most once per
@@ -995,35 +1031,45 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
                 variants,
             } => {
                 let weights: Vec<u32> = variants.iter().map(|v| v.weight).collect();
-                let chosen = crate::report::ab::pick(&rule.id, &user_id, &weights)
+                let chosen = zaloflow_core::variant::pick(&rule.id, &user_id, &weights)
                     .and_then(|i| variants.get(i));
                 let text = chosen.map_or(text, |v| &v.text).render(c);
                 variant.set(chosen.map(|v| v.id.clone()));
-                let attachment = (image.is_some() || !buttons.is_empty()).then(|| {
-                    let elements: Vec<_> = image
-                        .iter()
-                        .map(|i| json!({"media_type": "image", "url": i.render(c)}))
-                        .collect();
-                    let buttons: Vec<_> = buttons
-                        .iter()
-                        .map(|b| {
-                            let title = b.title.render(c);
-                            match &b.action {
-                                ButtonAction::Url(u) => json!({"title": title, "type": "oa.open.url", "payload": {"url": u.render(c)}}),
-                                ButtonAction::Phone(p) => json!({"title": title, "type": "oa.open.phone", "payload": {"phone_code": p.render(c)}}),
-                                ButtonAction::Query(q) => json!({"title": title, "type": "oa.query.show", "payload": q.render(c)}),
-                            }
-                        })
-                        .collect();
-                    json!({"type": "template", "payload": {"template_type": "media", "elements": elements, "buttons": buttons}})
-                });
+                let buttons: Vec<_> = buttons
+                    .iter()
+                    .map(|b| {
+                        let title = b.title.render(c);
+                        match &b.action {
+                            ButtonAction::Url(u) => json!({"title": title, "type": "oa.open.url", "payload": {"url": u.render(c)}}),
+                            ButtonAction::Phone(p) => json!({"title": title, "type": "oa.open.phone", "payload": {"phone_code": p.render(c)}}),
+                            ButtonAction::Query(q) => json!({"title": title, "type": "oa.query.show", "payload": q.render(c)}),
+                        }
+                    })
+                    .collect();
+                let image = image.as_ref().map(|i| i.render(c));
+                // A promotion is a template (Zalo refuses a bare text): banner, header, text,
+                // buttons. Other messages carry an attachment only for an image or buttons.
+                let (text, attachment) = if *via == crate::channels::ZaloKind::Promotion {
+                    let t =
+                        zaloflow_core::job::promotion_template(&text, image.as_deref(), buttons);
+                    (None, Some(t))
+                } else {
+                    let attachment = (image.is_some() || !buttons.is_empty()).then(|| {
+                        let elements: Vec<_> = image
+                            .iter()
+                            .map(|url| json!({"media_type": "image", "url": url}))
+                            .collect();
+                        json!({"type": "template", "payload": {"template_type": "media", "elements": elements, "buttons": buttons}})
+                    });
+                    (Some(text), attachment)
+                };
                 push(
                     t,
                     ActionPlan::Outbound {
                         payload: Payload::Zalo {
                             user_id: user_id.clone(),
                             kind: *via,
-                            text: Some(text),
+                            text,
                             attachment,
                         },
                     },
@@ -1063,7 +1109,8 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
                         ActionPlan::Outbound {
                             payload: Payload::Email {
                                 to,
-                                subject: subject.render(c),
+                                // A header: one line, whatever a value holds.
+                                subject: subject.render(c).replace(['\r', '\n'], " "),
                                 html,
                                 text,
                                 track: Some(crate::channels::EmailTrack {
@@ -1198,7 +1245,7 @@ pub fn conditions_hold(conditions: &[Condition], input: &EvalInput) -> bool {
     let mut judge = Judge {
         input,
         local: None,
-        lower_text: None,
+        text: None,
     };
     conditions.iter().all(|c| judge.holds(c))
 }
@@ -1261,12 +1308,57 @@ fn html_to_text(html: &str) -> String {
             _ => {}
         }
     }
-    out.trim().to_string()
+    // The text part is plain text: entities (escaped values among them) read as characters.
+    super::template::html_unescape(out.trim())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn email_subjects_stay_one_line_and_html_values_are_text() {
+        let yaml = "rules:\n  - id: r\n    when: follow\n    do:\n      - email: {subject: \"Chào {{field.x}}\", html: \"<p>{{field.x}}</p>\"}\n";
+        let set = super::super::load_sources(
+            &[("t.yaml".into(), yaml.to_string())],
+            &super::super::LoadOptions::default(),
+        )
+        .unwrap();
+        let mut c = Contact {
+            user_id: "1".into(),
+            email: Some("a@b.vn".into()),
+            ..Contact::default()
+        };
+        c.fields
+            .insert("x".into(), "<b>Lan</b>\r\nBcc: x@evil.example".into());
+        let history = MemoryHistory::default();
+        let input = EvalInput::new(
+            Stimulus::TagChanged {
+                tag: "t",
+                added: true,
+            },
+            &c,
+            0,
+            chrono_tz::Asia::Ho_Chi_Minh,
+            &history,
+        );
+        let planned = plan_actions(&set.rules()[0], &input);
+        let ActionPlan::Outbound {
+            payload:
+                Payload::Email {
+                    subject,
+                    html,
+                    text,
+                    ..
+                },
+        } = &planned[0].action
+        else {
+            panic!("{planned:?}");
+        };
+        assert_eq!(subject, "Chào <b>Lan</b>  Bcc: x@evil.example");
+        assert_eq!(html, "<p>&lt;b&gt;Lan&lt;/b&gt;\r\nBcc: x@evil.example</p>");
+        assert_eq!(text, "<b>Lan</b>\r\nBcc: x@evil.example");
+    }
 
     #[test]
     fn windows_cross_midnight() {

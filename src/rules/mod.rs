@@ -11,19 +11,21 @@
 //! - [`schema::json_schema`] is the JSON Schema of rule files; [`simulate`] is the dry run.
 
 pub mod campaign;
+pub mod findings;
 pub mod hygiene;
 pub mod load;
 pub mod matcher;
 pub mod model;
 pub mod schema;
-pub mod simulate;
 pub mod template;
+pub mod text;
 pub mod watch;
 pub mod yaml;
 
 use std::path::PathBuf;
 
 pub use campaign::{Campaign, EntryTrigger, SendTime, Step};
+pub use findings::{ChannelCheck, Finding};
 pub use hygiene::Warning;
 pub use load::{load_dir, load_sources, Diagnostic, LoadOptions};
 pub use matcher::{
@@ -43,6 +45,18 @@ pub struct RuleSet {
     chat_channels: Vec<String>,
     /// Autoresponder campaigns, in file order.
     campaigns: Vec<Campaign>,
+    /// Warnings only the loader can give (names it saw where they were written).
+    load_warnings: Vec<Warning>,
+    /// Forms declared with `forms:`.
+    forms: Vec<String>,
+}
+
+/// What the service knows of a form (`POST /forms/{form}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormPolicy {
+    /// A repeat registration is refused at the door ("already registered", nothing stored,
+    /// nothing run, II.2): campaigns enter on the form and none allows repeats.
+    pub refuse_repeats: bool,
 }
 
 impl RuleSet {
@@ -60,7 +74,49 @@ impl RuleSet {
             lists,
             chat_channels,
             campaigns: Vec::new(),
+            load_warnings: Vec::new(),
+            forms: Vec::new(),
         }
+    }
+
+    /// The same rules with the loader's warnings.
+    pub(crate) fn with_load_warnings(mut self, warnings: Vec<Warning>) -> RuleSet {
+        self.load_warnings = warnings;
+        self
+    }
+
+    pub(crate) fn load_warnings(&self) -> &[Warning] {
+        &self.load_warnings
+    }
+
+    /// The same rules with these declared forms.
+    pub(crate) fn with_forms(mut self, forms: Vec<String>) -> RuleSet {
+        self.forms = forms;
+        self
+    }
+
+    /// The form's policy, or `None` when no campaign, rule or `forms:` line names it (its
+    /// registrations would reach nobody: the route answers 404).
+    pub fn form(&self, name: &str) -> Option<FormPolicy> {
+        let trigger = EntryTrigger::FormSubmitted(name.to_string());
+        let campaigns: Vec<&Campaign> = self
+            .campaigns
+            .iter()
+            .filter(|c| c.enabled && c.enters_on(&trigger))
+            .collect();
+        let by_rule = self.rules.iter().any(|r| {
+            r.triggers
+                .iter()
+                .any(|t| matches!(t, model::Trigger::FormSubmitted(f) if f == name))
+        });
+        let declared = self.forms.iter().any(|f| f == name);
+        if campaigns.is_empty() && !by_rule && !declared {
+            return None;
+        }
+        Some(FormPolicy {
+            refuse_repeats: !campaigns.is_empty()
+                && !campaigns.iter().any(|c| c.repeat_registration),
+        })
     }
 
     /// The same rules with these campaigns.
@@ -140,13 +196,55 @@ impl RuleSet {
 /// `path:line:col: message`, warnings `path:line:col: warning: message`, then one summary
 /// line. Warnings pass unless `deny_warnings`.
 pub fn check_command(dir: &std::path::Path, deny_warnings: bool) -> (String, bool) {
+    let (out, ok, _) = check_command_with(dir, deny_warnings, &LoadOptions::default(), None);
+    (out, ok)
+}
+
+/// [`check_command`] (channels not checked) with the deployment's load options and channels: each rule action whose
+/// channel is not configured is a warning (`path:line:col: warning: rule …`). `channels` None:
+/// no deployment configuration was found. The third value says whether the channels were
+/// checked (for stderr: the summary line keeps its shape).
+pub fn check_command_with(
+    dir: &std::path::Path,
+    deny_warnings: bool,
+    opts: &LoadOptions,
+    channels: Option<&crate::channels::configured::Configured>,
+) -> (String, bool, String) {
     let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
-    match load_dir(dir, &LoadOptions::default()) {
+    match load_dir(dir, opts) {
         Ok(set) => {
-            let warnings = hygiene::check(&set);
+            let mut warnings: Vec<String> = hygiene::check(&set)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let note = match channels {
+                Some(c) => {
+                    // The OA's tokens may be kept in the database (connected from the browser),
+                    // which this command does not open: `serve` checks them at start.
+                    let c = crate::channels::configured::Configured {
+                        zalo_tokens: true,
+                        ..c.clone()
+                    };
+                    for f in findings::check(&set, &c) {
+                        let text = f.to_string();
+                        let (at, rest) = text.split_at(text.find(": rule ").unwrap_or(0));
+                        let then = if f.skips {
+                            "; until then it is recorded as skipped"
+                        } else {
+                            ""
+                        };
+                        warnings.push(format!(
+                            "{at}: warning: {}{then}",
+                            rest.trim_start_matches(": ")
+                        ));
+                    }
+                    "note: channels checked against this deployment's configuration (the OA's Zalo tokens are checked by `serve`, which reads the database)"
+                }
+                None => "note: channel settings NOT checked: no deployment configuration found (no zaloflow.toml, no ZALO_*/ZALOFLOW_* settings in the environment); run it with the deployment's environment to check them",
+            };
             let mut out = String::new();
             for w in &warnings {
-                out.push_str(&w.to_string());
+                out.push_str(w);
                 out.push('\n');
             }
             let ok = warnings.is_empty() || !deny_warnings;
@@ -161,7 +259,7 @@ pub fn check_command(dir: &std::path::Path, deny_warnings: bool) -> (String, boo
                 set.summary(),
                 dir.display(),
             ));
-            (out, ok)
+            (out, ok, note.to_string())
         }
         Err(diags) => {
             let mut out = String::new();
@@ -174,7 +272,7 @@ pub fn check_command(dir: &std::path::Path, deny_warnings: bool) -> (String, boo
                 plural(diags.len(), "problem"),
                 dir.display()
             ));
-            (out, false)
+            (out, false, String::new())
         }
     }
 }

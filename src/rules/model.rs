@@ -78,10 +78,15 @@ impl Rule {
 /// What a user message must look like. Empty filter: any message.
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
-    /// Lower-cased; the message must contain one of them.
+    /// Folded with their diacritics ([`crate::rules::text::fold`]); the message must hold one
+    /// of them as whole words.
     pub contains: Vec<String>,
-    /// Lower-cased and trimmed; the whole message must be one of them.
+    /// Folded with their diacritics; the message must hold one of them anywhere.
+    pub contains_text: Vec<String>,
+    /// Folded with their diacritics; the whole message must be one of them.
     pub equals: Vec<String>,
+    /// Whether `contains`, `contains_text` and `equals` may match without diacritics.
+    pub accents: crate::rules::text::Accents,
     pub regex: Option<regex::Regex>,
     /// `image`, `sticker`, `file`, `link`, `gif`, `audio`, `video`, `location`, or `any`.
     pub attachment: Option<String>,
@@ -90,6 +95,7 @@ pub struct MessageFilter {
 impl MessageFilter {
     pub fn is_any(&self) -> bool {
         self.contains.is_empty()
+            && self.contains_text.is_empty()
             && self.equals.is_empty()
             && self.regex.is_none()
             && self.attachment.is_none()
@@ -129,13 +135,19 @@ pub enum Trigger {
         to: Option<String>,
     },
     FormSubmitted(String),
-    /// An email sent by `email` (a rule id or campaign step) was opened; `None`: any.
+    /// An email sent by `email` (a rule id or campaign step) was opened; `None`: any. A click
+    /// is an open; `machine_opens`: a machine's fetch (Apple Mail Privacy Protection, a
+    /// security scanner: see `crate::tracking::AGENTS`) counts too.
     EmailOpened {
         email: Option<String>,
+        machine_opens: bool,
     },
+    /// Nobody opened (or clicked) the email within the hours; `machine_opens`: a machine's
+    /// fetch counts as an open too (then fewer follow-ups go out).
     EmailNotOpened {
         within_hours: u32,
         email: Option<String>,
+        machine_opens: bool,
     },
     EmailClicked {
         link: Option<String>,
@@ -145,6 +157,80 @@ pub enum Trigger {
         campaign: String,
         step: String,
     },
+}
+
+/// A trigger as staff write it in a rule file, on one line: `tag_added: vip_customer`,
+/// `message: {contains: [giá bao nhiêu], accents: optional}`, `inactive: 7–14 days`.
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = self.name();
+        let list = |v: &[String]| format!("[{}]", v.join(", "));
+        let of = |email: &Option<String>| match email {
+            Some(e) => format!(" (email {e})"),
+            None => String::new(),
+        };
+        match self {
+            Trigger::Message(m) => {
+                let mut parts = Vec::new();
+                for (key, v) in [
+                    ("contains", &m.contains),
+                    ("contains_text", &m.contains_text),
+                    ("equals", &m.equals),
+                ] {
+                    if !v.is_empty() {
+                        parts.push(format!("{key}: {}", list(v)));
+                    }
+                }
+                if let Some(r) = &m.regex {
+                    parts.push(format!("regex: {}", r.as_str()));
+                }
+                if let Some(a) = &m.attachment {
+                    parts.push(format!("attachment: {a}"));
+                }
+                if !parts.is_empty() && m.accents == crate::rules::text::Accents::Optional {
+                    parts.push("accents: optional".into());
+                }
+                if parts.is_empty() {
+                    write!(f, "{name}")
+                } else {
+                    write!(f, "{name}: {{{}}}", parts.join(", "))
+                }
+            }
+            Trigger::TagAdded(tag) | Trigger::TagRemoved(tag) => write!(f, "{name}: {tag}"),
+            Trigger::FormSubmitted(form) => write!(f, "{name}: {form}"),
+            Trigger::Schedule(c) => write!(f, "{name}: \"{}\"", c.pattern),
+            Trigger::Inactive { min_days, max_days } => match max_days {
+                Some(max) => write!(f, "{name}: {min_days}–{max} days"),
+                None => write!(f, "{name}: {min_days}+ days"),
+            },
+            Trigger::SpecialDay { on, days_before } => {
+                let on = match on {
+                    SpecialDate::Field(field) => format!("field {field}"),
+                    SpecialDate::Date { day, month } => format!("{day:02}/{month:02}"),
+                };
+                match days_before {
+                    0 => write!(f, "{name}: {on}"),
+                    n => write!(f, "{name}: {on}, {n} days before"),
+                }
+            }
+            Trigger::FieldChanged { field, to } => match to {
+                Some(v) => write!(f, "{name}: {field} → {v}"),
+                None => write!(f, "{name}: {field}"),
+            },
+            Trigger::EmailOpened { email, .. } => write!(f, "{name}{}", of(email)),
+            Trigger::EmailNotOpened {
+                within_hours,
+                email,
+                ..
+            } => write!(f, "{name}: within {within_hours} h{}", of(email)),
+            Trigger::EmailClicked { link, email, .. } => match link {
+                Some(l) => write!(f, "{name}: {l}{}", of(email)),
+                None => write!(f, "{name}{}", of(email)),
+            },
+            Trigger::AfterStep { campaign, step } => write!(f, "{name}: {campaign}/{step}"),
+            _ => write!(f, "{name}"),
+        }
+    }
 }
 
 impl Trigger {

@@ -49,8 +49,10 @@ pub fn json_schema() -> Value {
         |d: &str| json!({"oneOf": [text(d), {"type": "array", "items": text(d), "minItems": 1}]});
     let message = object(
         json!({
-            "contains": texts("the message contains this text (any upper/lower case); a list: any of them"),
+            "contains": texts("the message holds these whole words (any upper/lower case): `giá` finds \"Giá bao nhiêu?\", not \"Giáng sinh\"; a list: any of them"),
+            "contains_text": texts("the message holds this text anywhere, even inside a word; a list: any of them"),
             "equals": texts("the whole message is this text (any upper/lower case)"),
+            "accents": {"enum": ["required", "optional"], "description": "`optional`: contains, contains_text and equals match with or without dấu (\"gia bao nhieu\" = \"giá bao nhiêu\"); default `required`"},
             "regex": text("a regular expression the message matches (case-insensitive)"),
             "attachment": {"enum": ["image", "sticker", "file", "link", "gif", "audio", "video", "location", "any"]},
         }),
@@ -78,8 +80,8 @@ pub fn json_schema() -> Value {
             "special_day": object(json!({"field": name("a contact's date field, e.g. dob (DD/MM/YYYY) or birthday (YYYY-MM-DD)"), "date": {"type": "string", "pattern": "^[0-9]{1,2}/[0-9]{1,2}(/[0-9]{4})?$", "description": "a date of the shop's own, DD/MM, every year"}, "days_before": days("send this many days before")}), &[], "a birthday or other date, once a year (scheduler)"),
             "field_changed": {"oneOf": [name("the field"), object(json!({"field": name("the field"), "to": text("only when it takes this value")}), &["field"], "a contact field changed")]},
             "form_submitted": name("the form name (POST /forms/NAME)"),
-            "email_opened": {"oneOf": [{"type": "null"}, object(json!({"email": text("the rule or step that sent the email")}), &[], "")]},
-            "email_not_opened": object(json!({"within_hours": {"type": "integer", "minimum": 1}, "email": text("the rule or step that sent the email")}), &["within_hours"], "an email was not opened in time"),
+            "email_opened": {"oneOf": [{"type": "null"}, object(json!({"email": text("the rule or step that sent the email"), "machine_opens": {"type": "boolean", "description": "also count a machine's fetch (Apple Mail Privacy Protection, security scanners) as an open; default false. A click always counts."}}), &[], "")]},
+            "email_not_opened": object(json!({"within_hours": {"type": "integer", "minimum": 1}, "email": text("the rule or step that sent the email"), "machine_opens": {"type": "boolean", "description": "a machine's fetch (Apple Mail Privacy Protection, security scanners) counts as an open, so no follow-up; default false. An open or a click by a person always counts."}}), &["within_hours"], "an email was not opened (nor clicked) in time"),
             "email_clicked": {"oneOf": [{"type": "null"}, object(json!({"email": text("the rule or step that sent the email"), "link": text("only this link")}), &[], "")]},
             "after_step": object(json!({"campaign": name("the campaign"), "step": {"type": ["string", "integer"]}}), &["campaign", "step"], "a campaign step ran"),
         }
@@ -224,7 +226,8 @@ pub fn json_schema() -> Value {
             "description": {"type": "string"},
             "enabled": {"type": "boolean", "default": true},
             "enter_on": {"oneOf": [entry, {"type": "array", "items": entry, "minItems": 1}]},
-            "repeat_registration": {"type": "boolean", "default": false, "description": "a repeat registration on the form runs the first step again (off: it is a duplicate and nothing runs)"},
+            "repeat_registration": {"type": "boolean", "default": false, "description": "a repeat registration on the form runs the first step again (off: the form answers \"already registered\", nothing is stored and nothing runs)"},
+            "repeat_cooldown": {"allOf": [duration], "default": "1h", "description": "with repeat_registration: a repeat this soon after the last run of the first step runs nothing (e.g. 30m, 1h, 1d)"},
             "weekdays": {"oneOf": [
                 {"$ref": "#/$defs/weekday"},
                 {"type": "array", "items": {"$ref": "#/$defs/weekday"}, "minItems": 1},
@@ -250,8 +253,10 @@ pub fn json_schema() -> Value {
                 "additionalProperties": false,
                 "properties": {
                     "rules": {"type": "array", "items": {"$ref": "#/$defs/rule"}},
+                    "tags": declared("a customer tag (optional: once a file lists tags, every tag a rule names must be listed)"),
                     "lists": declared("a contact list"),
                     "chat_channels": declared("a team-chat channel"),
+                    "forms": declared("a form (POST /forms/NAME) that no campaign or rule names yet; forms nobody declares answer 404"),
                     "campaigns": {"type": "array", "items": {"$ref": "#/$defs/campaign"}},
                 }
             },

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
+use super::findings::{self, ChannelCheck, Finding};
 use super::hygiene::{self, Warning};
 use super::load::{is_rule_file, load_dir, Diagnostic, LoadOptions};
 use super::RuleSet;
@@ -36,6 +37,35 @@ pub struct ReloadStatus {
     /// The hygiene warnings of the running rules (they never stop a load).
     #[serde(skip)]
     pub warnings: Vec<Warning>,
+    /// The running rules' actions whose channel is not configured (recorded as skipped when
+    /// they run); empty when the channels were not checked.
+    pub findings: Vec<Finding>,
+}
+
+/// The findings of a set that loaded, logged loudly; in strict mode, the problems that refuse
+/// it.
+fn findings_of(set: &RuleSet, check: &ChannelCheck) -> Result<Vec<Finding>, Vec<Diagnostic>> {
+    let Some(channels) = &check.channels else {
+        return Ok(Vec::new());
+    };
+    let found = findings::check(set, channels);
+    if check.strict && !found.is_empty() {
+        tracing::error!("{}", findings::strict_refusal(&found));
+        for f in &found {
+            tracing::error!(finding = %f, "configuration");
+        }
+        return Err(found.iter().map(Finding::diagnostic).collect());
+    }
+    for f in &found {
+        tracing::warn!(finding = %f, skipped_when_it_runs = f.skips, "configuration finding");
+    }
+    if !found.is_empty() {
+        tracing::warn!(
+            "{} rule action(s) cannot run as written with this configuration: sends without their channel are recorded as skipped when they would run (the outbox, status=skipped); set the variables named above, or ZALOFLOW_STRICT_CONFIG=true to refuse such a start",
+            found.len()
+        );
+    }
+    Ok(found)
 }
 
 /// The warnings of a set that loaded, logged.
@@ -45,6 +75,22 @@ fn warnings_of(set: &RuleSet) -> Vec<Warning> {
         tracing::warn!(warning = %w, "rule hygiene");
     }
     warnings
+}
+
+/// Says, per changed step of each campaign, what the next scheduler pass will do to its
+/// members (docs/campaigns.md); the pass logs it again with the number of members moved.
+fn log_step_edits(old: &RuleSet, new: &RuleSet) {
+    for c in new.campaigns() {
+        let Some(before) = old.campaign(&c.id) else {
+            continue;
+        };
+        let ids: Vec<String> = before.steps.iter().map(|s| s.id.clone()).collect();
+        for e in c.edits_from(&ids) {
+            if !matches!(e, super::campaign::StepEdit::Kept { .. }) {
+                tracing::info!(campaign = %c.id, file = %c.origin, edit = %e, "campaign steps changed by the reload");
+            }
+        }
+    }
 }
 
 /// The outcome of one look at the folder.
@@ -87,6 +133,7 @@ struct State {
 pub struct RuleWatcher {
     dir: PathBuf,
     opts: LoadOptions,
+    check: ChannelCheck,
     current: Arc<RwLock<Arc<RuleSet>>>,
     state: Mutex<State>,
 }
@@ -95,8 +142,20 @@ impl RuleWatcher {
     /// Loads the folder; fails (with every problem) if it does not check clean, since there
     /// are no earlier rules to fall back on.
     pub fn load(dir: &Path, opts: LoadOptions, now: i64) -> Result<RuleWatcher, Vec<Diagnostic>> {
+        Self::load_with(dir, opts, ChannelCheck::default(), now)
+    }
+
+    /// [`RuleWatcher::load`], checking the rules against the deployment's channels at this load
+    /// and every reload (in strict mode, findings refuse the rules).
+    pub fn load_with(
+        dir: &Path,
+        opts: LoadOptions,
+        check: ChannelCheck,
+        now: i64,
+    ) -> Result<RuleWatcher, Vec<Diagnostic>> {
         let fp = fingerprint(dir);
         let set = load_dir(dir, &opts)?;
+        let found = findings_of(&set, &check)?;
         metrics::gauge!(RULES_LOADED_METRIC).set(set.len() as f64);
         let status = ReloadStatus {
             dir: dir.to_path_buf(),
@@ -104,11 +163,13 @@ impl RuleWatcher {
             files: set.files().len(),
             loaded_at: now,
             warnings: warnings_of(&set),
+            findings: found,
             ..ReloadStatus::default()
         };
         Ok(RuleWatcher {
             dir: dir.to_path_buf(),
             opts,
+            check,
             current: Arc::new(RwLock::new(Arc::new(set))),
             state: Mutex::new(State {
                 fingerprint: fp,
@@ -161,13 +222,18 @@ impl RuleWatcher {
     }
 
     fn reload_with(&self, fp: Fingerprint, now: i64) -> Reload {
-        let result = load_dir(&self.dir, &self.opts);
+        let result = load_dir(&self.dir, &self.opts)
+            .and_then(|set| findings_of(&set, &self.check).map(|found| (set, found)));
         // Outside the lock: the analysis looks at every pair of rules.
-        let warnings = result.as_ref().map(warnings_of).unwrap_or_default();
+        let warnings = result
+            .as_ref()
+            .map(|(set, _)| warnings_of(set))
+            .unwrap_or_default();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.fingerprint = fp;
         match result {
-            Ok(set) => {
+            Ok((set, found)) => {
+                st.status.findings = found;
                 tracing::info!(dir = %self.dir.display(), summary = %set.summary(), "rules reloaded");
                 metrics::gauge!(RULES_LOADED_METRIC).set(set.len() as f64);
                 st.status.rules = set.len();
@@ -177,6 +243,7 @@ impl RuleWatcher {
                 st.status.errors.clear();
                 st.status.failed_at = None;
                 st.status.warnings = warnings;
+                log_step_edits(&self.current(), &set);
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
                 Reload::Reloaded
             }

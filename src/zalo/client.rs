@@ -12,30 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::token::{as_i64, truncate, TokenError, TokenManager};
-
-/// Which OA message endpoint a message goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ZaloKind {
-    /// customer-service message (`/v3.0/oa/message/cs`), accepted up to 7 days after the user's
-    /// last interaction
-    #[default]
-    Cs,
-    /// `/v3.0/oa/message/promotion`
-    Promotion,
-    /// `/v3.0/oa/message/transaction`
-    Transaction,
-}
-
-impl ZaloKind {
-    pub fn path(self) -> &'static str {
-        match self {
-            ZaloKind::Cs => "/v3.0/oa/message/cs",
-            ZaloKind::Promotion => "/v3.0/oa/message/promotion",
-            ZaloKind::Transaction => "/v3.0/oa/message/transaction",
-        }
-    }
-}
+pub use zaloflow_core::job::ZaloKind;
 
 /// Why a Zalo call failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -107,6 +84,15 @@ pub struct UserDetail {
     pub raw: Value,
 }
 
+/// One page of `/v3.0/oa/user/getlist`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UserPage {
+    /// `data.total`: how many users the list has (all pages)
+    pub total: Option<u64>,
+    /// `data.users[].user_id`, in Zalo's order
+    pub user_ids: Vec<String>,
+}
+
 /// A ZNS template message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZnsRequest {
@@ -129,7 +115,7 @@ pub struct ZaloClient {
     tokens: Arc<TokenManager>,
     /// The outbox's rate limiter, for the second call after a token refresh (the first one
     /// went through it in the sender).
-    retry_limiter: std::sync::OnceLock<crate::outbox::Limiter>,
+    retry_limiter: std::sync::OnceLock<super::limiter::Limiter>,
 }
 
 enum Call<'a> {
@@ -157,7 +143,7 @@ impl ZaloClient {
 
     /// Makes the call repeated after a token refresh wait for `limiter` too, so that no
     /// second of OA calls goes over the rate (set once, by the outbox sender's builder).
-    pub fn limit_retries(&self, limiter: crate::outbox::Limiter) {
+    pub fn limit_retries(&self, limiter: super::limiter::Limiter) {
         let _ = self.retry_limiter.set(limiter);
     }
 
@@ -251,6 +237,40 @@ impl ZaloClient {
                 })
                 .unwrap_or_default(),
             raw: data,
+        })
+    }
+
+    /// One page of the OA's users (`/v3.0/oa/user/getlist`, PROTOCOL.md section 5): followers
+    /// (`is_follower: true`) or users who interacted without following (`false`). Zalo serves at
+    /// most 50 a page (a larger `count` is refused with -201).
+    pub async fn user_page(
+        &self,
+        offset: u64,
+        count: u64,
+        is_follower: bool,
+    ) -> Result<UserPage, ZaloError> {
+        let data =
+            json!({ "offset": offset, "count": count, "is_follower": is_follower.to_string() });
+        let query = [("data", data.to_string())];
+        let data = self
+            .call(
+                &self.api_base,
+                "/v3.0/oa/user/getlist",
+                Call::Get { query: &query },
+            )
+            .await?;
+        let user_ids = data
+            .get("users")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.get("user_id").and_then(id_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(UserPage {
+            total: data.get("total").and_then(as_i64).map(|t| t.max(0) as u64),
+            user_ids,
         })
     }
 

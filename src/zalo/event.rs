@@ -93,6 +93,9 @@ pub enum EventKind {
         text: Option<String>,
         attachments: Vec<Attachment>,
     },
+    /// `permission_revoked`: the shop took back the app's permission on the OA; OA calls wait
+    /// until it is connected again (docs/connect-oa.md).
+    PermissionRevoked {},
     /// Any other event name: kept as received.
     Unknown {
         user_id: Option<String>,
@@ -305,6 +308,7 @@ impl Event {
             EventKind::Received { user_id, .. }
             | EventKind::Seen { user_id, .. }
             | EventKind::Unknown { user_id } => user_id.as_deref(),
+            EventKind::PermissionRevoked {} => None,
             EventKind::FormSubmitted { contact_id, .. }
             | EventKind::EmailOpened { contact_id, .. }
             | EventKind::EmailClicked { contact_id, .. } => Some(contact_id),
@@ -418,6 +422,7 @@ pub fn normalise(v: &Value) -> Result<Event, ParseError> {
             user_id: recipient.clone().or(flat_user.clone()),
             msg_ids: msg_ids(v),
         },
+        "permission_revoked" => EventKind::PermissionRevoked {},
         _ => EventKind::Unknown {
             user_id: any_user().or(recipient.clone()),
         },
@@ -697,6 +702,16 @@ mod tests {
                 msg_ids: vec!["a".into(), "b".into()]
             }
         );
+    }
+
+    #[test]
+    fn permission_revoked_is_typed() {
+        let e = parse(
+            br#"{"app_id":"1","oa_id":"388","event_name":"permission_revoked","timestamp":"5"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::PermissionRevoked {});
+        assert_eq!((e.oa_id.as_deref(), e.user_id()), (Some("388"), None));
     }
 
     #[test]

@@ -72,8 +72,11 @@ pub fn config(db_url: &str, extra: &[(&str, &str)]) -> Config {
     m.insert("ZALOFLOW_RULES".into(), "/nonexistent-rules".into());
     // No wall-clock ticks: tests run the scheduler with `scheduler::tick` at chosen instants.
     m.insert("ZALOFLOW_TICK".into(), "off".into());
-    // The fakes listen on 127.0.0.1, which the SSRF guard refuses by default.
-    m.insert("ZALOFLOW_ALLOW_PRIVATE_URLS".into(), "true".into());
+    // The fakes listen on 127.0.0.1: URLs the operator sets are trusted wherever they point.
+    // No follower sync at start and no first-sight profile lookups (extra OA calls) unless a
+    // test asks for them (tests/contacts_sync.rs).
+    m.insert("ZALOFLOW_CONTACTS_SYNC".into(), "off".into());
+    m.insert("ZALOFLOW_CONTACTS_LOOKUP".into(), "false".into());
     for (k, v) in extra {
         m.insert(k.to_string(), v.to_string());
     }
@@ -251,7 +254,6 @@ pub fn fake_channels(
         ),
         ("ZALOFLOW_SMS_URL".into(), sink.url("/sms")),
         ("ZALOFLOW_TASK_WEBHOOK_URL".into(), sink.url("/task")),
-        ("ZALOFLOW_ALLOW_PRIVATE_URLS".into(), "true".into()),
     ]
 }
 

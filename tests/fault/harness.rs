@@ -118,6 +118,8 @@ pub fn zaloflow_command(
         .env("ZALO_OA_SECRET_KEY", OA_KEY)
         .env("ZALOFLOW_RULES", rules)
         .env("ZALOFLOW_CONFIG", "/nonexistent.toml")
+        .env("ZALOFLOW_CONTACTS_SYNC", "off")
+        .env("ZALOFLOW_CONTACTS_LOOKUP", "false")
         .env("RUST_LOG", "error");
     if let Some(base) = zalo_base {
         let o = FakeZaloOptions::default();

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{page_limit, ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
-use crate::handoff::{self, report, Breach, Handoff, HandoffMessageRow, HandoffUpdate, Links};
+use crate::handoff::{self, timing, Breach, Handoff, HandoffMessageRow, HandoffUpdate, Links};
 use crate::http::AppState;
 
 /// A handoff as the API shows it: the stored handoff, its deadline's state and the agents' links.
@@ -51,7 +51,7 @@ impl HandoffView {
     }
 
     fn of(st: &AppState, h: Handoff) -> HandoffView {
-        HandoffView::new(h, &handoff::board_url(&st.config), st.clock.now())
+        HandoffView::new(h, &st.config.board_url(), st.clock.now())
     }
 }
 
@@ -68,7 +68,7 @@ pub struct HandoffDetail {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HandoffPage {
     pub handoffs: Vec<HandoffView>,
-    pub summary: report::Summary,
+    pub summary: timing::Summary,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -139,7 +139,7 @@ pub async fn list(
     };
     let now = st.clock.now();
     let handoffs = st.store.list_handoffs(&statuses, limit).await?;
-    let summary = report::summarize(
+    let summary = timing::summarize(
         &st.store.handoff_timings(now - days * 86_400_000).await?,
         now,
     );
@@ -326,7 +326,7 @@ pub async fn scrape_gauges(st: &AppState) {
     )
     .await
     {
-        let s = report::summarize(&rows, now);
+        let s = timing::summarize(&rows, now);
         for b in &s.open_by_age {
             metrics::gauge!("zaloflow_handoffs_open", "age" => b.age).set(b.count as f64);
         }

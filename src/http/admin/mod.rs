@@ -38,6 +38,7 @@ use utoipa_axum::routes;
 use super::AppState;
 
 pub mod contacts;
+pub mod contacts_sync;
 pub mod handoffs;
 pub mod lists;
 pub mod outbox;
@@ -195,6 +196,7 @@ struct ApiDoc;
 pub fn protected_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(contacts::search))
+        .routes(routes!(contacts_sync::state, contacts_sync::start))
         .routes(routes!(contacts::show, contacts::edit, contacts::erase))
         .routes(routes!(lists::all))
         .routes(routes!(lists::members, lists::add_members))

@@ -10,7 +10,7 @@ use super::{page_limit, ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::http::AppState;
 use crate::store::Job;
 
-const STATUSES: &[&str] = &["pending", "sending", "sent", "dead"];
+const STATUSES: &[&str] = &["pending", "sending", "sent", "dead", "skipped"];
 
 /// One outbound job.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -30,7 +30,7 @@ pub struct JobView {
     pub first_due: i64,
     /// The next attempt.
     pub run_at: i64,
-    /// `pending`, `sending`, `sent` or `dead`.
+    /// `pending`, `sending`, `sent`, `dead` or `skipped`.
     #[schema(example = "dead")]
     pub status: String,
     pub attempts: i32,
@@ -47,6 +47,9 @@ pub struct JobView {
     pub sent_at: Option<i64>,
     /// The A/B variant of the rule's send action, if it had variants.
     pub variant: Option<String>,
+    /// Why it was skipped (status `skipped`): `not_configured`, … (`last_error` says it in
+    /// words, with the setting to fix).
+    pub skip_reason: Option<String>,
 }
 
 impl From<Job> for JobView {
@@ -70,6 +73,7 @@ impl From<Job> for JobView {
             created_at: j.created_at,
             sent_at: j.sent_at,
             variant: j.variant,
+            skip_reason: j.skip_reason,
         }
     }
 }
@@ -82,7 +86,8 @@ pub fn job_json(j: &Job) -> serde_json::Value {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct OutboxQuery {
-    /// Only jobs in this state: `pending`, `sending`, `sent` or `dead`.
+    /// Only jobs in this state: `pending`, `sending`, `sent`, `dead` or `skipped` (not attempted:
+    /// the reason is in `last_error`, e.g. a channel that is not configured).
     #[param(example = "dead")]
     status: Option<String>,
     /// How many jobs, newest first: 1–1000 (default 100).

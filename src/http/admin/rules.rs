@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, ErrorBody, ErrorDetail};
 use crate::http::AppState;
 use crate::rules::watch::Reload;
-use crate::rules::{hygiene, load_sources, Diagnostic, ReloadStatus, Trigger, Warning};
+use crate::rules::{hygiene, load_sources, Diagnostic, ReloadStatus, Warning};
 
 /// At most this many files in one draft.
 pub const MAX_DRAFT_FILES: usize = 50;
@@ -155,7 +155,7 @@ pub async fn list(State(st): State<AppState>) -> Json<RulesView> {
             description: r.description.clone(),
             enabled: r.enabled,
             priority: r.priority,
-            triggers: r.triggers.iter().map(describe_trigger).collect(),
+            triggers: r.triggers.iter().map(ToString::to_string).collect(),
             file: file_name(&r.origin.file),
             line: r.origin.pos.line,
             col: r.origin.pos.col,
@@ -167,25 +167,6 @@ pub async fn list(State(st): State<AppState>) -> Json<RulesView> {
         status: Some(w.status().into()),
         rules,
     })
-}
-
-fn describe_trigger(t: &Trigger) -> String {
-    let name = t.name();
-    match t {
-        Trigger::TagAdded(tag) | Trigger::TagRemoved(tag) => format!("{name} {tag}"),
-        Trigger::FormSubmitted(form) => format!("{name} {form}"),
-        Trigger::Schedule(c) => format!("{name} {}", c.pattern),
-        Trigger::Inactive { min_days, max_days } => match max_days {
-            Some(max) => format!("{name} {min_days}-{max} days"),
-            None => format!("{name} {min_days}+ days"),
-        },
-        Trigger::SpecialDay { on, days_before } => {
-            format!("{name} {on:?} (-{days_before} days)")
-        }
-        Trigger::FieldChanged { field, .. } => format!("{name} {field}"),
-        Trigger::AfterStep { campaign, step } => format!("{name} {campaign}/{step}"),
-        _ => name.to_string(),
-    }
 }
 
 /// Rule files to check, by file name.
@@ -250,7 +231,7 @@ pub async fn check(
         }
     }
     let dir = st.config.rules_dir.clone();
-    let opts = crate::rule_load_options(&st.config);
+    let opts = crate::wiring::rule_load_options(&st.config);
     let names: Vec<String> = draft.files.keys().cloned().collect();
     let result = tokio::task::spawn_blocking(move || {
         let mut files: BTreeMap<PathBuf, String> = BTreeMap::new();
