@@ -96,13 +96,22 @@ async fn cs_text_is_delivered() {
 }
 
 /// Today 10:00 in Hồ Chí Minh City: promotions go out between 07:00 and 22:00 only.
+/// The latest 10:00 in Vietnam at or before now: a day later is still within the fake's
+/// access-token life (25 h from now), whatever the hour the suite runs at.
 fn daytime() -> DateTime<Utc> {
     use chrono::TimeZone;
     let tz = chrono_tz::Asia::Ho_Chi_Minh;
-    let day = Utc::now().with_timezone(&tz).date_naive();
-    tz.from_local_datetime(&day.and_hms_opt(10, 0, 0).unwrap())
-        .unwrap()
-        .with_timezone(&Utc)
+    let now = Utc::now();
+    let day = now.with_timezone(&tz).date_naive();
+    let ten = |d: chrono::NaiveDate| {
+        tz.from_local_datetime(&d.and_hms_opt(10, 0, 0).unwrap())
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    match ten(day) {
+        t if t <= now => t,
+        _ => ten(day.pred_opt().unwrap()),
+    }
 }
 
 #[tokio::test]
