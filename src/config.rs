@@ -155,6 +155,9 @@ pub struct Config {
     /// When promotion messages may go out, local minutes `[from, until)`
     /// (`ZALOFLOW_PROMOTION_HOURS`, default `07:00-22:00`).
     pub promotion_hours: (u32, u32),
+    /// Prices, the free tier and the daily budget (`ZALOFLOW_PRICES_VND`,
+    /// `ZALOFLOW_FREE_TIER`, `ZALOFLOW_DAILY_BUDGET_VND`). See docs/zalo-2026.md.
+    pub cost: zaloflow_core::cost::CostPolicy,
 }
 
 impl Config {
@@ -343,6 +346,7 @@ impl Config {
             deployment_found: false,
             contacts_sync_cron: contacts_sync_cron(get("ZALOFLOW_CONTACTS_SYNC"))?,
             promotion_hours: promotion_hours(get("ZALOFLOW_PROMOTION_HOURS"))?,
+            cost: cost_policy(get)?,
             contacts_lookup: match get("ZALOFLOW_CONTACTS_LOOKUP") {
                 None | Some("true") | Some("1") => true,
                 Some("false") | Some("0") | Some("off") => false,
@@ -516,6 +520,49 @@ fn promotion_hours(value: Option<&str>) -> anyhow::Result<(u32, u32)> {
         Some((from, until)) if from < until => Ok((from, until)),
         _ => bail!("ZALOFLOW_PROMOTION_HOURS={v:?} is not a time range like 07:00-22:00"),
     }
+}
+
+/// `ZALOFLOW_PRICES_VND` (`class=price, …`), `ZALOFLOW_FREE_TIER` (`8/48h`: free consultation
+/// messages per hours after the last interaction) and `ZALOFLOW_DAILY_BUDGET_VND` (unset: no
+/// budget). Defaults from PROTOCOL.md §5; docs/zalo-2026.md gives the sources.
+fn cost_policy<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> anyhow::Result<zaloflow_core::cost::CostPolicy> {
+    use zaloflow_core::cost::{CostPolicy, FreeTier, Prices};
+    let set = |k: &str| get(k).map(str::trim).filter(|v| !v.is_empty());
+    let prices = match set("ZALOFLOW_PRICES_VND") {
+        Some(v) => Prices::parse(v).map_err(|e| anyhow::anyhow!("ZALOFLOW_PRICES_VND: {e}"))?,
+        None => Prices::default(),
+    };
+    let free_tier = match set("ZALOFLOW_FREE_TIER") {
+        None => FreeTier::default(),
+        Some(v) => {
+            let parsed = v.split_once('/').and_then(|(n, h)| {
+                let count: i64 = n.trim().parse().ok()?;
+                let hours: i64 = h.trim().strip_suffix('h')?.trim().parse().ok()?;
+                (count >= 0 && hours > 0).then_some(FreeTier {
+                    count,
+                    window_ms: hours * 3_600_000,
+                })
+            });
+            parsed.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "ZALOFLOW_FREE_TIER={v:?} is not `messages/hours` like 8/48h (8 free consultation messages within 48 hours of the user's last interaction)"
+                )
+            })?
+        }
+    };
+    let daily_budget_vnd = match set("ZALOFLOW_DAILY_BUDGET_VND") {
+        None => None,
+        Some(v) => Some(v.replace(['.', '_', ' '], "").parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            anyhow::anyhow!("ZALOFLOW_DAILY_BUDGET_VND={v:?} is not a whole number of VND (e.g. 200000)")
+        })?),
+    };
+    Ok(CostPolicy {
+        prices,
+        free_tier,
+        daily_budget_vnd,
+    })
 }
 
 /// `ZALOFLOW_CONTACTS_SYNC`: a 5-field cron (default `0 3 * * *`) or `off`.

@@ -126,6 +126,8 @@ pub fn build_sender(
             .with_clock(clock)
             .with_options(outbox::SenderOptions {
                 lease: config.outbox_lease,
+                cost: outbox::cost::CostGuard::new(config.cost, config.tz, config.promotion_hours)
+                    .with_chat_channel(oa_notice(config).chat_channel),
                 ..outbox::SenderOptions::default()
             }),
     )

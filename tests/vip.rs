@@ -506,6 +506,7 @@ async fn automated_sends_do_not_meet_the_deadline(kind: &str) {
                 id: claimed[0].id,
                 result: store::JobResult::Sent {
                     provider_id: Some("unrecorded-id".into()),
+                    cost: None,
                 },
                 contact: None,
             }],

@@ -44,6 +44,7 @@ pub fn classify_zalo(code: i64, message: &str, now: DateTime<Utc>, tz: Tz) -> Se
         -234 => "cannot send at night (22:00-06:00)",
         -240 => "v2 message API shut down",
         -244 => "user restricted this message type",
+        -321 => "the billing account is out of money",
         _ => "unknown Zalo error",
     };
     let message = if message.is_empty() {

@@ -264,6 +264,15 @@ pub fn zalo_refusal(payload: &Payload, contact: &Contact, run_at: i64) -> Option
             "the user does not follow the OA (Zalo would answer -213)",
         );
     }
+    if let Payload::Zalo { kind, .. } = payload {
+        let field = crate::outbox::cost::opt_out_field(*kind);
+        if contact.fields.get(&field).is_some_and(|v| v == "yes") {
+            return refusal(
+                crate::outbox::cost::OPTED_OUT,
+                "the user refused this type of message (Zalo answered -244)",
+            );
+        }
+    }
     if cs
         && contact
             .last_interaction

@@ -5,6 +5,7 @@
 //! is recorded after it. A job is sent once in normal operation; only a crash between the call
 //! leaving and its outcome being committed makes it go out again (at least once, never lost).
 
+pub mod cost;
 pub mod oa;
 pub mod retry;
 pub mod sender;

@@ -10,6 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::cost::{Verdict, OPTED_OUT};
 use super::retry::Next;
 use super::{Limiter, RetryPolicy};
 use crate::channels::{Channel, Payload, SendError};
@@ -32,6 +33,8 @@ pub struct SenderOptions {
     pub tracking: Option<EmailTracking>,
     /// Holds Zalo OA jobs back while the OA must be connected again.
     pub oa_gate: super::oa::OaGate,
+    /// Prices each send and holds back what Zalo's caps or the budget do not allow now.
+    pub cost: super::cost::CostGuard,
 }
 
 /// The key and public base URL of email tracking links.
@@ -51,6 +54,7 @@ impl Default for SenderOptions {
             poll: Duration::from_millis(250),
             tracking: None,
             oa_gate: Default::default(),
+            cost: Default::default(),
         }
     }
 }
@@ -271,6 +275,9 @@ impl Sender {
             return Ok(false);
         };
         let now = self.clock.now();
+        if let Err(e) = self.options.cost.refresh(&self.store, now).await {
+            tracing::warn!(error = %e, "could not read today's spend");
+        }
         let jobs = self
             .store
             .claim_jobs(
@@ -361,6 +368,27 @@ impl Sender {
                 }
             }
         };
+        let cost = match self
+            .options
+            .cost
+            .check(&self.store, &job.user_id, &payload, self.clock.now())
+            .await
+        {
+            Ok(Verdict::Go(cost)) => cost,
+            Ok(Verdict::Hold { until, why }) => return self.hold(job, until, why).await,
+            Err(e) => {
+                let now = self.clock.now();
+                return JobOutcome {
+                    id: job.id,
+                    result: JobResult::Retry {
+                        run_at: now + 5_000,
+                        error: format!("could not price the send: {e}"),
+                        code: None,
+                    },
+                    contact: None,
+                };
+            }
+        };
         let permit = if job.channel == crate::channels::zalo::NAME {
             Some(self.limiter.acquire().await)
         } else {
@@ -369,6 +397,9 @@ impl Sender {
         let started = Instant::now();
         let result = self.channels.send(&payload).await;
         drop(permit);
+        if let (Err(_), Some(c)) = (&result, &cost) {
+            self.options.cost.unreserve(c, self.clock.now());
+        }
         let channel = channel_label(&job.channel);
         metrics::histogram!("zaloflow_outbox_send_seconds", "channel" => channel)
             .record(started.elapsed());
@@ -377,10 +408,16 @@ impl Sender {
             Ok(d) => {
                 metrics::counter!("zaloflow_outbox_sent_total", "channel" => channel).increment(1);
                 tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, attempts = job.attempts, "sent");
+                if let Some(c) = &cost {
+                    self.options.cost.sent(job.id, &job.user_id, c, now);
+                    metrics::counter!("zaloflow_send_cost_vnd_total", "class" => c.class.as_str())
+                        .increment(c.vnd.max(0) as u64);
+                }
                 JobOutcome {
                     id: job.id,
                     result: JobResult::Sent {
                         provider_id: d.provider_id,
+                        cost,
                     },
                     contact: None,
                 }
@@ -398,6 +435,41 @@ impl Sender {
                     }),
                     contact: None,
                 }
+            }
+            Err(e) if e.code() == Some(-244) => {
+                // The user refused this type of message: never retried, and the contact
+                // remembers it so no later send of the type is planned.
+                metrics::counter!("zaloflow_jobs_skipped_total", "channel" => channel, "reason" => OPTED_OUT).increment(1);
+                tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), "the user refused this message type (-244)");
+                JobOutcome {
+                    id: job.id,
+                    result: JobResult::Skipped(crate::store::JobSkip {
+                        reason: OPTED_OUT.into(),
+                        message: format!(
+                            "skipped: the user refused this type of message (Zalo answered -244); no more of it is planned for them ({e})"
+                        ),
+                    }),
+                    contact: contact_lesson(&payload, &e, now),
+                }
+            }
+            Err(e) if e.code() == Some(-321) => {
+                self.options
+                    .cost
+                    .tell_staff_once(
+                        &self.store,
+                        "billing",
+                        "⚠️ Tài khoản thanh toán Zalo (ZBS) của OA đã hết tiền (-321). Tin khuyến mãi và tin mẫu đang chờ; hãy nạp tiền, zaloflow sẽ tự gửi lại.".into(),
+                        now,
+                        &self.owner,
+                    )
+                    .await;
+                return self
+                    .hold(
+                        job,
+                        now + super::cost::BILLING_RETRY_MS,
+                        format!("held: Zalo's billing account is out of money (-321); top it up and it goes out ({e})"),
+                    )
+                    .await;
             }
             Err(e) => {
                 let code = e.code();
@@ -442,6 +514,40 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// A send that may not go now: due again at `until`, the reason in its last error, never
+    /// dead-lettered for it. A spent budget is told to staff once a day.
+    async fn hold(&self, job: Job, until: i64, why: String) -> JobOutcome {
+        let reason = if why.contains("budget") {
+            "budget"
+        } else if why.contains("-321") {
+            "billing"
+        } else {
+            "promotion_cap"
+        };
+        metrics::counter!("zaloflow_jobs_held_total", "channel" => channel_label(&job.channel), "reason" => reason).increment(1);
+        tracing::info!(job = job.id, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), until, %why, "held");
+        if reason == "budget" {
+            let text = format!(
+                "⚠️ Ngân sách gửi tin hôm nay đã hết: {why}. Tin không phải giao dịch sẽ gửi tiếp vào ngày mai."
+            );
+            self.options
+                .cost
+                .tell_staff_once(&self.store, "budget", text, self.clock.now(), &self.owner)
+                .await;
+        }
+        JobOutcome {
+            id: job.id,
+            result: JobResult::Retry {
+                run_at: until,
+                error: why,
+                code: None,
+            },
+            contact: None,
+        }
+    }
+}
+
 /// What a payload's unconfigured channel lacks, in words.
 pub fn not_configured(p: &Payload) -> crate::channels::configured::Missing {
     let none = crate::channels::configured::Configured::default();
@@ -480,6 +586,12 @@ impl Sender {
 
 /// What a permanent Zalo answer tells us about the contact.
 fn contact_lesson(payload: &Payload, err: &SendError, now: i64) -> Option<ContactChange> {
+    if let (Payload::Zalo { user_id, kind, .. }, Some(-244)) = (payload, err.code()) {
+        let mut ch = ContactChange::new(user_id.clone(), now);
+        ch.fields_set
+            .push((super::cost::opt_out_field(*kind), "yes".into()));
+        return Some(ch);
+    }
     let (Payload::Zalo { user_id, .. } | Payload::ZaloTag { user_id, .. }) = payload else {
         return None;
     };

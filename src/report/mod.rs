@@ -28,6 +28,7 @@ pub use zaloflow_store::report::*;
 
 pub mod ab;
 pub mod render;
+pub mod spend;
 
 /// The outcome signals of an event processed at `at` (its own time).
 pub fn signals(event: &Event, at: i64) -> Vec<OutcomeSignal> {
@@ -234,6 +235,8 @@ pub struct Report {
     /// When the report was made (ms).
     pub generated_at: i64,
     pub rules: Vec<RuleReport>,
+    /// What the period's sends cost, per rule, channel, class and day.
+    pub spend: spend::SpendReport,
 }
 
 fn reason(last_code: Option<i64>, error: Option<&str>) -> String {
@@ -361,6 +364,7 @@ pub fn build(counts: &Counts, since: i64, rule: Option<&str>, now: i64) -> Repor
         rule: rule.map(str::to_string),
         generated_at: now,
         rules: rules.into_values().collect(),
+        spend: spend::SpendReport::default(),
     }
 }
 
@@ -370,9 +374,12 @@ pub async fn make(
     since: i64,
     rule: Option<&str>,
     now: i64,
+    tz: chrono_tz::Tz,
 ) -> crate::store::Result<Report> {
     let counts = store.report_counts(since, rule).await?;
-    Ok(build(&counts, since, rule, now))
+    let mut report = build(&counts, since, rule, now);
+    report.spend = spend::build(&store.spend_rows(since).await?, rule, tz);
+    Ok(report)
 }
 
 /// `--since`: a date (`2027-03-01`, midnight in the OA's time zone) or an RFC 3339 instant.
@@ -399,7 +406,7 @@ pub async fn command(
     rule: Option<&str>,
 ) -> anyhow::Result<String> {
     let since = since.map(|s| parse_since(s, tz)).transpose()?.unwrap_or(0);
-    let report = make(store, since, rule, crate::clock::system_now()).await?;
+    let report = make(store, since, rule, crate::clock::system_now(), tz).await?;
     Ok(render::text(&report, tz))
 }
 

@@ -143,6 +143,7 @@ pub fn text(report: &Report, tz: chrono_tz::Tz) -> String {
     );
     if report.rules.is_empty() {
         out.push_str("No rule fired or sent anything in this period.\n");
+        out.push_str(&super::spend::text(&report.spend));
         return out;
     }
     let mut rows: Vec<Vec<String>> = vec![HEADERS.iter().map(|h| h.to_string()).collect()];
@@ -193,6 +194,7 @@ pub fn text(report: &Report, tz: chrono_tz::Tz) -> String {
         "\nRates are over sent. A reply (24 h) or a return (7 days) counts for the latest send to \
 that user only.\n",
     );
+    out.push_str(&super::spend::text(&report.spend));
     out
 }
 
@@ -336,6 +338,7 @@ pub fn html(report: &Report, tz: chrono_tz::Tz) -> String {
         }
         body.push_str("</section>");
     }
+    body.push_str(&super::spend::html(&report.spend));
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>Effectiveness · zaloflow</title><style>
 body{{font-family:system-ui,sans-serif;margin:1rem;color:#222}}

@@ -51,6 +51,16 @@ pub async fn shop(kind: &str, rules: Rules<'_>) -> Shop {
 }
 
 pub async fn shop_with(kind: &str, rules: Rules<'_>, with_smtp: bool) -> Shop {
+    shop_settings(kind, rules, with_smtp, &[]).await
+}
+
+/// `shop_with`, the service and the tick's sender configured with `settings` as well.
+pub async fn shop_settings(
+    kind: &str,
+    rules: Rules<'_>,
+    with_smtp: bool,
+    settings: &[(&str, &str)],
+) -> Shop {
     let db = Db::new(kind).await;
     let zalo = FakeZalo::start(FakeZaloOptions {
         accept_unknown_users: true,
@@ -86,6 +96,7 @@ pub async fn shop_with(kind: &str, rules: Rules<'_>, with_smtp: bool) -> Shop {
         ));
         extra.push(("ZALOFLOW_SMTP_FROM".into(), "Shop <shop@shop.test>".into()));
     }
+    extra.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let extra: Vec<(&str, &str)> = extra
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -4,6 +4,7 @@
 //! these types, and Cargo keeps this crate from importing either.
 
 pub mod clock;
+pub mod cost;
 pub mod handoff;
 pub mod html;
 pub mod job;

@@ -12,7 +12,10 @@ use async_trait::async_trait;
 pub mod handoff;
 pub mod postgres;
 pub mod report;
+pub mod spend;
 pub mod sqlite;
+
+pub use spend::{Spend, SpendRow};
 
 pub use zaloflow_core::job::{JobSkip, NewJob, SKIPPED};
 
@@ -431,9 +434,13 @@ pub struct Job {
     pub variant: Option<String>,
     /// Why it was skipped (status `skipped`): `not_configured`, …
     pub skip_reason: Option<String>,
+    /// What it was billed as, once sent (`zaloflow_core::cost::SendClass`).
+    pub send_class: Option<String>,
+    /// Its price in VND, once sent.
+    pub cost_vnd: Option<i64>,
 }
 
-pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at, variant, skip_reason";
+pub(crate) const JOB_COLUMNS: &str = "id, channel, user_id, payload, priority, first_due, run_at, status, attempts, last_error, last_code, provider_id, rule_id, source, created_at, sent_at, variant, skip_reason, send_class, cost_vnd";
 
 /// Which jobs a sender claims: OA calls go through one rate-limited sender per OA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -449,6 +456,8 @@ pub enum JobLane {
 pub enum JobResult {
     Sent {
         provider_id: Option<String>,
+        /// Its class and price (None: not a billed message).
+        cost: Option<zaloflow_core::cost::SendCost>,
     },
     Retry {
         run_at: i64,
@@ -469,6 +478,14 @@ impl JobResult {
         match self {
             JobResult::Skipped(s) => Some(&s.reason),
             _ => None,
+        }
+    }
+
+    /// The `send_class` and `cost_vnd` columns.
+    pub fn cost_columns(&self) -> (Option<&'static str>, Option<i64>) {
+        match self {
+            JobResult::Sent { cost: Some(c), .. } => (Some(c.class.as_str()), Some(c.vnd)),
+            _ => (None, None),
         }
     }
 }
@@ -607,7 +624,7 @@ pub struct FieldUpdate {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Spend + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
@@ -1151,7 +1168,7 @@ pub(crate) fn outcome_columns(
     Option<i64>,
 ) {
     match &o.result {
-        JobResult::Sent { provider_id } => {
+        JobResult::Sent { provider_id, .. } => {
             ("sent", None, Some(now), provider_id.as_deref(), None, None)
         }
         JobResult::Retry {

@@ -20,7 +20,7 @@ pub(crate) const LOCK_INBOX_CLAIM: i64 = 0x7a6c_0001;
 pub(crate) const LOCK_OUTBOX_CLAIM: i64 = 0x7a6c_0002;
 
 pub struct PgStore {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -370,9 +370,11 @@ impl Store for PgStore {
             "UPDATE outbox o SET status = v.status, run_at = COALESCE(v.run_at, o.run_at),
                 sent_at = v.sent_at, provider_id = COALESCE(v.provider_id, o.provider_id),
                 last_error = v.error, last_code = v.code, lease_owner = NULL, lease_until = 0,
-                updated_at = $8, skip_reason = v.skip_reason
-             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $10::text[])
-                AS v(id, status, run_at, sent_at, provider_id, error, code, skip_reason)
+                updated_at = $8, skip_reason = v.skip_reason,
+                send_class = COALESCE(v.send_class, o.send_class),
+                cost_vnd = COALESCE(v.cost_vnd, o.cost_vnd)
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $10::text[], $11::text[], $12::bigint[])
+                AS v(id, status, run_at, sent_at, provider_id, error, code, skip_reason, send_class, cost_vnd)
              WHERE o.id = v.id AND o.lease_owner = $9 AND o.status = 'sending'
              RETURNING o.id",
         )
@@ -389,6 +391,18 @@ impl Store for PgStore {
             outcomes
                 .iter()
                 .map(|o| o.result.skip_reason())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.result.cost_columns().0)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.result.cost_columns().1)
                 .collect::<Vec<_>>(),
         )
         .fetch_all(&mut *tx)

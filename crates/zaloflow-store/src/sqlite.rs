@@ -32,7 +32,7 @@ pub struct SqliteStore {
     /// The webhook intake's inserts, through a connection of their own used in the writer's
     /// turn (`intake`).
     inbox: Arc<intake::NativeInbox>,
-    reader: SqlitePool,
+    pub(crate) reader: SqlitePool,
     /// Stops the checkpointer when the store goes.
     _checkpointer: tokio_util::sync::DropGuard,
 }
@@ -565,7 +565,8 @@ impl Store for SqliteStore {
             let r = sqlx::query(
                 "UPDATE outbox SET status = ?1, run_at = COALESCE(?2, run_at), sent_at = ?3,
                     provider_id = COALESCE(?4, provider_id), last_error = ?5, last_code = ?6,
-                    lease_owner = NULL, lease_until = 0, updated_at = ?7, skip_reason = ?10
+                    lease_owner = NULL, lease_until = 0, updated_at = ?7, skip_reason = ?10,
+                    send_class = COALESCE(?11, send_class), cost_vnd = COALESCE(?12, cost_vnd)
                  WHERE id = ?8 AND lease_owner = ?9 AND status = 'sending'",
             )
             .bind(status)
@@ -578,6 +579,8 @@ impl Store for SqliteStore {
             .bind(o.id)
             .bind(owner)
             .bind(o.result.skip_reason())
+            .bind(o.result.cost_columns().0)
+            .bind(o.result.cost_columns().1)
             .execute(&mut *tx)
             .await?;
             if r.rows_affected() == 0 {

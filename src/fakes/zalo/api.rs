@@ -121,6 +121,15 @@ fn send_message(inner: &mut Inner, kind: &str, request: &Value, now: DateTime<Ut
             "User has not interacted with the OA in the past 7 days",
         );
     }
+    if inner
+        .opted_out
+        .contains(&(user_id.clone(), kind.to_string()))
+    {
+        return Answer::zalo(-244, "User has refused to receive this type of message");
+    }
+    if kind == "promotion" && inner.billing_empty {
+        return Answer::zalo(-321, "The billing account is out of money");
+    }
     if kind == "promotion" && promotions_today >= PROMOTIONS_PER_DAY {
         return Answer::zalo(-211, "Out of quota: one promotion message per user a day");
     }
@@ -322,6 +331,9 @@ fn send_zns(inner: &mut Inner, request: &Value, now: DateTime<Utc>) -> Answer {
     }
     if template.is_empty() || !request.get("template_data").is_some_and(Value::is_object) {
         return Answer::zalo(-201, "template is invalid");
+    }
+    if inner.billing_empty {
+        return Answer::zalo(-321, "The billing account is out of money");
     }
     let msg_id = next_id(inner);
     inner.messages.push(FakeMessage {

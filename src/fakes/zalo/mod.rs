@@ -179,6 +179,10 @@ struct Inner {
     window: VecDeque<Instant>,
     next_id: u64,
     connect: super::zalo_oauth::ConnectState,
+    /// (user id, message kind) pairs the user refused: answered -244.
+    opted_out: BTreeSet<(String, String)>,
+    /// The OA's billing account is empty: promotions and template messages answer -321.
+    billing_empty: bool,
 }
 
 impl Inner {
@@ -229,6 +233,8 @@ impl FakeZalo {
             window: VecDeque::new(),
             next_id: 1,
             connect: Default::default(),
+            opted_out: BTreeSet::new(),
+            billing_empty: false,
         };
         let shared = Arc::new(Shared {
             inner: Mutex::new(inner),
@@ -306,6 +312,18 @@ impl FakeZalo {
                 u.follower = follower;
             }
         });
+    }
+
+    /// The user refuses messages of `kind` (`cs`, `promotion`, `transaction`): Zalo answers
+    /// -244 to them (PROTOCOL.md §5).
+    pub fn opt_out(&self, user_id: &str, kind: &str) {
+        self.with(|i| i.opted_out.insert((user_id.to_string(), kind.to_string())));
+    }
+
+    /// Empties (true) or tops up (false) the OA's billing account: while empty, promotions and
+    /// template messages answer -321 (PROTOCOL.md §5).
+    pub fn set_billing_empty(&self, empty: bool) {
+        self.with(|i| i.billing_empty = empty);
     }
 
     /// Pins the fake's clock (None: the system clock).

@@ -61,7 +61,7 @@ pub async fn report(
 ) -> Result<Json<Report>, ApiError> {
     let since = since_ms(&st, q.since.as_deref())?;
     let rule = q.rule.as_deref().filter(|r| !r.is_empty());
-    let r = crate::report::make(&st.store, since, rule, st.clock.now()).await?;
+    let r = crate::report::make(&st.store, since, rule, st.clock.now(), st.config.tz).await?;
     Ok(Json(r))
 }
 
@@ -152,7 +152,7 @@ pub async fn report_page(
         Err(e) => return page(StatusCode::BAD_REQUEST, "Bad date", &e.message),
     };
     let rule = q.rule.as_deref().filter(|r| !r.is_empty());
-    match crate::report::make(&st.store, since, rule, st.clock.now()).await {
+    match crate::report::make(&st.store, since, rule, st.clock.now(), st.config.tz).await {
         Ok(r) => {
             let mut resp = Html(crate::report::render::html(&r, st.config.tz)).into_response();
             resp.headers_mut().insert(

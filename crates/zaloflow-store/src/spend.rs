@@ -1,0 +1,115 @@
+//! What sends cost (issue 25): the history a send's class depends on, today's spend for the
+//! daily budget, and spend per rule, channel, class and hour for the report.
+//!
+//! An area of the store with a trait of its own ([`Spend`], a supertrait of [`crate::Store`]):
+//! one set of statements, written once with `$N` placeholders and given to SQLite as `?N`.
+
+use async_trait::async_trait;
+
+use crate::Result;
+
+/// Sends of one rule, channel and class in one hour (`hour` = ms since the epoch / 3 600 000).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SpendRow {
+    pub rule_id: Option<String>,
+    pub channel: String,
+    pub send_class: String,
+    pub hour: i64,
+    pub sends: i64,
+    pub vnd: i64,
+}
+
+#[async_trait]
+pub trait Spend: Send + Sync {
+    /// The user's last interaction and the ids of the consultation messages sent to them
+    /// since (ids, so a sender can add the sends of its batch not yet committed, once each).
+    async fn consultation_sends(&self, user_id: &str) -> Result<(Option<i64>, Vec<i64>)>;
+    /// The ids of the sends of `class` to `user_id` at or after `since`.
+    async fn class_send_ids(&self, user_id: &str, class: &str, since: i64) -> Result<Vec<i64>>;
+    /// VND spent on sends at or after `since`.
+    async fn spent_since(&self, since: i64) -> Result<i64>;
+    /// Sends with a class at or after `since`, per rule, channel, class and hour.
+    async fn spend_rows(&self, since: i64) -> Result<Vec<SpendRow>>;
+}
+
+const LAST_INTERACTION: &str = "SELECT last_interaction FROM contacts WHERE user_id = $1";
+
+const CONSULTATION_SENDS: &str = "SELECT id FROM outbox
+  WHERE user_id = $1 AND status = 'sent'
+    AND send_class IN ('consultation_free', 'consultation_paid') AND sent_at >= $2";
+
+const CLASS_SEND_IDS: &str = "SELECT id FROM outbox
+  WHERE user_id = $1 AND status = 'sent' AND send_class = $2 AND sent_at >= $3";
+
+const SPENT_SINCE: &str = "SELECT CAST(COALESCE(SUM(cost_vnd), 0) AS BIGINT) FROM outbox
+  WHERE status = 'sent' AND cost_vnd IS NOT NULL AND sent_at >= $1";
+
+const SPEND_ROWS: &str = "SELECT rule_id, channel, send_class, sent_at / 3600000 AS hour,
+        COUNT(*) AS sends, CAST(COALESCE(SUM(cost_vnd), 0) AS BIGINT) AS vnd
+   FROM outbox
+  WHERE status = 'sent' AND cost_vnd IS NOT NULL AND sent_at >= $1
+  GROUP BY rule_id, channel, send_class, sent_at / 3600000
+  ORDER BY hour, rule_id, channel, send_class";
+
+/// The statement for SQLite: `$N` becomes `?N`.
+fn sqlite(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// Implements [`Spend`] for a backend: `$pool` is its read pool, `$sql` turns the shared
+/// statement into the backend's.
+macro_rules! spend_impl {
+    ($store:ty, $pool:ident, $sql:expr) => {
+        #[async_trait]
+        impl Spend for $store {
+            async fn consultation_sends(&self, user_id: &str) -> Result<(Option<i64>, Vec<i64>)> {
+                let last: Option<(Option<i64>,)> = sqlx::query_as(&$sql(LAST_INTERACTION))
+                    .bind(user_id)
+                    .fetch_optional(&self.$pool)
+                    .await?;
+                let Some(last) = last.and_then(|(l,)| l) else {
+                    return Ok((None, Vec::new()));
+                };
+                let ids: Vec<(i64,)> = sqlx::query_as(&$sql(CONSULTATION_SENDS))
+                    .bind(user_id)
+                    .bind(last)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                Ok((Some(last), ids.into_iter().map(|(id,)| id).collect()))
+            }
+
+            async fn class_send_ids(
+                &self,
+                user_id: &str,
+                class: &str,
+                since: i64,
+            ) -> Result<Vec<i64>> {
+                let ids: Vec<(i64,)> = sqlx::query_as(&$sql(CLASS_SEND_IDS))
+                    .bind(user_id)
+                    .bind(class)
+                    .bind(since)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                Ok(ids.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn spent_since(&self, since: i64) -> Result<i64> {
+                let (n,): (i64,) = sqlx::query_as(&$sql(SPENT_SINCE))
+                    .bind(since)
+                    .fetch_one(&self.$pool)
+                    .await?;
+                Ok(n)
+            }
+
+            async fn spend_rows(&self, since: i64) -> Result<Vec<SpendRow>> {
+                Ok(sqlx::query_as(&$sql(SPEND_ROWS))
+                    .bind(since)
+                    .fetch_all(&self.$pool)
+                    .await?)
+            }
+        }
+    };
+}
+
+spend_impl!(crate::sqlite::SqliteStore, reader, sqlite);
+spend_impl!(crate::postgres::PgStore, pool, str::to_string);

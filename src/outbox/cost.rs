@@ -1,0 +1,338 @@
+//! What a send costs and what holds it back, decided when it is sent (issue 25): its message
+//! class and price, Zalo's caps on promotions (1 a day, 30 a month per user), the optional daily
+//! budget, an empty billing account (`-321`) and opt-outs (`-244`). A held send stays in the
+//! outbox with the reason in its last error (`held: …`) and goes out when the hold ends; staff
+//! hear of a spent budget or an empty billing account once a day.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{Datelike, TimeZone};
+use chrono_tz::Tz;
+use serde_json::json;
+use zaloflow_core::cost::{ConsultationHistory, CostPolicy, SendClass, SendCost};
+
+use crate::channels::{Payload, ZaloKind};
+use crate::store::{DynStore, NewJob, StoreError};
+
+/// Promotions a user may receive a day and a month (PROTOCOL.md §5: tag 3).
+pub const PROMOTIONS_PER_DAY: i64 = 1;
+pub const PROMOTIONS_PER_MONTH: i64 = 30;
+
+/// How long a template or promotion send waits after Zalo answered `-321`, before it is tried
+/// again (the shop tops the account up meanwhile).
+pub const BILLING_RETRY_MS: i64 = 3_600_000;
+
+/// The reason code of a send skipped because the user refused its type (`-244`).
+pub const OPTED_OUT: &str = "opted_out";
+
+/// The sender's view of costs: the policy, the OA's time zone and promotion hours, where staff
+/// hear of holds, and today's spend (shared by a sender's clones).
+#[derive(Debug, Clone)]
+pub struct CostGuard {
+    pub policy: CostPolicy,
+    pub tz: Tz,
+    /// Local minutes `[from, until)` when promotions may go out.
+    pub promotion_hours: (u32, u32),
+    /// The chat channel staff hear of holds in (None: `ZALOFLOW_CHAT_WEBHOOK_URL`).
+    pub chat_channel: Option<String>,
+    /// (local day start, VND spent or reserved that day).
+    spent: Arc<Mutex<Option<(i64, i64)>>>,
+    /// Sends made in the current batch, per user: their outcomes are committed while the batch
+    /// runs, so the store may not show them yet when the user's next send is checked.
+    recent: Arc<Mutex<HashMap<String, Vec<RecentSend>>>>,
+}
+
+impl Default for CostGuard {
+    fn default() -> Self {
+        CostGuard {
+            policy: CostPolicy::default(),
+            tz: chrono_tz::Asia::Ho_Chi_Minh,
+            promotion_hours: zaloflow_core::job::PROMOTION_HOURS,
+            chat_channel: None,
+            spent: Arc::default(),
+            recent: Arc::default(),
+        }
+    }
+}
+
+/// A send of the running batch: (job id, class, when).
+type RecentSend = (i64, SendClass, i64);
+
+/// What the guard says of a send before it is made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Send it; this is its class and price (None: not a billed message).
+    Go(Option<SendCost>),
+    /// Not now: due again at `until`, for the reason staff read.
+    Hold { until: i64, why: String },
+}
+
+impl CostGuard {
+    pub fn new(policy: CostPolicy, tz: Tz, promotion_hours: (u32, u32)) -> CostGuard {
+        CostGuard {
+            policy,
+            tz,
+            promotion_hours,
+            ..CostGuard::default()
+        }
+    }
+
+    pub fn with_chat_channel(mut self, channel: Option<String>) -> CostGuard {
+        self.chat_channel = channel;
+        self
+    }
+
+    /// Today's spend is read from the store again (at the start of each batch, when a budget
+    /// is set): other instances' sends count too.
+    pub async fn refresh(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
+        // The previous batch's outcomes are all committed when the next one starts.
+        self.recent.lock().expect("poisoned").clear();
+        if self.policy.daily_budget_vnd.is_none() {
+            return Ok(());
+        }
+        let day = self.day_start(now);
+        let spent = store.spent_since(day).await?;
+        *self.spent.lock().expect("poisoned") = Some((day, spent));
+        Ok(())
+    }
+
+    /// The class and price of `payload` sent at `now`, or why it must wait.
+    pub async fn check(
+        &self,
+        store: &DynStore,
+        user_id: &str,
+        payload: &Payload,
+        now: i64,
+    ) -> Result<Verdict, StoreError> {
+        let history = match payload {
+            Payload::Zalo {
+                kind: ZaloKind::Cs, ..
+            } => {
+                let (last, ids) = store.consultation_sends(user_id).await?;
+                ConsultationHistory {
+                    last_interaction: last,
+                    sent_since: last.map_or(0, |last| {
+                        self.with_recent(user_id, ids, |c, at| c.is_consultation() && at >= last)
+                    }),
+                }
+            }
+            _ => ConsultationHistory::default(),
+        };
+        let Some(class) = self.policy.class_of(payload, history, now) else {
+            return Ok(Verdict::Go(None));
+        };
+        let vnd = self.policy.prices.of(class);
+        if class == SendClass::Promotion {
+            let day = self.day_start(now);
+            let ids = store.class_send_ids(user_id, class.as_str(), day).await?;
+            let today = self.with_recent(user_id, ids, |c, at| c == class && at >= day);
+            if today >= PROMOTIONS_PER_DAY {
+                return Ok(Verdict::Hold {
+                    until: self.next_day_promotion_start(now),
+                    why: format!(
+                        "held: Zalo takes {PROMOTIONS_PER_DAY} promotion a day per user and this user had one today; it goes out tomorrow"
+                    ),
+                });
+            }
+            let first = self.month_start(now);
+            let ids = store.class_send_ids(user_id, class.as_str(), first).await?;
+            let month = self.with_recent(user_id, ids, |c, at| c == class && at >= first);
+            if month >= PROMOTIONS_PER_MONTH {
+                return Ok(Verdict::Hold {
+                    until: self.next_month_promotion_start(now),
+                    why: format!(
+                        "held: Zalo takes {PROMOTIONS_PER_MONTH} promotions a month per user and this user had them; it goes out next month"
+                    ),
+                });
+            }
+        }
+        if let Some(budget) = self.policy.daily_budget_vnd {
+            self.spent_today(store, now).await?;
+            // Checked and reserved at once: sends to other users run side by side.
+            let day = self.day_start(now);
+            let spent = {
+                let mut s = self.spent.lock().expect("poisoned");
+                let (_, spent) = s.get_or_insert((day, 0));
+                let before = *spent;
+                if !self.policy.over_budget(class, vnd, before) {
+                    *spent += vnd;
+                }
+                before
+            };
+            if self.policy.over_budget(class, vnd, spent) {
+                // A promotion waits for the next day's promotion hours, not midnight.
+                let until = if class == SendClass::Promotion {
+                    self.next_day_promotion_start(now)
+                } else {
+                    self.next_day_start(now)
+                };
+                return Ok(Verdict::Hold {
+                    until,
+                    why: format!(
+                        "held: today's budget of {budget} VND is spent ({spent} VND); it goes out tomorrow"
+                    ),
+                });
+            }
+        }
+        Ok(Verdict::Go(Some(SendCost { class, vnd })))
+    }
+
+    /// Notes job `id` sent to `user_id` (its class counts for their next send at once).
+    pub fn sent(&self, id: i64, user_id: &str, cost: &SendCost, now: i64) {
+        self.recent
+            .lock()
+            .expect("poisoned")
+            .entry(user_id.to_string())
+            .or_default()
+            .push((id, cost.class, now));
+    }
+
+    /// Gives back the budget a send reserved that did not go out.
+    pub fn unreserve(&self, cost: &SendCost, now: i64) {
+        if self.policy.daily_budget_vnd.is_none() {
+            return;
+        }
+        let day = self.day_start(now);
+        if let Some((d, spent)) = self.spent.lock().expect("poisoned").as_mut() {
+            if *d == day {
+                *spent -= cost.vnd;
+            }
+        }
+    }
+
+    /// How many sends: the store's `ids` and this batch's that `keep`, each once (an outcome
+    /// may or may not be committed yet).
+    fn with_recent(
+        &self,
+        user_id: &str,
+        ids: Vec<i64>,
+        keep: impl Fn(SendClass, i64) -> bool,
+    ) -> i64 {
+        let mut all: std::collections::BTreeSet<i64> = ids.into_iter().collect();
+        if let Some(v) = self.recent.lock().expect("poisoned").get(user_id) {
+            all.extend(
+                v.iter()
+                    .filter(|(_, c, at)| keep(*c, *at))
+                    .map(|(id, _, _)| *id),
+            );
+        }
+        all.len() as i64
+    }
+
+    async fn spent_today(&self, store: &DynStore, now: i64) -> Result<i64, StoreError> {
+        let day = self.day_start(now);
+        if let Some((d, spent)) = *self.spent.lock().expect("poisoned") {
+            if d == day {
+                return Ok(spent);
+            }
+        }
+        let spent = store.spent_since(day).await?;
+        *self.spent.lock().expect("poisoned") = Some((day, spent));
+        Ok(spent)
+    }
+
+    /// Tells staff of a hold once a local day, across instances (a lease named for the hold and
+    /// the day, taken by an owner no other call uses).
+    pub async fn tell_staff_once(
+        &self,
+        store: &DynStore,
+        hold: &str,
+        text: String,
+        now: i64,
+        owner: &str,
+    ) {
+        let day = self.day_start(now);
+        let name = format!("notice:{hold}:{day}");
+        let owner = format!("{owner}:{}", rand::random::<u64>());
+        match store.try_lease(&name, &owner, now, 36 * 3_600_000).await {
+            Ok(true) => {
+                let payload = Payload::Chat {
+                    channel: self.chat_channel.clone(),
+                    text,
+                    data: json!({ "hold": hold }),
+                };
+                let job: NewJob = super::job(&payload, now, format!("hold:{hold}"));
+                if let Err(e) = store.enqueue_jobs(&[job], now).await {
+                    tracing::warn!(error = %e, hold, "could not tell staff of the hold");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, hold, "could not tell staff of the hold"),
+        }
+    }
+
+    fn local(&self, at: i64) -> chrono::DateTime<Tz> {
+        zaloflow_core::clock::to_utc(at).with_timezone(&self.tz)
+    }
+
+    fn at_local(&self, date: chrono::NaiveDate, minute: u32) -> i64 {
+        let t = date
+            .and_hms_opt(minute / 60, minute % 60, 0)
+            .expect("minutes are checked when read");
+        self.tz
+            .from_local_datetime(&t)
+            .earliest()
+            .map_or(0, |t| t.timestamp_millis())
+    }
+
+    /// Local midnight of `now`'s day.
+    pub fn day_start(&self, now: i64) -> i64 {
+        self.at_local(self.local(now).date_naive(), 0)
+    }
+
+    fn next_day_start(&self, now: i64) -> i64 {
+        self.at_local(self.local(now).date_naive() + chrono::Days::new(1), 0)
+    }
+
+    fn month_start(&self, now: i64) -> i64 {
+        self.at_local(self.local(now).date_naive().with_day(1).expect("day 1"), 0)
+    }
+
+    fn next_day_promotion_start(&self, now: i64) -> i64 {
+        let tomorrow = self.local(now).date_naive() + chrono::Days::new(1);
+        self.at_local(tomorrow, self.promotion_hours.0)
+    }
+
+    fn next_month_promotion_start(&self, now: i64) -> i64 {
+        let first = self.local(now).date_naive().with_day(1).expect("day 1");
+        let next = first + chrono::Months::new(1);
+        self.at_local(next, self.promotion_hours.0)
+    }
+}
+
+/// The contact field that records a user's opt-out of a message type (`-244`); the rules'
+/// planner skips sends of that type to them.
+pub fn opt_out_field(kind: ZaloKind) -> String {
+    format!("zalo_optout_{}", kind_name(kind))
+}
+
+fn kind_name(kind: ZaloKind) -> &'static str {
+    match kind {
+        ZaloKind::Cs => "cs",
+        ZaloKind::Promotion => "promotion",
+        ZaloKind::Transaction => "transaction",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn days_and_months_are_local() {
+        let g = CostGuard::default();
+        let tz = g.tz;
+        let ms = |y, m, d, h, min| {
+            tz.with_ymd_and_hms(y, m, d, h, min, 0)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let now = ms(2026, 12, 31, 23, 30);
+        assert_eq!(g.day_start(now), ms(2026, 12, 31, 0, 0));
+        assert_eq!(g.next_day_start(now), ms(2027, 1, 1, 0, 0));
+        assert_eq!(g.next_day_promotion_start(now), ms(2027, 1, 1, 7, 0));
+        assert_eq!(g.month_start(now), ms(2026, 12, 1, 0, 0));
+        assert_eq!(g.next_month_promotion_start(now), ms(2027, 1, 1, 7, 0));
+    }
+}
