@@ -49,6 +49,17 @@ fn the_demo_replays_the_week_with_every_strategy() {
     let next_line = after_15.lines().nth(1).unwrap_or_default();
     assert!(!next_line.contains("OA → Huy"), "{next_line}");
     assert!(stdout.contains("Summary:"), "{stdout}");
+    // The week's cost: the promotions of re-activation are paid; the replies within 48 h free.
+    let cost = stdout
+        .lines()
+        .find(|l| l.contains("Cost: "))
+        .unwrap_or_else(|| panic!("no cost line: {stdout}"));
+    assert!(cost.contains(" VND for "), "{cost}");
+    assert!(
+        cost.contains("consultation messages in Zalo's free tier"),
+        "{cost}"
+    );
+    assert!(cost.contains("Costliest rules: "), "{cost}");
     assert!(stdout.contains("0 dead letters"), "{stdout}");
     // Headings say what happens under them: the step that says Bảo and Châu have gone quiet
     // is the one their re-activations go out under (up to the next heading or step).

@@ -242,7 +242,7 @@ async fn transient_errors_retry_then_deliver_once(kind: &str) {
 async fn permanent_errors_dead_letter_with_reason(kind: &str) {
     let r = rig(kind).await;
     let sender = r.sender("a", Limiter::unlimited());
-    for code in [-201, -213, -217, -227, -230, -232, -244] {
+    for code in [-201, -213, -217, -227, -230, -232] {
         r.zalo.fail_next(
             1,
             Failure::Zalo {
@@ -254,8 +254,28 @@ async fn permanent_errors_dead_letter_with_reason(kind: &str) {
         let s = pass(&sender).await;
         assert_eq!(s.dead, 1, "code {code}");
     }
+    // -244 (the user refused this type of message) is not a failure: the send is skipped with
+    // its reason, never retried, and the contact remembers the opt-out.
+    r.zalo.fail_next(
+        1,
+        Failure::Zalo {
+            code: -244,
+            message: "zalo says -244".into(),
+        },
+    );
+    r.enqueue(&[text("u4", "xin chào")]).await;
+    let s = pass(&sender).await;
+    assert_eq!((s.dead, s.skipped), (0, 1));
+    let skipped = r.store.list_jobs(Some("skipped"), 10).await.unwrap();
+    assert_eq!(skipped[0].skip_reason.as_deref(), Some("opted_out"));
+    assert_eq!(skipped[0].attempts, 1);
+    let c = r.store.get_contact("u4").await.unwrap().unwrap();
+    assert_eq!(
+        c.fields.get("zalo_optout_cs").map(String::as_str),
+        Some("yes")
+    );
     let dead = r.store.list_jobs(Some("dead"), 100).await.unwrap();
-    assert_eq!(dead.len(), 7);
+    assert_eq!(dead.len(), 6);
     for j in &dead {
         let code = j.last_code.unwrap();
         assert!(

@@ -58,6 +58,7 @@ both!(
     a_backlog_of_handovers_skips_the_settle,
     a_contacts_timeline_is_its_events_newest_first,
     migrating_links_the_history_already_stored,
+    spend_counts_what_was_sent_and_its_price,
 );
 
 async fn insert_dedupes_across_and_within_batches(kind: &str) {
@@ -766,4 +767,128 @@ async fn migrating_links_the_history_already_stored(kind: &str) {
         .unwrap();
     s.insert_inbox(&[ev("g", "u1", 7)]).await.unwrap();
     assert_eq!(timeline("u1").await, [7, 6, 5, 4, 1]);
+}
+
+/// Issue 25: the spend area (`Spend`) reads back each send's class and price as the sender
+/// recorded them: the consultation messages since the last interaction, a class's sends since
+/// an instant, the day's spend, and spend per rule, channel, class and hour.
+async fn spend_counts_what_was_sent_and_its_price(kind: &str) {
+    use zaloflow::store::{JobLane, JobOutcome, JobResult};
+    use zaloflow_core::cost::{SendClass, SendCost};
+    let (_db, s) = open(kind).await;
+    let mut met = ContactChange::new("u1", 1000);
+    met.interaction_at = Some(1000);
+    met.interactions = 1;
+    s.apply_effects(
+        &Effects {
+            contacts: vec![met],
+            ..Default::default()
+        },
+        1000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.consultation_sends("u1").await.unwrap(),
+        (Some(1000), vec![])
+    );
+    assert_eq!(
+        s.consultation_sends("nobody").await.unwrap(),
+        (None, vec![])
+    );
+    let job = |key: &str, rule: &str| zaloflow::store::NewJob {
+        channel: "zalo".into(),
+        user_id: "u1".into(),
+        payload: "{}".into(),
+        priority: 0,
+        run_at: 10,
+        rule_id: Some(rule.into()),
+        source: "test".into(),
+        dedupe_key: Some(key.into()),
+        variant: None,
+        skip: None,
+    };
+    s.enqueue_jobs(
+        &[
+            job("a", "reply"),
+            job("b", "reply"),
+            job("c", "promo"),
+            job("d", "promo"),
+        ],
+        10,
+    )
+    .await
+    .unwrap();
+    let claimed = s
+        .claim_jobs("w", 2_000, 2_000, 60_000, 10, JobLane::All)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let by_key: HashMap<i64, usize> = claimed.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
+    let mut ids: Vec<i64> = by_key.keys().copied().collect();
+    ids.sort();
+    let sent = |id: i64, class: SendClass, vnd: i64| JobOutcome {
+        id,
+        result: JobResult::Sent {
+            provider_id: None,
+            cost: Some(SendCost { class, vnd }),
+        },
+        contact: None,
+    };
+    s.finish_jobs(
+        "w",
+        &[
+            sent(ids[0], SendClass::ConsultationFree, 0),
+            sent(ids[1], SendClass::ConsultationPaid, 55),
+            sent(ids[2], SendClass::Promotion, 165),
+            // Not sent: no class, no cost.
+            JobOutcome {
+                id: ids[3],
+                result: JobResult::Dead {
+                    error: "refused".into(),
+                    code: Some(-201),
+                },
+                contact: None,
+            },
+        ],
+        2_000,
+    )
+    .await
+    .unwrap();
+    let j = s.get_job(ids[1]).await.unwrap().unwrap();
+    assert_eq!(
+        (j.send_class.as_deref(), j.cost_vnd),
+        (Some("consultation_paid"), Some(55))
+    );
+    let dead = s.get_job(ids[3]).await.unwrap().unwrap();
+    assert_eq!((dead.send_class, dead.cost_vnd), (None, None));
+    let (last, mut cs) = s.consultation_sends("u1").await.unwrap();
+    cs.sort();
+    assert_eq!((last, cs), (Some(1000), vec![ids[0], ids[1]]));
+    assert_eq!(
+        s.class_send_ids("u1", "promotion", 2_000).await.unwrap(),
+        vec![ids[2]]
+    );
+    assert!(s
+        .class_send_ids("u1", "promotion", 2_001)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.spent_since(0).await.unwrap(), 220);
+    assert_eq!(s.spent_since(2_001).await.unwrap(), 0);
+    let rows = s.spend_rows(0).await.unwrap();
+    let total: (i64, i64) = rows
+        .iter()
+        .fold((0, 0), |a, r| (a.0 + r.sends, a.1 + r.vnd));
+    assert_eq!(total, (3, 220));
+    let promo = rows.iter().find(|r| r.send_class == "promotion").unwrap();
+    assert_eq!(
+        (
+            promo.rule_id.as_deref(),
+            promo.channel.as_str(),
+            promo.hour,
+            promo.vnd
+        ),
+        (Some("promo"), "zalo", 0, 165)
+    );
 }

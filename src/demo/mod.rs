@@ -484,6 +484,32 @@ async fn summary(p: &mut Printer, store: &dyn crate::store::Store) -> anyhow::Re
             p.t.inbound, p.t.zalo_messages, p.t.sms, p.t.emails, p.t.staff_notifications, dead
         ),
     );
+    // What the week cost, at the default prices (ZALOFLOW_PRICES_VND): the class of each send
+    // was recorded when it was sent.
+    let spend = crate::report::spend::build(
+        &store.spend_rows(0).await?,
+        None,
+        chrono_tz::Asia::Ho_Chi_Minh,
+    );
+    let top: Vec<String> = spend
+        .by_rule
+        .iter()
+        .filter(|l| l.vnd > 0)
+        .take(3)
+        .map(|l| format!("{} {}", l.key, crate::report::spend::vnd(l.vnd)))
+        .collect();
+    let top = if top.is_empty() {
+        String::new()
+    } else {
+        format!(" Costliest rules: {}.", top.join(", "))
+    };
+    p.line(
+        "1",
+        format!(
+            "Cost: {}.{top} (`zaloflow report` shows it per rule, channel and day.)",
+            crate::report::spend::headline(&spend)
+        ),
+    );
     Ok(())
 }
 

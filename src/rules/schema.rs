@@ -144,7 +144,7 @@ pub fn json_schema() -> Value {
             },
             "image": template("an image URL"),
             "buttons": {"type": "array", "items": button, "maxItems": 5},
-            "via": {"enum": ["zalo", "zalo_promotion", "zalo_transaction"], "description": "zalo: customer-service (within 7 days of the user's last interaction); zalo_promotion: to followers any time"},
+            "via": {"enum": ["zalo", "zalo_promotion", "zalo_transaction"], "description": "zalo: customer-service (within 7 days of the user's last interaction); zalo_promotion: a promotion template to followers, 07:00–22:00 (one planned outside waits), at most one a day per user; zalo_transaction: a transaction message"},
         }),
         &[],
         "an OA message",
