@@ -185,7 +185,7 @@ async fn a_second_promotion_the_same_day_waits_for_tomorrow(kind: &str) {
     assert_eq!(held.run_at, hcm(2027, 3, 2, 7, 0));
     let why = held.last_error.as_deref().unwrap();
     assert!(
-        why.starts_with("held: Zalo takes 1 promotion a day per user"),
+        why.starts_with("held: Zalo takes 1 promotion a day per user and this user reached it"),
         "{why}"
     );
     // The contact's timeline shows it.

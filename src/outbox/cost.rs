@@ -124,27 +124,34 @@ impl CostGuard {
         };
         let vnd = self.policy.prices.of(class);
         if class == SendClass::Promotion {
-            let day = self.day_start(now);
-            let ids = store.class_send_ids(user_id, class.as_str(), day).await?;
-            let today = self.with_recent(user_id, ids, |c, at| c == class && at >= day);
-            if today >= PROMOTIONS_PER_DAY {
-                return Ok(Verdict::Hold {
-                    until: self.next_day_promotion_start(now),
-                    why: format!(
-                        "held: Zalo takes {PROMOTIONS_PER_DAY} promotion a day per user and this user had one today; it goes out tomorrow"
-                    ),
-                });
-            }
-            let first = self.month_start(now);
-            let ids = store.class_send_ids(user_id, class.as_str(), first).await?;
-            let month = self.with_recent(user_id, ids, |c, at| c == class && at >= first);
-            if month >= PROMOTIONS_PER_MONTH {
-                return Ok(Verdict::Hold {
-                    until: self.next_month_promotion_start(now),
-                    why: format!(
-                        "held: Zalo takes {PROMOTIONS_PER_MONTH} promotions a month per user and this user had them; it goes out next month"
-                    ),
-                });
+            // Zalo's caps on promotions per user (tag 3): a day, then a month.
+            let caps = [
+                (
+                    self.day_start(now),
+                    PROMOTIONS_PER_DAY,
+                    self.next_day_promotion_start(now),
+                    "a day",
+                    "tomorrow",
+                ),
+                (
+                    self.month_start(now),
+                    PROMOTIONS_PER_MONTH,
+                    self.next_month_promotion_start(now),
+                    "a month",
+                    "next month",
+                ),
+            ];
+            for (since, cap, until, per, when) in caps {
+                let ids = store.class_send_ids(user_id, class.as_str(), since).await?;
+                if self.with_recent(user_id, ids, |c, at| c == class && at >= since) >= cap {
+                    let noun = if cap == 1 { "promotion" } else { "promotions" };
+                    return Ok(Verdict::Hold {
+                        until,
+                        why: format!(
+                            "held: Zalo takes {cap} {noun} {per} per user and this user reached it; it goes out {when}"
+                        ),
+                    });
+                }
             }
         }
         if let Some(budget) = self.policy.daily_budget_vnd {
