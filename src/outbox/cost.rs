@@ -65,7 +65,12 @@ pub enum Verdict {
     /// Send it; this is its class and price (None: not a billed message).
     Go(Option<SendCost>),
     /// Not now: due again at `until`, for the reason staff read.
-    Hold { until: i64, why: String },
+    /// `reason`: the `zaloflow_jobs_held_total` label (`promotion_cap`, `budget`, `billing`).
+    Hold {
+        until: i64,
+        reason: &'static str,
+        why: String,
+    },
 }
 
 impl CostGuard {
@@ -147,6 +152,7 @@ impl CostGuard {
                     let noun = if cap == 1 { "promotion" } else { "promotions" };
                     return Ok(Verdict::Hold {
                         until,
+                        reason: "promotion_cap",
                         why: format!(
                             "held: Zalo takes {cap} {noun} {per} per user and this user reached it; it goes out {when}"
                         ),
@@ -155,7 +161,7 @@ impl CostGuard {
             }
         }
         if let Some(budget) = self.policy.daily_budget_vnd {
-            self.spent_today(store, now).await?;
+            self.load_spent(store, now).await?;
             // Checked and reserved at once: sends to other users run side by side.
             let day = self.day_start(now);
             let spent = {
@@ -176,6 +182,7 @@ impl CostGuard {
                 };
                 return Ok(Verdict::Hold {
                     until,
+                    reason: "budget",
                     why: format!(
                         "held: today's budget of {budget} VND is spent ({spent} VND); it goes out tomorrow"
                     ),
@@ -227,16 +234,15 @@ impl CostGuard {
         all.len() as i64
     }
 
-    async fn spent_today(&self, store: &DynStore, now: i64) -> Result<i64, StoreError> {
+    /// Reads today's spend from the store unless it is already known for today.
+    async fn load_spent(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
         let day = self.day_start(now);
-        if let Some((d, spent)) = *self.spent.lock().expect("poisoned") {
-            if d == day {
-                return Ok(spent);
-            }
+        if matches!(*self.spent.lock().expect("poisoned"), Some((d, _)) if d == day) {
+            return Ok(());
         }
         let spent = store.spent_since(day).await?;
         *self.spent.lock().expect("poisoned") = Some((day, spent));
-        Ok(spent)
+        Ok(())
     }
 
     /// Tells staff of a hold once a local day, across instances (a lease named for the hold and

@@ -375,7 +375,9 @@ impl Sender {
             .await
         {
             Ok(Verdict::Go(cost)) => cost,
-            Ok(Verdict::Hold { until, why }) => return self.hold(job, until, why).await,
+            Ok(Verdict::Hold { until, reason, why }) => {
+                return self.hold(job, until, reason, why).await
+            }
             Err(e) => {
                 let now = self.clock.now();
                 return JobOutcome {
@@ -467,6 +469,7 @@ impl Sender {
                     .hold(
                         job,
                         now + super::cost::BILLING_RETRY_MS,
+                        "billing",
                         format!("held: Zalo's billing account is out of money (-321); top it up and it goes out ({e})"),
                     )
                     .await;
@@ -517,14 +520,7 @@ impl Sender {
 impl Sender {
     /// A send that may not go now: due again at `until`, the reason in its last error, never
     /// dead-lettered for it. A spent budget is told to staff once a day.
-    async fn hold(&self, job: Job, until: i64, why: String) -> JobOutcome {
-        let reason = if why.contains("budget") {
-            "budget"
-        } else if why.contains("-321") {
-            "billing"
-        } else {
-            "promotion_cap"
-        };
+    async fn hold(&self, job: Job, until: i64, reason: &'static str, why: String) -> JobOutcome {
         metrics::counter!("zaloflow_jobs_held_total", "channel" => channel_label(&job.channel), "reason" => reason).increment(1);
         tracing::info!(job = job.id, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), until, %why, "held");
         if reason == "budget" {
