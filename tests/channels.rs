@@ -653,6 +653,8 @@ async fn zns_is_delivered_and_shares_the_refreshed_token() {
         template_id: "231456".into(),
         template_data: json!({"customer_name": "Lan", "order_code": "A-17"}),
         tracking_id: "job-42".into(),
+        user_id: None,
+        tag: None,
     };
     let delivered = s.channels.send(&p).await.expect("zns delivered");
     let messages = s.fake.messages();
@@ -685,6 +687,8 @@ async fn zns_is_delivered_and_shares_the_refreshed_token() {
         template_id: "231456".into(),
         template_data: json!({}),
         tracking_id: "job-43".into(),
+        user_id: None,
+        tag: None,
     };
     assert!(matches!(
         s.channels.send(&bad_phone).await,

@@ -177,6 +177,12 @@ async fn a_second_promotion_the_same_day_waits_for_tomorrow(kind: &str) {
     s.event(tagged("uu_dai", "8601", t0 + MINUTE)).await;
     let r = s.tick(t0 + HOUR).await;
     assert_eq!(r.delivered.clone().unwrap().sent, 1, "{r}");
+    // The tick counts the held send apart from retries.
+    assert!(
+        r.to_string()
+            .contains("delivered: 1 sent, 0 skipped, 1 held, 0 to retry"),
+        "{r}"
+    );
     // One went; the other was not sent to be refused (-211): it waits, and says why.
     assert_eq!(promotions_to(&s, "8601"), 1);
     let (a, b) = (jobs_of(&s, "km_1").await, jobs_of(&s, "km_2").await);

@@ -75,12 +75,11 @@ fn eval_event(set: &RuleSet, e: &Event, c: &Contact, at: i64, h: &MemoryHistory)
 /// What each planned Zalo message says (a promotion's template: its header and text).
 fn zalo_texts(e: &Evaluation) -> Vec<String> {
     e.actions()
-        .filter_map(|(_, a)| match &a.action {
-            ActionPlan::Outbound {
-                payload: Payload::Zalo {
-                    text, attachment, ..
-                },
-            } => text.clone().or_else(|| {
+        // A `try:`'s first choice counts as its text.
+        .filter_map(|(_, a)| match a.payload("") {
+            Some(Payload::Zalo {
+                text, attachment, ..
+            }) => text.clone().or_else(|| {
                 attachment
                     .as_ref()
                     .and_then(zaloflow_core::job::promotion_text)
@@ -476,7 +475,11 @@ fn reactivation_stages_once_per_silence_via_promotion() {
     );
     let s1 = scan(&h, &c, start + 7 * DAY);
     assert_eq!(fired_ids(&s1), vec!["kich_hoat_giai_doan_1"]);
-    match &s1.fired[0].actions[0].action {
+    // A promotion first, an SMS if it cannot go (`try:`).
+    let ActionPlan::FirstOf(choices) = &s1.fired[0].actions[0].action else {
+        panic!("{:?}", s1.fired[0].actions[0].action);
+    };
+    match &choices[0] {
         ActionPlan::Outbound {
             payload:
                 Payload::Zalo {

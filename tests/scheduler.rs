@@ -503,7 +503,7 @@ async fn tick_at_through_the_binary() {
         "{out}"
     );
     assert!(
-        out.contains("delivered: 2 sent, 0 skipped, 0 to retry, 0 failed for good"),
+        out.contains("delivered: 2 sent, 0 skipped, 0 held, 0 to retry, 0 failed for good"),
         "{out}"
     );
     assert_eq!(s.zalo_to("8301"), [promo("Chào buổi sáng!")]);
@@ -654,7 +654,7 @@ async fn tick_summary_counts_skipped_sends_apart(kind: &str) {
     );
     assert!(!text.contains("nothing was due"), "{text}");
     assert!(
-        text.contains("delivered: 0 sent, 0 skipped, 0 to retry, 0 failed for good"),
+        text.contains("delivered: 0 sent, 0 skipped, 0 held, 0 to retry, 0 failed for good"),
         "{text}"
     );
     assert!(s.sms_to("0912000301").is_empty());

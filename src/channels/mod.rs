@@ -535,6 +535,8 @@ mod tests {
                 template_id: "t".into(),
                 template_data: json!({"a":1}),
                 tracking_id: "tr".into(),
+                user_id: None,
+                tag: None,
             },
             Payload::Chat {
                 channel: Some("vip".into()),

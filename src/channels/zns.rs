@@ -64,12 +64,17 @@ impl Channel for ZnsChannel {
             template_id,
             template_data,
             tracking_id,
+            user_id,
+            ..
         } = p
         else {
             return Err(wrong_payload(NAME, p));
         };
-        let phone = normalize_phone(phone)
-            .ok_or_else(|| SendError::permanent("not a phone number ZNS can reach"))?;
+        let phone = match user_id {
+            Some(_) => String::new(),
+            None => normalize_phone(phone)
+                .ok_or_else(|| SendError::permanent("not a phone number ZNS can reach"))?,
+        };
         if template_id.trim().is_empty() {
             return Err(SendError::permanent("no ZNS template_id"));
         }
@@ -78,6 +83,7 @@ impl Channel for ZnsChannel {
             template_id: template_id.clone(),
             template_data: template_data.clone(),
             tracking_id: tracking_id.clone(),
+            user_id: user_id.clone(),
             development: false,
         };
         let sent = self

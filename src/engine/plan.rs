@@ -60,35 +60,24 @@ impl Engine {
                     ..crate::outbox::job(payload, run_at, source)
                 };
                 match &planned.action {
-                    ActionPlan::Outbound { payload } => {
+                    ActionPlan::Outbound { .. } | ActionPlan::FirstOf(_) => {
+                        let choices = match &planned.action {
+                            ActionPlan::FirstOf(choices) => choices.as_slice(),
+                            one => std::slice::from_ref(one),
+                        };
                         let job = |payload: &Payload| {
                             let mut j = job(payload);
                             j.run_at = self.send_time(payload, j.run_at);
                             j
                         };
-                        let missing = self.channels.as_ref().and_then(|c| c.missing(payload));
-                        if let Some(m) = missing {
-                            // Recorded where staff look, with what to set; never queued.
-                            tracing::info!(rule = %fired.rule_id, user, reason = %m, "send recorded as skipped");
-                            let mut j =
-                                job(payload).skipped(NOT_CONFIGURED, format!("skipped: {m}"));
-                            // The contact's timeline shows it (a skipped row has no lane).
-                            j.user_id = user.to_string();
-                            effects.jobs.push(j);
-                            continue;
-                        }
-                        match zalo_refusal(payload, contact, run_at) {
-                            // A send Zalo would refuse is not made, and says why where staff
-                            // look (the outbox, the contact's timeline, the tick's summary).
-                            Some(refusal) => {
-                                tracing::info!(rule = %fired.rule_id, user, reason = refusal.message, "send recorded as skipped");
-                                let mut j = job(payload)
-                                    .skipped(refusal.code, format!("skipped: {}", refusal.message));
-                                j.user_id = user.to_string();
-                                effects.jobs.push(j);
-                            }
-                            None => effects.jobs.push(job(payload)),
-                        }
+                        effects.jobs.extend(self.choose(
+                            &fired.rule_id,
+                            user,
+                            choices,
+                            contact,
+                            run_at,
+                            job,
+                        ));
                     }
                     ActionPlan::Tag { tag, add } => {
                         let mut ch = ContactChange::new(user, at);
@@ -156,6 +145,81 @@ impl Engine {
 }
 
 impl Engine {
+    /// The job of the first of `choices` that can go out now — its channel is configured and
+    /// Zalo would accept it for this contact — carrying the later ones as its fallbacks; or,
+    /// when none can, the first recorded as skipped with every choice's reason.
+    fn choose(
+        &self,
+        rule: &str,
+        user: &str,
+        choices: &[ActionPlan],
+        contact: &Contact,
+        run_at: i64,
+        job: impl Fn(&Payload) -> NewJob,
+    ) -> Option<NewJob> {
+        let mut reasons: Vec<(&'static str, String)> = Vec::new();
+        let mut first: Option<&Payload> = None;
+        for (i, choice) in choices.iter().enumerate() {
+            let payload = match choice {
+                ActionPlan::Outbound { payload } => payload,
+                ActionPlan::Skipped { action, reason } => {
+                    reasons.push(("no_recipient", format!("{action}: {reason}")));
+                    continue;
+                }
+                _ => continue,
+            };
+            first.get_or_insert(payload);
+            if let Some(m) = self.channels.as_ref().and_then(|c| c.missing(payload)) {
+                reasons.push((NOT_CONFIGURED, m.to_string()));
+                continue;
+            }
+            if let Some(refusal) = zalo_refusal(payload, contact, run_at) {
+                reasons.push((refusal.code, refusal.message.to_string()));
+                continue;
+            }
+            let rest: Vec<Payload> = choices[i + 1..]
+                .iter()
+                .filter_map(|c| match c {
+                    ActionPlan::Outbound { payload } => Some(payload.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !reasons.is_empty() {
+                tracing::info!(rule, user, instead_of = ?reasons, "a later choice of `try:` was planned");
+            }
+            let mut j = job(payload).with_fallbacks(&rest);
+            if choices.len() > 1 {
+                // One lane and one timeline for the chain, whichever way each choice goes
+                // (a template by phone would otherwise be filed under the number).
+                j.user_id = user.to_string();
+            }
+            return Some(j);
+        }
+        // Recorded where staff look (the outbox, the contact's timeline, the tick's summary),
+        // with what to set or why Zalo would refuse it; never queued.
+        let code = reasons.first().map_or("no_recipient", |(c, _)| *c);
+        let message = match reasons.as_slice() {
+            [(_, one)] => format!("skipped: {one}"),
+            all => format!(
+                "skipped: no choice of `try:` can go out: {}",
+                all.iter()
+                    .map(|(_, m)| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        };
+        tracing::info!(rule, user, reason = %message, "send recorded as skipped");
+        let Some(p) = first else {
+            // No choice had a recipient (no phone, no email): as a lone action of that kind.
+            skip(rule, user, &message);
+            return None;
+        };
+        let mut j = job(p).skipped(code, message);
+        // The contact's timeline shows it (a skipped row has no lane).
+        j.user_id = user.to_string();
+        Some(j)
+    }
+
     /// When a send may go out: a promotion planned outside its hours moves to the next start
     /// of them (never dropped); anything else keeps its time.
     pub(super) fn send_time(&self, payload: &Payload, run_at: i64) -> i64 {
@@ -163,6 +227,10 @@ impl Engine {
             Payload::Zalo {
                 kind: ZaloKind::Promotion,
                 ..
+            } => within_hours(run_at, self.promotion_hours, self.tz),
+            // Template tags 2 (customer care) and 3 (promotion): the same hours.
+            Payload::Zns {
+                tag: Some(2 | 3), ..
             } => within_hours(run_at, self.promotion_hours, self.tz),
             _ => run_at,
         }
@@ -252,6 +320,10 @@ pub fn zalo_refusal(payload: &Payload, contact: &Contact, run_at: i64) -> Option
     let (user_id, cs) = match payload {
         Payload::Zalo { user_id, kind, .. } => (user_id, *kind == ZaloKind::Cs),
         Payload::ZaloTag { user_id, .. } => (user_id, false),
+        Payload::Zns {
+            user_id: Some(user_id),
+            ..
+        } => (user_id, false),
         _ => return None,
     };
     let refusal = |code, message| Some(Refusal { code, message });
@@ -264,8 +336,12 @@ pub fn zalo_refusal(payload: &Payload, contact: &Contact, run_at: i64) -> Option
             "the user does not follow the OA (Zalo would answer -213)",
         );
     }
-    if let Payload::Zalo { kind, .. } = payload {
-        let field = crate::outbox::cost::opt_out_field(*kind);
+    let field = match payload {
+        Payload::Zalo { kind, .. } => Some(crate::outbox::cost::opt_out_field(*kind)),
+        Payload::Zns { .. } => Some(crate::outbox::cost::TEMPLATE_OPT_OUT.to_string()),
+        _ => None,
+    };
+    if let Some(field) = field {
         if contact.fields.get(&field).is_some_and(|v| v == "yes") {
             return refusal(
                 crate::outbox::cost::OPTED_OUT,

@@ -299,8 +299,12 @@ pub fn describe(a: &ActionPlan) -> String {
                 phone,
                 template_id,
                 template_data,
+                user_id,
                 ..
-            } => format!("zns template {template_id} to {phone} with {template_data}"),
+            } => match user_id {
+                Some(u) => format!("template {template_id} to Zalo user {u} with {template_data}"),
+                None => format!("zns template {template_id} to {phone} with {template_data}"),
+            },
             Payload::Chat { channel, text, .. } => format!(
                 "notify team chat {}: {}",
                 channel.as_deref().unwrap_or("(default)"),
@@ -315,6 +319,10 @@ pub fn describe(a: &ActionPlan) -> String {
                     .unwrap_or_default()
             ),
         },
+        ActionPlan::FirstOf(choices) => {
+            let each: Vec<String> = choices.iter().map(describe).collect();
+            format!("the first Zalo accepts of: {}", each.join(" | else "))
+        }
         ActionPlan::Tag { tag, add: true } => format!("tag {tag} (also in Zalo)"),
         ActionPlan::Tag { tag, add: false } => format!("untag {tag} (also in Zalo)"),
         ActionPlan::SetField { name, value } => format!("set field {name} = {}", quote(value)),

@@ -41,6 +41,17 @@ pub struct CostGuard {
     /// Sends made in the current batch, per user: their outcomes are committed while the batch
     /// runs, so the store may not show them yet when the user's next send is checked.
     recent: Arc<Mutex<HashMap<String, Vec<RecentSend>>>>,
+    /// The claimed batch's users' history, read once for the batch (`prefetch`): a user
+    /// missing here is read from the store when their send is checked.
+    batch: Arc<Mutex<HashMap<String, UserHistory>>>,
+}
+
+/// A user's history as read for a batch: last interaction and billed sends (id, class, at)
+/// since the batch's horizon.
+#[derive(Debug, Clone, Default)]
+struct UserHistory {
+    last_interaction: Option<i64>,
+    sends: Vec<RecentSend>,
 }
 
 impl Default for CostGuard {
@@ -52,6 +63,7 @@ impl Default for CostGuard {
             chat_channel: None,
             spent: Arc::default(),
             recent: Arc::default(),
+            batch: Arc::default(),
         }
     }
 }
@@ -93,6 +105,7 @@ impl CostGuard {
     pub async fn refresh(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
         // The previous batch's outcomes are all committed when the next one starts.
         self.recent.lock().expect("poisoned").clear();
+        self.batch.lock().expect("poisoned").clear();
         if self.policy.daily_budget_vnd.is_none() {
             return Ok(());
         }
@@ -100,6 +113,62 @@ impl CostGuard {
         let spent = store.spent_since(day).await?;
         *self.spent.lock().expect("poisoned") = Some((day, spent));
         Ok(())
+    }
+
+    /// Reads, in two statements, the history that prices the Zalo sends of the batch `owner`
+    /// has just claimed (`users`: the batch's users with a consultation or promotion send),
+    /// instead of one or two reads per send.
+    pub async fn prefetch(
+        &self,
+        store: &DynStore,
+        owner: &str,
+        users: &[&str],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        // What a check looks back at: the month (promotion caps) and the 7-day window in
+        // which consultation messages may go out at all.
+        let since = self.month_start(now).min(now - 8 * 86_400_000);
+        let h = store.claimed_history(owner, since).await?;
+        let mut batch: HashMap<String, UserHistory> = users
+            .iter()
+            .map(|u| (u.to_string(), UserHistory::default()))
+            .collect();
+        for (user, last) in h.contacts {
+            if let Some(u) = batch.get_mut(&user) {
+                u.last_interaction = last;
+            }
+        }
+        for (user, id, class, at) in h.sends {
+            let (Some(class), Some(u)) = (SendClass::parse(&class), batch.get_mut(&user)) else {
+                continue;
+            };
+            {
+                u.sends.push((id, class, at));
+            }
+        }
+        *self.batch.lock().expect("poisoned") = batch;
+        Ok(())
+    }
+
+    /// The user's last interaction and the store's ids of their sends that `keep`, from the
+    /// batch's history when it holds the user.
+    fn batch_history(
+        &self,
+        user_id: &str,
+        keep: impl Fn(Option<i64>, SendClass, i64) -> bool,
+    ) -> Option<(Option<i64>, Vec<i64>)> {
+        let batch = self.batch.lock().expect("poisoned");
+        let u = batch.get(user_id)?;
+        let ids = u
+            .sends
+            .iter()
+            .filter(|(_, c, at)| keep(u.last_interaction, *c, *at))
+            .map(|(id, _, _)| *id)
+            .collect();
+        Some((u.last_interaction, ids))
     }
 
     /// The class and price of `payload` sent at `now`, or why it must wait.
@@ -114,7 +183,13 @@ impl CostGuard {
             Payload::Zalo {
                 kind: ZaloKind::Cs, ..
             } => {
-                let (last, ids) = store.consultation_sends(user_id).await?;
+                let cached = self.batch_history(user_id, |last, c, at| {
+                    c.is_consultation() && last.is_some_and(|l| at >= l)
+                });
+                let (last, ids) = match cached {
+                    Some(h) => h,
+                    None => store.consultation_sends(user_id).await?,
+                };
                 ConsultationHistory {
                     last_interaction: last,
                     sent_since: last.map_or(0, |last| {
@@ -147,7 +222,10 @@ impl CostGuard {
                 ),
             ];
             for (since, cap, until, per, when) in caps {
-                let ids = store.class_send_ids(user_id, class.as_str(), since).await?;
+                let ids = match self.batch_history(user_id, |_, c, at| c == class && at >= since) {
+                    Some((_, ids)) => ids,
+                    None => store.class_send_ids(user_id, class.as_str(), since).await?,
+                };
                 if self.with_recent(user_id, ids, |c, at| c == class && at >= since) >= cap {
                     let noun = if cap == 1 { "promotion" } else { "promotions" };
                     return Ok(Verdict::Hold {
@@ -313,6 +391,9 @@ impl CostGuard {
         self.at_local(next, self.promotion_hours.0)
     }
 }
+
+/// The contact field that records a user's opt-out of template messages (`-244` to one).
+pub const TEMPLATE_OPT_OUT: &str = "zalo_optout_template";
 
 /// The contact field that records a user's opt-out of a message type (`-244`); the rules'
 /// planner skips sends of that type to them.

@@ -67,12 +67,19 @@ pub struct Summary {
     pub dead: usize,
     /// Not attempted (channel not configured): status `skipped`.
     pub skipped: usize,
+    /// Held back before the call — a cap, the budget, the billing account — and due again
+    /// when the hold ends (not counted in `retried`).
+    pub held: usize,
 }
+
+/// How the last error of a held send starts (`held: …`), where staff read it.
+pub const HELD_PREFIX: &str = "held:";
 
 impl Summary {
     fn add(&mut self, o: &JobOutcome) {
-        match o.result {
+        match &o.result {
             JobResult::Sent { .. } => self.sent += 1,
+            JobResult::Retry { error, .. } if error.starts_with(HELD_PREFIX) => self.held += 1,
             JobResult::Retry { .. } => self.retried += 1,
             JobResult::Dead { .. } => self.dead += 1,
             JobResult::Skipped(_) => self.skipped += 1,
@@ -292,6 +299,20 @@ impl Sender {
         if jobs.is_empty() {
             return Ok(false);
         }
+        let priced: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.channel == crate::channels::zalo::NAME && !j.user_id.is_empty())
+            .map(|j| j.user_id.as_str())
+            .collect();
+        if let Err(e) = self
+            .options
+            .cost
+            .prefetch(&self.store, &self.owner, &priced, now)
+            .await
+        {
+            // Each send is then priced from the store on its own.
+            tracing::warn!(error = %e, "could not read the batch's send history");
+        }
         // Sending and recording run side by side (one task, both polled): a send in flight may
         // hold a database connection (tokens), so recording must not stop the sends.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -474,6 +495,13 @@ impl Sender {
                     )
                     .await;
             }
+            Err(e)
+                if e.code().is_some_and(|c| FALLBACK_CODES.contains(&c))
+                    && !zaloflow_core::job::fallbacks(&job.payload).is_empty() =>
+            {
+                let contact = contact_lesson(&payload, &e, now);
+                self.fall_back(job, e, contact, now).await
+            }
             Err(e) => {
                 let code = e.code();
                 let code_label = code.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
@@ -517,7 +545,58 @@ impl Sender {
     }
 }
 
+/// Zalo's answers after which a `try:` send goes on to its next choice: the 7-day window
+/// closed (-230), the user has not interacted / cannot be reached this way (-232), a template
+/// that cannot go by user id (-249), a user who does not follow the OA (-213).
+/// The reason of a send that Zalo refused and whose next choice went instead.
+pub const FELL_BACK: &str = "fell_back";
+
+pub const FALLBACK_CODES: [i64; 4] = [-230, -232, -249, -213];
+
 impl Sender {
+    /// Zalo refused the send with one of [`FALLBACK_CODES`] and it has a next choice: that
+    /// choice is queued (once, whatever retries or crashes: its dedupe key is this job's id)
+    /// with the choices after it, and this job is recorded as skipped, saying what went instead.
+    async fn fall_back(
+        &self,
+        job: Job,
+        e: SendError,
+        contact: Option<ContactChange>,
+        now: i64,
+    ) -> JobOutcome {
+        let mut rest = zaloflow_core::job::fallbacks(&job.payload);
+        let next = rest.remove(0);
+        let mut new = super::job(&next, now, format!("fallback:{}", job.id)).with_fallbacks(&rest);
+        new.user_id = job.user_id.clone();
+        new.priority = job.priority;
+        new.rule_id = job.rule_id.clone();
+        new.variant = job.variant.clone();
+        new.dedupe_key = Some(format!("fallback:{}", job.id));
+        let channel = channel_label(&job.channel);
+        if let Err(err) = self.store.enqueue_jobs(&[new], now).await {
+            return JobOutcome {
+                id: job.id,
+                result: JobResult::Retry {
+                    run_at: now + 5_000,
+                    error: format!("could not queue the next choice ({err}) after: {e}"),
+                    code: e.code(),
+                },
+                contact,
+            };
+        }
+        let instead = next.summary();
+        metrics::counter!("zaloflow_jobs_skipped_total", "channel" => channel, "reason" => FELL_BACK).increment(1);
+        tracing::info!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), error = %e, %instead, "Zalo refused; the next choice of `try:` is queued");
+        JobOutcome {
+            id: job.id,
+            result: JobResult::Skipped(crate::store::JobSkip {
+                reason: FELL_BACK.into(),
+                message: format!("skipped: Zalo refused it ({e}); sent instead: {instead}"),
+            }),
+            contact,
+        }
+    }
+
     /// A send that may not go now: due again at `until`, the reason in its last error, never
     /// dead-lettered for it. A spent budget is told to staff once a day.
     async fn hold(&self, job: Job, until: i64, reason: &'static str, why: String) -> JobOutcome {
@@ -586,6 +665,19 @@ fn contact_lesson(payload: &Payload, err: &SendError, now: i64) -> Option<Contac
         let mut ch = ContactChange::new(user_id.clone(), now);
         ch.fields_set
             .push((super::cost::opt_out_field(*kind), "yes".into()));
+        return Some(ch);
+    }
+    if let (
+        Payload::Zns {
+            user_id: Some(user_id),
+            ..
+        },
+        Some(-244),
+    ) = (payload, err.code())
+    {
+        let mut ch = ContactChange::new(user_id.clone(), now);
+        ch.fields_set
+            .push((super::cost::TEMPLATE_OPT_OUT.into(), "yes".into()));
         return Some(ch);
     }
     let (Payload::Zalo { user_id, .. } | Payload::ZaloTag { user_id, .. }) = payload else {

@@ -90,6 +90,8 @@ pub const ACTIONS: &[&str] = &[
     "sms",
     "email",
     "zns",
+    "template",
+    "try",
     "notify",
     "task",
     "tag",
@@ -1987,6 +1989,164 @@ impl<'a> Ctx<'a> {
         (out, sites)
     }
 
+    /// `zns:` (by phone, tag 1 unless said) and `template:` (a ZBS template message: by the
+    /// contact's Zalo user id unless `by: phone`, and its tag must be given).
+    fn template_action(&mut self, v: &Node, word: &str) -> Option<Action> {
+        let what = format!("`{word}`");
+        let allowed: &[&str] = if word == "zns" {
+            &["template_id", "data", "phone", "tag"]
+        } else {
+            &["id", "template_id", "data", "phone", "tag", "by"]
+        };
+        let keys = self.keys(v, &what, allowed)?;
+        let id_key = if keys.has("id") { "id" } else { "template_id" };
+        let template_id = self
+            .require(&keys, id_key, &what)
+            .and_then(|n| self.string(n, "the template id"));
+        let tag = match keys.get("tag") {
+            Some(n) => self.template_tag(n),
+            None if word == "zns" => Some(1),
+            None => {
+                self.err(
+                    v,
+                    "`template` needs `tag:` — the tag the template was approved with in Zalo's console: \
+                     `transaction` (1, any hour), `customer_care` (2) or `promotion` (3; both 07:00–22:00)",
+                );
+                None
+            }
+        };
+        let by_user = match keys.get("by") {
+            None => word == "template",
+            Some(n) => match n.as_str().map(str::trim) {
+                Some("user" | "user_id" | "zalo") => true,
+                Some("phone") => false,
+                _ => {
+                    self.err(
+                        n,
+                        format!(
+                            "`by:` is `user` (the contact's Zalo id) or `phone`; found {}",
+                            n.describe()
+                        ),
+                    );
+                    None?
+                }
+            },
+        };
+        let mut data = Vec::new();
+        if let Some(d) = keys.get("data") {
+            let Some(entries) = d.as_map() else {
+                self.err(
+                    d,
+                    "`data` must be `name: value` lines, one per template parameter",
+                );
+                return None;
+            };
+            for (k, val) in entries {
+                let key = self.name(k, "a template parameter")?;
+                if val.is_null() || val.as_str().is_some_and(|s| s.trim().is_empty()) {
+                    self.err(
+                        val,
+                        format!(
+                            "template parameter `{key}` has no value: Zalo refuses a template \
+                             message with an empty parameter"
+                        ),
+                    );
+                    continue;
+                }
+                data.push((key, self.template(val, "a data value")?));
+            }
+        }
+        let phone = self.opt_template(&keys, "phone", "`phone`");
+        if by_user && keys.has("phone") {
+            self.err(
+                v,
+                "`phone:` is for `by: phone`; a template `by: user` goes to the contact's Zalo id",
+            );
+        }
+        Some(Action::Zns {
+            template_id: template_id?,
+            data,
+            phone: phone?,
+            by_user,
+            tag: tag?,
+        })
+    }
+
+    fn template_tag(&mut self, n: &Node) -> Option<u8> {
+        match n.as_str().map(str::trim) {
+            Some("1" | "transaction") => Some(1),
+            Some("2" | "customer_care" | "care") => Some(2),
+            Some("3" | "promotion") => Some(3),
+            _ => {
+                let hint = n
+                    .as_str()
+                    .and_then(|s| suggest(s.trim(), &["transaction", "customer_care", "promotion"]))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                let found = n
+                    .as_str()
+                    .map_or_else(|| n.describe().to_string(), |s| format!("`{}`", s.trim()));
+                self.err(
+                    n,
+                    format!(
+                        "unknown template tag {found}{hint}: Zalo's tags are `transaction` (1), \
+                         `customer_care` (2) and `promotion` (3)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// `try:` — a list of sends, the first Zalo will accept is made.
+    fn first_of(&mut self, v: &Node) -> Option<Action> {
+        const SENDS: &[&str] = &["send", "template", "zns", "sms", "email"];
+        let Some(items) = v.as_seq() else {
+            self.err(
+                v,
+                format!(
+                    "`try:` is a list of sends to try in order (`- send: …`, `- template: …`, \
+                     `- sms: …`); found {}",
+                    v.describe()
+                ),
+            );
+            return None;
+        };
+        let mut alts = Vec::new();
+        for item in items {
+            let Some((k, val)) = item.as_map().and_then(|m| m.first().map(|(k, v)| (k, v))) else {
+                self.err(item, "each choice of `try:` is one send: `- send: …`");
+                continue;
+            };
+            match k.as_str() {
+                Some(name) if SENDS.contains(&name) => {
+                    if let Some(a) = self.action(name, k, val) {
+                        alts.push(a);
+                    }
+                }
+                Some(name) => self.err(
+                    k,
+                    format!(
+                        "`{name}` cannot be a choice of `try:`: only sends can ({})",
+                        one_of(SENDS)
+                    ),
+                ),
+                None => self.err(k, "an action must be a word"),
+            }
+        }
+        if alts.len() < 2 && items.len() >= 2 {
+            return None;
+        }
+        if items.len() < 2 {
+            self.err(
+                v,
+                "`try:` needs at least two sends: the first choice and what to send instead",
+            );
+            return None;
+        }
+        Some(Action::FirstOf(alts))
+    }
+
     fn unknown_action(&mut self, name: &str, at: &Node) {
         let hint = suggest(name, ACTIONS)
             .map(|s| format!("did you mean `{s}`? "))
@@ -2137,29 +2297,9 @@ impl<'a> Ctx<'a> {
                     links,
                 }
             }
-            "zns" => {
-                let keys = self.keys(v, "`zns`", &["template_id", "data", "phone"])?;
-                let template_id = self
-                    .require(&keys, "template_id", "`zns`")
-                    .and_then(|n| self.string(n, "`template_id`"));
-                let mut data = Vec::new();
-                if let Some(d) = keys.get("data") {
-                    let Some(entries) = d.as_map() else {
-                        self.err(d, "`data` must be `name: value` lines");
-                        return None;
-                    };
-                    for (k, val) in entries {
-                        let key = self.string(k, "a data name")?;
-                        data.push((key, self.template(val, "a data value")?));
-                    }
-                }
-                let phone = self.opt_template(&keys, "phone", "`phone`");
-                Action::Zns {
-                    template_id: template_id?,
-                    data,
-                    phone: phone?,
-                }
-            }
+            "zns" => self.template_action(v, "zns")?,
+            "template" => self.template_action(v, "template")?,
+            "try" => self.first_of(v)?,
             "notify" => {
                 if v.as_str().is_some() {
                     return Some(Action::Notify {

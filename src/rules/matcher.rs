@@ -218,6 +218,9 @@ pub enum ActionPlan {
         priority: Priority,
         note: Option<String>,
     },
+    /// `try:` — the first of these sends Zalo will accept now; the rest are the fallbacks
+    /// (each an `Outbound` or a `Skipped`, in the rule's order).
+    FirstOf(Vec<ActionPlan>),
     /// An action that cannot run for this contact (e.g. an SMS without a phone number).
     Skipped {
         action: &'static str,
@@ -231,6 +234,10 @@ impl PlannedAction {
     pub fn payload(&self, user_id: &str) -> Option<Payload> {
         match &self.action {
             ActionPlan::Outbound { payload } => Some(payload.clone()),
+            ActionPlan::FirstOf(choices) => choices.iter().find_map(|c| match c {
+                ActionPlan::Outbound { payload } => Some(payload.clone()),
+                _ => None,
+            }),
             ActionPlan::Tag { .. } => self.zalo_mirror(user_id),
             _ => None,
         }
@@ -1005,10 +1012,15 @@ fn next_clock(t: i64, minute: u16, tz: chrono_tz::Tz) -> i64 {
 }
 
 fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
+    plan_list(rule, &rule.actions, input, input.at)
+}
+
+/// Plans `actions` of `rule` from `start` (a rule's own list, or the choices of a `try:`).
+fn plan_list(rule: &Rule, actions: &[Action], input: &EvalInput, start: i64) -> Vec<PlannedAction> {
     let c = input.contact;
     let user_id = c.user_id.clone();
-    let mut t = input.at;
-    let mut out = Vec::with_capacity(rule.actions.len());
+    let mut t = start;
+    let mut out = Vec::with_capacity(actions.len());
     // The A/B variant of the next action pushed (set by a `send` with variants).
     let variant = std::cell::Cell::new(None::<String>);
     let mut push = |t: i64, action: ActionPlan| {
@@ -1018,8 +1030,15 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
             variant: variant.take(),
         })
     };
-    for a in &rule.actions {
+    for a in actions {
         match a {
+            Action::FirstOf(alts) => {
+                let choices = plan_list(rule, alts, input, t)
+                    .into_iter()
+                    .map(|p| p.action)
+                    .collect();
+                push(t, ActionPlan::FirstOf(choices))
+            }
             Action::Wait(Wait::For(d)) => t += d,
             Action::Wait(Wait::Until(m)) => t = next_clock(t, *m, input.tz),
             Action::Stop => {}
@@ -1130,26 +1149,40 @@ fn plan(rule: &Rule, input: &EvalInput) -> Vec<PlannedAction> {
                 template_id,
                 data,
                 phone,
-            } => match recipient(phone.as_ref(), c.phone.as_deref(), c) {
-                Some(phone) => {
-                    let template_data: serde_json::Map<String, serde_json::Value> = data
-                        .iter()
-                        .map(|(k, v)| (k.clone(), json!(v.render(c))))
-                        .collect();
+                by_user,
+                tag,
+            } => {
+                let template_data: serde_json::Map<String, serde_json::Value> = data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json!(v.render(c))))
+                    .collect();
+                let payload = |phone: String, user_id: Option<String>| Payload::Zns {
+                    phone,
+                    template_id: template_id.clone(),
+                    template_data: serde_json::Value::Object(template_data.clone()),
+                    tracking_id: format!("{}:{}:{}", rule.id, c.user_id, t),
+                    user_id,
+                    tag: (*tag != 1).then_some(*tag),
+                };
+                if *by_user {
                     push(
                         t,
                         ActionPlan::Outbound {
-                            payload: Payload::Zns {
-                                phone,
-                                template_id: template_id.clone(),
-                                template_data: serde_json::Value::Object(template_data),
-                                tracking_id: format!("{}:{}:{}", rule.id, user_id, t),
-                            },
+                            payload: payload(String::new(), Some(user_id.clone())),
                         },
                     )
+                } else {
+                    match recipient(phone.as_ref(), c.phone.as_deref(), c) {
+                        Some(phone) => push(
+                            t,
+                            ActionPlan::Outbound {
+                                payload: payload(phone, None),
+                            },
+                        ),
+                        None => push(t, skipped("zns", "the contact has no phone number")),
+                    }
                 }
-                None => push(t, skipped("zns", "the contact has no phone number")),
-            },
+            }
             Action::Notify { channel, text } => push(
                 t,
                 ActionPlan::Outbound {

@@ -416,11 +416,19 @@ pub enum Action {
         /// Named links (name, URL): a click on one is known to rules by its name.
         links: Vec<(String, String)>,
     },
+    /// A template message (`zns:` by phone, `template:` by user id or phone).
     Zns {
         template_id: String,
         data: Vec<(String, Template)>,
         phone: Option<Template>,
+        /// Sent by the contact's Zalo user id (`template:`'s default) rather than by phone.
+        by_user: bool,
+        /// Zalo's template tag: 1 transaction, 2 customer care, 3 promotion.
+        tag: u8,
     },
+    /// `try:` — the first of these sends Zalo will accept for this contact now; the rest are
+    /// tried in order if Zalo refuses it when it is sent (`-230`, `-232`, `-249`, `-213`).
+    FirstOf(Vec<Action>),
     Notify {
         channel: Option<String>,
         text: Template,
@@ -463,6 +471,7 @@ impl Action {
                 variants.iter().map(|v| &v.text).collect()
             }
             Action::Send { text, .. } => vec![text],
+            Action::FirstOf(alts) => alts.iter().flat_map(|a| a.zalo_texts()).collect(),
             _ => Vec::new(),
         }
     }
@@ -471,7 +480,11 @@ impl Action {
     pub fn messages_customer(&self) -> bool {
         matches!(
             self,
-            Action::Send { .. } | Action::Sms { .. } | Action::Email { .. } | Action::Zns { .. }
+            Action::Send { .. }
+                | Action::Sms { .. }
+                | Action::Email { .. }
+                | Action::Zns { .. }
+                | Action::FirstOf(_)
         )
     }
 
@@ -481,7 +494,9 @@ impl Action {
             Action::Send { .. } => "send",
             Action::Sms { .. } => "sms",
             Action::Email { .. } => "email",
-            Action::Zns { .. } => "zns",
+            Action::Zns { by_user: false, .. } => "zns",
+            Action::Zns { .. } => "template",
+            Action::FirstOf(_) => "try",
             Action::Notify { .. } => "notify",
             Action::Task { .. } => "task",
             Action::Tag(_) => "tag",

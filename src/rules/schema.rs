@@ -150,6 +150,7 @@ pub fn json_schema() -> Value {
         "an OA message",
     );
     send["oneOf"] = json!([{"required": ["text"]}, {"required": ["variants"]}]);
+    let template_tag = json!({"enum": ["transaction", "customer_care", "promotion", 1, 2, 3], "description": "the tag the template was approved with: transaction (1), customer_care (2), promotion (3)"});
     let action_map = json!({
         "type": "object",
         "minProperties": 1,
@@ -160,7 +161,9 @@ pub fn json_schema() -> Value {
             "send": {"oneOf": [template("an OA message"), send]},
             "sms": {"oneOf": [template("an SMS to the contact's phone"), object(json!({"text": template(""), "to": template("the number (default: the contact's)")}), &["text"], "")]},
             "email": object(json!({"subject": template(""), "html": template(""), "text": template(""), "to": template("the address (default: the contact's)"), "links": {"type": "object", "additionalProperties": {"type": "string", "pattern": "^https?://"}, "description": "named links: name: URL (email_clicked: {link: name})"}}), &["subject"], "an email (opens and clicks are tracked)"),
-            "zns": object(json!({"template_id": text("the ZNS template id"), "data": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}, "phone": template("default: the contact's")}), &["template_id"], "a ZNS template message"),
+            "zns": object(json!({"template_id": text("the ZNS template id"), "data": {"type": "object", "additionalProperties": {"type": ["string", "number"]}}, "phone": template("default: the contact's"), "tag": template_tag.clone()}), &["template_id"], "a ZNS template message by phone"),
+            "template": object(json!({"id": text("the template's id in Zalo's console"), "template_id": text("the same as id"), "tag": template_tag, "by": {"enum": ["user", "phone"], "description": "user (default): to the contact's Zalo id; phone: to their phone number (as ZNS)"}, "data": {"type": "object", "additionalProperties": {"type": ["string", "number"]}, "description": "the template's parameters: name: value (values may use {{fields}})"}, "phone": template("with by: phone (default: the contact's)")}), &["tag"], "a template message (ZBS): tag 1 any hour; tags 2 and 3 07:00–22:00; tag 3 at most once a day per user"),
+            "try": {"type": "array", "minItems": 2, "items": {"$ref": "#/$defs/send_choice"}, "description": "sends to try in order: the first Zalo will accept for this contact now is made; if Zalo refuses it when sent (-230, -232, -249, -213) the next goes instead"},
             "notify": {"oneOf": [template("a team-chat message"), object(json!({"channel": name("a chat channel declared under chat_channels:"), "text": template("")}), &["text"], "")]},
             "task": {"oneOf": [template("a task title"), object(json!({"title": template(""), "description": template(""), "due_in": duration}), &["title"], "")]},
             "tag": names("add these tags (also in Zalo)"),
@@ -178,6 +181,12 @@ pub fn json_schema() -> Value {
             "stop": {"type": "null"},
         }
     });
+    // A choice of `try:`: one of the sending actions.
+    let mut send_choice = action_map.clone();
+    if let Some(props) = send_choice["properties"].as_object_mut() {
+        props.retain(|k, _| matches!(k.as_str(), "send" | "template" | "zns" | "sms" | "email"));
+    }
+    send_choice["description"] = json!("one send");
     let rule = json!({
         "type": "object",
         "required": ["id", "when", "do"],
@@ -267,6 +276,7 @@ pub fn json_schema() -> Value {
             "campaign": campaign,
             "trigger": trigger,
             "condition": condition,
+            "send_choice": send_choice,
             "action": {"oneOf": [{"const": "stop"}, action_map]},
             "weekday": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun", "t2", "t3", "t4", "t5", "t6", "t7", "cn"]},
         }

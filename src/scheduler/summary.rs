@@ -275,8 +275,8 @@ impl fmt::Display for TickReport {
         if let Some(d) = &self.delivered {
             writeln!(
                 f,
-                "  delivered: {} sent, {} skipped, {} to retry, {} failed for good",
-                d.sent, d.skipped, d.retried, d.dead
+                "  delivered: {} sent, {} skipped, {} held, {} to retry, {} failed for good",
+                d.sent, d.skipped, d.held, d.retried, d.dead
             )?;
         }
         Ok(())
@@ -290,6 +290,8 @@ fn skip_reason_words(reason: &str) -> &str {
         "window_closed" => "outside Zalo's 7-day window",
         "not_following" => "not following the OA",
         "not_zalo_user" => "not a Zalo user",
+        "opted_out" => "the user refused this type of message",
+        "fell_back" => "refused by Zalo, the next choice sent instead",
         other => other,
     }
 }

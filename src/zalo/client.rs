@@ -96,8 +96,11 @@ pub struct UserPage {
 /// A ZNS template message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZnsRequest {
-    /// international form without `+`: `84…`
+    /// international form without `+`: `84…` (empty when sent by user id)
     pub phone: String,
+    /// A template message (ZBS) by Zalo user id instead of phone.
+    #[serde(default)]
+    pub user_id: Option<String>,
     pub template_id: String,
     pub template_data: Value,
     pub tracking_id: String,
@@ -288,11 +291,14 @@ impl ZaloClient {
     #[tracing::instrument(skip_all, fields(template_id = %req.template_id, tracking_id = %req.tracking_id))]
     pub async fn send_zns(&self, req: &ZnsRequest) -> Result<SentMessage, ZaloError> {
         let mut body = json!({
-            "phone": req.phone,
             "template_id": req.template_id,
             "template_data": req.template_data,
             "tracking_id": req.tracking_id,
         });
+        match &req.user_id {
+            Some(user_id) => body["user_id"] = json!(user_id),
+            None => body["phone"] = json!(req.phone),
+        }
         if req.development {
             body["mode"] = json!("development");
         }

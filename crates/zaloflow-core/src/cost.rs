@@ -16,17 +16,20 @@ pub enum SendClass {
     Promotion,
     /// A template message by phone (ZNS / ZBS).
     TemplatePhone,
+    /// A template message (ZBS) by Zalo user id, tag 1 or 2 (tag 3 counts as a promotion).
+    TemplateUser,
     Sms,
     Email,
 }
 
 impl SendClass {
-    pub const ALL: [SendClass; 7] = [
+    pub const ALL: [SendClass; 8] = [
         SendClass::ConsultationFree,
         SendClass::ConsultationPaid,
         SendClass::Transaction,
         SendClass::Promotion,
         SendClass::TemplatePhone,
+        SendClass::TemplateUser,
         SendClass::Sms,
         SendClass::Email,
     ];
@@ -38,6 +41,7 @@ impl SendClass {
             SendClass::Transaction => "transaction",
             SendClass::Promotion => "promotion",
             SendClass::TemplatePhone => "template_phone",
+            SendClass::TemplateUser => "template_user",
             SendClass::Sms => "sms",
             SendClass::Email => "email",
         }
@@ -71,6 +75,7 @@ pub struct Prices {
     pub transaction: i64,
     pub promotion: i64,
     pub template_phone: i64,
+    pub template_user: i64,
     pub sms: i64,
     pub email: i64,
 }
@@ -82,6 +87,7 @@ impl Default for Prices {
             transaction: 165,
             promotion: 165,
             template_phone: 165,
+            template_user: 165,
             sms: 0,
             email: 0,
         }
@@ -96,6 +102,7 @@ impl Prices {
             SendClass::Transaction => self.transaction,
             SendClass::Promotion => self.promotion,
             SendClass::TemplatePhone => self.template_phone,
+            SendClass::TemplateUser => self.template_user,
             SendClass::Sms => self.sms,
             SendClass::Email => self.email,
         }
@@ -126,12 +133,13 @@ impl Prices {
                 "transaction" => &mut p.transaction,
                 "promotion" => &mut p.promotion,
                 "template_phone" | "zns" => &mut p.template_phone,
+                "template_user" => &mut p.template_user,
                 "sms" => &mut p.sms,
                 "email" => &mut p.email,
                 _ => {
                     return Err(format!(
                         "{k:?} is not a message class; the classes with a price are \
-                         consultation_paid, transaction, promotion, template_phone, sms, email"
+                         consultation_paid, transaction, promotion, template_phone, template_user, sms, email"
                     ))
                 }
             };
@@ -202,6 +210,11 @@ impl CostPolicy {
                 ZaloKind::Promotion => SendClass::Promotion,
                 ZaloKind::Transaction => SendClass::Transaction,
             },
+            // A tag-3 template is a promotion (Zalo's caps count it as one).
+            Payload::Zns { tag: Some(3), .. } => SendClass::Promotion,
+            Payload::Zns {
+                user_id: Some(_), ..
+            } => SendClass::TemplateUser,
             Payload::Zns { .. } => SendClass::TemplatePhone,
             Payload::Sms { .. } => SendClass::Sms,
             Payload::Email { .. } => SendClass::Email,

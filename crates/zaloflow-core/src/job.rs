@@ -48,6 +48,18 @@ pub struct JobSkip {
     pub message: String,
 }
 
+/// Where a job's payload keeps its fallbacks ([`NewJob::with_fallbacks`]).
+pub const FALLBACK_KEY: &str = "fallback";
+
+/// The fallbacks a stored payload carries (none when it has none or they cannot be read).
+pub fn fallbacks(payload_json: &str) -> Vec<Payload> {
+    serde_json::from_str::<Value>(payload_json)
+        .ok()
+        .and_then(|v| v.get(FALLBACK_KEY).cloned())
+        .and_then(|f| serde_json::from_value(f).ok())
+        .unwrap_or_default()
+}
+
 /// The status of a job that was skipped (see [`JobSkip`]).
 pub const SKIPPED: &str = "skipped";
 
@@ -60,6 +72,22 @@ impl NewJob {
             reason: reason.to_string(),
             message: message.into(),
         });
+        self
+    }
+
+    /// The job with the sends to try instead if Zalo refuses its own when it is sent (a
+    /// `try:` action's later choices), kept in its payload's JSON as `"fallback"`.
+    pub fn with_fallbacks(mut self, rest: &[Payload]) -> NewJob {
+        if rest.is_empty() {
+            return self;
+        }
+        if let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(&self.payload) {
+            map.insert(
+                FALLBACK_KEY.into(),
+                serde_json::to_value(rest).unwrap_or_default(),
+            );
+            self.payload = Value::Object(map).to_string();
+        }
         self
     }
 
@@ -108,11 +136,20 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         track: Option<EmailTrack>,
     },
+    /// A template message (ZNS, now ZBS): by phone, or by Zalo user id when `user_id` is set
+    /// (then `phone` is empty).
     Zns {
+        #[serde(default)]
         phone: String,
         template_id: String,
         template_data: Value,
         tracking_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user_id: Option<String>,
+        /// Zalo's template tag: 1 transaction, 2 customer care, 3 promotion (None: 1, as ZNS
+        /// sends were before tags).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<u8>,
     },
     /// A team-chat notification. `channel` names a configured chat channel (None: the default
     /// webhook); in JSON it is `"chat_channel"`, because `"channel"` is the payload's tag.
@@ -147,6 +184,31 @@ pub struct EmailTrack {
 }
 
 impl Payload {
+    /// What this send is, in a few words staff read ("template 231 by Zalo user id",
+    /// "SMS to 0912…").
+    pub fn summary(&self) -> String {
+        match self {
+            Payload::Zalo { kind, .. } => match kind {
+                ZaloKind::Cs => "a Zalo customer-service message".into(),
+                ZaloKind::Promotion => "a Zalo promotion message".into(),
+                ZaloKind::Transaction => "a Zalo transaction message".into(),
+            },
+            Payload::ZaloTag { tag, .. } => format!("the Zalo tag {tag}"),
+            Payload::Sms { to, .. } => format!("an SMS to {to}"),
+            Payload::Email { to, .. } => format!("an email to {to}"),
+            Payload::Zns {
+                template_id,
+                user_id: Some(_),
+                ..
+            } => format!("template message {template_id} by Zalo user id"),
+            Payload::Zns {
+                template_id, phone, ..
+            } => format!("template message {template_id} by phone {phone}"),
+            Payload::Chat { .. } => "a team-chat notice".into(),
+            Payload::Task { .. } => "a task".into(),
+        }
+    }
+
     /// The name of the channel that sends this payload (`zalo`, `sms`, `email`, `zns`, `chat`,
     /// `task`).
     pub fn channel_name(&self) -> &'static str {
@@ -192,7 +254,7 @@ pub fn job(payload: &Payload, run_at: i64, source: impl Into<String>) -> NewJob 
         Payload::Zalo { user_id, .. } | Payload::ZaloTag { user_id, .. } => user_id.clone(),
         Payload::Sms { to, .. } => to.clone(),
         Payload::Email { to, .. } => to.clone(),
-        Payload::Zns { phone, .. } => phone.clone(),
+        Payload::Zns { user_id, phone, .. } => user_id.clone().unwrap_or_else(|| phone.clone()),
         Payload::Chat { .. } | Payload::Task { .. } => String::new(),
     };
     NewJob {

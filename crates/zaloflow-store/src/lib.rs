@@ -15,7 +15,7 @@ pub mod report;
 pub mod spend;
 pub mod sqlite;
 
-pub use spend::{Spend, SpendRow};
+pub use spend::{BatchHistory, Spend, SpendRow};
 
 pub use zaloflow_core::job::{JobSkip, NewJob, SKIPPED};
 

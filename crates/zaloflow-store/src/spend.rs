@@ -19,8 +19,22 @@ pub struct SpendRow {
     pub vnd: i64,
 }
 
+/// What a claimed batch's users were sent: their last interactions and their billed sends
+/// since a time, read once per batch instead of once per send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchHistory {
+    /// (user id, last interaction) of the batch's Zalo users that have a contact row.
+    pub contacts: Vec<(String, Option<i64>)>,
+    /// (user id, job id, send class, sent at) of their consultation and promotion sends.
+    pub sends: Vec<(String, i64, String, i64)>,
+}
+
 #[async_trait]
 pub trait Spend: Send + Sync {
+    /// The history of the users of the Zalo jobs that `owner` holds claimed (`status =
+    /// 'sending'`): their last interactions and their consultation and promotion sends at or
+    /// after `since`.
+    async fn claimed_history(&self, owner: &str, since: i64) -> Result<BatchHistory>;
     /// The user's last interaction and the ids of the consultation messages sent to them
     /// since (ids, so a sender can add the sends of its batch not yet committed, once each).
     async fn consultation_sends(&self, user_id: &str) -> Result<(Option<i64>, Vec<i64>)>;
@@ -51,6 +65,23 @@ const SPEND_ROWS: &str = "SELECT rule_id, channel, send_class, sent_at / 3600000
   GROUP BY rule_id, channel, send_class, sent_at / 3600000
   ORDER BY hour, rule_id, channel, send_class";
 
+/// The users of the Zalo jobs a sender holds claimed.
+const CLAIMED_USERS: &str = "SELECT user_id FROM outbox
+  WHERE lease_owner = $1 AND status = 'sending' AND channel = 'zalo' AND user_id <> ''";
+
+fn claimed_contacts() -> String {
+    format!("SELECT user_id, last_interaction FROM contacts WHERE user_id IN ({CLAIMED_USERS})")
+}
+
+fn claimed_sends() -> String {
+    format!(
+        "SELECT user_id, id, send_class, sent_at FROM outbox
+  WHERE status = 'sent' AND sent_at >= $2
+    AND send_class IN ('consultation_free', 'consultation_paid', 'promotion')
+    AND user_id IN ({CLAIMED_USERS})"
+    )
+}
+
 /// The statement for SQLite: `$N` becomes `?N`.
 fn sqlite(sql: &str) -> String {
     sql.replace('$', "?")
@@ -62,6 +93,19 @@ macro_rules! spend_impl {
     ($store:ty, $pool:ident, $sql:expr) => {
         #[async_trait]
         impl Spend for $store {
+            async fn claimed_history(&self, owner: &str, since: i64) -> Result<BatchHistory> {
+                let contacts = sqlx::query_as(&$sql(&claimed_contacts()))
+                    .bind(owner)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                let sends = sqlx::query_as(&$sql(&claimed_sends()))
+                    .bind(owner)
+                    .bind(since)
+                    .fetch_all(&self.$pool)
+                    .await?;
+                Ok(BatchHistory { contacts, sends })
+            }
+
             async fn consultation_sends(&self, user_id: &str) -> Result<(Option<i64>, Vec<i64>)> {
                 let last: Option<(Option<i64>,)> = sqlx::query_as(&$sql(LAST_INTERACTION))
                     .bind(user_id)

@@ -207,7 +207,7 @@ fn promotions_on(inner: &Inner, user_id: &str, now: DateTime<Utc>) -> usize {
         .messages
         .iter()
         .filter(|m| {
-            m.kind == "promotion"
+            matches!(m.kind.as_str(), "promotion" | "template_promotion")
                 && m.user_id.as_deref() == Some(user_id)
                 && m.at.with_timezone(&inner.opts.tz).date_naive() == day
         })
@@ -318,28 +318,76 @@ fn follower_list(inner: &Inner, request: &Value) -> Answer {
     )
 }
 
-/// A ZNS template message by phone.
+/// A template message (ZNS / ZBS) by phone, or by Zalo user id (PROTOCOL.md §3 and §5): tags 2
+/// and 3 only 07:00–22:00 (-234), tag 3 once a day per user with promotions (-211), by user id
+/// only for templates approved for it (-249) and only to followers (-213), opt-outs (-244).
 fn send_zns(inner: &mut Inner, request: &Value, now: DateTime<Utc>) -> Answer {
     let phone = request.get("phone").and_then(Value::as_str).unwrap_or("");
+    let by_user = request.get("user_id").and_then(Value::as_str);
     let template = request
         .get("template_id")
         .and_then(Value::as_str)
         .unwrap_or("");
-    if !(phone.starts_with("84") && phone.len() >= 10 && phone.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Answer::zalo(-201, "phone is invalid");
-    }
     if template.is_empty() || !request.get("template_data").is_some_and(Value::is_object) {
         return Answer::zalo(-201, "template is invalid");
     }
+    let known = inner.templates.get(template).copied();
+    if known.is_some_and(|t| !t.enabled) {
+        return Answer::zalo(-201, "template is not enabled");
+    }
+    let tag = known.map_or(1, |t| t.tag);
+    let hour = chrono::Timelike::hour(&now.with_timezone(&inner.opts.tz));
+    if tag != 1 && !(7..22).contains(&hour) {
+        return Answer::zalo(
+            -234,
+            "Template messages of this tag are sent between 07:00 and 22:00 only",
+        );
+    }
+    let kind = match by_user {
+        Some(user_id) => {
+            if !known.is_some_and(|t| t.by_user_id) {
+                return Answer::zalo(-249, "This template cannot be sent by user id");
+            }
+            let promotions_today = promotions_on(inner, user_id, now);
+            let Some(user) = user_mut(inner, user_id, now) else {
+                return Answer::zalo(-201, "user_id is invalid");
+            };
+            if !user.follower {
+                return Answer::zalo(-213, "User has not followed the OA");
+            }
+            if inner
+                .opted_out
+                .contains(&(user_id.to_string(), "template".to_string()))
+            {
+                return Answer::zalo(-244, "User has refused to receive this type of message");
+            }
+            if tag == 3 && promotions_today >= PROMOTIONS_PER_DAY {
+                return Answer::zalo(-211, "Out of quota: one promotion message per user a day");
+            }
+            if tag == 3 {
+                "template_promotion"
+            } else {
+                "template"
+            }
+        }
+        None => {
+            if !(phone.starts_with("84")
+                && phone.len() >= 10
+                && phone.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Answer::zalo(-201, "phone is invalid");
+            }
+            "zns"
+        }
+    };
     if inner.billing_empty {
         return Answer::zalo(-321, "The billing account is out of money");
     }
     let msg_id = next_id(inner);
     inner.messages.push(FakeMessage {
-        kind: "zns".into(),
-        user_id: None,
-        phone: Some(phone.to_string()),
+        kind: kind.into(),
+        user_id: by_user.map(str::to_string),
+        phone: by_user.is_none().then(|| phone.to_string()),
         message: request.clone(),
         message_id: msg_id.clone(),
         at: now,

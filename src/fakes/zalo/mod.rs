@@ -183,6 +183,20 @@ struct Inner {
     opted_out: BTreeSet<(String, String)>,
     /// The OA's billing account is empty: promotions and template messages answer -321.
     billing_empty: bool,
+    /// The OA's approved templates (ZBS); a template not listed may go by phone only, as a
+    /// tag-1 ZNS did.
+    templates: BTreeMap<String, FakeTemplate>,
+}
+
+/// An approved template as the fake knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FakeTemplate {
+    /// 1 transaction, 2 customer care, 3 promotion.
+    pub tag: u8,
+    /// May be sent by Zalo user id (else -249).
+    pub by_user_id: bool,
+    /// Enabled (a disabled template answers -201).
+    pub enabled: bool,
 }
 
 impl Inner {
@@ -234,6 +248,7 @@ impl FakeZalo {
             next_id: 1,
             connect: Default::default(),
             opted_out: BTreeSet::new(),
+            templates: BTreeMap::new(),
             billing_empty: false,
         };
         let shared = Arc::new(Shared {
@@ -318,6 +333,29 @@ impl FakeZalo {
     /// -244 to them (PROTOCOL.md §5).
     pub fn opt_out(&self, user_id: &str, kind: &str) {
         self.with(|i| i.opted_out.insert((user_id.to_string(), kind.to_string())));
+    }
+
+    /// Approves template `id` with `tag`, sendable by user id or by phone only.
+    pub fn add_template(&self, id: &str, tag: u8, by_user_id: bool) {
+        self.with(|i| {
+            i.templates.insert(
+                id.to_string(),
+                FakeTemplate {
+                    tag,
+                    by_user_id,
+                    enabled: true,
+                },
+            )
+        });
+    }
+
+    /// Enables or disables an approved template (a disabled one is refused).
+    pub fn set_template_enabled(&self, id: &str, enabled: bool) {
+        self.with(|i| {
+            if let Some(t) = i.templates.get_mut(id) {
+                t.enabled = enabled;
+            }
+        });
     }
 
     /// Empties (true) or tops up (false) the OA's billing account: while empty, promotions and
