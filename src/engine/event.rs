@@ -121,7 +121,9 @@ pub fn contact_changes(event: &Event, at: i64) -> Vec<ContactChange> {
             }
         }
         // Handled by the inbox (the OA's connection), not a contact's fact.
-        EventKind::PermissionRevoked {} => {}
+        EventKind::PermissionRevoked {}
+        | EventKind::TemplateStatus { .. }
+        | EventKind::DailyQuota { .. } => {}
         // A form registration fills the contact in. It is not a Zalo interaction: the 7-day
         // customer-service window (PROTOCOL.md) opens only on events in the OA.
         EventKind::FormSubmitted {

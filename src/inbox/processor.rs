@@ -362,6 +362,7 @@ impl Processor {
         }
         let now = self.clock.now();
         self.permission_revoked(&parsed, now).await?;
+        self.template_events(&parsed, now).await?;
         let claim = ClaimNext {
             now: self.lease_now(),
             lease_ms: self.lease_ms(),
@@ -443,6 +444,78 @@ impl Processor {
                     tracing::error!(inbox = row.id, "Zalo says the OA's permission was revoked: OA calls wait until it is connected again at /admin/zalo/connect");
                     self.jobs_enqueued.notify_one();
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// `change_template_status` and `change_oa_daily_quota`: recorded for the sender (a
+    /// template that is not enabled holds its sends; sends past the daily quota wait for the
+    /// next day). Staff hear of a template paused or enabled again once: a repeated delivery
+    /// finds the status already recorded.
+    async fn template_events(
+        &self,
+        parsed: &[(InboxEvent, Result<Event, String>)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        use zaloflow_core::job::template_usable;
+        for (row, ev) in parsed {
+            match ev {
+                Ok(Event {
+                    kind:
+                        EventKind::TemplateStatus {
+                            template_id,
+                            status,
+                        },
+                    ..
+                }) => {
+                    // Told first, recorded after: a crash between them tells staff twice,
+                    // never not at all.
+                    let before = self.store.template_status(template_id).await?;
+                    if before.as_deref() == Some(status.as_str()) {
+                        continue;
+                    }
+                    let was_usable = before.as_deref().is_none_or(template_usable);
+                    let text = match (was_usable, template_usable(status)) {
+                        (true, false) => format!(
+                            "⚠️ Zalo đã chuyển mẫu tin {template_id} sang trạng thái {status}: các tin dùng mẫu này đang chờ, chưa gửi. Hãy kiểm tra mẫu trong trang quản lý ZBS; khi mẫu được bật lại, zaloflow sẽ tự gửi."
+                        ),
+                        (false, true) => format!(
+                            "✅ Mẫu tin {template_id} đã được bật lại ({status}): các tin đang chờ sẽ được gửi."
+                        ),
+                        _ => {
+                            self.store
+                                .set_template_status(template_id, status, now)
+                                .await?;
+                            continue;
+                        }
+                    };
+                    tracing::warn!(
+                        inbox = row.id,
+                        template_id,
+                        status,
+                        "Zalo changed a template's status"
+                    );
+                    let payload = crate::channels::Payload::Chat {
+                        channel: self.oa_notice.chat_channel.clone(),
+                        text,
+                        data: serde_json::json!({"template_id": template_id, "status": status}),
+                    };
+                    let job = crate::outbox::job(&payload, now, format!("inbox:{}", row.id));
+                    self.store.enqueue_jobs(&[job], now).await?;
+                    self.store
+                        .set_template_status(template_id, status, now)
+                        .await?;
+                    self.jobs_enqueued.notify_one();
+                }
+                Ok(Event {
+                    kind: EventKind::DailyQuota { quota },
+                    ..
+                }) => {
+                    tracing::info!(inbox = row.id, quota = ?quota, "the OA's daily template quota");
+                    self.store.set_daily_quota(*quota, now).await?;
+                }
+                _ => {}
             }
         }
         Ok(())

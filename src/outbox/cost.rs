@@ -23,6 +23,9 @@ pub const PROMOTIONS_PER_MONTH: i64 = 30;
 /// again (the shop tops the account up meanwhile).
 pub const BILLING_RETRY_MS: i64 = 3_600_000;
 
+/// How long a send of a disabled template waits before it is checked again.
+pub const TEMPLATE_RETRY_MS: i64 = 3_600_000;
+
 /// The reason code of a send skipped because the user refused its type (`-244`).
 pub const OPTED_OUT: &str = "opted_out";
 
@@ -44,6 +47,12 @@ pub struct CostGuard {
     /// The claimed batch's users' history, read once for the batch (`prefetch`): a user
     /// missing here is read from the store when their send is checked.
     batch: Arc<Mutex<HashMap<String, UserHistory>>>,
+    /// Template messages this sender checked (and so reserved a place in the OA's daily
+    /// quota for) since the batch started, less those that did not go out.
+    templates_sent: Arc<std::sync::atomic::AtomicI64>,
+    /// (local day, template messages the store counted sent that day when this batch first
+    /// checked one): with `templates_sent`, each counted once.
+    templates_before: Arc<Mutex<Option<(i64, i64)>>>,
 }
 
 /// A user's history as read for a batch: last interaction and billed sends (id, class, at)
@@ -64,6 +73,8 @@ impl Default for CostGuard {
             spent: Arc::default(),
             recent: Arc::default(),
             batch: Arc::default(),
+            templates_sent: Arc::default(),
+            templates_before: Arc::default(),
         }
     }
 }
@@ -106,6 +117,9 @@ impl CostGuard {
         // The previous batch's outcomes are all committed when the next one starts.
         self.recent.lock().expect("poisoned").clear();
         self.batch.lock().expect("poisoned").clear();
+        self.templates_sent
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        *self.templates_before.lock().expect("poisoned") = None;
         if self.policy.daily_budget_vnd.is_none() {
             return Ok(());
         }
@@ -171,8 +185,107 @@ impl CostGuard {
         Some((u.last_interaction, ids))
     }
 
+    /// Gives back the place in the OA's daily template quota that a checked template send
+    /// reserved and did not use.
+    pub fn template_unsent(&self) {
+        if self.quota_reserved() {
+            self.templates_sent
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Why a template message must wait: Zalo disabled its template (`change_template_status`:
+    /// tried again every hour, staff were told when the event came), or the OA's daily
+    /// template quota (`change_oa_daily_quota`) is used up (the next day).
+    async fn template_hold(
+        &self,
+        store: &DynStore,
+        template_id: &str,
+        tag: Option<u8>,
+        now: i64,
+    ) -> Result<Option<Verdict>, StoreError> {
+        if let Some(status) = store.template_status(template_id).await? {
+            if !zaloflow_core::job::template_usable(&status) {
+                return Ok(Some(Verdict::Hold {
+                    until: now + TEMPLATE_RETRY_MS,
+                    reason: "template_disabled",
+                    why: format!(
+                        "held: Zalo set template {template_id} to {status}; its sends wait until it is enabled again"
+                    ),
+                }));
+            }
+        }
+        let Some(quota) = store.daily_quota().await? else {
+            *self.templates_before.lock().expect("poisoned") = None;
+            return Ok(None);
+        };
+        let day = self.day_start(now);
+        let cached = *self.templates_before.lock().expect("poisoned");
+        let before = match cached {
+            Some((d, n)) if d == day => n,
+            _ => {
+                let n = store.template_sends_since(day).await?;
+                *self.templates_before.lock().expect("poisoned") = Some((day, n));
+                n
+            }
+        };
+        // Checked and reserved at once: sends to other users run side by side. A send that
+        // does not go out gives its place back (`template_unsent`).
+        let sent = self
+            .templates_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let used = before + sent;
+        if used < quota {
+            return Ok(None);
+        }
+        self.template_unsent();
+        let until = match tag {
+            Some(2 | 3) => self.next_day_promotion_start(now),
+            _ => self.next_day_start(now),
+        };
+        Ok(Some(Verdict::Hold {
+            until,
+            reason: "template_quota",
+            why: format!(
+                "held: the OA's daily quota of {quota} template messages is used up ({used} sent today); it goes out tomorrow"
+            ),
+        }))
+    }
+
     /// The class and price of `payload` sent at `now`, or why it must wait.
     pub async fn check(
+        &self,
+        store: &DynStore,
+        user_id: &str,
+        payload: &Payload,
+        now: i64,
+    ) -> Result<Verdict, StoreError> {
+        if let Payload::Zns {
+            template_id, tag, ..
+        } = payload
+        {
+            match self.template_hold(store, template_id, *tag, now).await? {
+                Some(hold) => return Ok(hold),
+                None => {
+                    let verdict = self.check_class(store, user_id, payload, now).await;
+                    if !matches!(verdict, Ok(Verdict::Go(_))) {
+                        // Held for another reason (or unpriced): its quota place is free.
+                        self.template_unsent();
+                    }
+                    return verdict;
+                }
+            }
+        }
+        self.check_class(store, user_id, payload, now).await
+    }
+
+    /// Whether template checks reserve places in a daily quota this batch.
+    fn quota_reserved(&self) -> bool {
+        self.templates_before.lock().expect("poisoned").is_some()
+    }
+
+    /// The class and price of `payload`, or why it must wait: caps, budget.
+    async fn check_class(
         &self,
         store: &DynStore,
         user_id: &str,

@@ -423,6 +423,9 @@ impl Sender {
         if let (Err(_), Some(c)) = (&result, &cost) {
             self.options.cost.unreserve(c, self.clock.now());
         }
+        if result.is_err() && job.channel == crate::channels::zns::NAME {
+            self.options.cost.template_unsent();
+        }
         let channel = channel_label(&job.channel);
         metrics::histogram!("zaloflow_outbox_send_seconds", "channel" => channel)
             .record(started.elapsed());
@@ -602,13 +605,19 @@ impl Sender {
     async fn hold(&self, job: Job, until: i64, reason: &'static str, why: String) -> JobOutcome {
         metrics::counter!("zaloflow_jobs_held_total", "channel" => channel_label(&job.channel), "reason" => reason).increment(1);
         tracing::info!(job = job.id, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), until, %why, "held");
-        if reason == "budget" {
-            let text = format!(
+        let notice = match reason {
+            "budget" => Some(format!(
                 "⚠️ Ngân sách gửi tin hôm nay đã hết: {why}. Tin không phải giao dịch sẽ gửi tiếp vào ngày mai."
-            );
+            )),
+            "template_quota" => Some(format!(
+                "⚠️ OA đã dùng hết hạn mức tin mẫu (ZBS) hôm nay: {why}. Các tin mẫu còn lại sẽ gửi vào ngày mai."
+            )),
+            _ => None,
+        };
+        if let Some(text) = notice {
             self.options
                 .cost
-                .tell_staff_once(&self.store, "budget", text, self.clock.now(), &self.owner)
+                .tell_staff_once(&self.store, reason, text, self.clock.now(), &self.owner)
                 .await;
         }
         JobOutcome {

@@ -96,6 +96,19 @@ pub enum EventKind {
     /// `permission_revoked`: the shop took back the app's permission on the OA; OA calls wait
     /// until it is connected again (docs/connect-oa.md).
     PermissionRevoked {},
+    /// `change_template_status`: Zalo changed a template's status (approved, disabled…).
+    /// PROTOCOL.md §5 names the event without its shape: the id is read from `template_id`
+    /// (top level or under `data`/`template`), the status from `status.new_status`,
+    /// `new_status` or `status`.
+    TemplateStatus {
+        template_id: String,
+        status: String,
+    },
+    /// `change_oa_daily_quota`: the OA's daily template quota (None: unlimited); read from
+    /// `daily_quota`, `quota` or `new_quota` (top level or under `data`).
+    DailyQuota {
+        quota: Option<i64>,
+    },
     /// Any other event name: kept as received.
     Unknown {
         user_id: Option<String>,
@@ -308,7 +321,9 @@ impl Event {
             EventKind::Received { user_id, .. }
             | EventKind::Seen { user_id, .. }
             | EventKind::Unknown { user_id } => user_id.as_deref(),
-            EventKind::PermissionRevoked {} => None,
+            EventKind::PermissionRevoked {}
+            | EventKind::TemplateStatus { .. }
+            | EventKind::DailyQuota { .. } => None,
             EventKind::FormSubmitted { contact_id, .. }
             | EventKind::EmailOpened { contact_id, .. }
             | EventKind::EmailClicked { contact_id, .. } => Some(contact_id),
@@ -423,6 +438,48 @@ pub fn normalise(v: &Value) -> Result<Event, ParseError> {
             msg_ids: msg_ids(v),
         },
         "permission_revoked" => EventKind::PermissionRevoked {},
+        "change_template_status" => {
+            let first = |paths: &[&[&str]]| paths.iter().find_map(|p| str_at(v, p));
+            match (
+                first(&[
+                    &["template_id"],
+                    &["data", "template_id"],
+                    &["template", "id"],
+                ]),
+                first(&[
+                    &["status", "new_status"],
+                    &["new_status"],
+                    &["data", "new_status"],
+                    &["status"],
+                    &["data", "status"],
+                ]),
+            ) {
+                (Some(template_id), Some(status)) => EventKind::TemplateStatus {
+                    template_id,
+                    status,
+                },
+                _ => EventKind::Unknown { user_id: None },
+            }
+        }
+        "change_oa_daily_quota" => {
+            let quota = [
+                &["daily_quota"][..],
+                &["quota"],
+                &["new_quota"],
+                &["data", "daily_quota"],
+                &["data", "quota"],
+                &["data", "new_quota"],
+            ]
+            .iter()
+            .find_map(|p| str_at(v, p));
+            match quota {
+                // "unlimited" (or a level zaloflow cannot read as a number): no limit.
+                Some(q) => EventKind::DailyQuota {
+                    quota: q.trim().parse().ok(),
+                },
+                None => EventKind::Unknown { user_id: None },
+            }
+        }
         _ => EventKind::Unknown {
             user_id: any_user().or(recipient.clone()),
         },
@@ -702,6 +759,31 @@ mod tests {
                 msg_ids: vec!["a".into(), "b".into()]
             }
         );
+    }
+
+    #[test]
+    fn template_status_and_daily_quota_are_typed() {
+        let e = parse(
+            br#"{"app_id":"1","oa_id":"388","event_name":"change_template_status","timestamp":"5","template_id":"231456","status":{"prev_status":"ENABLE","new_status":"DISABLE"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            e.kind,
+            EventKind::TemplateStatus {
+                template_id: "231456".into(),
+                status: "DISABLE".into()
+            }
+        );
+        let e = parse(
+            br#"{"app_id":"1","oa_id":"388","event_name":"change_oa_daily_quota","timestamp":"5","data":{"daily_quota":"5000"}}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::DailyQuota { quota: Some(5000) });
+        let e = parse(
+            br#"{"app_id":"1","event_name":"change_oa_daily_quota","timestamp":"5","quota":"unlimited"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::DailyQuota { quota: None });
     }
 
     #[test]

@@ -48,6 +48,16 @@ pub struct JobSkip {
     pub message: String,
 }
 
+/// Whether a template in this status (as Zalo announces it in `change_template_status`) can be
+/// sent: enabled or approved; anything else (disabled, rejected, pending review, deleted)
+/// pauses its sends.
+pub fn template_usable(status: &str) -> bool {
+    matches!(
+        status.trim().to_ascii_uppercase().as_str(),
+        "ENABLE" | "ENABLED" | "APPROVED" | "ACTIVE"
+    )
+}
+
 /// Where a job's payload keeps its fallbacks ([`NewJob::with_fallbacks`]).
 pub const FALLBACK_KEY: &str = "fallback";
 

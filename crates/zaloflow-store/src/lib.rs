@@ -14,8 +14,10 @@ pub mod postgres;
 pub mod report;
 pub mod spend;
 pub mod sqlite;
+pub mod templates;
 
 pub use spend::{BatchHistory, Spend, SpendRow};
+pub use templates::Templates;
 
 pub use zaloflow_core::job::{JobSkip, NewJob, SKIPPED};
 
@@ -624,7 +626,7 @@ pub struct FieldUpdate {
 }
 
 #[async_trait]
-pub trait Store: Spend + Send + Sync + 'static {
+pub trait Store: Spend + Templates + Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;

@@ -59,6 +59,13 @@ const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 impl SqliteStore {
+    /// The one writer connection, in turn (for the area modules that write).
+    pub(crate) async fn write_lock(&self) -> Result<writer::WriterGuard<'_>> {
+        self.writer.lock().await
+    }
+}
+
+impl SqliteStore {
     /// Which of `keys` `select` (`SELECT col FROM table`) finds in `col`, 500 at a time.
     async fn existing_keys(&self, select: &str, col: &str, keys: &[String]) -> Result<Vec<String>> {
         let sql = format!("{select} WHERE {col} IN (SELECT value FROM json_each(?1))");

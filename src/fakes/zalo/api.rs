@@ -336,6 +336,23 @@ fn send_zns(inner: &mut Inner, request: &Value, now: DateTime<Utc>) -> Answer {
         return Answer::zalo(-201, "template is not enabled");
     }
     let tag = known.map_or(1, |t| t.tag);
+    if let Some(quota) = inner.template_quota {
+        let day = now.with_timezone(&inner.opts.tz).date_naive();
+        let today = inner
+            .messages
+            .iter()
+            .filter(|m| {
+                matches!(m.kind.as_str(), "zns" | "template" | "template_promotion")
+                    && m.at.with_timezone(&inner.opts.tz).date_naive() == day
+            })
+            .count();
+        if today >= quota {
+            return Answer::zalo(
+                -211,
+                "Out of quota: the OA's daily template quota is used up",
+            );
+        }
+    }
     let hour = chrono::Timelike::hour(&now.with_timezone(&inner.opts.tz));
     if tag != 1 && !(7..22).contains(&hour) {
         return Answer::zalo(

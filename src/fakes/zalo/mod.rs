@@ -186,6 +186,8 @@ struct Inner {
     /// The OA's approved templates (ZBS); a template not listed may go by phone only, as a
     /// tag-1 ZNS did.
     templates: BTreeMap<String, FakeTemplate>,
+    /// The OA's daily template quota (None: unlimited): past it, template sends answer -211.
+    template_quota: Option<usize>,
 }
 
 /// An approved template as the fake knows it.
@@ -249,6 +251,7 @@ impl FakeZalo {
             connect: Default::default(),
             opted_out: BTreeSet::new(),
             templates: BTreeMap::new(),
+            template_quota: None,
             billing_empty: false,
         };
         let shared = Arc::new(Shared {
@@ -347,6 +350,11 @@ impl FakeZalo {
                 },
             )
         });
+    }
+
+    /// The OA's daily template quota (None: unlimited): past it, template sends answer -211.
+    pub fn set_template_quota(&self, quota: Option<usize>) {
+        self.with(|i| i.template_quota = quota);
     }
 
     /// Enables or disables an approved template (a disabled one is refused).
