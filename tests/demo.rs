@@ -28,8 +28,9 @@ fn the_demo_replays_the_week_with_every_strategy() {
         "team chat #agents: ⭐ Khách VIP mới",
         "team chat #agents: ⭐ Khách VIP cần hỗ trợ",
         "team chat #supervisors: ⚠️ Quá hạn trả lời",
-        // Re-activation: stage 1 and stage 2, through promotion messages.
-        "OA → Bảo [Zalo promotion]: “Hello bạn! Dạo này bạn khỏe không? OA có nhiều ưu đãi và nội dung hay lắm, ghé thăm mình nhé!”",
+        // Re-activation: stage 1 and stage 2, through promotion messages — and for Bảo, who
+        // unfollowed unseen, Zalo refuses the promotion (-213) and the SMS goes instead.
+        "SMS → 84938111222: “Hello bạn! Dạo này bạn khỏe không? OA có nhiều ưu đãi và nội dung hay lắm, ghé thăm mình nhé!”",
         "OA → Châu [Zalo promotion]: “Ưu đãi dành riêng cho bạn! Giảm 30% cho đơn hàng đầu tiên trong tuần này.”",
         // The form registration enters the drip: day 0, day 1, day 3 emails, SMS.
         "email → hoa.le@example.vn: “Cảm ơn Hoa Lê đã đăng ký!”",
@@ -74,6 +75,13 @@ fn the_demo_replays_the_week_with_every_strategy() {
         .copied()
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(quiet.contains("OA → Bảo [Zalo promotion]"), "{quiet}");
+    assert!(quiet.contains("SMS → 84938111222"), "{quiet}");
+    assert!(!quiet.contains("OA → Bảo"), "{quiet}");
+    assert!(
+        quiet.contains("✗ Bảo (kich_hoat_giai_doan_1): Zalo refused it")
+            && quiet.contains("-213")
+            && quiet.contains("sent instead: an SMS to 84938111222"),
+        "{quiet}"
+    );
     assert!(quiet.contains("OA → Châu [Zalo promotion]"), "{quiet}");
 }

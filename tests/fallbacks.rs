@@ -178,6 +178,22 @@ async fn planning_picks_the_first_choice_zalo_accepts(kind: &str) {
     assert_eq!(s.zalo_calls_to("9103"), 0);
     // The tick counted the skip apart from the sends.
     assert!(r.to_string().contains("skipped"), "{r}");
+    // `zaloflow report` lists the send not made with its reason.
+    let report = zaloflow::report::make(&s.store, t0 - DAY, None, t0 + DAY, TZ)
+        .await
+        .unwrap();
+    let not_sent: Vec<(&str, &str, i64)> = report
+        .spend
+        .not_sent
+        .iter()
+        .map(|l| (l.rule.as_str(), l.reason.as_str(), l.jobs))
+        .collect();
+    assert_eq!(not_sent, vec![("nhac", "not_following", 1)]);
+    let text = zaloflow::report::render::text(&report, TZ);
+    assert!(
+        text.contains("not sent    1 nhac: not following the OA"),
+        "{text}"
+    );
 }
 
 async fn refusals_when_sent_go_on_to_the_next_choice(kind: &str) {
@@ -246,6 +262,19 @@ async fn refusals_when_sent_go_on_to_the_next_choice(kind: &str) {
     // Zalo's -213 taught zaloflow the user no longer follows.
     let c = s.store.get_contact("9203").await.unwrap().unwrap();
     assert_eq!(c.follows, Some(false));
+
+    // The report counts the refused sends whose next choice went.
+    let report = zaloflow::report::make(&s.store, t0 - DAY, None, t0 + DAY, TZ)
+        .await
+        .unwrap();
+    let fell_back: i64 = report
+        .spend
+        .not_sent
+        .iter()
+        .filter(|l| l.reason == "fell_back")
+        .map(|l| l.jobs)
+        .sum();
+    assert_eq!(fell_back, 3);
 
     // Nothing twice: another tick sends nothing more.
     let before = s.zalo.messages().len();

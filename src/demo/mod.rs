@@ -117,6 +117,9 @@ enum Step {
     SubmitInfo(Persona, &'static str, &'static str, Option<&'static str>),
     /// Someone registers on the shop's landing page (`POST /forms/dang_ky`).
     Form(&'static str, &'static str, &'static str),
+    /// The user unfollows while the webhook is down and Zalo has given up retrying: Zalo knows,
+    /// zaloflow does not (the next send to them is refused with -213).
+    UnfollowUnseen(Persona),
     /// The scheduler's pass at this instant (what `zaloflow tick --at` runs).
     Tick,
     /// The look for missed handoff deadlines (part of every `serve` minute).
@@ -215,6 +218,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         ),
     );
 
+    let mut seen_refusals = std::collections::BTreeSet::new();
     let mut week = week(&at);
     week.sort_by_key(|(t, _)| *t);
     for (when, step) in week {
@@ -255,6 +259,14 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
                 report(&mut p, &zalo, &sink, &smtp, before);
                 continue;
             }
+            Step::UnfollowUnseen(who) => {
+                p.line(
+                    "36",
+                    format!("{stamp}  {} unfollows the OA — the webhook was down and Zalo gave up retrying, so zaloflow still counts them as a follower", who.name),
+                );
+                zalo.set_follower(who.user_id, false);
+                continue;
+            }
             Step::Tick => {
                 p.line("35", format!("{stamp}  scheduler tick"));
                 let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
@@ -263,6 +275,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
                     p.line("2", format!("           · {}", l.trim()));
                 }
                 settle(&store, &clock).await?;
+                refusals(&mut p, &*store, &mut seen_refusals).await?;
                 report(&mut p, &zalo, &sink, &smtp, before);
                 continue;
             }
@@ -274,6 +287,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
                 let at = crate::clock::to_utc(when).with_timezone(&tz).to_rfc3339();
                 crate::scheduler::command(&tick_config, Some(&at)).await?;
                 settle(&store, &clock).await?;
+                refusals(&mut p, &*store, &mut seen_refusals).await?;
                 report(&mut p, &zalo, &sink, &smtp, before);
                 continue;
             }
@@ -313,6 +327,10 @@ fn week(at: &dyn Fn(i64, u32, u32) -> i64) -> Vec<(i64, Step)> {
             at(-6, 16, 0),
             Step::Text(BAO, "Cảm ơn shop, mình nhận được hàng rồi"),
         ),
+        (
+            at(-6, 16, 2),
+            Step::SubmitInfo(BAO, "Bảo Ngô", "0938111222", None),
+        ),
         (at(0, 7, 0), Step::Day("Monday 23/11")),
         (at(0, 8, 0), Step::Follow(MINH)),
         (
@@ -341,6 +359,7 @@ fn week(at: &dyn Fn(i64, u32, u32) -> i64) -> Vec<(i64, Step)> {
             Step::SubmitInfo(TRANG, "Trang Phạm", "0912345678", None),
         ),
         (at(1, 10, 15), Step::Text(LAN, "Chào buổi sáng shop!")),
+        (at(1, 20, 0), Step::UnfollowUnseen(BAO)),
         (at(2, 7, 0), Step::Day("Wednesday 25/11")),
         (at(2, 9, 0), Step::Tag(MINH, "vip_customer")),
         (
@@ -604,6 +623,33 @@ async fn settle(store: &DynStore, clock: &Clock) -> anyhow::Result<()> {
 }
 
 /// Prints what went out since `before` (messages at the fake Zalo, requests at the sink).
+/// Sends Zalo refused whose next choice (`try:`) went instead, not shown before.
+async fn refusals(
+    p: &mut Printer,
+    store: &dyn crate::store::Store,
+    seen: &mut std::collections::BTreeSet<i64>,
+) -> anyhow::Result<()> {
+    let mut jobs = store.list_jobs(Some("skipped"), 100).await?;
+    jobs.sort_by_key(|j| j.id);
+    for j in jobs {
+        if j.skip_reason.as_deref() != Some(crate::outbox::sender::FELL_BACK) || !seen.insert(j.id)
+        {
+            continue;
+        }
+        let why = j.last_error.unwrap_or_default();
+        let why = why.strip_prefix("skipped: ").unwrap_or(&why);
+        p.line(
+            "31",
+            format!(
+                "           ✗ {} ({}): {why}",
+                persona_name(&j.user_id),
+                j.rule_id.unwrap_or_default()
+            ),
+        );
+    }
+    Ok(())
+}
+
 fn report(
     p: &mut Printer,
     zalo: &FakeZalo,

@@ -379,6 +379,7 @@ pub async fn make(
     let counts = store.report_counts(since, rule).await?;
     let mut report = build(&counts, since, rule, now);
     report.spend = spend::build(&store.spend_rows(since).await?, rule, tz);
+    spend::add_not_sent(&mut report.spend, &store.not_sent_rows(since).await?, rule);
     Ok(report)
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use zaloflow_core::html::esc;
 
-use crate::store::SpendRow;
+use crate::store::{NotSentRow, SpendRow};
 
 /// Sends and their cost under one key (a rule, a channel, a class or a day).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
@@ -38,6 +38,63 @@ pub struct SpendReport {
     pub by_class: Vec<SpendLine>,
     /// Per local date (OA time zone), oldest first.
     pub by_day: Vec<SpendLine>,
+    /// Sends not made, per rule and reason (most first): skipped with the reason, or held
+    /// (`held`) and still waiting.
+    pub not_sent: Vec<NotSentLine>,
+}
+
+/// Sends of one rule not made for one reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+pub struct NotSentLine {
+    #[schema(example = "kich_hoat_giai_doan_1")]
+    pub rule: String,
+    /// `window_closed`, `not_following`, `opted_out`, `not_configured`, `fell_back`,
+    /// `no_recipient`, `not_zalo_user`, or `held` (waiting for a cap, the budget, a quota…).
+    #[schema(example = "window_closed")]
+    pub reason: String,
+    pub jobs: i64,
+}
+
+/// Adds the sends not made to the report; only `rule` and its campaign steps when given.
+pub fn add_not_sent(r: &mut SpendReport, rows: &[NotSentRow], rule: Option<&str>) {
+    r.not_sent = rows
+        .iter()
+        .filter_map(|row| {
+            let rule_id = row.rule_id.as_deref().unwrap_or(NO_RULE);
+            let top = rule_id.split('/').next().unwrap_or_default();
+            if rule.is_some_and(|only| top != only && rule_id != only) {
+                return None;
+            }
+            Some(NotSentLine {
+                rule: rule_id.to_string(),
+                reason: row.reason.clone(),
+                jobs: row.jobs,
+            })
+        })
+        .collect();
+}
+
+/// A reason of a send not made, in the report's words.
+pub fn reason_words(reason: &str) -> &str {
+    match reason {
+        "not_configured" => "channel not configured",
+        "window_closed" => "outside Zalo's 7-day window",
+        "not_following" => "not following the OA",
+        "not_zalo_user" => "not a Zalo user",
+        "opted_out" => "the customer refused this type of message",
+        "fell_back" => "refused by Zalo, the next choice sent instead",
+        "no_recipient" => "no phone number or address",
+        "held" => "held (a cap, the budget, a quota or the billing account) and waiting",
+        other => other,
+    }
+}
+
+fn not_sent_text(s: &SpendReport) -> String {
+    s.not_sent
+        .iter()
+        .map(|l| format!("{} {}: {}", l.jobs, l.rule, reason_words(&l.reason)))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// The label of sends no rule made.
@@ -145,6 +202,9 @@ pub fn headline(s: &SpendReport) -> String {
 /// The section of `zaloflow report`.
 pub fn text(s: &SpendReport) -> String {
     let mut out = String::from("\nCost\n");
+    if !s.not_sent.is_empty() {
+        let _ = writeln!(out, "  not sent    {}", not_sent_text(s));
+    }
     if s.sends == 0 {
         out.push_str("  No message was sent in this period.\n");
         return out;
@@ -164,6 +224,19 @@ pub fn text(s: &SpendReport) -> String {
 /// The section of the report page.
 pub fn html(s: &SpendReport) -> String {
     let mut out = String::from("<section class=\"spend\" id=\"cost\"><h2>Cost</h2>");
+    if !s.not_sent.is_empty() {
+        out.push_str("<table class=\"not-sent\"><thead><tr><th>Rule</th><th>not sent because</th><th>sends</th></tr></thead><tbody>");
+        for l in &s.not_sent {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                esc(&l.rule),
+                esc(reason_words(&l.reason)),
+                l.jobs
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
     if s.sends == 0 {
         out.push_str("<p>No message was sent in this period.</p></section>");
         return out;
@@ -252,6 +325,31 @@ mod tests {
             "330 VND for 12 messages sent; 8 of 11 consultation messages in Zalo's free tier (73%)"
         ));
         assert_eq!(vnd(1_234_567), "1.234.567 VND");
+    }
+
+    #[test]
+    fn sends_not_made_are_listed_with_their_reason() {
+        let mut s = build(&[], None, chrono_tz::Asia::Ho_Chi_Minh);
+        let rows = [
+            NotSentRow {
+                rule_id: Some("kich_hoat/x".into()),
+                reason: "window_closed".into(),
+                jobs: 3,
+            },
+            NotSentRow {
+                rule_id: Some("<i>km</i>".into()),
+                reason: "held".into(),
+                jobs: 1,
+            },
+        ];
+        add_not_sent(&mut s, &rows, None);
+        assert!(text(&s).contains(
+            "not sent    3 kich_hoat/x: outside Zalo's 7-day window · 1 <i>km</i>: held"
+        ));
+        let page = html(&s);
+        assert!(page.contains("&lt;i&gt;km&lt;/i&gt;") && !page.contains("<i>km</i>"));
+        add_not_sent(&mut s, &rows, Some("kich_hoat"));
+        assert_eq!(s.not_sent.len(), 1);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub mod spend;
 pub mod sqlite;
 pub mod templates;
 
-pub use spend::{BatchHistory, Spend, SpendRow};
+pub use spend::{BatchHistory, NotSentRow, Spend, SpendRow};
 pub use templates::Templates;
 
 pub use zaloflow_core::job::{JobSkip, NewJob, SKIPPED};

@@ -19,6 +19,15 @@ pub struct SpendRow {
     pub vnd: i64,
 }
 
+/// Sends not made, per rule and reason, first due at or after a time: skipped (`reason` the
+/// skip reason) or held and still waiting (`reason` = `held`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct NotSentRow {
+    pub rule_id: Option<String>,
+    pub reason: String,
+    pub jobs: i64,
+}
+
 /// What a claimed batch's users were sent: their last interactions and their billed sends
 /// since a time, read once per batch instead of once per send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,6 +53,8 @@ pub trait Spend: Send + Sync {
     async fn spent_since(&self, since: i64) -> Result<i64>;
     /// Sends with a class at or after `since`, per rule, channel, class and hour.
     async fn spend_rows(&self, since: i64) -> Result<Vec<SpendRow>>;
+    /// Sends first due at or after `since` that were not made: skipped, or held and waiting.
+    async fn not_sent_rows(&self, since: i64) -> Result<Vec<NotSentRow>>;
 }
 
 const LAST_INTERACTION: &str = "SELECT last_interaction FROM contacts WHERE user_id = $1";
@@ -64,6 +75,14 @@ const SPEND_ROWS: &str = "SELECT rule_id, channel, send_class, sent_at / 3600000
   WHERE status = 'sent' AND cost_vnd IS NOT NULL AND sent_at >= $1
   GROUP BY rule_id, channel, send_class, sent_at / 3600000
   ORDER BY hour, rule_id, channel, send_class";
+
+const NOT_SENT_ROWS: &str = "SELECT rule_id, COALESCE(skip_reason, 'held') AS reason,
+        COUNT(*) AS jobs
+   FROM outbox
+  WHERE first_due >= $1
+    AND (status = 'skipped' OR (status = 'pending' AND last_error LIKE 'held:%'))
+  GROUP BY rule_id, COALESCE(skip_reason, 'held')
+  ORDER BY jobs DESC, rule_id, reason";
 
 /// The users of the Zalo jobs a sender holds claimed.
 const CLAIMED_USERS: &str = "SELECT user_id FROM outbox
@@ -143,6 +162,13 @@ macro_rules! spend_impl {
                     .fetch_one(&self.$pool)
                     .await?;
                 Ok(n)
+            }
+
+            async fn not_sent_rows(&self, since: i64) -> Result<Vec<NotSentRow>> {
+                Ok(sqlx::query_as(&$sql(NOT_SENT_ROWS))
+                    .bind(since)
+                    .fetch_all(&self.$pool)
+                    .await?)
             }
 
             async fn spend_rows(&self, since: i64) -> Result<Vec<SpendRow>> {
