@@ -21,6 +21,7 @@ macro_rules! both {
 
 both!(
     the_store_keeps_template_statuses_and_the_quota,
+    tag_hours_and_tag_3_caps_are_planned_for,
     a_disabled_template_holds_its_sends_and_staff_hear_once,
     the_daily_template_quota_holds_the_rest_until_tomorrow,
 );
@@ -107,6 +108,94 @@ async fn the_store_keeps_template_statuses_and_the_quota(kind: &str) {
     store.set_daily_quota(None, 4).await.unwrap();
     assert_eq!(store.daily_quota().await.unwrap(), None);
     assert_eq!(store.template_sends_since(0).await.unwrap(), 0);
+}
+
+const TAGGED_RULES: &str = r#"tags:
+  cham_soc: chăm sóc
+  khuyen_mai: khuyến mãi
+rules:
+  - id: cham_soc
+    when:
+      tag_added: cham_soc
+    do:
+      - template: {id: "T-CARE", tag: customer_care, data: {ten: "{{display_name | \"bạn\"}}"}}
+  - id: km_tin_mau
+    when:
+      tag_added: khuyen_mai
+    do:
+      - send: {text: Ưu đãi! Giảm 20%., via: zalo_promotion}
+      - template: {id: "T-PROMO", tag: promotion, data: {ma: "KM20"}}
+"#;
+
+/// Tags 2 and 3 go out 07:00–22:00 only: one planned at 23:00 waits for 07:00 (no call at
+/// night); a tag-3 template is a promotion: after a promotion the same day, it waits for the
+/// next day (Zalo takes one a day per user).
+async fn tag_hours_and_tag_3_caps_are_planned_for(kind: &str) {
+    let mut s = shop(kind, Rules::Yaml(TAGGED_RULES)).await;
+    s.zalo.add_template("T-CARE", 2, true);
+    s.zalo.add_template("T-PROMO", 3, true);
+    let night = hcm(2027, 3, 1, 23, 0);
+    s.event(follow("9501", night - HOUR)).await;
+    s.event(event_at(
+        "add_user_to_tag",
+        "",
+        night,
+        json!({"tag": {"name": "cham_soc", "user_ids": ["9501"]}}),
+    ))
+    .await;
+    s.tick(night + MINUTE).await;
+    let care: Vec<Job> = s
+        .store
+        .list_jobs(None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.rule_id.as_deref() == Some("cham_soc"))
+        .collect();
+    assert_eq!(care[0].status, "pending");
+    assert_eq!(care[0].run_at, hcm(2027, 3, 2, 7, 0));
+    assert_eq!(template_calls(&s), 0, "nothing at night");
+    s.tick(hcm(2027, 3, 2, 7, 1)).await;
+    assert_eq!(template_calls(&s), 1);
+
+    let day = hcm(2027, 3, 2, 10, 0);
+    s.event(event_at(
+        "add_user_to_tag",
+        "",
+        day,
+        json!({"tag": {"name": "khuyen_mai", "user_ids": ["9501"]}}),
+    ))
+    .await;
+    s.tick(day + MINUTE).await;
+    let promo: Vec<Job> = s
+        .store
+        .list_jobs(None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|j| j.rule_id.as_deref() == Some("km_tin_mau"))
+        .collect();
+    let statuses: Vec<(&str, &str)> = promo
+        .iter()
+        .map(|j| (j.channel.as_str(), j.status.as_str()))
+        .collect();
+    assert!(statuses.contains(&("zalo", "sent")), "{promo:#?}");
+    let held = promo.iter().find(|j| j.channel == "zns").unwrap();
+    assert_eq!(held.status, "pending", "{held:?}");
+    assert!(held
+        .last_error
+        .as_deref()
+        .unwrap()
+        .starts_with("held: Zalo takes 1 promotion a day per user"));
+    assert_eq!(held.run_at, hcm(2027, 3, 3, 7, 0));
+    s.tick(hcm(2027, 3, 3, 7, 1)).await;
+    let sent = s
+        .zalo
+        .messages()
+        .iter()
+        .filter(|m| m.kind == "template_promotion")
+        .count();
+    assert_eq!(sent, 1);
 }
 
 async fn a_disabled_template_holds_its_sends_and_staff_hear_once(kind: &str) {
