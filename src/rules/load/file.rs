@@ -1,0 +1,84 @@
+//! A rule file's top level: its sections and what each declares.
+
+use super::*;
+
+impl Ctx<'_> {
+    pub(super) fn file(
+        &mut self,
+        doc: &Node,
+        decl: &mut Declared,
+        campaigns: &mut Vec<Campaign>,
+    ) -> Vec<Rule> {
+        if doc.is_null() {
+            return Vec::new();
+        }
+        if let NodeKind::Seq(_) = doc.kind {
+            return self.rule_list(doc);
+        }
+        let Some(keys) = self.keys(doc, "a rule file", FILE_KEYS) else {
+            return Vec::new();
+        };
+        if keys.get("tags").is_some() {
+            decl.tag_vocabulary = true;
+        }
+        for (key, target, kind) in [
+            ("tags", &mut decl.tags, "tag"),
+            ("lists", &mut decl.lists, "list"),
+            ("chat_channels", &mut decl.chat_channels, "chat channel"),
+            ("forms", &mut decl.forms, "form"),
+        ] {
+            let Some(node) = keys.get(key) else { continue };
+            let names: Vec<&Node> = match &node.kind {
+                NodeKind::Seq(items) => items.iter().collect(),
+                NodeKind::Map(entries) => entries.iter().map(|(k, _)| k).collect(),
+                _ if node.is_null() => Vec::new(),
+                _ => {
+                    self.err(
+                        node,
+                        format!("`{key}:` must be a list of {kind} names (or name: description)"),
+                    );
+                    continue;
+                }
+            };
+            for n in names {
+                if let Some(name) = self.name(n, &format!("a {kind} name")) {
+                    let origin = self.origin(n);
+                    target.entry(name).or_insert(Some(origin));
+                }
+            }
+        }
+        if let Some(c) = keys.get("campaigns") {
+            match &c.kind {
+                NodeKind::Seq(items) => {
+                    campaigns.extend(items.iter().filter_map(|n| self.campaign(n)));
+                }
+                _ if c.is_null() => {}
+                _ => self.err(
+                    c,
+                    "`campaigns:` must be a list: start each campaign with `- id: …`",
+                ),
+            }
+        }
+        match keys.get("rules") {
+            Some(r) => self.rule_list(r),
+            None => Vec::new(),
+        }
+    }
+
+    // --- campaigns ---
+
+    pub(super) fn ident(&mut self, node: &Node, what: &str) -> Option<String> {
+        let s = self.string(node, what)?;
+        if !s
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            self.err(
+                node,
+                format!("{what} `{s}` may hold only letters, digits, _ - and ."),
+            );
+            return None;
+        }
+        Some(s)
+    }
+}
