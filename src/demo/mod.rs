@@ -206,17 +206,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<Transcript> {
         color: opts.color,
         t: Transcript::default(),
     };
-    p.line(
-        "1",
-        "zaloflow demo — one week of a shop on Zalo, replayed in seconds".into(),
-    );
-    p.line(
-        "2",
-        format!(
-            "(real service and shipped rules from {}; fake Zalo, SMS gateway and team chat in this process; clock scripted)",
-            rules_dir.display()
-        ),
-    );
+    intro(&mut p, &rules_dir);
 
     let mut seen_refusals = std::collections::BTreeSet::new();
     let mut week = week(&at);
@@ -623,6 +613,21 @@ async fn settle(store: &DynStore, clock: &Clock) -> anyhow::Result<()> {
 }
 
 /// Prints what went out since `before` (messages at the fake Zalo, requests at the sink).
+/// The demo's first lines: what it is and what is real in it.
+fn intro(p: &mut Printer, rules_dir: &std::path::Path) {
+    p.line(
+        "1",
+        "zaloflow demo — one week of a shop on Zalo, replayed in seconds".into(),
+    );
+    p.line(
+        "2",
+        format!(
+            "(real service and shipped rules from {}; fake Zalo, SMS gateway and team chat in this process; clock scripted)",
+            rules_dir.display()
+        ),
+    );
+}
+
 /// Sends Zalo refused whose next choice (`try:`) went instead, not shown before.
 async fn refusals(
     p: &mut Printer,

@@ -16,6 +16,7 @@ use super::{Limiter, RetryPolicy};
 use crate::channels::{Channel, Payload, SendError};
 use crate::clock::{system_now, Clock};
 use crate::store::{ContactChange, DynStore, Job, JobLane, JobOutcome, JobResult, StoreError};
+use zaloflow_core::cost::SendCost;
 
 /// The lease that makes one instance the OA's only caller (so the rate limit is global).
 pub const ZALO_SENDER_LEASE: &str = "zalo-sender";
@@ -430,6 +431,21 @@ impl Sender {
         metrics::histogram!("zaloflow_outbox_send_seconds", "channel" => channel)
             .record(started.elapsed());
         let now = self.clock.now();
+        self.outcome(job, &payload, cost, result, channel, now)
+            .await
+    }
+
+    /// What a send's answer means for its job: sent (with its price), skipped (not
+    /// configured, opted out, refused with a next choice), held (-321), retried or dead.
+    async fn outcome(
+        &self,
+        job: Job,
+        payload: &Payload,
+        cost: Option<SendCost>,
+        result: Result<crate::channels::Delivered, SendError>,
+        channel: &'static str,
+        now: i64,
+    ) -> JobOutcome {
         match result {
             Ok(d) => {
                 metrics::counter!("zaloflow_outbox_sent_total", "channel" => channel).increment(1);
@@ -450,7 +466,7 @@ impl Sender {
             }
             Err(SendError::NotConfigured { .. }) => {
                 // Not attempted and never retried: recorded as skipped, with what to set.
-                let missing = not_configured(&payload);
+                let missing = not_configured(payload);
                 metrics::counter!("zaloflow_jobs_skipped_total", "channel" => channel, "reason" => crate::channels::configured::NOT_CONFIGURED).increment(1);
                 tracing::warn!(job = job.id, channel, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), source = %job.source, reason = %missing, "skipped");
                 JobOutcome {
@@ -475,7 +491,7 @@ impl Sender {
                             "skipped: the user refused this type of message (Zalo answered -244); no more of it is planned for them ({e})"
                         ),
                     }),
-                    contact: contact_lesson(&payload, &e, now),
+                    contact: contact_lesson(payload, &e, now),
                 }
             }
             Err(e) if e.code() == Some(-321) => {
@@ -502,13 +518,13 @@ impl Sender {
                 if e.code().is_some_and(|c| FALLBACK_CODES.contains(&c))
                     && !zaloflow_core::job::fallbacks(&job.payload).is_empty() =>
             {
-                let contact = contact_lesson(&payload, &e, now);
+                let contact = contact_lesson(payload, &e, now);
                 self.fall_back(job, e, contact, now).await
             }
             Err(e) => {
                 let code = e.code();
                 let code_label = code.map(|c| c.to_string()).unwrap_or_else(|| "none".into());
-                let contact = contact_lesson(&payload, &e, now);
+                let contact = contact_lesson(payload, &e, now);
                 let next = if job.channel == crate::channels::zalo::NAME
                     && !matches!(e, SendError::Permanent { .. })
                     && self.options.oa_gate.paused_fresh(&*self.store).await

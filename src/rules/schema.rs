@@ -34,19 +34,36 @@ fn days(desc: &str) -> Value {
     json!({"type": "integer", "minimum": 0, "maximum": 3650, "description": desc})
 }
 
-pub fn json_schema() -> Value {
-    let duration = json!({
+fn duration() -> Value {
+    json!({
         "type": "string",
         "pattern": "^\\s*([0-9]+\\s*[smhdw]\\s*)+$",
         "description": "a duration: a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d, 1h30m",
-    });
-    let clock = json!({
+    })
+}
+
+fn clock() -> Value {
+    json!({
         "type": "string",
         "pattern": "^([01]?[0-9]|2[0-3]):[0-5][0-9]$",
         "description": "a local time HH:MM in the OA time zone, in quotes: \"05:00\"",
-    });
-    let texts =
-        |d: &str| json!({"oneOf": [text(d), {"type": "array", "items": text(d), "minItems": 1}]});
+    })
+}
+
+fn texts(d: &str) -> Value {
+    json!({"oneOf": [text(d), {"type": "array", "items": text(d), "minItems": 1}]})
+}
+
+fn no_value(d: &str) -> Value {
+    json!({"type": "null", "description": d})
+}
+
+fn template(d: &str) -> Value {
+    text(&format!("{d} (template: {{{{display_name}}}}, {{{{phone}}}}, {{{{email}}}}, {{{{tags}}}}, {{{{user_id}}}}, {{{{field.NAME}}}}; fallback: {{{{display_name | \"bạn\"}}}})"))
+}
+
+/// `when:`: the triggers.
+fn trigger_schema() -> Value {
     let message = object(
         json!({
             "contains": texts("the message holds these whole words (any upper/lower case): `giá` finds \"Giá bao nhiêu?\", not \"Giáng sinh\"; a list: any of them"),
@@ -59,7 +76,6 @@ pub fn json_schema() -> Value {
         &[],
         "the user wrote to the OA",
     );
-    let no_value = |d: &str| json!({"type": "null", "description": d});
     let word_triggers = json!({"enum": ["message", "follow", "unfollow", "chat_now", "info_submitted", "oa_reply", "email_opened", "email_clicked"],
         "description": "a trigger without options"});
     let trigger_map = json!({
@@ -86,8 +102,14 @@ pub fn json_schema() -> Value {
             "after_step": object(json!({"campaign": name("the campaign"), "step": {"type": ["string", "integer"]}}), &["campaign", "step"], "a campaign step ran"),
         }
     });
-    let trigger = json!({"oneOf": [word_triggers, trigger_map]});
-    let condition = json!({
+    json!({"oneOf": [word_triggers, trigger_map]})
+}
+
+/// `if:`: the conditions.
+fn condition_schema() -> Value {
+    let duration = duration();
+    let clock = clock();
+    json!({
         "type": "object",
         "additionalProperties": false,
         "description": "conditions; several in one mapping must all hold",
@@ -117,10 +139,13 @@ pub fn json_schema() -> Value {
                 "additionalProperties": false,
             },
         }
-    });
-    let template = |d: &str| {
-        text(&format!("{d} (template: {{{{display_name}}}}, {{{{phone}}}}, {{{{email}}}}, {{{{tags}}}}, {{{{user_id}}}}, {{{{field.NAME}}}}; fallback: {{{{display_name | \"bạn\"}}}})"))
-    };
+    })
+}
+
+/// `do:`: the actions, and the sends a `try:` may choose from.
+fn action_schema() -> (Value, Value) {
+    let duration = duration();
+    let clock = clock();
     let button = json!({
         "type": "object",
         "properties": {"title": template("the button's label"), "url": template("opens this URL"), "phone": template("calls this number"), "query": template("sends this text to the OA")},
@@ -187,6 +212,15 @@ pub fn json_schema() -> Value {
         props.retain(|k, _| matches!(k.as_str(), "send" | "template" | "zns" | "sms" | "email"));
     }
     send_choice["description"] = json!("one send");
+    (action_map, send_choice)
+}
+
+pub fn json_schema() -> Value {
+    let duration = duration();
+    let clock = clock();
+    let trigger = trigger_schema();
+    let condition = condition_schema();
+    let (action_map, send_choice) = action_schema();
     let rule = json!({
         "type": "object",
         "required": ["id", "when", "do"],

@@ -42,7 +42,7 @@ pub mod contacts_sync;
 pub mod handoffs;
 pub mod lists;
 pub mod outbox;
-pub mod report;
+pub mod report_page;
 pub mod rules;
 
 pub use outbox::job_json;
@@ -211,7 +211,7 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handoffs::show))
         .routes(routes!(handoffs::claim))
         .routes(routes!(handoffs::resolve))
-        .routes(routes!(report::report))
+        .routes(routes!(report_page::report))
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -220,7 +220,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route_layer(axum::middleware::from_fn_with_state(state, require_token))
         .route(OPENAPI_PATH, get(openapi_json))
         // The page signs in by cookie as well as by bearer token (it checks access itself).
-        .route(report::PAGE_PATH, get(report::report_page))
+        .route(report_page::PAGE_PATH, get(report_page::report_page))
 }
 
 /// The whole OpenAPI document of the admin API.
