@@ -1333,3 +1333,51 @@ fn triggers_read_as_staff_write_them() {
         );
     }
 }
+
+#[test]
+fn email_triggers_name_an_email_and_its_links() {
+    let errors = |yaml: &str| -> Vec<String> {
+        match load_sources(
+            &[(PathBuf::from("t.yaml"), yaml.to_string())],
+            &LoadOptions::default(),
+        ) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    };
+    let base = r#"rules:
+  - id: thu
+    when: follow
+    do:
+      - email:
+          subject: Ưu đãi
+          html: '<a href="https://shop.vn/uu-dai">Xem</a>'
+          links: {uu_dai: "https://shop.vn/uu-dai"}
+  - id: chao
+    when: follow
+    do:
+      - send: Chào bạn
+"#;
+    let with = |trigger: &str| {
+        format!("{base}  - id: theo_doi\n    when:\n      {trigger}\n    do:\n      - tag: da_mo\n")
+    };
+    // The link exists: loads.
+    assert_eq!(
+        errors(&with("email_clicked: {email: thu, link: uu_dai}")),
+        Vec::<String>::new()
+    );
+    // A typo in the link: where it is written, with a suggestion.
+    let e = errors(&with("email_clicked: {email: thu, link: uu_daii}"));
+    assert!(
+        e.iter().any(|m| m.starts_with("t.yaml:15:30:")
+            && m.contains("the email of `thu` has no link `uu_daii`: did you mean `uu_dai`?")),
+        "{e:#?}"
+    );
+    // A rule that sends no email can never be opened.
+    let e = errors(&with("email_opened: {email: chao}"));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`chao` sends no email, so this trigger can never fire")),
+        "{e:#?}"
+    );
+}

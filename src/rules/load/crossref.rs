@@ -171,7 +171,16 @@ pub(super) fn resolve_steps(f: &mut Folder) {
                     r.campaign
                 )));
             }
-            None => {}
+            None => {
+                if r.kind == StepRefKind::Email {
+                    if let Some((_, _, target)) = rules.iter().find(|(_, _, x)| x.id == r.campaign)
+                    {
+                        if let Some(m) = email_mismatch(&r.campaign, &target.actions, &r.link) {
+                            diags.push(err(m));
+                        }
+                    }
+                }
+            }
             Some(step) => match campaigns.iter().find(|c| c.id == r.campaign) {
                 None => {
                     let ids: Vec<&str> = campaigns.iter().map(|c| c.id.as_str()).collect();
@@ -197,13 +206,24 @@ pub(super) fn resolve_steps(f: &mut Folder) {
                             c.steps.len()
                         )));
                     }
-                    Some(i) if c.steps[i].id != *step => renames.push((
-                        rule_id.clone(),
-                        r.kind,
-                        format!("{}/{step}", c.id),
-                        c.step_key(i),
-                    )),
-                    Some(_) => {}
+                    Some(i) => {
+                        if r.kind == StepRefKind::Email {
+                            let name = format!("{}/{step}", c.id);
+                            if let Some(m) =
+                                email_mismatch(&name, &c.steps[i].rule.actions, &r.link)
+                            {
+                                diags.push(err(m));
+                            }
+                        }
+                        if c.steps[i].id != *step {
+                            renames.push((
+                                rule_id.clone(),
+                                r.kind,
+                                format!("{}/{step}", c.id),
+                                c.step_key(i),
+                            ));
+                        }
+                    }
                 },
             },
         }
@@ -231,4 +251,46 @@ pub(super) fn resolve_steps(f: &mut Folder) {
             }
         }
     }
+}
+
+/// Why an email trigger naming `name` can never fire: it sends no email, or `link` is not one
+/// of its emails' named links.
+fn email_mismatch(name: &str, actions: &[Action], link: &Option<String>) -> Option<String> {
+    fn emails<'a>(actions: &'a [Action], out: &mut Vec<&'a [(String, String)]>) {
+        for a in actions {
+            match a {
+                Action::Email { links, .. } => out.push(links),
+                Action::FirstOf(alts) => emails(alts, out),
+                _ => {}
+            }
+        }
+    }
+    let mut found = Vec::new();
+    emails(actions, &mut found);
+    if found.is_empty() {
+        return Some(format!(
+            "`{name}` sends no email, so this trigger can never fire (name the rule or step whose `email:` it waits for)"
+        ));
+    }
+    let link = link.as_ref()?;
+    let names: Vec<&str> = found
+        .iter()
+        .flat_map(|l| l.iter().map(|(n, _)| n.as_str()))
+        .collect();
+    if names.contains(&link.as_str()) {
+        return None;
+    }
+    let hint = suggest(link, &names)
+        .map(|s| format!("did you mean `{s}`? "))
+        .unwrap_or_default();
+    Some(if names.is_empty() {
+        format!(
+            "the email of `{name}` has no named links, so a click on `{link}` can never be seen: name it under the email's `links:`"
+        )
+    } else {
+        format!(
+            "the email of `{name}` has no link `{link}`: {hint}(its links: {})",
+            one_of(&names)
+        )
+    })
 }

@@ -421,6 +421,8 @@ struct StepRef {
     step: Option<String>,
     /// The rule whose trigger it is (set when the rule checked clean).
     rule_id: Option<String>,
+    /// The link an `email_clicked` names (it must be a link of that email).
+    link: Option<String>,
     path: Arc<PathBuf>,
     /// Where the step (or the email) is written, and where the campaign is.
     pos: Pos,

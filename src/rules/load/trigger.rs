@@ -310,7 +310,7 @@ impl Ctx<'_> {
             let email = match keys.get("email") {
                 Some(n) => {
                     let e = self.string(n, "`email`")?;
-                    self.refer_email(&e, n);
+                    self.refer_email(&e, None, n);
                     Some(e)
                 }
                 None => None,
@@ -339,6 +339,7 @@ impl Ctx<'_> {
                     campaign: c.clone(),
                     step: Some(s.clone()),
                     rule_id: None,
+                    link: None,
                     path: self.path.clone(),
                     pos: n.pos,
                     campaign_pos: cn.pos,
@@ -499,7 +500,7 @@ impl Ctx<'_> {
         let email = get(self, "email")?;
         let link = get(self, "link")?;
         if let (Some(e), Some(n)) = (&email, keys.get("email")) {
-            self.refer_email(e, n);
+            self.refer_email(e, link.clone(), n);
         }
         Some((email, link))
     }
@@ -517,7 +518,7 @@ impl Ctx<'_> {
     }
 
     /// `email: RULE` or `email: CAMPAIGN/STEP`, checked once every file is read.
-    pub(super) fn refer_email(&mut self, email: &str, node: &Node) {
+    pub(super) fn refer_email(&mut self, email: &str, link: Option<String>, node: &Node) {
         let (campaign, step) = match email.split_once('/') {
             Some((c, s)) => (c.to_string(), Some(s.to_string())),
             None => (email.to_string(), None),
@@ -527,6 +528,7 @@ impl Ctx<'_> {
             campaign,
             step,
             rule_id: None,
+            link,
             path: self.path.clone(),
             pos: node.pos,
             campaign_pos: node.pos,
