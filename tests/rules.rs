@@ -447,8 +447,8 @@ fn price_question_tags_interested_and_vip_tag_notifies_agents() {
     // A VIP's message: a priority handoff with a 2-hour deadline.
     let m = text_message("u3", "cần hỗ trợ", at);
     let out = eval_event(&set, &m, &c, at, &h);
-    assert_eq!(out.fired[0].rule_id, "vip_tin_nhan_uu_tien");
-    match &out.fired[0].actions[0].action {
+    assert_eq!(out.fired[1].rule_id, "vip_tin_nhan_uu_tien");
+    match &out.fired[1].actions[0].action {
         ActionPlan::Handoff {
             team, deadline_at, ..
         } => {
@@ -1380,4 +1380,45 @@ fn email_triggers_name_an_email_and_its_links() {
             .any(|m| m.contains("`chao` sends no email, so this trigger can never fire")),
         "{e:#?}"
     );
+}
+
+#[test]
+fn a_vip_has_their_own_flow_at_any_hour() {
+    let set = shipped();
+    let mut h = MemoryHistory::default();
+    let mut c = contact("v1");
+    c.display_name = Some("Minh".into());
+    c.tags.insert("vip_customer".into());
+    // 11:00 (lunch greeting hours), 15:00 (no greeting hours), 23:30 (night): each time the
+    // acknowledgement naming the 2-hour promise and the handoff, never a greeting on top.
+    for (day, hour, minute) in [(1, 11, 0), (2, 15, 0), (3, 23, 30)] {
+        let at = local(2024, 5, day, hour, minute);
+        let out = eval_event(&set, &text_message("v1", "cần hỗ trợ", at), &c, at, &h);
+        assert_eq!(
+            fired_ids(&out),
+            vec!["vip_xac_nhan", "vip_tin_nhan_uu_tien"],
+            "{hour}:{minute}"
+        );
+        assert_eq!(
+            zalo_texts(&out),
+            vec!["Dạ shop đã nhận được tin nhắn của Minh. Tư vấn viên riêng sẽ trả lời bạn trong vòng 2 giờ ạ!"]
+        );
+        h.record_all("v1", &out, at);
+        // A second message within 2 hours: attached to the handoff, no second acknowledgement.
+        let later = at + 30 * 60_000;
+        let again = eval_event(&set, &text_message("v1", "shop ơi", later), &c, later, &h);
+        assert_eq!(fired_ids(&again), vec!["vip_tin_nhan_uu_tien"]);
+        assert!(zalo_texts(&again).is_empty());
+        h.record_all("v1", &again, later);
+    }
+    // A customer who is not a VIP still gets the lunch greeting.
+    let at = local(2024, 5, 4, 11, 0);
+    let out = eval_event(
+        &set,
+        &text_message("n1", "chào shop", at),
+        &contact("n1"),
+        at,
+        &h,
+    );
+    assert_eq!(fired_ids(&out), vec!["chao_buoi_trua"]);
 }

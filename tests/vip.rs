@@ -428,17 +428,20 @@ async fn no_reply_escalates_exactly_once(kind: &str) {
 async fn automated_sends_do_not_meet_the_deadline(kind: &str) {
     let mut s = shop(kind, &[]).await;
     s.tag_vip(VIP, day(2, 7, 55)).await;
-    // 08:00: the shipped morning greeting goes out through the outbox, and the message opens
-    // a handoff.
+    // 08:00: the shipped VIP acknowledgement goes out through the outbox (a VIP gets it
+    // instead of the morning greeting), and the message opens a handoff.
     let t = day(2, 8, 0);
     s.say(VIP, "v1", "Shop ơi", t).await;
     let sent = s.zalo.wait_for_messages(1, Duration::from_secs(10)).await;
     let greeting = sent
         .iter()
         .find(|m| m.user_id.as_deref() == Some(VIP))
-        .expect("the morning greeting was sent");
+        .expect("the VIP acknowledgement was sent");
     let greeting_text = greeting.text().unwrap().to_string();
-    assert!(greeting_text.starts_with("Chào bạn!"), "{greeting_text}");
+    assert!(
+        greeting_text.starts_with("Dạ shop đã nhận được tin nhắn của bạn. Tư vấn viên riêng sẽ trả lời bạn trong vòng 2 giờ"),
+        "{greeting_text}"
+    );
     // Its echo without an admin id (an API send): not a person.
     s.echo(VIP, None, &greeting.message_id, &greeting_text, t + MIN)
         .await;
