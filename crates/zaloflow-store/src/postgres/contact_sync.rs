@@ -4,6 +4,7 @@
 use sqlx::{Postgres, Transaction};
 
 use super::PgStore;
+use super::*;
 use crate::{
     ContactSync, ProfileCounts, Result, StoreError, SyncPage, ZaloProfile, CONTACT_SYNC_COLUMNS,
 };
@@ -214,3 +215,5 @@ pub(super) async fn lookup_failed(
     .await?;
     Ok(())
 }
+
+crate::contact_sync::contact_sync_impl!(PgStore, postgres, {});

@@ -269,15 +269,6 @@ async fn own_send(
 }
 
 impl PgStore {
-    pub(super) async fn h_users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT user_id FROM contact_tags WHERE tag = $1")
-                .bind(tag)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
     pub(super) async fn h_list(&self, statuses: &[&str], limit: i64) -> Result<Vec<Handoff>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {HANDOFF_COLUMNS} FROM handoffs
@@ -293,35 +284,6 @@ impl PgStore {
                 .map(|s| s.to_string())
                 .collect::<Vec<String>>(),
         )
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn h_get(&self, id: i64) -> Result<Option<Handoff>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn h_messages(&self, id: i64) -> Result<Vec<HandoffMessageRow>> {
-        Ok(sqlx::query_as(
-            "SELECT handoff_id, direction, msg_id, text, admin_id, at FROM handoff_messages
-             WHERE handoff_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn h_breaches(&self, id: i64) -> Result<Vec<Breach>> {
-        Ok(sqlx::query_as(
-            "SELECT handoff_id, level, due_at, recorded_at, channel FROM handoff_breaches
-             WHERE handoff_id = $1 ORDER BY level",
-        )
-        .bind(id)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -379,65 +341,6 @@ impl PgStore {
             handoff: h,
         })
     }
-
-    pub(super) async fn h_past_deadline(
-        &self,
-        now: i64,
-        below_level: i32,
-        limit: i64,
-    ) -> Result<Vec<Handoff>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs
-             WHERE status <> 'resolved' AND responded_at IS NULL AND deadline_at <= $1
-               AND escalation_level < $2
-             ORDER BY escalation_level, deadline_at, id LIMIT $3"
-        ))
-        .bind(now)
-        .bind(below_level)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    pub(super) async fn h_record_breach(&self, b: &Breach, job: &NewJob, now: i64) -> Result<bool> {
-        let mut tx = self.pool.begin().await?;
-        let raised = sqlx::query(
-            "UPDATE handoffs SET escalation_level = $1, updated_at = $2
-             WHERE id = $3 AND escalation_level < $1 AND responded_at IS NULL
-               AND status <> 'resolved'",
-        )
-        .bind(b.level)
-        .bind(now)
-        .bind(b.handoff_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if raised == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO handoff_breaches (handoff_id, level, due_at, recorded_at, channel)
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-        )
-        .bind(b.handoff_id)
-        .bind(b.level)
-        .bind(b.due_at)
-        .bind(b.recorded_at)
-        .bind(&b.channel)
-        .execute(&mut *tx)
-        .await?;
-        insert_jobs(&mut tx, &[job], now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub(super) async fn h_timings(&self, since: i64) -> Result<Vec<HandoffTiming>> {
-        Ok(sqlx::query_as(
-            "SELECT status, opened_at, deadline_at, responded_at FROM handoffs
-             WHERE opened_at >= $1 OR status <> 'resolved'",
-        )
-        .bind(since)
-        .fetch_all(&self.pool)
-        .await?)
-    }
 }
+
+crate::handoff::handoffs_impl!(PgStore, postgres, {});

@@ -93,7 +93,7 @@ pub(super) async fn apply<'e>(
     Ok(())
 }
 
-/// `Store::report_counts` on PostgreSQL.
+/// `Campaigns::report_counts` on PostgreSQL.
 pub(super) async fn counts(pool: &PgPool, since: i64, rule: Option<&str>) -> Result<Counts> {
     let pattern = rule.map(|r| format!("{}/%", crate::like_escape(r)));
     let jobs: Vec<JobCount> = sqlx::query_as(&format!(

@@ -4,6 +4,7 @@
 use sqlx::{Sqlite, Transaction};
 
 use super::SqliteStore;
+use super::*;
 use crate::{
     ContactSync, ProfileCounts, Result, StoreError, SyncPage, ZaloProfile, CONTACT_SYNC_COLUMNS,
 };
@@ -205,3 +206,5 @@ pub(super) async fn lookup_failed(
     .await?;
     Ok(())
 }
+
+crate::contact_sync::contact_sync_impl!(SqliteStore, sqlite, {});

@@ -124,7 +124,7 @@ pub(super) async fn apply<'e>(
     Ok(())
 }
 
-/// `Store::report_counts` on SQLite.
+/// `Campaigns::report_counts` on SQLite.
 pub(super) async fn counts(pool: &SqlitePool, since: i64, rule: Option<&str>) -> Result<Counts> {
     let pattern = rule.map(|r| format!("{}/%", crate::like_escape(r)));
     let jobs: Vec<JobCount> = sqlx::query_as(&format!(

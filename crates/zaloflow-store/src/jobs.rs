@@ -1,0 +1,136 @@
+//! The outbox: jobs enqueued, claimed by senders, finished; the admin views of them.
+
+use async_trait::async_trait;
+
+use crate::*;
+
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()>;
+    /// Claims jobs due by `due_by` (and in-flight ones whose lease expired), marking the
+    /// attempt before the call. A job waits while an earlier job of the same user is in flight
+    /// or backing off. Leases are wall-clock time (`wall_now`), whatever instant `due_by`
+    /// stands for: a `tick --at` in the past must not take leases that look expired to the
+    /// running service, nor one in the future hold jobs long after a crash.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        due_by: i64,
+        wall_now: i64,
+        lease_ms: i64,
+        limit: i64,
+        lane: JobLane,
+    ) -> Result<Vec<Job>>;
+    /// Records attempts' outcomes (and contact updates) in one transaction; an outcome whose
+    /// lease is no longer ours is skipped and counted in the returned number.
+    async fn finish_jobs(&self, owner: &str, outcomes: &[JobOutcome], now: i64) -> Result<u64>;
+    async fn list_jobs(&self, status: Option<&str>, limit: i64) -> Result<Vec<Job>>;
+    async fn get_job(&self, id: i64) -> Result<Option<Job>>;
+    /// A dead letter goes back to the queue (attempts reset). False if it is not dead.
+    async fn retry_dead_job(&self, id: i64, now: i64) -> Result<bool>;
+    /// (channel, status, count)
+    async fn job_counts(&self) -> Result<Vec<(String, String, i64)>>;
+    /// The earliest `run_at` of pending jobs, if any.
+    async fn next_job_due(&self) -> Result<Option<i64>>;
+
+    /// Outbox jobs addressed to any of `keys` (a contact's id, phone and email), newest first.
+    async fn contact_jobs(&self, keys: &[String], limit: i64) -> Result<Vec<Job>>;
+    /// Emails sent with `sent_at` in `[from, to)`, optionally only those of one rule or step.
+    async fn sent_emails(&self, rule_id: Option<&str>, from: i64, to: i64) -> Result<Vec<Job>>;
+}
+
+/// Implements [`Jobs`] for a backend, invoked in the backend's module (its helpers are
+/// found there): `$store` the store, `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), then the methods written per backend.
+macro_rules! jobs_impl {
+    ($store:ty, $db:ident, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Jobs for $store {
+            $($own)*
+
+            async fn enqueue_jobs(&self, jobs: &[NewJob], now: i64) -> Result<()> {
+                begin_write!($db, self, tx);
+                let refs: Vec<&NewJob> = jobs.iter().collect();
+                insert_jobs(&mut tx, &refs, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_jobs(&self, status: Option<&str>, limit: i64) -> Result<Vec<Job>> {
+                Ok(sqlx::query_as(sql!($db, format!(
+                    "SELECT {JOB_COLUMNS} FROM outbox WHERE ($1::text IS NULL OR status = $1) ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(status)
+                .bind(limit)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn get_job(&self, id: i64) -> Result<Option<Job>> {
+                Ok(
+                    sqlx::query_as(sql!($db, format!("SELECT {JOB_COLUMNS} FROM outbox WHERE id = $1")))
+                        .bind(id)
+                        .fetch_optional(reader!($db, self))
+                        .await?,
+                )
+            }
+
+            async fn retry_dead_job(&self, id: i64, now: i64) -> Result<bool> {
+                let r = sqlx::query(
+                    sql!($db, "UPDATE outbox SET status = 'pending', attempts = 0, run_at = $1, updated_at = $1
+                     WHERE id = $2 AND status = 'dead'"),
+                )
+                .bind(now)
+                .bind(id)
+                .execute(writer!($db, self))
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn job_counts(&self) -> Result<Vec<(String, String, i64)>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT channel, status, COUNT(*) FROM outbox GROUP BY channel, status ORDER BY 1, 2"),
+                )
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn next_job_due(&self) -> Result<Option<i64>> {
+                let (v,): (Option<i64>,) =
+                    sqlx::query_as(sql!($db, "SELECT MIN(run_at) FROM outbox WHERE status = 'pending'"))
+                        .fetch_one(reader!($db, self))
+                        .await?;
+                Ok(v)
+            }
+
+            async fn contact_jobs(&self, keys: &[String], limit: i64) -> Result<Vec<Job>> {
+                if keys.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(sql!($db, format!(
+                    "SELECT {JOB_COLUMNS} FROM outbox WHERE user_id = ANY($1) ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(list!($db, keys))
+                .bind(limit)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn sent_emails(&self, rule_id: Option<&str>, from: i64, to: i64) -> Result<Vec<Job>> {
+                Ok(sqlx::query_as(sql!($db, format!(
+                    "SELECT {JOB_COLUMNS} FROM outbox
+                     WHERE channel = 'email' AND status = 'sent' AND sent_at >= $1 AND sent_at < $2
+                       AND ($3::text IS NULL OR rule_id = $3)
+                     ORDER BY sent_at, id"
+                )))
+                .bind(from)
+                .bind(to)
+                .bind(rule_id)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+        }
+
+    };
+}
+pub(crate) use jobs_impl;

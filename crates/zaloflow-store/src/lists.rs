@@ -1,0 +1,127 @@
+//! Contact lists: changes, members, joins.
+
+use async_trait::async_trait;
+
+use crate::*;
+
+#[async_trait]
+pub trait Lists: Send + Sync {
+    /// Applies list operations in order, in one transaction.
+    async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()>;
+    /// Members of a list ordered by user id, after `after` (keyset paging).
+    async fn list_members(
+        &self,
+        list: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ListMember>>;
+    /// The lists a contact is on, by name.
+    async fn lists_of_contact(&self, user_id: &str) -> Result<Vec<String>>;
+    /// Every list with its member count, by name.
+    async fn contact_lists(&self) -> Result<Vec<ContactList>>;
+    async fn add_to_list(&self, list: &str, user_id: &str, now: i64) -> Result<()> {
+        let ch = ListChange::Add {
+            list: list.into(),
+            user_id: user_id.into(),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+    async fn remove_from_list(&self, list: &str, user_id: &str, now: i64) -> Result<()> {
+        let ch = ListChange::Remove {
+            list: list.into(),
+            user_id: user_id.into(),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+    /// Adds `user_id` (or, when `None`, every member of `from`) to `to`; `from` keeps them.
+    async fn copy_list(&self, from: &str, to: &str, user_id: Option<&str>, now: i64) -> Result<()> {
+        let ch = ListChange::Copy {
+            from: from.into(),
+            to: to.into(),
+            user_id: user_id.map(Into::into),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+    /// Adds `user_id` (or every member of `from`) to `to` and removes them from `from`.
+    async fn move_list(&self, from: &str, to: &str, user_id: Option<&str>, now: i64) -> Result<()> {
+        let ch = ListChange::Move {
+            from: from.into(),
+            to: to.into(),
+            user_id: user_id.map(Into::into),
+        };
+        self.apply_list_changes(&[ch], now).await
+    }
+
+    /// Members who joined `list` with `added_at` in `[from, to)`.
+    async fn list_joins(&self, list: &str, from: i64, to: i64) -> Result<Vec<ListMember>>;
+}
+
+/// Implements [`Lists`] for a backend, invoked in the backend's module (its helpers are
+/// found there): `$store` the store, `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), then the methods written per backend.
+macro_rules! lists_impl {
+    ($store:ty, $db:ident, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Lists for $store {
+            $($own)*
+
+            async fn apply_list_changes(&self, changes: &[ListChange], now: i64) -> Result<()> {
+                check_list_changes(changes)?;
+                begin_write!($db, self, tx);
+                apply_list_changes(&mut tx, changes, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn list_members(
+                &self,
+                list: &str,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<ListMember>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT user_id, added_at FROM list_members
+                     WHERE list = $1 AND ($2::text IS NULL OR user_id > $2) ORDER BY user_id LIMIT $3"),
+                )
+                .bind(list)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn lists_of_contact(&self, user_id: &str) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(sql!($db, "SELECT list FROM list_members WHERE user_id = $1 ORDER BY list"))
+                        .bind(user_id)
+                        .fetch_all(reader!($db, self))
+                        .await?;
+                Ok(rows.into_iter().map(|(l,)| l).collect())
+            }
+
+            async fn contact_lists(&self) -> Result<Vec<ContactList>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT l.name, l.description, l.created_at, COUNT(m.user_id) AS members
+                     FROM contact_lists l LEFT JOIN list_members m ON m.list = l.name
+                     GROUP BY l.name, l.description, l.created_at ORDER BY l.name"),
+                )
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn list_joins(&self, list: &str, from: i64, to: i64) -> Result<Vec<ListMember>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT user_id, added_at FROM list_members
+                     WHERE list = $1 AND added_at >= $2 AND added_at < $3 ORDER BY added_at, user_id"),
+                )
+                .bind(list)
+                .bind(from)
+                .bind(to)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+        }
+
+    };
+}
+pub(crate) use lists_impl;
