@@ -58,7 +58,6 @@ macro_rules! sql {
 }
 
 /// A list bound to `= ANY($N)`: the slice itself for PostgreSQL, a JSON array for SQLite.
-#[allow(unused_macros)]
 macro_rules! list {
     (sqlite, $v:expr) => {
         serde_json::to_string($v).expect("strings serialise")
@@ -68,7 +67,6 @@ macro_rules! list {
     };
 }
 
-#[allow(unused_macros)]
 macro_rules! pick {
     (sqlite, sqlite: $a:expr, postgres: $b:expr $(,)?) => {
         $a

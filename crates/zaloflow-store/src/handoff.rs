@@ -345,3 +345,93 @@ macro_rules! handoffs_impl {
     };
 }
 pub(crate) use handoffs_impl;
+
+/// How effects attach messages to a handoff and tell an agent's reply from zaloflow's own send.
+/// Written once for both backends, invoked in each backend's module: `$db` `sqlite` or `postgres`
+/// (the hooks of [`crate::dialect`]), `$Db` its sqlx database, `$lt` its transactions' lifetime,
+/// `$Store` and `$Pool` its store and pool types.
+macro_rules! handoff_fns {
+    ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        async fn attach(
+            tx: &mut Transaction<$lt, $Db>,
+            id: i64,
+            m: Option<&HandoffMessage>,
+            priority: i32,
+            now: i64,
+        ) -> Result<()> {
+            if let Some(m) = m {
+                insert_message(tx, id, m).await?;
+            }
+            sqlx::query(
+                sql!($db, "UPDATE handoffs SET messages = messages + $1,
+                    last_message_at = GREATEST(COALESCE(last_message_at, 0), $2),
+                    first_text = COALESCE(first_text, $3),
+                    priority = GREATEST(priority, $4), updated_at = $5
+                 WHERE id = $6"),
+            )
+            .bind(i64::from(m.is_some()))
+            .bind(m.map(|m| m.at).unwrap_or(0))
+            .bind(m.and_then(|m| m.text.clone()))
+            .bind(priority)
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_message(
+            tx: &mut Transaction<$lt, $Db>,
+            id: i64,
+            m: &HandoffMessage,
+        ) -> Result<()> {
+            sqlx::query(
+                sql!($db, "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, at)
+                 VALUES ($1, 'in', $2, $3, $4)"),
+            )
+            .bind(id)
+            .bind(&m.msg_id)
+            .bind(&m.text)
+            .bind(m.at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        /// Whether this echo is one of our sends: a job's recorded Zalo message id, or the text of
+        /// a Zalo job to this user still in flight (its outcome not recorded yet).
+        async fn own_send(
+            tx: &mut Transaction<$lt, $Db>,
+            user_id: &str,
+            m: &HandoffMessage,
+        ) -> Result<bool> {
+            let known = match &m.msg_id {
+                Some(id) => {
+                    sqlx::query_scalar::<_, i64>(
+                        sql!($db, "SELECT COUNT(*) FROM outbox WHERE provider_id = $1 AND channel = 'zalo'"),
+                    )
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?
+                        > 0
+                }
+                None => false,
+            };
+            if known {
+                return Ok(true);
+            }
+            let payloads: Vec<(String,)> = sqlx::query_as(
+                sql!($db, "SELECT payload FROM outbox WHERE user_id = $1 AND channel = 'zalo' AND status = 'sending'"),
+            )
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await?;
+            Ok(handoff::is_own_send(
+                false,
+                &handoff::in_flight_texts(payloads.into_iter().map(|(p,)| p)),
+                m.text.as_deref(),
+            ))
+        }
+    };
+}
+pub(crate) use handoff_fns;

@@ -134,3 +134,46 @@ macro_rules! jobs_impl {
     };
 }
 pub(crate) use jobs_impl;
+
+/// The outbox's multi-row insert (a dedupe key seen before is skipped). Written once for both
+/// backends, invoked in each backend's module: `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), `$Db` its sqlx database, `$lt` its transactions' lifetime, `$Store` and
+/// `$Pool` its store and pool types.
+macro_rules! insert_jobs_fn {
+    ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        async fn insert_jobs(
+            tx: &mut Transaction<$lt, $Db>,
+            jobs: &[&NewJob],
+            now: i64,
+        ) -> Result<()> {
+            for chunk in jobs.chunks(pick!($db, sqlite: 300, postgres: 500)) {
+                let mut qb: QueryBuilder<$Db> = QueryBuilder::new(
+                    "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
+                        source, dedupe_key, variant, created_at, updated_at, status, last_error,
+                        skip_reason) ",
+                );
+                qb.push_values(chunk, |mut b, j| {
+                    b.push_bind(&j.channel)
+                        .push_bind(&j.user_id)
+                        .push_bind(&j.payload)
+                        .push_bind(j.priority)
+                        .push_bind(j.run_at)
+                        .push_bind(j.run_at)
+                        .push_bind(&j.rule_id)
+                        .push_bind(&j.source)
+                        .push_bind(&j.dedupe_key)
+                        .push_bind(&j.variant)
+                        .push_bind(now)
+                        .push_bind(now)
+                        .push_bind(j.status())
+                        .push_bind(j.skip.as_ref().map(|k| k.message.as_str()))
+                        .push_bind(j.skip.as_ref().map(|k| k.reason.as_str()));
+                });
+                qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use insert_jobs_fn;

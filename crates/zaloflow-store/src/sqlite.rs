@@ -375,35 +375,7 @@ async fn apply_contact_changes(
     Ok(())
 }
 
-async fn insert_jobs(tx: &mut Transaction<'_, Sqlite>, jobs: &[&NewJob], now: i64) -> Result<()> {
-    for chunk in jobs.chunks(300) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO outbox (channel, user_id, payload, priority, first_due, run_at, rule_id,
-                source, dedupe_key, variant, created_at, updated_at, status, last_error,
-                skip_reason) ",
-        );
-        qb.push_values(chunk, |mut b, j| {
-            b.push_bind(&j.channel)
-                .push_bind(&j.user_id)
-                .push_bind(&j.payload)
-                .push_bind(j.priority)
-                .push_bind(j.run_at)
-                .push_bind(j.run_at)
-                .push_bind(&j.rule_id)
-                .push_bind(&j.source)
-                .push_bind(&j.dedupe_key)
-                .push_bind(&j.variant)
-                .push_bind(now)
-                .push_bind(now)
-                .push_bind(j.status())
-                .push_bind(j.skip.as_ref().map(|k| k.message.as_str()))
-                .push_bind(j.skip.as_ref().map(|k| k.reason.as_str()));
-        });
-        qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
-        qb.build().execute(&mut **tx).await?;
-    }
-    Ok(())
-}
+crate::jobs::insert_jobs_fn!(sqlite, Sqlite, '_, SqliteStore, SqlitePool);
 
 /// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
 /// outbox jobs, list operations, rule firings.
