@@ -49,6 +49,28 @@ macro_rules! campaigns_impl {
         impl $crate::Campaigns for $store {
             $($own)*
 
+            async fn due_campaign_members(
+                &self,
+                campaigns: Option<&[String]>,
+                now: i64,
+                limit: i64,
+            ) -> Result<Vec<CampaignMember>> {
+                Ok(sqlx::query_as(sql!(
+                    $db,
+                    format!(
+                    "SELECT {MEMBER_COLUMNS} FROM campaign_members
+                     WHERE status = 'active' AND next_at <= $1
+                       AND ($3::text[] IS NULL OR campaign = ANY($3))
+                     ORDER BY next_at LIMIT $2"
+                    )
+                ))
+                .bind(now)
+                .bind(limit)
+                .bind(list!($db, opt campaigns))
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
             async fn campaign_members(&self, campaign: &str) -> Result<Vec<CampaignMember>> {
                 Ok(sqlx::query_as(sql!($db, format!(
                     "SELECT {MEMBER_COLUMNS} FROM campaign_members WHERE campaign = $1 ORDER BY contact_id"

@@ -4,12 +4,15 @@
 //! backend (`sqlite` or `postgres`) where it has to, through the hooks below:
 //!
 //! - `sql!(db, STATEMENT)`: the statement in the backend's dialect ([`sqlite`]);
-//! - `list!(db, values)`: a list bound to `= ANY($N)`;
+//! - `list!(db, values)`, `list!(db, opt values)`: a list (or `Option` of one) bound to
+//!   `= ANY($N)`;
 //! - `pick!(db, sqlite: A, postgres: B)`: where the dialects really differ (`json_each` against
 //!   `= ANY($1)`, `MAX` against `GREATEST`, `FOR UPDATE SKIP LOCKED`…);
 //! - `reader!(db, self)`: the pool that reads (SQLite's reader pool);
 //! - `writer!(db, self)`: where a single write goes (SQLite's one writer connection, in turn);
-//! - `begin_write!(db, self, tx)`: a write transaction `tx` (on SQLite, in the writer's turn).
+//! - `begin_write!(db, self, tx)`: a write transaction `tx` (on SQLite, in the writer's turn);
+//! - `skip_locked!(db)`, `claim_lock!(db, tx, KEY)`: how a claim keeps other instances off
+//!   its rows (PostgreSQL only).
 //!
 //! The same idea as vaultwarden's `db_run!` (one body, expanded per backend), kept to
 //! `macro_rules!` and plain strings: no query builder between the SQL and the reader, and
@@ -64,6 +67,35 @@ macro_rules! list {
     };
     (postgres, $v:expr) => {
         $v
+    };
+    (sqlite, opt $v:expr) => {
+        $v.map(|v| serde_json::to_string(v).expect("strings serialise"))
+    };
+    (postgres, opt $v:expr) => {
+        $v
+    };
+}
+
+/// A claim's row locks: PostgreSQL's instances skip the rows another one holds; SQLite's one
+/// writer has them to itself.
+macro_rules! skip_locked {
+    (sqlite) => {
+        ""
+    };
+    (postgres) => {
+        "\n                FOR UPDATE SKIP LOCKED"
+    };
+}
+
+/// A claim's transaction-scoped advisory lock (`$key`) on PostgreSQL, so two instances never
+/// split one user's lane; nothing on SQLite, where the claim holds the one writer.
+macro_rules! claim_lock {
+    (sqlite, $tx:ident, $key:expr) => {};
+    (postgres, $tx:ident, $key:expr) => {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind($key)
+            .execute(&mut *$tx)
+            .await?;
     };
 }
 

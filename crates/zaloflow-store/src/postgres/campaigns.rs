@@ -40,25 +40,6 @@ crate::campaigns::campaigns_impl!(PgStore, postgres, {
         .await?)
     }
 
-    async fn due_campaign_members(
-        &self,
-        campaigns: Option<&[String]>,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<CampaignMember>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MEMBER_COLUMNS} FROM campaign_members
-             WHERE status = 'active' AND next_at <= $1
-               AND ($3::text[] IS NULL OR campaign = ANY($3))
-             ORDER BY next_at LIMIT $2"
-        ))
-        .bind(now)
-        .bind(limit)
-        .bind(campaigns)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM campaign_steps WHERE campaign = $1")

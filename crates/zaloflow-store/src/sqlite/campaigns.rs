@@ -47,25 +47,6 @@ crate::campaigns::campaigns_impl!(SqliteStore, sqlite, {
         Ok(out)
     }
 
-    async fn due_campaign_members(
-        &self,
-        campaigns: Option<&[String]>,
-        now: i64,
-        limit: i64,
-    ) -> Result<Vec<CampaignMember>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MEMBER_COLUMNS} FROM campaign_members
-             WHERE status = 'active' AND next_at <= ?1
-               AND (?3 IS NULL OR campaign IN (SELECT value FROM json_each(?3)))
-             ORDER BY next_at LIMIT ?2"
-        ))
-        .bind(now)
-        .bind(limit)
-        .bind(campaigns.map(|c| serde_json::to_string(c).expect("strings serialise")))
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
         let mut w = self.writer.lock().await?;
         let mut tx = w.begin().await?;
