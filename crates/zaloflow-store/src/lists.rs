@@ -125,3 +125,97 @@ macro_rules! lists_impl {
     };
 }
 pub(crate) use lists_impl;
+
+/// Applies list operations in order inside a transaction, written once for both backends and
+/// invoked in each backend's module (`$db`, `$Db`, `$lt`: as for the other area macros); the
+/// two bulk inserts are the backend's own (`insert_list_names`, `insert_list_adds`: SQLite's
+/// multi-row VALUES, PostgreSQL's UNNEST).
+macro_rules! list_changes_fn {
+    ($db:ident, $Db:ty, $lt:lifetime) => {
+        /// Applies list operations in order inside `tx`; runs of additions go in multi-row inserts.
+        pub(super) async fn apply_list_changes<'a>(
+            tx: &mut Transaction<$lt, $Db>,
+            changes: impl IntoIterator<Item = &'a ListChange>,
+            now: i64,
+        ) -> Result<()> {
+            let changes: Vec<&ListChange> = changes.into_iter().collect();
+            if changes.is_empty() {
+                return Ok(());
+            }
+            let mut names: Vec<&str> = changes.iter().flat_map(|c| c.lists()).collect();
+            names.sort_unstable();
+            names.dedup();
+            insert_list_names(tx, &names, now).await?;
+            let mut i = 0;
+            while i < changes.len() {
+                if let ListChange::Add { .. } = changes[i] {
+                    let run_end = changes[i..]
+                        .iter()
+                        .position(|c| !matches!(c, ListChange::Add { .. }))
+                        .map_or(changes.len(), |p| i + p);
+                    insert_list_adds(tx, &changes[i..run_end], now).await?;
+                    i = run_end;
+                    continue;
+                }
+                match changes[i] {
+                    ListChange::Add { .. } => unreachable!("handled above"),
+                    ListChange::Create { list, description } => {
+                        sqlx::query(sql!($db, "UPDATE contact_lists SET description = $1 WHERE name = $2"))
+                            .bind(description)
+                            .bind(list)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    ListChange::Remove { list, user_id } => {
+                        sqlx::query(sql!($db, "DELETE FROM list_members WHERE list = $1 AND user_id = $2"))
+                            .bind(list)
+                            .bind(user_id)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                    ListChange::Copy { from, to, user_id } | ListChange::Move { from, to, user_id } => {
+                        let moving = matches!(changes[i], ListChange::Move { .. });
+                        if from == to {
+                            i += 1;
+                            continue;
+                        }
+                        match user_id {
+                            Some(u) => {
+                                sqlx::query(sql!($db, "INSERT INTO list_members (list, user_id, added_at) VALUES ($1, $2, $3)
+                                     ON CONFLICT (list, user_id) DO NOTHING"),
+                                )
+                                .bind(to)
+                                .bind(u)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await?;
+                            }
+                            None => {
+                                sqlx::query(sql!($db, "INSERT INTO list_members (list, user_id, added_at)
+                                     SELECT $1, user_id, $2 FROM list_members WHERE list = $3
+                                     ON CONFLICT (list, user_id) DO NOTHING"),
+                                )
+                                .bind(to)
+                                .bind(now)
+                                .bind(from)
+                                .execute(&mut **tx)
+                                .await?;
+                            }
+                        }
+                        if moving {
+                            sqlx::query(sql!($db, "DELETE FROM list_members WHERE list = $1 AND ($2::text IS NULL OR user_id = $2)"),
+                            )
+                            .bind(from)
+                            .bind(user_id)
+                            .execute(&mut **tx)
+                            .await?;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use list_changes_fn;

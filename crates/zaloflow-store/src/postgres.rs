@@ -140,118 +140,48 @@ async fn apply_contact_changes(
 
 crate::jobs::insert_jobs_fn!(postgres, Postgres, 'static, PgStore, PgPool);
 
-/// Applies list operations in order inside `tx`; runs of additions go in one `UNNEST` insert.
-async fn apply_list_changes<'a>(
+crate::lists::list_changes_fn!(postgres, Postgres, 'static);
+
+/// The lists `names` created if new (one statement).
+async fn insert_list_names(
     tx: &mut Transaction<'static, Postgres>,
-    changes: impl IntoIterator<Item = &'a ListChange>,
+    names: &[&str],
     now: i64,
 ) -> Result<()> {
-    let changes: Vec<&ListChange> = changes.into_iter().collect();
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let mut names: Vec<String> = changes
-        .iter()
-        .flat_map(|c| c.lists())
-        .map(str::to_string)
-        .collect();
-    names.sort_unstable();
-    names.dedup();
     sqlx::query(
         "INSERT INTO contact_lists (name, created_at)
          SELECT n, $2 FROM UNNEST($1::text[]) AS n ON CONFLICT (name) DO NOTHING",
     )
-    .bind(&names)
+    .bind(names)
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    let mut i = 0;
-    while i < changes.len() {
-        if let ListChange::Add { .. } = changes[i] {
-            let run_end = changes[i..]
-                .iter()
-                .position(|c| !matches!(c, ListChange::Add { .. }))
-                .map_or(changes.len(), |p| i + p);
-            let (mut lists, mut users) = (Vec::new(), Vec::new());
-            for c in &changes[i..run_end] {
-                if let ListChange::Add { list, user_id } = c {
-                    lists.push(list.as_str());
-                    users.push(user_id.as_str());
-                }
-            }
-            sqlx::query(
-                "INSERT INTO list_members (list, user_id, added_at)
-                 SELECT l, u, $3 FROM UNNEST($1::text[], $2::text[]) AS t(l, u)
-                 ON CONFLICT (list, user_id) DO NOTHING",
-            )
-            .bind(&lists)
-            .bind(&users)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-            i = run_end;
-            continue;
+    Ok(())
+}
+
+/// A run of additions (all `ListChange::Add`), in one statement.
+async fn insert_list_adds(
+    tx: &mut Transaction<'static, Postgres>,
+    adds: &[&ListChange],
+    now: i64,
+) -> Result<()> {
+    let (mut lists, mut users) = (Vec::new(), Vec::new());
+    for c in adds {
+        if let ListChange::Add { list, user_id } = c {
+            lists.push(list.as_str());
+            users.push(user_id.as_str());
         }
-        match changes[i] {
-            ListChange::Add { .. } => unreachable!("handled above"),
-            ListChange::Create { list, description } => {
-                sqlx::query("UPDATE contact_lists SET description = $1 WHERE name = $2")
-                    .bind(description)
-                    .bind(list)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            ListChange::Remove { list, user_id } => {
-                sqlx::query("DELETE FROM list_members WHERE list = $1 AND user_id = $2")
-                    .bind(list)
-                    .bind(user_id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            ListChange::Copy { from, to, user_id } | ListChange::Move { from, to, user_id } => {
-                let moving = matches!(changes[i], ListChange::Move { .. });
-                if from == to {
-                    i += 1;
-                    continue;
-                }
-                match user_id {
-                    Some(u) => {
-                        sqlx::query(
-                            "INSERT INTO list_members (list, user_id, added_at) VALUES ($1, $2, $3)
-                             ON CONFLICT (list, user_id) DO NOTHING",
-                        )
-                        .bind(to)
-                        .bind(u)
-                        .bind(now)
-                        .execute(&mut **tx)
-                        .await?;
-                    }
-                    None => {
-                        sqlx::query(
-                            "INSERT INTO list_members (list, user_id, added_at)
-                             SELECT $1, user_id, $2 FROM list_members WHERE list = $3
-                             ON CONFLICT (list, user_id) DO NOTHING",
-                        )
-                        .bind(to)
-                        .bind(now)
-                        .bind(from)
-                        .execute(&mut **tx)
-                        .await?;
-                    }
-                }
-                if moving {
-                    sqlx::query(
-                        "DELETE FROM list_members WHERE list = $1 AND ($2::text IS NULL OR user_id = $2)",
-                    )
-                    .bind(from)
-                    .bind(user_id)
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-        }
-        i += 1;
     }
+    sqlx::query(
+        "INSERT INTO list_members (list, user_id, added_at)
+         SELECT l, u, $3 FROM UNNEST($1::text[], $2::text[]) AS t(l, u)
+         ON CONFLICT (list, user_id) DO NOTHING",
+    )
+    .bind(&lists)
+    .bind(&users)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
