@@ -40,6 +40,18 @@ macro_rules! both {
     };
 }
 
+// Every other store method, area by area (each runs on both backends too).
+#[path = "store_conformance/campaigns.rs"]
+mod campaigns;
+#[path = "store_conformance/contacts.rs"]
+mod contacts;
+#[path = "store_conformance/handoffs.rs"]
+mod handoffs;
+#[path = "store_conformance/oa.rs"]
+mod oa;
+#[path = "store_conformance/outbox.rs"]
+mod outbox;
+
 both!(
     insert_dedupes_across_and_within_batches,
     claim_orders_and_leases,

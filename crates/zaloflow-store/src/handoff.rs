@@ -134,3 +134,304 @@ pub struct HandoffTiming {
     pub deadline_at: i64,
     pub responded_at: Option<i64>,
 }
+
+/// Handoffs to people (VIP care): listing, claiming, resolving, breaches.
+#[async_trait::async_trait]
+pub trait Handoffs: Send + Sync {
+    /// Handoffs in these statuses (all when empty): unresolved ones by deadline, resolved ones
+    /// newest first.
+    async fn list_handoffs(&self, statuses: &[&str], limit: i64) -> crate::Result<Vec<Handoff>>;
+    async fn get_handoff(&self, id: i64) -> crate::Result<Option<Handoff>>;
+    /// The customer messages and agents' replies of a handoff, in order.
+    async fn handoff_messages(&self, id: i64) -> crate::Result<Vec<HandoffMessageRow>>;
+    async fn handoff_breaches(&self, id: i64) -> crate::Result<Vec<Breach>>;
+    /// `agent` takes the handoff; the first claim is also its first human response.
+    /// Unchanged when it is resolved or claimed by someone else.
+    async fn claim_handoff(&self, id: i64, agent: &str, now: i64) -> crate::Result<HandoffUpdate>;
+    /// `agent` closes the handoff (a first human response too if there was none).
+    async fn resolve_handoff(&self, id: i64, agent: &str, now: i64)
+        -> crate::Result<HandoffUpdate>;
+    /// Unresolved handoffs without a human response whose deadline is at or before `now` and
+    /// whose escalation level is below `below_level`: the least escalated, most overdue first.
+    async fn handoffs_past_deadline(
+        &self,
+        now: i64,
+        below_level: i32,
+        limit: i64,
+    ) -> crate::Result<Vec<Handoff>>;
+    /// Raises the handoff to `breach.level`, records the breach and enqueues `job`, in one
+    /// transaction — only if the handoff is still unanswered, unresolved and below that level.
+    /// False when there was nothing to do (already escalated, answered or resolved).
+    async fn record_breach(
+        &self,
+        breach: &Breach,
+        job: &crate::NewJob,
+        now: i64,
+    ) -> crate::Result<bool>;
+    /// Timings of the handoffs opened since `since` (reports), and of every unresolved one.
+    async fn handoff_timings(&self, since: i64) -> crate::Result<Vec<HandoffTiming>>;
+}
+
+/// Implements [`Handoffs`] for a backend, invoked in the backend's module (its helpers are
+/// found there): `$store` the store, `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), then the methods written per backend.
+macro_rules! handoffs_impl {
+    ($store:ty, $db:ident, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Handoffs for $store {
+            $($own)*
+
+            async fn list_handoffs(
+                &self,
+                statuses: &[&str],
+                limit: i64,
+            ) -> Result<Vec<crate::handoff::Handoff>> {
+                self.h_list(statuses, limit).await
+            }
+
+            async fn get_handoff(&self, id: i64) -> Result<Option<crate::handoff::Handoff>> {
+                self.h_get(id).await
+            }
+
+            async fn handoff_messages(&self, id: i64) -> Result<Vec<crate::handoff::HandoffMessageRow>> {
+                self.h_messages(id).await
+            }
+
+            async fn handoff_breaches(&self, id: i64) -> Result<Vec<crate::handoff::Breach>> {
+                self.h_breaches(id).await
+            }
+
+            async fn claim_handoff(
+                &self,
+                id: i64,
+                agent: &str,
+                now: i64,
+            ) -> Result<crate::handoff::HandoffUpdate> {
+                self.h_take(id, agent, now, false).await
+            }
+
+            async fn resolve_handoff(
+                &self,
+                id: i64,
+                agent: &str,
+                now: i64,
+            ) -> Result<crate::handoff::HandoffUpdate> {
+                self.h_take(id, agent, now, true).await
+            }
+
+            async fn handoffs_past_deadline(
+                &self,
+                now: i64,
+                below_level: i32,
+                limit: i64,
+            ) -> Result<Vec<crate::handoff::Handoff>> {
+                self.h_past_deadline(now, below_level, limit).await
+            }
+
+            async fn record_breach(
+                &self,
+                breach: &crate::handoff::Breach,
+                job: &NewJob,
+                now: i64,
+            ) -> Result<bool> {
+                self.h_record_breach(breach, job, now).await
+            }
+
+            async fn handoff_timings(&self, since: i64) -> Result<Vec<crate::handoff::HandoffTiming>> {
+                self.h_timings(since).await
+            }
+        }
+
+        impl $store {
+            pub(super) async fn h_users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
+                Ok(
+                    sqlx::query_scalar(sql!($db, "SELECT user_id FROM contact_tags WHERE tag = $1"))
+                        .bind(tag)
+                        .fetch_all(reader!($db, self))
+                        .await?,
+                )
+            }
+
+            pub(super) async fn h_get(&self, id: i64) -> Result<Option<Handoff>> {
+                Ok(sqlx::query_as(sql!($db, format!(
+                    "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1"
+                )))
+                .bind(id)
+                .fetch_optional(reader!($db, self))
+                .await?)
+            }
+
+            pub(super) async fn h_messages(&self, id: i64) -> Result<Vec<HandoffMessageRow>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT handoff_id, direction, msg_id, text, admin_id, at FROM handoff_messages
+                     WHERE handoff_id = $1 ORDER BY id"),
+                )
+                .bind(id)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            pub(super) async fn h_breaches(&self, id: i64) -> Result<Vec<Breach>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT handoff_id, level, due_at, recorded_at, channel FROM handoff_breaches
+                     WHERE handoff_id = $1 ORDER BY level"),
+                )
+                .bind(id)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            pub(super) async fn h_past_deadline(
+                &self,
+                now: i64,
+                below_level: i32,
+                limit: i64,
+            ) -> Result<Vec<Handoff>> {
+                Ok(sqlx::query_as(sql!($db, format!(
+                    "SELECT {HANDOFF_COLUMNS} FROM handoffs
+                     WHERE status <> 'resolved' AND responded_at IS NULL AND deadline_at <= $1
+                       AND escalation_level < $2
+                     ORDER BY escalation_level, deadline_at, id LIMIT $3"
+                )))
+                .bind(now)
+                .bind(below_level)
+                .bind(limit)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            pub(super) async fn h_record_breach(&self, b: &Breach, job: &NewJob, now: i64) -> Result<bool> {
+                begin_write!($db, self, tx);
+                let raised = sqlx::query(
+                    sql!($db, "UPDATE handoffs SET escalation_level = $1, updated_at = $2
+                     WHERE id = $3 AND escalation_level < $1 AND responded_at IS NULL
+                       AND status <> 'resolved'"),
+                )
+                .bind(b.level)
+                .bind(now)
+                .bind(b.handoff_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if raised == 0 {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    sql!($db, "INSERT INTO handoff_breaches (handoff_id, level, due_at, recorded_at, channel)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"),
+                )
+                .bind(b.handoff_id)
+                .bind(b.level)
+                .bind(b.due_at)
+                .bind(b.recorded_at)
+                .bind(&b.channel)
+                .execute(&mut *tx)
+                .await?;
+                insert_jobs(&mut tx, &[job], now).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            pub(super) async fn h_timings(&self, since: i64) -> Result<Vec<HandoffTiming>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT status, opened_at, deadline_at, responded_at FROM handoffs
+                     WHERE opened_at >= $1 OR status <> 'resolved'"),
+                )
+                .bind(since)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+        }
+    };
+}
+pub(crate) use handoffs_impl;
+
+/// How effects attach messages to a handoff and tell an agent's reply from zaloflow's own send.
+/// Written once for both backends, invoked in each backend's module: `$db` `sqlite` or `postgres`
+/// (the hooks of [`crate::dialect`]), `$Db` its sqlx database, `$lt` its transactions' lifetime,
+/// `$Store` and `$Pool` its store and pool types.
+macro_rules! handoff_fns {
+    ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        async fn attach(
+            tx: &mut Transaction<$lt, $Db>,
+            id: i64,
+            m: Option<&HandoffMessage>,
+            priority: i32,
+            now: i64,
+        ) -> Result<()> {
+            if let Some(m) = m {
+                insert_message(tx, id, m).await?;
+            }
+            sqlx::query(
+                sql!($db, "UPDATE handoffs SET messages = messages + $1,
+                    last_message_at = GREATEST(COALESCE(last_message_at, 0), $2),
+                    first_text = COALESCE(first_text, $3),
+                    priority = GREATEST(priority, $4), updated_at = $5
+                 WHERE id = $6"),
+            )
+            .bind(i64::from(m.is_some()))
+            .bind(m.map(|m| m.at).unwrap_or(0))
+            .bind(m.and_then(|m| m.text.clone()))
+            .bind(priority)
+            .bind(now)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn insert_message(
+            tx: &mut Transaction<$lt, $Db>,
+            id: i64,
+            m: &HandoffMessage,
+        ) -> Result<()> {
+            sqlx::query(
+                sql!($db, "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, at)
+                 VALUES ($1, 'in', $2, $3, $4)"),
+            )
+            .bind(id)
+            .bind(&m.msg_id)
+            .bind(&m.text)
+            .bind(m.at)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        /// Whether this echo is one of our sends: a job's recorded Zalo message id, or the text of
+        /// a Zalo job to this user still in flight (its outcome not recorded yet).
+        async fn own_send(
+            tx: &mut Transaction<$lt, $Db>,
+            user_id: &str,
+            m: &HandoffMessage,
+        ) -> Result<bool> {
+            let known = match &m.msg_id {
+                Some(id) => {
+                    sqlx::query_scalar::<_, i64>(
+                        sql!($db, "SELECT COUNT(*) FROM outbox WHERE provider_id = $1 AND channel = 'zalo'"),
+                    )
+                    .bind(id)
+                    .fetch_one(&mut **tx)
+                    .await?
+                        > 0
+                }
+                None => false,
+            };
+            if known {
+                return Ok(true);
+            }
+            let payloads: Vec<(String,)> = sqlx::query_as(
+                sql!($db, "SELECT payload FROM outbox WHERE user_id = $1 AND channel = 'zalo' AND status = 'sending'"),
+            )
+            .bind(user_id)
+            .fetch_all(&mut **tx)
+            .await?;
+            Ok(handoff::is_own_send(
+                false,
+                &handoff::in_flight_texts(payloads.into_iter().map(|(p,)| p)),
+                m.text.as_deref(),
+            ))
+        }
+    };
+}
+pub(crate) use handoff_fns;

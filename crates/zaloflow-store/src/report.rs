@@ -136,3 +136,83 @@ pub struct Counts {
     pub fires: Vec<(String, i64)>,
     pub handoffs: Vec<HandoffRow>,
 }
+
+/// What the rules did since a time (`Campaigns::report_counts`). Written once for both backends,
+/// invoked in each backend's module: `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), `$Db` its sqlx database, `$lt` its transactions' lifetime, `$Store` and
+/// `$Pool` its store and pool types.
+macro_rules! counts_fn {
+    ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        /// `Campaigns::report_counts`.
+        pub(super) async fn counts(pool: &$Pool, since: i64, rule: Option<&str>) -> Result<Counts> {
+            let pattern = rule.map(|r| format!("{}/%", crate::like_escape(r)));
+            let jobs: Vec<JobCount> = sqlx::query_as(sql!(
+                $db,
+                format!(
+                    "SELECT rule_id, variant, status,
+                        CASE WHEN status = 'dead' THEN last_code END AS last_code,
+                        CASE WHEN status = 'dead' THEN substr(last_error, 1, 60) END AS reason,
+                        count(*) AS n
+                 FROM outbox
+                 WHERE rule_id IS NOT NULL AND created_at >= $1 AND {CUSTOMER_MESSAGE_SQL}
+                   AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
+                 GROUP BY 1, 2, 3, 4, 5
+                 ORDER BY 1, 2, 3"
+                )
+            ))
+            .bind(since)
+            .bind(rule)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await?;
+            let outcomes: Vec<OutcomeCount> = sqlx::query_as(sql!(
+                $db,
+                format!(
+                    "SELECT o.rule_id, o.variant, s.kind, count(*) AS n
+                 FROM send_outcomes s JOIN outbox o ON o.id = s.job_id
+                 WHERE o.rule_id IS NOT NULL AND o.created_at >= $1
+                   AND {CUSTOMER_MESSAGE_SQL}
+                   AND ($2::text IS NULL OR o.rule_id = $2 OR o.rule_id LIKE $3 ESCAPE '\\')
+                 GROUP BY 1, 2, 3
+                 ORDER BY 1, 2, 3"
+                )
+            ))
+            .bind(since)
+            .bind(rule)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await?;
+            let fires: Vec<(String, i64)> = sqlx::query_as(sql!(
+                $db,
+                "SELECT rule_id, sum(fires)::bigint FROM rule_fire_hours
+                 WHERE hour >= $1 / 3600000
+                   AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
+                 GROUP BY 1 ORDER BY 1"
+            ))
+            .bind(since)
+            .bind(rule)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await?;
+            let handoffs: Vec<HandoffRow> = sqlx::query_as(sql!(
+                $db,
+                "SELECT rule_id, status, opened_at, deadline_at, responded_at FROM handoffs
+                 WHERE rule_id IS NOT NULL AND opened_at >= $1
+                   AND ($2::text IS NULL OR rule_id = $2 OR rule_id LIKE $3 ESCAPE '\\')
+                 ORDER BY opened_at"
+            ))
+            .bind(since)
+            .bind(rule)
+            .bind(&pattern)
+            .fetch_all(pool)
+            .await?;
+            Ok(Counts {
+                jobs,
+                outcomes,
+                fires,
+                handoffs,
+            })
+        }
+    };
+}
+pub(crate) use counts_fn;

@@ -4,6 +4,7 @@
 use sqlx::{Postgres, Transaction};
 
 use super::PgStore;
+use super::*;
 use crate::{
     ContactSync, ProfileCounts, Result, StoreError, SyncPage, ZaloProfile, CONTACT_SYNC_COLUMNS,
 };
@@ -90,39 +91,7 @@ async fn upsert(
     Ok(counts)
 }
 
-async fn move_cursor(
-    tx: &mut Transaction<'static, Postgres>,
-    p: &SyncPage,
-    counts: ProfileCounts,
-    now: i64,
-) -> Result<()> {
-    let r = sqlx::query(
-        "UPDATE contact_syncs SET phase = $1, next_offset = $2, total = COALESCE($3, total),
-            listed = listed + $4, unreadable = unreadable + $5, created = created + $6,
-            updated = updated + $7, updated_at = $8, error = NULL
-         WHERE id = $9 AND status = 'running' AND phase = $10 AND next_offset = $11",
-    )
-    .bind(&p.phase)
-    .bind(p.next_offset)
-    .bind(p.total)
-    .bind(p.listed)
-    .bind(p.unreadable)
-    .bind(counts.created)
-    .bind(counts.updated)
-    .bind(now)
-    .bind(p.run_id)
-    .bind(&p.from_phase)
-    .bind(p.from_offset)
-    .execute(&mut **tx)
-    .await?;
-    if r.rows_affected() != 1 {
-        return Err(StoreError::LeaseLost(format!(
-            "contacts sync run {} is no longer at {} offset {}",
-            p.run_id, p.from_phase, p.from_offset
-        )));
-    }
-    Ok(())
-}
+crate::contact_sync::contact_sync_fns!(postgres, Postgres, 'static, PgStore, PgPool);
 
 pub(super) async fn start(store: &PgStore, by: &str, now: i64) -> Result<(ContactSync, bool)> {
     // The unique index on the running row makes a concurrent second insert fail: take the
@@ -153,64 +122,4 @@ pub(super) async fn start(store: &PgStore, by: &str, now: i64) -> Result<(Contac
     ))
 }
 
-pub(super) async fn latest(store: &PgStore) -> Result<Option<ContactSync>> {
-    Ok(sqlx::query_as(&format!(
-        "SELECT {CONTACT_SYNC_COLUMNS} FROM contact_syncs ORDER BY id DESC LIMIT 1"
-    ))
-    .fetch_optional(&store.pool)
-    .await?)
-}
-
-pub(super) async fn end(
-    store: &PgStore,
-    id: i64,
-    done: bool,
-    error: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE contact_syncs SET status = CASE WHEN $1 THEN 'done' ELSE status END,
-            phase = CASE WHEN $1 THEN 'done' ELSE phase END,
-            finished_at = CASE WHEN $1 THEN $3 ELSE finished_at END,
-            error = $2, updated_at = $3
-         WHERE id = $4 AND status = 'running'",
-    )
-    .bind(done)
-    .bind(error)
-    .bind(now)
-    .bind(id)
-    .execute(&store.pool)
-    .await?;
-    Ok(())
-}
-
-pub(super) async fn profiles_due(store: &PgStore, now: i64, limit: i64) -> Result<Vec<String>> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT user_id FROM contacts
-         WHERE profile_read_at IS NULL AND (profile_retry_at IS NULL OR profile_retry_at <= $1)
-           AND user_id NOT LIKE 'phone:%' AND user_id NOT LIKE 'email:%'
-         ORDER BY first_seen DESC LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(&store.pool)
-    .await?;
-    Ok(rows.into_iter().map(|(u,)| u).collect())
-}
-
-pub(super) async fn lookup_failed(
-    store: &PgStore,
-    user_id: &str,
-    retry_at: Option<i64>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE contacts SET profile_retry_at = $1,
-            profile_read_at = CASE WHEN $1 IS NULL THEN 0 ELSE profile_read_at END
-         WHERE user_id = $2 AND profile_read_at IS NULL",
-    )
-    .bind(retry_at)
-    .bind(user_id)
-    .execute(&store.pool)
-    .await?;
-    Ok(())
-}
+crate::contact_sync::contact_sync_impl!(PgStore, postgres, {});

@@ -159,97 +159,9 @@ async fn open(tx: &mut Transaction<'_, Sqlite>, h: &NewHandoff, now: i64) -> Res
     Ok(id)
 }
 
-async fn insert_message(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: i64,
-    m: &HandoffMessage,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, at)
-         VALUES (?1, 'in', ?2, ?3, ?4)",
-    )
-    .bind(id)
-    .bind(&m.msg_id)
-    .bind(&m.text)
-    .bind(m.at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn attach(
-    tx: &mut Transaction<'_, Sqlite>,
-    id: i64,
-    m: Option<&HandoffMessage>,
-    priority: i32,
-    now: i64,
-) -> Result<()> {
-    if let Some(m) = m {
-        insert_message(tx, id, m).await?;
-    }
-    sqlx::query(
-        "UPDATE handoffs SET messages = messages + ?1,
-            last_message_at = MAX(COALESCE(last_message_at, 0), ?2),
-            first_text = COALESCE(first_text, ?3),
-            priority = MAX(priority, ?4), updated_at = ?5
-         WHERE id = ?6",
-    )
-    .bind(i64::from(m.is_some()))
-    .bind(m.map(|m| m.at).unwrap_or(0))
-    .bind(m.and_then(|m| m.text.clone()))
-    .bind(priority)
-    .bind(now)
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Whether this echo is one of our sends: a job's recorded Zalo message id, or the text of
-/// a Zalo job to this user still in flight (its outcome not recorded yet).
-async fn own_send(
-    tx: &mut Transaction<'_, Sqlite>,
-    user_id: &str,
-    m: &HandoffMessage,
-) -> Result<bool> {
-    let known = match &m.msg_id {
-        Some(id) => {
-            sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM outbox WHERE provider_id = ?1 AND channel = 'zalo'",
-            )
-            .bind(id)
-            .fetch_one(&mut **tx)
-            .await?
-                > 0
-        }
-        None => false,
-    };
-    if known {
-        return Ok(true);
-    }
-    let payloads: Vec<(String,)> = sqlx::query_as(
-        "SELECT payload FROM outbox WHERE user_id = ?1 AND channel = 'zalo' AND status = 'sending'",
-    )
-    .bind(user_id)
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(handoff::is_own_send(
-        false,
-        &handoff::in_flight_texts(payloads.into_iter().map(|(p,)| p)),
-        m.text.as_deref(),
-    ))
-}
+crate::handoff::handoff_fns!(sqlite, Sqlite, '_, SqliteStore, SqlitePool);
 
 impl SqliteStore {
-    pub(super) async fn h_users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT user_id FROM contact_tags WHERE tag = ?1")
-                .bind(tag)
-                .fetch_all(&self.reader)
-                .await?,
-        )
-    }
-
     pub(super) async fn h_list(&self, statuses: &[&str], limit: i64) -> Result<Vec<Handoff>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {HANDOFF_COLUMNS} FROM handoffs
@@ -260,35 +172,6 @@ impl SqliteStore {
         ))
         .bind(limit)
         .bind(serde_json::to_string(statuses).expect("strings serialise"))
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    pub(super) async fn h_get(&self, id: i64) -> Result<Option<Handoff>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1"
-        ))
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?)
-    }
-
-    pub(super) async fn h_messages(&self, id: i64) -> Result<Vec<HandoffMessageRow>> {
-        Ok(sqlx::query_as(
-            "SELECT handoff_id, direction, msg_id, text, admin_id, at FROM handoff_messages
-             WHERE handoff_id = ?1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    pub(super) async fn h_breaches(&self, id: i64) -> Result<Vec<Breach>> {
-        Ok(sqlx::query_as(
-            "SELECT handoff_id, level, due_at, recorded_at, channel FROM handoff_breaches
-             WHERE handoff_id = ?1 ORDER BY level",
-        )
-        .bind(id)
         .fetch_all(&self.reader)
         .await?)
     }
@@ -345,66 +228,6 @@ impl SqliteStore {
             handoff: h,
         })
     }
-
-    pub(super) async fn h_past_deadline(
-        &self,
-        now: i64,
-        below_level: i32,
-        limit: i64,
-    ) -> Result<Vec<Handoff>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {HANDOFF_COLUMNS} FROM handoffs
-             WHERE status <> 'resolved' AND responded_at IS NULL AND deadline_at <= ?1
-               AND escalation_level < ?2
-             ORDER BY escalation_level, deadline_at, id LIMIT ?3"
-        ))
-        .bind(now)
-        .bind(below_level)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    pub(super) async fn h_record_breach(&self, b: &Breach, job: &NewJob, now: i64) -> Result<bool> {
-        let mut w = self.writer.lock().await?;
-        let mut tx = w.begin().await?;
-        let raised = sqlx::query(
-            "UPDATE handoffs SET escalation_level = ?1, updated_at = ?2
-             WHERE id = ?3 AND escalation_level < ?1 AND responded_at IS NULL
-               AND status <> 'resolved'",
-        )
-        .bind(b.level)
-        .bind(now)
-        .bind(b.handoff_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if raised == 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO handoff_breaches (handoff_id, level, due_at, recorded_at, channel)
-             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-        )
-        .bind(b.handoff_id)
-        .bind(b.level)
-        .bind(b.due_at)
-        .bind(b.recorded_at)
-        .bind(&b.channel)
-        .execute(&mut *tx)
-        .await?;
-        insert_jobs(&mut tx, &[job], now).await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    pub(super) async fn h_timings(&self, since: i64) -> Result<Vec<HandoffTiming>> {
-        Ok(sqlx::query_as(
-            "SELECT status, opened_at, deadline_at, responded_at FROM handoffs
-             WHERE opened_at >= ?1 OR status <> 'resolved'",
-        )
-        .bind(since)
-        .fetch_all(&self.reader)
-        .await?)
-    }
 }
+
+crate::handoff::handoffs_impl!(SqliteStore, sqlite, {});

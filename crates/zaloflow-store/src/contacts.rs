@@ -1,0 +1,259 @@
+//! Contacts: reading them, importing, searching, scanning, erasing; form registrations.
+
+use async_trait::async_trait;
+
+use crate::*;
+
+#[async_trait]
+pub trait Contacts: Send + Sync {
+    async fn load_contacts(&self, user_ids: &[String]) -> Result<HashMap<String, Contact>>;
+    async fn get_contact(&self, user_id: &str) -> Result<Option<Contact>> {
+        let mut m = self.load_contacts(&[user_id.to_string()]).await?;
+        Ok(m.remove(user_id))
+    }
+
+    /// Existing contacts with these phones (normalised `84…`) or emails (compared in lower case).
+    async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys>;
+    /// Which of these contact ids exist.
+    async fn existing_contact_ids(&self, user_ids: &[String]) -> Result<Vec<String>>;
+    /// Counts a registration of `contact_id` on `form`; returns how many there have been,
+    /// this one included (2 and more: a repeat registration).
+    async fn record_form_submission(&self, form: &str, contact_id: &str, now: i64) -> Result<i64>;
+    /// How many registrations of `contact_id` on `form` are counted (0: none), without
+    /// counting one.
+    async fn form_submission_count(&self, form: &str, contact_id: &str) -> Result<i64>;
+    /// Takes back a registration that could not be stored as an event.
+    async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()>;
+    /// Upserts contacts (as `complete_inbox` does) and applies list operations, in one
+    /// transaction: the bulk path of CSV import.
+    async fn import_contacts(
+        &self,
+        changes: &[ContactChange],
+        lists: &[ListChange],
+        now: i64,
+    ) -> Result<()>;
+    /// Contact ids in order after `after`, optionally only the members of `list`.
+    async fn contact_ids_page(
+        &self,
+        list: Option<&str>,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>>;
+    /// Every custom field name in use, sorted.
+    async fn contact_field_names(&self) -> Result<Vec<String>>;
+    /// Every contact with this tag (the in-memory VIP set is loaded from here).
+    async fn users_with_tag(&self, tag: &str) -> Result<Vec<String>>;
+    /// Ids of the contacts matching every given filter, in id order after `after`.
+    async fn search_contacts(&self, q: &ContactSearch) -> Result<Vec<String>>;
+    /// Erases a contact in one transaction: its row, tags, fields, list memberships, rule
+    /// state and form registrations are deleted; every job to it (or naming it) is deleted;
+    /// every inbox event of its lane (or naming it) keeps only its dedupe key (Zalo's retries
+    /// stay deduplicated) and no longer waits for processing.
+    async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased>;
+    /// Up to `limit` contact ids of a scan, in id order, after `after`.
+    async fn scan_contact_ids(
+        &self,
+        scan: &ContactScan,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>>;
+    /// One range query on the `last_interaction` index: contacts whose last interaction is in
+    /// `[from, to)`, with this follow status (`None`: any but known unfollowers), leaving out
+    /// those for whom the rule `skip_fired_in_silence` already fired in this silence
+    /// (`once_per: silence`).
+    async fn inactive_contact_ids(
+        &self,
+        from: i64,
+        to: i64,
+        follows: Option<bool>,
+        skip_fired_in_silence: Option<&str>,
+    ) -> Result<Vec<String>>;
+    /// Contacts whose field `name` matches one of these SQL `LIKE` patterns.
+    async fn contacts_with_field_like(
+        &self,
+        name: &str,
+        patterns: &[String],
+    ) -> Result<Vec<String>>;
+    /// Fields of these names whose value changed with `updated_at` in `[from, to)`.
+    async fn field_updates(&self, names: &[String], from: i64, to: i64)
+        -> Result<Vec<FieldUpdate>>;
+}
+
+/// Implements [`Contacts`] for a backend, invoked in the backend's module (its helpers are
+/// found there): `$store` the store, `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), then the methods written per backend.
+macro_rules! contacts_impl {
+    ($store:ty, $db:ident, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Contacts for $store {
+            $($own)*
+
+            async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys> {
+                let phone_rows: Vec<(String, String, i64)> = if phones.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_as(sql!($db, "SELECT phone, user_id, first_seen FROM contacts WHERE phone = ANY($1)"))
+                        .bind(list!($db, phones))
+                        .fetch_all(reader!($db, self))
+                        .await?
+                };
+                let emails: Vec<String> = emails.iter().map(|e| e.to_lowercase()).collect();
+                let email_rows: Vec<(String, String, i64)> = if emails.is_empty() {
+                    Vec::new()
+                } else {
+                    sqlx::query_as(
+                        sql!($db, "SELECT lower(email), user_id, first_seen FROM contacts WHERE lower(email) = ANY($1)"),
+                    )
+                    .bind(list!($db, &emails))
+                    .fetch_all(reader!($db, self))
+                    .await?
+                };
+                Ok(pick_contact_keys(phone_rows, email_rows))
+            }
+
+            async fn existing_contact_ids(&self, user_ids: &[String]) -> Result<Vec<String>> {
+                if user_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(sql!($db, "SELECT user_id FROM contacts WHERE user_id = ANY($1)"))
+                        .bind(list!($db, user_ids))
+                        .fetch_all(reader!($db, self))
+                        .await?;
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
+            async fn record_form_submission(&self, form: &str, contact_id: &str, now: i64) -> Result<i64> {
+                let (count,): (i64,) = sqlx::query_as(
+                    sql!($db, "INSERT INTO form_submissions (form, contact_id, first_at, last_at, count)
+                     VALUES ($1, $2, $3, $3, 1)
+                     ON CONFLICT (form, contact_id) DO UPDATE
+                        SET count = form_submissions.count + 1, last_at = excluded.last_at
+                     RETURNING count"),
+                )
+                .bind(form)
+                .bind(contact_id)
+                .bind(now)
+                .fetch_one(writer!($db, self))
+                .await?;
+                Ok(count)
+            }
+
+            async fn form_submission_count(&self, form: &str, contact_id: &str) -> Result<i64> {
+                let row: Option<(i64,)> = sqlx::query_as(
+                    sql!($db, "SELECT count FROM form_submissions WHERE form = $1 AND contact_id = $2"),
+                )
+                .bind(form)
+                .bind(contact_id)
+                .fetch_optional(reader!($db, self))
+                .await?;
+                Ok(row.map_or(0, |(n,)| n))
+            }
+
+            async fn undo_form_submission(&self, form: &str, contact_id: &str) -> Result<()> {
+                begin_write!($db, self, tx);
+                sqlx::query(
+                    sql!($db, "UPDATE form_submissions SET count = count - 1 WHERE form = $1 AND contact_id = $2"),
+                )
+                .bind(form)
+                .bind(contact_id)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    sql!($db, "DELETE FROM form_submissions WHERE form = $1 AND contact_id = $2 AND count <= 0"),
+                )
+                .bind(form)
+                .bind(contact_id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn contact_ids_page(
+                &self,
+                list: Option<&str>,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> =
+                    match list {
+                        None => {
+                            sqlx::query_as(
+                                sql!($db, "SELECT user_id FROM contacts WHERE ($1::text IS NULL OR user_id > $1)
+                         ORDER BY user_id LIMIT $2"),
+                            )
+                            .bind(after)
+                            .bind(limit)
+                            .fetch_all(reader!($db, self))
+                            .await?
+                        }
+                        Some(list) => sqlx::query_as(
+                            sql!($db, "SELECT m.user_id FROM list_members m JOIN contacts c ON c.user_id = m.user_id
+                         WHERE m.list = $3 AND ($1::text IS NULL OR m.user_id > $1)
+                         ORDER BY m.user_id LIMIT $2"),
+                        )
+                        .bind(after)
+                        .bind(limit)
+                        .bind(list)
+                        .fetch_all(reader!($db, self))
+                        .await?,
+                    };
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
+            async fn contact_field_names(&self) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(sql!($db, "SELECT DISTINCT name FROM contact_fields ORDER BY name"))
+                        .fetch_all(reader!($db, self))
+                        .await?;
+                Ok(rows.into_iter().map(|(n,)| n).collect())
+            }
+
+            async fn users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
+                self.h_users_with_tag(tag).await
+            }
+
+            async fn search_contacts(&self, q: &ContactSearch) -> Result<Vec<String>> {
+                let name = q.name.as_deref().map(|n| format!("%{}%", like_escape(n)));
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    sql!($db, "SELECT c.user_id FROM contacts c
+                     WHERE ($1::text IS NULL OR c.user_id > $1)
+                       AND ($2::text IS NULL OR c.display_name ILIKE $2 ESCAPE '\\')
+                       AND ($3::text IS NULL OR c.phone = $3)
+                       AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM contact_tags t
+                                                        WHERE t.user_id = c.user_id AND t.tag = $4))
+                     ORDER BY c.user_id LIMIT $5"),
+                )
+                .bind(q.after.as_deref())
+                .bind(name)
+                .bind(q.phone.as_deref())
+                .bind(q.tag.as_deref())
+                .bind(q.limit)
+                .fetch_all(reader!($db, self))
+                .await?;
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
+            async fn field_updates(
+                &self,
+                names: &[String],
+                from: i64,
+                to: i64,
+            ) -> Result<Vec<FieldUpdate>> {
+                Ok(sqlx::query_as(
+                    sql!($db, "SELECT user_id, name, value, updated_at FROM contact_fields
+                     WHERE name = ANY($1) AND updated_at >= $2 AND updated_at < $3
+                     ORDER BY updated_at, user_id"),
+                )
+                .bind(list!($db, names))
+                .bind(from)
+                .bind(to)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+        }
+
+    };
+}
+pub(crate) use contacts_impl;

@@ -1,0 +1,133 @@
+//! The webhook inbox: storing deliveries, claiming them per user lane, completing them with their effects.
+
+use async_trait::async_trait;
+
+use crate::*;
+
+#[async_trait]
+pub trait Inbox: Send + Sync {
+    /// Stores deliveries in one transaction (group commit); a dedupe key seen before, in the
+    /// table or earlier in the same batch, is reported as a duplicate and not stored again.
+    async fn insert_inbox(&self, events: &[NewInboxEvent]) -> Result<Vec<Inserted>> {
+        let ids = self.store_inbox(events, None).await?;
+        Ok(ids.into_iter().map(Inserted::of).collect())
+    }
+    /// `insert_inbox`, answering each delivery's new id (`None`: a duplicate). With `lease`,
+    /// the new rows are stored leased to `lease.owner` with one attempt counted, as a claim
+    /// would leave them.
+    async fn store_inbox(
+        &self,
+        events: &[NewInboxEvent],
+        lease: Option<IntakeLease<'_>>,
+    ) -> Result<Vec<Option<i64>>>;
+    /// `store_inbox` for a thread outside the async runtime, where the backend has one (SQLite);
+    /// `None`: the intake's writers are tasks calling `store_inbox`.
+    fn sync_inbox(&self) -> Option<Arc<dyn SyncInbox>> {
+        None
+    }
+    /// Pending events of `users` with an id below `below` that are not among `ids`, as
+    /// `(user, id)`: what a batch handed over in memory must not overtake.
+    async fn inbox_pending_before(
+        &self,
+        users: &[String],
+        below: i64,
+        ids: &[i64],
+    ) -> Result<Vec<(String, i64)>>;
+    /// Gives these of `owner`'s leased events back, the attempt not counted.
+    async fn release_inbox_events(&self, owner: &str, ids: &[i64]) -> Result<u64>;
+    /// Claims up to `limit` pending events, oldest first (higher priority first), skipping any
+    /// event whose user has an earlier event leased by someone else: one user's events are
+    /// never processed concurrently or out of order.
+    async fn claim_inbox(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<InboxEvent>>;
+    /// Marks the events processed and applies their effects, in one transaction. Fails with
+    /// `LeaseLost` (and changes nothing) if any lease is no longer ours.
+    async fn complete_inbox(&self, owner: &str, done: &[Completion], now: i64) -> Result<()>;
+    /// `complete_inbox`, then `claim_inbox` for the next round. SQLite does both in one
+    /// transaction: its one writer then commits once per round instead of twice, and the
+    /// webhook intake's group commits wait behind half as many processor writes.
+    async fn complete_and_claim(
+        &self,
+        owner: &str,
+        done: &[Completion],
+        now: i64,
+        next: ClaimNext,
+    ) -> Result<Vec<InboxEvent>> {
+        self.complete_inbox(owner, done, now).await?;
+        self.claim_inbox(owner, next.now, next.lease_ms, next.limit)
+            .await
+    }
+    /// Records a processing failure: retried after `retry_at`, or given up (`failed`) when `None`.
+    async fn fail_inbox(
+        &self,
+        owner: &str,
+        id: i64,
+        error: &str,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<()>;
+    /// Gives claimed events back (graceful shutdown).
+    async fn release_inbox(&self, owner: &str) -> Result<u64>;
+    async fn inbox_stats(&self) -> Result<InboxStats>;
+
+    /// Applies effects that no inbox event carries (the scheduler's decisions), in one
+    /// transaction.
+    async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()>;
+    /// The latest firing of every rule for these contacts.
+    async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>>;
+
+    /// The inbox events of a contact's lane, newest first.
+    async fn contact_inbox(&self, user_id: &str, limit: i64) -> Result<Vec<InboxRecord>>;
+    /// Which of these inbox dedupe keys are stored (e.g. a human open of an email).
+    async fn existing_inbox_keys(&self, keys: &[String]) -> Result<Vec<String>>;
+}
+
+/// Implements [`Inbox`] for a backend, invoked in the backend's module (its helpers are
+/// found there): `$store` the store, `$db` `sqlite` or `postgres` (the hooks of
+/// [`crate::dialect`]), then the methods written per backend.
+macro_rules! inbox_impl {
+    ($store:ty, $db:ident, { $($own:tt)* }) => {
+        #[async_trait::async_trait]
+        impl $crate::Inbox for $store {
+            $($own)*
+
+            async fn release_inbox_events(&self, owner: &str, ids: &[i64]) -> Result<u64> {
+                let r = sqlx::query(
+                    sql!($db, "UPDATE inbox SET lease_owner = NULL, lease_until = 0, attempts = GREATEST(attempts - 1, 0)
+                     WHERE lease_owner = $1 AND status = 'pending' AND id = ANY($2)"),
+                )
+                .bind(owner)
+                .bind(list!($db, ids))
+                .execute(writer!($db, self))
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn release_inbox(&self, owner: &str) -> Result<u64> {
+                let r = sqlx::query(
+                    sql!($db, "UPDATE inbox SET lease_owner = NULL, lease_until = 0, attempts = GREATEST(attempts - 1, 0)
+                     WHERE lease_owner = $1 AND status = 'pending'"),
+                )
+                .bind(owner)
+                .execute(writer!($db, self))
+                .await?;
+                Ok(r.rows_affected())
+            }
+
+            async fn inbox_stats(&self) -> Result<InboxStats> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as(sql!($db, "SELECT status, COUNT(*) FROM inbox GROUP BY status"))
+                        .fetch_all(reader!($db, self))
+                        .await?;
+                Ok(stats_from_rows(rows))
+            }
+        }
+
+    };
+}
+pub(crate) use inbox_impl;
