@@ -451,18 +451,19 @@ mod machine_open_tests {
         );
         // `email: thu` names no rule: the loader says so; use rule ids that exist instead.
         assert!(set.is_err());
-        let yaml = yaml.replace("email: thu", "email: nguoi");
+        let yaml = yaml.replace("email: thu", "email: thu_moi")
+            + "  - id: thu_moi\n    when: follow\n    do: [{email: {subject: Chào, text: Chào bạn}}]\n";
         let set = crate::rules::load_sources(
             &[("t.yaml".into(), yaml)],
             &crate::rules::LoadOptions::default(),
         )
         .unwrap();
         let tz = chrono_tz::Asia::Ho_Chi_Minh;
-        let person = read_input(r#"{"trigger": {"email_opened": "nguoi"}}"#).unwrap();
+        let person = read_input(r#"{"trigger": {"email_opened": "thu_moi"}}"#).unwrap();
         let out = run(&set, &person, Some(0), tz).unwrap();
         assert!(out.contains("2 rules match"), "{out}");
         let machine =
-            read_input(r#"{"trigger": {"email_opened": {"email": "nguoi", "machine": true}}}"#)
+            read_input(r#"{"trigger": {"email_opened": {"email": "thu_moi", "machine": true}}}"#)
                 .unwrap();
         let out = run(&set, &machine, Some(0), tz).unwrap();
         assert!(
