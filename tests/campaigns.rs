@@ -28,6 +28,7 @@ both!(
     every_send_method_and_leaving,
     entry_on_follow_tag_and_list,
     rules_beside_the_campaign_on_clicks_opens_and_steps,
+    staff_see_members_move_them_and_take_them_out,
 );
 
 const PHONE: &str = "84912345678";
@@ -685,4 +686,121 @@ fn shipped_rules_check_clean_with_their_campaign() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains(", 1 campaign in"), "{stdout}");
+}
+
+/// Issue 30: staff see who is in a campaign, at which step and when it is due (by name), move
+/// a member to a step (it goes at the next pass) and take one out (nothing more goes to them),
+/// through the admin API.
+async fn staff_see_members_move_them_and_take_them_out(kind: &str) {
+    const TOKEN: &str = "campaign-admin-token";
+    let mut s = shop_settings(
+        kind,
+        Rules::Yaml(DRIP),
+        false,
+        &[("ZALOFLOW_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let t0 = hcm(2027, 3, 3, 15, 20);
+    let lan = "phone:84912345601";
+    let minh = "phone:84912345602";
+    s.register("dang_ky", lan, "84912345601", None, &[], t0, false)
+        .await;
+    s.register("dang_ky", minh, "84912345602", None, &[], t0, false)
+        .await;
+    s.tick(t0).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("{}{path}", s.app.base);
+        let req = http.get(url).bearer_auth(TOKEN);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    let post = |path: &str, body: serde_json::Value| {
+        let url = format!("{}{path}", s.app.base);
+        let req = http.post(url).bearer_auth(TOKEN).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    // Both wait for `sau_2h`.
+    let (status, all) = get("/admin/campaigns").await;
+    assert_eq!(status, 200, "{all}");
+    let drip = &all["campaigns"][0];
+    assert_eq!(drip["id"], "drip");
+    assert_eq!(drip["steps"][1], json!({"step": "sau_2h", "waiting": 2}));
+    let (_, members) = get("/admin/campaigns/drip/members").await;
+    let m = members["members"].as_array().unwrap();
+    assert_eq!(m.len(), 2);
+    assert_eq!(m[0]["step"], "sau_2h");
+    assert_eq!(m[0]["status"], "active");
+    assert!(m[0]["next_at"].as_i64().is_some());
+    // Staff see the customer's name, not only an id.
+    assert!(m.iter().all(|x| x["name"] == "Lan"), "{members}");
+    // Move Lan to the last step: it goes out at the next pass, not on day 3.
+    let (status, moved) = post(
+        &format!("/admin/campaigns/drip/members/{lan}/move"),
+        json!({"step": "ngay_3"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["now"], "ngay_3");
+    // A step the campaign does not have: refused, in words.
+    let (status, bad) = post(
+        &format!("/admin/campaigns/drip/members/{minh}/move"),
+        json!({"step": "ngay_9"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("has no step \"ngay_9\""));
+    // Take Minh out.
+    let (status, left) = post(
+        &format!("/admin/campaigns/drip/members/{minh}/leave"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{left}");
+    assert_eq!(left["now"], "left");
+    let (status, _) = post(
+        &format!("/admin/campaigns/drip/members/{minh}/leave"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404, "not a member any more");
+
+    // Lan skips `sau_2h` and `ngay_1`: the next pass takes up `ngay_3` (here it finds it
+    // past its grace — the service's clock and these ticks years ahead disagree about "at
+    // once" — and moves it to its 09:00, the next morning).
+    s.tick(t0 + 1_000).await;
+    assert_eq!(s.sms_to("84912345601").len(), 1);
+    s.tick(hcm(2027, 3, 4, 9, 0)).await;
+    assert_eq!(
+        s.sms_to("84912345601"),
+        ["Ngày 0: cảm ơn bạn đã đăng ký", "Ngày 3 lúc 9 giờ"]
+    );
+    // Minh hears nothing more, however long the tick runs.
+    s.tick(hcm(2027, 3, 7, 9, 0)).await;
+    assert_eq!(s.sms_to("84912345602"), ["Ngày 0: cảm ơn bạn đã đăng ký"]);
+    let (_, members) = get("/admin/campaigns/drip/members").await;
+    let minh_row = members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["contact_id"] == minh)
+        .unwrap()
+        .clone();
+    assert_eq!(minh_row["status"], "left");
+    assert_eq!(minh_row["left_reason"], "taken out by staff");
+    s.stop().await;
 }

@@ -24,6 +24,19 @@ const RULES: &str = "rules:
     when: follow
     do:
       - send: \"Cảm ơn bạn đã quan tâm!\"
+campaigns:
+  - id: dang_ky
+    enter_on:
+      - form_submitted: dang_ky
+    steps:
+      - id: day_0
+        day: 0
+        do:
+          - send: Cảm ơn bạn đã đăng ký!
+      - id: day_3
+        day: 3
+        do:
+          - send: Ưu đãi cho bạn!
 ";
 
 /// Resolves a local `$ref` (`#/components/...`) in the document.
@@ -319,6 +332,15 @@ async fn seed(s: &DynStore) {
                 list: LIST.into(),
                 user_id: CONTACT.into(),
             }],
+            // A member of the example campaign, waiting for its first step tomorrow.
+            campaigns: vec![zaloflow::store::CampaignChange::Enter {
+                campaign: "dang_ky".into(),
+                contact_id: CONTACT.into(),
+                entered_at: now,
+                step: 0,
+                step_id: Some("day_0".into()),
+                next_at: Some(now + 86_400_000),
+            }],
             handoffs: vec![HandoffChange::Open(Box::new(NewHandoff {
                 user_id: CONTACT.into(),
                 contact_name: Some("Lan".into()),
@@ -523,6 +545,8 @@ async fn every_documented_route_answers_as_documented(kind: &str) {
         "get" => 0,
         "delete" if path == "/admin/contacts/{id}" => 3,
         "delete" => 2,
+        // Taking a campaign member out is a deletion too (after moving them).
+        _ if path.ends_with("/leave") => 2,
         _ => 1,
     };
     ops.sort_by_key(|(p, m, _)| (rank(p, m), p.clone()));

@@ -37,6 +37,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 
+pub mod campaigns;
 pub mod contacts;
 pub mod contacts_sync;
 pub mod handoffs;
@@ -185,6 +186,7 @@ token is configured. Times are milliseconds since the Unix epoch. Errors are \
         (name = "rules", description = "The running rules: list, check a draft, reload"),
         (name = "handoffs", description = "VIP handoffs to people: list with deadlines met or missed, claim, resolve"),
         (name = "report", description = "Effectiveness per rule, campaign step and A/B variant"),
+        (name = "campaigns", description = "Campaigns' members per step: see, take out, move"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -212,6 +214,10 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handoffs::claim))
         .routes(routes!(handoffs::resolve))
         .routes(routes!(report_page::report))
+        .routes(routes!(campaigns::all))
+        .routes(routes!(campaigns::members))
+        .routes(routes!(campaigns::leave))
+        .routes(routes!(campaigns::move_to))
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
