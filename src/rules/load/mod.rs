@@ -588,4 +588,46 @@ mod tests {
         );
         assert_eq!(suggest("zzzzzz", TRIGGERS), None);
     }
+
+    /// The word lists (which feed the JSON Schema and the names staff are offered) and the
+    /// parser cannot drift: every listed word reaches its parser (a wrong value gets that
+    /// word's own error, never "unknown …"), and a word the lists lack is unknown.
+    #[test]
+    fn every_listed_word_has_its_parser() {
+        let load = |yaml: String| -> Vec<String> {
+            match load_sources(&[("t.yaml".into(), yaml)], &LoadOptions::default()) {
+                Ok(_) => Vec::new(),
+                Err(d) => d.into_iter().map(|d| d.message).collect(),
+            }
+        };
+        for t in TRIGGERS {
+            let errs = load(format!(
+                "rules:\n  - id: r\n    when: {{{t}: [1, 2]}}\n    do: [stop]\n"
+            ));
+            assert!(
+                errs.iter().all(|e| !e.contains("unknown trigger")),
+                "{t}: {errs:?}"
+            );
+        }
+        for c in CONDITIONS {
+            let errs = load(format!(
+                "rules:\n  - id: r\n    when: follow\n    if: {{{c}: [[1]]}}\n    do: [stop]\n"
+            ));
+            assert!(
+                errs.iter().all(|e| !e.contains("unknown condition")),
+                "{c}: {errs:?}"
+            );
+        }
+        for a in ACTIONS {
+            let errs = load(format!(
+                "rules:\n  - id: r\n    when: follow\n    do: [{{{a}: [[1]]}}]\n"
+            ));
+            assert!(
+                errs.iter().all(|e| !e.contains("unknown action")),
+                "{a}: {errs:?}"
+            );
+        }
+        let errs = load("rules:\n  - id: r\n    when: follow\n    do: [{sendd: hi}]\n".into());
+        assert!(errs[0].contains("unknown action `sendd`"), "{errs:?}");
+    }
 }
