@@ -85,3 +85,21 @@ fn the_demo_replays_the_week_with_every_strategy() {
     );
     assert!(quiet.contains("OA → Châu [Zalo promotion]"), "{quiet}");
 }
+
+/// Logs written to a file or a pipe carry no colour codes (only a terminal gets them).
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .args(["demo", "--no-color"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run zaloflow demo");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.lines().count() > 10, "the service logged: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in a piped log");
+}
