@@ -1422,3 +1422,36 @@ fn a_vip_has_their_own_flow_at_any_hour() {
     );
     assert_eq!(fired_ids(&out), vec!["chao_buoi_trua"]);
 }
+
+#[test]
+fn a_broken_campaign_is_reported_once_not_by_every_rule_naming_it() {
+    let yaml = r#"campaigns:
+  - id: dang_ky
+    enter_on:
+      form_submitted: dang_ky
+    steps:
+      - id: day_0
+        day: zero
+        do: [{sms: "Cảm ơn bạn"}]
+rules:
+  - id: sau_buoc_1
+    when:
+      after_step: {campaign: dang_ky, step: day_0}
+    do: [{tag: da_nhan}]
+  - id: sau_buoc_2
+    when:
+      after_step: {campaign: dang_ky, step: day_0}
+    do: [{tag: da_nhan_2}]
+"#;
+    let errors: Vec<String> = match load_sources(
+        &[(PathBuf::from("t.yaml"), yaml.to_string())],
+        &LoadOptions::default(),
+    ) {
+        Ok(_) => panic!("the campaign has a mistake"),
+        Err(d) => d.iter().map(|d| d.to_string()).collect(),
+    };
+    // The campaign's own mistake, where it is; nothing misleading where the rules name it.
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("t.yaml:7:14:"), "{errors:#?}");
+    assert!(errors.iter().all(|e| !e.contains("unknown campaign")));
+}

@@ -148,6 +148,7 @@ pub(super) fn resolve_steps(f: &mut Folder) {
         rules,
         step_refs,
         campaigns,
+        decl,
         ..
     } = f;
     let rule_ids: std::collections::HashSet<String> =
@@ -181,6 +182,8 @@ pub(super) fn resolve_steps(f: &mut Folder) {
                     }
                 }
             }
+            // A campaign with mistakes of its own: those are reported where they are.
+            Some(_) if decl.broken_campaigns.contains(&r.campaign) => {}
             Some(step) => match campaigns.iter().find(|c| c.id == r.campaign) {
                 None => {
                     let ids: Vec<&str> = campaigns.iter().map(|c| c.id.as_str()).collect();

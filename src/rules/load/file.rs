@@ -50,7 +50,21 @@ impl Ctx<'_> {
         if let Some(c) = keys.get("campaigns") {
             match &c.kind {
                 NodeKind::Seq(items) => {
-                    campaigns.extend(items.iter().filter_map(|n| self.campaign(n)));
+                    for n in items {
+                        match self.campaign(n) {
+                            Some(c) => campaigns.push(c),
+                            None => {
+                                let id = n.as_map().and_then(|m| {
+                                    m.iter()
+                                        .find(|(k, _)| k.as_str() == Some("id"))
+                                        .and_then(|(_, v)| v.as_str())
+                                });
+                                if let Some(id) = id {
+                                    decl.broken_campaigns.insert(id.trim().to_string());
+                                }
+                            }
+                        }
+                    }
                 }
                 _ if c.is_null() => {}
                 _ => self.err(

@@ -376,6 +376,9 @@ struct Declared {
     chat_channels: BTreeMap<String, Option<Origin>>,
     /// Forms declared with `forms:` (campaigns and rules that name a form declare it too).
     forms: BTreeMap<String, Option<Origin>>,
+    /// Campaigns written with mistakes (reported where they are): the rules that name them
+    /// are not told "unknown campaign" on top.
+    broken_campaigns: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Copy)]
