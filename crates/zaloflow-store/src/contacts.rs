@@ -257,3 +257,64 @@ macro_rules! contacts_impl {
     };
 }
 pub(crate) use contacts_impl;
+
+/// Contacts upserted from merged changes, in multi-row statements (SQLite 200 rows,
+/// PostgreSQL 500), written once for both backends (`$db`, `$Db`, `$lt` as for the other area
+/// macros). Tags and fields stay each backend's own.
+macro_rules! contact_rows_fn {
+    ($db:ident, $Db:ty, $lt:lifetime) => {
+        async fn upsert_contact_rows(
+            tx: &mut Transaction<$lt, $Db>,
+            changes: &[ContactChange],
+            now: i64,
+        ) -> Result<()> {
+            // merge_changes left one change per user, so one multi-row upsert never hits a row twice.
+            for chunk in changes.chunks(pick!($db, sqlite: 200, postgres: 500)) {
+                let mut qb: QueryBuilder<$Db> = QueryBuilder::new(
+                    "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
+                        last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
+                );
+                qb.push_values(chunk, |mut b, ch| {
+                    b.push_bind(&ch.user_id)
+                        .push_bind(&ch.display_name)
+                        .push_bind(&ch.phone)
+                        .push_bind(&ch.email)
+                        .push_bind(ch.follows)
+                        .push_bind(ch.seen_at)
+                        .push_bind(ch.interaction_at)
+                        .push_bind(ch.followed_at)
+                        .push_bind(ch.unfollowed_at)
+                        .push_bind(now)
+                        .push_bind(ch.interactions);
+                });
+                qb.push(
+                    " ON CONFLICT (user_id) DO UPDATE SET
+                    display_name = COALESCE(excluded.display_name, contacts.display_name),
+                    phone = COALESCE(excluded.phone, contacts.phone),
+                    email = COALESCE(excluded.email, contacts.email),
+                    follows = COALESCE(excluded.follows, contacts.follows),
+                    followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
+                    unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
+                    last_interaction = ",
+                );
+                // GREATEST ignores a NULL; SQLite's MAX would answer NULL.
+                qb.push(pick!(
+                    $db,
+                    sqlite: "CASE
+                        WHEN excluded.last_interaction IS NOT NULL
+                         AND (contacts.last_interaction IS NULL OR excluded.last_interaction > contacts.last_interaction)
+                        THEN excluded.last_interaction ELSE contacts.last_interaction END",
+                    postgres: "GREATEST(contacts.last_interaction, excluded.last_interaction)",
+                ));
+                qb.push(
+                    ",
+                    interaction_count = contacts.interaction_count + excluded.interaction_count,
+                    updated_at = excluded.updated_at",
+                );
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use contact_rows_fn;

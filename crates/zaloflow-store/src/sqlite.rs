@@ -284,47 +284,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+crate::contacts::contact_rows_fn!(sqlite, Sqlite, '_);
 
 async fn apply_contact_changes(
     tx: &mut Transaction<'_, Sqlite>,
     changes: &[ContactChange],
     now: i64,
 ) -> Result<()> {
-    for chunk in changes.chunks(200) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
-                last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
-        );
-        qb.push_values(chunk, |mut b, ch| {
-            b.push_bind(&ch.user_id)
-                .push_bind(&ch.display_name)
-                .push_bind(&ch.phone)
-                .push_bind(&ch.email)
-                .push_bind(ch.follows)
-                .push_bind(ch.seen_at)
-                .push_bind(ch.interaction_at)
-                .push_bind(ch.followed_at)
-                .push_bind(ch.unfollowed_at)
-                .push_bind(now)
-                .push_bind(ch.interactions);
-        });
-        qb.push(
-            " ON CONFLICT (user_id) DO UPDATE SET
-            display_name = COALESCE(excluded.display_name, contacts.display_name),
-            phone = COALESCE(excluded.phone, contacts.phone),
-            email = COALESCE(excluded.email, contacts.email),
-            follows = COALESCE(excluded.follows, contacts.follows),
-            followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
-            unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
-            last_interaction = CASE
-                WHEN excluded.last_interaction IS NOT NULL
-                 AND (contacts.last_interaction IS NULL OR excluded.last_interaction > contacts.last_interaction)
-                THEN excluded.last_interaction ELSE contacts.last_interaction END,
-            interaction_count = contacts.interaction_count + excluded.interaction_count,
-            updated_at = excluded.updated_at",
-        );
-        qb.build().execute(&mut **tx).await?;
-    }
+    upsert_contact_rows(tx, changes, now).await?;
     let adds: Vec<(&str, &str)> = changes
         .iter()
         .flat_map(|c| {
