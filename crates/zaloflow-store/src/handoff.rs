@@ -352,6 +352,123 @@ pub(crate) use handoffs_impl;
 /// `$Store` and `$Pool` its store and pool types.
 macro_rules! handoff_fns {
     ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        /// An unresolved handoff as the apply step tracks it.
+        struct Live {
+            id: i64,
+            responded: bool,
+        }
+
+        /// Applies handoff changes in order, inside `tx`.
+        pub(super) async fn apply(
+            tx: &mut Transaction<$lt, $Db>,
+            changes: Vec<&HandoffChange>,
+            now: i64,
+        ) -> Result<HandoffOutcomes> {
+            let mut out = HandoffOutcomes::default();
+            if changes.is_empty() {
+                return Ok(out);
+            }
+            let mut users: Vec<&str> = changes.iter().map(|c| c.user_id()).collect();
+            users.sort_unstable();
+            users.dedup();
+            let mut live: HashMap<String, Live> = HashMap::new();
+            for chunk in users.chunks(500) {
+                let chunk: Vec<String> = chunk.iter().map(|u| u.to_string()).collect();
+                let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(sql!(
+                    $db,
+                    "SELECT id, user_id, responded_at FROM handoffs
+                     WHERE status <> 'resolved' AND user_id = ANY($1) FOR UPDATE"
+                ))
+                .bind(list!($db, chunk))
+                .fetch_all(&mut **tx)
+                .await?;
+                for (id, user, responded) in rows {
+                    live.insert(
+                        user,
+                        Live {
+                            id,
+                            responded: responded.is_some(),
+                        },
+                    );
+                }
+            }
+            for ch in changes {
+                match ch {
+                    HandoffChange::Open(h) => match live.get(&h.user_id) {
+                        Some(l) => {
+                            attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
+                            out.attached += 1;
+                        }
+                        None => match open(tx, h, now).await? {
+                            Ok(id) => {
+                                live.insert(
+                                    h.user_id.clone(),
+                                    Live {
+                                        id,
+                                        responded: false,
+                                    },
+                                );
+                                out.opened += 1;
+                            }
+                            // Another instance opened one meanwhile: attach to it.
+                            Err(l) => {
+                                attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
+                                live.insert(h.user_id.clone(), l);
+                                out.attached += 1;
+                            }
+                        },
+                    },
+                    HandoffChange::Message { user_id, message } => {
+                        if let Some(l) = live.get(user_id) {
+                            attach(tx, l.id, Some(message), 0, now).await?;
+                            out.attached += 1;
+                        }
+                    }
+                    HandoffChange::AgentReply {
+                        user_id,
+                        admin_id,
+                        message,
+                    } => {
+                        let Some(l) = live.get_mut(user_id) else {
+                            continue;
+                        };
+                        if own_send(tx, user_id, message).await? {
+                            out.own_echoes += 1;
+                            continue;
+                        }
+                        sqlx::query(sql!($db, "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, admin_id, at)
+                             VALUES ($1, 'out', $2, $3, $4, $5)"),
+                        )
+                        .bind(l.id)
+                        .bind(&message.msg_id)
+                        .bind(&message.text)
+                        .bind(admin_id)
+                        .bind(message.at)
+                        .execute(&mut **tx)
+                        .await?;
+                        if !l.responded {
+                            let h: Option<Handoff> = sqlx::query_as(sql!($db, format!(
+                                "UPDATE handoffs SET responded_by = $1, responded_at = $2,
+                                    response_via = '{}', updated_at = $3
+                                 WHERE id = $4 AND responded_at IS NULL
+                                 RETURNING {HANDOFF_COLUMNS}",
+                                handoff::VIA_OA
+                            )))
+                            .bind(admin_id)
+                            .bind(message.at)
+                            .bind(now)
+                            .bind(l.id)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                            l.responded = true;
+                            out.first_responses.extend(h);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }
+
         async fn attach(
             tx: &mut Transaction<$lt, $Db>,
             id: i64,

@@ -13,116 +13,13 @@ use crate::handoff::{
 use crate::{NewJob, Result};
 use zaloflow_core::handoff::{self, HandoffChange, HandoffMessage, NewHandoff};
 
-/// An unresolved handoff as the apply step tracks it.
-struct Live {
-    id: i64,
-    responded: bool,
-}
-
-/// Applies handoff changes in order, inside `tx`.
-pub(super) async fn apply(
+/// The new handoff's id (`Err` never: SQLite's one writer cannot race another instance's
+/// opening, which PostgreSQL's `open` has to take).
+async fn open(
     tx: &mut Transaction<'_, Sqlite>,
-    changes: Vec<&HandoffChange>,
+    h: &NewHandoff,
     now: i64,
-) -> Result<HandoffOutcomes> {
-    let mut out = HandoffOutcomes::default();
-    if changes.is_empty() {
-        return Ok(out);
-    }
-    let mut users: Vec<&str> = changes.iter().map(|c| c.user_id()).collect();
-    users.sort_unstable();
-    users.dedup();
-    let mut live: HashMap<String, Live> = HashMap::new();
-    for chunk in users.chunks(500) {
-        let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(
-            "SELECT id, user_id, responded_at FROM handoffs
-             WHERE status <> 'resolved' AND user_id IN (SELECT value FROM json_each(?1))",
-        )
-        .bind(serde_json::to_string(chunk).expect("strings serialise"))
-        .fetch_all(&mut **tx)
-        .await?;
-        for (id, user, responded) in rows {
-            live.insert(
-                user,
-                Live {
-                    id,
-                    responded: responded.is_some(),
-                },
-            );
-        }
-    }
-    for ch in changes {
-        match ch {
-            HandoffChange::Open(h) => match live.get(&h.user_id) {
-                Some(l) => {
-                    attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
-                    out.attached += 1;
-                }
-                None => {
-                    let id = open(tx, h, now).await?;
-                    live.insert(
-                        h.user_id.clone(),
-                        Live {
-                            id,
-                            responded: false,
-                        },
-                    );
-                    out.opened += 1;
-                }
-            },
-            HandoffChange::Message { user_id, message } => {
-                if let Some(l) = live.get(user_id) {
-                    attach(tx, l.id, Some(message), 0, now).await?;
-                    out.attached += 1;
-                }
-            }
-            HandoffChange::AgentReply {
-                user_id,
-                admin_id,
-                message,
-            } => {
-                let Some(l) = live.get_mut(user_id) else {
-                    continue;
-                };
-                if own_send(tx, user_id, message).await? {
-                    out.own_echoes += 1;
-                    continue;
-                }
-                sqlx::query(
-                    "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, admin_id, at)
-                     VALUES (?1, 'out', ?2, ?3, ?4, ?5)",
-                )
-                .bind(l.id)
-                .bind(&message.msg_id)
-                .bind(&message.text)
-                .bind(admin_id)
-                .bind(message.at)
-                .execute(&mut **tx)
-                .await?;
-                if !l.responded {
-                    let h: Option<Handoff> = sqlx::query_as(&format!(
-                        "UPDATE handoffs SET responded_by = ?1, responded_at = ?2,
-                            response_via = '{}', updated_at = ?3
-                         WHERE id = ?4 AND responded_at IS NULL
-                         RETURNING {HANDOFF_COLUMNS}",
-                        handoff::VIA_OA
-                    ))
-                    .bind(admin_id)
-                    .bind(message.at)
-                    .bind(now)
-                    .bind(l.id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-                    l.responded = true;
-                    out.first_responses.extend(h);
-                }
-            }
-        }
-    }
-    Ok(out)
-}
-
-async fn open(tx: &mut Transaction<'_, Sqlite>, h: &NewHandoff, now: i64) -> Result<i64> {
+) -> Result<std::result::Result<i64, Live>> {
     let text = h.message.as_ref().and_then(|m| m.text.clone());
     let (messages, last) = match &h.message {
         Some(m) => (1, Some(m.at)),
@@ -156,7 +53,7 @@ async fn open(tx: &mut Transaction<'_, Sqlite>, h: &NewHandoff, now: i64) -> Res
     let jobs: Vec<NewJob> = h.notices.iter().map(|n| n.job(id)).collect();
     let refs: Vec<&NewJob> = jobs.iter().collect();
     insert_jobs(tx, &refs, now).await?;
-    Ok(id)
+    Ok(Ok(id))
 }
 
 crate::handoff::handoff_fns!(sqlite, Sqlite, '_, SqliteStore, SqlitePool);
