@@ -88,6 +88,95 @@ macro_rules! contacts_impl {
         impl $crate::Contacts for $store {
             $($own)*
 
+            async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased> {
+                begin_write!($db, self, tx);
+                let mut out = Erased::default();
+                // The events of its lane first: an inbox worker finishing one of them now loses its
+                // lease (and changes nothing) or has committed before this statement, so what it
+                // wrote about the contact is seen, and removed, below. (A scan of the inbox, as the
+                // needle scans below are: no per-user index is kept on it, see migration 0011.)
+                const REDACT: &str = "UPDATE inbox SET body = $1, user_id = '', error = NULL,
+                        lease_owner = NULL, lease_until = 0,
+                        processed_at = COALESCE(processed_at, $2),
+                        status = CASE status WHEN 'pending' THEN 'done' ELSE status END";
+                out.inbox_redacted += sqlx::query(sql!($db, format!("{REDACT} WHERE user_id = $3")))
+                    .bind(REDACTED_BODY)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let row: Option<(Option<String>, Option<String>)> =
+                    sqlx::query_as(sql!($db, "SELECT phone, email FROM contacts WHERE user_id = $1 FOR UPDATE"))
+                        .bind(user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let (phone, email) = row.unwrap_or_default();
+                for needle in erase_needles(user_id, phone.as_deref(), email.as_deref()) {
+                    out.inbox_redacted += sqlx::query(sql!($db, format!("{REDACT} WHERE strpos(body, $3) > 0")))
+                        .bind(REDACTED_BODY)
+                        .bind(now)
+                        .bind(&needle)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    out.jobs_deleted += sqlx::query(sql!($db, "DELETE FROM outbox WHERE strpos(payload, $1) > 0"))
+                        .bind(&needle)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                let mut keys = vec![user_id.to_string()];
+                keys.extend(phone.iter().chain(email.iter()).cloned());
+                out.jobs_deleted += sqlx::query(sql!($db, "DELETE FROM outbox WHERE user_id = ANY($1)"))
+                    .bind(list!($db, &keys))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // Handoffs hold the customer's messages: they go too (messages first, then the rows).
+                let Erased {
+                    contact,
+                    tags,
+                    fields,
+                    list_memberships,
+                    rule_state,
+                    form_submissions,
+                    ..
+                } = &mut out;
+                let mut steps: Vec<(&str, Option<&mut u64>)> = vec![
+                    ("DELETE FROM contact_tags WHERE user_id = $1", Some(tags)),
+                    ("DELETE FROM contact_fields WHERE user_id = $1", Some(fields)),
+                    ("DELETE FROM list_members WHERE user_id = $1", Some(list_memberships)),
+                    ("DELETE FROM rule_state WHERE user_id = $1", Some(rule_state)),
+                    ("DELETE FROM form_submissions WHERE contact_id = $1", Some(form_submissions)),
+                    ("DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)", None),
+                    ("DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)", None),
+                    ("DELETE FROM handoffs WHERE user_id = $1", None),
+                    ("DELETE FROM campaign_members WHERE contact_id = $1", None),
+                ];
+                // SQLite keeps each lane's head (its timeline's chain, `contact_inbox`).
+                if let Some(heads) = pick!(
+                    $db,
+                    sqlite: Some("DELETE FROM inbox_heads WHERE user_id = $1"),
+                    postgres: None,
+                ) {
+                    steps.push((heads, None));
+                }
+                steps.push(("DELETE FROM contacts WHERE user_id = $1", Some(contact)));
+                for (sql, counter) in &mut steps {
+                    let n = sqlx::query(sql!($db, *sql))
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if let Some(c) = counter {
+                        **c = n;
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
             async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys> {
                 let phone_rows: Vec<(String, String, i64)> = if phones.is_empty() {
                     Vec::new()

@@ -22,7 +22,8 @@
 ///
 /// - `= ANY($N)` (a bound list) becomes `IN (SELECT value FROM json_each(?N))`, the list bound
 ///   as a JSON array (`list!`);
-/// - `GREATEST(` becomes SQLite's scalar `MAX(`, `ILIKE` its `LIKE` (ASCII case-insensitive);
+/// - `GREATEST(` becomes SQLite's scalar `MAX(`, `strpos(` its `instr(` (same arguments),
+///   `ILIKE` its `LIKE` (ASCII case-insensitive);
 /// - row locks (`FOR UPDATE`, `FOR UPDATE SKIP LOCKED`) go: SQLite's one writer holds the
 ///   whole database for the transaction;
 /// - casts of parameters (`::text`, `::text[]`, `::bool`, `::bigint`) go: SQLite has no types
@@ -54,6 +55,7 @@ pub(crate) fn sqlite(sql: &str) -> String {
         out = out.replace(cast, "");
     }
     out.replace("GREATEST(", "MAX(")
+        .replace("strpos(", "instr(")
         .replace("ILIKE", "LIKE")
         .replace('$', "?")
 }
