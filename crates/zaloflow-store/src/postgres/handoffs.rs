@@ -91,60 +91,6 @@ impl PgStore {
         .fetch_all(&self.pool)
         .await?)
     }
-
-    /// Claim (`resolve` false) or resolve, in one transaction.
-    pub(super) async fn h_take(
-        &self,
-        id: i64,
-        agent: &str,
-        now: i64,
-        resolve: bool,
-    ) -> Result<HandoffUpdate> {
-        let mut tx = self.pool.begin().await?;
-        let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1 FOR UPDATE");
-        let Some(before): Option<Handoff> = sqlx::query_as(&select)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(HandoffUpdate::NotFound);
-        };
-        let unchanged =
-            before.status == handoff::RESOLVED || (!resolve && before.status == handoff::CLAIMED);
-        if unchanged {
-            return Ok(HandoffUpdate::Unchanged(before));
-        }
-        let (status, via) = if resolve {
-            (handoff::RESOLVED, handoff::VIA_RESOLVE)
-        } else {
-            (handoff::CLAIMED, handoff::VIA_CLAIM)
-        };
-        let h: Handoff = sqlx::query_as(&format!(
-            "UPDATE handoffs SET status = $1::text,
-                claimed_by = COALESCE(claimed_by, $2::text),
-                claimed_at = COALESCE(claimed_at, $3::bigint),
-                responded_by = COALESCE(responded_by, $2::text),
-                responded_at = COALESCE(responded_at, $3::bigint),
-                response_via = COALESCE(response_via, $4::text),
-                resolved_by = CASE WHEN $1::text = 'resolved' THEN $2::text ELSE resolved_by END,
-                resolved_at = CASE WHEN $1::text = 'resolved' THEN $3::bigint ELSE resolved_at END,
-                updated_at = $3::bigint
-             WHERE id = $5
-             RETURNING {HANDOFF_COLUMNS}"
-        ))
-        .bind(status)
-        .bind(agent)
-        .bind(now)
-        .bind(via)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(HandoffUpdate::Updated {
-            first_response: before.responded_at.is_none(),
-            handoff: h,
-        })
-    }
 }
 
 crate::handoff::handoffs_impl!(PgStore, postgres, {});

@@ -72,59 +72,6 @@ impl SqliteStore {
         .fetch_all(&self.reader)
         .await?)
     }
-
-    /// Claim (`resolve` false) or resolve, in one transaction.
-    pub(super) async fn h_take(
-        &self,
-        id: i64,
-        agent: &str,
-        now: i64,
-        resolve: bool,
-    ) -> Result<HandoffUpdate> {
-        let mut w = self.writer.lock().await?;
-        let mut tx = w.begin().await?;
-        let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = ?1");
-        let Some(before): Option<Handoff> = sqlx::query_as(&select)
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-        else {
-            return Ok(HandoffUpdate::NotFound);
-        };
-        let unchanged =
-            before.status == handoff::RESOLVED || (!resolve && before.status == handoff::CLAIMED);
-        if unchanged {
-            return Ok(HandoffUpdate::Unchanged(before));
-        }
-        let (status, via) = if resolve {
-            (handoff::RESOLVED, handoff::VIA_RESOLVE)
-        } else {
-            (handoff::CLAIMED, handoff::VIA_CLAIM)
-        };
-        let h: Handoff = sqlx::query_as(&format!(
-            "UPDATE handoffs SET status = ?1,
-                claimed_by = COALESCE(claimed_by, ?2), claimed_at = COALESCE(claimed_at, ?3),
-                responded_by = COALESCE(responded_by, ?2), responded_at = COALESCE(responded_at, ?3),
-                response_via = COALESCE(response_via, ?4),
-                resolved_by = CASE WHEN ?1 = 'resolved' THEN ?2 ELSE resolved_by END,
-                resolved_at = CASE WHEN ?1 = 'resolved' THEN ?3 ELSE resolved_at END,
-                updated_at = ?3
-             WHERE id = ?5
-             RETURNING {HANDOFF_COLUMNS}"
-        ))
-        .bind(status)
-        .bind(agent)
-        .bind(now)
-        .bind(via)
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(HandoffUpdate::Updated {
-            first_response: before.responded_at.is_none(),
-            handoff: h,
-        })
-    }
 }
 
 crate::handoff::handoffs_impl!(SqliteStore, sqlite, {});
