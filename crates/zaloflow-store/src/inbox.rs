@@ -131,3 +131,39 @@ macro_rules! inbox_impl {
     };
 }
 pub(crate) use inbox_impl;
+
+/// Rule firings upserted into `rule_state`, the latest per (contact, rule) winning, in
+/// multi-row statements: written once for both backends (`$Db` the sqlx database, `$lt` its
+/// transactions' lifetime).
+macro_rules! fires_fn {
+    ($Db:ty, $lt:lifetime) => {
+        async fn upsert_fires<'e>(
+            tx: &mut Transaction<$lt, $Db>,
+            fires_in: impl Iterator<Item = &'e RuleFire>,
+        ) -> Result<()> {
+            // The latest firing per (contact, rule) wins.
+            let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
+            for f in fires_in {
+                fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
+            }
+            let fires: Vec<&RuleFire> = fires.into_values().collect();
+            for chunk in fires.chunks(300) {
+                let mut qb: QueryBuilder<$Db> =
+                    QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
+                qb.push_values(chunk, |mut b, f| {
+                    b.push_bind(&f.user_id)
+                        .push_bind(&f.rule_id)
+                        .push_bind(&f.period_key)
+                        .push_bind(f.fired_at);
+                });
+                qb.push(
+                    " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
+                      fired_at = excluded.fired_at, fires = rule_state.fires + 1",
+                );
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use fires_fn;

@@ -256,6 +256,8 @@ async fn bulk_upsert_contacts(
     Ok(())
 }
 
+crate::inbox::fires_fn!(Postgres, 'static);
+
 /// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
 /// outbox jobs, list operations, rule firings.
 async fn apply_effects<'e>(
@@ -269,27 +271,7 @@ async fn apply_effects<'e>(
     insert_jobs(tx, &jobs, now).await?;
     apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
     let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
-    // The latest firing per (contact, rule) wins.
-    let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
-    for f in effects.clone().flat_map(|e| &e.fires) {
-        fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
-    }
-    let fires: Vec<&RuleFire> = fires.into_values().collect();
-    for chunk in fires.chunks(300) {
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
-        qb.push_values(chunk, |mut b, f| {
-            b.push_bind(&f.user_id)
-                .push_bind(&f.rule_id)
-                .push_bind(&f.period_key)
-                .push_bind(f.fired_at);
-        });
-        qb.push(
-            " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
-              fired_at = excluded.fired_at, fires = rule_state.fires + 1",
-        );
-        qb.build().execute(&mut **tx).await?;
-    }
+    upsert_fires(tx, effects.clone().flat_map(|e| &e.fires)).await?;
     outcomes::apply(tx, effects.clone(), now).await?;
     let campaigns: Vec<&CampaignChange> = effects.flat_map(|e| &e.campaigns).collect();
     apply_campaign_changes(tx, &campaigns, now).await?;
