@@ -131,3 +131,51 @@ macro_rules! campaigns_impl {
     };
 }
 pub(crate) use campaigns_impl;
+
+/// A membership's repeated entry and its leaving, one row each: written once for both
+/// backends (`$db`, `$Db`, `$lt` as for the other area macros).
+macro_rules! member_rows_fn {
+    ($db:ident, $Db:ty, $lt:lifetime) => {
+        async fn repeat_member(
+            tx: &mut Transaction<$lt, $Db>,
+            campaign: &str,
+            contact_id: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(sql!(
+                $db,
+                "UPDATE campaign_members SET entries = entries + 1, updated_at = $3
+                 WHERE campaign = $1 AND contact_id = $2"
+            ))
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn leave_member(
+            tx: &mut Transaction<$lt, $Db>,
+            campaign: &str,
+            contact_id: &str,
+            reason: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(sql!(
+                $db,
+                "UPDATE campaign_members SET status = 'left', next_at = NULL,
+                    left_reason = $3, updated_at = $4
+                 WHERE campaign = $1 AND contact_id = $2 AND status = 'active'"
+            ))
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use member_rows_fn;

@@ -350,6 +350,8 @@ async fn apply_effects_bulk(
     Ok(())
 }
 
+crate::campaigns::member_rows_fn!(postgres, Postgres, 'static);
+
 /// Campaign membership changes, in order; runs of entries and of advances go in one `UNNEST`
 /// statement each (a drip step due for many contacts at once).
 async fn apply_campaign_changes(
@@ -458,32 +460,14 @@ async fn apply_campaign_changes(
                             campaign,
                             contact_id,
                         } => {
-                            sqlx::query(
-                                "UPDATE campaign_members SET entries = entries + 1, updated_at = $3
-                                 WHERE campaign = $1 AND contact_id = $2",
-                            )
-                            .bind(campaign)
-                            .bind(contact_id)
-                            .bind(now)
-                            .execute(&mut **tx)
-                            .await?;
+                            repeat_member(tx, campaign, contact_id, now).await?;
                         }
                         CampaignChange::Leave {
                             campaign,
                             contact_id,
                             reason,
                         } => {
-                            sqlx::query(
-                                "UPDATE campaign_members SET status = 'left', next_at = NULL,
-                                    left_reason = $3, updated_at = $4
-                                 WHERE campaign = $1 AND contact_id = $2 AND status = 'active'",
-                            )
-                            .bind(campaign)
-                            .bind(contact_id)
-                            .bind(reason)
-                            .bind(now)
-                            .execute(&mut **tx)
-                            .await?;
+                            leave_member(tx, campaign, contact_id, reason, now).await?;
                         }
                         _ => {}
                     }

@@ -172,6 +172,8 @@ pub(super) async fn apply_campaign_changes<'a>(
     Ok(())
 }
 
+crate::campaigns::member_rows_fn!(sqlite, Sqlite, '_);
+
 pub(super) async fn apply_campaign_change(
     tx: &mut Transaction<'_, Sqlite>,
     ch: &CampaignChange,
@@ -206,15 +208,7 @@ pub(super) async fn apply_campaign_change(
             campaign,
             contact_id,
         } => {
-            sqlx::query(
-                "UPDATE campaign_members SET entries = entries + 1, updated_at = ?3
-                     WHERE campaign = ?1 AND contact_id = ?2",
-            )
-            .bind(campaign)
-            .bind(contact_id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            repeat_member(tx, campaign, contact_id, now).await?;
         }
         CampaignChange::Advance {
             campaign,
@@ -244,17 +238,7 @@ pub(super) async fn apply_campaign_change(
             contact_id,
             reason,
         } => {
-            sqlx::query(
-                "UPDATE campaign_members SET status = 'left', next_at = NULL, left_reason = ?3,
-                        updated_at = ?4
-                     WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active'",
-            )
-            .bind(campaign)
-            .bind(contact_id)
-            .bind(reason)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            leave_member(tx, campaign, contact_id, reason, now).await?;
         }
     }
     Ok(())
