@@ -88,6 +88,66 @@ macro_rules! contacts_impl {
         impl $crate::Contacts for $store {
             $($own)*
 
+            async fn contacts_with_field_like(
+                &self,
+                name: &str,
+                patterns: &[String],
+            ) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(sql!(
+                    $db,
+                    pick!(
+                        $db,
+                        sqlite: "SELECT f.user_id FROM contact_fields f
+                         WHERE f.name = $1 AND EXISTS (SELECT 1 FROM json_each($2) p WHERE f.value LIKE p.value)
+                         ORDER BY f.user_id",
+                        postgres: "SELECT user_id FROM contact_fields WHERE name = $1 AND value LIKE ANY($2)
+                         ORDER BY user_id",
+                    )
+                ))
+                .bind(name)
+                .bind(list!($db, patterns))
+                .fetch_all(reader!($db, self))
+                .await?;
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
+            async fn scan_contact_ids(
+                &self,
+                scan: &ContactScan,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<String>> {
+                let (sql, arg) = match scan {
+                    ContactScan::Followers => (
+                        pick!(
+                            $db,
+                            sqlite: "SELECT user_id FROM contacts WHERE follows = 1 AND ($1 IS NULL OR user_id > $1)
+                             AND $3 IS NULL ORDER BY user_id LIMIT $2",
+                            postgres: "SELECT user_id FROM contacts WHERE follows AND ($1::text IS NULL OR user_id > $1)
+                             AND $3::text IS NULL ORDER BY user_id LIMIT $2",
+                        ),
+                        None,
+                    ),
+                    ContactScan::Tagged(t) => (
+                        "SELECT user_id FROM contact_tags WHERE tag = $3 AND ($1::text IS NULL OR user_id > $1)
+                         ORDER BY user_id LIMIT $2",
+                        Some(t.as_str()),
+                    ),
+                    ContactScan::InList(l) => (
+                        "SELECT user_id FROM list_members WHERE list = $3 AND ($1::text IS NULL OR user_id > $1)
+                         ORDER BY user_id LIMIT $2",
+                        Some(l.as_str()),
+                    ),
+                };
+                let rows: Vec<(String,)> = sqlx::query_as(sql!($db, sql))
+                    .bind(after)
+                    .bind(limit)
+                    .bind(arg)
+                    .fetch_all(reader!($db, self))
+                    .await?;
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
             async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased> {
                 begin_write!($db, self, tx);
                 let mut out = Erased::default();

@@ -46,38 +46,6 @@ crate::contacts::contacts_impl!(PgStore, postgres, {
         Ok(())
     }
 
-    async fn scan_contact_ids(
-        &self,
-        scan: &ContactScan,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<String>> {
-        let (sql, arg) = match scan {
-            ContactScan::Followers => (
-                "SELECT user_id FROM contacts WHERE follows AND ($1::text IS NULL OR user_id > $1)
-                 AND $3::text IS NULL ORDER BY user_id LIMIT $2",
-                None,
-            ),
-            ContactScan::Tagged(t) => (
-                "SELECT user_id FROM contact_tags WHERE tag = $3 AND ($1::text IS NULL OR user_id > $1)
-                 ORDER BY user_id LIMIT $2",
-                Some(t.as_str()),
-            ),
-            ContactScan::InList(l) => (
-                "SELECT user_id FROM list_members WHERE list = $3 AND ($1::text IS NULL OR user_id > $1)
-                 ORDER BY user_id LIMIT $2",
-                Some(l.as_str()),
-            ),
-        };
-        let rows: Vec<(String,)> = sqlx::query_as(sql)
-            .bind(after)
-            .bind(limit)
-            .bind(arg)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.into_iter().map(|(u,)| u).collect())
-    }
-
     async fn inactive_contact_ids(
         &self,
         from: i64,
@@ -99,22 +67,6 @@ crate::contacts::contacts_impl!(PgStore, postgres, {
         .bind(to)
         .bind(follows)
         .bind(skip_fired_in_silence)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|(u,)| u).collect())
-    }
-
-    async fn contacts_with_field_like(
-        &self,
-        name: &str,
-        patterns: &[String],
-    ) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT user_id FROM contact_fields WHERE name = $1 AND value LIKE ANY($2)
-             ORDER BY user_id",
-        )
-        .bind(name)
-        .bind(patterns)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(|(u,)| u).collect())

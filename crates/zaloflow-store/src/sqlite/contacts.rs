@@ -53,38 +53,6 @@ crate::contacts::contacts_impl!(SqliteStore, sqlite, {
         Ok(())
     }
 
-    async fn scan_contact_ids(
-        &self,
-        scan: &ContactScan,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<String>> {
-        let (sql, arg) = match scan {
-            ContactScan::Followers => (
-                "SELECT user_id FROM contacts WHERE follows = 1 AND (?1 IS NULL OR user_id > ?1)
-                 AND ?3 IS NULL ORDER BY user_id LIMIT ?2",
-                None,
-            ),
-            ContactScan::Tagged(t) => (
-                "SELECT user_id FROM contact_tags WHERE tag = ?3 AND (?1 IS NULL OR user_id > ?1)
-                 ORDER BY user_id LIMIT ?2",
-                Some(t.as_str()),
-            ),
-            ContactScan::InList(l) => (
-                "SELECT user_id FROM list_members WHERE list = ?3 AND (?1 IS NULL OR user_id > ?1)
-                 ORDER BY user_id LIMIT ?2",
-                Some(l.as_str()),
-            ),
-        };
-        let rows: Vec<(String,)> = sqlx::query_as(sql)
-            .bind(after)
-            .bind(limit)
-            .bind(arg)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.into_iter().map(|(u,)| u).collect())
-    }
-
     async fn inactive_contact_ids(
         &self,
         from: i64,
@@ -105,23 +73,6 @@ crate::contacts::contacts_impl!(SqliteStore, sqlite, {
         .bind(to)
         .bind(follows)
         .bind(skip_fired_in_silence)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().map(|(u,)| u).collect())
-    }
-
-    async fn contacts_with_field_like(
-        &self,
-        name: &str,
-        patterns: &[String],
-    ) -> Result<Vec<String>> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT f.user_id FROM contact_fields f
-             WHERE f.name = ?1 AND EXISTS (SELECT 1 FROM json_each(?2) p WHERE f.value LIKE p.value)
-             ORDER BY f.user_id",
-        )
-        .bind(name)
-        .bind(serde_json::to_string(patterns).expect("strings serialise"))
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.into_iter().map(|(u,)| u).collect())
