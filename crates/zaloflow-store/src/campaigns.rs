@@ -49,6 +49,26 @@ macro_rules! campaigns_impl {
         impl $crate::Campaigns for $store {
             $($own)*
 
+            async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
+                // SQLite reads the ids from a JSON list, 500 at a time; PostgreSQL binds them all.
+                let mut out = Vec::new();
+                for chunk in user_ids.chunks(pick!($db, sqlite: 500, postgres: user_ids.len().max(1))) {
+                    out.extend(
+                        sqlx::query_as::<_, CampaignMember>(sql!(
+                            $db,
+                            format!(
+                                "SELECT {MEMBER_COLUMNS} FROM campaign_members
+                                 WHERE contact_id = ANY($1)"
+                            )
+                        ))
+                        .bind(list!($db, chunk))
+                        .fetch_all(reader!($db, self))
+                        .await?,
+                    );
+                }
+                Ok(out)
+            }
+
             async fn due_campaign_members(
                 &self,
                 campaigns: Option<&[String]>,

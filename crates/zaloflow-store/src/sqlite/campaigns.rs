@@ -31,22 +31,6 @@ crate::campaigns::campaigns_impl!(SqliteStore, sqlite, {
         Ok(chosen.len())
     }
 
-    async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
-        let mut out = Vec::new();
-        for chunk in user_ids.chunks(500) {
-            out.extend(
-                sqlx::query_as::<_, CampaignMember>(&format!(
-                    "SELECT {MEMBER_COLUMNS} FROM campaign_members
-                     WHERE contact_id IN (SELECT value FROM json_each(?1))"
-                ))
-                .bind(serde_json::to_string(chunk).expect("strings serialise"))
-                .fetch_all(&self.reader)
-                .await?,
-            );
-        }
-        Ok(out)
-    }
-
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
         let mut w = self.writer.lock().await?;
         let mut tx = w.begin().await?;
