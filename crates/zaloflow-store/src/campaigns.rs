@@ -49,6 +49,26 @@ macro_rules! campaigns_impl {
         impl $crate::Campaigns for $store {
             $($own)*
 
+            async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
+                // SQLite reads the ids from a JSON list, 500 at a time; PostgreSQL binds them all.
+                let mut out = Vec::new();
+                for chunk in user_ids.chunks(pick!($db, sqlite: 500, postgres: user_ids.len().max(1))) {
+                    out.extend(
+                        sqlx::query_as::<_, CampaignMember>(sql!(
+                            $db,
+                            format!(
+                                "SELECT {MEMBER_COLUMNS} FROM campaign_members
+                                 WHERE contact_id = ANY($1)"
+                            )
+                        ))
+                        .bind(list!($db, chunk))
+                        .fetch_all(reader!($db, self))
+                        .await?,
+                    );
+                }
+                Ok(out)
+            }
+
             async fn due_campaign_members(
                 &self,
                 campaigns: Option<&[String]>,
@@ -131,3 +151,51 @@ macro_rules! campaigns_impl {
     };
 }
 pub(crate) use campaigns_impl;
+
+/// A membership's repeated entry and its leaving, one row each: written once for both
+/// backends (`$db`, `$Db`, `$lt` as for the other area macros).
+macro_rules! member_rows_fn {
+    ($db:ident, $Db:ty, $lt:lifetime) => {
+        async fn repeat_member(
+            tx: &mut Transaction<$lt, $Db>,
+            campaign: &str,
+            contact_id: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(sql!(
+                $db,
+                "UPDATE campaign_members SET entries = entries + 1, updated_at = $3
+                 WHERE campaign = $1 AND contact_id = $2"
+            ))
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn leave_member(
+            tx: &mut Transaction<$lt, $Db>,
+            campaign: &str,
+            contact_id: &str,
+            reason: &str,
+            now: i64,
+        ) -> Result<()> {
+            sqlx::query(sql!(
+                $db,
+                "UPDATE campaign_members SET status = 'left', next_at = NULL,
+                    left_reason = $3, updated_at = $4
+                 WHERE campaign = $1 AND contact_id = $2 AND status = 'active'"
+            ))
+            .bind(campaign)
+            .bind(contact_id)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use member_rows_fn;

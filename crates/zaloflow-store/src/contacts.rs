@@ -88,6 +88,155 @@ macro_rules! contacts_impl {
         impl $crate::Contacts for $store {
             $($own)*
 
+            async fn contacts_with_field_like(
+                &self,
+                name: &str,
+                patterns: &[String],
+            ) -> Result<Vec<String>> {
+                let rows: Vec<(String,)> = sqlx::query_as(sql!(
+                    $db,
+                    pick!(
+                        $db,
+                        sqlite: "SELECT f.user_id FROM contact_fields f
+                         WHERE f.name = $1 AND EXISTS (SELECT 1 FROM json_each($2) p WHERE f.value LIKE p.value)
+                         ORDER BY f.user_id",
+                        postgres: "SELECT user_id FROM contact_fields WHERE name = $1 AND value LIKE ANY($2)
+                         ORDER BY user_id",
+                    )
+                ))
+                .bind(name)
+                .bind(list!($db, patterns))
+                .fetch_all(reader!($db, self))
+                .await?;
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
+            async fn scan_contact_ids(
+                &self,
+                scan: &ContactScan,
+                after: Option<&str>,
+                limit: i64,
+            ) -> Result<Vec<String>> {
+                let (sql, arg) = match scan {
+                    ContactScan::Followers => (
+                        pick!(
+                            $db,
+                            sqlite: "SELECT user_id FROM contacts WHERE follows = 1 AND ($1 IS NULL OR user_id > $1)
+                             AND $3 IS NULL ORDER BY user_id LIMIT $2",
+                            postgres: "SELECT user_id FROM contacts WHERE follows AND ($1::text IS NULL OR user_id > $1)
+                             AND $3::text IS NULL ORDER BY user_id LIMIT $2",
+                        ),
+                        None,
+                    ),
+                    ContactScan::Tagged(t) => (
+                        "SELECT user_id FROM contact_tags WHERE tag = $3 AND ($1::text IS NULL OR user_id > $1)
+                         ORDER BY user_id LIMIT $2",
+                        Some(t.as_str()),
+                    ),
+                    ContactScan::InList(l) => (
+                        "SELECT user_id FROM list_members WHERE list = $3 AND ($1::text IS NULL OR user_id > $1)
+                         ORDER BY user_id LIMIT $2",
+                        Some(l.as_str()),
+                    ),
+                };
+                let rows: Vec<(String,)> = sqlx::query_as(sql!($db, sql))
+                    .bind(after)
+                    .bind(limit)
+                    .bind(arg)
+                    .fetch_all(reader!($db, self))
+                    .await?;
+                Ok(rows.into_iter().map(|(u,)| u).collect())
+            }
+
+            async fn erase_contact(&self, user_id: &str, now: i64) -> Result<Erased> {
+                begin_write!($db, self, tx);
+                let mut out = Erased::default();
+                // The events of its lane first: an inbox worker finishing one of them now loses its
+                // lease (and changes nothing) or has committed before this statement, so what it
+                // wrote about the contact is seen, and removed, below. (A scan of the inbox, as the
+                // needle scans below are: no per-user index is kept on it, see migration 0011.)
+                const REDACT: &str = "UPDATE inbox SET body = $1, user_id = '', error = NULL,
+                        lease_owner = NULL, lease_until = 0,
+                        processed_at = COALESCE(processed_at, $2),
+                        status = CASE status WHEN 'pending' THEN 'done' ELSE status END";
+                out.inbox_redacted += sqlx::query(sql!($db, format!("{REDACT} WHERE user_id = $3")))
+                    .bind(REDACTED_BODY)
+                    .bind(now)
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let row: Option<(Option<String>, Option<String>)> =
+                    sqlx::query_as(sql!($db, "SELECT phone, email FROM contacts WHERE user_id = $1 FOR UPDATE"))
+                        .bind(user_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                let (phone, email) = row.unwrap_or_default();
+                for needle in erase_needles(user_id, phone.as_deref(), email.as_deref()) {
+                    out.inbox_redacted += sqlx::query(sql!($db, format!("{REDACT} WHERE strpos(body, $3) > 0")))
+                        .bind(REDACTED_BODY)
+                        .bind(now)
+                        .bind(&needle)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    out.jobs_deleted += sqlx::query(sql!($db, "DELETE FROM outbox WHERE strpos(payload, $1) > 0"))
+                        .bind(&needle)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                let mut keys = vec![user_id.to_string()];
+                keys.extend(phone.iter().chain(email.iter()).cloned());
+                out.jobs_deleted += sqlx::query(sql!($db, "DELETE FROM outbox WHERE user_id = ANY($1)"))
+                    .bind(list!($db, &keys))
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                // Handoffs hold the customer's messages: they go too (messages first, then the rows).
+                let Erased {
+                    contact,
+                    tags,
+                    fields,
+                    list_memberships,
+                    rule_state,
+                    form_submissions,
+                    ..
+                } = &mut out;
+                let mut steps: Vec<(&str, Option<&mut u64>)> = vec![
+                    ("DELETE FROM contact_tags WHERE user_id = $1", Some(tags)),
+                    ("DELETE FROM contact_fields WHERE user_id = $1", Some(fields)),
+                    ("DELETE FROM list_members WHERE user_id = $1", Some(list_memberships)),
+                    ("DELETE FROM rule_state WHERE user_id = $1", Some(rule_state)),
+                    ("DELETE FROM form_submissions WHERE contact_id = $1", Some(form_submissions)),
+                    ("DELETE FROM handoff_messages WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)", None),
+                    ("DELETE FROM handoff_breaches WHERE handoff_id IN (SELECT id FROM handoffs WHERE user_id = $1)", None),
+                    ("DELETE FROM handoffs WHERE user_id = $1", None),
+                    ("DELETE FROM campaign_members WHERE contact_id = $1", None),
+                ];
+                // SQLite keeps each lane's head (its timeline's chain, `contact_inbox`).
+                if let Some(heads) = pick!(
+                    $db,
+                    sqlite: Some("DELETE FROM inbox_heads WHERE user_id = $1"),
+                    postgres: None,
+                ) {
+                    steps.push((heads, None));
+                }
+                steps.push(("DELETE FROM contacts WHERE user_id = $1", Some(contact)));
+                for (sql, counter) in &mut steps {
+                    let n = sqlx::query(sql!($db, *sql))
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if let Some(c) = counter {
+                        **c = n;
+                    }
+                }
+                tx.commit().await?;
+                Ok(out)
+            }
+
             async fn find_contact_keys(&self, phones: &[String], emails: &[String]) -> Result<ContactKeys> {
                 let phone_rows: Vec<(String, String, i64)> = if phones.is_empty() {
                     Vec::new()
@@ -257,3 +406,64 @@ macro_rules! contacts_impl {
     };
 }
 pub(crate) use contacts_impl;
+
+/// Contacts upserted from merged changes, in multi-row statements (SQLite 200 rows,
+/// PostgreSQL 500), written once for both backends (`$db`, `$Db`, `$lt` as for the other area
+/// macros). Tags and fields stay each backend's own.
+macro_rules! contact_rows_fn {
+    ($db:ident, $Db:ty, $lt:lifetime) => {
+        async fn upsert_contact_rows(
+            tx: &mut Transaction<$lt, $Db>,
+            changes: &[ContactChange],
+            now: i64,
+        ) -> Result<()> {
+            // merge_changes left one change per user, so one multi-row upsert never hits a row twice.
+            for chunk in changes.chunks(pick!($db, sqlite: 200, postgres: 500)) {
+                let mut qb: QueryBuilder<$Db> = QueryBuilder::new(
+                    "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
+                        last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
+                );
+                qb.push_values(chunk, |mut b, ch| {
+                    b.push_bind(&ch.user_id)
+                        .push_bind(&ch.display_name)
+                        .push_bind(&ch.phone)
+                        .push_bind(&ch.email)
+                        .push_bind(ch.follows)
+                        .push_bind(ch.seen_at)
+                        .push_bind(ch.interaction_at)
+                        .push_bind(ch.followed_at)
+                        .push_bind(ch.unfollowed_at)
+                        .push_bind(now)
+                        .push_bind(ch.interactions);
+                });
+                qb.push(
+                    " ON CONFLICT (user_id) DO UPDATE SET
+                    display_name = COALESCE(excluded.display_name, contacts.display_name),
+                    phone = COALESCE(excluded.phone, contacts.phone),
+                    email = COALESCE(excluded.email, contacts.email),
+                    follows = COALESCE(excluded.follows, contacts.follows),
+                    followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
+                    unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
+                    last_interaction = ",
+                );
+                // GREATEST ignores a NULL; SQLite's MAX would answer NULL.
+                qb.push(pick!(
+                    $db,
+                    sqlite: "CASE
+                        WHEN excluded.last_interaction IS NOT NULL
+                         AND (contacts.last_interaction IS NULL OR excluded.last_interaction > contacts.last_interaction)
+                        THEN excluded.last_interaction ELSE contacts.last_interaction END",
+                    postgres: "GREATEST(contacts.last_interaction, excluded.last_interaction)",
+                ));
+                qb.push(
+                    ",
+                    interaction_count = contacts.interaction_count + excluded.interaction_count,
+                    updated_at = excluded.updated_at",
+                );
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use contact_rows_fn;

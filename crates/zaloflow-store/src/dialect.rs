@@ -7,12 +7,11 @@
 //! - `list!(db, values)`, `list!(db, opt values)`: a list (or `Option` of one) bound to
 //!   `= ANY($N)`;
 //! - `pick!(db, sqlite: A, postgres: B)`: where the dialects really differ (`json_each` against
-//!   `= ANY($1)`, `MAX` against `GREATEST`, `FOR UPDATE SKIP LOCKED`…);
+//!   `= ANY($1)`, `MAX` against `GREATEST`…);
 //! - `reader!(db, self)`: the pool that reads (SQLite's reader pool);
 //! - `writer!(db, self)`: where a single write goes (SQLite's one writer connection, in turn);
 //! - `begin_write!(db, self, tx)`: a write transaction `tx` (on SQLite, in the writer's turn);
-//! - `skip_locked!(db)`, `claim_lock!(db, tx, KEY)`: how a claim keeps other instances off
-//!   its rows (PostgreSQL only).
+//! - `claim_lock!(db, tx, KEY)`: the advisory lock a claim takes first (PostgreSQL only).
 //!
 //! The same idea as vaultwarden's `db_run!` (one body, expanded per backend), kept to
 //! `macro_rules!` and plain strings: no query builder between the SQL and the reader, and
@@ -23,7 +22,10 @@
 ///
 /// - `= ANY($N)` (a bound list) becomes `IN (SELECT value FROM json_each(?N))`, the list bound
 ///   as a JSON array (`list!`);
-/// - `GREATEST(` becomes SQLite's scalar `MAX(`, `ILIKE` its `LIKE` (ASCII case-insensitive);
+/// - `GREATEST(` becomes SQLite's scalar `MAX(`, `strpos(` its `instr(` (same arguments),
+///   `ILIKE` its `LIKE` (ASCII case-insensitive);
+/// - row locks (`FOR UPDATE`, `FOR UPDATE SKIP LOCKED`) go: SQLite's one writer holds the
+///   whole database for the transaction;
 /// - casts of parameters (`::text`, `::text[]`, `::bool`, `::bigint`) go: SQLite has no types
 ///   to give them;
 /// - `$N` becomes `?N`.
@@ -43,10 +45,17 @@ pub(crate) fn sqlite(sql: &str) -> String {
         rest = &after[end + 1..];
     }
     out.push_str(rest);
+    for lock in [" FOR UPDATE SKIP LOCKED", " FOR UPDATE"] {
+        while let Some(at) = out.find(lock.trim_start()) {
+            let start = out[..at].trim_end().len();
+            out.replace_range(start..at + lock.trim_start().len(), "");
+        }
+    }
     for cast in ["::text[]", "::text", "::bool", "::bigint"] {
         out = out.replace(cast, "");
     }
     out.replace("GREATEST(", "MAX(")
+        .replace("strpos(", "instr(")
         .replace("ILIKE", "LIKE")
         .replace('$', "?")
 }
@@ -63,7 +72,7 @@ macro_rules! sql {
 /// A list bound to `= ANY($N)`: the slice itself for PostgreSQL, a JSON array for SQLite.
 macro_rules! list {
     (sqlite, $v:expr) => {
-        serde_json::to_string($v).expect("strings serialise")
+        serde_json::to_string(&$v).expect("strings serialise")
     };
     (postgres, $v:expr) => {
         $v
@@ -73,17 +82,6 @@ macro_rules! list {
     };
     (postgres, opt $v:expr) => {
         $v
-    };
-}
-
-/// A claim's row locks: PostgreSQL's instances skip the rows another one holds; SQLite's one
-/// writer has them to itself.
-macro_rules! skip_locked {
-    (sqlite) => {
-        ""
-    };
-    (postgres) => {
-        "\n                FOR UPDATE SKIP LOCKED"
     };
 }
 
@@ -134,4 +132,37 @@ macro_rules! begin_write {
     (postgres, $s:ident, $tx:ident) => {
         let mut $tx = $s.pool.begin().await?;
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite;
+
+    #[test]
+    fn statements_become_sqlites() {
+        assert_eq!(
+            sqlite("SELECT 1 WHERE a = $1 AND b = $12"),
+            "SELECT 1 WHERE a = ?1 AND b = ?12"
+        );
+        assert_eq!(
+            sqlite("DELETE FROM t WHERE k = ANY($2) AND n = $1"),
+            "DELETE FROM t WHERE k IN (SELECT value FROM json_each(?2)) AND n = ?1"
+        );
+        assert_eq!(
+            sqlite("SET n = GREATEST(n - 1, 0) WHERE ($1::text IS NULL OR x ILIKE $1)"),
+            "SET n = MAX(n - 1, 0) WHERE (?1 IS NULL OR x LIKE ?1)"
+        );
+        assert_eq!(
+            sqlite("($3::text[] IS NULL OR c = ANY($3)) AND ($4::bool IS NULL)"),
+            "(?3 IS NULL OR c IN (SELECT value FROM json_each(?3))) AND (?4 IS NULL)"
+        );
+        assert_eq!(
+            sqlite("WHERE id IN (SELECT id FROM t LIMIT $4\n      FOR UPDATE SKIP LOCKED)"),
+            "WHERE id IN (SELECT id FROM t LIMIT ?4)"
+        );
+        assert_eq!(
+            sqlite("SELECT a FROM t WHERE b = $1 FOR UPDATE"),
+            "SELECT a FROM t WHERE b = ?1"
+        );
+    }
 }

@@ -243,6 +243,60 @@ macro_rules! handoffs_impl {
         }
 
         impl $store {
+                /// Claim (`resolve` false) or resolve, in one transaction.
+                pub(super) async fn h_take(
+                    &self,
+                    id: i64,
+                    agent: &str,
+                    now: i64,
+                    resolve: bool,
+                ) -> Result<HandoffUpdate> {
+                    begin_write!($db, self, tx);
+                    let select = format!("SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1 FOR UPDATE");
+                    let Some(before): Option<Handoff> = sqlx::query_as(sql!($db, select))
+                        .bind(id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Ok(HandoffUpdate::NotFound);
+                    };
+                    let unchanged =
+                        before.status == handoff::RESOLVED || (!resolve && before.status == handoff::CLAIMED);
+                    if unchanged {
+                        return Ok(HandoffUpdate::Unchanged(before));
+                    }
+                    let (status, via) = if resolve {
+                        (handoff::RESOLVED, handoff::VIA_RESOLVE)
+                    } else {
+                        (handoff::CLAIMED, handoff::VIA_CLAIM)
+                    };
+                    let h: Handoff = sqlx::query_as(sql!($db, format!(
+                        "UPDATE handoffs SET status = $1::text,
+                            claimed_by = COALESCE(claimed_by, $2::text),
+                            claimed_at = COALESCE(claimed_at, $3::bigint),
+                            responded_by = COALESCE(responded_by, $2::text),
+                            responded_at = COALESCE(responded_at, $3::bigint),
+                            response_via = COALESCE(response_via, $4::text),
+                            resolved_by = CASE WHEN $1::text = 'resolved' THEN $2::text ELSE resolved_by END,
+                            resolved_at = CASE WHEN $1::text = 'resolved' THEN $3::bigint ELSE resolved_at END,
+                            updated_at = $3::bigint
+                         WHERE id = $5
+                         RETURNING {HANDOFF_COLUMNS}"
+                    )))
+                    .bind(status)
+                    .bind(agent)
+                    .bind(now)
+                    .bind(via)
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(HandoffUpdate::Updated {
+                        first_response: before.responded_at.is_none(),
+                        handoff: h,
+                    })
+                }
+
             pub(super) async fn h_users_with_tag(&self, tag: &str) -> Result<Vec<String>> {
                 Ok(
                     sqlx::query_scalar(sql!($db, "SELECT user_id FROM contact_tags WHERE tag = $1"))
@@ -352,6 +406,190 @@ pub(crate) use handoffs_impl;
 /// `$Store` and `$Pool` its store and pool types.
 macro_rules! handoff_fns {
     ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        /// The new handoff's id, or the contact's unresolved one when it exists already.
+        async fn open(
+            tx: &mut Transaction<$lt, $Db>,
+            h: &NewHandoff,
+            now: i64,
+        ) -> Result<std::result::Result<i64, Live>> {
+            let text = h.message.as_ref().and_then(|m| m.text.clone());
+            let (messages, last) = match &h.message {
+                Some(m) => (1, Some(m.at)),
+                None => (0, None),
+            };
+            // Two PostgreSQL instances may race to open one: the one-unresolved-handoff-per-contact
+            // index lets the second take the first's. SQLite's one writer cannot race.
+            let id: Option<i64> = sqlx::query_scalar(sql!(
+                $db,
+                pick!(
+                    $db,
+                    sqlite: "INSERT INTO handoffs (user_id, contact_name, status, priority, team, advisor, rule_id,
+                        note, opened_at, deadline_at, first_text, messages, last_message_at, source, updated_at)
+                     VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     RETURNING id",
+                    postgres: "INSERT INTO handoffs (user_id, contact_name, status, priority, team, advisor, rule_id,
+                        note, opened_at, deadline_at, first_text, messages, last_message_at, source, updated_at)
+                     VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     ON CONFLICT (user_id) WHERE status <> 'resolved' DO NOTHING
+                     RETURNING id",
+                )
+            ))
+            .bind(&h.user_id)
+            .bind(&h.contact_name)
+            .bind(h.priority)
+            .bind(&h.team)
+            .bind(&h.advisor)
+            .bind(&h.rule_id)
+            .bind(&h.note)
+            .bind(h.opened_at)
+            .bind(h.deadline_at)
+            .bind(text)
+            .bind(messages)
+            .bind(last)
+            .bind(&h.source)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(id) = id else {
+                let (id, responded): (i64, Option<i64>) = sqlx::query_as(sql!(
+                    $db,
+                    "SELECT id, responded_at FROM handoffs
+                     WHERE user_id = $1 AND status <> 'resolved' FOR UPDATE"
+                ))
+                .bind(&h.user_id)
+                .fetch_one(&mut **tx)
+                .await?;
+                return Ok(Err(Live {
+                    id,
+                    responded: responded.is_some(),
+                }));
+            };
+            if let Some(m) = &h.message {
+                insert_message(tx, id, m).await?;
+            }
+            let jobs: Vec<NewJob> = h.notices.iter().map(|n| n.job(id)).collect();
+            let refs: Vec<&NewJob> = jobs.iter().collect();
+            insert_jobs(tx, &refs, now).await?;
+            Ok(Ok(id))
+        }
+
+        /// An unresolved handoff as the apply step tracks it.
+        struct Live {
+            id: i64,
+            responded: bool,
+        }
+
+        /// Applies handoff changes in order, inside `tx`.
+        pub(super) async fn apply(
+            tx: &mut Transaction<$lt, $Db>,
+            changes: Vec<&HandoffChange>,
+            now: i64,
+        ) -> Result<HandoffOutcomes> {
+            let mut out = HandoffOutcomes::default();
+            if changes.is_empty() {
+                return Ok(out);
+            }
+            let mut users: Vec<&str> = changes.iter().map(|c| c.user_id()).collect();
+            users.sort_unstable();
+            users.dedup();
+            let mut live: HashMap<String, Live> = HashMap::new();
+            for chunk in users.chunks(500) {
+                let chunk: Vec<String> = chunk.iter().map(|u| u.to_string()).collect();
+                let rows: Vec<(i64, String, Option<i64>)> = sqlx::query_as(sql!(
+                    $db,
+                    "SELECT id, user_id, responded_at FROM handoffs
+                     WHERE status <> 'resolved' AND user_id = ANY($1) FOR UPDATE"
+                ))
+                .bind(list!($db, chunk))
+                .fetch_all(&mut **tx)
+                .await?;
+                for (id, user, responded) in rows {
+                    live.insert(
+                        user,
+                        Live {
+                            id,
+                            responded: responded.is_some(),
+                        },
+                    );
+                }
+            }
+            for ch in changes {
+                match ch {
+                    HandoffChange::Open(h) => match live.get(&h.user_id) {
+                        Some(l) => {
+                            attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
+                            out.attached += 1;
+                        }
+                        None => match open(tx, h, now).await? {
+                            Ok(id) => {
+                                live.insert(
+                                    h.user_id.clone(),
+                                    Live {
+                                        id,
+                                        responded: false,
+                                    },
+                                );
+                                out.opened += 1;
+                            }
+                            // Another instance opened one meanwhile: attach to it.
+                            Err(l) => {
+                                attach(tx, l.id, h.message.as_ref(), h.priority, now).await?;
+                                live.insert(h.user_id.clone(), l);
+                                out.attached += 1;
+                            }
+                        },
+                    },
+                    HandoffChange::Message { user_id, message } => {
+                        if let Some(l) = live.get(user_id) {
+                            attach(tx, l.id, Some(message), 0, now).await?;
+                            out.attached += 1;
+                        }
+                    }
+                    HandoffChange::AgentReply {
+                        user_id,
+                        admin_id,
+                        message,
+                    } => {
+                        let Some(l) = live.get_mut(user_id) else {
+                            continue;
+                        };
+                        if own_send(tx, user_id, message).await? {
+                            out.own_echoes += 1;
+                            continue;
+                        }
+                        sqlx::query(sql!($db, "INSERT INTO handoff_messages (handoff_id, direction, msg_id, text, admin_id, at)
+                             VALUES ($1, 'out', $2, $3, $4, $5)"),
+                        )
+                        .bind(l.id)
+                        .bind(&message.msg_id)
+                        .bind(&message.text)
+                        .bind(admin_id)
+                        .bind(message.at)
+                        .execute(&mut **tx)
+                        .await?;
+                        if !l.responded {
+                            let h: Option<Handoff> = sqlx::query_as(sql!($db, format!(
+                                "UPDATE handoffs SET responded_by = $1, responded_at = $2,
+                                    response_via = '{}', updated_at = $3
+                                 WHERE id = $4 AND responded_at IS NULL
+                                 RETURNING {HANDOFF_COLUMNS}",
+                                handoff::VIA_OA
+                            )))
+                            .bind(admin_id)
+                            .bind(message.at)
+                            .bind(now)
+                            .bind(l.id)
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                            l.responded = true;
+                            out.first_responses.extend(h);
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        }
+
         async fn attach(
             tx: &mut Transaction<$lt, $Db>,
             id: i64,

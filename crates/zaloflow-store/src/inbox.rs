@@ -96,6 +96,51 @@ macro_rules! inbox_impl {
         impl $crate::Inbox for $store {
             $($own)*
 
+            async fn inbox_pending_before(
+                &self,
+                users: &[String],
+                below: i64,
+                ids: &[i64],
+            ) -> Result<Vec<(String, i64)>> {
+                if users.is_empty() {
+                    return Ok(Vec::new());
+                }
+                Ok(sqlx::query_as(sql!(
+                    $db,
+                    pick!(
+                        $db,
+                        sqlite: "SELECT user_id, id FROM inbox
+                         WHERE status = 'pending' AND user_id IN (SELECT value FROM json_each($1)) AND id < $2
+                           AND id NOT IN (SELECT value FROM json_each($3))",
+                        postgres: "SELECT user_id, id FROM inbox
+                         WHERE status = 'pending' AND user_id = ANY($1) AND id < $2 AND NOT (id = ANY($3))",
+                    )
+                ))
+                .bind(list!($db, users))
+                .bind(below)
+                .bind(list!($db, ids))
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>> {
+                // SQLite reads the ids from a JSON list, 500 at a time; PostgreSQL binds them all.
+                let mut out = Vec::new();
+                for chunk in user_ids.chunks(pick!($db, sqlite: 500, postgres: user_ids.len().max(1))) {
+                    out.extend(
+                        sqlx::query_as::<_, RuleFire>(sql!(
+                            $db,
+                            "SELECT user_id, rule_id, period_key, fired_at FROM rule_state
+                             WHERE user_id = ANY($1)"
+                        ))
+                        .bind(list!($db, chunk))
+                        .fetch_all(reader!($db, self))
+                        .await?,
+                    );
+                }
+                Ok(out)
+            }
+
             async fn release_inbox_events(&self, owner: &str, ids: &[i64]) -> Result<u64> {
                 let r = sqlx::query(
                     sql!($db, "UPDATE inbox SET lease_owner = NULL, lease_until = 0, attempts = GREATEST(attempts - 1, 0)
@@ -131,3 +176,39 @@ macro_rules! inbox_impl {
     };
 }
 pub(crate) use inbox_impl;
+
+/// Rule firings upserted into `rule_state`, the latest per (contact, rule) winning, in
+/// multi-row statements: written once for both backends (`$Db` the sqlx database, `$lt` its
+/// transactions' lifetime).
+macro_rules! fires_fn {
+    ($Db:ty, $lt:lifetime) => {
+        async fn upsert_fires<'e>(
+            tx: &mut Transaction<$lt, $Db>,
+            fires_in: impl Iterator<Item = &'e RuleFire>,
+        ) -> Result<()> {
+            // The latest firing per (contact, rule) wins.
+            let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
+            for f in fires_in {
+                fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
+            }
+            let fires: Vec<&RuleFire> = fires.into_values().collect();
+            for chunk in fires.chunks(300) {
+                let mut qb: QueryBuilder<$Db> =
+                    QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
+                qb.push_values(chunk, |mut b, f| {
+                    b.push_bind(&f.user_id)
+                        .push_bind(&f.rule_id)
+                        .push_bind(&f.period_key)
+                        .push_bind(f.fired_at);
+                });
+                qb.push(
+                    " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
+                      fired_at = excluded.fired_at, fires = rule_state.fires + 1",
+                );
+                qb.build().execute(&mut **tx).await?;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use fires_fn;

@@ -77,9 +77,9 @@ macro_rules! jobs_impl {
                               AND ((k.status = 'sending' AND k.lease_until >= $5)
                                    OR (k.status = 'pending' AND k.run_at > $3)))
                         ORDER BY j.priority DESC, j.run_at, j.id
-                        LIMIT $4{skip_locked})
-                     RETURNING {JOB_COLUMNS}",
-                    skip_locked = skip_locked!($db),
+                        LIMIT $4
+                        FOR UPDATE SKIP LOCKED)
+                     RETURNING {JOB_COLUMNS}"
                 );
                 begin_write!($db, self, tx);
                 claim_lock!($db, tx, LOCK_OUTBOX_CLAIM);

@@ -63,45 +63,14 @@ impl Store for PgStore {
         Ok(())
     }
 }
+crate::contacts::contact_rows_fn!(postgres, Postgres, 'static);
 
 async fn apply_contact_changes(
     tx: &mut Transaction<'static, Postgres>,
     changes: &[ContactChange],
     now: i64,
 ) -> Result<()> {
-    // merge_changes left one change per user, so one multi-row upsert never hits a row twice.
-    for chunk in changes.chunks(500) {
-        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(
-            "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
-                last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
-        );
-        qb.push_values(chunk, |mut b, ch| {
-            b.push_bind(&ch.user_id)
-                .push_bind(&ch.display_name)
-                .push_bind(&ch.phone)
-                .push_bind(&ch.email)
-                .push_bind(ch.follows)
-                .push_bind(ch.seen_at)
-                .push_bind(ch.interaction_at)
-                .push_bind(ch.followed_at)
-                .push_bind(ch.unfollowed_at)
-                .push_bind(now)
-                .push_bind(ch.interactions);
-        });
-        qb.push(
-            " ON CONFLICT (user_id) DO UPDATE SET
-            display_name = COALESCE(excluded.display_name, contacts.display_name),
-            phone = COALESCE(excluded.phone, contacts.phone),
-            email = COALESCE(excluded.email, contacts.email),
-            follows = COALESCE(excluded.follows, contacts.follows),
-            followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
-            unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
-            last_interaction = GREATEST(contacts.last_interaction, excluded.last_interaction),
-            interaction_count = contacts.interaction_count + excluded.interaction_count,
-            updated_at = excluded.updated_at",
-        );
-        qb.build().execute(&mut **tx).await?;
-    }
+    upsert_contact_rows(tx, changes, now).await?;
     for ch in changes {
         if !ch.tags_add.is_empty() {
             sqlx::query(
@@ -287,6 +256,8 @@ async fn bulk_upsert_contacts(
     Ok(())
 }
 
+crate::inbox::fires_fn!(Postgres, 'static);
+
 /// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
 /// outbox jobs, list operations, rule firings.
 async fn apply_effects<'e>(
@@ -300,27 +271,7 @@ async fn apply_effects<'e>(
     insert_jobs(tx, &jobs, now).await?;
     apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
     let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
-    // The latest firing per (contact, rule) wins.
-    let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
-    for f in effects.clone().flat_map(|e| &e.fires) {
-        fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
-    }
-    let fires: Vec<&RuleFire> = fires.into_values().collect();
-    for chunk in fires.chunks(300) {
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
-        qb.push_values(chunk, |mut b, f| {
-            b.push_bind(&f.user_id)
-                .push_bind(&f.rule_id)
-                .push_bind(&f.period_key)
-                .push_bind(f.fired_at);
-        });
-        qb.push(
-            " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
-              fired_at = excluded.fired_at, fires = rule_state.fires + 1",
-        );
-        qb.build().execute(&mut **tx).await?;
-    }
+    upsert_fires(tx, effects.clone().flat_map(|e| &e.fires)).await?;
     outcomes::apply(tx, effects.clone(), now).await?;
     let campaigns: Vec<&CampaignChange> = effects.flat_map(|e| &e.campaigns).collect();
     apply_campaign_changes(tx, &campaigns, now).await?;
@@ -398,6 +349,8 @@ async fn apply_effects_bulk(
     handoffs::apply(tx, effects.iter().flat_map(|e| &e.handoffs).collect(), now).await?;
     Ok(())
 }
+
+crate::campaigns::member_rows_fn!(postgres, Postgres, 'static);
 
 /// Campaign membership changes, in order; runs of entries and of advances go in one `UNNEST`
 /// statement each (a drip step due for many contacts at once).
@@ -507,32 +460,14 @@ async fn apply_campaign_changes(
                             campaign,
                             contact_id,
                         } => {
-                            sqlx::query(
-                                "UPDATE campaign_members SET entries = entries + 1, updated_at = $3
-                                 WHERE campaign = $1 AND contact_id = $2",
-                            )
-                            .bind(campaign)
-                            .bind(contact_id)
-                            .bind(now)
-                            .execute(&mut **tx)
-                            .await?;
+                            repeat_member(tx, campaign, contact_id, now).await?;
                         }
                         CampaignChange::Leave {
                             campaign,
                             contact_id,
                             reason,
                         } => {
-                            sqlx::query(
-                                "UPDATE campaign_members SET status = 'left', next_at = NULL,
-                                    left_reason = $3, updated_at = $4
-                                 WHERE campaign = $1 AND contact_id = $2 AND status = 'active'",
-                            )
-                            .bind(campaign)
-                            .bind(contact_id)
-                            .bind(reason)
-                            .bind(now)
-                            .execute(&mut **tx)
-                            .await?;
+                            leave_member(tx, campaign, contact_id, reason, now).await?;
                         }
                         _ => {}
                     }

@@ -284,47 +284,14 @@ impl Store for SqliteStore {
         Ok(())
     }
 }
+crate::contacts::contact_rows_fn!(sqlite, Sqlite, '_);
 
 async fn apply_contact_changes(
     tx: &mut Transaction<'_, Sqlite>,
     changes: &[ContactChange],
     now: i64,
 ) -> Result<()> {
-    for chunk in changes.chunks(200) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO contacts (user_id, display_name, phone, email, follows, first_seen,
-                last_interaction, followed_at, unfollowed_at, updated_at, interaction_count) ",
-        );
-        qb.push_values(chunk, |mut b, ch| {
-            b.push_bind(&ch.user_id)
-                .push_bind(&ch.display_name)
-                .push_bind(&ch.phone)
-                .push_bind(&ch.email)
-                .push_bind(ch.follows)
-                .push_bind(ch.seen_at)
-                .push_bind(ch.interaction_at)
-                .push_bind(ch.followed_at)
-                .push_bind(ch.unfollowed_at)
-                .push_bind(now)
-                .push_bind(ch.interactions);
-        });
-        qb.push(
-            " ON CONFLICT (user_id) DO UPDATE SET
-            display_name = COALESCE(excluded.display_name, contacts.display_name),
-            phone = COALESCE(excluded.phone, contacts.phone),
-            email = COALESCE(excluded.email, contacts.email),
-            follows = COALESCE(excluded.follows, contacts.follows),
-            followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
-            unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
-            last_interaction = CASE
-                WHEN excluded.last_interaction IS NOT NULL
-                 AND (contacts.last_interaction IS NULL OR excluded.last_interaction > contacts.last_interaction)
-                THEN excluded.last_interaction ELSE contacts.last_interaction END,
-            interaction_count = contacts.interaction_count + excluded.interaction_count,
-            updated_at = excluded.updated_at",
-        );
-        qb.build().execute(&mut **tx).await?;
-    }
+    upsert_contact_rows(tx, changes, now).await?;
     let adds: Vec<(&str, &str)> = changes
         .iter()
         .flat_map(|c| {
@@ -377,6 +344,8 @@ async fn apply_contact_changes(
 
 crate::jobs::insert_jobs_fn!(sqlite, Sqlite, '_, SqliteStore, SqlitePool);
 
+crate::inbox::fires_fn!(Sqlite, '_);
+
 /// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
 /// outbox jobs, list operations, rule firings.
 async fn apply_effects<'e>(
@@ -391,27 +360,7 @@ async fn apply_effects<'e>(
     insert_jobs(tx, &jobs, now).await?;
     apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
     let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
-    // The latest firing per (contact, rule) wins.
-    let mut fires: HashMap<(&str, &str), &RuleFire> = HashMap::new();
-    for f in effects.clone().flat_map(|e| &e.fires) {
-        fires.insert((f.user_id.as_str(), f.rule_id.as_str()), f);
-    }
-    let fires: Vec<&RuleFire> = fires.into_values().collect();
-    for chunk in fires.chunks(300) {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO rule_state (user_id, rule_id, period_key, fired_at) ");
-        qb.push_values(chunk, |mut b, f| {
-            b.push_bind(&f.user_id)
-                .push_bind(&f.rule_id)
-                .push_bind(&f.period_key)
-                .push_bind(f.fired_at);
-        });
-        qb.push(
-            " ON CONFLICT (user_id, rule_id) DO UPDATE SET period_key = excluded.period_key,
-              fired_at = excluded.fired_at, fires = rule_state.fires + 1",
-        );
-        qb.build().execute(&mut **tx).await?;
-    }
+    upsert_fires(tx, effects.clone().flat_map(|e| &e.fires)).await?;
     outcomes::apply(tx, effects.clone(), writings).await?;
     apply_campaign_changes(tx, effects.flat_map(|e| &e.campaigns), now).await?;
     handoffs::apply(tx, handoff_changes, now).await

@@ -31,15 +31,6 @@ crate::campaigns::campaigns_impl!(PgStore, postgres, {
         Ok(chosen.len())
     }
 
-    async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
-        Ok(sqlx::query_as(&format!(
-            "SELECT {MEMBER_COLUMNS} FROM campaign_members WHERE contact_id = ANY($1)"
-        ))
-        .bind(user_ids)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM campaign_steps WHERE campaign = $1")

@@ -41,26 +41,6 @@ crate::inbox::inbox_impl!(PgStore, postgres, {
         Ok(stored_ids(events, &keep, stored))
     }
 
-    async fn inbox_pending_before(
-        &self,
-        users: &[String],
-        below: i64,
-        ids: &[i64],
-    ) -> Result<Vec<(String, i64)>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(sqlx::query_as(
-            "SELECT user_id, id FROM inbox
-             WHERE status = 'pending' AND user_id = ANY($1) AND id < $2 AND NOT (id = ANY($3))",
-        )
-        .bind(users)
-        .bind(below)
-        .bind(ids)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
     async fn claim_inbox(
         &self,
         owner: &str,
@@ -131,15 +111,6 @@ crate::inbox::inbox_impl!(PgStore, postgres, {
         tx.commit().await?;
         handoffs.record();
         Ok(())
-    }
-
-    async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>> {
-        Ok(sqlx::query_as(
-            "SELECT user_id, rule_id, period_key, fired_at FROM rule_state WHERE user_id = ANY($1)",
-        )
-        .bind(user_ids)
-        .fetch_all(&self.pool)
-        .await?)
     }
 
     async fn fail_inbox(

@@ -31,22 +31,6 @@ crate::campaigns::campaigns_impl!(SqliteStore, sqlite, {
         Ok(chosen.len())
     }
 
-    async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>> {
-        let mut out = Vec::new();
-        for chunk in user_ids.chunks(500) {
-            out.extend(
-                sqlx::query_as::<_, CampaignMember>(&format!(
-                    "SELECT {MEMBER_COLUMNS} FROM campaign_members
-                     WHERE contact_id IN (SELECT value FROM json_each(?1))"
-                ))
-                .bind(serde_json::to_string(chunk).expect("strings serialise"))
-                .fetch_all(&self.reader)
-                .await?,
-            );
-        }
-        Ok(out)
-    }
-
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
         let mut w = self.writer.lock().await?;
         let mut tx = w.begin().await?;
@@ -172,6 +156,8 @@ pub(super) async fn apply_campaign_changes<'a>(
     Ok(())
 }
 
+crate::campaigns::member_rows_fn!(sqlite, Sqlite, '_);
+
 pub(super) async fn apply_campaign_change(
     tx: &mut Transaction<'_, Sqlite>,
     ch: &CampaignChange,
@@ -206,15 +192,7 @@ pub(super) async fn apply_campaign_change(
             campaign,
             contact_id,
         } => {
-            sqlx::query(
-                "UPDATE campaign_members SET entries = entries + 1, updated_at = ?3
-                     WHERE campaign = ?1 AND contact_id = ?2",
-            )
-            .bind(campaign)
-            .bind(contact_id)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            repeat_member(tx, campaign, contact_id, now).await?;
         }
         CampaignChange::Advance {
             campaign,
@@ -244,17 +222,7 @@ pub(super) async fn apply_campaign_change(
             contact_id,
             reason,
         } => {
-            sqlx::query(
-                "UPDATE campaign_members SET status = 'left', next_at = NULL, left_reason = ?3,
-                        updated_at = ?4
-                     WHERE campaign = ?1 AND contact_id = ?2 AND status = 'active'",
-            )
-            .bind(campaign)
-            .bind(contact_id)
-            .bind(reason)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
+            leave_member(tx, campaign, contact_id, reason, now).await?;
         }
     }
     Ok(())

@@ -28,27 +28,6 @@ crate::inbox::inbox_impl!(SqliteStore, sqlite, {
         Some(self.inbox.clone())
     }
 
-    async fn inbox_pending_before(
-        &self,
-        users: &[String],
-        below: i64,
-        ids: &[i64],
-    ) -> Result<Vec<(String, i64)>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(sqlx::query_as(
-            "SELECT user_id, id FROM inbox
-             WHERE status = 'pending' AND user_id IN (SELECT value FROM json_each(?1)) AND id < ?2
-               AND id NOT IN (SELECT value FROM json_each(?3))",
-        )
-        .bind(serde_json::to_string(users).expect("strings serialise"))
-        .bind(below)
-        .bind(serde_json::to_string(ids).expect("ids serialise"))
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
     async fn claim_inbox(
         &self,
         owner: &str,
@@ -109,23 +88,6 @@ crate::inbox::inbox_impl!(SqliteStore, sqlite, {
         tx.commit().await?;
         handoffs.record();
         Ok(())
-    }
-
-    async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>> {
-        let mut out = Vec::new();
-        for chunk in user_ids.chunks(500) {
-            let ids = serde_json::to_string(chunk).expect("strings serialise");
-            out.extend(
-                sqlx::query_as::<_, RuleFire>(
-                    "SELECT user_id, rule_id, period_key, fired_at FROM rule_state
-                     WHERE user_id IN (SELECT value FROM json_each(?1))",
-                )
-                .bind(ids)
-                .fetch_all(&self.reader)
-                .await?,
-            );
-        }
-        Ok(out)
     }
 
     async fn fail_inbox(
