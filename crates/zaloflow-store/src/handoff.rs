@@ -243,6 +243,33 @@ macro_rules! handoffs_impl {
         }
 
         impl $store {
+            /// Handoffs in these statuses (all when none are given), unresolved ones first.
+            pub(super) async fn h_list(&self, statuses: &[&str], limit: i64) -> Result<Vec<Handoff>> {
+                Ok(sqlx::query_as(sql!(
+                    $db,
+                    format!(
+                        "SELECT {HANDOFF_COLUMNS} FROM handoffs
+                         WHERE {}
+                         ORDER BY CASE WHEN status = 'resolved' THEN 1 ELSE 0 END,
+                                  CASE WHEN status = 'resolved' THEN -resolved_at ELSE deadline_at END, id DESC
+                         LIMIT $1",
+                        pick!(
+                            $db,
+                            sqlite: "$2 = '[]' OR status IN (SELECT value FROM json_each($2))",
+                            postgres: "cardinality($2::text[]) = 0 OR status = ANY($2)",
+                        )
+                    )
+                ))
+                .bind(limit)
+                .bind(pick!(
+                    $db,
+                    sqlite: list!($db, statuses),
+                    postgres: statuses.iter().map(|s| s.to_string()).collect::<Vec<String>>(),
+                ))
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
                 /// Claim (`resolve` false) or resolve, in one transaction.
                 pub(super) async fn h_take(
                     &self,
@@ -406,6 +433,14 @@ pub(crate) use handoffs_impl;
 /// `$Store` and `$Pool` its store and pool types.
 macro_rules! handoff_fns {
     ($db:ident, $Db:ty, $lt:lifetime, $Store:ty, $Pool:ty) => {
+        use std::collections::HashMap;
+
+        use $crate::handoff::{
+            Breach, Handoff, HandoffMessageRow, HandoffOutcomes, HandoffTiming, HandoffUpdate,
+            HANDOFF_COLUMNS,
+        };
+        use zaloflow_core::handoff::{self, HandoffChange, HandoffMessage, NewHandoff};
+
         /// The new handoff's id, or the contact's unresolved one when it exists already.
         async fn open(
             tx: &mut Transaction<$lt, $Db>,
