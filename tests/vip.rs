@@ -223,7 +223,51 @@ both!(
     claim_and_resolve_through_the_api,
     vip_events_overtake_a_backlog_of_ordinary_ones,
     an_earlier_ordinary_event_of_a_new_vip_still_goes_first,
+    a_contacts_timeline_shows_the_staff_notices_about_them,
 );
+
+/// A contact's timeline (`GET /admin/contacts/{id}`) shows every job about them: the team-chat
+/// notice the VIP tag sent to the agents (a job with no recipient lane) beside the sends to
+/// them; another contact's timeline does not show it.
+async fn a_contacts_timeline_shows_the_staff_notices_about_them(kind: &str) {
+    let mut s = shop(kind, &[]).await;
+    s.say("7100", "m0", "chào shop", day(2, 15, 0)).await;
+    s.say("7101", "m1", "chào shop", day(2, 15, 0)).await;
+    s.tag_vip("7100", day(2, 15, 1)).await;
+    assert_eq!(s.chat("/agents").len(), 1);
+    let timeline = |user: &'static str| {
+        let r = s.api(reqwest::Method::GET, &format!("/admin/contacts/{user}"));
+        async move {
+            let v: Value = r.send().await.unwrap().json().await.unwrap();
+            v["timeline"].as_array().unwrap().clone()
+        }
+    };
+    let channels = |t: &[Value]| -> Vec<String> {
+        t.iter()
+            .filter(|e| e["kind"] == "send")
+            .map(|e| e["job"]["channel"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let vip = timeline("7100").await;
+    let chat: Vec<&Value> = vip
+        .iter()
+        .filter(|e| e["job"]["channel"] == "chat")
+        .collect();
+    assert_eq!(chat.len(), 1, "{vip:#?}");
+    assert!(
+        chat[0]["job"]["payload"]
+            .to_string()
+            .contains("Khách VIP mới"),
+        "{chat:?}"
+    );
+    assert!(channels(&vip).contains(&"zalo".to_string()), "{vip:#?}");
+    let other = timeline("7101").await;
+    assert!(
+        !channels(&other).contains(&"chat".to_string()),
+        "{other:#?}"
+    );
+    s.app.shutdown().await;
+}
 
 async fn tagging_a_vip_tells_the_agents_and_raises_their_inbox_priority(kind: &str) {
     let mut s = shop(kind, &[]).await;
