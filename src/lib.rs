@@ -160,6 +160,8 @@ pub async fn run_with_clock(
         workers.spawn(scheduler::run(ctx, cron, stop.clone()));
     }
 
+    // The board's event streams end when the service stops (graceful shutdown waits for them).
+    let board_live = http::live::BoardLive::default();
     let app = http::router(http::AppState {
         config: config.clone(),
         store: store.clone(),
@@ -169,6 +171,7 @@ pub async fn run_with_clock(
         rules,
         vip,
         clock: clock.clone(),
+        board_live: board_live.clone(),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");
@@ -178,6 +181,7 @@ pub async fn run_with_clock(
             _ = shutdown => {}
             _ = http_stop.cancelled() => {}
         }
+        board_live.close();
     })
     .await?;
     tracing::info!("HTTP stopped; draining");

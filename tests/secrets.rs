@@ -38,3 +38,28 @@ fn no_secret_in_the_logs_of_a_full_run() {
         "colour codes in a piped log: {coloured:?}"
     );
 }
+
+/// Logs and the demo's timeline written to a pipe or a file carry no colour codes, without
+/// `--no-color` or `NO_COLOR`: colour is for terminals only (issue 30).
+#[test]
+fn output_to_a_pipe_or_a_file_has_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("zaloflow.log");
+    let out = Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .arg("demo")
+        .current_dir(dir.path())
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .output()
+        .expect("run zaloflow demo");
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(stdout.lines().count() > 20, "{stdout}");
+    assert!(stderr.lines().count() > 5, "expected a log: {stderr}");
+    for (what, text) in [("stdout (a pipe)", &stdout), ("stderr (a file)", &stderr)] {
+        let coloured = text.lines().find(|l| l.contains("\x1b["));
+        assert!(coloured.is_none(), "colour codes in {what}: {coloured:?}");
+    }
+}

@@ -223,7 +223,106 @@ both!(
     claim_and_resolve_through_the_api,
     vip_events_overtake_a_backlog_of_ordinary_ones,
     an_earlier_ordinary_event_of_a_new_vip_still_goes_first,
+    a_contacts_timeline_shows_the_staff_notices_about_them,
+    tag_rules_fire_only_on_a_real_change_of_the_tags,
 );
+
+/// `tag_added` / `tag_removed` fire only when the contact's tags really change (issue 30): the
+/// VIP tag again (Zalo echoing it, a re-tag), or in a bulk tag with a new VIP, sends the known
+/// VIP no second welcome and the agents no second ping; the new VIP gets theirs; removing a
+/// tag a contact does not have changes nothing; removed and added again is a real change.
+async fn tag_rules_fire_only_on_a_real_change_of_the_tags(kind: &str) {
+    let mut s = shop(kind, &[]).await;
+    s.say("7100", "m0", "chào shop", day(2, 15, 0)).await;
+    s.say("7101", "m1", "chào shop", day(2, 15, 0)).await;
+    let welcomes = |s: &Shop, user: &str| {
+        s.zalo
+            .messages()
+            .iter()
+            .filter(|m| m.user_id.as_deref() == Some(user))
+            .filter(|m| {
+                m.shown()
+                    .is_some_and(|t| t.contains("trở thành khách hàng VIP"))
+            })
+            .count()
+    };
+    s.tag_vip("7100", day(2, 15, 1)).await;
+    assert_eq!(welcomes(&s, "7100"), 1);
+    assert_eq!(s.chat("/agents").len(), 1);
+    // Zalo echoes the tag; staff re-tag the customer.
+    s.tag_vip("7100", day(2, 15, 2)).await;
+    s.tag_vip("7100", day(2, 15, 3)).await;
+    // A bulk tag: one known VIP, one new.
+    s.deliver(event_at(
+        "add_user_to_tag",
+        "",
+        day(2, 15, 4),
+        json!({"tag": {"name": "vip_customer", "user_ids": ["7100", "7101"]}}),
+    ))
+    .await;
+    assert_eq!(welcomes(&s, "7100"), 1, "no second welcome");
+    assert_eq!(welcomes(&s, "7101"), 1, "the new VIP is welcomed");
+    assert_eq!(s.chat("/agents").len(), 2, "{:?}", s.chat("/agents"));
+    // Removing a tag 7101 does not have; then removing and adding VIP again: a real change.
+    let untag = |user: &str, tag: &str, at: i64| {
+        event_at(
+            "remove_user_from_tag",
+            "",
+            at,
+            json!({"tag": {"name": tag, "user_ids": [user]}}),
+        )
+    };
+    s.deliver(untag("7101", "khong_co", day(2, 15, 5))).await;
+    s.deliver(untag("7100", "vip_customer", day(2, 15, 6)))
+        .await;
+    s.tag_vip("7100", day(2, 15, 7)).await;
+    assert_eq!(welcomes(&s, "7100"), 2, "removed, then added again");
+    assert_eq!(s.chat("/agents").len(), 3);
+    s.app.shutdown().await;
+}
+
+/// A contact's timeline (`GET /admin/contacts/{id}`) shows every job about them: the team-chat
+/// notice the VIP tag sent to the agents (a job with no recipient lane) beside the sends to
+/// them; another contact's timeline does not show it.
+async fn a_contacts_timeline_shows_the_staff_notices_about_them(kind: &str) {
+    let mut s = shop(kind, &[]).await;
+    s.say("7100", "m0", "chào shop", day(2, 15, 0)).await;
+    s.say("7101", "m1", "chào shop", day(2, 15, 0)).await;
+    s.tag_vip("7100", day(2, 15, 1)).await;
+    assert_eq!(s.chat("/agents").len(), 1);
+    let timeline = |user: &'static str| {
+        let r = s.api(reqwest::Method::GET, &format!("/admin/contacts/{user}"));
+        async move {
+            let v: Value = r.send().await.unwrap().json().await.unwrap();
+            v["timeline"].as_array().unwrap().clone()
+        }
+    };
+    let channels = |t: &[Value]| -> Vec<String> {
+        t.iter()
+            .filter(|e| e["kind"] == "send")
+            .map(|e| e["job"]["channel"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let vip = timeline("7100").await;
+    let chat: Vec<&Value> = vip
+        .iter()
+        .filter(|e| e["job"]["channel"] == "chat")
+        .collect();
+    assert_eq!(chat.len(), 1, "{vip:#?}");
+    assert!(
+        chat[0]["job"]["payload"]
+            .to_string()
+            .contains("Khách VIP mới"),
+        "{chat:?}"
+    );
+    assert!(channels(&vip).contains(&"zalo".to_string()), "{vip:#?}");
+    let other = timeline("7101").await;
+    assert!(
+        !channels(&other).contains(&"chat".to_string()),
+        "{other:#?}"
+    );
+    s.app.shutdown().await;
+}
 
 async fn tagging_a_vip_tells_the_agents_and_raises_their_inbox_priority(kind: &str) {
     let mut s = shop(kind, &[]).await;

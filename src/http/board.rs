@@ -1,6 +1,9 @@
 //! `/admin/board`: the agents' board — a small server-rendered page (plain HTML and a little
-//! CSS, no JavaScript) listing unresolved handoffs by urgency, with the time left, who took
-//! them, and buttons to claim and resolve. Readable on a phone.
+//! CSS) listing unresolved handoffs by urgency, with the time left, who took them, and buttons
+//! to claim and resolve. Readable on a phone. One small script (`super::live`) keeps it
+//! current: it listens to the board's server-sent events and swaps in the list the server
+//! renders when a handoff opens, is claimed, resolved or breached; without JavaScript the page
+//! refreshes itself every minute.
 //!
 //! Access: the admin bearer token, or a session cookie set from it — open
 //! `/admin/board?token=…` once (or type the token into the login form): the page sets an
@@ -38,6 +41,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/board", get(board))
         .route("/admin/board/login", post(login))
         .route("/admin/board/logout", post(logout))
+        .route("/admin/board/events", get(super::live::events))
+        .route("/admin/board/live.js", get(super::live::script))
         .route(
             "/admin/board/handoffs/{id}/{action}",
             get(confirm).post(act),
@@ -46,7 +51,7 @@ pub fn router() -> Router<AppState> {
 
 // --- access ---
 
-enum Access {
+pub(crate) enum Access {
     Granted,
     Denied,
     /// No admin token configured: the board is off.
@@ -75,7 +80,7 @@ pub(crate) fn cookies(headers: &HeaderMap) -> HashMap<String, String> {
         .collect()
 }
 
-fn access(st: &AppState, headers: &HeaderMap) -> Access {
+pub(crate) fn access(st: &AppState, headers: &HeaderMap) -> Access {
     let Some(token) = st.config.admin_token.as_ref() else {
         return Access::Disabled;
     };
@@ -389,10 +394,19 @@ async fn board(
         body.push_str("</ol>\n</details>\n");
     }
     body.push_str("</main>\n");
+    // Live updates (and the time left, every minute) from the page's script; without
+    // JavaScript a plain refresh every minute.
+    body.push_str(
+        "<noscript><meta http-equiv=\"refresh\" content=\"60\"></noscript>\n<script src=\"/admin/board/live.js\" defer></script>\n",
+    );
     let mut r = page(StatusCode::OK, "Bảng hỗ trợ khách hàng", &body);
-    // A plain refresh every minute keeps the time left current (no JavaScript).
-    r.headers_mut()
-        .insert(header::REFRESH, HeaderValue::from_static("60"));
+    // The one script, from this origin, and its event stream; nothing inline.
+    r.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
     r
 }
 

@@ -20,6 +20,7 @@ pub mod board;
 pub mod connect;
 pub mod forms;
 pub mod health;
+pub mod live;
 pub mod public;
 pub mod server;
 pub mod tracking;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub vip: crate::handoff::VipSet,
     /// The service's clock (the system clock, or the demo's scripted one).
     pub clock: crate::clock::Clock,
+    /// The agents' board's live updates (server-sent events).
+    pub board_live: live::BoardLive,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -131,6 +131,16 @@ impl Browser {
         }
     }
 
+    /// Runs `js` in the page (the body of a function) and returns what it returns.
+    pub async fn execute(&self, js: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+        .await
+    }
+
     pub async fn goto(&self, url: &str) {
         self.cmd(reqwest::Method::POST, "/url", Some(json!({"url": url})))
             .await;

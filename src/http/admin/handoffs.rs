@@ -287,6 +287,7 @@ pub async fn take(st: &AppState, id: i64, agent: &str, what: Take) -> Result<Han
                 handoff::record_first_response(&handoff);
             }
             tracing::info!(handoff = id, agent, action = ?what, user = %handoff.user_id, "handoff taken");
+            st.board_live.poke();
             Ok(handoff)
         }
         HandoffUpdate::Unchanged(h) => match what {
