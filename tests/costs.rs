@@ -88,15 +88,6 @@ fn promotions_to(s: &Shop, user: &str) -> usize {
         .count()
 }
 
-/// The chat notices staff got (any chat channel) that contain `needle`.
-fn notices(s: &Shop, needle: &str) -> usize {
-    s.sink
-        .requests()
-        .iter()
-        .filter(|r| r.raw_body.contains(needle))
-        .count()
-}
-
 async fn consultations_are_free_then_paid_and_the_report_adds_up_the_week(kind: &str) {
     let mut s = shop(kind, Rules::Yaml(RULES)).await;
     let t0 = hcm(2027, 3, 1, 10, 0);
@@ -248,10 +239,10 @@ async fn the_daily_budget_holds_sends_and_staff_hear_once(kind: &str) {
         hcm(2027, 3, 2, 7, 0),
         "a promotion waits for 07:00"
     );
-    assert_eq!(notices(&s, "Ngân sách"), 1);
+    assert_eq!(s.notices("Ngân sách"), 1);
     // Another tick the same day: still held, staff not told again.
     s.tick(t0 + 2 * HOUR).await;
-    assert_eq!(notices(&s, "Ngân sách"), 1);
+    assert_eq!(s.notices("Ngân sách"), 1);
     // The next day it goes.
     let r = s.tick(hcm(2027, 3, 2, 7, 0)).await;
     assert_eq!(r.delivered.clone().unwrap().sent, 1, "{r}");
@@ -307,9 +298,9 @@ async fn opt_outs_and_an_empty_billing_account(kind: &str) {
         "{j:?}"
     );
     assert_eq!(j.run_at, t0 + 6 * HOUR);
-    assert_eq!(notices(&s, "hết tiền"), 1);
+    assert_eq!(s.notices("hết tiền"), 1);
     s.tick(t0 + 6 * HOUR).await;
-    assert_eq!(notices(&s, "hết tiền"), 1, "told once");
+    assert_eq!(s.notices("hết tiền"), 1, "told once");
     // Topped up: it goes.
     s.zalo.set_billing_empty(false);
     s.tick(t0 + 7 * HOUR).await;

@@ -68,14 +68,6 @@ async fn jobs(s: &Shop) -> Vec<Job> {
     v
 }
 
-fn notices(s: &Shop, needle: &str) -> usize {
-    s.sink
-        .requests()
-        .iter()
-        .filter(|r| r.raw_body.contains(needle))
-        .count()
-}
-
 fn template_calls(s: &Shop) -> usize {
     s.zalo
         .messages()
@@ -208,7 +200,7 @@ async fn a_disabled_template_holds_its_sends_and_staff_hear_once(kind: &str) {
     // A repeated announcement tells no one again.
     s.event(template_status("DISABLE", t0 + MINUTE)).await;
     s.tick(t0 + 2 * MINUTE).await;
-    assert_eq!(notices(&s, "T-ORDER sang trạng thái DISABLE"), 1);
+    assert_eq!(s.notices("T-ORDER sang trạng thái DISABLE"), 1);
 
     s.event(follow("9301", t0)).await;
     s.event(tagged("9301", t0 + 3 * MINUTE)).await;
@@ -233,7 +225,7 @@ async fn a_disabled_template_holds_its_sends_and_staff_hear_once(kind: &str) {
     s.zalo.set_template_enabled("T-ORDER", true);
     s.event(template_status("ENABLE", t0 + 10 * MINUTE)).await;
     s.tick(t0 + 2 * HOUR).await;
-    assert_eq!(notices(&s, "Mẫu tin T-ORDER đã được bật lại"), 1);
+    assert_eq!(s.notices("Mẫu tin T-ORDER đã được bật lại"), 1);
     let j = &jobs(&s).await[0];
     assert_eq!(j.status, "sent", "{j:?}");
     assert_eq!(j.send_class.as_deref(), Some("template_user"));
@@ -279,7 +271,7 @@ async fn the_daily_template_quota_holds_the_rest_until_tomorrow(kind: &str) {
     assert_eq!(held[0].run_at, hcm(2027, 3, 2, 0, 0));
     // Staff heard once, however many sends it held.
     s.tick(t0 + 3 * MINUTE).await;
-    assert_eq!(notices(&s, "hạn mức tin mẫu"), 1);
+    assert_eq!(s.notices("hạn mức tin mẫu"), 1);
     s.tick(hcm(2027, 3, 2, 0, 1)).await;
     assert_eq!(template_calls(&s), 3);
     assert!(jobs(&s).await.iter().all(|j| j.status == "sent"));

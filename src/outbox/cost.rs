@@ -53,6 +53,15 @@ pub struct CostGuard {
     /// (local day, template messages the store counted sent that day when this batch first
     /// checked one): with `templates_sent`, each counted once.
     templates_before: Arc<Mutex<Option<(i64, i64)>>>,
+    /// What this batch read of the OA's templates: each template's status and the daily quota
+    /// (read once per batch, not once per send; a change lands at the next batch).
+    templates_read: Arc<Mutex<TemplatesRead>>,
+}
+
+#[derive(Debug, Default)]
+struct TemplatesRead {
+    status: HashMap<String, Option<String>>,
+    quota: Option<Option<i64>>,
 }
 
 /// A user's history as read for a batch: last interaction and billed sends (id, class, at)
@@ -75,6 +84,7 @@ impl Default for CostGuard {
             batch: Arc::default(),
             templates_sent: Arc::default(),
             templates_before: Arc::default(),
+            templates_read: Arc::default(),
         }
     }
 }
@@ -120,6 +130,7 @@ impl CostGuard {
         self.templates_sent
             .store(0, std::sync::atomic::Ordering::Relaxed);
         *self.templates_before.lock().expect("poisoned") = None;
+        *self.templates_read.lock().expect("poisoned") = TemplatesRead::default();
         if self.policy.daily_budget_vnd.is_none() {
             return Ok(());
         }
@@ -204,7 +215,26 @@ impl CostGuard {
         tag: Option<u8>,
         now: i64,
     ) -> Result<Option<Verdict>, StoreError> {
-        if let Some(status) = store.template_status(template_id).await? {
+        let cached = self
+            .templates_read
+            .lock()
+            .expect("poisoned")
+            .status
+            .get(template_id)
+            .cloned();
+        let status = match cached {
+            Some(s) => s,
+            None => {
+                let s = store.template_status(template_id).await?;
+                self.templates_read
+                    .lock()
+                    .expect("poisoned")
+                    .status
+                    .insert(template_id.to_string(), s.clone());
+                s
+            }
+        };
+        if let Some(status) = status {
             if !zaloflow_core::job::template_usable(&status) {
                 return Ok(Some(Verdict::Hold {
                     until: now + TEMPLATE_RETRY_MS,
@@ -215,7 +245,16 @@ impl CostGuard {
                 }));
             }
         }
-        let Some(quota) = store.daily_quota().await? else {
+        let cached = self.templates_read.lock().expect("poisoned").quota;
+        let quota = match cached {
+            Some(q) => q,
+            None => {
+                let q = store.daily_quota().await?;
+                self.templates_read.lock().expect("poisoned").quota = Some(q);
+                q
+            }
+        };
+        let Some(quota) = quota else {
             *self.templates_before.lock().expect("poisoned") = None;
             return Ok(None);
         };

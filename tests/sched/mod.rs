@@ -262,6 +262,15 @@ impl Shop {
         r
     }
 
+    /// The chat notices staff got (any chat channel) that contain `needle`.
+    pub fn notices(&self, needle: &str) -> usize {
+        self.sink
+            .requests()
+            .iter()
+            .filter(|r| r.raw_body.contains(needle))
+            .count()
+    }
+
     /// SMS texts to `phone`, in order.
     pub fn sms_to(&self, phone: &str) -> Vec<String> {
         self.sink

@@ -2,7 +2,7 @@
 //! daily budget, and spend per rule, channel, class and hour for the report.
 //!
 //! An area of the store with a trait of its own ([`Spend`], a supertrait of [`crate::Store`]):
-//! one set of statements, written once with `$N` placeholders and given to SQLite as `?N`.
+//! one set of statements, written once with `$N` placeholders and given to SQLite through `crate::dialect::sqlite`.
 
 use async_trait::async_trait;
 
@@ -101,11 +101,6 @@ fn claimed_sends() -> String {
     )
 }
 
-/// The statement for SQLite: `$N` becomes `?N`.
-fn sqlite(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
 /// Implements [`Spend`] for a backend: `$pool` is its read pool, `$sql` turns the shared
 /// statement into the backend's.
 macro_rules! spend_impl {
@@ -181,5 +176,5 @@ macro_rules! spend_impl {
     };
 }
 
-spend_impl!(crate::sqlite::SqliteStore, reader, sqlite);
+spend_impl!(crate::sqlite::SqliteStore, reader, crate::dialect::sqlite);
 spend_impl!(crate::postgres::PgStore, pool, str::to_string);

@@ -41,11 +41,6 @@ const SET_QUOTA: &str = "INSERT INTO oa_quota (id, daily_quota, updated_at) VALU
 const SENDS_SINCE: &str = "SELECT COUNT(*) FROM outbox
   WHERE channel = 'zns' AND status = 'sent' AND sent_at >= $1";
 
-/// The statement for SQLite: `$N` becomes `?N`.
-fn sqlite(sql: &str) -> String {
-    sql.replace('$', "?")
-}
-
 /// Implements [`Templates`] for a backend: `$read` is its read pool, `$write` an expression
 /// giving a connection to write with, `$sql` turns the shared statement into the backend's.
 macro_rules! templates_impl {
@@ -109,6 +104,6 @@ templates_impl!(
     crate::sqlite::SqliteStore,
     reader,
     |s| &mut *s.write_lock().await?,
-    sqlite
+    crate::dialect::sqlite
 );
 templates_impl!(crate::postgres::PgStore, pool, |s| &s.pool, str::to_string);
