@@ -158,6 +158,8 @@ pub struct Config {
     /// Prices, the free tier and the daily budget (`ZALOFLOW_PRICES_VND`,
     /// `ZALOFLOW_FREE_TIER`, `ZALOFLOW_DAILY_BUDGET_VND`). See docs/zalo-2026.md.
     pub cost: zaloflow_core::cost::CostPolicy,
+    /// The language of staff-facing words (`ZALOFLOW_LANG`: `vi`, the default, or `en`).
+    pub lang: crate::i18n::Lang,
 }
 
 impl Config {
@@ -346,6 +348,10 @@ impl Config {
             deployment_found: false,
             contacts_sync_cron: contacts_sync_cron(get("ZALOFLOW_CONTACTS_SYNC"))?,
             promotion_hours: promotion_hours(get("ZALOFLOW_PROMOTION_HOURS"))?,
+            lang: match get("ZALOFLOW_LANG") {
+                Some(v) => v.parse().map_err(|e| anyhow::anyhow!("ZALOFLOW_LANG: {e}"))?,
+                None => crate::i18n::Lang::default(),
+            },
             cost: cost_policy(get)?,
             contacts_lookup: match get("ZALOFLOW_CONTACTS_LOOKUP") {
                 None | Some("true") | Some("1") => true,
@@ -603,6 +609,16 @@ mod tests {
         assert_eq!(c.tz, chrono_tz::Asia::Ho_Chi_Minh);
         assert_eq!(c.zalo_api_base, "https://openapi.zalo.me");
         assert!(c.webhook_keys().is_none());
+    }
+
+    #[test]
+    fn language_defaults_to_vietnamese_and_is_checked() {
+        use crate::i18n::Lang;
+        assert_eq!(Config::from_map(&map(&[])).unwrap().lang, Lang::Vi);
+        let c = Config::from_map(&map(&[("ZALOFLOW_LANG", "en")])).unwrap();
+        assert_eq!(c.lang, Lang::En);
+        let e = Config::from_map(&map(&[("ZALOFLOW_LANG", "fr")])).unwrap_err();
+        assert!(e.to_string().contains("ZALOFLOW_LANG"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod fakes;
 pub mod handoff;
 pub mod http;
+pub mod i18n;
 pub mod inbox;
 pub mod outbox;
 pub mod report;
@@ -26,6 +27,10 @@ pub use wiring::{
     oa_notice, open_store, rule_load_options, shutdown_signal, tick_cron,
 };
 pub use zaloflow_core::clock;
+
+// Staff-facing words (src/i18n.rs): locales/*.yml, English where a key lacks a language
+// (tests/i18n.rs makes sure none does).
+rust_i18n::i18n!("locales", fallback = "en");
 pub use zaloflow_store as store;
 
 use std::future::Future;
