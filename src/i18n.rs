@@ -67,8 +67,8 @@ impl FromStr for Lang {
     }
 }
 
-/// The text of `key` in `lang`, without arguments.
-pub fn tr(lang: Lang, key: &str) -> Cow<'static, str> {
+/// The text of `key` in `lang`, without arguments (the key itself when the catalogue lacks it).
+pub fn tr(lang: Lang, key: &str) -> Cow<'_, str> {
     rust_i18n::t!(key, locale = lang.code())
 }
 
@@ -80,7 +80,6 @@ pub fn has(lang: Lang, key: &str) -> bool {
 
 /// Every key of the catalogue with its text, in `lang` (tests: completeness, mixing).
 pub fn messages(lang: Lang) -> Vec<(String, String)> {
-    use rust_i18n::Backend as _;
     let mut m: Vec<(String, String)> = crate::_rust_i18n_backend()
         .messages_for_locale(lang.code())
         .unwrap_or_default()
