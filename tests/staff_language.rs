@@ -215,3 +215,24 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         s.stop().await;
     }
 }
+
+/// The OA's reconnect notice, in each language, holds none of the other's words.
+#[test]
+fn the_reconnect_notice_follows_the_language() {
+    for lang in Lang::ALL {
+        let notice = zaloflow::outbox::oa::OaNotice {
+            chat_channel: None,
+            connect_url: "https://shop.example/admin/zalo/connect".into(),
+            lang,
+        };
+        for reason in ["permission_revoked", "refresh_refused"] {
+            let jobs = notice.jobs(reason, 1_000);
+            let text = jobs[0].payload.clone();
+            assert!(
+                text.contains("https://shop.example/admin/zalo/connect"),
+                "{text}"
+            );
+            assert_one_language("the reconnect notice", &text, lang);
+        }
+    }
+}
