@@ -191,6 +191,20 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         assert!(board.contains(title.as_ref()), "{board}");
         assert_one_language("the board", &board, lang);
 
+        // The board's campaigns page.
+        let campaigns = common::client()
+            .get(format!("{}/admin/board/campaigns", s.app.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let none = i18n::tr(lang, "board.campaigns.none");
+        assert!(campaigns.contains(none.as_ref()), "{campaigns}");
+        assert_one_language("the campaigns page", &campaigns, lang);
+
         // The report page and the CLI's report.
         let page = common::client()
             .get(format!("{}/admin/report.html", s.app.base))
