@@ -27,6 +27,7 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::admin::handoffs::{agent_name, take, Take};
+use super::signin::{self, AgentSession};
 use super::{esc, AppState};
 use crate::handoff::{self, clip, human_duration, local_time, Handoff};
 use crate::store::Contact;
@@ -179,7 +180,7 @@ fn remembered_agent(headers: &HeaderMap) -> String {
 }
 
 /// Only paths of the board itself (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with("/admin/board")
@@ -305,6 +306,7 @@ pub struct BoardQuery {
 async fn board(
     State(st): State<AppState>,
     headers: HeaderMap,
+    session: AgentSession,
     Query(q): Query<BoardQuery>,
 ) -> Response {
     if let Some(given) = q.token.as_deref() {
@@ -321,9 +323,9 @@ async fn board(
             )
         };
     }
-    match access(&st, &headers) {
+    match signin::access(&st, &headers, &session) {
         Access::Disabled => return disabled(),
-        Access::Denied => return login_page(StatusCode::UNAUTHORIZED, "/admin/board", None),
+        Access::Denied => return signin::denied(&st, &session, "/admin/board"),
         Access::Granted => {}
     }
     let now = st.clock.now();
@@ -346,7 +348,7 @@ async fn board(
         .map(|h| h.user_id.clone())
         .collect();
     let contacts = st.store.load_contacts(&users).await.unwrap_or_default();
-    let agent = remembered_agent(&headers);
+    let agent = signin::agent_name(&session, None).unwrap_or_else(|| remembered_agent(&headers));
     let tz = st.config.tz;
     let mut active = active;
     active.sort_by_key(urgency);
@@ -372,6 +374,7 @@ async fn board(
         },
         updated = local_time(now, tz),
     ));
+    body.push_str(&signin::bar(st.config.lang, &session));
     body.push_str(&flash(q.msg.as_deref(), q.id));
     body.push_str("<main>\n");
     if active.is_empty() {
@@ -439,13 +442,17 @@ async fn login(
     }
 }
 
-async fn logout(State(st): State<AppState>) -> Response {
+async fn logout(State(st): State<AppState>, session: AgentSession) -> Response {
+    signin::end(&st, &session).await;
     see_other(
         "/admin/board",
-        &[format!(
-            "{SESSION_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Lax{}",
-            secure(&st)
-        )],
+        &[
+            format!(
+                "{SESSION_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Lax{}",
+                secure(&st)
+            ),
+            signin::clear_cookie(&st),
+        ],
     )
 }
 
@@ -461,15 +468,16 @@ fn parse_action(action: &str) -> Option<Take> {
 async fn confirm(
     State(st): State<AppState>,
     headers: HeaderMap,
+    session: AgentSession,
     Path((id, action)): Path<(i64, String)>,
 ) -> Response {
     let Some(what) = parse_action(&action) else {
         return not_found();
     };
     let here = format!("/admin/board/handoffs/{id}/{action}");
-    match access(&st, &headers) {
+    match signin::access(&st, &headers, &session) {
         Access::Disabled => return disabled(),
-        Access::Denied => return login_page(StatusCode::UNAUTHORIZED, &here, None),
+        Access::Denied => return signin::denied(&st, &session, &here),
         Access::Granted => {}
     }
     let h = match st.store.get_handoff(id).await {
@@ -479,7 +487,7 @@ async fn confirm(
     };
     let contact = st.store.get_contact(&h.user_id).await.ok().flatten();
     let now = st.clock.now();
-    let agent = remembered_agent(&headers);
+    let agent = signin::agent_name(&session, None).unwrap_or_else(|| remembered_agent(&headers));
     let title = match what {
         Take::Claim => format!("Nhận xử lý #{id}"),
         Take::Resolve => format!("Đánh dấu xong #{id}"),
@@ -488,6 +496,7 @@ async fn confirm(
         "<header><div><h1>{}</h1><p class=\"sub\"><a href=\"/admin/board#h{id}\">← Bảng hỗ trợ</a></p></div></header>\n<main>\n<ol class=\"cards\">\n",
         esc(&title)
     );
+    body.push_str(&signin::bar(st.config.lang, &session));
     body.push_str(&card(
         &h,
         contact.as_ref(),
@@ -527,19 +536,20 @@ pub struct ActForm {
 async fn act(
     State(st): State<AppState>,
     headers: HeaderMap,
+    session: AgentSession,
     Path((id, action)): Path<(i64, String)>,
     Form(f): Form<ActForm>,
 ) -> Response {
     let Some(what) = parse_action(&action) else {
         return not_found();
     };
-    match access(&st, &headers) {
+    match signin::access(&st, &headers, &session) {
         Access::Disabled => return disabled(),
         Access::Denied => {
-            return login_page(
-                StatusCode::UNAUTHORIZED,
+            return signin::denied(
+                &st,
+                &session,
                 &format!("/admin/board/handoffs/{id}/{action}"),
-                None,
             )
         }
         Access::Granted => {}
@@ -554,7 +564,8 @@ async fn act(
     let back = |msg: &str, cookies: &[String]| {
         see_other(&format!("/admin/board?msg={msg}&id={id}#h{id}"), cookies)
     };
-    let Ok(agent) = agent_name(f.agent.as_deref()) else {
+    // A signed-in agent acts under their account's name; with the admin token, the typed one.
+    let Some(agent) = signin::agent_name(&session, f.agent.as_deref()) else {
         return back("bad_agent", &[]);
     };
     let remember = [agent_cookie(&st, &agent)];
