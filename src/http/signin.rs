@@ -201,7 +201,14 @@ fn page(st: &AppState, status: StatusCode, next: &str, flash: Option<(&str, Stri
         submit = t("agents.signin.submit"),
         forgot = t("agents.signin.forgot"),
     );
-    let mut r = html_page(status, &tr(lang, "agents.signin.title"), "", &body, "");
+    let mut r = html_page(
+        lang,
+        status,
+        &tr(lang, "agents.signin.title"),
+        "",
+        &body,
+        "",
+    );
     // A cookie that no longer counts goes.
     if let Ok(v) = clear_cookie(st).parse() {
         r.headers_mut().append(header::SET_COOKIE, v);
@@ -282,15 +289,22 @@ pub fn clear_cookie(st: &AppState) -> String {
     )
 }
 
-/// Signing out: the session ends in the store (the browser's cookie goes with
-/// [`clear_cookie`]).
-pub async fn end(st: &AppState, session: &AgentSession) {
+/// `POST /admin/board/logout`, the board's sign-out button: an agent's session ends in the
+/// store as well as in the browser; an admin's board cookie goes.
+pub async fn logout(State(st): State<AppState>, session: AgentSession) -> Response {
     if let Some(a) = &session.agent {
         match st.store.end_session(&a.token_sha256).await {
             Ok(_) => tracing::info!(agent = %a.name, "agent signed out"),
             Err(e) => tracing::error!(error = %e, "agent sign-out: storage error"),
         }
     }
+    let admin = format!(
+        "{}=; Path={}; Max-Age=0; HttpOnly; SameSite=Lax{}",
+        board::SESSION_COOKIE,
+        board::COOKIE_PATH,
+        secure(&st)
+    );
+    see_other("/admin/board", &[admin, clear_cookie(&st)])
 }
 
 /// On the board for a signed-in agent: who is signed in, and that claims go under that name
