@@ -596,3 +596,63 @@ async fn the_sign_in_page_speaks_english_when_asked_and_escapes_names() {
     assert!(!page.contains("<i>Hoa</i>"), "{page}");
     s.app.shutdown().await;
 }
+
+#[path = "common/webdriver.rs"]
+mod webdriver;
+
+/// In a real browser: an agent signs in through the form, sees who is signed in and no name
+/// field, claims with the card's button under their own name, and signs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_signs_in_and_claims_in_chromium() {
+    let s = shop("sqlite", &[]).await;
+    let base = s.app.base.clone();
+    let out = cli(s.db.url(), &["add", "Nguyễn Văn Minh"], &format!("{MINH_PW}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = open_handoff(&s.store, "7001", s.clock.now() - HOUR).await;
+
+    let b = webdriver::Browser::start().await;
+    // A chat link: the sign-in page, then back to the link's page once signed in.
+    b.goto(&format!("{base}/admin/board/handoffs/{id}/claim"))
+        .await;
+    let name = b.find("input[name=name]").await;
+    b.type_into(&name, "Nguyễn Văn Minh").await;
+    let password = b.find("input[name=password]").await;
+    b.type_into(&password, MINH_PW).await;
+    let submit = b.find("form[action='/admin/board/signin'] button").await;
+    b.click(&submit).await;
+    wait_until(Duration::from_secs(10), || async {
+        b.url().await == format!("{base}/admin/board/handoffs/{id}/claim")
+    })
+    .await;
+    b.goto(&format!("{base}/admin/board")).await;
+    let page = b.text().await;
+    assert!(page.contains("Đang đăng nhập: Nguyễn Văn Minh"), "{page}");
+    let shown = b
+        .execute(&format!(
+            "return getComputedStyle(document.querySelector('#h{id} input[name=agent]')).display"
+        ))
+        .await;
+    assert_eq!(shown, "none", "no name to type: the account's name is used");
+    let claim = b.find(&format!("#h{id} button.claim")).await;
+    b.click(&claim).await;
+    wait_until(Duration::from_secs(10), || async {
+        b.text()
+            .await
+            .contains("Đang xử lý: Nguyễn Văn Minh")
+    })
+    .await;
+    let h = s.store.get_handoff(id).await.unwrap().unwrap();
+    assert_eq!(h.claimed_by.as_deref(), Some("Nguyễn Văn Minh"));
+
+    // Signing out: the sign-in page again, and the board stays closed.
+    let out = b.find("form[action='/admin/board/logout'] button").await;
+    b.click(&out).await;
+    wait_until(Duration::from_secs(10), || async {
+        b.source().await.contains("name=\"password\"")
+    })
+    .await;
+    b.goto(&format!("{base}/admin/board")).await;
+    assert!(b.source().await.contains("name=\"password\""));
+    b.quit().await;
+    s.app.shutdown().await;
+}
