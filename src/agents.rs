@@ -99,11 +99,28 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| hash_password(&hex::encode(rand::random::<[u8; 32]>())).unwrap_or_default())
 }
 
-/// Hashing off the async workers (it takes tens of milliseconds and 19 MiB on purpose).
-async fn hash_blocking(password: String) -> Result<String, AgentError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
+/// How many Argon2 computations run at once: each takes 19 MiB and tens of milliseconds on
+/// purpose, so a burst of sign-ins waits its turn instead of exhausting memory.
+const HASHING_AT_ONCE: usize = 4;
+
+/// Runs `f` (a hash or a check) on the blocking pool, at most [`HASHING_AT_ONCE`] at a time.
+async fn argon2_turn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, AgentError> {
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let _turn = TURNS
+        .get_or_init(|| tokio::sync::Semaphore::new(HASHING_AT_ONCE))
+        .acquire()
         .await
-        .map_err(|e| AgentError::Hash(e.to_string()))?
+        .map_err(|e| AgentError::Hash(e.to_string()))?;
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Hash(e.to_string()))
+}
+
+/// Hashing off the async workers.
+async fn hash_blocking(password: String) -> Result<String, AgentError> {
+    argon2_turn(move || hash_password(&password)).await?
 }
 
 /// A new session token: 32 random bytes, hex.
@@ -174,7 +191,7 @@ pub async fn sign_in(
         None => (dummy_hash().to_string(), false),
     };
     let given = password.to_string();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&given, &phc))
+    let matches = argon2_turn(move || verify_password(&given, &phc))
         .await
         .unwrap_or(false);
     let Some(agent) = creds.filter(|_| matches && usable) else {

@@ -606,7 +606,11 @@ mod webdriver;
 async fn an_agent_signs_in_and_claims_in_chromium() {
     let s = shop("sqlite", &[]).await;
     let base = s.app.base.clone();
-    let out = cli(s.db.url(), &["add", "Nguyễn Văn Minh"], &format!("{MINH_PW}\n"));
+    let out = cli(
+        s.db.url(),
+        &["add", "Nguyễn Văn Minh"],
+        &format!("{MINH_PW}\n"),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let id = open_handoff(&s.store, "7001", s.clock.now() - HOUR).await;
 
@@ -636,9 +640,7 @@ async fn an_agent_signs_in_and_claims_in_chromium() {
     let claim = b.find(&format!("#h{id} button.claim")).await;
     b.click(&claim).await;
     wait_until(Duration::from_secs(10), || async {
-        b.text()
-            .await
-            .contains("Đang xử lý: Nguyễn Văn Minh")
+        b.text().await.contains("Đang xử lý: Nguyễn Văn Minh")
     })
     .await;
     let h = s.store.get_handoff(id).await.unwrap().unwrap();
@@ -654,5 +656,32 @@ async fn an_agent_signs_in_and_claims_in_chromium() {
     b.goto(&format!("{base}/admin/board")).await;
     assert!(b.source().await.contains("name=\"password\""));
     b.quit().await;
+    s.app.shutdown().await;
+}
+
+/// Online guessing: after 10 wrong passwords for one name from one address, that name waits
+/// (429), even with the right password; other names do not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_wait() {
+    let s = shop("sqlite", &[]).await;
+    let base = s.app.base.clone();
+    for (name, pw) in [("Trang", MINH_PW), ("Vy", LAN_PW)] {
+        let (st, _) = api(
+            reqwest::Method::POST,
+            &base,
+            "/admin/agents",
+            Some(json!({"name": name, "password": pw})),
+        )
+        .await;
+        assert_eq!(st, 201);
+    }
+    for _ in 0..10 {
+        assert_eq!(sign_in(&base, "Trang", "guess-guess-guess").await.0, 401);
+    }
+    let (st, page, cookie) = sign_in(&base, "Trang", MINH_PW).await;
+    assert_eq!(st, 429);
+    assert!(page.contains("Đăng nhập sai quá nhiều lần"), "{page}");
+    assert!(cookie.is_none());
+    assert_eq!(sign_in(&base, "Vy", LAN_PW).await.0, 303);
     s.app.shutdown().await;
 }

@@ -13,9 +13,13 @@
 //! - Signing out (`POST /admin/board/logout`, the board's button) ends the session in the
 //!   store as well as in the browser.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -243,6 +247,7 @@ pub struct SignInForm {
 async fn submit(
     State(st): State<AppState>,
     headers: HeaderMap,
+    peer: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
     Form(f): Form<SignInForm>,
 ) -> Response {
     let lang = st.config.lang;
@@ -252,11 +257,24 @@ async fn submit(
         return page(&st, StatusCode::FORBIDDEN, &next, Some(("bad", text)));
     }
     let (name, password) = (f.name.unwrap_or_default(), f.password.unwrap_or_default());
+    let peer = peer.map(|axum::Extension(ConnectInfo(a))| a.ip());
+    let who = (client_ip(&st, &headers, peer), name.trim().to_string());
+    if failures().blocked(&who, Instant::now()) {
+        tracing::warn!(ip = %who.0, "agent sign-in throttled after repeated failures");
+        let text = tr(lang, "agents.signin.throttled").into_owned();
+        return page(
+            &st,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            Some(("bad", text)),
+        );
+    }
     let now = st.clock.now();
     let hours = st.config.agent_session_hours;
     match agents::sign_in(&st.store, &name, &password, now, hours).await {
         Ok((token, _)) => see_other(&next, &[session_cookie(&st, &token, hours)]),
         Err(SignInError::Refused) => {
+            failures().failed(who, Instant::now());
             let text = tr(lang, "agents.signin.wrong").into_owned();
             page(&st, StatusCode::UNAUTHORIZED, &next, Some(("bad", text)))
         }
@@ -271,6 +289,54 @@ async fn submit(
             )
         }
     }
+}
+
+/// How many wrong sign-ins one client may make for one name in [`FAILURE_WINDOW`] before it
+/// waits for the window to pass (online guessing; Argon2 makes each guess slow as well).
+const MAX_FAILURES: u32 = 10;
+const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// Failed sign-ins per (client address, name), in this process.
+#[derive(Default)]
+struct Failures(Mutex<HashMap<(IpAddr, String), (Instant, u32)>>);
+
+impl Failures {
+    fn blocked(&self, who: &(IpAddr, String), now: Instant) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(who).is_some_and(|(since, n)| {
+            now.duration_since(*since) < FAILURE_WINDOW && *n >= MAX_FAILURES
+        })
+    }
+
+    fn failed(&self, who: (IpAddr, String), now: Instant) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
+        }
+        let e = map.entry(who).or_insert((now, 0));
+        if now.duration_since(e.0) >= FAILURE_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+    }
+}
+
+fn failures() -> &'static Failures {
+    static F: OnceLock<Failures> = OnceLock::new();
+    F.get_or_init(Failures::default)
+}
+
+/// The client's address: the configured proxy header's, else the peer's.
+fn client_ip(st: &AppState, headers: &HeaderMap, peer: Option<IpAddr>) -> IpAddr {
+    st.config
+        .client_ip_header
+        .as_ref()
+        .and_then(|h| headers.get(h.as_str()))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse().ok())
+        .or(peer)
+        .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
 fn session_cookie(st: &AppState, token: &str, hours: u32) -> String {
@@ -335,6 +401,23 @@ pub fn agent_name(session: &AgentSession, typed: Option<&str>) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_failures_wait_for_the_window() {
+        let f = Failures::default();
+        let t0 = Instant::now();
+        let minh = (IpAddr::from([10, 0, 0, 1]), "Minh".to_string());
+        let lan = (IpAddr::from([10, 0, 0, 1]), "Lan".to_string());
+        for i in 0..MAX_FAILURES {
+            assert!(!f.blocked(&minh, t0), "{i}");
+            f.failed(minh.clone(), t0);
+        }
+        assert!(f.blocked(&minh, t0 + Duration::from_secs(60)));
+        assert!(!f.blocked(&lan, t0), "another name");
+        assert!(!f.blocked(&minh, t0 + FAILURE_WINDOW));
+        f.failed(minh.clone(), t0 + FAILURE_WINDOW);
+        assert!(!f.blocked(&minh, t0 + FAILURE_WINDOW), "a new window");
+    }
 
     #[test]
     fn agents_reach_only_the_board() {
