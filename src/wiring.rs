@@ -127,7 +127,8 @@ pub fn build_sender(
             .with_options(outbox::SenderOptions {
                 lease: config.outbox_lease,
                 cost: outbox::cost::CostGuard::new(config.cost, config.tz, config.promotion_hours)
-                    .with_chat_channel(oa_notice(config).chat_channel),
+                    .with_chat_channel(oa_notice(config).chat_channel)
+                    .with_lang(config.lang),
                 ..outbox::SenderOptions::default()
             }),
     )
@@ -143,6 +144,7 @@ pub fn oa_notice(config: &Config) -> outbox::oa::OaNotice {
             "{}/admin/zalo/connect",
             config.public_url.trim_end_matches('/')
         ),
+        lang: config.lang,
     }
 }
 

@@ -351,6 +351,7 @@ async fn an_agent_works_the_board_under_their_name_and_nothing_else(kind: &str) 
         "/admin/report",
         "/admin/report.html",
         "/admin/zalo/connect",
+        "/admin/board/campaigns",
     ] {
         let r = get_with(&base, path, &cookie).await;
         assert_eq!(r.status(), 403, "{path}");
@@ -637,8 +638,11 @@ async fn an_agent_signs_in_and_claims_in_chromium() {
         ))
         .await;
     assert_eq!(shown, "none", "no name to type: the account's name is used");
-    let claim = b.find(&format!("#h{id} button.claim")).await;
-    b.click(&claim).await;
+    // Clicked from the page's script: the live list may be swapped in under a found element.
+    b.execute(&format!(
+        "document.querySelector('#h{id} button.claim').click()"
+    ))
+    .await;
     wait_until(Duration::from_secs(10), || async {
         b.text().await.contains("Đang xử lý: Nguyễn Văn Minh")
     })
@@ -647,8 +651,8 @@ async fn an_agent_signs_in_and_claims_in_chromium() {
     assert_eq!(h.claimed_by.as_deref(), Some("Nguyễn Văn Minh"));
 
     // Signing out: the sign-in page again, and the board stays closed.
-    let out = b.find("form[action='/admin/board/logout'] button").await;
-    b.click(&out).await;
+    b.execute("document.querySelector(\"form[action='/admin/board/logout'] button\").click()")
+        .await;
     wait_until(Duration::from_secs(10), || async {
         b.source().await.contains("name=\"password\"")
     })

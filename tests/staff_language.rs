@@ -204,6 +204,20 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         );
         assert_one_language("the sign-in page", &signin, lang);
 
+        // The board's campaigns page.
+        let campaigns = common::client()
+            .get(format!("{}/admin/board/campaigns", s.app.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let none = i18n::tr(lang, "board.campaigns.none");
+        assert!(campaigns.contains(none.as_ref()), "{campaigns}");
+        assert_one_language("the campaigns page", &campaigns, lang);
+
         // The report page and the CLI's report.
         let page = common::client()
             .get(format!("{}/admin/report.html", s.app.base))
@@ -226,5 +240,26 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         assert!(text.contains("chao"), "{text}");
         assert_one_language("zaloflow report", &text, lang);
         s.stop().await;
+    }
+}
+
+/// The OA's reconnect notice, in each language, holds none of the other's words.
+#[test]
+fn the_reconnect_notice_follows_the_language() {
+    for lang in Lang::ALL {
+        let notice = zaloflow::outbox::oa::OaNotice {
+            chat_channel: None,
+            connect_url: "https://shop.example/admin/zalo/connect".into(),
+            lang,
+        };
+        for reason in ["permission_revoked", "refresh_refused"] {
+            let jobs = notice.jobs(reason, 1_000);
+            let text = jobs[0].payload.clone();
+            assert!(
+                text.contains("https://shop.example/admin/zalo/connect"),
+                "{text}"
+            );
+            assert_one_language("the reconnect notice", &text, lang);
+        }
     }
 }

@@ -70,9 +70,19 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentSession {
     }
 }
 
-/// Whether an agent's session may use `path`: the board and everything under it.
+/// Whether an agent's session may use `path`: the board's page, its handoff actions, its live
+/// events and script, signing in and out. Not the campaigns page (`/admin/board/campaigns`:
+/// taking people out of campaigns is an admin's), nor anything else of `/admin`.
 pub fn agent_may(path: &str) -> bool {
-    path == "/admin/board" || path.starts_with("/admin/board/")
+    matches!(
+        path,
+        "/admin/board"
+            | "/admin/board/events"
+            | "/admin/board/live.js"
+            | "/admin/board/login"
+            | "/admin/board/logout"
+            | SIGNIN_PATH
+    ) || path.starts_with("/admin/board/handoffs/")
 }
 
 fn admin_bearer(st: &AppState, headers: &HeaderMap) -> bool {
@@ -426,6 +436,8 @@ mod tests {
             "/admin/board/events",
             "/admin/board/handoffs/3/claim",
             "/admin/board/logout",
+            "/admin/board/signin",
+            "/admin/board/live.js",
         ] {
             assert!(agent_may(p), "{p}");
         }
@@ -437,6 +449,8 @@ mod tests {
             "/admin/boards",
             "/admin/report",
             "/admin/zalo/connect",
+            "/admin/board/campaigns",
+            "/admin/board/campaigns/1",
         ] {
             assert!(!agent_may(p), "{p}");
         }

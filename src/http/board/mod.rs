@@ -27,6 +27,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+pub mod campaigns;
 mod card;
 
 use card::Card;
@@ -50,6 +51,12 @@ pub fn router() -> Router<AppState> {
         .route("/admin/board/logout", post(signin::logout))
         .route("/admin/board/events", get(super::live::events))
         .route("/admin/board/live.js", get(super::live::script))
+        .route(campaigns::PATH, get(campaigns::list))
+        .route("/admin/board/campaigns/{id}", get(campaigns::members))
+        .route(
+            "/admin/board/campaigns/{id}/members/{contact}/{action}",
+            post(campaigns::act),
+        )
         .route(
             "/admin/board/handoffs/{id}/{action}",
             get(confirm).post(act),
@@ -383,7 +390,7 @@ async fn board(
         r#"<header>
 <div><h1>{title}</h1>
 <p class="sub">{waiting}{overdue_txt} · {total} · {updated}</p></div>
-<form method="post" action="/admin/board/logout"><button class="link" type="submit">{logout}</button></form>
+<nav><a href="/admin/board/campaigns">{campaigns}</a> <form method="post" action="/admin/board/logout"><button class="link" type="submit">{logout}</button></form></nav>
 </header>
 "#,
         title = esc(&tr(lang, "board.title")),
@@ -399,6 +406,7 @@ async fn board(
         },
         updated = esc(&t!("board.updated", locale = l, at = local_time(now, tz))),
         logout = esc(&tr(lang, "board.logout")),
+        campaigns = esc(&tr(lang, "board.nav.campaigns")),
     ));
     body.push_str(&signin::bar(lang, &session));
     body.push_str(&flash(lang, q.msg.as_deref(), q.id));
