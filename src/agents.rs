@@ -281,14 +281,24 @@ fn found(yes: bool, name: &str) -> Result<(), AgentError> {
     }
 }
 
-/// One line of standard input (a prompt on stderr when it is a terminal).
+/// One line of standard input; at a terminal, a prompt on stderr and the typing not echoed.
 fn read_password(name: &str) -> anyhow::Result<String> {
     use std::io::IsTerminal;
-    if std::io::stdin().is_terminal() {
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty").arg(arg).status();
+    };
+    if tty {
         eprint!("password for {name} (at least {MIN_PASSWORD_CHARS} characters): ");
+        stty("-echo");
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if tty {
+        stty("echo");
+        eprintln!();
+    }
+    read?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     check_password(&password)?;
     Ok(password)

@@ -689,3 +689,38 @@ async fn repeated_wrong_passwords_wait() {
     assert_eq!(sign_in(&base, "Vy", LAN_PW).await.0, 303);
     s.app.shutdown().await;
 }
+
+/// Without ZALOFLOW_ADMIN_TOKEN the admin API stays off, but agents still sign in to the board.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_sign_in_without_an_admin_token() {
+    let db = Db::new("sqlite").await;
+    let app = TestApp::spawn(config(db.url(), &[])).await;
+    let r = http()
+        .get(format!("{}/admin/board", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("name=\"password\""), "{page}");
+    assert!(
+        !page.contains("name=\"token\""),
+        "no admin form without a token: {page}"
+    );
+    let out = cli(db.url(), &["add", "Minh"], &format!("{MINH_PW}\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let (st, _, set) = sign_in(&app.base, "Minh", MINH_PW).await;
+    assert_eq!(st, 303);
+    let cookie = pair(&set.unwrap());
+    assert_eq!(board_status(&app.base, &cookie).await, 200);
+    let r = get_with(&app.base, "/admin/contacts", &cookie).await;
+    assert_eq!(r.status(), 403);
+    let r = http()
+        .get(format!("{}/admin/contacts", app.base))
+        .send()
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "admin_disabled");
+    app.shutdown().await;
+}
