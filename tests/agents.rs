@@ -531,6 +531,64 @@ async fn sessions_expire_and_revoked_or_disabled_agents_are_out_at_once(kind: &s
     .await;
     assert_eq!(st, 404);
 
+    // Enabled by the admin API, a new password by the admin API: the old one no longer works.
+    let (st, v) = api(
+        reqwest::Method::POST,
+        &base,
+        "/admin/agents/Minh/enable",
+        None,
+    )
+    .await;
+    assert_eq!((st, v["disabled_at"].is_null()), (200, true), "{v}");
+    let f = signed().await;
+    let (st, v) = api(
+        reqwest::Method::POST,
+        &base,
+        "/admin/agents/Minh/password",
+        Some(json!({"password": "short"})),
+    )
+    .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("weak_password"))
+    );
+    assert_eq!(
+        board_status(&base, &f).await,
+        200,
+        "a refused change changes nothing"
+    );
+    let (st, _) = api(
+        reqwest::Method::POST,
+        &base,
+        "/admin/agents/Minh/password",
+        Some(json!({"password": LAN_PW})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        board_status(&base, &f).await,
+        401,
+        "a new password ends the sessions"
+    );
+    assert_eq!(sign_in(&base, "Minh", MINH_PW).await.0, 401);
+    assert_eq!(sign_in(&base, "Minh", LAN_PW).await.0, 303);
+    let (st, _) = api(
+        reqwest::Method::POST,
+        &base,
+        "/admin/agents/Minh/password",
+        Some(json!({"password": MINH_PW})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let (st, _) = api(
+        reqwest::Method::POST,
+        &base,
+        "/admin/agents/Minh/disable",
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+
     // Enabled again from the CLI, then disabled from the CLI: out at once.
     let out = cli(s.db.url(), &["enable", "Minh"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));

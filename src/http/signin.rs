@@ -268,9 +268,14 @@ async fn submit(
     }
     let (name, password) = (f.name.unwrap_or_default(), f.password.unwrap_or_default());
     let peer = peer.map(|axum::Extension(ConnectInfo(a))| a.ip());
-    let who = (client_ip(&st, &headers, peer), name.trim().to_string());
+    let service = std::sync::Arc::as_ptr(&st.config) as usize;
+    let who = (
+        service,
+        client_ip(&st, &headers, peer),
+        name.trim().to_string(),
+    );
     if failures().blocked(&who, Instant::now()) {
-        tracing::warn!(ip = %who.0, "agent sign-in throttled after repeated failures");
+        tracing::warn!(ip = %who.1, "agent sign-in throttled after repeated failures");
         let text = tr(lang, "agents.signin.throttled").into_owned();
         return page(
             &st,
@@ -306,19 +311,23 @@ async fn submit(
 const MAX_FAILURES: u32 = 10;
 const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
-/// Failed sign-ins per (client address, name), in this process.
+/// Who is trying: the running service (one table per service, as tests run several in one
+/// process), the client's address, the name.
+type Who = (usize, IpAddr, String);
+
+/// Failed sign-ins per [`Who`], in memory.
 #[derive(Default)]
-struct Failures(Mutex<HashMap<(IpAddr, String), (Instant, u32)>>);
+struct Failures(Mutex<HashMap<Who, (Instant, u32)>>);
 
 impl Failures {
-    fn blocked(&self, who: &(IpAddr, String), now: Instant) -> bool {
+    fn blocked(&self, who: &Who, now: Instant) -> bool {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.get(who).is_some_and(|(since, n)| {
             now.duration_since(*since) < FAILURE_WINDOW && *n >= MAX_FAILURES
         })
     }
 
-    fn failed(&self, who: (IpAddr, String), now: Instant) {
+    fn failed(&self, who: Who, now: Instant) {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 10_000 {
             map.retain(|_, (since, _)| now.duration_since(*since) < FAILURE_WINDOW);
@@ -416,8 +425,8 @@ mod tests {
     fn repeated_failures_wait_for_the_window() {
         let f = Failures::default();
         let t0 = Instant::now();
-        let minh = (IpAddr::from([10, 0, 0, 1]), "Minh".to_string());
-        let lan = (IpAddr::from([10, 0, 0, 1]), "Lan".to_string());
+        let minh = (1, IpAddr::from([10, 0, 0, 1]), "Minh".to_string());
+        let lan = (1, IpAddr::from([10, 0, 0, 1]), "Lan".to_string());
         for i in 0..MAX_FAILURES {
             assert!(!f.blocked(&minh, t0), "{i}");
             f.failed(minh.clone(), t0);

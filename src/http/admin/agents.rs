@@ -8,6 +8,8 @@
 //! | `POST /admin/agents` `{"name": "Minh", "password": "…"}` | 201 the agent; 409 name taken; 422 short password or bad name |
 //! | `POST /admin/agents/{name}/disable` | 200 the agent, its sessions ended; 404 |
 //! | `POST /admin/agents/{name}/revoke` | 200 how many sessions ended; 404 |
+//! | `POST /admin/agents/{name}/enable` | 200 the agent, who may sign in again; 404 |
+//! | `POST /admin/agents/{name}/password` `{"password": "…"}` | 200 the agent, its sessions ended; 422 short password; 404 |
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -161,4 +163,65 @@ pub async fn revoke(
         }
         None => Err(AgentError::NotFound(name).into()),
     }
+}
+
+/// Enables a disabled agent again: they may sign in.
+#[utoipa::path(
+    post,
+    path = "/admin/agents/{name}/enable",
+    tag = "agents",
+    operation_id = "enable_agent",
+    params(("name" = String, Path, description = "The agent's name", example = "Minh")),
+    responses(
+        (status = 200, description = "Enabled", body = Agent),
+        (status = 404, description = "No such agent (`not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn enable(
+    State(st): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Agent>, ApiError> {
+    let now = st.clock.now();
+    if !st.store.enable_agent(&name, now).await? {
+        return Err(AgentError::NotFound(name).into());
+    }
+    tracing::info!(agent = %name, "agent enabled");
+    let a = st.store.get_agent(&name, now).await?;
+    a.map(Json).ok_or_else(|| AgentError::NotFound(name).into())
+}
+
+/// An agent's new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"password": "sau-bay-tam-chin-muoi"}))]
+pub struct NewPassword {
+    /// At least 10 characters; stored only as an Argon2id hash.
+    #[schema(example = "sau-bay-tam-chin-muoi")]
+    password: String,
+}
+
+/// Gives an agent a new password; their sessions end (they sign in with the new one).
+#[utoipa::path(
+    post,
+    path = "/admin/agents/{name}/password",
+    tag = "agents",
+    operation_id = "set_agent_password",
+    params(("name" = String, Path, description = "The agent's name", example = "Minh")),
+    request_body = NewPassword,
+    responses(
+        (status = 200, description = "The new password is set", body = Agent),
+        (status = 404, description = "No such agent (`not_found`)", body = ErrorBody),
+        (status = 422, description = "A password under 10 characters (`weak_password`), or a member the body does not take (`invalid`)", body = ErrorBody),
+    )
+)]
+pub async fn password(
+    State(st): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> Result<Json<Agent>, ApiError> {
+    let now = st.clock.now();
+    agents::set_password(&st.store, &name, &body.password, now).await?;
+    tracing::info!(agent = %name, "agent password changed");
+    let a = st.store.get_agent(&name, now).await?;
+    a.map(Json).ok_or_else(|| AgentError::NotFound(name).into())
 }

@@ -188,7 +188,7 @@ token is configured. Times are milliseconds since the Unix epoch. Errors are \
         (name = "handoffs", description = "VIP handoffs to people: list with deadlines met or missed, claim, resolve"),
         (name = "report", description = "Effectiveness per rule, campaign step and A/B variant"),
         (name = "campaigns", description = "Campaigns' members per step: see, take out, move"),
-        (name = "agents", description = "Agents' accounts: create, list, disable, end their sessions"),
+        (name = "agents", description = "Agents' accounts: create, list, disable, enable, new password, end their sessions"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -223,6 +223,8 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(agents::list, agents::create))
         .routes(routes!(agents::disable))
         .routes(routes!(agents::revoke))
+        .routes(routes!(agents::enable))
+        .routes(routes!(agents::password))
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
