@@ -332,6 +332,8 @@ async fn an_agent_works_the_board_under_their_name_and_nothing_else(kind: &str) 
     let page = r.text().await.unwrap();
     assert!(page.contains("Đang đăng nhập: Minh"), "{page}");
     assert!(page.contains("action=\"/admin/board/logout\""), "{page}");
+    // No link to a page the agent may not open.
+    assert!(!page.contains("href=\"/admin/board/campaigns\""), "{page}");
     // Its live events.
     let r = get_with(&base, "/admin/board/events", &cookie).await;
     assert_eq!(r.status(), 200);

@@ -390,7 +390,7 @@ async fn board(
         r#"<header>
 <div><h1>{title}</h1>
 <p class="sub">{waiting}{overdue_txt} · {total} · {updated}</p></div>
-<nav><a href="/admin/board/campaigns">{campaigns}</a> <form method="post" action="/admin/board/logout"><button class="link" type="submit">{logout}</button></form></nav>
+<nav>{campaigns}<form method="post" action="/admin/board/logout"><button class="link" type="submit">{logout}</button></form></nav>
 </header>
 "#,
         title = esc(&tr(lang, "board.title")),
@@ -406,7 +406,15 @@ async fn board(
         },
         updated = esc(&t!("board.updated", locale = l, at = local_time(now, tz))),
         logout = esc(&tr(lang, "board.logout")),
-        campaigns = esc(&tr(lang, "board.nav.campaigns")),
+        // Agents reach the board and its handoffs only: no link to the campaigns page.
+        campaigns = if session.agent.is_none() {
+            format!(
+                "<a href=\"/admin/board/campaigns\">{}</a> ",
+                esc(&tr(lang, "board.nav.campaigns"))
+            )
+        } else {
+            String::new()
+        },
     ));
     body.push_str(&signin::bar(lang, &session));
     body.push_str(&flash(lang, q.msg.as_deref(), q.id));
