@@ -692,13 +692,14 @@ fn shipped_rules_check_clean_with_their_campaign() {
 /// Issue 30: staff see who is in a campaign, at which step and when it is due (by name), move
 /// a member to a step (it goes at the next pass) and take one out (nothing more goes to them),
 /// through the admin API.
-async fn staff_see_members_move_them_and_take_them_out(kind: &str) {
-    const TOKEN: &str = "campaign-admin-token";
+/// The drip campaign with Lan and Minh registered on Wednesday 15:20, both waiting for
+/// `sau_2h`, the admin token set to `token`: (the shop, t0, Lan's id, Minh's id).
+async fn two_members(kind: &str, token: &str) -> (Shop, i64, &'static str, &'static str) {
     let mut s = shop_settings(
         kind,
         Rules::Yaml(DRIP),
         false,
-        &[("ZALOFLOW_ADMIN_TOKEN", TOKEN)],
+        &[("ZALOFLOW_ADMIN_TOKEN", token)],
     )
     .await;
     let t0 = hcm(2027, 3, 3, 15, 20);
@@ -709,6 +710,12 @@ async fn staff_see_members_move_them_and_take_them_out(kind: &str) {
     s.register("dang_ky", minh, "84912345602", None, &[], t0, false)
         .await;
     s.tick(t0).await;
+    (s, t0, lan, minh)
+}
+
+async fn staff_see_members_move_them_and_take_them_out(kind: &str) {
+    const TOKEN: &str = "campaign-admin-token";
+    let (s, t0, lan, minh) = two_members(kind, TOKEN).await;
     let http = reqwest::Client::new();
     let get = |path: &str| {
         let url = format!("{}{path}", s.app.base);
@@ -811,21 +818,7 @@ async fn staff_see_members_move_them_and_take_them_out(kind: &str) {
 /// taken out and another moved from the page's forms; a form from another site refused.
 async fn the_board_page_shows_members_and_takes_them_out(kind: &str) {
     const TOKEN: &str = "campaign-board-token";
-    let mut s = shop_settings(
-        kind,
-        Rules::Yaml(DRIP),
-        false,
-        &[("ZALOFLOW_ADMIN_TOKEN", TOKEN)],
-    )
-    .await;
-    let t0 = hcm(2027, 3, 3, 15, 20);
-    let lan = "phone:84912345601";
-    let minh = "phone:84912345602";
-    s.register("dang_ky", lan, "84912345601", None, &[], t0, false)
-        .await;
-    s.register("dang_ky", minh, "84912345602", None, &[], t0, false)
-        .await;
-    s.tick(t0).await;
+    let (s, _, lan, _) = two_members(kind, TOKEN).await;
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

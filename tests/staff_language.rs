@@ -74,6 +74,17 @@ fn assert_one_language(what: &str, screen: &str, lang: Lang) {
     );
 }
 
+/// A staff page of the running service, read with the admin token: (status, body).
+async fn staff_page(base: &str, path: &str) -> (u16, String) {
+    let r = common::client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
 #[test]
 fn every_key_has_both_languages_and_the_same_placeholders() {
     let vi = i18n::messages(Lang::Vi);
@@ -175,14 +186,8 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         assert_one_language("the chat notice", &notice, lang);
 
         // The board.
-        let board = common::client()
-            .get(format!("{}/admin/board", s.app.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(board.status(), 200);
-        let board = board.text().await.unwrap();
+        let (status, board) = staff_page(&s.app.base, "/admin/board").await;
+        assert_eq!(status, 200);
         assert!(
             board.contains(&format!("<html lang=\"{lang}\">")),
             "{board}"
@@ -205,29 +210,13 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         assert_one_language("the sign-in page", &signin, lang);
 
         // The board's campaigns page.
-        let campaigns = common::client()
-            .get(format!("{}/admin/board/campaigns", s.app.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, campaigns) = staff_page(&s.app.base, "/admin/board/campaigns").await;
         let none = i18n::tr(lang, "board.campaigns.none");
         assert!(campaigns.contains(none.as_ref()), "{campaigns}");
         assert_one_language("the campaigns page", &campaigns, lang);
 
         // The report page and the CLI's report.
-        let page = common::client()
-            .get(format!("{}/admin/report.html", s.app.base))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let (_, page) = staff_page(&s.app.base, "/admin/report.html").await;
         assert!(page.contains("data-series=\"came_back\""), "{page}");
         assert!(
             page.contains("id=\"columns\""),

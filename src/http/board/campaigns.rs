@@ -298,15 +298,7 @@ pub async fn act(
     }
     let lang = st.config.lang;
     if !same_origin(&headers) {
-        return page(
-            lang,
-            StatusCode::FORBIDDEN,
-            &tr(lang, "board.bad_request.title"),
-            &format!(
-                "<main class=narrow><p class=\"flash bad\">{}</p></main>",
-                esc(&tr(lang, "board.bad_origin"))
-            ),
-        );
+        return super::refused_origin(lang);
     }
     let done = match action.as_str() {
         "leave" => campaigns::take_out(&st, &id, &contact)

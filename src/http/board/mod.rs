@@ -603,15 +603,7 @@ async fn act(
         Access::Granted => {}
     }
     if !same_origin(&headers) {
-        return page(
-            lang,
-            StatusCode::FORBIDDEN,
-            &tr(lang, "board.bad_request.title"),
-            &format!(
-                "<main class=narrow><p class=\"flash bad\">{}</p></main>",
-                esc(&tr(lang, "board.bad_origin"))
-            ),
-        );
+        return refused_origin(lang);
     }
     let back = |msg: &str, cookies: &[String]| {
         see_other(&format!("/admin/board?msg={msg}&id={id}#h{id}"), cookies)
@@ -633,6 +625,19 @@ async fn act(
         Err(e) if e.status == StatusCode::CONFLICT => back("conflict", &remember),
         Err(_) => back("unavailable", &remember),
     }
+}
+
+/// A form posted from another site.
+fn refused_origin(lang: Lang) -> Response {
+    page(
+        lang,
+        StatusCode::FORBIDDEN,
+        &tr(lang, "board.bad_request.title"),
+        &format!(
+            "<main class=narrow><p class=\"flash bad\">{}</p></main>",
+            esc(&tr(lang, "board.bad_origin"))
+        ),
+    )
 }
 
 fn not_found(lang: Lang) -> Response {
