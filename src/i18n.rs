@@ -69,7 +69,8 @@ impl FromStr for Lang {
 
 /// The text of `key` in `lang`, without arguments.
 pub fn tr(lang: Lang, key: &str) -> Cow<'static, str> {
-    rust_i18n::t!(key, locale = lang.code())
+    // A key the catalogue lacks comes back as the key itself, borrowed from the caller.
+    Cow::Owned(rust_i18n::t!(key, locale = lang.code()).into_owned())
 }
 
 /// The catalogue's text of `key` in `lang` when the catalogue has it in that language (tests
@@ -80,7 +81,6 @@ pub fn has(lang: Lang, key: &str) -> bool {
 
 /// Every key of the catalogue with its text, in `lang` (tests: completeness, mixing).
 pub fn messages(lang: Lang) -> Vec<(String, String)> {
-    use rust_i18n::Backend as _;
     let mut m: Vec<(String, String)> = crate::_rust_i18n_backend()
         .messages_for_locale(lang.code())
         .unwrap_or_default()
