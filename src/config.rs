@@ -50,6 +50,7 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_SMTP_URL",
     "ZALOFLOW_PUBLIC_URL",
     "ZALOFLOW_LOG_FORMAT",
+    "ZALOFLOW_LANG",
     "ZALOFLOW_CHAT_CHANNELS",
     "ZALOFLOW_CHAT_BODY",
     "ZALOFLOW_SMS_HEADERS",
@@ -349,7 +350,9 @@ impl Config {
             contacts_sync_cron: contacts_sync_cron(get("ZALOFLOW_CONTACTS_SYNC"))?,
             promotion_hours: promotion_hours(get("ZALOFLOW_PROMOTION_HOURS"))?,
             lang: match get("ZALOFLOW_LANG") {
-                Some(v) => v.parse().map_err(|e| anyhow::anyhow!("ZALOFLOW_LANG: {e}"))?,
+                Some(v) => v
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("ZALOFLOW_LANG: {e}"))?,
                 None => crate::i18n::Lang::default(),
             },
             cost: cost_policy(get)?,

@@ -18,7 +18,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A language staff read zaloflow in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Lang {
     /// Tiếng Việt: the default.
     #[default]
@@ -114,7 +114,10 @@ mod tests {
         assert_eq!(Lang::default(), Lang::Vi);
         assert_eq!("VI".parse::<Lang>(), Ok(Lang::Vi));
         assert_eq!("en".parse::<Lang>(), Ok(Lang::En));
-        assert!("fr".parse::<Lang>().unwrap_err().contains("vi (Tiếng Việt)"));
+        assert!("fr"
+            .parse::<Lang>()
+            .unwrap_err()
+            .contains("vi (Tiếng Việt)"));
     }
 
     #[test]
