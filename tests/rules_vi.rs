@@ -355,3 +355,46 @@ fn deny_warnings_fails_in_vietnamese() {
     assert!(last.contains("cảnh báo (--deny-warnings"), "{stdout}");
     i18n_check::assert_one_language(&stdout, Lang::Vi);
 }
+
+/// The running service's reload speaks the configured language too: a broken change is
+/// reported (and the previous rules kept) in Vietnamese, its warnings as well.
+#[test]
+fn a_reload_reports_in_vietnamese() {
+    use zaloflow::rules::watch::Reload;
+    use zaloflow::rules::RuleWatcher;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n  - id: mot\n    when: message\n    do: [{send: Chào}]\n",
+    )
+    .unwrap();
+    let w = RuleWatcher::load(dir.path(), LoadOptions::default(), 1).unwrap();
+    let warnings: Vec<String> = w.status().warnings.iter().map(|x| x.to_string()).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with(&format!(
+            "{}, dòng 4, cột 11: cảnh báo: quy tắc `mot`:",
+            file.display()
+        )),
+        "{warnings:?}"
+    );
+    i18n_check::assert_one_language(&warnings.join("\n"), Lang::Vi);
+
+    std::fs::write(
+        dir.path().join("b.yaml"),
+        "rules:\n  - id: hai\n    when: folow\n    do: [stop]\n",
+    )
+    .unwrap();
+    assert_ne!(w.check(2), Reload::Reloaded);
+    assert_eq!(w.current().len(), 1);
+    let errors = w.status().errors;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].ends_with(
+            "b.yaml, dòng 3, cột 11: không có sự kiện `folow`: có phải ý bạn là `follow`? (các sự kiện có: message, follow, unfollow, chat_now, tag_added, tag_removed, info_submitted, oa_reply, schedule, inactive, special_day, field_changed, form_submitted, email_opened, email_not_opened, email_clicked, after_step)"
+        ),
+        "{errors:?}"
+    );
+    i18n_check::assert_one_language(&errors.join("\n"), Lang::Vi);
+}

@@ -33,14 +33,18 @@ pub struct Finding {
     pub message: String,
     /// Whether the action is recorded as skipped when it runs (false: it runs, but wrong).
     pub skips: bool,
+    /// The language of `message` (the rules' load options'): the finding is shown in it.
+    #[serde(skip)]
+    pub lang: Lang,
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}:{}: rule {}: `{}` cannot run: {}",
-            self.file, self.line, self.col, self.rule, self.action, self.message
+            "{}: {}",
+            super::load::at(self.lang, std::path::Path::new(&self.file), self.pos()),
+            self.cannot_run(self.lang)
         )
     }
 }
@@ -164,6 +168,7 @@ fn rule_findings(rule: &Rule, channels: &Configured, lang: Lang, out: &mut Vec<F
                 channel: m.channel.to_string(),
                 message: m.text(lang),
                 skips: m.skips,
+                lang,
             });
         }
     }
