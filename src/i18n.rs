@@ -67,10 +67,9 @@ impl FromStr for Lang {
     }
 }
 
-/// The text of `key` in `lang`, without arguments.
-pub fn tr(lang: Lang, key: &str) -> Cow<'static, str> {
-    // A key the catalogue lacks comes back as the key itself, borrowed from the caller.
-    Cow::Owned(rust_i18n::t!(key, locale = lang.code()).into_owned())
+/// The text of `key` in `lang`, without arguments (the key itself when the catalogue lacks it).
+pub fn tr(lang: Lang, key: &str) -> Cow<'_, str> {
+    rust_i18n::t!(key, locale = lang.code())
 }
 
 /// The catalogue's text of `key` in `lang` when the catalogue has it in that language (tests

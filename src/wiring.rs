@@ -124,7 +124,8 @@ pub fn build_sender(
             .with_options(outbox::SenderOptions {
                 lease: config.outbox_lease,
                 cost: outbox::cost::CostGuard::new(config.cost, config.tz, config.promotion_hours)
-                    .with_chat_channel(oa_notice(config).chat_channel),
+                    .with_chat_channel(oa_notice(config).chat_channel)
+                    .with_lang(config.lang),
                 ..outbox::SenderOptions::default()
             }),
     )
@@ -140,6 +141,7 @@ pub fn oa_notice(config: &Config) -> outbox::oa::OaNotice {
             "{}/admin/zalo/connect",
             config.public_url.trim_end_matches('/')
         ),
+        lang: config.lang,
     }
 }
 

@@ -29,6 +29,7 @@ both!(
     entry_on_follow_tag_and_list,
     rules_beside_the_campaign_on_clicks_opens_and_steps,
     staff_see_members_move_them_and_take_them_out,
+    the_board_page_shows_members_and_takes_them_out,
 );
 
 const PHONE: &str = "84912345678";
@@ -803,6 +804,124 @@ async fn staff_see_members_move_them_and_take_them_out(kind: &str) {
         .clone();
     assert_eq!(minh_row["status"], "left");
     assert_eq!(minh_row["left_reason"], "taken out by staff");
+    s.stop().await;
+}
+
+/// Issue 30: the board's page of campaigns (Vietnamese by default): each campaign with who
+/// waits for each step; a campaign's members by name with their step and due time; a member
+/// taken out and another moved from the page's forms; a form from another site refused.
+async fn the_board_page_shows_members_and_takes_them_out(kind: &str) {
+    const TOKEN: &str = "campaign-board-token";
+    let mut s = shop_settings(
+        kind,
+        Rules::Yaml(DRIP),
+        false,
+        &[("ZALOFLOW_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let t0 = hcm(2027, 3, 3, 15, 20);
+    let lan = "phone:84912345601";
+    let minh = "phone:84912345602";
+    s.register("dang_ky", lan, "84912345601", None, &[], t0, false)
+        .await;
+    s.register("dang_ky", minh, "84912345602", None, &[], t0, false)
+        .await;
+    s.tick(t0).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = s.app.base.clone();
+    let page = |path: String| {
+        let req = http.get(format!("{base}{path}")).bearer_auth(TOKEN);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let form =
+        |path: String, body: &'static [(&'static str, &'static str)], origin: &'static str| {
+            let mut req = http
+                .post(format!("{base}{path}"))
+                .bearer_auth(TOKEN)
+                .form(body);
+            if !origin.is_empty() {
+                req = req.header("origin", origin);
+            }
+            async move {
+                let r = req.send().await.unwrap();
+                let to = r
+                    .headers()
+                    .get("location")
+                    .map(|v| v.to_str().unwrap().to_string());
+                (r.status().as_u16(), to)
+            }
+        };
+    // Without a sign-in: the sign-in form, nothing of the campaign.
+    let anon = reqwest::get(format!("{base}/admin/board/campaigns"))
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+    assert!(!anon.text().await.unwrap().contains("sau_2h"));
+
+    let (status, list) = page("/admin/board/campaigns".into()).await;
+    assert_eq!(status, 200, "{list}");
+    assert!(list.contains("Chiến dịch chăm sóc"), "{list}");
+    assert!(
+        list.contains("<tr><td>sau_2h</td><td class=\"n\">2</td></tr>"),
+        "{list}"
+    );
+    let (status, members) = page("/admin/board/campaigns/drip".into()).await;
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(members.matches("<td>Lan<br>").count(), 2, "{members}");
+    assert!(members.contains("đang tham gia"), "{members}");
+
+    // Minh taken out from the page.
+    let lan_enc = "phone%3A84912345601";
+    let minh_enc = "phone%3A84912345602";
+    let (status, to) = form(
+        format!("/admin/board/campaigns/drip/members/{minh_enc}/leave"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, 303);
+    let to = to.unwrap();
+    assert!(to.contains("msg=left"), "{to}");
+    let (_, after) = page(to).await;
+    assert!(after.contains("Lan đã được cho rời chiến dịch."), "{after}");
+    assert!(after.contains("đã rời: taken out by staff"), "{after}");
+    // Lan moved to the last step.
+    let (status, to) = form(
+        format!("/admin/board/campaigns/drip/members/{lan_enc}/move"),
+        &[("step", "ngay_3")],
+        "",
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(to.as_deref().unwrap().contains("msg=moved"), "{to:?}");
+    assert_eq!(
+        s.member("drip", lan).await.step_id.as_deref(),
+        Some("ngay_3")
+    );
+    // Taking Minh out again: said plainly, nothing changes.
+    let (_, to) = form(
+        format!("/admin/board/campaigns/drip/members/{minh_enc}/leave"),
+        &[],
+        "",
+    )
+    .await;
+    let (_, again) = page(to.unwrap()).await;
+    assert!(again.contains("Không làm được"), "{again}");
+    // A form posted from another site is refused.
+    let (status, _) = form(
+        format!("/admin/board/campaigns/drip/members/{lan_enc}/leave"),
+        &[],
+        "https://evil.example",
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(s.member("drip", lan).await.is_active());
     s.stop().await;
 }
 

@@ -679,6 +679,7 @@ async fn connection_storage(kind: &str) {
     let notice = zaloflow::outbox::oa::OaNotice {
         chat_channel: None,
         connect_url: "https://shop.example/admin/zalo/connect".into(),
+        lang: zaloflow::i18n::Lang::Vi,
     }
     .jobs("permission_revoked", 1_000);
     // Revoked once: one notice, whatever repeats.

@@ -219,7 +219,7 @@ async fn a_disabled_template_holds_its_sends_and_staff_hear_once(kind: &str) {
         0,
         "no call while the template is disabled"
     );
-    assert!(r.to_string().contains("1 held"), "{r}");
+    assert!(r.to_string().contains("1 giữ lại"), "{r}");
 
     // Enabled again: staff hear it, and the held send goes at its next try.
     s.zalo.set_template_enabled("T-ORDER", true);

@@ -476,13 +476,22 @@ impl Processor {
                         continue;
                     }
                     let was_usable = before.as_deref().is_none_or(template_usable);
+                    let l = self.oa_notice.lang.code();
                     let text = match (was_usable, template_usable(status)) {
-                        (true, false) => format!(
-                            "⚠️ Zalo đã chuyển mẫu tin {template_id} sang trạng thái {status}: các tin dùng mẫu này đang chờ, chưa gửi. Hãy kiểm tra mẫu trong trang quản lý ZBS; khi mẫu được bật lại, zaloflow sẽ tự gửi."
-                        ),
-                        (false, true) => format!(
-                            "✅ Mẫu tin {template_id} đã được bật lại ({status}): các tin đang chờ sẽ được gửi."
-                        ),
+                        (true, false) => rust_i18n::t!(
+                            "notice.template.disabled",
+                            locale = l,
+                            id = template_id,
+                            status = status
+                        )
+                        .into_owned(),
+                        (false, true) => rust_i18n::t!(
+                            "notice.template.enabled",
+                            locale = l,
+                            id = template_id,
+                            status = status
+                        )
+                        .into_owned(),
                         _ => {
                             self.store
                                 .set_template_status(template_id, status, now)

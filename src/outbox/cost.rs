@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{Datelike, TimeZone};
 use chrono_tz::Tz;
+use rust_i18n::t;
 use serde_json::json;
 use zaloflow_core::cost::{ConsultationHistory, CostPolicy, SendClass, SendCost};
 
@@ -39,6 +40,8 @@ pub struct CostGuard {
     pub promotion_hours: (u32, u32),
     /// The chat channel staff hear of holds in (None: `ZALOFLOW_CHAT_WEBHOOK_URL`).
     pub chat_channel: Option<String>,
+    /// The language staff hear of holds in (`ZALOFLOW_LANG`).
+    pub lang: crate::i18n::Lang,
     /// (local day start, VND spent or reserved that day).
     spent: Arc<Mutex<Option<(i64, i64)>>>,
     /// Sends made in the current batch, per user: their outcomes are committed while the batch
@@ -79,6 +82,7 @@ impl Default for CostGuard {
             tz: chrono_tz::Asia::Ho_Chi_Minh,
             promotion_hours: zaloflow_core::job::PROMOTION_HOURS,
             chat_channel: None,
+            lang: crate::i18n::Lang::default(),
             spent: Arc::default(),
             recent: Arc::default(),
             batch: Arc::default(),
@@ -103,6 +107,8 @@ pub enum Verdict {
         until: i64,
         reason: &'static str,
         why: String,
+        /// What staff are told in the team chat, once a day (None: nothing).
+        notice: Option<String>,
     },
 }
 
@@ -118,6 +124,12 @@ impl CostGuard {
 
     pub fn with_chat_channel(mut self, channel: Option<String>) -> CostGuard {
         self.chat_channel = channel;
+        self
+    }
+
+    /// The language staff are told of holds in.
+    pub fn with_lang(mut self, lang: crate::i18n::Lang) -> CostGuard {
+        self.lang = lang;
         self
     }
 
@@ -242,6 +254,8 @@ impl CostGuard {
                     why: format!(
                         "held: Zalo set template {template_id} to {status}; its sends wait until it is enabled again"
                     ),
+                    // Staff were told when Zalo changed it (the inbox).
+                    notice: None,
                 }));
             }
         }
@@ -287,6 +301,15 @@ impl CostGuard {
             reason: "template_quota",
             why: format!(
                 "held: the OA's daily quota of {quota} template messages is used up ({used} sent today); it goes out tomorrow"
+            ),
+            notice: Some(
+                t!(
+                    "notice.template_quota",
+                    locale = self.lang.code(),
+                    used = used,
+                    quota = quota
+                )
+                .into_owned(),
             ),
         }))
     }
@@ -386,6 +409,7 @@ impl CostGuard {
                         why: format!(
                             "held: Zalo takes {cap} {noun} {per} per user and this user reached it; it goes out {when}"
                         ),
+                        notice: None,
                     });
                 }
             }
@@ -415,6 +439,15 @@ impl CostGuard {
                     reason: "budget",
                     why: format!(
                         "held: today's budget of {budget} VND is spent ({spent} VND); it goes out tomorrow"
+                    ),
+                    notice: Some(
+                        t!(
+                            "notice.budget",
+                            locale = self.lang.code(),
+                            spent = format!("{spent} VND"),
+                            budget = format!("{budget} VND")
+                        )
+                        .into_owned(),
                     ),
                 });
             }

@@ -20,19 +20,25 @@ pub const REFRESH_REFUSED: &str = "refresh_refused";
 pub struct OaNotice {
     pub chat_channel: Option<String>,
     pub connect_url: String,
+    /// The staff's language (`ZALOFLOW_LANG`).
+    pub lang: crate::i18n::Lang,
 }
 
 impl OaNotice {
     /// The notice for `reason` (one team-chat job), due at `now`.
     pub fn jobs(&self, reason: &str, now: i64) -> Vec<NewJob> {
         let why = match reason {
-            PERMISSION_REVOKED => "Zalo OA đã bị thu hồi quyền (permission_revoked)",
-            _ => "Zalo từ chối gia hạn mã truy cập của OA",
+            PERMISSION_REVOKED => "notice.oa.revoked",
+            _ => "notice.oa.refresh_refused",
         };
-        let text = format!(
-            "⚠️ {why}. zaloflow tạm dừng mọi tin nhắn Zalo; các tin đang chờ sẽ được gửi khi OA được kết nối lại.\n👉 Người quản lý OA hãy kết nối lại tại: {}",
-            self.connect_url
-        );
+        let why = crate::i18n::tr(self.lang, why);
+        let text = rust_i18n::t!(
+            "notice.oa.paused",
+            locale = self.lang.code(),
+            why = why,
+            url = self.connect_url
+        )
+        .into_owned();
         let payload = Payload::Chat {
             channel: self.chat_channel.clone(),
             text,

@@ -397,9 +397,12 @@ impl Sender {
             .await
         {
             Ok(Verdict::Go(cost)) => cost,
-            Ok(Verdict::Hold { until, reason, why }) => {
-                return self.hold(job, until, reason, why).await
-            }
+            Ok(Verdict::Hold {
+                until,
+                reason,
+                why,
+                notice,
+            }) => return self.hold(job, until, reason, why, notice).await,
             Err(e) => {
                 let now = self.clock.now();
                 return JobOutcome {
@@ -500,7 +503,7 @@ impl Sender {
                     .tell_staff_once(
                         &self.store,
                         "billing",
-                        "⚠️ Tài khoản thanh toán Zalo (ZBS) của OA đã hết tiền (-321). Tin khuyến mãi và tin mẫu đang chờ; hãy nạp tiền, zaloflow sẽ tự gửi lại.".into(),
+                        crate::i18n::tr(self.options.cost.lang, "notice.billing").into_owned(),
                         now,
                         &self.owner,
                     )
@@ -511,6 +514,7 @@ impl Sender {
                         now + super::cost::BILLING_RETRY_MS,
                         "billing",
                         format!("held: Zalo's billing account is out of money (-321); top it up and it goes out ({e})"),
+                        None, // told just above
                     )
                     .await;
             }
@@ -618,18 +622,16 @@ impl Sender {
 
     /// A send that may not go now: due again at `until`, the reason in its last error, never
     /// dead-lettered for it. A spent budget is told to staff once a day.
-    async fn hold(&self, job: Job, until: i64, reason: &'static str, why: String) -> JobOutcome {
+    async fn hold(
+        &self,
+        job: Job,
+        until: i64,
+        reason: &'static str,
+        why: String,
+        notice: Option<String>,
+    ) -> JobOutcome {
         metrics::counter!("zaloflow_jobs_held_total", "channel" => channel_label(&job.channel), "reason" => reason).increment(1);
         tracing::info!(job = job.id, user = %job.user_id, rule = job.rule_id.as_deref().unwrap_or(""), until, %why, "held");
-        let notice = match reason {
-            "budget" => Some(format!(
-                "⚠️ Ngân sách gửi tin hôm nay đã hết: {why}. Tin không phải giao dịch sẽ gửi tiếp vào ngày mai."
-            )),
-            "template_quota" => Some(format!(
-                "⚠️ OA đã dùng hết hạn mức tin mẫu (ZBS) hôm nay: {why}. Các tin mẫu còn lại sẽ gửi vào ngày mai."
-            )),
-            _ => None,
-        };
         if let Some(text) = notice {
             self.options
                 .cost

@@ -43,11 +43,16 @@ pub struct Campaigns {
     responses((status = 200, description = "The campaigns", body = Campaigns))
 )]
 pub async fn all(State(st): State<AppState>) -> Result<Json<Campaigns>, ApiError> {
+    Ok(Json(list(&st).await?))
+}
+
+/// The campaigns and their step counts (the API and the board's page).
+pub(crate) async fn list(st: &AppState) -> Result<Campaigns, ApiError> {
     let counts = st.store.member_counts().await?;
     let Some(rules) = &st.rules else {
-        return Ok(Json(Campaigns {
+        return Ok(Campaigns {
             campaigns: Vec::new(),
-        }));
+        });
     };
     let set = rules.current();
     let campaigns = set
@@ -71,7 +76,7 @@ pub async fn all(State(st): State<AppState>) -> Result<Json<Campaigns>, ApiError
                 .collect(),
         })
         .collect();
-    Ok(Json(Campaigns { campaigns }))
+    Ok(Campaigns { campaigns })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -114,8 +119,13 @@ pub async fn members(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CampaignMembers>, ApiError> {
+    Ok(Json(member_list(&st, id).await?))
+}
+
+/// A campaign's members, active first by due time (the API and the board's page).
+pub(crate) async fn member_list(st: &AppState, id: String) -> Result<CampaignMembers, ApiError> {
     let mut rows = st.store.campaign_members(&id).await?;
-    if rows.is_empty() && campaign_steps(&st, &id).is_none() {
+    if rows.is_empty() && campaign_steps(st, &id).is_none() {
         return Err(ApiError::not_found(format!("no campaign {id:?}")));
     }
     rows.sort_by_key(|m| (!m.is_active(), m.next_at.unwrap_or(i64::MAX)));
@@ -134,10 +144,10 @@ pub async fn members(
             left_reason: m.left_reason,
         })
         .collect();
-    Ok(Json(CampaignMembers {
+    Ok(CampaignMembers {
         campaign: id,
         members,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -178,17 +188,7 @@ pub async fn leave(
     State(st): State<AppState>,
     ApiPath((id, contact_id)): ApiPath<(String, String)>,
 ) -> Result<Json<MemberChanged>, ApiError> {
-    active_member(&st, &id, &contact_id).await?;
-    apply(
-        &st,
-        CampaignChange::Leave {
-            campaign: id.clone(),
-            contact_id: contact_id.clone(),
-            reason: "taken out by staff".into(),
-        },
-    )
-    .await?;
-    tracing::info!(campaign = %id, contact = %contact_id, "campaign member taken out by an operator");
+    take_out(&st, &id, &contact_id).await?;
     Ok(Json(MemberChanged {
         campaign: id,
         contact_id,
@@ -219,12 +219,42 @@ pub async fn move_to(
     ApiPath((id, contact_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<MoveMember>,
 ) -> Result<Json<MemberChanged>, ApiError> {
-    let member = active_member(&st, &id, &contact_id).await?;
-    let steps = campaign_steps(&st, &id).unwrap_or_default();
-    let Some(position) = steps.iter().position(|s| *s == body.step) else {
+    move_member(&st, &id, &contact_id, &body.step).await?;
+    Ok(Json(MemberChanged {
+        campaign: id,
+        contact_id,
+        now: body.step,
+    }))
+}
+
+/// Takes `contact_id` out of campaign `id` (the API and the board's page).
+pub(crate) async fn take_out(st: &AppState, id: &str, contact_id: &str) -> Result<(), ApiError> {
+    active_member(st, id, contact_id).await?;
+    apply(
+        st,
+        CampaignChange::Leave {
+            campaign: id.to_string(),
+            contact_id: contact_id.to_string(),
+            reason: "taken out by staff".into(),
+        },
+    )
+    .await?;
+    tracing::info!(campaign = %id, contact = %contact_id, "campaign member taken out by an operator");
+    Ok(())
+}
+
+/// Moves `contact_id` to `step` of campaign `id`, due at once (the API and the board's page).
+pub(crate) async fn move_member(
+    st: &AppState,
+    id: &str,
+    contact_id: &str,
+    step: &str,
+) -> Result<(), ApiError> {
+    let member = active_member(st, id, contact_id).await?;
+    let steps = campaign_steps(st, id).unwrap_or_default();
+    let Some(position) = steps.iter().position(|s| s == step) else {
         return Err(ApiError::invalid(format!(
-            "campaign {id:?} has no step {:?} (its steps: {})",
-            body.step,
+            "campaign {id:?} has no step {step:?} (its steps: {})",
             steps.join(", ")
         )));
     };
@@ -234,23 +264,19 @@ pub async fn move_to(
         )));
     };
     apply(
-        &st,
+        st,
         CampaignChange::Advance {
-            campaign: id.clone(),
-            contact_id: contact_id.clone(),
+            campaign: id.to_string(),
+            contact_id: contact_id.to_string(),
             from_step,
             step: position as i64,
-            step_id: Some(body.step.clone()),
+            step_id: Some(step.to_string()),
             next_at: Some(st.clock.now()),
         },
     )
     .await?;
-    tracing::info!(campaign = %id, contact = %contact_id, step = %body.step, "campaign member moved by an operator");
-    Ok(Json(MemberChanged {
-        campaign: id,
-        contact_id,
-        now: body.step,
-    }))
+    tracing::info!(campaign = %id, contact = %contact_id, %step, "campaign member moved by an operator");
+    Ok(())
 }
 
 /// The step ids of campaign `id` in the running rules (None: no such campaign).

@@ -144,8 +144,7 @@ impl<'a> Ctx<'a> {
                         self.lang,
                         "rules.load.internal_url",
                         what = what,
-                        url = raw.trim(),
-                        reason = e.replace(&url, raw.trim())
+                        url = raw.trim()
                     ),
                     lang: self.lang,
                 });
