@@ -398,3 +398,42 @@ fn a_reload_reports_in_vietnamese() {
     );
     i18n_check::assert_one_language(&errors.join("\n"), Lang::Vi);
 }
+
+/// What a change to a running campaign does to its members, in either language.
+#[test]
+fn campaign_step_edits_are_told_in_vietnamese() {
+    use zaloflow::rules::campaign::StepEdit;
+    let removed = StepEdit::Removed {
+        step: "chao".into(),
+        to: Some("ngay_1".into()),
+    };
+    let vi = removed.render(Lang::Vi);
+    assert_eq!(
+        vi,
+        "bước `chao` bị xóa: khách đang chờ bước này chuyển sang bước `ngay_1`, không sớm hơn lúc họ đến hạn và không sớm hơn ngày giờ của chính bước `ngay_1`"
+    );
+    assert!(removed
+        .to_string()
+        .starts_with("step `chao` removed: its members move to step `ngay_1`"));
+    let all = [
+        removed,
+        StepEdit::Removed {
+            step: "x".into(),
+            to: None,
+        },
+        StepEdit::Added {
+            step: "y".into(),
+            at: 2,
+        },
+        StepEdit::Moved {
+            step: "z".into(),
+            from: 1,
+            to: 3,
+        },
+        StepEdit::Kept { step: "k".into() },
+    ];
+    let vi: Vec<String> = all.iter().map(|e| e.render(Lang::Vi)).collect();
+    let en: Vec<String> = all.iter().map(|e| e.render(Lang::En)).collect();
+    i18n_check::assert_one_language(&vi.join("\n"), Lang::Vi);
+    i18n_check::assert_one_language(&en.join("\n"), Lang::En);
+}
