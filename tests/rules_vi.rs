@@ -219,7 +219,7 @@ fn rules_check_of_many_mistakes_speaks_one_language() {
             && lines
                 .last()
                 .unwrap()
-                .ends_with(": các quy tắc chưa được nạp"),
+                .ends_with(": các quy tắc này chưa dùng được, hãy sửa các lỗi trên"),
         "{vi}"
     );
     assert!(
@@ -299,7 +299,7 @@ fn rules_check_warnings_and_findings_speak_one_language() {
     }
     assert!(
         vi.lines()
-            .any(|l| l.starts_with("đạt: 7 quy tắc trong 1 tệp trong thư mục ")),
+            .any(|l| l.starts_with("đạt: 7 quy tắc trong 1 tệp (thư mục ")),
         "{vi}"
     );
     i18n_check::assert_one_language(&vi, Lang::Vi);
