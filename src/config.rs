@@ -81,6 +81,7 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_FREE_TIER",
     "ZALOFLOW_DAILY_BUDGET_VND",
     "ZALOFLOW_LANG",
+    "ZALOFLOW_AGENT_SESSION_HOURS",
 ];
 
 /// Set by Fly.io on every machine: the service runs behind Fly's proxy.
@@ -167,6 +168,8 @@ pub struct Config {
     pub cost: zaloflow_core::cost::CostPolicy,
     /// The language of staff-facing words (`ZALOFLOW_LANG`: `vi`, the default, or `en`).
     pub lang: crate::i18n::Lang,
+    /// How long an agent's board session lasts (`ZALOFLOW_AGENT_SESSION_HOURS`, default 12).
+    pub agent_session_hours: u32,
 }
 
 impl Config {
@@ -363,6 +366,10 @@ impl Config {
                 None => crate::i18n::Lang::default(),
             },
             cost: cost_policy(get)?,
+            agent_session_hours: match num("ZALOFLOW_AGENT_SESSION_HOURS", 12)? {
+                h @ 1..=8784 => h,
+                h => bail!("ZALOFLOW_AGENT_SESSION_HOURS={h} must be between 1 and 8784 (a year)"),
+            },
             contacts_lookup: match get("ZALOFLOW_CONTACTS_LOOKUP") {
                 None | Some("true") | Some("1") => true,
                 Some("false") | Some("0") | Some("off") => false,
@@ -619,6 +626,20 @@ mod tests {
         assert_eq!(c.tz, chrono_tz::Asia::Ho_Chi_Minh);
         assert_eq!(c.zalo_api_base, "https://openapi.zalo.me");
         assert!(c.webhook_keys().is_none());
+    }
+
+    #[test]
+    fn agent_sessions_last_twelve_hours_unless_set() {
+        assert_eq!(Config::from_map(&map(&[])).unwrap().agent_session_hours, 12);
+        let c = Config::from_map(&map(&[("ZALOFLOW_AGENT_SESSION_HOURS", "8")])).unwrap();
+        assert_eq!(c.agent_session_hours, 8);
+        for bad in ["0", "-1", "soon", "9000"] {
+            let e = Config::from_map(&map(&[("ZALOFLOW_AGENT_SESSION_HOURS", bad)])).unwrap_err();
+            assert!(
+                e.to_string().contains("ZALOFLOW_AGENT_SESSION_HOURS"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

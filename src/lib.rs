@@ -3,6 +3,7 @@
 //! Data flows one way — `http → inbox → engine → store` — and each stage is its own module.
 //! [`run`] wires them together for `zaloflow serve`; tests call it with a listener on port 0.
 
+pub mod agents;
 pub mod channels;
 pub mod config;
 pub mod contacts;

@@ -56,6 +56,12 @@ enum Command {
         #[command(subcommand)]
         command: zaloflow::contacts::Command,
     },
+    /// Agents' accounts for the board: add (password on standard input), list, disable,
+    /// enable, revoke (end their sessions), password.
+    Agents {
+        #[command(subcommand)]
+        command: zaloflow::agents::Command,
+    },
     /// Rule files: check them, or print their JSON Schema.
     Rules {
         #[command(subcommand)]
@@ -207,6 +213,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Contacts { command } => zaloflow::contacts::run(&config, command).await,
+            Command::Agents { command } => zaloflow::agents::run(&config, command).await,
             Command::Tick { at } => {
                 let summary = zaloflow::scheduler::command(&config, at.as_deref()).await?;
                 print!("{summary}");

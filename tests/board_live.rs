@@ -192,6 +192,8 @@ async fn a_deadline_passing_unanswered_is_an_event_without_escalation(kind: &str
     let mut events = Events::connect(&a.base).await;
     let (name, _) = events.next(Duration::from_secs(10)).await.unwrap();
     assert_eq!(name, "ready");
+    // The poller has read its first snapshot (the handoff below is new to it, not part of it).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
     // Its 2-hour deadline passes 3 seconds from now.
     let now = zaloflow::clock::system_now();
     let id = open_handoff(

@@ -136,7 +136,7 @@ async fn deleting_the_first_step_of_a_running_campaign(kind: &str) {
             .any(|e| e.contains("step `chao` removed") && e.contains("(1 member)")),
         "{r}"
     );
-    assert!(r.to_string().contains("campaign drip was edited"), "{r}");
+    assert!(r.to_string().contains("chiến dịch drip đã được sửa"), "{r}");
     // A is not given `ngay_1` before A's `chao` was due (Tuesday 18:00): the next 09:00.
     assert_eq!(s.sms_to(A), Vec::<String>::new(), "{r}");
     let a = s.member("drip", "phone:a").await;

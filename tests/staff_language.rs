@@ -190,6 +190,19 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         let title = i18n::tr(lang, "board.title");
         assert!(board.contains(title.as_ref()), "{board}");
         assert_one_language("the board", &board, lang);
+        // The agents' sign-in page (the board without a session).
+        let signin = common::client()
+            .get(format!("{}/admin/board", s.app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(signin.status(), 401);
+        let signin = signin.text().await.unwrap();
+        assert!(
+            signin.contains(i18n::tr(lang, "agents.signin.submit").as_ref()),
+            "{signin}"
+        );
+        assert_one_language("the sign-in page", &signin, lang);
 
         // The board's campaigns page.
         let campaigns = common::client()

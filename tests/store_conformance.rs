@@ -41,6 +41,8 @@ macro_rules! both {
 }
 
 // Every other store method, area by area (each runs on both backends too).
+#[path = "store_conformance/agents.rs"]
+mod agents;
 #[path = "store_conformance/campaigns.rs"]
 mod campaigns;
 #[path = "store_conformance/contacts.rs"]

@@ -241,8 +241,12 @@ async fn poll(inner: Arc<Inner>, store: DynStore, clock: crate::clock::Clock) {
 }
 
 /// `GET /admin/board/events`: the stream (board access, as the page).
-pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response {
-    match super::board::access(&st, &headers) {
+pub async fn events(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    session: super::signin::AgentSession,
+) -> Response {
+    match super::signin::access(&st, &headers, &session) {
         super::board::Access::Granted => {}
         super::board::Access::Disabled => {
             return (StatusCode::FORBIDDEN, "the board is disabled").into_response()

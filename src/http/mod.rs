@@ -23,6 +23,7 @@ pub mod health;
 pub mod live;
 pub mod public;
 pub mod server;
+pub mod signin;
 pub mod tracking;
 pub mod webhook;
 
@@ -55,8 +56,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .merge(admin::router(state.clone()))
         .merge(board::router())
+        .merge(signin::router())
         .merge(connect::router())
         .merge(public::router(state.clone()))
+        // Agents' sessions: resolved on /admin paths, kept to the board (signin.rs).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            signin::gate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 #[macro_use]
 mod dialect;
 
+pub mod agents;
 pub mod campaigns;
 pub mod contact_sync;
 pub mod contacts;
@@ -27,6 +28,7 @@ pub mod spend;
 pub mod sqlite;
 pub mod templates;
 
+pub use agents::{Agent, AgentCredentials, Agents, SessionAgent};
 pub use campaigns::Campaigns;
 pub use contact_sync::ProfileSync;
 pub use contacts::Contacts;
@@ -43,7 +45,8 @@ pub use templates::Templates;
 /// in scope (`use zaloflow_store::prelude::*`).
 pub mod prelude {
     pub use crate::{
-        Campaigns, Contacts, Handoffs, Inbox, Jobs, Lists, Oa, ProfileSync, Spend, Store, Templates,
+        Agents, Campaigns, Contacts, Handoffs, Inbox, Jobs, Lists, Oa, ProfileSync, Spend, Store,
+        Templates,
     };
 }
 
@@ -655,7 +658,8 @@ pub struct FieldUpdate {
 
 #[async_trait]
 pub trait Store:
-    Spend
+    Agents
+    + Spend
     + Templates
     + Inbox
     + Jobs

@@ -37,6 +37,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 
+pub mod agents;
 pub mod campaigns;
 pub mod contacts;
 pub mod contacts_sync;
@@ -187,6 +188,7 @@ token is configured. Times are milliseconds since the Unix epoch. Errors are \
         (name = "handoffs", description = "VIP handoffs to people: list with deadlines met or missed, claim, resolve"),
         (name = "report", description = "Effectiveness per rule, campaign step and A/B variant"),
         (name = "campaigns", description = "Campaigns' members per step: see, take out, move"),
+        (name = "agents", description = "Agents' accounts: create, list, disable, enable, new password, end their sessions"),
         (name = "meta", description = "This document"),
     )
 )]
@@ -218,6 +220,11 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(campaigns::members))
         .routes(routes!(campaigns::leave))
         .routes(routes!(campaigns::move_to))
+        .routes(routes!(agents::list, agents::create))
+        .routes(routes!(agents::disable))
+        .routes(routes!(agents::revoke))
+        .routes(routes!(agents::enable))
+        .routes(routes!(agents::password))
 }
 
 pub fn router(state: AppState) -> Router<AppState> {
@@ -270,7 +277,7 @@ fn add_shared_answers(api: &mut utoipa::openapi::OpenApi) {
     let shared = [
         ("400", "BadRequest", "Malformed request: a path, query or body that does not parse (`bad_path`, `bad_query`, `bad_json`, `bad_content_type`)"),
         ("401", "Unauthorized", "Missing or wrong bearer token (`unauthorized`)"),
-        ("403", "AdminDisabled", "The admin API is disabled: ZALOFLOW_ADMIN_TOKEN is not set (`admin_disabled`)"),
+        ("403", "AdminDisabled", "The admin API is disabled: ZALOFLOW_ADMIN_TOKEN is not set (`admin_disabled`); or the request came with an agent's board session, which reaches only the board (`agent_forbidden`)"),
         ("503", "StorageUnavailable", "The database is unavailable (`storage_unavailable`)"),
     ];
     for (_, name, description) in shared {

@@ -33,6 +33,7 @@ mod card;
 use card::Card;
 
 use super::admin::handoffs::{agent_name, take, Take};
+use super::signin::{self, AgentSession};
 use super::{esc, AppState};
 use crate::handoff::{self, local_time, Handoff};
 use crate::i18n::{tr, Lang};
@@ -40,14 +41,14 @@ use rust_i18n::t;
 
 pub const SESSION_COOKIE: &str = "zf_board";
 pub const AGENT_COOKIE: &str = "zf_agent";
-const COOKIE_PATH: &str = "/admin/board";
+pub(crate) const COOKIE_PATH: &str = "/admin/board";
 const SESSION_SECONDS: i64 = 12 * 3600;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/board", get(board))
         .route("/admin/board/login", post(login))
-        .route("/admin/board/logout", post(logout))
+        .route("/admin/board/logout", post(signin::logout))
         .route("/admin/board/events", get(super::live::events))
         .route("/admin/board/live.js", get(super::live::script))
         .route(campaigns::PATH, get(campaigns::list))
@@ -192,7 +193,7 @@ fn remembered_agent(headers: &HeaderMap) -> String {
 }
 
 /// Only paths of the board itself (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with("/admin/board")
@@ -329,6 +330,7 @@ pub struct BoardQuery {
 async fn board(
     State(st): State<AppState>,
     headers: HeaderMap,
+    session: AgentSession,
     Query(q): Query<BoardQuery>,
 ) -> Response {
     let lang = st.config.lang;
@@ -347,9 +349,9 @@ async fn board(
             )
         };
     }
-    match access(&st, &headers) {
+    match signin::access(&st, &headers, &session) {
         Access::Disabled => return disabled(lang),
-        Access::Denied => return login_page(lang, StatusCode::UNAUTHORIZED, "/admin/board", None),
+        Access::Denied => return signin::denied(&st, &session, "/admin/board"),
         Access::Granted => {}
     }
     let now = st.clock.now();
@@ -372,7 +374,7 @@ async fn board(
         .map(|h| h.user_id.clone())
         .collect();
     let contacts = st.store.load_contacts(&users).await.unwrap_or_default();
-    let agent = remembered_agent(&headers);
+    let agent = signin::agent_name(&session, None).unwrap_or_else(|| remembered_agent(&headers));
     let tz = st.config.tz;
     let mut active = active;
     active.sort_by_key(urgency);
@@ -406,6 +408,7 @@ async fn board(
         logout = esc(&tr(lang, "board.logout")),
         campaigns = esc(&tr(lang, "board.nav.campaigns")),
     ));
+    body.push_str(&signin::bar(lang, &session));
     body.push_str(&flash(lang, q.msg.as_deref(), q.id));
     body.push_str("<main>\n");
     let card_of = |h: &Handoff, with_form: bool| {
@@ -486,16 +489,6 @@ async fn login(
     }
 }
 
-async fn logout(State(st): State<AppState>) -> Response {
-    see_other(
-        "/admin/board",
-        &[format!(
-            "{SESSION_COOKIE}=; Path={COOKIE_PATH}; Max-Age=0; HttpOnly; SameSite=Lax{}",
-            secure(&st)
-        )],
-    )
-}
-
 fn parse_action(action: &str) -> Option<Take> {
     match action {
         "claim" => Some(Take::Claim),
@@ -508,6 +501,7 @@ fn parse_action(action: &str) -> Option<Take> {
 async fn confirm(
     State(st): State<AppState>,
     headers: HeaderMap,
+    session: AgentSession,
     Path((id, action)): Path<(i64, String)>,
 ) -> Response {
     let lang = st.config.lang;
@@ -515,9 +509,9 @@ async fn confirm(
         return not_found(lang);
     };
     let here = format!("/admin/board/handoffs/{id}/{action}");
-    match access(&st, &headers) {
+    match signin::access(&st, &headers, &session) {
         Access::Disabled => return disabled(lang),
-        Access::Denied => return login_page(lang, StatusCode::UNAUTHORIZED, &here, None),
+        Access::Denied => return signin::denied(&st, &session, &here),
         Access::Granted => {}
     }
     let h = match st.store.get_handoff(id).await {
@@ -527,7 +521,7 @@ async fn confirm(
     };
     let contact = st.store.get_contact(&h.user_id).await.ok().flatten();
     let now = st.clock.now();
-    let agent = remembered_agent(&headers);
+    let agent = signin::agent_name(&session, None).unwrap_or_else(|| remembered_agent(&headers));
     let l = lang.code();
     let title = match what {
         Take::Claim => t!("board.confirm.claim", locale = l, id = id),
@@ -538,6 +532,7 @@ async fn confirm(
         esc(&title),
         esc(&tr(lang, "board.back"))
     );
+    body.push_str(&signin::bar(lang, &session));
     let c = Card {
         lang,
         now,
@@ -583,6 +578,7 @@ pub struct ActForm {
 async fn act(
     State(st): State<AppState>,
     headers: HeaderMap,
+    session: AgentSession,
     Path((id, action)): Path<(i64, String)>,
     Form(f): Form<ActForm>,
 ) -> Response {
@@ -590,15 +586,11 @@ async fn act(
     let Some(what) = parse_action(&action) else {
         return not_found(lang);
     };
-    match access(&st, &headers) {
+    match signin::access(&st, &headers, &session) {
         Access::Disabled => return disabled(lang),
         Access::Denied => {
-            return login_page(
-                lang,
-                StatusCode::UNAUTHORIZED,
-                &format!("/admin/board/handoffs/{id}/{action}"),
-                None,
-            )
+            let here = format!("/admin/board/handoffs/{id}/{action}");
+            return signin::denied(&st, &session, &here);
         }
         Access::Granted => {}
     }
@@ -616,7 +608,8 @@ async fn act(
     let back = |msg: &str, cookies: &[String]| {
         see_other(&format!("/admin/board?msg={msg}&id={id}#h{id}"), cookies)
     };
-    let Ok(agent) = agent_name(f.agent.as_deref()) else {
+    // A signed-in agent acts under their account's name; with the admin token, the typed one.
+    let Some(agent) = signin::agent_name(&session, f.agent.as_deref()) else {
         return back("bad_agent", &[]);
     };
     let remember = [agent_cookie(&st, &agent)];
