@@ -174,6 +174,18 @@ fn a_missing_value_and_a_bad_time_are_told_in_vietnamese() {
     assert!(shown.contains("`send`: không có biến `ten`"), "{shown}");
     let (_, shown) = one_vi("rules:\n  - id: a\n    when: follow\n");
     assert!(shown.contains("quy tắc cần có `do:`"), "{shown}");
+    // `- send:` with nothing after it.
+    let (d, shown) = one_vi("rules:\n  - id: a\n    when: follow\n    do:\n      - send:\n");
+    assert_eq!(d.pos.line, 5, "{shown}");
+    assert!(
+        shown.contains("thiếu giá trị cho `send`: hãy viết `send: …`"),
+        "{shown}"
+    );
+    let en = problems(
+        "rules:\n  - id: a\n    when: follow\n    do:\n      - send:\n",
+        Some(Lang::En),
+    );
+    assert!(en[0].message.contains("`send` needs a value"), "{en:?}");
 }
 
 // ---------------------------------------------------------------------------------------

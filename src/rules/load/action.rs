@@ -464,6 +464,14 @@ impl Ctx<'_> {
             self.template(v, &format!("`{name}`"));
             return None;
         }
+        if v.is_null() && name != "stop" && ACTIONS.contains(&name) {
+            // `- send:` with nothing after it (a text not written yet, or cut off).
+            self.err(
+                v,
+                msg!(self.lang, "rules.load.action_needs_value", name = name),
+            );
+            return None;
+        }
         let a = match name {
             "send" => self.send_action(v)?,
             "sms" => {
