@@ -12,6 +12,10 @@ COPY migrations ./migrations
 # Bench targets are declared in Cargo.toml; the demo builds the shipped rules in.
 COPY benches ./benches
 COPY rules ./rules
+# Staff-facing words (rust-i18n compiles locales/*.yml in), and the build script that rebuilds
+# when they change.
+COPY locales ./locales
+COPY build.rs ./
 RUN cargo build --release --locked --bin zaloflow
 
 FROM debian:bookworm-slim

@@ -18,7 +18,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A language staff read zaloflow in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Lang {
     /// Tiếng Việt: the default.
     #[default]

@@ -70,13 +70,9 @@ pub fn load_rules_checked(
         }
         Err(diags) => {
             for d in &diags {
-                eprintln!("{d}");
+                eprintln!("{}", d.render(config.lang));
             }
-            if strict
-                && diags
-                    .iter()
-                    .all(|d| d.message.ends_with(rules::findings::STRICT_MARK))
-            {
+            if strict && diags.iter().all(rules::findings::is_strict_refusal) {
                 anyhow::bail!(
                     "ZALOFLOW_STRICT_CONFIG=true: {} rule action(s) in {} cannot run with this configuration (listed above); set the variables they name, or remove ZALOFLOW_STRICT_CONFIG to start and record them as skipped",
                     diags.len(),
@@ -98,6 +94,7 @@ pub fn rule_load_options(config: &Config) -> rules::LoadOptions {
         extra_chat_channels: config.chat_channels.keys().cloned().collect(),
         extra_lists: Vec::new(),
         allow_private_urls: config.allow_private_urls,
+        lang: config.lang,
     }
 }
 

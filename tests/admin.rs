@@ -781,7 +781,12 @@ async fn rules_are_listed_drafts_checked_without_saving_and_reloaded() {
     let rules = tempfile::tempdir().unwrap();
     std::fs::write(rules.path().join("main.yaml"), GOOD_RULES).unwrap();
     let dir = rules.path().to_str().unwrap().to_string();
-    let a = Admin::start("sqlite", &[("ZALOFLOW_RULES", dir.as_str())]).await;
+    // The messages asserted below are the English ones (the default is Vietnamese).
+    let a = Admin::start(
+        "sqlite",
+        &[("ZALOFLOW_RULES", dir.as_str()), ("ZALOFLOW_LANG", "en")],
+    )
+    .await;
 
     let (st, v) = a.get("/admin/rules").await;
     assert_eq!(st, 200, "{v}");

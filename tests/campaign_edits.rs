@@ -366,6 +366,7 @@ async fn rules_check_against_the_database_through_the_binary() {
     std::fs::write(s.config.rules_dir.join("t.yaml"), drip(false)).unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"))
         .args(["rules", "check", "--against"])
+        .env("ZALOFLOW_LANG", "en")
         .env("DATABASE_URL", s.db.url())
         .env("ZALOFLOW_RULES", &s.config.rules_dir)
         .output()

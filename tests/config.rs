@@ -85,6 +85,8 @@ fn contract_only(zalo: &FakeZalo, sink: &HttpSink, rules: &Path) -> Vec<(String,
         ("ZALOFLOW_CHAT_WEBHOOK_URL".into(), sink.url("/chat")),
         ("ZALOFLOW_ADMIN_TOKEN".into(), TOKEN.into()),
         ("ZALOFLOW_RULES".into(), rules.display().to_string()),
+        // The findings asserted in this file are the English ones (the default is Vietnamese).
+        ("ZALOFLOW_LANG".into(), "en".into()),
     ]
 }
 
@@ -126,6 +128,7 @@ async fn an_oa_send_without_tokens_is_skipped_by_the_sender(kind: &str) {
             ("ZALO_OAUTH_BASE", api.as_str()),
             ("ZALOFLOW_ADMIN_TOKEN", TOKEN),
             ("ZALOFLOW_RULES", rules.as_str()),
+            ("ZALOFLOW_LANG", "en"),
         ],
     ))
     .await;
@@ -470,6 +473,7 @@ fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zaloflow"));
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("ZALOFLOW_LANG", "en")
         .current_dir(std::env::temp_dir());
     c
 }
@@ -606,7 +610,7 @@ async fn rule_and_admin_urls_to_private_addresses_are_warned_about() {
     let draft = "rules:\n  - id: thu\n    when: follow\n    do:\n      - send:\n          text: Xem ưu đãi\n          via: zalo_promotion\n          buttons:\n            - title: Xem\n              url: http://192.168.1.10/admin\n";
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("thu.yaml"), draft).unwrap();
-    let set = zaloflow::rules::load_dir(dir.path(), &Default::default()).unwrap();
+    let set = zaloflow::rules::load_dir(dir.path(), &english()).unwrap();
     let warn = zaloflow::rules::hygiene::check(&set);
     assert_eq!((warn[0].pos.line, warn[0].pos.col), (10, 20), "{warn:?}");
     assert!(
@@ -629,6 +633,8 @@ async fn rule_and_admin_urls_to_private_addresses_are_warned_about() {
         &[
             ("ZALOFLOW_ADMIN_TOKEN", TOKEN),
             ("ZALOFLOW_RULES", empty.path().to_str().unwrap()),
+            // The warning asserted below is the English one (the default is Vietnamese).
+            ("ZALOFLOW_LANG", "en"),
         ],
     ))
     .await;
@@ -689,4 +695,13 @@ async fn behind_fly_per_ip_limits_use_fly_client_ip() {
     // Another customer behind the same proxy is not held back.
     assert_eq!(post("198.51.100.20", 4).await, 201);
     app.shutdown().await;
+}
+
+/// Load options whose messages are in English (the product's default is Vietnamese): the
+/// assertions of this file name English words.
+fn english() -> zaloflow::rules::LoadOptions {
+    zaloflow::rules::LoadOptions {
+        lang: zaloflow::i18n::Lang::En,
+        ..Default::default()
+    }
 }

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use zaloflow::fakes::http_sink::HttpSink;
 use zaloflow::fakes::zalo::{FakeZalo, FakeZaloOptions};
 use zaloflow::report::ab;
-use zaloflow::rules::{load_sources, LoadOptions};
+use zaloflow::rules::load_sources;
 use zaloflow::store::{self, DynStore};
 
 const TOKEN: &str = "effect-test-admin-token";
@@ -391,11 +391,7 @@ fn variant_assignment_is_stable_and_close_to_its_weights() {
 
 #[test]
 fn the_engine_records_the_contacts_variant_on_its_job() {
-    let set = load_sources(
-        &[(PathBuf::from("t.yaml"), RULES.to_string())],
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let set = load_sources(&[(PathBuf::from("t.yaml"), RULES.to_string())], &english()).unwrap();
     let engine = zaloflow::engine::Engine::with_rule_set(
         std::sync::Arc::new(set),
         chrono_tz::Asia::Ho_Chi_Minh,
@@ -445,11 +441,8 @@ fn campaign_steps_count_as_fired_and_take_variants() {
                 - text: Xin chào!
                 - text: Chào bạn nhé!
 "#;
-    let set = load_sources(
-        &[(PathBuf::from("t.yaml"), yaml.to_string())],
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|d| panic!("{d:?}"));
+    let set = load_sources(&[(PathBuf::from("t.yaml"), yaml.to_string())], &english())
+        .unwrap_or_else(|d| panic!("{d:?}"));
     let engine = zaloflow::engine::Engine::with_rule_set(
         std::sync::Arc::new(set),
         chrono_tz::Asia::Ho_Chi_Minh,
@@ -484,7 +477,7 @@ fn each_variant_text_is_held_to_zalos_length_limit() {
     let yaml = format!(
         "rules:\n  - id: ab\n    when: follow\n    do:\n      - send:\n          variants:\n            - text: ngắn\n            - text: \"{long}\"\n"
     );
-    let set = load_sources(&[(PathBuf::from("t.yaml"), yaml)], &LoadOptions::default())
+    let set = load_sources(&[(PathBuf::from("t.yaml"), yaml)], &english())
         .unwrap_or_else(|d| panic!("{d:?}"));
     let warnings: Vec<String> = zaloflow::rules::hygiene::check(&set)
         .iter()
@@ -522,12 +515,9 @@ fn variant_mistakes_have_their_line_and_column() {
         ),
     ];
     for (src, want) in cases {
-        let diags = load_sources(
-            &[(PathBuf::from("t.yaml"), src.to_string())],
-            &LoadOptions::default(),
-        )
-        .err()
-        .unwrap_or_else(|| panic!("loaded: {src}"));
+        let diags = load_sources(&[(PathBuf::from("t.yaml"), src.to_string())], &english())
+            .err()
+            .unwrap_or_else(|| panic!("loaded: {src}"));
         let all: Vec<String> = diags.iter().map(|d| d.to_string()).collect();
         assert!(
             all.iter().any(|d| d.starts_with(want)),
@@ -656,4 +646,13 @@ async fn the_cli_prints_the_report() {
     assert!(!ok);
     assert!(err.contains("--since \"soon\""), "{err}");
     s.app.shutdown().await;
+}
+
+/// Load options whose messages are in English (the product's default is Vietnamese): the
+/// assertions of this file name English words.
+fn english() -> zaloflow::rules::LoadOptions {
+    zaloflow::rules::LoadOptions {
+        lang: zaloflow::i18n::Lang::En,
+        ..Default::default()
+    }
 }

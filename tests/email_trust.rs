@@ -544,7 +544,7 @@ fn a_variable_deciding_a_link_is_refused_at_line_and_col() {
         "rules:\n  - id: r\n    when: follow\n    do:\n      - email:\n          subject: Chào\n          html: '<p>Chào {{display_name}}</p><a href=\"{{field.web}}\">web</a>'\n      - send:\n          text: hi\n          buttons:\n            - title: Xem\n              url: \"https://{{field.host}}/x\"\n",
     )
     .unwrap();
-    let (out, ok) = zaloflow::rules::check_command(dir.path(), false);
+    let (out, ok) = zaloflow::rules::check_command_in(dir.path(), false, zaloflow::i18n::Lang::En);
     assert!(!ok, "{out}");
     assert!(
         out.contains("t.yaml:7:55: `html`: a variable cannot decide where a link goes"),

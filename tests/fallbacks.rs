@@ -286,7 +286,11 @@ async fn refusals_when_sent_go_on_to_the_next_choice(kind: &str) {
 fn load_errors(yaml: &str) -> Vec<String> {
     match zaloflow::rules::load_sources(
         &[(std::path::PathBuf::from("t.yaml"), yaml.to_string())],
-        &zaloflow::rules::LoadOptions::default(),
+        // The messages asserted are the English ones (the default is Vietnamese).
+        &zaloflow::rules::LoadOptions {
+            lang: zaloflow::i18n::Lang::En,
+            ..Default::default()
+        },
     ) {
         Ok(_) => Vec::new(),
         Err(d) => d.iter().map(|d| d.to_string()).collect(),

@@ -5,16 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use zaloflow::rules::{hygiene, load_sources, LoadOptions};
+use zaloflow::rules::{hygiene, load_sources};
 
 /// The warnings of a small rule file, less "no rule sets the tag" (its files name tags that
 /// staff set; tests/rules.rs covers that warning).
 fn warnings(yaml: &str) -> Vec<String> {
-    let set = load_sources(
-        &[(PathBuf::from("t.yaml"), yaml.to_string())],
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|d| panic!("{d:?}"));
+    let set = load_sources(&[(PathBuf::from("t.yaml"), yaml.to_string())], &english())
+        .unwrap_or_else(|d| panic!("{d:?}"));
     hygiene::check(&set)
         .iter()
         .map(ToString::to_string)
@@ -25,6 +22,7 @@ fn warnings(yaml: &str) -> Vec<String> {
 fn rules_check(dir: &Path, extra: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_zaloflow"))
         .args(["rules", "check", "--rules"])
+        .env("ZALOFLOW_LANG", "en")
         .arg(dir)
         .args(extra)
         .output()
@@ -456,7 +454,7 @@ fn hot_reload_loads_rules_with_warnings_and_keeps_them_in_its_status() {
     use zaloflow::rules::RuleWatcher;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("t.yaml"), TWO_SENDS).unwrap();
-    let w = RuleWatcher::load(dir.path(), LoadOptions::default(), 1).unwrap();
+    let w = RuleWatcher::load(dir.path(), english(), 1).unwrap();
     assert_eq!(w.current().len(), 2);
     let st = w.status();
     assert!(st.errors.is_empty());
@@ -513,4 +511,13 @@ fn a_tag_that_starts_another_rule_that_messages_too() {
     ))
     .is_empty());
     assert!(warnings(&y.replace("      - send: Chào bạn!\n", "")).is_empty());
+}
+
+/// Load options whose messages are in English (the product's default is Vietnamese): the
+/// assertions of this file name English words.
+fn english() -> zaloflow::rules::LoadOptions {
+    zaloflow::rules::LoadOptions {
+        lang: zaloflow::i18n::Lang::En,
+        ..Default::default()
+    }
 }

@@ -23,7 +23,7 @@ fn manifest(p: &str) -> PathBuf {
 }
 
 fn shipped() -> RuleSet {
-    load_dir(&manifest("rules"), &LoadOptions::default()).unwrap_or_else(|d| {
+    load_dir(&manifest("rules"), &english()).unwrap_or_else(|d| {
         panic!(
             "shipped rules do not check:\n{}",
             d.iter()
@@ -35,11 +35,8 @@ fn shipped() -> RuleSet {
 }
 
 fn rules(yaml: &str) -> RuleSet {
-    load_sources(
-        &[(PathBuf::from("t.yaml"), yaml.to_string())],
-        &LoadOptions::default(),
-    )
-    .unwrap_or_else(|d| panic!("{d:?}"))
+    load_sources(&[(PathBuf::from("t.yaml"), yaml.to_string())], &english())
+        .unwrap_or_else(|d| panic!("{d:?}"))
 }
 
 /// Local wall-clock time in the OA time zone, as ms.
@@ -99,7 +96,7 @@ fn fired_ids(e: &Evaluation) -> Vec<&str> {
 fn check_fixture(name: &str) -> Vec<Diagnostic> {
     let path = manifest("tests/fixtures/rules/broken").join(name);
     let src = std::fs::read_to_string(&path).unwrap();
-    match load_sources(&[(PathBuf::from(name), src)], &LoadOptions::default()) {
+    match load_sources(&[(PathBuf::from(name), src)], &english()) {
         Ok(_) => panic!("{name} loaded without a problem"),
         Err(d) => d,
     }
@@ -237,13 +234,13 @@ fn names_are_checked_across_the_folder() {
         "rules:\n  - id: x\n    when: message\n    if: {in_list: khach_si}\n    do:\n      - notify: {channel: agents, text: hi}\n      - list: {move: khach_vip, from: khach_si}\n",
     )
     .unwrap();
-    let err = load_dir(dir.path(), &LoadOptions::default()).unwrap_err();
+    let err = load_dir(dir.path(), &english()).unwrap_err();
     assert_eq!(err.len(), 1, "{err:?}");
     assert_eq!((err[0].pos.line, err[0].pos.col), (7, 22));
     assert!(err[0].message.contains("unknown list `khach_vip`"));
     let opts = LoadOptions {
         extra_lists: vec!["khach_vip".into()],
-        ..LoadOptions::default()
+        ..english()
     };
     assert!(load_dir(dir.path(), &opts).is_ok());
     // Duplicate ids across files point at the second one.
@@ -263,6 +260,7 @@ fn rules_check_command_exit_codes() {
     let bin = env!("CARGO_BIN_EXE_zaloflow");
     let ok = std::process::Command::new(bin)
         .args(["rules", "check", "--rules"])
+        .env("ZALOFLOW_LANG", "en")
         .arg(manifest("rules"))
         .output()
         .unwrap();
@@ -279,6 +277,7 @@ fn rules_check_command_exit_codes() {
     .unwrap();
     let bad = std::process::Command::new(bin)
         .args(["rules", "check", "--rules"])
+        .env("ZALOFLOW_LANG", "en")
         .arg(dir.path())
         .output()
         .unwrap();
@@ -904,7 +903,7 @@ fn hot_reload_keeps_the_last_good_rules() {
         "rules:\n  - id: one\n    when: follow\n    do: [{send: a}]\n",
     )
     .unwrap();
-    let w = RuleWatcher::load(dir.path(), LoadOptions::default(), 1).unwrap();
+    let w = RuleWatcher::load(dir.path(), english(), 1).unwrap();
     assert_eq!(w.current().len(), 1);
     assert_eq!(w.check(2), zaloflow::rules::watch::Reload::Unchanged);
 
@@ -961,11 +960,7 @@ fn hot_reload_keeps_the_last_good_rules() {
 #[test]
 fn the_commonest_yaml_mistakes_say_how_to_write_the_line() {
     let check = |src: &str| {
-        load_sources(
-            &[(PathBuf::from("x.yaml"), src.into())],
-            &LoadOptions::default(),
-        )
-        .unwrap_err()[0]
+        load_sources(&[(PathBuf::from("x.yaml"), src.into())], &english()).unwrap_err()[0]
             .to_string()
     };
     let colon = check(
@@ -996,12 +991,12 @@ fn the_commonest_yaml_mistakes_say_how_to_write_the_line() {
         "- send: 'Chào \"bạn\" nhé'",
     ] {
         let src = format!("rules:\n  - id: a\n    when: message\n    do:\n      {fixed}\n");
-        assert!(load_sources(&[(PathBuf::from("x.yaml"), src)], &LoadOptions::default()).is_ok());
+        assert!(load_sources(&[(PathBuf::from("x.yaml"), src)], &english()).is_ok());
     }
     assert!(check("").starts_with("x.yaml:1:1: this file is empty"));
     assert!(load_sources(
         &[(PathBuf::from("x.yaml"), "rules: []\n".into())],
-        &LoadOptions::default()
+        &english()
     )
     .is_ok());
 }
@@ -1014,7 +1009,7 @@ async fn the_watcher_task_polls_the_folder() {
         "- id: one\n  when: follow\n  do: [stop]\n",
     )
     .unwrap();
-    let w = std::sync::Arc::new(RuleWatcher::load(dir.path(), LoadOptions::default(), 0).unwrap());
+    let w = std::sync::Arc::new(RuleWatcher::load(dir.path(), english(), 0).unwrap());
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(
         w.clone()
@@ -1149,7 +1144,7 @@ proptest! {
         scheduled in any::<bool>(),
     ) {
         let yaml = format!("rules:\n{}", rule_src.join(""));
-        let set = load_sources(&[(PathBuf::from("p.yaml"), yaml.clone())], &LoadOptions::default())
+        let set = load_sources(&[(PathBuf::from("p.yaml"), yaml.clone())], &english())
             .map_err(|d| TestCaseError::fail(format!("{yaml}\n{d:?}")))?;
         let e = ev(&event_src);
         let mut c = contact("u1");
@@ -1172,7 +1167,7 @@ proptest! {
 
     #[test]
     fn random_text_never_panics_the_loader(src in "[ -~\\n:{}\\[\\]\\-à-ỹ]{0,200}") {
-        let _ = load_sources(&[(PathBuf::from("x.yaml"), src)], &LoadOptions::default());
+        let _ = load_sources(&[(PathBuf::from("x.yaml"), src)], &english());
     }
 }
 
@@ -1268,7 +1263,7 @@ fn contains_is_whole_words_and_contains_text_is_anywhere() {
             PathBuf::from("x.yaml"),
             "rules:\n  - id: x\n    when:\n      message: {contains: giá, accents: maybe}\n    do: [{tag: a}]\n".into(),
         )],
-        &LoadOptions::default(),
+        &english(),
     )
     .unwrap_err();
     assert!(
@@ -1282,12 +1277,7 @@ fn contains_is_whole_words_and_contains_text_is_anywhere() {
 
 #[test]
 fn tags_are_held_against_the_vocabulary_or_the_rules_that_set_them() {
-    let load = |src: &str| {
-        load_sources(
-            &[(PathBuf::from("x.yaml"), src.into())],
-            &LoadOptions::default(),
-        )
-    };
+    let load = |src: &str| load_sources(&[(PathBuf::from("x.yaml"), src.into())], &english());
     // No vocabulary: a tag nobody sets is a warning with a suggestion.
     let set = load("rules:\n  - id: a\n    when: follow\n    do: [{tag: vip_customer}]\n  - id: b\n    when: {tag_added: vip_custmer}\n    do: [{send: hi}]\n").unwrap();
     let w: Vec<String> = zaloflow::rules::hygiene::check(&set)
@@ -1337,10 +1327,7 @@ fn triggers_read_as_staff_write_them() {
 #[test]
 fn email_triggers_name_an_email_and_its_links() {
     let errors = |yaml: &str| -> Vec<String> {
-        match load_sources(
-            &[(PathBuf::from("t.yaml"), yaml.to_string())],
-            &LoadOptions::default(),
-        ) {
+        match load_sources(&[(PathBuf::from("t.yaml"), yaml.to_string())], &english()) {
             Ok(_) => Vec::new(),
             Err(d) => d.iter().map(|d| d.to_string()).collect(),
         }
@@ -1443,15 +1430,22 @@ rules:
       after_step: {campaign: dang_ky, step: day_0}
     do: [{tag: da_nhan_2}]
 "#;
-    let errors: Vec<String> = match load_sources(
-        &[(PathBuf::from("t.yaml"), yaml.to_string())],
-        &LoadOptions::default(),
-    ) {
-        Ok(_) => panic!("the campaign has a mistake"),
-        Err(d) => d.iter().map(|d| d.to_string()).collect(),
-    };
+    let errors: Vec<String> =
+        match load_sources(&[(PathBuf::from("t.yaml"), yaml.to_string())], &english()) {
+            Ok(_) => panic!("the campaign has a mistake"),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        };
     // The campaign's own mistake, where it is; nothing misleading where the rules name it.
     assert_eq!(errors.len(), 1, "{errors:#?}");
     assert!(errors[0].starts_with("t.yaml:7:14:"), "{errors:#?}");
     assert!(errors.iter().all(|e| !e.contains("unknown campaign")));
+}
+
+/// Load options whose messages are in English (the product's default is Vietnamese): the
+/// assertions of this file name English words.
+fn english() -> zaloflow::rules::LoadOptions {
+    zaloflow::rules::LoadOptions {
+        lang: zaloflow::i18n::Lang::En,
+        ..Default::default()
+    }
 }

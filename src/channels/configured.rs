@@ -42,11 +42,27 @@ pub struct Missing {
     /// Whether the send is recorded as skipped (false: it goes out, but wrong, e.g. email
     /// links to localhost).
     pub skips: bool,
+    /// Which setting is missing: the key of its words for staff (`rules.missing.KEY` in
+    /// `locales/rules.yml`), and the chat channel's name.
+    pub key: &'static str,
+    pub name: Option<String>,
 }
 
 impl std::fmt::Display for Missing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} is not configured: {}", self.what, self.fix)
+    }
+}
+
+impl Missing {
+    /// What is missing and what to set, for staff in `lang` (the `Display` is English).
+    pub fn text(&self, lang: crate::i18n::Lang) -> String {
+        if lang == crate::i18n::Lang::En {
+            return self.to_string();
+        }
+        let name = self.name.as_deref().unwrap_or_default();
+        let key = format!("rules.missing.{}", self.key);
+        rust_i18n::replace_patterns(&crate::i18n::tr(lang, &key), &["name"], &[name.to_string()])
     }
 }
 
@@ -78,6 +94,8 @@ impl Configured {
             what: "SMS".into(),
             fix: "set ZALOFLOW_SMS_URL to your SMS gateway's URL".into(),
             skips: true,
+            key: "sms",
+            name: None,
         })
     }
 
@@ -87,6 +105,8 @@ impl Configured {
             what: "email".into(),
             fix: "set ZALOFLOW_SMTP_URL (smtp://user:password@host:587)".into(),
             skips: true,
+            key: "email",
+            name: None,
         })
     }
 
@@ -96,6 +116,8 @@ impl Configured {
             what: "task creation".into(),
             fix: "set ZALOFLOW_TASK_WEBHOOK_URL to your task tool's webhook".into(),
             skips: true,
+            key: "task",
+            name: None,
         })
     }
 
@@ -117,6 +139,8 @@ impl Configured {
                 None => "set ZALOFLOW_CHAT_WEBHOOK_URL to your team chat's webhook".into(),
             },
             skips: true,
+            key: if name.is_some() { "chat_named" } else { "chat" },
+            name: name.map(str::to_string),
         })
     }
 
@@ -132,6 +156,8 @@ impl Configured {
             .into(),
             fix: "connect the OA at /admin/zalo/connect, or set ZALO_APP_ID, ZALO_APP_SECRET, ZALO_ACCESS_TOKEN and ZALO_REFRESH_TOKEN".into(),
             skips: true,
+            key: if zns { "zns" } else { "zalo" },
+            name: None,
         })
     }
 
@@ -142,6 +168,8 @@ impl Configured {
             what: "the public address of email tracking links".into(),
             fix: "set ZALOFLOW_PUBLIC_URL to the address customers reach this service at (https://…); until then the emails go out with links to http://localhost:8080".into(),
             skips: false,
+            key: "public_url",
+            name: None,
         })
     }
 

@@ -415,7 +415,13 @@ pub fn command(
     dir: &Path,
     tz: chrono_tz::Tz,
 ) -> (String, i32) {
-    let rules = match load_dir(dir, &LoadOptions::default()) {
+    // The dry run's report is in English still: its rule problems too, so the screen does not
+    // mix languages (issue 30 translates `rules check`; `simulate` follows).
+    let opts = LoadOptions {
+        lang: crate::i18n::Lang::En,
+        ..LoadOptions::default()
+    };
+    let rules = match load_dir(dir, &opts) {
         Ok(r) => r,
         Err(diags) => {
             let mut s = String::new();

@@ -329,24 +329,33 @@ impl Campaign {
 
 impl std::fmt::Display for StepEdit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.render(crate::i18n::Lang::En))
+    }
+}
+
+impl StepEdit {
+    /// What the edit does to the campaign's members, in `lang` (`rules check --against`).
+    pub fn render(&self, lang: crate::i18n::Lang) -> String {
         match self {
-            StepEdit::Kept { step } => write!(f, "step `{step}` unchanged"),
-            StepEdit::Moved { step, from, to } => write!(
-                f,
-                "step `{step}` moved from place {from} to {to}: its members keep waiting for it, then get the steps after it in the new order"
-            ),
-            StepEdit::Removed { step, to: Some(to) } => write!(
-                f,
-                "step `{step}` removed: its members move to step `{to}`, no earlier than they were due and no earlier than `{to}`'s own day and time"
-            ),
-            StepEdit::Removed { step, to: None } => write!(
-                f,
-                "step `{step}` removed: no step stands after it, so its members finish the campaign"
-            ),
-            StepEdit::Added { step, at } => write!(
-                f,
-                "step `{step}` added at place {at}: members waiting for a step after it get it, members past it do not"
-            ),
+            StepEdit::Kept { step } => msg!(lang, "rules.campaign.kept", step = step),
+            StepEdit::Moved { step, from, to } => {
+                msg!(
+                    lang,
+                    "rules.campaign.moved",
+                    step = step,
+                    from = from,
+                    to = to
+                )
+            }
+            StepEdit::Removed { step, to: Some(to) } => {
+                msg!(lang, "rules.campaign.removed_to", step = step, to = to)
+            }
+            StepEdit::Removed { step, to: None } => {
+                msg!(lang, "rules.campaign.removed_end", step = step)
+            }
+            StepEdit::Added { step, at } => {
+                msg!(lang, "rules.campaign.added", step = step, at = at)
+            }
         }
     }
 }

@@ -14,6 +14,7 @@ use super::model::{Action, Rule};
 use super::yaml::Pos;
 use super::RuleSet;
 use crate::channels::configured::{Configured, Missing};
+use crate::i18n::Lang;
 
 /// One rule action that needs a channel the deployment lacks.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,37 +33,78 @@ pub struct Finding {
     pub message: String,
     /// Whether the action is recorded as skipped when it runs (false: it runs, but wrong).
     pub skips: bool,
+    /// The language of `message` (the rules' load options'): the finding is shown in it.
+    #[serde(skip)]
+    pub lang: Lang,
 }
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}:{}:{}: rule {}: `{}` cannot run: {}",
-            self.file, self.line, self.col, self.rule, self.action, self.message
+            "{}: {}",
+            super::load::at(self.lang, std::path::Path::new(&self.file), self.pos()),
+            self.cannot_run(self.lang)
         )
     }
 }
 
 impl Finding {
-    /// The finding as a rule problem (strict mode refuses the rules with it).
-    pub fn diagnostic(&self) -> Diagnostic {
+    fn pos(&self) -> Pos {
+        Pos {
+            line: self.line,
+            col: self.col,
+        }
+    }
+
+    /// "rule r: `sms` cannot run: …" in `lang`.
+    fn cannot_run(&self, lang: Lang) -> String {
+        msg!(
+            lang,
+            "rules.findings.cannot_run",
+            rule = self.rule,
+            action = self.action,
+            message = self.message
+        )
+    }
+
+    /// The finding as a rule problem (strict mode refuses the rules with it), in `lang`.
+    pub fn diagnostic(&self, lang: Lang) -> Diagnostic {
         Diagnostic {
             path: self.file.clone().into(),
-            pos: Pos {
-                line: self.line,
-                col: self.col,
-            },
+            pos: self.pos(),
             message: format!(
-                "rule {}: `{}` cannot run: {} {STRICT_MARK}",
-                self.rule, self.action, self.message
+                "{} {}",
+                self.cannot_run(lang),
+                msg!(lang, "rules.findings.strict")
             ),
         }
     }
+
+    /// The finding as a `rules check` warning line, in `lang`.
+    pub fn as_warning(&self, lang: Lang) -> String {
+        let then = if self.skips {
+            msg!(lang, "rules.findings.skipped")
+        } else {
+            String::new()
+        };
+        msg!(
+            lang,
+            "rules.check.warning",
+            at = super::load::at(lang, std::path::Path::new(&self.file), self.pos()),
+            message = format!("{}{then}", self.cannot_run(lang))
+        )
+    }
 }
 
-/// The end of a finding's message when strict mode refuses the rules with it.
+/// The end of a finding's message when strict mode refuses the rules with it (in English;
+/// [`is_strict_refusal`] knows it in every language).
 pub const STRICT_MARK: &str = "(refused: ZALOFLOW_STRICT_CONFIG=true)";
+
+/// Whether `d` is a finding that strict mode refused (in any language).
+pub fn is_strict_refusal(d: &Diagnostic) -> bool {
+    d.message.ends_with("ZALOFLOW_STRICT_CONFIG=true)")
+}
 
 /// What the rule watcher checks the rules against besides the files: the deployment's
 /// channels (None: not checked) and whether findings refuse the rules.
@@ -77,11 +119,11 @@ pub struct ChannelCheck {
 pub fn check(set: &RuleSet, channels: &Configured) -> Vec<Finding> {
     let mut out = Vec::new();
     for rule in set.rules().iter().filter(|r| r.enabled) {
-        rule_findings(rule, channels, &mut out);
+        rule_findings(rule, channels, set.lang(), &mut out);
     }
     for c in set.campaigns().iter().filter(|c| c.enabled) {
         for step in &c.steps {
-            rule_findings(&step.rule, channels, &mut out);
+            rule_findings(&step.rule, channels, set.lang(), &mut out);
         }
     }
     out.sort_by(|a, b| (&a.file, a.line, a.col, &a.rule).cmp(&(&b.file, b.line, b.col, &b.rule)));
@@ -89,7 +131,7 @@ pub fn check(set: &RuleSet, channels: &Configured) -> Vec<Finding> {
     out
 }
 
-fn rule_findings(rule: &Rule, channels: &Configured, out: &mut Vec<Finding>) {
+fn rule_findings(rule: &Rule, channels: &Configured, lang: Lang, out: &mut Vec<Finding>) {
     for (i, action) in rule.actions.iter().enumerate() {
         let mut missing: Vec<Missing> = Vec::new();
         match action {
@@ -124,8 +166,9 @@ fn rule_findings(rule: &Rule, channels: &Configured, out: &mut Vec<Finding>) {
                 rule: rule.id.clone(),
                 action: action.name().to_string(),
                 channel: m.channel.to_string(),
-                message: m.to_string(),
+                message: m.text(lang),
                 skips: m.skips,
+                lang,
             });
         }
     }
@@ -148,7 +191,10 @@ mod tests {
     fn set(yaml: &str) -> RuleSet {
         load_sources(
             &[("r.yaml".into(), yaml.to_string())],
-            &LoadOptions::default(),
+            &LoadOptions {
+                lang: Lang::En,
+                ..LoadOptions::default()
+            },
         )
         .unwrap()
     }

@@ -10,6 +10,15 @@
 //! - [`RuleWatcher`] reloads the folder when it changes and keeps the last good rules.
 //! - [`schema::json_schema`] is the JSON Schema of rule files; [`simulate`] is the dry run.
 
+/// A message of the rules' catalogue (`locales/rules.yml`) in a [`crate::i18n::Lang`], as a
+/// `String`: `msg!(lang, "rules.key", name = value)` fills `%{name}`.
+macro_rules! msg {
+    ($lang:expr, $key:literal $(, $name:ident = $val:expr)* $(,)?) => {
+        rust_i18n::t!($key, locale = $lang.code() $(, $name = $val)*).into_owned()
+    };
+}
+pub(crate) use msg;
+
 pub mod campaign;
 pub mod findings;
 pub mod hygiene;
@@ -49,6 +58,8 @@ pub struct RuleSet {
     load_warnings: Vec<Warning>,
     /// Forms declared with `forms:`.
     forms: Vec<String>,
+    /// The language the rules were checked in: their warnings and findings speak it too.
+    lang: crate::i18n::Lang,
 }
 
 /// What the service knows of a form (`POST /forms/{form}`).
@@ -76,7 +87,19 @@ impl RuleSet {
             campaigns: Vec::new(),
             load_warnings: Vec::new(),
             forms: Vec::new(),
+            lang: crate::i18n::Lang::default(),
         }
+    }
+
+    /// The same rules, their warnings and findings told in `lang`.
+    pub(crate) fn with_lang(mut self, lang: crate::i18n::Lang) -> RuleSet {
+        self.lang = lang;
+        self
+    }
+
+    /// The language of the rules' warnings and findings (the load options').
+    pub fn lang(&self) -> crate::i18n::Lang {
+        self.lang
     }
 
     /// The same rules with the loader's warnings.
@@ -170,23 +193,36 @@ impl RuleSet {
         &self.chat_channels
     }
 
-    /// One line: how many rules and files.
+    /// One line: how many rules and files (in English, for the admin API and the logs).
     pub fn summary(&self) -> String {
+        self.summary_in(crate::i18n::Lang::En)
+    }
+
+    /// [`RuleSet::summary`] in `lang` (`rules check`).
+    pub fn summary_in(&self, lang: crate::i18n::Lang) -> String {
         let enabled = self.rules.iter().filter(|r| r.enabled).count();
         let disabled = self.rules.len() - enabled;
-        let mut s = format!(
-            "{} rule{} in {} file{}",
-            self.rules.len(),
-            if self.rules.len() == 1 { "" } else { "s" },
-            self.files.len(),
-            if self.files.len() == 1 { "" } else { "s" },
+        let rules = match self.rules.len() {
+            1 => msg!(lang, "rules.check.rule_one"),
+            n => msg!(lang, "rules.check.rules_many", n = n),
+        };
+        let files = match self.files.len() {
+            1 => msg!(lang, "rules.check.file_one"),
+            n => msg!(lang, "rules.check.files_many", n = n),
+        };
+        let mut s = msg!(
+            lang,
+            "rules.check.rules_in_files",
+            rules = rules,
+            files = files
         );
         if disabled > 0 {
-            s.push_str(&format!(" ({disabled} disabled)"));
+            s.push_str(&msg!(lang, "rules.check.disabled", n = disabled));
         }
-        if !self.campaigns.is_empty() {
-            let n = self.campaigns.len();
-            s.push_str(&format!(", {n} campaign{}", if n == 1 { "" } else { "s" }));
+        match self.campaigns.len() {
+            0 => {}
+            1 => s.push_str(&msg!(lang, "rules.check.campaign_one")),
+            n => s.push_str(&msg!(lang, "rules.check.campaigns_many", n = n)),
         }
         s
     }
@@ -196,7 +232,20 @@ impl RuleSet {
 /// `path:line:col: message`, warnings `path:line:col: warning: message`, then one summary
 /// line. Warnings pass unless `deny_warnings`.
 pub fn check_command(dir: &std::path::Path, deny_warnings: bool) -> (String, bool) {
-    let (out, ok, _) = check_command_with(dir, deny_warnings, &LoadOptions::default(), None);
+    check_command_in(dir, deny_warnings, crate::i18n::Lang::default())
+}
+
+/// [`check_command`] told in `lang`.
+pub fn check_command_in(
+    dir: &std::path::Path,
+    deny_warnings: bool,
+    lang: crate::i18n::Lang,
+) -> (String, bool) {
+    let opts = LoadOptions {
+        lang,
+        ..LoadOptions::default()
+    };
+    let (out, ok, _) = check_command_with(dir, deny_warnings, &opts, None);
     (out, ok)
 }
 
@@ -210,12 +259,12 @@ pub fn check_command_with(
     opts: &LoadOptions,
     channels: Option<&crate::channels::configured::Configured>,
 ) -> (String, bool, String) {
-    let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let lang = opts.lang;
     match load_dir(dir, opts) {
         Ok(set) => {
             let mut warnings: Vec<String> = hygiene::check(&set)
                 .iter()
-                .map(ToString::to_string)
+                .map(|w| w.render(lang))
                 .collect();
             let note = match channels {
                 Some(c) => {
@@ -226,21 +275,11 @@ pub fn check_command_with(
                         ..c.clone()
                     };
                     for f in findings::check(&set, &c) {
-                        let text = f.to_string();
-                        let (at, rest) = text.split_at(text.find(": rule ").unwrap_or(0));
-                        let then = if f.skips {
-                            "; until then it is recorded as skipped"
-                        } else {
-                            ""
-                        };
-                        warnings.push(format!(
-                            "{at}: warning: {}{then}",
-                            rest.trim_start_matches(": ")
-                        ));
+                        warnings.push(f.as_warning(lang));
                     }
-                    "note: channels checked against this deployment's configuration (the OA's Zalo tokens are checked by `serve`, which reads the database)"
+                    msg!(lang, "rules.check.note_checked")
                 }
-                None => "note: channel settings NOT checked: no deployment configuration found (no zaloflow.toml, no ZALO_*/ZALOFLOW_* settings in the environment); run it with the deployment's environment to check them",
+                None => msg!(lang, "rules.check.note_not_checked"),
             };
             let mut out = String::new();
             for w in &warnings {
@@ -248,30 +287,55 @@ pub fn check_command_with(
                 out.push('\n');
             }
             let ok = warnings.is_empty() || !deny_warnings;
-            let verdict = match (warnings.len(), ok) {
-                (0, _) => "no warnings".to_string(),
-                (n, true) => plural(n, "warning"),
-                (n, false) => format!("{} (--deny-warnings)", plural(n, "warning")),
+            let verdict = match warnings.len() {
+                0 => msg!(lang, "rules.check.no_warnings"),
+                1 => msg!(lang, "rules.check.warning_one"),
+                n => msg!(lang, "rules.check.warnings_many", n = n),
             };
-            out.push_str(&format!(
-                "{}: {} in {}, {verdict}\n",
-                if ok { "ok" } else { "failed" },
-                set.summary(),
-                dir.display(),
-            ));
-            (out, ok, note.to_string())
+            let verdict = if ok {
+                verdict
+            } else {
+                msg!(lang, "rules.check.denied", verdict = verdict)
+            };
+            let summary = set.summary_in(lang);
+            let line = if ok {
+                msg!(
+                    lang,
+                    "rules.check.ok",
+                    summary = summary,
+                    dir = dir.display(),
+                    verdict = verdict
+                )
+            } else {
+                msg!(
+                    lang,
+                    "rules.check.failed",
+                    summary = summary,
+                    dir = dir.display(),
+                    verdict = verdict
+                )
+            };
+            out.push_str(&line);
+            out.push('\n');
+            (out, ok, note)
         }
         Err(diags) => {
             let mut out = String::new();
             for d in &diags {
-                out.push_str(&d.to_string());
+                out.push_str(&d.render(lang));
                 out.push('\n');
             }
-            out.push_str(&format!(
-                "failed: {} in {}: the rules do not load\n",
-                plural(diags.len(), "problem"),
-                dir.display()
+            let problems = match diags.len() {
+                1 => msg!(lang, "rules.check.problem_one"),
+                n => msg!(lang, "rules.check.problems_many", n = n),
+            };
+            out.push_str(&msg!(
+                lang,
+                "rules.check.not_loaded",
+                problems = problems,
+                dir = dir.display()
             ));
+            out.push('\n');
             (out, false, String::new())
         }
     }

@@ -17,6 +17,7 @@
 //! - `Chat` (team-chat notices, Slack-style markup): `&`, `<`, `>` escaped as Slack asks, so
 //!   `<https://evil|Bấm vào đây>` shows as text.
 
+use crate::i18n::Lang;
 use crate::store::Contact;
 
 /// A variable a template can use.
@@ -97,10 +98,15 @@ impl Template {
         Template::parse_as(s, Escape::Plain)
     }
 
-    /// A template whose text lands in `escape`'s context; refuses variables in places where
-    /// no escaping makes them safe (see the module docs).
+    /// [`Template::parse_in`] with its errors in English.
     pub fn parse_as(s: &str, escape: Escape) -> Result<Template, TemplateError> {
-        let mut t = Template::parse_plain(s)?;
+        Template::parse_in(s, escape, Lang::En)
+    }
+
+    /// A template whose text lands in `escape`'s context; refuses variables in places where
+    /// no escaping makes them safe (see the module docs). Errors are told in `lang`.
+    pub fn parse_in(s: &str, escape: Escape, lang: Lang) -> Result<Template, TemplateError> {
+        let mut t = Template::parse_plain(s, lang)?;
         t.escape = escape;
         let mut html = HtmlScan::default();
         let mut url_prefix = String::new();
@@ -117,17 +123,17 @@ impl Template {
                         .match_indices("{{")
                         .nth(nth)
                         .map_or(0, |(b, _)| s[..b].chars().count());
-                    let err = |message: &str| TemplateError {
+                    let err = |key: &str| TemplateError {
                         offset,
                         nth,
-                        message: message.to_string(),
+                        message: crate::i18n::tr(lang, key).into_owned(),
                     };
                     *out = match escape {
                         Escape::Plain => Out::Plain,
                         Escape::Chat => Out::Chat,
                         Escape::Url => {
                             if !url_var_allowed(&url_prefix) {
-                                return Err(err(URL_VAR_MESSAGE));
+                                return Err(err(URL_VAR_KEY));
                             }
                             Out::UrlPart
                         }
@@ -140,7 +146,7 @@ impl Template {
         Ok(t)
     }
 
-    fn parse_plain(s: &str) -> Result<Template, TemplateError> {
+    fn parse_plain(s: &str, lang: Lang) -> Result<Template, TemplateError> {
         let mut segs = Vec::new();
         let mut rest = s;
         let mut consumed_chars = 0;
@@ -155,21 +161,21 @@ impl Template {
                 return Err(TemplateError {
                     offset,
                     nth,
-                    message: "`{{` is not closed with `}}`".into(),
+                    message: msg!(lang, "rules.template.not_closed"),
                 });
             };
             let inner = &after[..close];
             let (name, fallback) = match inner.split_once('|') {
-                Some((n, f)) => (n.trim(), Some(parse_fallback(f.trim(), offset, nth)?)),
+                Some((n, f)) => (n.trim(), Some(parse_fallback(f.trim(), offset, nth, lang)?)),
                 None => (inner.trim(), None),
             };
             let var = parse_var(name).ok_or_else(|| TemplateError {
                 offset,
                 nth,
                 message: if name.is_empty() {
-                    format!("empty `{{{{}}}}`: write a variable, one of {VARIABLES}")
+                    msg!(lang, "rules.template.empty_var")
                 } else {
-                    format!("unknown template variable `{name}` (known: {VARIABLES})")
+                    msg!(lang, "rules.template.unknown_var", name = name)
                 },
             })?;
             segs.push(Seg::Var {
@@ -329,7 +335,8 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-const URL_VAR_MESSAGE: &str = "a variable cannot decide where a link goes: write the address yourself and put variables after its host, e.g. https://shop.vn/p?ref={{phone}}";
+/// The catalogue's key (`locales/rules.yml`) of why a variable may not decide a link.
+const URL_VAR_KEY: &str = "rules.template.url_var";
 
 /// Whether a variable may follow `prefix` (the URL written so far): only once the host is
 /// fixed — after `scheme://host/`, `?` or `#`, or in a relative or `mailto:`/`tel:` address.
@@ -544,7 +551,7 @@ impl HtmlScan {
         }
     }
 
-    /// How a variable here is escaped, or why it may not be here.
+    /// How a variable here is escaped, or why it may not be here (a key of the catalogue).
     fn var_out(&self) -> Result<Out, &'static str> {
         match &self.state {
             HtmlState::Text | HtmlState::Comment => Ok(Out::Html),
@@ -555,24 +562,20 @@ impl HtmlScan {
                 ..
             } => {
                 if name == "style" || name.starts_with("on") {
-                    Err("a variable cannot go inside a `style` or `on…` attribute: put it in the text")
+                    Err("rules.template.in_style")
                 } else if URL_ATTRS.contains(&name.as_str()) {
                     if url_var_allowed(&html_unescape(so_far)) {
                         Ok(Out::UrlPart)
                     } else {
-                        Err(URL_VAR_MESSAGE)
+                        Err(URL_VAR_KEY)
                     }
                 } else {
                     Ok(Out::Html)
                 }
             }
-            HtmlState::Value { quote: None, .. } => {
-                Err("a variable in an attribute value needs quotes around the value: name=\"…{{x}}…\"")
-            }
-            HtmlState::Raw { .. } => {
-                Err("a variable cannot go inside <script> or <style>: put it in the text")
-            }
-            _ => Err("a variable cannot go inside a tag: put it in the text or in a quoted attribute value"),
+            HtmlState::Value { quote: None, .. } => Err("rules.template.unquoted_attr"),
+            HtmlState::Raw { .. } => Err("rules.template.in_script"),
+            _ => Err("rules.template.in_tag"),
         }
     }
 }
@@ -620,7 +623,7 @@ pub fn html_unescape(s: &str) -> String {
     out
 }
 
-fn parse_fallback(f: &str, offset: usize, nth: usize) -> Result<String, TemplateError> {
+fn parse_fallback(f: &str, offset: usize, nth: usize, lang: Lang) -> Result<String, TemplateError> {
     let quoted = |q: char| f.len() >= 2 && f.starts_with(q) && f.ends_with(q);
     if quoted('"') || quoted('\'') {
         Ok(f[1..f.len() - 1].to_string())
@@ -628,7 +631,7 @@ fn parse_fallback(f: &str, offset: usize, nth: usize) -> Result<String, Template
         Err(TemplateError {
             offset,
             nth,
-            message: "empty fallback after `|`: write e.g. {{display_name | \"bạn\"}}".into(),
+            message: msg!(lang, "rules.template.empty_fallback"),
         })
     } else {
         Ok(f.to_string())

@@ -54,7 +54,7 @@ fn findings_of(set: &RuleSet, check: &ChannelCheck) -> Result<Vec<Finding>, Vec<
         for f in &found {
             tracing::error!(finding = %f, "configuration");
         }
-        return Err(found.iter().map(Finding::diagnostic).collect());
+        return Err(found.iter().map(|f| f.diagnostic(set.lang())).collect());
     }
     for f in &found {
         tracing::warn!(finding = %f, skipped_when_it_runs = f.skips, "configuration finding");
@@ -252,7 +252,7 @@ impl RuleWatcher {
                     tracing::warn!(problem = %d, "rules not reloaded: keeping the previous rules");
                 }
                 metrics::counter!(RELOAD_ERRORS_METRIC).increment(1);
-                st.status.errors = diags.iter().map(ToString::to_string).collect();
+                st.status.errors = diags.iter().map(|d| d.render(self.opts.lang)).collect();
                 st.status.failed_at = Some(now);
                 Reload::Failed(diags)
             }

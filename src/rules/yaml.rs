@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, Span};
 
+use crate::i18n::Lang;
+
 /// A position in a file: line and column, both counted from 1 (columns in characters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Pos {
@@ -68,13 +70,48 @@ impl Node {
     }
 
     /// What kind of value this is, in words for error messages.
-    pub fn describe(&self) -> &'static str {
+    pub fn describe(&self, lang: Lang) -> String {
         match &self.kind {
-            _ if self.is_null() => "nothing",
-            NodeKind::Scalar { .. } => "a single value",
-            NodeKind::Seq(_) => "a list",
-            NodeKind::Map(_) => "a mapping (key: value)",
+            _ if self.is_null() => msg!(lang, "rules.yaml.nothing"),
+            NodeKind::Scalar { .. } => msg!(lang, "rules.yaml.single_value"),
+            NodeKind::Seq(_) => msg!(lang, "rules.yaml.a_list"),
+            NodeKind::Map(_) => msg!(lang, "rules.yaml.a_mapping"),
         }
+    }
+}
+
+/// The parser's message (`SyntaxError::message`, in English) said for staff in `lang`: the
+/// mistakes staff make (a colon in a text, a cut-off file, a wrong indent, a tab) in words,
+/// anything else quoted as the parser gave it.
+pub fn explain(lang: Lang, message: &str) -> String {
+    if lang == Lang::En {
+        return message.to_string();
+    }
+    let has = |s: &str| message.contains(s);
+    if has("mapping values are not allowed") {
+        msg!(lang, "rules.yaml.e_colon")
+    } else if has("unclosed quote") || has("unexpected end of plain scalar") {
+        msg!(lang, "rules.yaml.e_unclosed_quote")
+    } else if has("unclosed bracket") {
+        msg!(lang, "rules.yaml.e_unclosed_bracket")
+    } else if has("unexpected EOF") || has("unexpected eof") {
+        msg!(lang, "rules.yaml.e_eof")
+    } else if has("after double-quoted scalar") || has("after single-quoted scalar") {
+        msg!(lang, "rules.yaml.e_after_quote")
+    } else if has("tab") {
+        msg!(lang, "rules.yaml.e_tab")
+    } else if has("did not find expected key")
+        || has("expected '-' indicator")
+        || has("indentation")
+        || has("block sequence entries are not allowed")
+    {
+        msg!(lang, "rules.yaml.e_indent")
+    } else if has("did not find expected node content") {
+        msg!(lang, "rules.yaml.e_no_value")
+    } else if has("unknown anchor") {
+        msg!(lang, "rules.yaml.e_anchor")
+    } else {
+        msg!(lang, "rules.yaml.e_other", raw = message)
     }
 }
 

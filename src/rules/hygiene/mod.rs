@@ -25,6 +25,7 @@ use super::model::*;
 use super::text::{self, Accents};
 use super::yaml::Pos;
 use super::RuleSet;
+use crate::i18n::Lang;
 
 /// The longest text Zalo accepts in one OA message (characters).
 pub const ZALO_TEXT_LIMIT: usize = 2000;
@@ -32,32 +33,41 @@ pub const ZALO_TEXT_LIMIT: usize = 2000;
 /// Days after the last interaction from which Zalo refuses customer-service messages (-230).
 pub const CS_WINDOW_DAYS: u32 = 7;
 
-/// One hygiene warning, shown as `path:line:col: warning: message`.
+/// One hygiene warning, shown as `path:line:col: warning: message` (in English; see
+/// [`Warning::render`]).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Warning {
     pub path: PathBuf,
     pub pos: Pos,
     pub message: String,
+    /// The language of `message` (the rules' load options'): the warning is shown in it.
+    pub lang: Lang,
 }
 
 impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: warning: {}",
-            self.path.display(),
-            self.pos.line,
-            self.pos.col,
-            self.message
+        f.write_str(&self.render(self.lang))
+    }
+}
+
+impl Warning {
+    /// The warning as staff read it in `lang` (see [`crate::rules::Diagnostic::render`]).
+    pub fn render(&self, lang: crate::i18n::Lang) -> String {
+        crate::rules::msg!(
+            lang,
+            "rules.check.warning",
+            at = crate::rules::load::at(lang, &self.path, self.pos),
+            message = self.message
         )
     }
 }
 
-fn warn(rule: &Rule, pos: Pos, message: String) -> Warning {
+fn warn(rule: &Rule, pos: Pos, lang: Lang, message: String) -> Warning {
     Warning {
         path: rule.origin.file.to_path_buf(),
         pos,
         message,
+        lang,
     }
 }
 
@@ -65,17 +75,18 @@ fn warn(rule: &Rule, pos: Pos, message: String) -> Warning {
 pub fn check(set: &RuleSet) -> Vec<Warning> {
     let mut out = Vec::new();
     let rules = set.rules();
+    let lang = set.lang();
     for r in rules {
-        unlimited_message_sends(r, &mut out);
-        reactivation_via_cs(r, &mut out);
-        long_texts(r, &mut out);
+        unlimited_message_sends(r, lang, &mut out);
+        reactivation_via_cs(r, lang, &mut out);
+        long_texts(r, lang, &mut out);
     }
     for c in set.campaigns() {
         for s in &c.steps {
-            long_texts(&s.rule, &mut out);
+            long_texts(&s.rule, lang, &mut out);
         }
     }
-    pairs(rules, &mut out);
+    pairs(rules, lang, &mut out);
     out.extend(set.load_warnings().iter().cloned());
     out.sort();
     out.dedup();
@@ -84,7 +95,12 @@ pub fn check(set: &RuleSet) -> Vec<Warning> {
 
 // --- one rule at a time ---
 
-fn unlimited_message_sends(r: &Rule, out: &mut Vec<Warning>) {
+/// Where a rule is written, in `lang`.
+fn origin(lang: Lang, r: &Rule) -> String {
+    super::load::at(lang, &r.origin.file, r.origin.pos)
+}
+
+fn unlimited_message_sends(r: &Rule, lang: Lang, out: &mut Vec<Warning>) {
     if r.once_per.is_some() || r.cooldown.is_some() {
         return;
     }
@@ -96,12 +112,12 @@ fn unlimited_message_sends(r: &Rule, out: &mut Vec<Warning>) {
             out.push(warn(
                 r,
                 r.action_pos(i),
-                format!(
-                    "rule `{}`: `{}` on a `message` trigger without `once_per` or `cooldown`: \
-                     the customer gets it again for every message they write; add e.g. \
-                     `cooldown: 1h` or `once_per: day`",
-                    r.id,
-                    a.name()
+                lang,
+                msg!(
+                    lang,
+                    "rules.hygiene.unlimited",
+                    id = r.id,
+                    action = a.name()
                 ),
             ));
         }
@@ -121,7 +137,7 @@ fn scheduler_trigger(t: &Trigger) -> bool {
     )
 }
 
-fn reactivation_via_cs(r: &Rule, out: &mut Vec<Warning>) {
+fn reactivation_via_cs(r: &Rule, lang: Lang, out: &mut Vec<Warning>) {
     let cond = silence_range(&r.conditions);
     let reaches_silent = r.triggers.iter().any(|t| match t {
         Trigger::Inactive { min_days, max_days } => cond
@@ -144,19 +160,19 @@ fn reactivation_via_cs(r: &Rule, out: &mut Vec<Warning>) {
             out.push(warn(
                 r,
                 r.action_pos(i),
-                format!(
-                    "rule `{}` reaches customers silent for {CS_WINDOW_DAYS} days or more, but \
-                     this `send` is a customer-service message, which Zalo refuses {CS_WINDOW_DAYS} \
-                     days after the last interaction (-230; the service skips it): use \
-                     `via: zalo_promotion`, or `sms`, `zns` or `email`",
-                    r.id
+                lang,
+                msg!(
+                    lang,
+                    "rules.hygiene.reactivation_cs",
+                    id = r.id,
+                    days = CS_WINDOW_DAYS
                 ),
             ));
         }
     }
 }
 
-fn long_texts(r: &Rule, out: &mut Vec<Warning>) {
+fn long_texts(r: &Rule, lang: Lang, out: &mut Vec<Warning>) {
     for (i, a) in r.actions.iter().enumerate() {
         for (j, t) in a.zalo_texts().into_iter().enumerate() {
             let n = t.literal_chars();
@@ -170,19 +186,20 @@ fn long_texts(r: &Rule, out: &mut Vec<Warning>) {
                 .copied()
                 .unwrap_or_else(|| r.action_pos(i));
             let what = if t.has_vars() {
-                format!(
-                    "the literal part of this text (without its {{{{…}}}} values) is already {n} characters"
-                )
+                msg!(lang, "rules.hygiene.literal_chars", n = n)
             } else {
-                format!("this text is {n} characters")
+                msg!(lang, "rules.hygiene.text_chars", n = n)
             };
             out.push(warn(
                 r,
                 pos,
-                format!(
-                    "rule `{}`: {what}; Zalo accepts at most {ZALO_TEXT_LIMIT} in one message: \
-                     shorten it or split it into two `send`s",
-                    r.id
+                lang,
+                msg!(
+                    lang,
+                    "rules.hygiene.too_long",
+                    id = r.id,
+                    what = what,
+                    limit = ZALO_TEXT_LIMIT
                 ),
             ));
         }
@@ -191,7 +208,7 @@ fn long_texts(r: &Rule, out: &mut Vec<Warning>) {
 
 // --- pairs of rules ---
 
-fn pairs(rules: &[Rule], out: &mut Vec<Warning>) {
+fn pairs(rules: &[Rule], lang: Lang, out: &mut Vec<Warning>) {
     let facts: Vec<Facts> = rules.iter().map(|r| Facts::of(&r.conditions)).collect();
     // The trigger words of each rule, as bits: most pairs share none.
     let kinds: Vec<u32> = rules
@@ -215,10 +232,15 @@ fn pairs(rules: &[Rule], out: &mut Vec<Warning>) {
                 out.push(warn(
                     rb,
                     rb.origin.pos,
-                    format!(
-                        "rule `{}` can never fire: `{}` ({}) runs before it (priority {} ≥ {}), \
-                         matches every event it matches and ends with `stop`",
-                        rb.id, ra.id, ra.origin, ra.priority, rb.priority
+                    lang,
+                    msg!(
+                        lang,
+                        "rules.hygiene.never_fires",
+                        id = rb.id,
+                        other = ra.id,
+                        at = origin(lang, ra),
+                        p1 = ra.priority,
+                        p2 = rb.priority
                     ),
                 ));
                 break;
@@ -241,11 +263,14 @@ fn pairs(rules: &[Rule], out: &mut Vec<Warning>) {
                 out.push(warn(
                     rb,
                     rb.origin.pos,
-                    format!(
-                        "rules `{}` ({}) and `{}` can both fire on the same `{kind}` event and \
-                         both message the customer, who would get two messages: make their \
-                         conditions exclude each other, or end the first with `stop`",
-                        ra.id, ra.origin, rb.id
+                    lang,
+                    msg!(
+                        lang,
+                        "rules.hygiene.both_fire",
+                        a = ra.id,
+                        at = origin(lang, ra),
+                        b = rb.id,
+                        kind = kind
                     ),
                 ));
                 break;
@@ -283,15 +308,26 @@ fn pairs(rules: &[Rule], out: &mut Vec<Warning>) {
             out.push(warn(
                 rb,
                 rb.origin.pos,
-                format!(
-                    "rule `{}` ({}) messages the customer and {} the tag `{tag}`, which starts \
-                     rule `{}` in the same event, and it messages them too: they would get two \
-                     messages; drop one of the messages, or `wait` before the tag",
-                    ra.id,
-                    ra.origin,
-                    if added { "adds" } else { "removes" },
-                    rb.id
-                ),
+                lang,
+                if added {
+                    msg!(
+                        lang,
+                        "rules.hygiene.tag_chain_added",
+                        a = ra.id,
+                        at = origin(lang, ra),
+                        tag = tag,
+                        b = rb.id
+                    )
+                } else {
+                    msg!(
+                        lang,
+                        "rules.hygiene.tag_chain_removed",
+                        a = ra.id,
+                        at = origin(lang, ra),
+                        tag = tag,
+                        b = rb.id
+                    )
+                },
             ));
             break;
         }
@@ -310,7 +346,10 @@ mod tests {
     fn warnings(yaml: &str) -> Vec<String> {
         let set = load_sources(
             &[(PathBuf::from("t.yaml"), yaml.to_string())],
-            &LoadOptions::default(),
+            &LoadOptions {
+                lang: Lang::En,
+                ..LoadOptions::default()
+            },
         )
         .unwrap_or_else(|d| panic!("{d:?}"));
         check(&set).iter().map(ToString::to_string).collect()

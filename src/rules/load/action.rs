@@ -10,7 +10,7 @@ impl Ctx<'_> {
             _ => vec![node],
         };
         if items.is_empty() || node.is_null() {
-            self.err(node, "`do:` is empty: list at least one action");
+            self.err(node, msg!(self.lang, "rules.load.do_empty"));
             return Default::default();
         }
         let mut out = Vec::new();
@@ -27,14 +27,17 @@ impl Ctx<'_> {
                 NodeKind::Scalar { .. } => {
                     let name = item.as_str().unwrap_or_default();
                     if ACTIONS.contains(&name) {
-                        self.err(item, format!("`{name}` needs a value: `{name}: …`"));
+                        self.err(
+                            item,
+                            msg!(self.lang, "rules.load.action_needs_value", name = name),
+                        );
                     } else {
                         self.unknown_action(name, item);
                     }
                 }
                 NodeKind::Map(entries) => {
                     let Some((k, v)) = entries.first() else {
-                        self.err(item, "an empty action");
+                        self.err(item, msg!(self.lang, "rules.load.empty_action"));
                         continue;
                     };
                     if let Some((extra, _)) = entries.get(1) {
@@ -43,16 +46,12 @@ impl Ctx<'_> {
                         if ACTIONS.contains(&e) {
                             self.err(
                                 extra,
-                                format!(
-                                    "one action per item: start `{e}:` on its own line with `- `"
-                                ),
+                                msg!(self.lang, "rules.load.one_action_per_item", e = e),
                             );
                         } else {
                             self.err(
                                 extra,
-                                format!(
-                                    "`{e}` belongs inside `{name}:` (indent it under `{name}:`)"
-                                ),
+                                msg!(self.lang, "rules.load.belongs_inside", e = e, name = name),
                             );
                         }
                         continue;
@@ -68,12 +67,16 @@ impl Ctx<'_> {
                                 });
                             }
                         }
-                        None => self.err(k, "an action must be a word"),
+                        None => self.err(k, msg!(self.lang, "rules.load.action_not_word")),
                     }
                 }
                 _ => self.err(
                     item,
-                    format!("an action must be `name: value`; found {}", item.describe()),
+                    msg!(
+                        self.lang,
+                        "rules.load.bad_action",
+                        found = item.describe(self.lang)
+                    ),
                 ),
             }
         }
@@ -93,16 +96,12 @@ impl Ctx<'_> {
         let id_key = if keys.has("id") { "id" } else { "template_id" };
         let template_id = self
             .require(&keys, id_key, &what)
-            .and_then(|n| self.string(n, "the template id"));
+            .and_then(|n| self.string(n, &self.what("template_id")));
         let tag = match keys.get("tag") {
             Some(n) => self.template_tag(n),
             None if word == "zns" => Some(1),
             None => {
-                self.err(
-                    v,
-                    "`template` needs `tag:` — the tag the template was approved with in Zalo's console: \
-                     `transaction` (1, any hour), `customer_care` (2) or `promotion` (3; both 07:00–22:00)",
-                );
+                self.err(v, msg!(self.lang, "rules.load.template_needs_tag"));
                 None
             }
         };
@@ -114,9 +113,10 @@ impl Ctx<'_> {
                 _ => {
                     self.err(
                         n,
-                        format!(
-                            "`by:` is `user` (the contact's Zalo id) or `phone`; found {}",
-                            n.describe()
+                        msg!(
+                            self.lang,
+                            "rules.load.bad_by",
+                            found = n.describe(self.lang)
                         ),
                     );
                     None?
@@ -126,33 +126,21 @@ impl Ctx<'_> {
         let mut data = Vec::new();
         if let Some(d) = keys.get("data") {
             let Some(entries) = d.as_map() else {
-                self.err(
-                    d,
-                    "`data` must be `name: value` lines, one per template parameter",
-                );
+                self.err(d, msg!(self.lang, "rules.load.bad_data"));
                 return None;
             };
             for (k, val) in entries {
-                let key = self.name(k, "a template parameter")?;
+                let key = self.name(k, &self.what("template_param"))?;
                 if val.is_null() || val.as_str().is_some_and(|s| s.trim().is_empty()) {
-                    self.err(
-                        val,
-                        format!(
-                            "template parameter `{key}` has no value: Zalo refuses a template \
-                             message with an empty parameter"
-                        ),
-                    );
+                    self.err(val, msg!(self.lang, "rules.load.empty_param", key = key));
                     continue;
                 }
-                data.push((key, self.template(val, "a data value")?));
+                data.push((key, self.template(val, &self.what("data_value"))?));
             }
         }
         let phone = self.opt_template(&keys, "phone", "`phone`");
         if by_user && keys.has("phone") {
-            self.err(
-                v,
-                "`phone:` is for `by: phone`; a template `by: user` goes to the contact's Zalo id",
-            );
+            self.err(v, msg!(self.lang, "rules.load.phone_by_user"));
         }
         Some(Action::Zns {
             template_id: template_id?,
@@ -172,16 +160,19 @@ impl Ctx<'_> {
                 let hint = n
                     .as_str()
                     .and_then(|s| suggest(s.trim(), &["transaction", "customer_care", "promotion"]))
-                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .map(|s| msg!(self.lang, "rules.load.did_you_mean_paren", word = s))
                     .unwrap_or_default();
-                let found = n
-                    .as_str()
-                    .map_or_else(|| n.describe().to_string(), |s| format!("`{}`", s.trim()));
+                let found = n.as_str().map_or_else(
+                    || n.describe(self.lang).to_string(),
+                    |s| format!("`{}`", s.trim()),
+                );
                 self.err(
                     n,
-                    format!(
-                        "unknown template tag {found}{hint}: Zalo's tags are `transaction` (1), \
-                         `customer_care` (2) and `promotion` (3)"
+                    msg!(
+                        self.lang,
+                        "rules.load.unknown_template_tag",
+                        found = found,
+                        hint = hint
                     ),
                 );
                 None
@@ -195,10 +186,10 @@ impl Ctx<'_> {
         let Some(items) = v.as_seq() else {
             self.err(
                 v,
-                format!(
-                    "`try:` is a list of sends to try in order (`- send: …`, `- template: …`, \
-                     `- sms: …`); found {}",
-                    v.describe()
+                msg!(
+                    self.lang,
+                    "rules.load.try_not_list",
+                    found = v.describe(self.lang)
                 ),
             );
             return None;
@@ -206,7 +197,7 @@ impl Ctx<'_> {
         let mut alts = Vec::new();
         for item in items {
             let Some((k, val)) = item.as_map().and_then(|m| m.first().map(|(k, v)| (k, v))) else {
-                self.err(item, "each choice of `try:` is one send: `- send: …`");
+                self.err(item, msg!(self.lang, "rules.load.try_choice"));
                 continue;
             };
             match k.as_str() {
@@ -217,36 +208,36 @@ impl Ctx<'_> {
                 }
                 Some(name) => self.err(
                     k,
-                    format!(
-                        "`{name}` cannot be a choice of `try:`: only sends can ({})",
-                        one_of(SENDS)
+                    msg!(
+                        self.lang,
+                        "rules.load.try_not_send",
+                        name = name,
+                        sends = one_of(SENDS)
                     ),
                 ),
-                None => self.err(k, "an action must be a word"),
+                None => self.err(k, msg!(self.lang, "rules.load.action_not_word")),
             }
         }
         if alts.len() < 2 && items.len() >= 2 {
             return None;
         }
         if items.len() < 2 {
-            self.err(
-                v,
-                "`try:` needs at least two sends: the first choice and what to send instead",
-            );
+            self.err(v, msg!(self.lang, "rules.load.try_two"));
             return None;
         }
         Some(Action::FirstOf(alts))
     }
 
     pub(super) fn unknown_action(&mut self, name: &str, at: &Node) {
-        let hint = suggest(name, ACTIONS)
-            .map(|s| format!("did you mean `{s}`? "))
-            .unwrap_or_default();
+        let hint = self.did_you_mean(name, ACTIONS);
         self.err(
             at,
-            format!(
-                "unknown action `{name}`: {hint}(known: {})",
-                one_of(ACTIONS)
+            msg!(
+                self.lang,
+                "rules.load.unknown_action",
+                name = name,
+                hint = hint,
+                known = one_of(ACTIONS)
             ),
         );
     }
@@ -270,10 +261,7 @@ impl Ctx<'_> {
             let (text, variants) = match keys.get("variants") {
                 Some(list) => {
                     if keys.has("text") {
-                        self.err(
-                            v,
-                            "`send` takes `text:` or `variants:`, not both (each variant has its own text)",
-                        );
+                        self.err(v, msg!(self.lang, "rules.load.text_and_variants"));
                     }
                     let variants = self.variants(list);
                     (
@@ -304,7 +292,7 @@ impl Ctx<'_> {
                     Some("zalo_promotion") => Some(ZaloKind::Promotion),
                     Some("zalo_transaction") => Some(ZaloKind::Transaction),
                     _ => {
-                        self.err(n, "`via` must be zalo, zalo_promotion or zalo_transaction");
+                        self.err(n, msg!(self.lang, "rules.load.bad_via"));
                         None
                     }
                 },
@@ -331,7 +319,7 @@ impl Ctx<'_> {
                 .require(&keys, "subject", "`email`")
                 .and_then(|n| self.template(n, "`subject`"));
             if !keys.has("html") && !keys.has("text") {
-                self.err(v, "`email` needs `text:` or `html:` (or both)");
+                self.err(v, msg!(self.lang, "rules.load.email_needs_body"));
                 return None;
             }
             let html = match keys.get("html") {
@@ -343,17 +331,25 @@ impl Ctx<'_> {
             let mut links = Vec::new();
             if let Some(l) = keys.get("links") {
                 let Some(entries) = l.as_map() else {
-                    self.err(l, "`links` must be `name: URL` lines (the names rules use in `email_clicked: {link: …}`)");
+                    self.err(l, msg!(self.lang, "rules.load.bad_links"));
                     return None;
                 };
                 for (k, val) in entries {
-                    let name = self.name(k, "a link name")?;
-                    let url = self.string(val, "a link URL")?;
+                    let name = self.name(k, &self.what("link_name"))?;
+                    let url = self.string(val, &self.what("link_url"))?;
                     if !crate::tracking::is_http_url(&url) {
-                        self.err(val, format!("link `{name}`: `{url}` is not an http(s) URL"));
+                        self.err(
+                            val,
+                            msg!(
+                                self.lang,
+                                "rules.load.link_not_http",
+                                name = name,
+                                url = url
+                            ),
+                        );
                         return None;
                     }
-                    self.guard_url(val, &format!("link `{name}`"));
+                    self.guard_url(val, &msg!(self.lang, "rules.what.link", name = name));
                     links.push((name, url));
                 }
             }
@@ -376,14 +372,11 @@ impl Ctx<'_> {
                 .filter(|k| keys.has(k))
                 .collect();
             if ops.len() != 1 {
-                self.err(
-                    v,
-                    "`list` needs exactly one of `add:`, `remove:`, `copy:`, `move:`",
-                );
+                self.err(v, msg!(self.lang, "rules.load.list_op"));
                 return None;
             }
             let n = keys.get(ops[0])?;
-            let list = self.name(n, "a list name")?;
+            let list = self.name(n, &self.what("list_name"))?;
             self.refer(RefKind::List, &list, n);
             let op = match ops[0] {
                 "add" => ListOp::Add,
@@ -393,14 +386,14 @@ impl Ctx<'_> {
             };
             let from = match keys.get("from") {
                 Some(f) => {
-                    let from = self.name(f, "a list name")?;
+                    let from = self.name(f, &self.what("list_name"))?;
                     self.refer(RefKind::List, &from, f);
                     Some(from)
                 }
                 None => None,
             };
             if op == ListOp::Move && from.is_none() {
-                self.err(v, "`list: {move: …}` needs `from:` (the list to leave)");
+                self.err(v, msg!(self.lang, "rules.load.move_needs_from"));
                 return None;
             }
             Action::List { op, list, from }
@@ -426,7 +419,7 @@ impl Ctx<'_> {
             )?;
             let team = match keys.get("team") {
                 Some(n) => {
-                    let t = self.name(n, "a team (chat channel)")?;
+                    let t = self.name(n, &self.what("team"))?;
                     self.refer(RefKind::Channel, &t, n);
                     Some(t)
                 }
@@ -445,7 +438,7 @@ impl Ctx<'_> {
                 Some((_, Some("high"))) => Priority::High,
                 Some((_, Some("urgent"))) => Priority::Urgent,
                 Some((n, _)) => {
-                    self.err(n, "`priority` must be normal, high or urgent");
+                    self.err(n, msg!(self.lang, "rules.load.bad_priority"));
                     return None;
                 }
             };
@@ -469,6 +462,14 @@ impl Ctx<'_> {
         if braced_text {
             // `send: {{display_name}} ơi` — explain instead of "unknown key".
             self.template(v, &format!("`{name}`"));
+            return None;
+        }
+        if v.is_null() && name != "stop" && ACTIONS.contains(&name) {
+            // `- send:` with nothing after it (a text not written yet, or cut off).
+            self.err(
+                v,
+                msg!(self.lang, "rules.load.action_needs_value", name = name),
+            );
             return None;
         }
         let a = match name {
@@ -504,7 +505,7 @@ impl Ctx<'_> {
                 let keys = self.keys(v, "`notify`", &["channel", "text"])?;
                 let channel = match keys.get("channel") {
                     Some(n) => {
-                        let c = self.name(n, "a chat channel")?;
+                        let c = self.name(n, &self.what("chat_channel"))?;
                         self.refer(RefKind::Channel, &c, n);
                         Some(c)
                     }
@@ -538,13 +539,13 @@ impl Ctx<'_> {
                     due_in: due_in?,
                 }
             }
-            "tag" => Action::Tag(self.names(v, "a tag")?),
-            "untag" => Action::Untag(self.names(v, "a tag")?),
+            "tag" => Action::Tag(self.names(v, &self.what("tag"))?),
+            "untag" => Action::Untag(self.names(v, &self.what("tag"))?),
             "set_field" => {
                 let keys = self.keys(v, "`set_field`", &["name", "value"])?;
                 let name = self
                     .require(&keys, "name", "`set_field`")
-                    .and_then(|n| self.name(n, "a field name"));
+                    .and_then(|n| self.name(n, &self.what("field_name")));
                 let value = self
                     .require(&keys, "value", "`set_field`")
                     .and_then(|n| self.template(n, "`value`"));
@@ -583,28 +584,26 @@ impl Ctx<'_> {
     /// `id:` (default `a`, `b`, …) and `weight:` (default 1).
     pub(super) fn variants(&mut self, node: &Node) -> Option<Vec<Variant>> {
         let Some(items) = node.as_seq() else {
-            self.err(
-                node,
-                "`variants` must be a list of `- text: …` items (with optional `id:` and `weight:`)",
-            );
+            self.err(node, msg!(self.lang, "rules.load.bad_variants"));
             return None;
         };
         if items.len() < 2 {
-            self.err(node, "an A/B test needs at least 2 variants");
+            self.err(node, msg!(self.lang, "rules.load.variants_two"));
         }
         if items.len() > 26 {
-            self.err(node, "at most 26 variants");
+            self.err(node, msg!(self.lang, "rules.load.variants_max"));
             return None;
         }
         let mut out: Vec<Variant> = Vec::new();
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            let Some(keys) = self.keys(item, "a variant", &["id", "weight", "text"]) else {
+            let Some(keys) = self.keys(item, &self.what("variant"), &["id", "weight", "text"])
+            else {
                 ok = false;
                 continue;
             };
             let text = self
-                .require(&keys, "text", "a variant")
+                .require(&keys, "text", &self.what("variant"))
                 .and_then(|n| self.zalo_text(n, "`text`"));
             let id = match keys.get("id") {
                 None => Some(((b'a' + i as u8) as char).to_string()),
@@ -616,14 +615,14 @@ impl Ctx<'_> {
                                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
                     {
                         if out.iter().any(|v| v.id == s) {
-                            self.err(n, format!("variant id `{s}` is used twice in this `send`"));
+                            self.err(n, msg!(self.lang, "rules.load.variant_twice", id = s));
                             None
                         } else {
                             Some(s.to_string())
                         }
                     }
                     _ => {
-                        self.err(n, "a variant `id` must be 1–32 letters, digits, `_` or `-`");
+                        self.err(n, msg!(self.lang, "rules.load.bad_variant_id"));
                         None
                     }
                 },
@@ -638,7 +637,7 @@ impl Ctx<'_> {
             }
         }
         if ok && !out.is_empty() && out.iter().all(|v| v.weight == 0) {
-            self.err(node, "at least one variant needs a `weight` above 0");
+            self.err(node, msg!(self.lang, "rules.load.variants_weight"));
             return None;
         }
         ok.then_some(out)
@@ -646,32 +645,33 @@ impl Ctx<'_> {
 
     pub(super) fn buttons(&mut self, node: &Node) -> Option<Vec<Button>> {
         let Some(items) = node.as_seq() else {
-            self.err(node, "`buttons` must be a list of `- title: …` items");
+            self.err(node, msg!(self.lang, "rules.load.bad_buttons"));
             return None;
         };
         if items.len() > 5 {
-            self.err(node, "at most 5 buttons");
+            self.err(node, msg!(self.lang, "rules.load.buttons_max"));
         }
         let mut out = Vec::new();
         for item in items {
-            let keys = self.keys(item, "a button", &["title", "url", "phone", "query"])?;
+            let keys = self.keys(
+                item,
+                &self.what("button"),
+                &["title", "url", "phone", "query"],
+            )?;
             let title = self
-                .require(&keys, "title", "a button")
+                .require(&keys, "title", &self.what("button"))
                 .and_then(|n| self.template(n, "`title`"));
             let kinds: Vec<_> = ["url", "phone", "query"]
                 .into_iter()
                 .filter(|k| keys.has(k))
                 .collect();
             if kinds.len() != 1 {
-                self.err(
-                    item,
-                    "a button needs exactly one of `url:`, `phone:`, `query:`",
-                );
+                self.err(item, msg!(self.lang, "rules.load.button_kind"));
                 return None;
             }
             if kinds[0] == "url" {
                 if let Some(n) = keys.get("url") {
-                    self.guard_url(n, "button `url`");
+                    self.guard_url(n, &self.what("button_url"));
                 }
             }
             let escape = if kinds[0] == "url" {

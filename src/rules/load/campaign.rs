@@ -4,11 +4,11 @@ use super::*;
 
 impl Ctx<'_> {
     pub(super) fn campaign(&mut self, node: &Node) -> Option<Campaign> {
-        let keys = self.keys(node, "a campaign", CAMPAIGN_KEYS)?;
+        let keys = self.keys(node, &self.what("campaign"), CAMPAIGN_KEYS)?;
         let errors_before = self.diags.len();
         let id = self
-            .require(&keys, "id", "a campaign")
-            .and_then(|n| self.ident(n, "campaign id"));
+            .require(&keys, "id", &self.what("campaign"))
+            .and_then(|n| self.ident(n, &self.what("campaign_id")));
         let description = keys
             .get("description")
             .and_then(|n| self.string(n, "`description`"));
@@ -16,7 +16,7 @@ impl Ctx<'_> {
             .get("enabled")
             .and_then(|n| self.boolean(n, "`enabled`"))
             .unwrap_or(true);
-        let enter_on = match self.require(&keys, "enter_on", "a campaign") {
+        let enter_on = match self.require(&keys, "enter_on", &self.what("campaign")) {
             Some(n) => self.entry_triggers(n),
             None => Vec::new(),
         };
@@ -36,7 +36,7 @@ impl Ctx<'_> {
             Some(c) => self.conditions(c),
             None => Vec::new(),
         };
-        let steps_node = self.require(&keys, "steps", "a campaign");
+        let steps_node = self.require(&keys, "steps", &self.what("campaign"));
         let cid = id.clone().unwrap_or_default();
         let mut steps: Vec<Step> = Vec::new();
         match steps_node.map(|n| (n, &n.kind)) {
@@ -47,10 +47,16 @@ impl Ctx<'_> {
                             .iter()
                             .find(|s| s.explicit_id && st.explicit_id && s.id == st.id)
                         {
-                            let at = first.rule.origin.clone();
+                            let o = &first.rule.origin;
+                            let first = at(self.lang, &o.file, o.pos);
                             self.err(
                                 item,
-                                format!("duplicate step id `{}` (first used at {at})", st.id),
+                                msg!(
+                                    self.lang,
+                                    "rules.load.duplicate_step",
+                                    id = st.id,
+                                    first = first
+                                ),
                             );
                         } else {
                             steps.push(st);
@@ -58,10 +64,7 @@ impl Ctx<'_> {
                     }
                 }
             }
-            Some((n, _)) => self.err(
-                n,
-                "`steps:` must be a list with at least one step: start each with `- day: …` or `- id: …`",
-            ),
+            Some((n, _)) => self.err(n, msg!(self.lang, "rules.load.steps_not_list")),
             None => {}
         }
         if self.diags.len() > errors_before {
@@ -88,7 +91,7 @@ impl Ctx<'_> {
             _ => vec![node],
         };
         if items.is_empty() || node.is_null() {
-            self.err(node, "`enter_on:` is empty: name at least one trigger");
+            self.err(node, msg!(self.lang, "rules.load.enter_on_empty"));
             return Vec::new();
         }
         let mut out = Vec::new();
@@ -99,10 +102,11 @@ impl Ctx<'_> {
                 _ => {
                     self.err(
                         item,
-                        format!(
-                            "an entry trigger is `follow` or `name: value` ({}); found {}",
-                            one_of(ENTRY_TRIGGERS),
-                            item.describe()
+                        msg!(
+                            self.lang,
+                            "rules.load.bad_entry",
+                            known = one_of(ENTRY_TRIGGERS),
+                            found = item.describe(self.lang)
                         ),
                     );
                     continue;
@@ -114,30 +118,38 @@ impl Ctx<'_> {
                 let t = match (name, value) {
                     ("follow", None) => Some(EntryTrigger::Follow),
                     ("follow", Some(v)) => {
-                        self.err(v, "`follow` takes no options");
+                        self.err(v, msg!(self.lang, "rules.load.no_options", name = "follow"));
                         None
                     }
                     ("form_submitted" | "tag_added" | "list_joined", None) => {
-                        self.err(k, format!("`{name}` needs a name, e.g. `{name}: dang_ky`"));
+                        self.err(
+                            k,
+                            msg!(self.lang, "rules.load.entry_needs_name", name = name),
+                        );
                         None
                     }
                     ("form_submitted", Some(v)) => {
-                        self.name(v, "a form name").map(EntryTrigger::FormSubmitted)
+                        let what = self.what("form_name");
+                        self.name(v, &what).map(EntryTrigger::FormSubmitted)
                     }
-                    ("tag_added", Some(v)) => self.name(v, "a tag").map(EntryTrigger::TagAdded),
-                    ("list_joined", Some(v)) => self.name(v, "a list name").map(|l| {
+                    ("tag_added", Some(v)) => {
+                        let what = self.what("tag");
+                        self.name(v, &what).map(EntryTrigger::TagAdded)
+                    }
+                    ("list_joined", Some(v)) => self.name(v, &self.what("list_name")).map(|l| {
                         self.refer(RefKind::List, &l, v);
                         EntryTrigger::ListJoined(l)
                     }),
                     _ => {
-                        let hint = suggest(name, ENTRY_TRIGGERS)
-                            .map(|s| format!("did you mean `{s}`? "))
-                            .unwrap_or_default();
+                        let hint = self.did_you_mean(name, ENTRY_TRIGGERS);
                         self.err(
                             k,
-                            format!(
-                                "unknown entry trigger `{name}`: {hint}(known: {})",
-                                one_of(ENTRY_TRIGGERS)
+                            msg!(
+                                self.lang,
+                                "rules.load.unknown_entry",
+                                name = name,
+                                hint = hint,
+                                known = one_of(ENTRY_TRIGGERS)
                             ),
                         );
                         None
@@ -155,7 +167,7 @@ impl Ctx<'_> {
             _ => vec![v],
         };
         if items.is_empty() {
-            self.err(v, "`weekdays` is empty: list the days messages may go out");
+            self.err(v, msg!(self.lang, "rules.load.weekdays_empty"));
             return None;
         }
         let mut mask = 0u8;
@@ -163,10 +175,7 @@ impl Ctx<'_> {
             match i.as_str().and_then(parse_weekday) {
                 Some(b) => mask |= b,
                 None => {
-                    self.err(
-                        i,
-                        "a weekday is one of mon, tue, wed, thu, fri, sat, sun (or t2…t7, cn)",
-                    );
+                    self.err(i, msg!(self.lang, "rules.load.bad_weekday"));
                     return None;
                 }
             }
@@ -175,19 +184,16 @@ impl Ctx<'_> {
     }
 
     pub(super) fn step(&mut self, node: &Node, campaign: &str, number: usize) -> Option<Step> {
-        let keys = self.keys(node, "a campaign step", STEP_KEYS)?;
+        let keys = self.keys(node, &self.what("campaign_step"), STEP_KEYS)?;
         let errors_before = self.diags.len();
-        let written_id = keys.get("id").map(|n| self.ident(n, "step id"));
+        let written_id = keys.get("id").map(|n| self.ident(n, &self.what("step_id")));
         let day = match keys.get("day") {
             Some(n) => self.int(n, "`day`", 0, 3650).map(|d| d as u32),
             None => Some(0),
         };
         let send = match (keys.get("at"), keys.get("after")) {
             (Some(a), Some(_)) => {
-                self.err(
-                    a,
-                    "a step has either `at:` (a clock time) or `after:` (a delay), not both",
-                );
+                self.err(a, msg!(self.lang, "rules.load.at_and_after"));
                 None
             }
             (Some(a), None) => self.clock(a, "`at`").map(SendTime::At),
@@ -201,7 +207,7 @@ impl Ctx<'_> {
         let (actions, sites) = match keys.get("do") {
             Some(d) => self.actions(d),
             None => {
-                self.err(node, "a step needs `do:` (what to send or do)");
+                self.err(node, msg!(self.lang, "rules.load.step_needs_do"));
                 Default::default()
             }
         };

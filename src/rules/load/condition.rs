@@ -10,15 +10,13 @@ impl Ctx<'_> {
                 let mut out = Vec::new();
                 for (k, v) in entries {
                     let Some(name) = k.as_str() else {
-                        self.err(k, "a condition must be a word");
+                        self.err(k, msg!(self.lang, "rules.load.condition_not_word"));
                         continue;
                     };
                     if seen.contains(&name) {
                         self.err(
                             k,
-                            format!(
-                                "`{name}` is written twice here: use `all:` or `any:` with a list"
-                            ),
+                            msg!(self.lang, "rules.load.condition_twice", name = name),
                         );
                         continue;
                     }
@@ -33,9 +31,10 @@ impl Ctx<'_> {
             _ => {
                 self.err(
                     node,
-                    format!(
-                        "conditions must be `name: value` lines (e.g. `has_tag: vip_customer`); found {}",
-                        node.describe()
+                    msg!(
+                        self.lang,
+                        "rules.load.bad_conditions",
+                        found = node.describe(self.lang)
                     ),
                 );
                 Vec::new()
@@ -60,7 +59,7 @@ impl Ctx<'_> {
                     Condition::Any(items.iter().map(|i| self.group(i)).collect())
                 }
                 _ => {
-                    self.err(v, "`any:` needs a list: each `- ` item is one alternative");
+                    self.err(v, msg!(self.lang, "rules.load.any_needs_list"));
                     return None;
                 }
             },
@@ -75,7 +74,7 @@ impl Ctx<'_> {
                         (from?, to?)
                     }
                     _ => {
-                        self.err(v, "`time_between` needs two times: [\"05:00\", \"10:59\"]");
+                        self.err(v, msg!(self.lang, "rules.load.time_between_two"));
                         return None;
                     }
                 };
@@ -96,10 +95,7 @@ impl Ctx<'_> {
                     match i.as_str().and_then(parse_weekday) {
                         Some(b) => mask |= b,
                         None => {
-                            self.err(
-                                i,
-                                "a weekday is one of mon, tue, wed, thu, fri, sat, sun (or t2…t7, cn)",
-                            );
+                            self.err(i, msg!(self.lang, "rules.load.bad_weekday"));
                             return None;
                         }
                     }
@@ -109,7 +105,7 @@ impl Ctx<'_> {
             "silent_for" => {
                 let keys = self.keys(v, "`silent_for`", &["min_days", "max_days"])?;
                 if !keys.has("min_days") && !keys.has("max_days") {
-                    self.err(v, "`silent_for` needs `min_days:` or `max_days:`");
+                    self.err(v, msg!(self.lang, "rules.load.silent_for_needs"));
                     return None;
                 }
                 let get = |cx: &mut Self, k: &str| match keys.get(k) {
@@ -122,7 +118,7 @@ impl Ctx<'_> {
                 let max_days = get(self, "max_days")?;
                 if let (Some(a), Some(b)) = (min_days, max_days) {
                     if b < a {
-                        self.err(v, "`max_days` is smaller than `min_days`");
+                        self.err(v, msg!(self.lang, "rules.load.max_below_min"));
                         return None;
                     }
                 }
@@ -131,11 +127,11 @@ impl Ctx<'_> {
             "last_interaction_within" => {
                 Condition::LastInteractionWithin(self.duration(v, "`last_interaction_within`")?)
             }
-            "has_tag" => Condition::HasTag(self.names(v, "a tag")?),
-            "lacks_tag" => Condition::LacksTag(self.names(v, "a tag")?),
+            "has_tag" => Condition::HasTag(self.names(v, &self.what("tag"))?),
+            "lacks_tag" => Condition::LacksTag(self.names(v, &self.what("tag"))?),
             "follows" => Condition::Follows(self.boolean(v, "`follows`")?),
             "in_list" | "group" => {
-                let list = self.name(v, "a list name")?;
+                let list = self.name(v, &self.what("list_name"))?;
                 self.refer(RefKind::List, &list, v);
                 Condition::InList(list)
             }
@@ -143,16 +139,13 @@ impl Ctx<'_> {
                 let keys = self.keys(v, "`field`", &["name", "equals", "contains", "is_set"])?;
                 let name = self
                     .require(&keys, "name", "`field`")
-                    .and_then(|n| self.name(n, "a field name"))?;
+                    .and_then(|n| self.name(n, &self.what("field_name")))?;
                 let tests: Vec<_> = ["equals", "contains", "is_set"]
                     .into_iter()
                     .filter(|k| keys.has(k))
                     .collect();
                 if tests.len() != 1 {
-                    self.err(
-                        v,
-                        "`field` needs exactly one of `equals:`, `contains:`, `is_set:`",
-                    );
+                    self.err(v, msg!(self.lang, "rules.load.field_test"));
                     return None;
                 }
                 let n = keys.get(tests[0])?;
@@ -164,14 +157,15 @@ impl Ctx<'_> {
                 Condition::Field { name, test }
             }
             _ => {
-                let hint = suggest(name, CONDITIONS)
-                    .map(|s| format!("did you mean `{s}`? "))
-                    .unwrap_or_default();
+                let hint = self.did_you_mean(name, CONDITIONS);
                 self.err(
                     key,
-                    format!(
-                        "unknown condition `{name}`: {hint}(known: {})",
-                        one_of(CONDITIONS)
+                    msg!(
+                        self.lang,
+                        "rules.load.unknown_condition",
+                        name = name,
+                        hint = hint,
+                        known = one_of(CONDITIONS)
                     ),
                 );
                 return None;

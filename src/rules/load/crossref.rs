@@ -14,8 +14,10 @@ pub(super) fn unknown_tags(f: &mut Folder) {
         rules,
         campaigns,
         load_warnings,
+        lang,
         ..
     } = f;
+    let lang = *lang;
     // Tags rules set; with no vocabulary, a tag a rule waits for or tests that no rule sets
     // and nobody declared is most likely a typo.
     let set_tags: std::collections::BTreeSet<&str> = rules
@@ -48,26 +50,19 @@ pub(super) fn unknown_tags(f: &mut Folder) {
                     .map(|o| o.name.as_str()),
             );
         }
-        let hint = suggest(&r.name, &names)
-            .map(|s| format!("; did you mean `{s}`?"))
-            .unwrap_or_default();
+        let hint = did_you_mean_after(lang, &r.name, &names);
         if decl.tag_vocabulary {
             diags.push(Diagnostic {
                 path: r.path.to_path_buf(),
                 pos: r.pos,
-                message: format!(
-                    "unknown tag `{}`{hint} (add it under `tags:` if it is a new tag)",
-                    r.name
-                ),
+                message: msg!(lang, "rules.load.unknown_tag", name = r.name, hint = hint),
             });
         } else {
             load_warnings.push(crate::rules::Warning {
                 path: r.path.to_path_buf(),
                 pos: r.pos,
-                message: format!(
-                    "no rule sets the tag `{}`{hint} — if staff or Zalo set it, list it under `tags:` in a rule file",
-                    r.name
-                ),
+                message: msg!(lang, "rules.load.tag_not_set", name = r.name, hint = hint),
+                lang,
             });
         }
     }
@@ -76,29 +71,36 @@ pub(super) fn unknown_tags(f: &mut Folder) {
 /// Lists and chat channels used but declared nowhere.
 pub(super) fn unknown_names(f: &mut Folder) {
     let Folder {
-        diags, refs, decl, ..
+        diags,
+        refs,
+        decl,
+        lang,
+        ..
     } = f;
+    let lang = *lang;
     for r in refs.iter().filter(|r| !matches!(r.kind, RefKind::Tag)) {
         let known = match r.kind {
             RefKind::List => &decl.lists,
             RefKind::Channel | RefKind::Tag => &decl.chat_channels,
         };
         if !known.contains_key(&r.name) {
-            let (what, key) = match r.kind {
-                RefKind::List => ("list", "lists"),
-                RefKind::Channel | RefKind::Tag => ("chat channel", "chat_channels"),
-            };
             let names: Vec<&str> = known.keys().map(String::as_str).collect();
-            let hint = suggest(&r.name, &names)
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
+            let hint = did_you_mean_after(lang, &r.name, &names);
+            let message = match r.kind {
+                RefKind::List => msg!(lang, "rules.load.unknown_list", name = r.name, hint = hint),
+                RefKind::Channel | RefKind::Tag => {
+                    msg!(
+                        lang,
+                        "rules.load.unknown_channel",
+                        name = r.name,
+                        hint = hint
+                    )
+                }
+            };
             diags.push(Diagnostic {
                 path: r.path.to_path_buf(),
                 pos: r.pos,
-                message: format!(
-                    "unknown {what} `{}`: declare it under `{key}:` in a rule file{hint}",
-                    r.name
-                ),
+                message,
             });
         }
     }
@@ -110,8 +112,10 @@ pub(super) fn unique_ids(f: &mut Folder) {
         diags,
         rules,
         campaigns,
+        lang,
         ..
     } = f;
+    let lang = *lang;
     // Ids are unique across the folder.
     let mut seen: HashMap<&str, &Origin> = HashMap::new();
     for (_, _, r) in rules.iter() {
@@ -119,7 +123,12 @@ pub(super) fn unique_ids(f: &mut Folder) {
             diags.push(Diagnostic {
                 path: r.origin.file.to_path_buf(),
                 pos: r.origin.pos,
-                message: format!("duplicate rule id `{}` (first used at {first})", r.id),
+                message: msg!(
+                    lang,
+                    "rules.load.duplicate_rule",
+                    id = r.id,
+                    first = at(lang, &first.file, first.pos)
+                ),
             });
         } else {
             seen.insert(&r.id, &r.origin);
@@ -132,7 +141,12 @@ pub(super) fn unique_ids(f: &mut Folder) {
             diags.push(Diagnostic {
                 path: c.origin.file.to_path_buf(),
                 pos: c.origin.pos,
-                message: format!("duplicate campaign id `{}` (first used at {first})", c.id),
+                message: msg!(
+                    lang,
+                    "rules.load.duplicate_campaign",
+                    id = c.id,
+                    first = at(lang, &first.file, first.pos)
+                ),
             });
         } else {
             seen.insert(&c.id, &c.origin);
@@ -149,8 +163,10 @@ pub(super) fn resolve_steps(f: &mut Folder) {
         step_refs,
         campaigns,
         decl,
+        lang,
         ..
     } = f;
+    let lang = *lang;
     let rule_ids: std::collections::HashSet<String> =
         rules.iter().map(|(_, _, r)| r.id.clone()).collect();
     let mut renames: Vec<(String, StepRefKind, String, String)> = Vec::new();
@@ -164,19 +180,20 @@ pub(super) fn resolve_steps(f: &mut Folder) {
         match &r.step {
             None if r.kind == StepRefKind::Email && !rule_ids.contains(&r.campaign) => {
                 let ids: Vec<&str> = rule_ids.iter().map(String::as_str).collect();
-                let hint = suggest(&r.campaign, &ids)
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
-                diags.push(err(format!(
-                    "`email: {}` names no rule (write a rule id, or CAMPAIGN/STEP for a campaign step){hint}",
-                    r.campaign
+                let hint = did_you_mean_after(lang, &r.campaign, &ids);
+                diags.push(err(msg!(
+                    lang,
+                    "rules.load.email_no_rule",
+                    name = r.campaign,
+                    hint = hint
                 )));
             }
             None => {
                 if r.kind == StepRefKind::Email {
                     if let Some((_, _, target)) = rules.iter().find(|(_, _, x)| x.id == r.campaign)
                     {
-                        if let Some(m) = email_mismatch(&r.campaign, &target.actions, &r.link) {
+                        if let Some(m) = email_mismatch(lang, &r.campaign, &target.actions, &r.link)
+                        {
                             diags.push(err(m));
                         }
                     }
@@ -187,33 +204,35 @@ pub(super) fn resolve_steps(f: &mut Folder) {
             Some(step) => match campaigns.iter().find(|c| c.id == r.campaign) {
                 None => {
                     let ids: Vec<&str> = campaigns.iter().map(|c| c.id.as_str()).collect();
-                    let hint = suggest(&r.campaign, &ids)
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
+                    let hint = did_you_mean_after(lang, &r.campaign, &ids);
                     diags.push(Diagnostic {
                         pos: r.campaign_pos,
-                        ..err(format!(
-                            "unknown campaign `{}`{hint} (campaigns: {})",
-                            r.campaign,
-                            one_of(&ids)
+                        ..err(msg!(
+                            lang,
+                            "rules.load.unknown_campaign",
+                            name = r.campaign,
+                            hint = hint,
+                            known = one_of(&ids)
                         ))
                     });
                 }
                 Some(c) => match c.find_step(step) {
                     None => {
                         let ids: Vec<&str> = c.steps.iter().map(|s| s.id.as_str()).collect();
-                        diags.push(err(format!(
-                            "campaign `{}` has no step `{step}` (its steps: {}, or a number from 1 to {})",
-                            c.id,
-                            one_of(&ids),
-                            c.steps.len()
+                        diags.push(err(msg!(
+                            lang,
+                            "rules.load.no_such_step",
+                            campaign = c.id,
+                            step = step,
+                            steps = one_of(&ids),
+                            n = c.steps.len()
                         )));
                     }
                     Some(i) => {
                         if r.kind == StepRefKind::Email {
                             let name = format!("{}/{step}", c.id);
                             if let Some(m) =
-                                email_mismatch(&name, &c.steps[i].rule.actions, &r.link)
+                                email_mismatch(lang, &name, &c.steps[i].rule.actions, &r.link)
                             {
                                 diags.push(err(m));
                             }
@@ -258,7 +277,12 @@ pub(super) fn resolve_steps(f: &mut Folder) {
 
 /// Why an email trigger naming `name` can never fire: it sends no email, or `link` is not one
 /// of its emails' named links.
-fn email_mismatch(name: &str, actions: &[Action], link: &Option<String>) -> Option<String> {
+fn email_mismatch(
+    lang: Lang,
+    name: &str,
+    actions: &[Action],
+    link: &Option<String>,
+) -> Option<String> {
     fn emails<'a>(actions: &'a [Action], out: &mut Vec<&'a [(String, String)]>) {
         for a in actions {
             match a {
@@ -271,9 +295,7 @@ fn email_mismatch(name: &str, actions: &[Action], link: &Option<String>) -> Opti
     let mut found = Vec::new();
     emails(actions, &mut found);
     if found.is_empty() {
-        return Some(format!(
-            "`{name}` sends no email, so this trigger can never fire (name the rule or step whose `email:` it waits for)"
-        ));
+        return Some(msg!(lang, "rules.load.sends_no_email", name = name));
     }
     let link = link.as_ref()?;
     let names: Vec<&str> = found
@@ -283,17 +305,17 @@ fn email_mismatch(name: &str, actions: &[Action], link: &Option<String>) -> Opti
     if names.contains(&link.as_str()) {
         return None;
     }
-    let hint = suggest(link, &names)
-        .map(|s| format!("did you mean `{s}`? "))
-        .unwrap_or_default();
+    let hint = did_you_mean(lang, link, &names);
     Some(if names.is_empty() {
-        format!(
-            "the email of `{name}` has no named links, so a click on `{link}` can never be seen: name it under the email's `links:`"
-        )
+        msg!(lang, "rules.load.no_named_links", name = name, link = link)
     } else {
-        format!(
-            "the email of `{name}` has no link `{link}`: {hint}(its links: {})",
-            one_of(&names)
+        msg!(
+            lang,
+            "rules.load.no_such_link",
+            name = name,
+            link = link,
+            hint = hint,
+            links = one_of(&names)
         )
     })
 }

@@ -16,6 +16,17 @@ impl<'a> Ctx<'a> {
         self.err_at(node.pos, message)
     }
 
+    /// A phrase naming what is being read (`rules.what.KEY`: "a rule", "a tag"…), in the
+    /// language of the messages.
+    pub(super) fn what(&self, key: &str) -> String {
+        crate::i18n::tr(self.lang, &format!("rules.what.{key}")).into_owned()
+    }
+
+    /// " did you mean `x`? " when a known word is close to `word`, else nothing.
+    pub(super) fn did_you_mean(&self, word: &str, known: &[&str]) -> String {
+        did_you_mean(self.lang, word, known)
+    }
+
     pub(super) fn origin(&self, node: &Node) -> Origin {
         Origin {
             file: self.path.clone(),
@@ -42,10 +53,12 @@ impl<'a> Ctx<'a> {
         let Some(map) = node.as_map() else {
             self.err(
                 node,
-                format!(
-                    "{what} must be a mapping (key: value) with keys {}; found {}",
-                    one_of(allowed),
-                    node.describe()
+                msg!(
+                    self.lang,
+                    "rules.load.not_mapping",
+                    what = what,
+                    keys = one_of(allowed),
+                    found = node.describe(self.lang)
                 ),
             );
             return None;
@@ -53,24 +66,29 @@ impl<'a> Ctx<'a> {
         let mut entries: Vec<(&'n str, &'n Node, &'n Node)> = Vec::with_capacity(map.len());
         for (k, v) in map {
             let Some(name) = k.as_str() else {
-                self.err(k, format!("{what}: a key must be a word"));
+                self.err(k, msg!(self.lang, "rules.load.key_not_word", what = what));
                 continue;
             };
             if !allowed.contains(&name) {
-                let hint = suggest(name, allowed)
-                    .map(|s| format!("did you mean `{s}`? "))
-                    .unwrap_or_default();
+                let hint = self.did_you_mean(name, allowed);
                 self.err(
                     k,
-                    format!(
-                        "unknown key `{name}` in {what}: {hint}(expected one of {})",
-                        one_of(allowed)
+                    msg!(
+                        self.lang,
+                        "rules.load.unknown_key",
+                        name = name,
+                        what = what,
+                        hint = hint,
+                        keys = one_of(allowed)
                     ),
                 );
                 continue;
             }
             if entries.iter().any(|(n, _, _)| *n == name) {
-                self.err(k, format!("`{name}` is written twice in {what}"));
+                self.err(
+                    k,
+                    msg!(self.lang, "rules.load.key_twice", name = name, what = what),
+                );
                 continue;
             }
             entries.push((name, k, v));
@@ -86,7 +104,10 @@ impl<'a> Ctx<'a> {
     ) -> Option<&'n Node> {
         let v = keys.get(key);
         if v.is_none() {
-            self.err(keys.at, format!("{what} needs `{key}:`"));
+            self.err(
+                keys.at,
+                msg!(self.lang, "rules.load.needs_key", what = what, key = key),
+            );
         }
         v
     }
@@ -119,10 +140,13 @@ impl<'a> Ctx<'a> {
                 self.warnings.push(crate::rules::Warning {
                     path: self.path.to_path_buf(),
                     pos: node.pos,
-                    message: format!(
-                        "{what}: {} — customers cannot open it",
-                        e.replace(&url, raw.trim())
+                    message: msg!(
+                        self.lang,
+                        "rules.load.internal_url",
+                        what = what,
+                        url = raw.trim()
                     ),
+                    lang: self.lang,
                 });
             }
         }
@@ -132,9 +156,15 @@ impl<'a> Ctx<'a> {
         match node.as_str() {
             Some(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
             _ => {
+                let found = node.describe(self.lang);
                 self.err(
                     node,
-                    format!("{what} must be a text or a name; found {}", node.describe()),
+                    msg!(
+                        self.lang,
+                        "rules.load.not_text_or_name",
+                        what = what,
+                        found = found
+                    ),
                 );
                 None
             }
@@ -147,11 +177,11 @@ impl<'a> Ctx<'a> {
         if s.chars().any(char::is_whitespace) {
             self.err(
                 node,
-                format!("{what} `{s}` must not contain spaces (use _)"),
+                msg!(self.lang, "rules.load.name_spaces", what = what, name = s),
             );
             return None;
         }
-        if what == "a tag" {
+        if what == self.what("tag") {
             self.refer(RefKind::Tag, &s, node);
         }
         Some(s)
@@ -164,7 +194,7 @@ impl<'a> Ctx<'a> {
                 (v.len() == items.len()).then_some(v)
             }
             NodeKind::Seq(_) => {
-                self.err(node, format!("{what}: the list is empty"));
+                self.err(node, msg!(self.lang, "rules.load.list_empty", what = what));
                 None
             }
             _ => self.name(node, what).map(|n| vec![n]),
@@ -176,7 +206,7 @@ impl<'a> Ctx<'a> {
             Some("true" | "True" | "TRUE" | "yes" | "Yes" | "on") => Some(true),
             Some("false" | "False" | "FALSE" | "no" | "No" | "off") => Some(false),
             _ => {
-                self.err(node, format!("{what} must be true or false"));
+                self.err(node, msg!(self.lang, "rules.load.not_bool", what = what));
                 None
             }
         }
@@ -188,7 +218,13 @@ impl<'a> Ctx<'a> {
             _ => {
                 self.err(
                     node,
-                    format!("{what} must be a whole number from {min} to {max}"),
+                    msg!(
+                        self.lang,
+                        "rules.load.not_int",
+                        what = what,
+                        min = min,
+                        max = max
+                    ),
                 );
                 None
             }
@@ -202,7 +238,12 @@ impl<'a> Ctx<'a> {
                 let shown = node.as_str().unwrap_or("");
                 self.err(
                     node,
-                    format!("{what}: bad duration `{shown}`: write a number and a unit (s, m, h, d, w), e.g. 30m, 2h, 1d, 1h30m"),
+                    msg!(
+                        self.lang,
+                        "rules.load.bad_duration",
+                        what = what,
+                        shown = shown
+                    ),
                 );
                 None
             }
@@ -216,7 +257,12 @@ impl<'a> Ctx<'a> {
                 let shown = node.as_str().unwrap_or("");
                 self.err(
                     node,
-                    format!("{what}: bad time `{shown}`: write HH:MM from 00:00 to 23:59, in quotes, e.g. \"05:00\""),
+                    msg!(
+                        self.lang,
+                        "rules.load.bad_clock",
+                        what = what,
+                        shown = shown
+                    ),
                 );
                 None
             }
@@ -245,18 +291,19 @@ impl<'a> Ctx<'a> {
                 if starts_with_braces {
                     self.err(
                         node,
-                        format!("{what}: a text that starts with `{{{{` must be written in quotes or as a block (`|` on the line before)"),
+                        msg!(self.lang, "rules.load.text_starts_braces", what = what),
                     );
                 } else {
+                    let found = node.describe(self.lang);
                     self.err(
                         node,
-                        format!("{what} must be a text; found {}", node.describe()),
+                        msg!(self.lang, "rules.load.not_text", what = what, found = found),
                     );
                 }
                 return None;
             }
         };
-        match Template::parse_as(text, escape) {
+        match Template::parse_in(text, escape, self.lang) {
             Ok(t) => Some(t),
             Err(e) => {
                 // Find that `{{` in the file: the nth one in the node's source text.

@@ -15,17 +15,17 @@ impl Ctx<'_> {
         if let NodeKind::Seq(_) = doc.kind {
             return self.rule_list(doc);
         }
-        let Some(keys) = self.keys(doc, "a rule file", FILE_KEYS) else {
+        let Some(keys) = self.keys(doc, &self.what("rule_file"), FILE_KEYS) else {
             return Vec::new();
         };
         if keys.get("tags").is_some() {
             decl.tag_vocabulary = true;
         }
         for (key, target, kind) in [
-            ("tags", &mut decl.tags, "tag"),
-            ("lists", &mut decl.lists, "list"),
-            ("chat_channels", &mut decl.chat_channels, "chat channel"),
-            ("forms", &mut decl.forms, "form"),
+            ("tags", &mut decl.tags, "tag_name"),
+            ("lists", &mut decl.lists, "list_name"),
+            ("chat_channels", &mut decl.chat_channels, "chat_channel"),
+            ("forms", &mut decl.forms, "form_name"),
         ] {
             let Some(node) = keys.get(key) else { continue };
             let names: Vec<&Node> = match &node.kind {
@@ -33,15 +33,12 @@ impl Ctx<'_> {
                 NodeKind::Map(entries) => entries.iter().map(|(k, _)| k).collect(),
                 _ if node.is_null() => Vec::new(),
                 _ => {
-                    self.err(
-                        node,
-                        format!("`{key}:` must be a list of {kind} names (or name: description)"),
-                    );
+                    self.err(node, msg!(self.lang, "rules.load.declare_list", key = key));
                     continue;
                 }
             };
             for n in names {
-                if let Some(name) = self.name(n, &format!("a {kind} name")) {
+                if let Some(name) = self.name(n, &self.what(kind)) {
                     let origin = self.origin(n);
                     target.entry(name).or_insert(Some(origin));
                 }
@@ -67,10 +64,7 @@ impl Ctx<'_> {
                     }
                 }
                 _ if c.is_null() => {}
-                _ => self.err(
-                    c,
-                    "`campaigns:` must be a list: start each campaign with `- id: …`",
-                ),
+                _ => self.err(c, msg!(self.lang, "rules.load.campaigns_not_list")),
             }
         }
         match keys.get("rules") {
@@ -89,7 +83,7 @@ impl Ctx<'_> {
         {
             self.err(
                 node,
-                format!("{what} `{s}` may hold only letters, digits, _ - and ."),
+                msg!(self.lang, "rules.load.bad_ident", what = what, id = s),
             );
             return None;
         }

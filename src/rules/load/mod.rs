@@ -14,6 +14,7 @@ use super::template::{Escape, Template};
 use super::text;
 use super::yaml::{self, Node, NodeKind, Pos};
 use super::RuleSet;
+use crate::i18n::Lang;
 
 /// One problem in a rule file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,25 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+impl Diagnostic {
+    /// The problem as staff read it in `lang`: `path:line:col: message` in English,
+    /// `path, dòng L, cột C: message` in Vietnamese.
+    pub fn render(&self, lang: Lang) -> String {
+        format!("{}: {}", at(lang, &self.path, self.pos), self.message)
+    }
+}
+
+/// Where something is written, in `lang`: `path:line:col`, or `path, dòng L, cột C`.
+pub fn at(lang: Lang, path: &Path, pos: Pos) -> String {
+    msg!(
+        lang,
+        "rules.check.at",
+        path = path.display(),
+        line = pos.line,
+        col = pos.col
+    )
+}
+
 /// Names known outside the rule files (e.g. chat channels configured for the deployment).
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
@@ -44,6 +64,8 @@ pub struct LoadOptions {
     /// URLs in rules (email links, buttons, images) may name internal hosts
     /// (`ZALOFLOW_ALLOW_PRIVATE_URLS=true`; default false: the SSRF guard refuses them).
     pub allow_private_urls: bool,
+    /// The language of the messages staff read (problems, hints, warnings; `ZALOFLOW_LANG`).
+    pub lang: crate::i18n::Lang,
 }
 
 /// Every trigger word, in the order the guide lists them.
@@ -150,8 +172,13 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<RuleSet, Vec<Diagnosti
         pos: Pos { line: 1, col: 1 },
         message,
     };
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| vec![at_dir(format!("cannot read the rules folder: {e}"))])?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![at_dir(msg!(
+            opts.lang,
+            "rules.load.cannot_read_dir",
+            error = e
+        ))]
+    })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| is_rule_file(p))
@@ -166,13 +193,13 @@ pub fn load_dir(dir: &Path, opts: &LoadOptions) -> Result<RuleSet, Vec<Diagnosti
                 Err(e) => diags.push(Diagnostic {
                     path: p,
                     pos: Pos { line: 1, col: 1 },
-                    message: format!("not UTF-8 text ({e}); save the file as UTF-8"),
+                    message: msg!(opts.lang, "rules.load.not_utf8", error = e),
                 }),
             },
             Err(e) => diags.push(Diagnostic {
                 path: p,
                 pos: Pos { line: 1, col: 1 },
-                message: format!("cannot read: {e}"),
+                message: msg!(opts.lang, "rules.load.cannot_read", error = e),
             }),
         }
     }
@@ -196,7 +223,7 @@ pub(crate) fn is_rule_file(p: &Path) -> bool {
 }
 
 /// What to do about the YAML mistakes staff make most, with the line written right.
-fn syntax_hint(line: &str, message: &str) -> Option<String> {
+fn syntax_hint(lang: Lang, line: &str, message: &str) -> Option<String> {
     // `key: text` → `key: "text"`, the text's own double quotes escaped.
     let quoted = |l: &str, single: bool| -> Option<String> {
         let (key, text) = l.split_once(": ")?;
@@ -212,16 +239,14 @@ fn syntax_hint(line: &str, message: &str) -> Option<String> {
     };
     // `send: {{display_name}} ơi` opens a YAML flow mapping.
     if line.contains(": {{") || line.contains("- {{") {
-        return Some(
-            " (a text that starts with `{{` must be written in quotes or as a block with `|`)"
-                .into(),
-        );
+        return Some(msg!(lang, "rules.yaml.hint_braces"));
     }
     if message.contains("mapping values are not allowed") {
         let fixed = quoted(line, false)?;
-        return Some(format!(
-            " — a text with a colon and a space (`: `) in it must be in quotes or written as a block with `|`; write it as:\n    {}",
-            fixed.trim_start()
+        return Some(msg!(
+            lang,
+            "rules.yaml.hint_colon",
+            fixed = fixed.trim_start()
         ));
     }
     if message.contains("after double-quoted scalar")
@@ -234,9 +259,10 @@ fn syntax_hint(line: &str, message: &str) -> Option<String> {
         } else {
             quoted(&format!("{}: {unquoted}", line.split_once(": ")?.0), false)?
         };
-        return Some(format!(
-            " — the text has a quote mark inside the quotes around it; put it in the other kind of quotes (or write it as a block with `|`):\n    {}",
-            fixed.trim_start()
+        return Some(msg!(
+            lang,
+            "rules.yaml.hint_quote",
+            fixed = fixed.trim_start()
         ));
     }
     None
@@ -274,7 +300,8 @@ pub fn load_sources(
     )
     .with_campaigns(campaigns)
     .with_load_warnings(load_warnings)
-    .with_forms(decl.forms.into_keys().collect()))
+    .with_forms(decl.forms.into_keys().collect())
+    .with_lang(opts.lang))
 }
 
 /// What the folder's files hold, before the checks across files.
@@ -287,6 +314,7 @@ struct Folder {
     step_refs: Vec<StepRef>,
     campaigns: Vec<Campaign>,
     load_warnings: Vec<super::Warning>,
+    lang: Lang,
 }
 
 /// Reads each file: its YAML, then its sections (an empty file is an error: it would take
@@ -316,18 +344,20 @@ fn read_files(files: &[(PathBuf, String)], opts: &LoadOptions) -> Folder {
             text_sites: Vec::new(),
             allow_private_urls: opts.allow_private_urls,
             warnings: &mut load_warnings,
+            lang: opts.lang,
         };
         let docs = match yaml::parse(src) {
             Ok(d) => d,
             Err(e) => {
                 let line = src.lines().nth(e.pos.line.saturating_sub(1) as usize);
                 let hint = line
-                    .and_then(|l| syntax_hint(l, &e.message))
+                    .and_then(|l| syntax_hint(opts.lang, l, &e.message))
                     .unwrap_or_default();
+                let what = yaml::explain(opts.lang, &e.message);
                 cx.diags.push(Diagnostic {
                     path: path.to_path_buf(),
                     pos: e.pos,
-                    message: format!("YAML syntax: {}{hint}", e.message),
+                    message: msg!(opts.lang, "rules.yaml.syntax", what = what, hint = hint),
                 });
                 continue;
             }
@@ -342,7 +372,7 @@ fn read_files(files: &[(PathBuf, String)], opts: &LoadOptions) -> Folder {
             cx.diags.push(Diagnostic {
                 path: path.to_path_buf(),
                 pos: Pos { line: 1, col: 1 },
-                message: "this file is empty (or holds only comments): its rules would all stop. Put them back, or write `rules: []` to switch them off on purpose".into(),
+                message: msg!(opts.lang, "rules.load.empty_file"),
             });
             continue;
         }
@@ -364,6 +394,7 @@ fn read_files(files: &[(PathBuf, String)], opts: &LoadOptions) -> Folder {
         step_refs,
         campaigns,
         load_warnings,
+        lang: opts.lang,
     }
 }
 
@@ -407,6 +438,8 @@ struct Ctx<'a> {
     allow_private_urls: bool,
     /// Warnings only the loader can give (they never stop a load).
     warnings: &'a mut Vec<super::Warning>,
+    /// The language of the messages.
+    lang: crate::i18n::Lang,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -472,6 +505,20 @@ fn suggest<'s>(word: &str, known: &[&'s str]) -> Option<&'s str> {
         .filter(|(d, k)| *d <= 2.max(k.len() / 4) && *d < k.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
+}
+
+/// "did you mean `x`? " when a known word is close to `word`, else nothing.
+fn did_you_mean(lang: Lang, word: &str, known: &[&str]) -> String {
+    suggest(word, known)
+        .map(|s| msg!(lang, "rules.load.did_you_mean", word = s))
+        .unwrap_or_default()
+}
+
+/// "; did you mean `x`?" after a name, when a known name is close to it, else nothing.
+fn did_you_mean_after(lang: Lang, word: &str, known: &[&str]) -> String {
+    suggest(word, known)
+        .map(|s| msg!(lang, "rules.load.did_you_mean_after", word = s))
+        .unwrap_or_default()
 }
 
 fn one_of(known: &[&str]) -> String {
@@ -598,7 +645,11 @@ mod tests {
     #[test]
     fn every_listed_word_has_its_parser() {
         let load = |yaml: String| -> Vec<String> {
-            match load_sources(&[("t.yaml".into(), yaml)], &LoadOptions::default()) {
+            let en = LoadOptions {
+                lang: Lang::En,
+                ..LoadOptions::default()
+            };
+            match load_sources(&[("t.yaml".into(), yaml)], &en) {
                 Ok(_) => Vec::new(),
                 Err(d) => d.into_iter().map(|d| d.message).collect(),
             }

@@ -8,30 +8,24 @@ impl Ctx<'_> {
             NodeKind::Seq(items) => items.iter().filter_map(|r| self.rule(r)).collect(),
             _ if node.is_null() => Vec::new(),
             _ => {
-                self.err(
-                    node,
-                    "`rules:` must be a list: start each rule with `- id: …`",
-                );
+                self.err(node, msg!(self.lang, "rules.load.rules_not_list"));
                 Vec::new()
             }
         }
     }
 
     pub(super) fn rule(&mut self, node: &Node) -> Option<Rule> {
-        let keys = self.keys(node, "a rule", RULE_KEYS)?;
+        let keys = self.keys(node, &self.what("rule"), RULE_KEYS)?;
         let errors_before = self.diags.len();
         let refs_before = self.step_refs.len();
-        let id_node = self.require(&keys, "id", "a rule");
+        let id_node = self.require(&keys, "id", &self.what("rule"));
         let id = id_node.and_then(|n| {
             let s = self.string(n, "`id`")?;
             if !s
                 .chars()
                 .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
             {
-                self.err(
-                    n,
-                    format!("rule id `{s}` may hold only letters, digits, _ - and ."),
-                );
+                self.err(n, msg!(self.lang, "rules.load.bad_rule_id", id = s));
                 return None;
             }
             Some(s)
@@ -50,10 +44,7 @@ impl Ctx<'_> {
         let triggers = match keys.get("when") {
             Some(w) => self.when(w),
             None => {
-                self.err(
-                    node,
-                    "a rule needs `when:` (what starts it, e.g. `when: message`)",
-                );
+                self.err(node, msg!(self.lang, "rules.load.rule_needs_when"));
                 Vec::new()
             }
         };
@@ -64,7 +55,7 @@ impl Ctx<'_> {
         let (actions, sites) = match keys.get("do") {
             Some(d) => self.actions(d),
             None => {
-                self.err(node, "a rule needs `do:` (the list of actions)");
+                self.err(node, msg!(self.lang, "rules.load.rule_needs_do"));
                 Default::default()
             }
         };
@@ -74,16 +65,13 @@ impl Ctx<'_> {
             Some("silence") => Some(OncePer::Silence),
             Some("ever") => Some(OncePer::Ever),
             _ => {
-                self.err(n, "`once_per` must be one of day, period, silence, ever");
+                self.err(n, msg!(self.lang, "rules.load.bad_once_per"));
                 None
             }
         });
         if once_per == Some(OncePer::Period) && !conditions.iter().any(has_time_between) {
             let n = keys.get("once_per").unwrap_or(node);
-            self.err(
-                n,
-                "`once_per: period` needs a `time_between` condition under `if:` (the period)",
-            );
+            self.err(n, msg!(self.lang, "rules.load.period_needs_time"));
         }
         let cooldown = keys
             .get("cooldown")
@@ -118,7 +106,7 @@ impl Ctx<'_> {
             _ => vec![node],
         };
         if items.is_empty() {
-            self.err(node, "`when:` is empty: name at least one trigger");
+            self.err(node, msg!(self.lang, "rules.load.when_empty"));
         }
         let mut out = Vec::new();
         for item in items {
@@ -137,15 +125,16 @@ impl Ctx<'_> {
                                     out.push(t);
                                 }
                             }
-                            None => self.err(k, "a trigger must be a word"),
+                            None => self.err(k, msg!(self.lang, "rules.load.trigger_not_word")),
                         }
                     }
                 }
                 _ => self.err(
                     item,
-                    format!(
-                        "a trigger must be a word (e.g. `follow`) or `name: options`; found {}",
-                        item.describe()
+                    msg!(
+                        self.lang,
+                        "rules.load.bad_trigger",
+                        found = item.describe(self.lang)
                     ),
                 ),
             }
@@ -156,7 +145,7 @@ impl Ctx<'_> {
     pub(super) fn no_value(&mut self, name: &str, value: Option<&Node>) -> bool {
         match value {
             Some(v) if !v.is_null() => {
-                self.err(v, format!("`{name}` takes no options"));
+                self.err(v, msg!(self.lang, "rules.load.no_options", name = name));
                 false
             }
             _ => true,
@@ -169,10 +158,7 @@ impl Ctx<'_> {
                 return Some(Trigger::Message(MessageFilter::default()));
             };
             if v.as_str().is_some() {
-                self.err(
-                    v,
-                    "write the text to look for as `message: {contains: …}` or `message: {equals: …}`",
-                );
+                self.err(v, msg!(self.lang, "rules.load.message_text"));
                 return None;
             }
             let keys = self.keys(
@@ -194,10 +180,7 @@ impl Ctx<'_> {
                     Some("required") => f.accents = text::Accents::Required,
                     Some("optional") => f.accents = text::Accents::Optional,
                     _ => {
-                        self.err(
-                            n,
-                            "`accents` is `required` (the default: \"giá\" does not match \"gia\") or `optional` (with or without dấu)",
-                        );
+                        self.err(n, msg!(self.lang, "rules.load.bad_accents"));
                         ok = false;
                     }
                 }
@@ -215,7 +198,7 @@ impl Ctx<'_> {
                     for i in items {
                         match self.string(i, &format!("`{key}`")) {
                             Some(s) if text::fold(&s, f.accents).is_empty() => {
-                                self.err(i, format!("`{key}` needs a word, not an empty text"));
+                                self.err(i, msg!(self.lang, "rules.load.empty_word", key = key));
                                 ok = false;
                             }
                             Some(s) => list.push(text::fold(&s, text::Accents::Required)),
@@ -236,7 +219,10 @@ impl Ctx<'_> {
                         let msg = e.to_string();
                         let last = msg.lines().last().unwrap_or("").trim();
                         let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
-                        self.err(n, format!("bad regex `{src}`: {last}"));
+                        self.err(
+                            n,
+                            msg!(self.lang, "rules.load.bad_regex", src = src, detail = last),
+                        );
                         ok = false;
                     }
                 }
@@ -248,7 +234,14 @@ impl Ctx<'_> {
                 match n.as_str() {
                     Some(k) if KINDS.contains(&k) => f.attachment = Some(k.to_string()),
                     _ => {
-                        self.err(n, format!("`attachment` must be one of {}", one_of(KINDS)));
+                        self.err(
+                            n,
+                            msg!(
+                                self.lang,
+                                "rules.load.bad_attachment",
+                                kinds = one_of(KINDS)
+                            ),
+                        );
                         ok = false;
                     }
                 }
@@ -271,19 +264,13 @@ impl Ctx<'_> {
                     match parse_day_month(text) {
                         Some((day, month)) => SpecialDate::Date { day, month },
                         None => {
-                            self.err(
-                                d,
-                                format!("`date`: bad date `{text}`: write DD/MM in quotes, e.g. \"08/03\""),
-                            );
+                            self.err(d, msg!(self.lang, "rules.load.bad_date", text = text));
                             return None;
                         }
                     }
                 }
                 _ => {
-                    self.err(
-                        v,
-                        "`special_day` needs either `field:` (a contact's date, e.g. dob) or `date:` (the shop's own date, DD/MM)",
-                    );
+                    self.err(v, msg!(self.lang, "rules.load.special_day_needs"));
                     return None;
                 }
             };
@@ -363,7 +350,8 @@ impl Ctx<'_> {
             match value {
                 Some(v) if !v.is_null() => Some(v),
                 _ => {
-                    cx.err(at, format!("`{name}` needs {what}"));
+                    let m = msg!(cx.lang, "rules.load.needs_value", name = name, what = what);
+                    cx.err(at, m);
                     None
                 }
             }
@@ -383,8 +371,8 @@ impl Ctx<'_> {
                 }
             }
             "tag_added" | "tag_removed" => {
-                let v = value_or_err(self, "a tag name, e.g. `tag_added: vip_customer`")?;
-                let tag = self.name(v, "a tag")?;
+                let v = value_or_err(self, &msg!(self.lang, "rules.needs.tag"))?;
+                let tag = self.name(v, &self.what("tag"))?;
                 if name == "tag_added" {
                     Trigger::TagAdded(tag)
                 } else {
@@ -392,7 +380,7 @@ impl Ctx<'_> {
                 }
             }
             "schedule" => {
-                let v = value_or_err(self, "a cron pattern, e.g. `schedule: \"0 9 * * *\"`")?;
+                let v = value_or_err(self, &msg!(self.lang, "rules.needs.cron"))?;
                 let pattern = self.string(v, "`schedule`")?;
                 Trigger::Schedule(Box::new(self.cron(v, &pattern)?))
             }
@@ -408,7 +396,7 @@ impl Ctx<'_> {
                 };
                 if let (Some(max), Some(n)) = (max, keys.get("max_days")) {
                     if max < min {
-                        self.err(n, "`max_days` is smaller than `min_days`");
+                        self.err(n, msg!(self.lang, "rules.load.max_below_min"));
                         return None;
                     }
                 }
@@ -418,10 +406,7 @@ impl Ctx<'_> {
                 }
             }
             "special_day" => {
-                let v = value_or_err(
-                    self,
-                    "`{field: dob, days_before: 0}` or `{date: \"08/03\"}`",
-                )?;
+                let v = value_or_err(self, &msg!(self.lang, "rules.needs.special_day"))?;
                 self.special_day_trigger(v)?
             }
             "field_changed" => {
@@ -444,8 +429,8 @@ impl Ctx<'_> {
                 }
             }
             "form_submitted" => {
-                let v = value_or_err(self, "a form name, e.g. `form_submitted: dang_ky`")?;
-                Trigger::FormSubmitted(self.name(v, "a form name")?)
+                let v = value_or_err(self, &msg!(self.lang, "rules.needs.form"))?;
+                Trigger::FormSubmitted(self.name(v, &self.what("form_name"))?)
             }
             "email_opened" => {
                 let email = self.email_ref(value, &["email", "machine_opens"])?.0;
@@ -468,14 +453,15 @@ impl Ctx<'_> {
                 self.after_step_trigger(v)?
             }
             _ => {
-                let hint = suggest(name, TRIGGERS)
-                    .map(|s| format!("did you mean `{s}`? "))
-                    .unwrap_or_default();
+                let hint = self.did_you_mean(name, TRIGGERS);
                 self.err(
                     at,
-                    format!(
-                        "unknown trigger `{name}`: {hint}(known: {})",
-                        one_of(TRIGGERS)
+                    msg!(
+                        self.lang,
+                        "rules.load.unknown_trigger",
+                        name = name,
+                        hint = hint,
+                        known = one_of(TRIGGERS)
                     ),
                 );
                 return None;
@@ -492,7 +478,7 @@ impl Ctx<'_> {
         let Some(v) = value.filter(|v| !v.is_null()) else {
             return Some((None, None));
         };
-        let keys = self.keys(v, "the email trigger", allowed)?;
+        let keys = self.keys(v, &self.what("email_trigger"), allowed)?;
         let get = |cx: &mut Self, k: &str| match keys.get(k) {
             Some(n) => cx.string(n, &format!("`{k}`")).map(Some),
             None => Some(None),
@@ -540,7 +526,12 @@ impl Ctx<'_> {
         if !pattern.starts_with('@') && fields != 5 {
             self.err(
                 node,
-                format!("bad cron `{pattern}`: write 5 fields (minute hour day month weekday), e.g. \"0 9 * * *\"; found {fields}"),
+                msg!(
+                    self.lang,
+                    "rules.load.cron_fields",
+                    pattern = pattern,
+                    fields = fields
+                ),
             );
             return None;
         }
@@ -554,7 +545,15 @@ impl Ctx<'_> {
                 cron,
             }),
             Err(e) => {
-                self.err(node, format!("bad cron `{pattern}`: {e}"));
+                self.err(
+                    node,
+                    msg!(
+                        self.lang,
+                        "rules.load.bad_cron",
+                        pattern = pattern,
+                        error = e
+                    ),
+                );
                 None
             }
         }
