@@ -142,6 +142,7 @@ fn main() -> ExitCode {
                         match rt.block_on(zaloflow::scheduler::check_against(
                             dir,
                             config.database_url.expose(),
+                            config.lang,
                         )) {
                             Ok((more, _)) => out.push_str(&more),
                             Err(e) => {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use sched::*;
+use zaloflow::i18n::Lang;
 
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
@@ -109,7 +110,7 @@ async fn deleting_the_first_step_of_a_running_campaign(kind: &str) {
 
     // The shop deletes `chao`. `rules check --against` tells what will happen, changing nothing.
     std::fs::write(s.config.rules_dir.join("t.yaml"), drip(false)).unwrap();
-    let (out, ok) = zaloflow::scheduler::check_against(&s.config.rules_dir, s.db.url())
+    let (out, ok) = zaloflow::scheduler::check_against(&s.config.rules_dir, s.db.url(), Lang::En)
         .await
         .unwrap();
     assert!(ok, "{out}");
@@ -133,7 +134,7 @@ async fn deleting_the_first_step_of_a_running_campaign(kind: &str) {
         r.campaigns["drip"]
             .edits
             .iter()
-            .any(|e| e.contains("step `chao` removed") && e.contains("(1 member)")),
+            .any(|e| e.contains("bước `chao` bị xóa") && e.contains("(1 người)")),
         "{r}"
     );
     assert!(r.to_string().contains("chiến dịch drip đã được sửa"), "{r}");
@@ -191,7 +192,7 @@ async fn members_stored_by_position_are_mapped_once(kind: &str) {
         )
         .await
         .unwrap();
-    let (out, _) = zaloflow::scheduler::check_against(&s.config.rules_dir, s.db.url())
+    let (out, _) = zaloflow::scheduler::check_against(&s.config.rules_dir, s.db.url(), Lang::En)
         .await
         .unwrap();
     assert!(
@@ -431,7 +432,7 @@ async fn reordering_steps_sends_nothing_twice(kind: &str) {
         r.campaigns["drip"]
             .edits
             .iter()
-            .any(|e| e.contains("step `a` moved from place 1 to 2")),
+            .any(|e| e.contains("bước `a` chuyển từ vị trí 1 sang vị trí 2")),
         "{r}"
     );
     // `a` comes after `b` now: passed over at its time, and `c` on day 3.

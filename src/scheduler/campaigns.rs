@@ -1,6 +1,9 @@
 //! The campaigns pass: step edits applied first, members moved to their next step, list joins.
 
+use rust_i18n::t;
+
 use super::*;
+use crate::i18n::{tr, Lang};
 
 pub(super) async fn campaigns(
     ctx: &TickContext,
@@ -167,9 +170,16 @@ pub(super) async fn step_edits(
                         };
                         ctx.store.apply_decisions(&[d], wall).await?;
                     }
-                    format!("{edit} ({n} member{})", if n == 1 { "" } else { "s" })
+                    let lang = ctx.engine.lang();
+                    t!(
+                        "tick.edit.count",
+                        locale = lang.code(),
+                        edit = edit.render(lang),
+                        members = members_word(lang, n as i64)
+                    )
+                    .into_owned()
                 }
-                other => other.to_string(),
+                other => other.render(ctx.engine.lang()),
             };
             tracing::info!(campaign = %c.id, edit = %line, "campaign steps changed");
             report.campaign(&c.id).edits.push(line);
@@ -182,10 +192,15 @@ pub(super) async fn step_edits(
 /// `zaloflow rules check --against`: what running `set` would do to the members of the
 /// campaigns in the database — one line per changed step, with where its members go and how
 /// many they are, in the words the scheduler logs when it applies the change. Changes nothing.
-pub async fn edits_against(store: &DynStore, set: &RuleSet) -> Result<Vec<String>, StoreError> {
+pub async fn edits_against(
+    store: &DynStore,
+    set: &RuleSet,
+    lang: Lang,
+) -> Result<Vec<String>, StoreError> {
     use crate::rules::campaign::StepEdit;
     let counts = store.member_counts().await?;
-    let plural = |n: i64| format!("{n} member{}", if n == 1 { "" } else { "s" });
+    let l = lang.code();
+    let plural = |n: i64| members_word(lang, n);
     let mut out = Vec::new();
     for c in set.campaigns() {
         let here: Vec<&crate::store::MemberCount> =
@@ -203,16 +218,21 @@ pub async fn edits_against(store: &DynStore, set: &RuleSet) -> Result<Vec<String
                     .steps
                     .get(usize::try_from(m.position).unwrap_or(usize::MAX))
                 {
-                    Some(s) => format!("will wait for step `{}`", s.id),
-                    None => "will finish the campaign (no step at that place)".into(),
+                    Some(s) => t!("against.wait_for", locale = l, step = s.id),
+                    None => tr(lang, "against.finish"),
                 };
-                out.push(format!(
-                    "{}: campaign `{}`: {} stored at step place {} (from before step ids) {to}",
-                    c.origin,
-                    c.id,
-                    plural(m.members),
-                    m.position + 1
-                ));
+                out.push(
+                    t!(
+                        "against.old_place",
+                        locale = l,
+                        at = c.origin,
+                        id = c.id,
+                        members = plural(m.members),
+                        place = m.position + 1,
+                        to = to
+                    )
+                    .into_owned(),
+                );
             }
             continue;
         }
@@ -230,11 +250,22 @@ pub async fn edits_against(store: &DynStore, set: &RuleSet) -> Result<Vec<String
                 ),
             };
             let count = if n >= 0 {
-                format!(" ({} waiting for it now)", plural(n))
+                t!("against.waiting", locale = l, members = plural(n)).into_owned()
             } else {
                 String::new()
             };
-            out.push(format!("{at}: campaign `{}`: {e}{count}", c.id));
+            let edit = e.render(lang);
+            out.push(
+                t!(
+                    "against.edit",
+                    locale = l,
+                    at = at,
+                    id = c.id,
+                    edit = edit,
+                    count = count
+                )
+                .into_owned(),
+            );
         }
     }
     let mut gone: BTreeMap<&str, i64> = BTreeMap::new();
@@ -245,10 +276,7 @@ pub async fn edits_against(store: &DynStore, set: &RuleSet) -> Result<Vec<String
         *gone.entry(m.campaign.as_str()).or_default() += m.members;
     }
     for (id, n) in gone {
-        out.push(format!(
-            "campaign `{id}` is not in these rules: its {} wait, and get nothing until it is back",
-            plural(n)
-        ));
+        out.push(t!("against.gone", locale = l, id = id, members = plural(n)).into_owned());
     }
     Ok(out)
 }
@@ -258,20 +286,25 @@ pub async fn edits_against(store: &DynStore, set: &RuleSet) -> Result<Vec<String
 pub async fn check_against(
     dir: &std::path::Path,
     database_url: &str,
+    lang: Lang,
 ) -> anyhow::Result<(String, bool)> {
-    let set = match crate::rules::load_dir(dir, &crate::rules::LoadOptions::default()) {
+    let opts = crate::rules::LoadOptions {
+        lang,
+        ..Default::default()
+    };
+    let set = match crate::rules::load_dir(dir, &opts) {
         Ok(set) => set,
         Err(_) => return Ok((String::new(), false)),
     };
     let store = crate::store::open(database_url).await?;
-    let lines = edits_against(&store, &set).await?;
+    let lines = edits_against(&store, &set, lang).await?;
     let mut out = String::new();
     if lines.is_empty() {
-        out.push_str(
-            "against the database (DATABASE_URL): no campaign member is affected by these rules\n",
-        );
+        out.push_str(&tr(lang, "against.none"));
+        out.push('\n');
     } else {
-        out.push_str("against the database (DATABASE_URL), loading these rules would do this to campaign members:\n");
+        out.push_str(&tr(lang, "against.some"));
+        out.push('\n');
         for l in lines {
             out.push_str(&l);
             out.push('\n');
@@ -453,4 +486,14 @@ pub(super) async fn list_joins(
         ctx.store.set_scheduler_value(&name, wall + 1, wall).await?;
     }
     Ok(())
+}
+
+/// `1 member`, `3 members` (`3 người`).
+fn members_word(lang: Lang, n: i64) -> String {
+    let key = if n == 1 {
+        "tick.members.one"
+    } else {
+        "tick.members.many"
+    };
+    t!(key, locale = lang.code(), n = n).into_owned()
 }
