@@ -237,7 +237,7 @@ async fn a_broken_rule_change_keeps_the_last_good_rules() {
         .as_str()
         .unwrap()
         .to_string();
-    assert!(err.contains("zz_broken.yaml:3:11"), "{err}");
+    assert!(err.contains("zz_broken.yaml, dòng 3, cột 11"), "{err}");
     // The greetings still run.
     s.deliver(event_at(
         "user_send_text",
