@@ -297,11 +297,8 @@ async fn the_board_streams_every_change_from_any_instance(kind: &str) {
     // The stream ends: cleanly, or — when the machine is loaded and the graceful shutdown's
     // grace runs out — by the connection closing; either way no more events and no hang.
     let end = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            match events.resp.chunk().await {
-                Ok(Some(bytes)) => events.buf.push_str(&String::from_utf8_lossy(&bytes)),
-                Ok(None) | Err(_) => break,
-            }
+        while let Ok(Some(bytes)) = events.resp.chunk().await {
+            events.buf.push_str(&String::from_utf8_lossy(&bytes));
         }
     })
     .await;
