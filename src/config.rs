@@ -349,7 +349,9 @@ impl Config {
             contacts_sync_cron: contacts_sync_cron(get("ZALOFLOW_CONTACTS_SYNC"))?,
             promotion_hours: promotion_hours(get("ZALOFLOW_PROMOTION_HOURS"))?,
             lang: match get("ZALOFLOW_LANG") {
-                Some(v) => v.parse().map_err(|e| anyhow::anyhow!("ZALOFLOW_LANG: {e}"))?,
+                Some(v) => v
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("ZALOFLOW_LANG: {e}"))?,
                 None => crate::i18n::Lang::default(),
             },
             cost: cost_policy(get)?,

@@ -113,7 +113,10 @@ mod tests {
         assert_eq!(Lang::default(), Lang::Vi);
         assert_eq!("VI".parse::<Lang>(), Ok(Lang::Vi));
         assert_eq!("en".parse::<Lang>(), Ok(Lang::En));
-        assert!("fr".parse::<Lang>().unwrap_err().contains("vi (Tiếng Việt)"));
+        assert!("fr"
+            .parse::<Lang>()
+            .unwrap_err()
+            .contains("vi (Tiếng Việt)"));
     }
 
     #[test]

@@ -61,6 +61,30 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// What-if: replay the stored events of a past window (default: the last 28 days) against
+    /// draft rules and the running ones, or project the coming days (--ahead 14d); prints
+    /// fires, sends, skips, handoffs, template quota and cost per rule and day. Nothing is sent
+    /// and the database is only read.
+    Forecast {
+        /// The draft rules folder.
+        #[arg(long)]
+        rules: std::path::PathBuf,
+        /// From this date (2027-03-01, OA time zone) or RFC 3339 instant.
+        #[arg(long)]
+        from: Option<String>,
+        /// To this date (inclusive) or instant.
+        #[arg(long)]
+        to: Option<String>,
+        /// The coming days instead of a past window (e.g. 14d).
+        #[arg(long)]
+        ahead: Option<String>,
+        /// The scheduler's cadence in the replay (default 10m).
+        #[arg(long)]
+        every: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Dry run: which rules match an event and what they would do; no side effects.
     Simulate {
         /// A Zalo webhook body, or {"event"|"trigger": …, "contact": …} (see rules/README.md).
@@ -218,6 +242,31 @@ fn main() -> ExitCode {
                     zaloflow::report::command(&store, config.tz, since.as_deref(), rule.as_deref())
                         .await?;
                 print!("{out}");
+                Ok(())
+            }
+            Command::Forecast {
+                rules,
+                from,
+                to,
+                ahead,
+                every,
+                json,
+            } => {
+                let req = zaloflow::forecast::Request {
+                    draft: rules,
+                    from,
+                    to,
+                    ahead,
+                    every,
+                    json,
+                };
+                let (out, code) = zaloflow::forecast::command(&config, &req).await;
+                print!("{out}");
+                if code != 0 {
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(code);
+                }
                 Ok(())
             }
             Command::Rules { .. } | Command::Simulate { .. } => Ok(()), // handled above

@@ -21,6 +21,7 @@ pub mod jobs;
 pub mod lists;
 pub mod oa;
 pub mod postgres;
+pub mod replay;
 pub mod report;
 mod rows;
 pub mod spend;
@@ -35,6 +36,7 @@ pub use inbox::Inbox;
 pub use jobs::Jobs;
 pub use lists::Lists;
 pub use oa::Oa;
+pub use replay::{FireCount, Replay};
 pub use rows::*;
 pub use spend::{BatchHistory, NotSentRow, Spend, SpendRow};
 pub use templates::Templates;
@@ -43,7 +45,8 @@ pub use templates::Templates;
 /// in scope (`use zaloflow_store::prelude::*`).
 pub mod prelude {
     pub use crate::{
-        Campaigns, Contacts, Handoffs, Inbox, Jobs, Lists, Oa, ProfileSync, Spend, Store, Templates,
+        Campaigns, Contacts, Handoffs, Inbox, Jobs, Lists, Oa, ProfileSync, Replay, Spend, Store,
+        Templates,
     };
 }
 
@@ -656,6 +659,7 @@ pub struct FieldUpdate {
 #[async_trait]
 pub trait Store:
     Spend
+    + Replay
     + Templates
     + Inbox
     + Jobs
