@@ -1,7 +1,8 @@
 //! Issue 28: what-if forecasts, on both backends, against a shop that really ran a week
 //! (the real service, its ticks, the fake Zalo): the week replayed with the running rules sends
 //! exactly what the outbox sent; a draft with one more rule shows exactly that rule's sends; a
-//! broken draft is refused with line:col; the live database is unchanged by a forecast.
+//! broken draft is refused with line:col; the live database is unchanged by a forecast; the
+//! coming week projected from the contacts as they are shows a new re-activation stage.
 
 mod common;
 mod sched;
@@ -22,7 +23,7 @@ macro_rules! both {
 }
 
 both!(
-    a_recorded_week_replays_send_for_send_and_a_draft_shows_its_extra_sends,
+    a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage,
     a_broken_draft_is_refused_with_line_and_column,
 );
 
@@ -48,6 +49,14 @@ rules:
       tag_added: uu_dai
     do:
       - send: {text: Ưu đãi! Giảm 10%., via: zalo_promotion}
+";
+
+/// A new re-activation stage for those silent a week (a priced promotion).
+const STAGE: &str = "  - id: nhac_tuan
+    when:
+      inactive: {min_days: 6, max_days: 9}
+    do:
+      - send: {text: Một tuần rồi! Giảm 15% cho bạn., via: zalo_promotion}
 ";
 
 const EXTRA: &str = "  - id: cam_on
@@ -174,7 +183,9 @@ async fn dump(kind: &str, url: &str) -> BTreeMap<String, String> {
     out
 }
 
-async fn a_recorded_week_replays_send_for_send_and_a_draft_shows_its_extra_sends(kind: &str) {
+async fn a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage(
+    kind: &str,
+) {
     let mut s = shop(kind, Rules::Yaml(RULES)).await;
     let from = hcm(2027, 3, 1, 0, 0);
     run_week(&mut s, from).await;
@@ -223,6 +234,41 @@ async fn a_recorded_week_replays_send_for_send_and_a_draft_shows_its_extra_sends
     assert!(text.contains("0 → 5 (+5)"), "{text}");
     let short = forecast::text::short(&f, TZ, zaloflow::i18n::Lang::Vi);
     assert!(short.contains("cam_on: +5"), "{short}");
+
+    // The coming week from the contacts as they are: the new stage messages the three
+    // customers as their silence reaches six days, at a promotion's price each.
+    let before = dump(kind, s.db.url()).await;
+    let ahead = forecast::project_ahead(
+        &s.store,
+        rules_of(RULES),
+        rules_of(&format!("{RULES}{STAGE}")),
+        window.to,
+        7 * DAY,
+        &settings(&s),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dump(kind, s.db.url()).await, before);
+    assert_eq!(ahead.contacts, 3);
+    let (cur, new) = (ahead.current.per_rule(), ahead.draft.per_rule());
+    let stage = &new["nhac_tuan"];
+    assert_eq!(stage.sent(), 3, "{new:#?}");
+    assert_eq!(stage.classes.get("promotion"), Some(&3), "{stage:?}");
+    assert!(stage.vnd > 0);
+    assert_eq!(
+        ahead.draft.total().vnd - ahead.current.total().vnd,
+        stage.vnd
+    );
+    assert!(!cur.contains_key("nhac_tuan"));
+    let users: Vec<&str> = ahead
+        .draft
+        .sends
+        .iter()
+        .filter(|k| k.rule == "nhac_tuan")
+        .map(|k| k.user.as_str())
+        .collect();
+    assert_eq!(users.len(), 3, "{users:?}");
     s.stop().await;
 }
 

@@ -6,7 +6,9 @@
 use std::path::Path;
 
 use crate::rules::model::DAY;
-use crate::store::{self, ContactChange, DynStore, Effects};
+use std::collections::{BTreeSet, HashSet};
+
+use crate::store::{self, CampaignChange, ContactChange, DynStore, Effects, ListChange};
 
 /// A scratch store and the folder it lives in.
 pub struct Scratch {
@@ -53,6 +55,9 @@ impl Scratch {
         self.store.set_daily_quota(quota, stamp).await?;
         let mut after: Option<String> = None;
         let mut copied = 0u64;
+        // The ids copied (to copy their list memberships): one short string per contact.
+        let mut seeded: HashSet<String> = HashSet::new();
+        let mut campaigns: BTreeSet<String> = BTreeSet::new();
         loop {
             let ids = live
                 .contact_ids_page(None, after.as_deref(), seed.page)
@@ -110,20 +115,100 @@ impl Scratch {
                     .into_iter()
                     .filter(|f| seed.as_now || f.fired_at < seed.at)
                     .collect();
-                if !fires.is_empty() {
+                let members = self.members(live, &kept, seed, &mut campaigns).await?;
+                if !fires.is_empty() || !members.is_empty() {
                     let effects = Effects {
                         fires,
+                        campaigns: members,
                         ..Effects::default()
                     };
                     self.store.apply_effects(&effects, stamp).await?;
                 }
                 copied += changes.len() as u64;
+                seeded.extend(kept);
             }
             after = Some(last);
             if (ids.len() as i64) < seed.page {
                 break;
             }
         }
+        for c in &campaigns {
+            let steps = live.campaign_steps(c).await?;
+            if !steps.is_empty() {
+                self.store.set_campaign_steps(c, &steps, stamp).await?;
+            }
+        }
+        self.lists(live, &seeded, seed.page, stamp).await?;
         Ok(copied)
+    }
+
+    /// The campaign memberships of `ids` (as they are now), entered before `seed.at`.
+    async fn members(
+        &self,
+        live: &DynStore,
+        ids: &[String],
+        seed: Seed,
+        campaigns: &mut BTreeSet<String>,
+    ) -> anyhow::Result<Vec<CampaignChange>> {
+        let mut out = Vec::new();
+        for m in live.load_campaign_members(ids).await? {
+            if !seed.as_now && m.entered_at >= seed.at {
+                continue;
+            }
+            campaigns.insert(m.campaign.clone());
+            let active = m.status == "active";
+            out.push(CampaignChange::Enter {
+                campaign: m.campaign.clone(),
+                contact_id: m.contact_id.clone(),
+                entered_at: m.entered_at,
+                step: m.step,
+                step_id: m.step_id.clone().filter(|_| active),
+                next_at: m.next_at.filter(|_| active),
+            });
+            if m.status == "left" {
+                out.push(CampaignChange::Leave {
+                    campaign: m.campaign,
+                    contact_id: m.contact_id,
+                    reason: m.left_reason.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every list, and the memberships of the contacts copied.
+    async fn lists(
+        &self,
+        live: &DynStore,
+        seeded: &HashSet<String>,
+        page: i64,
+        stamp: i64,
+    ) -> anyhow::Result<()> {
+        for l in live.contact_lists().await? {
+            let mut changes = vec![ListChange::Create {
+                list: l.name.clone(),
+                description: l.description.clone(),
+            }];
+            let mut after: Option<String> = None;
+            loop {
+                let members = live.list_members(&l.name, after.as_deref(), page).await?;
+                changes.extend(
+                    members
+                        .iter()
+                        .filter(|m| seeded.contains(&m.user_id))
+                        .map(|m| ListChange::Add {
+                            list: l.name.clone(),
+                            user_id: m.user_id.clone(),
+                        }),
+                );
+                self.store.apply_list_changes(&changes, stamp).await?;
+                changes.clear();
+                match members.last() {
+                    Some(m) if members.len() as i64 == page => after = Some(m.user_id.clone()),
+                    _ => break,
+                }
+            }
+        }
+        Ok(())
     }
 }
