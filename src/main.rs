@@ -114,6 +114,10 @@ enum RulesCommand {
         /// in the database of DATABASE_URL (changes nothing).
         #[arg(long)]
         against: bool,
+        /// Also replay the last 28 days with these rules beside the running ones
+        /// (ZALOFLOW_RULES) and print the short forecast (changes nothing).
+        #[arg(long)]
+        forecast: bool,
     },
     /// Print the JSON Schema of rule files (for editor completion).
     Schema,
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
                     rules,
                     deny_warnings,
                     against,
+                    forecast,
                 } => {
                     let dir = rules.as_deref().unwrap_or(&config.rules_dir);
                     let (mut out, ok, note) = zaloflow::rules::check_command_with(
@@ -152,6 +157,20 @@ fn main() -> ExitCode {
                             .then(|| config.configured_channels())
                             .as_ref(),
                     );
+                    if *forecast && ok {
+                        let rt = tokio::runtime::Builder::new_multi_thread()
+                            .enable_all()
+                            .build()
+                            .expect("tokio runtime");
+                        match rt.block_on(zaloflow::forecast::short_command(&config, dir)) {
+                            Ok(more) => out.push_str(&more),
+                            Err(e) => {
+                                print!("{out}");
+                                eprintln!("zaloflow: rules check --forecast: {e:#}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
                     if *against && ok {
                         let rt = tokio::runtime::Builder::new_current_thread()
                             .enable_all()

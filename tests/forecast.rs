@@ -23,6 +23,7 @@ macro_rules! both {
 }
 
 both!(
+    the_admin_api_and_the_page_forecast_a_draft,
     a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage,
     a_broken_draft_is_refused_with_line_and_column,
 );
@@ -229,7 +230,7 @@ async fn a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and
     assert_eq!(cur["tra_loi"].fires, actual.per_rule()["tra_loi"].fires);
     assert_eq!(cur["nhac_lai"].sent(), 4, "{cur:#?}");
 
-    let text = forecast::text::report(&f, TZ, zaloflow::i18n::Lang::En, HOUR);
+    let text = forecast::text::report(&f, TZ, zaloflow::i18n::Lang::En);
     assert!(text.contains("cam_on"), "{text}");
     assert!(text.contains("0 → 5 (+5)"), "{text}");
     let short = forecast::text::short(&f, TZ, zaloflow::i18n::Lang::Vi);
@@ -287,5 +288,94 @@ async fn a_broken_draft_is_refused_with_line_and_column(kind: &str) {
     .await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("t.yaml:9:11"), "{out}");
+    s.stop().await;
+}
+
+const TOKEN: &str = "forecast-admin-token-0123456789";
+
+async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
+    let mut s = shop_settings(
+        kind,
+        Rules::Yaml(RULES),
+        false,
+        &[("ZALOFLOW_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let from = hcm(2027, 3, 1, 0, 0);
+    run_week(&mut s, from).await;
+    let http = reqwest::Client::new();
+    // The draft file stands in for the running folder's t.yaml.
+    let r = http
+        .post(format!("{}/admin/forecast", s.app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"files": {"t.yaml": format!("{RULES}{EXTRA}")}, "from": "2027-03-01", "to": "2027-03-07", "every": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["mode"], "replay");
+    assert_eq!(v["days"].as_array().unwrap().len(), 7, "{v}");
+    let cam_on = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "cam_on")
+        .unwrap();
+    assert_eq!(cam_on["current"]["sends"], 0);
+    assert_eq!(cam_on["draft"]["sends"], 5);
+    assert_eq!(cam_on["actual"]["sends"], 0);
+    assert_eq!(v["total"]["current"]["sends"], v["total"]["actual"]["sends"], "{v}");
+    assert!(!v["cannot_know"].as_array().unwrap().is_empty());
+
+    // A broken draft: its problems, with line:col.
+    let r = http
+        .post(format!("{}/admin/forecast", s.app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"files": {"t.yaml": RULES.replace("when: follow", "when: folow")}}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["problems"][0].as_str().unwrap().contains("t.yaml:9:11"), "{v}");
+
+    // The page: the form, then a forecast of what it holds; what staff typed is escaped.
+    let page = format!("{}/admin/forecast.html", s.app.base);
+    let r = http.get(&page).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&page).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<form method=\"post\""));
+    let yaml = format!("{RULES}{EXTRA}# </textarea><script>alert(1)</script>\n");
+    let r = http
+        .post(&page)
+        .bearer_auth(TOKEN)
+        .form(&[("name", "t.yaml"), ("yaml", yaml.as_str()), ("ahead", "2d")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<svg"), "{html}");
+    assert!(html.contains("Dự báo"), "{html}");
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert"), "{html}");
+
+    // `rules check --forecast` prints the short form (the last 28 days of the wall clock).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.yaml"), format!("{RULES}{EXTRA}")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .args(["rules", "check", "--forecast", "--rules"])
+        .arg(dir.path())
+        .env("DATABASE_URL", s.db.url())
+        .env("ZALOFLOW_RULES", s.config.rules_dir.as_os_str())
+        .env("ZALOFLOW_LANG", "en")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Forecast of the last 28 days"), "{text}");
     s.stop().await;
 }

@@ -11,6 +11,7 @@
 //! - [`text`]: the report staff read (`zaloflow forecast`, `rules check --forecast`);
 //! - [`outlook`]: expected replies and returns, with intervals, from past outcomes.
 
+pub mod draft;
 pub mod dry;
 pub mod outlook;
 pub mod replay;
@@ -33,6 +34,9 @@ use crate::rules::{load_dir, LoadOptions, RuleSet};
 use crate::store::DynStore;
 
 pub use tally::{Counts, Tally};
+
+/// The finest cadence a forecast takes (a pass a minute, as `serve` by default).
+pub const MIN_EVERY: i64 = MINUTE;
 
 /// What a forecast needs of the deployment's settings (built from `Config` by the command).
 #[derive(Debug, Clone)]
@@ -188,6 +192,8 @@ pub struct Forecast {
     pub template_quota: Option<i64>,
     /// Expected replies and returns of the draft's extra sends, where outcomes exist.
     pub outlook: Vec<outlook::Expectation>,
+    /// The scheduler's cadence in the run (ms).
+    pub every_ms: i64,
 }
 
 /// Progress of a run, for whoever shows it (the command prints it to stderr).
@@ -218,6 +224,7 @@ pub async fn replay_window(
         contacts: new.contacts,
         template_quota,
         outlook,
+        every_ms: settings.every_ms,
     })
 }
 
@@ -249,6 +256,7 @@ pub async fn project_ahead(
         contacts: new.contacts,
         template_quota,
         outlook,
+        every_ms: settings.every_ms,
     })
 }
 
@@ -298,7 +306,7 @@ async fn run_command(
     };
     let mut settings = Settings::from_config(config);
     if let Some(e) = &req.every {
-        settings.every_ms = parse_span(e)?;
+        settings.every_ms = parse_span(e)?.max(MIN_EVERY);
     }
     // Opened, not migrated: a forecast writes nothing to the live database.
     let live = crate::store::open(config.database_url.expose()).await?;
@@ -327,5 +335,32 @@ async fn run_command(
     if req.json {
         return Ok(serde_json::to_string_pretty(&f)? + "\n");
     }
-    Ok(text::report(&f, config.tz, config.lang, settings.every_ms))
+    Ok(text::report(&f, config.tz, config.lang))
+}
+
+/// `rules check --forecast`: the short form of the last 28 days replayed with the rules of
+/// `dir` beside the running ones (`ZALOFLOW_RULES`).
+pub async fn short_command(config: &Config, dir: &Path) -> anyhow::Result<String> {
+    let opts = crate::rule_load_options(config);
+    let draft = load_rules(dir, &opts).map_err(|p| anyhow!("{p}"))?;
+    let current = load_rules(&config.rules_dir, &opts).map_err(|p| {
+        anyhow!(
+            "the running rules ({}) do not load:\n{p}",
+            config.rules_dir.display()
+        )
+    })?;
+    let settings = Settings::from_config(config);
+    let live = crate::store::open(config.database_url.expose()).await?;
+    let now = crate::clock::system_now();
+    let window = Window::last_days(now, 28, config.tz);
+    let f = replay_window(
+        &live,
+        Arc::new(current),
+        Arc::new(draft),
+        window,
+        &settings,
+        None,
+    )
+    .await?;
+    Ok(text::short(&f, config.tz, config.lang))
 }

@@ -104,7 +104,12 @@ impl Tally {
 
     /// Counts are shown within `window`'s days.
     pub fn within(mut self, window: Window) -> Tally {
-        self.bounds = Some((self.date(window.from), self.date(window.to - 1)));
+        let (lo, hi) = (self.date(window.from), self.date(window.to - 1));
+        self.bounds = Some((lo, hi));
+        // Every day of the window is shown, quiet ones too.
+        for d in lo.iter_days().take_while(|d| *d <= hi) {
+            self.days.entry(d).or_default();
+        }
         self
     }
 

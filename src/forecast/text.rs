@@ -80,7 +80,7 @@ pub fn rule_name(lang: Lang, rule: &str) -> String {
 }
 
 /// The full report.
-pub fn report(f: &Forecast, tz: chrono_tz::Tz, lang: Lang, every_ms: i64) -> String {
+pub fn report(f: &Forecast, tz: chrono_tz::Tz, lang: Lang) -> String {
     let mut out = String::new();
     let (from, to, days) = span(f.window, tz);
     let title = if f.mode == "ahead" {
@@ -129,7 +129,7 @@ pub fn report(f: &Forecast, tz: chrono_tz::Tz, lang: Lang, every_ms: i64) -> Str
         words(
             lang,
             "forecast.unknown.cadence",
-            &[("every", (every_ms / 60_000).to_string())],
+            &[("every", (f.every_ms / 60_000).to_string())],
         ),
     ];
     if f.mode == "ahead" {
