@@ -74,6 +74,13 @@ pub const KEYS: &[&str] = &[
     "ZALOFLOW_STRICT_CONFIG",
     "ZALOFLOW_CONTACTS_SYNC",
     "ZALOFLOW_CONTACTS_LOOKUP",
+    // Added after CONTRACT.md (docs/configuration.md): Zalo's 2026 rules and the staff's
+    // language. Without them here, the environment and zaloflow.toml could not set them.
+    "ZALOFLOW_PROMOTION_HOURS",
+    "ZALOFLOW_PRICES_VND",
+    "ZALOFLOW_FREE_TIER",
+    "ZALOFLOW_DAILY_BUDGET_VND",
+    "ZALOFLOW_LANG",
 ];
 
 /// Set by Fly.io on every machine: the service runs behind Fly's proxy.
@@ -167,6 +174,7 @@ impl Config {
     pub fn handoff_policy(&self) -> crate::handoff::HandoffPolicy {
         crate::handoff::HandoffPolicy {
             tz: self.tz,
+            lang: self.lang,
             board_url: self.board_url(),
             working_hours: self.handoffs.working_hours,
             chat_channels: self.chat_channels.keys().cloned().collect(),
@@ -611,6 +619,35 @@ mod tests {
         assert_eq!(c.tz, chrono_tz::Asia::Ho_Chi_Minh);
         assert_eq!(c.zalo_api_base, "https://openapi.zalo.me");
         assert!(c.webhook_keys().is_none());
+    }
+
+    #[test]
+    fn every_setting_read_is_a_key_the_environment_can_set() {
+        // `load` reads only KEYS from the environment and zaloflow.toml: a setting read by
+        // `from_map` (or the handoff settings) but missing there could never be set.
+        let mut sources = String::from(include_str!("config.rs"));
+        sources.push_str(include_str!("handoff/mod.rs"));
+        let mut read = Vec::new();
+        for (i, _) in sources.match_indices("(\"ZALO") {
+            let name: String = sources[i + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            let before = &sources.as_bytes()[i.saturating_sub(8)..i];
+            if [&b"get"[..], b"set", b"num", b"flag", b"duration"]
+                .iter()
+                .any(|f| before.ends_with(f))
+            {
+                read.push(name);
+            }
+        }
+        assert!(read.len() > 30, "{read:?}");
+        for name in read {
+            assert!(
+                KEYS.contains(&name.as_str()),
+                "{name} is read but not in KEYS"
+            );
+        }
     }
 
     #[test]

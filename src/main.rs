@@ -257,9 +257,14 @@ fn main() -> ExitCode {
             }
             Command::Report { since, rule } => {
                 let store = zaloflow::open_store(&config).await?;
-                let out =
-                    zaloflow::report::command(&store, config.tz, since.as_deref(), rule.as_deref())
-                        .await?;
+                let out = zaloflow::report::command(
+                    &store,
+                    config.tz,
+                    config.lang,
+                    since.as_deref(),
+                    rule.as_deref(),
+                )
+                .await?;
                 print!("{out}");
                 Ok(())
             }

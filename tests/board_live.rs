@@ -179,7 +179,44 @@ macro_rules! both {
     };
 }
 
-both!(the_board_streams_every_change_from_any_instance);
+both!(
+    the_board_streams_every_change_from_any_instance,
+    a_deadline_passing_unanswered_is_an_event_without_escalation,
+);
+
+/// No escalation runs (none configured, no tick): the deadline passing unanswered is still a
+/// `breached` event, once, so every open board turns the card red without a reload.
+async fn a_deadline_passing_unanswered_is_an_event_without_escalation(kind: &str) {
+    let s = shop(kind).await;
+    let a = TestApp::spawn(s.config.clone()).await;
+    let mut events = Events::connect(&a.base).await;
+    let (name, _) = events.next(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(name, "ready");
+    // Its 2-hour deadline passes 3 seconds from now.
+    let now = zaloflow::clock::system_now();
+    let id = open_handoff(
+        &s.store,
+        "7500",
+        "Lê Thị Hoa",
+        "còn hàng không?",
+        now - 2 * HOUR + 3_000,
+    )
+    .await;
+    let ev = events.handoff().await;
+    assert_eq!(ev, json!({"kind": "opened", "id": id, "status": "open"}));
+    let ev = events.handoff().await;
+    assert_eq!(ev, json!({"kind": "breached", "id": id, "status": "open"}));
+    assert!(
+        zaloflow::clock::system_now() >= now + 3_000,
+        "not before the deadline"
+    );
+    let h = s.store.get_handoff(id).await.unwrap().unwrap();
+    assert_eq!(h.escalation_level, 0, "nothing escalated it");
+    // Once: the next polls see nothing new.
+    let quiet = tokio::time::timeout(Duration::from_secs(3), events.handoff()).await;
+    assert!(quiet.is_err(), "a second event: {quiet:?}");
+    a.shutdown().await;
+}
 
 /// Two instances on one database: the board listens to instance A; handoffs are opened in the
 /// store (a third party: another instance's inbox), claimed and resolved through instance B's

@@ -150,7 +150,7 @@ async fn consultations_are_free_then_paid_and_the_report_adds_up_the_week(kind: 
     assert_eq!(rule("hoi_lai").vnd, 55);
     let days: Vec<(&str, i64)> = sp.by_day.iter().map(|l| (l.key.as_str(), l.vnd)).collect();
     assert_eq!(days, vec![("2027-03-01", 275), ("2027-03-03", 55)]);
-    let text = zaloflow::report::render::text(&report, TZ);
+    let text = zaloflow::report::render::text(&report, TZ, zaloflow::i18n::Lang::En);
     assert!(
         text.contains(
             "330 VND for 12 messages sent; 8 of 11 consultation messages in Zalo's free tier (73%)"
@@ -171,7 +171,7 @@ async fn a_second_promotion_the_same_day_waits_for_tomorrow(kind: &str) {
     // The tick counts the held send apart from retries.
     assert!(
         r.to_string()
-            .contains("delivered: 1 sent, 0 skipped, 1 held, 0 to retry"),
+            .contains("đã giao: 1 gửi, 0 bỏ qua, 1 giữ lại, 0 thử lại sau"),
         "{r}"
     );
     // One went; the other was not sent to be refused (-211): it waits, and says why.

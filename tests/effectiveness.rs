@@ -557,26 +557,30 @@ async fn the_report_page_in_chromium() {
         .await;
     // The token leaves the address bar; the cookie keeps the session.
     assert_eq!(b.url().await, format!("{}/admin/report.html", s.app.base));
+    // In the staff's language: Vietnamese by default (ZALOFLOW_LANG unset).
     let text = b.text().await;
     for want in [
-        "Effectiveness",
+        "Hiệu quả",
         "welcome",
         "greet",
-        "variant short",
-        "variant long",
-        "replied 24h",
+        "biến thể short",
+        "biến thể long",
+        "trả lời 24h",
+        "quay lại 7 ngày",
+        "“Lần chạy” là số lần quy tắc khớp",
     ] {
         assert!(
             text.contains(want),
             "{want:?} missing from the page:\n{text}"
         );
     }
-    assert!(text.contains("too few sends to tell"), "{text}");
+    assert!(text.contains("quá ít tin để kết luận"), "{text}");
     // One chart per rule, with a bar per outcome rate of each row (variants for greet).
     let charts = b.find_all("svg.chart").await;
     assert_eq!(charts.len(), 2, "{}", b.source().await);
     let bars = b.find_all("#rule-greet svg.chart rect.bar").await;
-    assert_eq!(bars.len(), 2 * 4);
+    // delivered, seen, replied, came back in 7 days, clicked
+    assert_eq!(bars.len(), 2 * 5);
     // u1's variant: seen by the one user it went to (100 %), the other variant 0 %.
     let v1 = ["short", "long"][ab::pick("greet", &u1, &[1, 3]).unwrap()];
     let mut widths = Vec::new();
@@ -610,6 +614,7 @@ async fn the_cli_prints_the_report() {
             .args(args)
             .env("DATABASE_URL", &url)
             .env("ZALOFLOW_RULES", "/nonexistent-rules")
+            .env("ZALOFLOW_LANG", "en")
             .env_remove("ZALOFLOW_ADMIN_TOKEN")
             .output()
             .unwrap();

@@ -177,7 +177,7 @@ async fn planning_picks_the_first_choice_zalo_accepts(kind: &str) {
     assert_eq!(s.zalo_calls_to("9104"), 0);
     assert_eq!(s.zalo_calls_to("9103"), 0);
     // The tick counted the skip apart from the sends.
-    assert!(r.to_string().contains("skipped"), "{r}");
+    assert!(r.to_string().contains("bỏ qua"), "{r}");
     // `zaloflow report` lists the send not made with its reason.
     let report = zaloflow::report::make(&s.store, t0 - DAY, None, t0 + DAY, TZ)
         .await
@@ -189,7 +189,7 @@ async fn planning_picks_the_first_choice_zalo_accepts(kind: &str) {
         .map(|l| (l.rule.as_str(), l.reason.as_str(), l.jobs))
         .collect();
     assert_eq!(not_sent, vec![("nhac", "not_following", 1)]);
-    let text = zaloflow::report::render::text(&report, TZ);
+    let text = zaloflow::report::render::text(&report, TZ, zaloflow::i18n::Lang::En);
     assert!(
         text.contains("not sent    1 nhac: not following the OA"),
         "{text}"

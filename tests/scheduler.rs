@@ -182,7 +182,7 @@ async fn schedules_at_their_local_times_and_never_stale(kind: &str) {
     // Tuesday: the service is down until 11:00 — the 09:00 greeting is not sent late.
     let r = s.tick(hcm(2027, 3, 2, 11, 0)).await;
     assert_eq!(r.schedules[0].status, ScheduleStatus::Stale, "{r}");
-    assert!(r.to_string().contains("not sent late"), "{r}");
+    assert!(r.to_string().contains("không gửi muộn"), "{r}");
     assert_eq!(s.zalo_to("8101").len(), 1);
     // Wednesday, five minutes late (within the grace period): sent.
     s.tick(hcm(2027, 3, 3, 9, 5)).await;
@@ -485,6 +485,8 @@ async fn tick_at_through_the_binary() {
         for (k, v) in fake_channels(&s.zalo, &s.sink) {
             cmd.env(k, v);
         }
+        // The summary in English (Vietnamese is the default: tests/staff_language.rs).
+        cmd.env("ZALOFLOW_LANG", "en");
         cmd.output().unwrap()
     };
     let first = run();
@@ -648,13 +650,13 @@ async fn tick_summary_counts_skipped_sends_apart(kind: &str) {
     let text = r.to_string();
     assert!(
         text.contains(
-            "  1 send skipped (see the outbox, status=skipped): 1 channel not configured"
+            "  1 tin bỏ qua (xem hàng đợi gửi, status=skipped): 1 kênh chưa được cấu hình"
         ),
         "{text}"
     );
-    assert!(!text.contains("nothing was due"), "{text}");
+    assert!(!text.contains("không có gì đến hạn"), "{text}");
     assert!(
-        text.contains("delivered: 0 sent, 0 skipped, 0 held, 0 to retry, 0 failed for good"),
+        text.contains("đã giao: 0 gửi, 0 bỏ qua, 0 giữ lại, 0 thử lại sau, 0 lỗi hẳn"),
         "{text}"
     );
     assert!(s.sms_to("0912000301").is_empty());
@@ -710,7 +712,7 @@ async fn sends_zalo_would_refuse_are_recorded_with_their_reason(kind: &str) {
     let text = r.to_string();
     assert!(
         text.contains(
-            "1 send skipped (see the outbox, status=skipped): 1 outside Zalo's 7-day window"
+            "1 tin bỏ qua (xem hàng đợi gửi, status=skipped): 1 ngoài cửa sổ 7 ngày của Zalo"
         ),
         "{text}"
     );

@@ -516,7 +516,7 @@ async fn summary(p: &mut Printer, store: &dyn crate::store::Store) -> anyhow::Re
         "1",
         format!(
             "Cost: {}.{top} (`zaloflow report` shows it per rule, channel and day.)",
-            crate::report::spend::headline(&spend)
+            crate::report::spend::headline(&spend, crate::i18n::Lang::En)
         ),
     );
     Ok(())

@@ -6,7 +6,11 @@ use super::*;
 /// What an event means for handoffs: a customer message (attached to an open handoff, or
 /// the cause of a new one), or a reply a person sent from the OA console. The OA's automated
 /// echoes (no `admin_id`) mean nothing.
-pub(super) fn handoff_signal(event: &Event, at: i64) -> Option<HandoffChange> {
+pub(super) fn handoff_signal(
+    event: &Event,
+    at: i64,
+    lang: crate::i18n::Lang,
+) -> Option<HandoffChange> {
     match &event.kind {
         EventKind::UserMessage {
             user_id,
@@ -18,7 +22,7 @@ pub(super) fn handoff_signal(event: &Event, at: i64) -> Option<HandoffChange> {
             user_id: user_id.clone(),
             message: HandoffMessage {
                 msg_id: msg_id.clone(),
-                text: Some(handoff::message_text(text.as_deref(), attachments))
+                text: Some(handoff::message_text(lang, text.as_deref(), attachments))
                     .filter(|t| !t.is_empty()),
                 at,
             },
@@ -34,7 +38,7 @@ pub(super) fn handoff_signal(event: &Event, at: i64) -> Option<HandoffChange> {
             admin_id: admin_id.clone(),
             message: HandoffMessage {
                 msg_id: msg_id.clone(),
-                text: Some(handoff::message_text(text.as_deref(), attachments))
+                text: Some(handoff::message_text(lang, text.as_deref(), attachments))
                     .filter(|t| !t.is_empty()),
                 at,
             },

@@ -164,6 +164,11 @@ impl Engine {
         self.tz
     }
 
+    /// The staff's language (from the handoff policy: `ZALOFLOW_LANG`).
+    pub fn lang(&self) -> crate::i18n::Lang {
+        self.handoffs.lang
+    }
+
     /// Where the agents' board is, working hours and chat channels, for handoffs.
     pub fn with_handoff_policy(mut self, policy: HandoffPolicy) -> Self {
         self.handoffs = Arc::new(policy);
@@ -226,7 +231,7 @@ impl Engine {
             contacts: changes,
             ..Effects::default()
         };
-        let signal = handoff_signal(event, at);
+        let signal = handoff_signal(event, at, self.handoffs.lang);
         state.cause = match &signal {
             Some(HandoffChange::Message { message, .. }) => Some(message.clone()),
             _ => None,

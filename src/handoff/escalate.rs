@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use rust_i18n::t;
 use serde_json::json;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +18,7 @@ use super::{
 };
 use crate::channels::Payload;
 use crate::clock::Clock;
+use crate::i18n::tr;
 use crate::store::{Contact, DynStore, NewJob, Store, StoreError};
 
 /// Handoffs examined per pass (the most overdue first; the rest wait for the next pass).
@@ -130,39 +132,51 @@ pub fn escalation_job(
         .as_deref()
         .or(contact.and_then(|c| c.display_name.as_deref()));
     let l = Links::new(&policy.board_url, h.id);
+    let lang = policy.lang;
+    let l_ = lang.code();
     let head = if level >= 2 {
-        "🚨 NHẮC LẦN 2 — vẫn chưa ai trả lời"
+        tr(lang, "handoff.escalation.second")
     } else {
-        "⚠️ Quá hạn trả lời"
+        tr(lang, "handoff.escalation.first")
     };
     let mut text = format!(
-        "{head}: {}{}\nHạn: {} — đã quá {}",
-        if vip { "khách VIP " } else { "" },
-        who(&h.user_id, name, phone),
-        local_time(h.deadline_at, policy.tz),
-        human_duration(now - h.deadline_at),
+        "{head}: {}{}\n{}",
+        if vip {
+            tr(lang, "handoff.escalation.vip")
+        } else {
+            "".into()
+        },
+        who(lang, &h.user_id, name, phone),
+        t!(
+            "handoff.escalation.deadline",
+            locale = l_,
+            at = local_time(h.deadline_at, policy.tz),
+            late = human_duration(lang, now - h.deadline_at)
+        ),
     );
     if let Some(t) = h.first_text.as_deref() {
         let t = crate::rules::template::escape_chat(&clip(t, 300));
-        text.push_str(&format!("\nTin nhắn: “{t}”"));
+        text.push('\n');
+        text.push_str(&t!("handoff.message", locale = l_, text = t));
     }
     if h.messages > 1 {
-        text.push_str(&format!(" (+{} tin nhắn sau)", h.messages - 1));
+        let n = h.messages - 1;
+        text.push_str(&t!("handoff.escalation.more", locale = l_, n = n));
     }
     let mut assigned = Vec::new();
     if let Some(t) = &h.team {
-        assigned.push(format!("nhóm {t}"));
+        assigned.push(t!("handoff.escalation.team", locale = l_, name = t));
     }
     if let Some(a) = &h.advisor {
-        assigned.push(format!("tư vấn viên {a}"));
+        assigned.push(t!("handoff.escalation.advisor", locale = l_, name = a));
     }
     if !assigned.is_empty() {
-        text.push_str(&format!("\nĐã giao: {}", assigned.join(", ")));
+        text.push('\n');
+        let who = assigned.join(", ");
+        text.push_str(&t!("handoff.escalation.assigned", locale = l_, who = who));
     }
-    text.push_str(&format!(
-        "\n👉 Nhận xử lý: {}\n✅ Đã xong: {}",
-        l.claim, l.resolve
-    ));
+    let [claim, resolve] = super::link_labels(lang);
+    text.push_str(&format!("\n{claim}: {}\n{resolve}: {}", l.claim, l.resolve));
     let payload = Payload::Chat {
         channel: policy.chat_target(Some(channel)),
         text,

@@ -103,11 +103,21 @@ impl WorkingHours {
 
     /// `08:00-21:00 mon-sat` as written back (for logs and the board).
     /// In the words of the staff's notices: `08:00–17:00, T2–T6` (runs of days as ranges).
-    pub fn describe(&self) -> String {
+    /// In English: `08:00–17:00, Mon–Fri`.
+    pub fn describe(&self, lang: crate::i18n::Lang) -> String {
+        const SHORT: [&str; 7] = [
+            "common.weekday_short.mon",
+            "common.weekday_short.tue",
+            "common.weekday_short.wed",
+            "common.weekday_short.thu",
+            "common.weekday_short.fri",
+            "common.weekday_short.sat",
+            "common.weekday_short.sun",
+        ];
         let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
         let mut s = format!("{}–{}", hm(self.open), hm(self.close));
         if self.days != [true; 7] {
-            let name = |i: usize| DAY_NAMES[i][1].to_uppercase();
+            let name = |i: usize| crate::i18n::tr(lang, SHORT[i]).into_owned();
             let mut parts = Vec::new();
             let mut i = 0;
             while i < 7 {
@@ -226,7 +236,8 @@ mod tests {
         assert_eq!(w.add(at(21, 11, 0), 2 * H, TZ), at(23, 10, 0));
         let vi = WorkingHours::parse("08:00-17:00 t2-t6").unwrap();
         assert_eq!(vi, w);
-        assert_eq!(w.describe(), "08:00–17:00, T2–T6");
+        assert_eq!(w.describe(crate::i18n::Lang::Vi), "08:00–17:00, T2–T6");
+        assert_eq!(w.describe(crate::i18n::Lang::En), "08:00–17:00, Mon–Fri");
     }
 
     #[test]
@@ -242,6 +253,10 @@ mod tests {
             assert!(WorkingHours::parse(bad).is_err(), "{bad:?}");
         }
         let w = WorkingHours::parse("09:00-18:00 sat-mon").unwrap();
-        assert_eq!(w.describe(), "09:00–18:00, T2, T7, CN");
+        assert_eq!(w.describe(crate::i18n::Lang::Vi), "09:00–18:00, T2, T7, CN");
+        assert_eq!(
+            w.describe(crate::i18n::Lang::En),
+            "09:00–18:00, Mon, Sat, Sun"
+        );
     }
 }

@@ -11,8 +11,11 @@
 
 use std::collections::BTreeSet;
 
+use rust_i18n::t;
+
 use serde_json::json;
 
+use crate::i18n::{tr, Lang};
 use crate::rules::model::Priority;
 use crate::store::Contact;
 
@@ -129,6 +132,8 @@ impl HandoffConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandoffPolicy {
     pub tz: chrono_tz::Tz,
+    /// The staff's language (`ZALOFLOW_LANG`): the fixed words of the notices.
+    pub lang: Lang,
     pub board_url: String,
     pub working_hours: Option<WorkingHours>,
     pub chat_channels: BTreeSet<String>,
@@ -138,6 +143,7 @@ impl Default for HandoffPolicy {
     fn default() -> Self {
         HandoffPolicy {
             tz: chrono_tz::Asia::Ho_Chi_Minh,
+            lang: Lang::default(),
             board_url: "http://localhost:8080/admin/board".into(),
             working_hours: None,
             chat_channels: BTreeSet::new(),
@@ -220,6 +226,7 @@ pub fn plan(policy: &HandoffPolicy, r: HandoffRequest<'_>) -> NewHandoff {
         rule_id: Some(r.rule_id.to_string()),
         source: r.source.to_string(),
         board_url: policy.board_url.clone(),
+        link_labels: link_labels(policy.lang),
     };
     let mut notices = Vec::new();
     let advisor_channel = advisor.as_deref().and_then(|a| policy.chat_target(Some(a)));
@@ -247,14 +254,23 @@ pub fn plan(policy: &HandoffPolicy, r: HandoffRequest<'_>) -> NewHandoff {
     }
 }
 
+/// The words before a notice's claim and resolve links.
+pub fn link_labels(lang: Lang) -> [String; 2] {
+    [
+        tr(lang, "handoff.link.claim").into_owned(),
+        tr(lang, "handoff.link.resolve").into_owned(),
+    ]
+}
+
 /// Who the contact is, for people: name, phone, id.
-pub fn who(user_id: &str, name: Option<&str>, phone: Option<&str>) -> String {
+pub fn who(lang: Lang, user_id: &str, name: Option<&str>, phone: Option<&str>) -> String {
     let mut s = match name.filter(|n| !n.trim().is_empty()) {
         Some(n) => format!("{} ({user_id})", crate::rules::template::escape_chat(n)),
-        None => format!("khách {user_id}"),
+        None => t!("handoff.customer", locale = lang.code(), id = user_id).into_owned(),
     };
     if let Some(p) = phone {
-        s.push_str(&format!(", SĐT {p}"));
+        s.push_str(", ");
+        s.push_str(&t!("handoff.phone", locale = lang.code(), phone = p));
     }
     s
 }
@@ -267,52 +283,67 @@ fn notice_text(
     deadline_at: i64,
     advisor: Option<&str>,
 ) -> String {
+    let lang = policy.lang;
     let head = match (vip, rank) {
-        (true, _) => "⭐ Khách VIP cần hỗ trợ",
-        (false, 2) => "🚨 Khách cần hỗ trợ gấp",
-        _ => "🔔 Khách cần hỗ trợ",
+        (true, _) => tr(lang, "handoff.head.vip"),
+        (false, 2) => tr(lang, "handoff.head.urgent"),
+        _ => tr(lang, "handoff.head.normal"),
     };
     let mut s = format!(
         "{head}: {}",
         who(
+            lang,
             r.user_id,
             r.contact.display_name.as_deref(),
             r.contact.phone.as_deref()
         )
     );
     if rank > 0 {
-        s.push_str(&format!(" [ưu tiên {}]", priority_vi(rank)));
+        let p = priority_word(lang, rank);
+        s.push_str(&format!(
+            " [{}]",
+            t!("handoff.priority", locale = lang.code(), p = p)
+        ));
     }
     if let Some(text) = r.message.as_ref().and_then(|m| m.text.as_deref()) {
         let text = crate::rules::template::escape_chat(&clip(text, 500));
-        s.push_str(&format!("\nTin nhắn: “{text}”"));
+        s.push('\n');
+        s.push_str(&t!("handoff.message", locale = lang.code(), text = text));
     }
-    s.push_str(&format!(
-        "\nHạn trả lời: {} (trong {})",
-        local_time(deadline_at, policy.tz),
-        human_duration(r.response_ms)
+    s.push('\n');
+    s.push_str(&t!(
+        "handoff.deadline",
+        locale = lang.code(),
+        at = local_time(deadline_at, policy.tz),
+        within = human_duration(lang, r.response_ms)
     ));
     if let Some(w) = &policy.working_hours {
-        s.push_str(&format!(", tính trong giờ làm việc {}", w.describe()));
+        s.push_str(&t!(
+            "handoff.working_hours",
+            locale = lang.code(),
+            hours = w.describe(lang)
+        ));
     }
     if let Some(a) = advisor {
-        s.push_str(&format!("\nTư vấn viên riêng: {a}"));
+        s.push('\n');
+        s.push_str(&t!("handoff.advisor", locale = lang.code(), name = a));
     }
     if let Some(n) = r.note.map(str::trim).filter(|n| !n.is_empty()) {
-        s.push_str(&format!(
-            "\nGhi chú: {}",
-            crate::rules::template::escape_chat(n)
-        ));
+        s.push('\n');
+        let note = crate::rules::template::escape_chat(n);
+        s.push_str(&t!("handoff.note", locale = lang.code(), note = note));
     }
     s
 }
 
-pub fn priority_vi(rank: i32) -> &'static str {
-    match rank {
-        i32::MIN..=0 => "thường",
-        1 => "cao",
-        _ => "khẩn",
-    }
+/// A handoff's priority in words (`thường`, `cao`, `khẩn`).
+pub fn priority_word(lang: Lang, rank: i32) -> std::borrow::Cow<'static, str> {
+    let key = match rank {
+        i32::MIN..=0 => "handoff.priority.normal",
+        1 => "handoff.priority.high",
+        _ => "handoff.priority.urgent",
+    };
+    tr(lang, key)
 }
 
 /// `10:30 17/11` in the OA time zone.
@@ -323,19 +354,21 @@ pub fn local_time(ms: i64, tz: chrono_tz::Tz) -> String {
         .to_string()
 }
 
-/// `2 giờ`, `1 giờ 5 phút`, `45 phút`, `2 ngày 3 giờ` (rounded down to the minute).
-pub fn human_duration(ms: i64) -> String {
+/// `2 giờ`, `1 giờ 5 phút`, `45 phút`, `2 ngày 3 giờ` (rounded down to the minute); in
+/// English `2 h`, `1 h 5 min`, `1 d 2 h`.
+pub fn human_duration(lang: Lang, ms: i64) -> String {
     let mins = ms.max(0) / 60_000;
     let (d, h, m) = (mins / 1440, (mins / 60) % 24, mins % 60);
+    let l = lang.code();
     let mut parts = Vec::new();
     if d > 0 {
-        parts.push(format!("{d} ngày"));
+        parts.push(t!("common.duration.days", locale = l, n = d));
     }
     if h > 0 {
-        parts.push(format!("{h} giờ"));
+        parts.push(t!("common.duration.hours", locale = l, n = h));
     }
     if m > 0 || parts.is_empty() {
-        parts.push(format!("{m} phút"));
+        parts.push(t!("common.duration.minutes", locale = l, n = m));
     }
     parts.join(" ")
 }
@@ -350,26 +383,28 @@ pub fn clip(s: &str, max: usize) -> String {
 }
 
 /// What a customer message says, for people: its text, or what it carries.
-pub fn message_text(text: Option<&str>, attachments: &[crate::zalo::event::Attachment]) -> String {
+pub fn message_text(
+    lang: Lang,
+    text: Option<&str>,
+    attachments: &[crate::zalo::event::Attachment],
+) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) {
         parts.push(t.to_string());
     }
     for a in attachments {
-        parts.push(
-            match a.kind.as_str() {
-                "image" => "[hình ảnh]",
-                "sticker" => "[sticker]",
-                "gif" => "[gif]",
-                "file" => "[tệp]",
-                "link" => "[liên kết]",
-                "audio" => "[ghi âm]",
-                "video" => "[video]",
-                "location" => "[vị trí]",
-                _ => "[đính kèm]",
-            }
-            .to_string(),
-        );
+        let key = match a.kind.as_str() {
+            "image" => "handoff.attachment.image",
+            "sticker" => "handoff.attachment.sticker",
+            "gif" => "handoff.attachment.gif",
+            "file" => "handoff.attachment.file",
+            "link" => "handoff.attachment.link",
+            "audio" => "handoff.attachment.audio",
+            "video" => "handoff.attachment.video",
+            "location" => "handoff.attachment.location",
+            _ => "handoff.attachment.other",
+        };
+        parts.push(tr(lang, key).into_owned());
     }
     parts.join(" ")
 }
@@ -521,11 +556,15 @@ mod tests {
 
     #[test]
     fn durations_and_clipping() {
-        assert_eq!(human_duration(7_200_000), "2 giờ");
-        assert_eq!(human_duration(3_900_000), "1 giờ 5 phút");
-        assert_eq!(human_duration(45 * 60_000), "45 phút");
-        assert_eq!(human_duration(0), "0 phút");
-        assert_eq!(human_duration(26 * 3_600_000), "1 ngày 2 giờ");
+        assert_eq!(human_duration(Lang::Vi, 7_200_000), "2 giờ");
+        assert_eq!(human_duration(Lang::Vi, 3_900_000), "1 giờ 5 phút");
+        assert_eq!(human_duration(Lang::Vi, 45 * 60_000), "45 phút");
+        assert_eq!(human_duration(Lang::Vi, 0), "0 phút");
+        assert_eq!(human_duration(Lang::Vi, 26 * 3_600_000), "1 ngày 2 giờ");
+        assert_eq!(
+            human_duration(Lang::En, 26 * 3_600_000 + 60_000),
+            "1 d 2 h 1 min"
+        );
         assert_eq!(clip("Xin chào", 3), "Xin…");
         assert_eq!(clip("Xin", 3), "Xin");
     }

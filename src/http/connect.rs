@@ -99,7 +99,9 @@ fn origin(url: &str) -> String {
 
 fn page(st: &AppState, status: StatusCode, title: &str, body: &str) -> Response {
     // The connect form's answer redirects to Zalo: form-action allows that origin too.
+    // The connect page speaks Vietnamese only (for now): its words are not in the catalogue.
     super::board::html_page(
+        crate::i18n::Lang::Vi,
         status,
         title,
         "\ndl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem .8rem;margin:.4rem 0}\ndt{color:#475467} dd{margin:0;overflow-wrap:anywhere}\ncode{overflow-wrap:anywhere}\n",
@@ -126,7 +128,7 @@ fn disabled(st: &AppState) -> Response {
         st,
         StatusCode::FORBIDDEN,
         "Trang kết nối đang tắt",
-        "<main class=narrow><h1>Trang kết nối đang tắt</h1><p>The connect page is disabled: set <code>ZALOFLOW_ADMIN_TOKEN</code>.</p></main>",
+        "<main class=narrow><h1>Trang kết nối đang tắt</h1><p>Trang kết nối chưa bật: người quản trị cần đặt <code>ZALOFLOW_ADMIN_TOKEN</code>.</p></main>",
     )
 }
 
@@ -278,7 +280,10 @@ fn status_html(
         Some(p) => format!(
             "{} (còn {}); zaloflow tự gia hạn trước khi hết hạn",
             esc(&when(st, p.expires_at_ms)),
-            esc(&crate::handoff::human_duration(p.expires_at_ms - now))
+            esc(&crate::handoff::human_duration(
+                crate::i18n::Lang::Vi,
+                p.expires_at_ms - now
+            ))
         ),
     };
     let refresh = match (conn.last_refresh_at, &conn.last_refresh_error) {

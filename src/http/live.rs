@@ -1,5 +1,6 @@
 //! The agents' board, live: `GET /admin/board/events` is a stream of server-sent events, one
-//! each time a handoff opens, is claimed, resolved or breached (escalated), and the board page's
+//! each time a handoff opens, is claimed, resolved or breached (its deadline passed unanswered,
+//! or it was escalated), and the board page's
 //! script (`/admin/board/live.js`) refreshes its list when one arrives, without a reload.
 //!
 //! Changes reach the board whichever instance made them: while at least one board listens,
@@ -41,7 +42,8 @@ const ACTIVE_LIMIT: i64 = 500;
 /// What changed on one handoff.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BoardEvent {
-    /// `opened`, `claimed`, `resolved`, `breached` (a missed deadline escalated) or
+    /// `opened`, `claimed`, `resolved`, `breached` (the deadline passed unanswered, or a missed
+    /// deadline was escalated) or
     /// `updated` (another customer message, a reply in the OA).
     pub kind: &'static str,
     pub id: i64,
@@ -58,11 +60,15 @@ pub struct Seen {
     messages: i32,
     responded_at: Option<i64>,
     updated_at: i64,
+    /// Unanswered past its deadline at the time of the poll: the deadline passing is an
+    /// event of its own, whether or not escalation is configured.
+    overdue: bool,
 }
 
-impl From<&Handoff> for Seen {
-    fn from(h: &Handoff) -> Seen {
+impl Seen {
+    fn new(h: &Handoff, now: i64) -> Seen {
         Seen {
+            overdue: h.responded_at.is_none() && now > h.deadline_at,
             status: h.status.clone(),
             claimed_by: h.claimed_by.clone(),
             escalation_level: h.escalation_level,
@@ -76,8 +82,9 @@ impl From<&Handoff> for Seen {
 /// The unresolved handoffs by id.
 pub type Snapshot = HashMap<i64, Seen>;
 
-pub fn snapshot(active: &[Handoff]) -> Snapshot {
-    active.iter().map(|h| (h.id, Seen::from(h))).collect()
+/// The unresolved handoffs as of `now` (ms).
+pub fn snapshot(active: &[Handoff], now: i64) -> Snapshot {
+    active.iter().map(|h| (h.id, Seen::new(h, now))).collect()
 }
 
 /// The events between two snapshots of the unresolved handoffs, by id. A handoff that left
@@ -97,14 +104,16 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> (Vec<BoardEvent>, Vec<i64>) 
             None => events.push(ev("opened")),
             Some(was) if was == now => {}
             Some(was) => {
-                if now.escalation_level > was.escalation_level {
+                let breached =
+                    now.escalation_level > was.escalation_level || (now.overdue && !was.overdue);
+                if breached {
                     events.push(ev("breached"));
                 }
                 if now.status == handoff::CLAIMED
                     && (was.status != handoff::CLAIMED || was.claimed_by != now.claimed_by)
                 {
                     events.push(ev("claimed"));
-                } else if now.escalation_level <= was.escalation_level {
+                } else if !breached {
                     events.push(ev("updated"));
                 }
             }
@@ -157,12 +166,16 @@ impl BoardLive {
     }
 
     /// A new listener; starts the poller if none runs.
-    pub fn subscribe(&self, store: &DynStore) -> broadcast::Receiver<BoardEvent> {
+    pub fn subscribe(
+        &self,
+        store: &DynStore,
+        clock: &crate::clock::Clock,
+    ) -> broadcast::Receiver<BoardEvent> {
         let rx = self.inner.tx.subscribe();
         let mut running = self.inner.running.lock().expect("not poisoned");
         if !*running && !self.inner.closed.is_cancelled() {
             *running = true;
-            tokio::spawn(poll(self.inner.clone(), store.clone()));
+            tokio::spawn(poll(self.inner.clone(), store.clone(), clock.clone()));
         }
         rx
     }
@@ -178,17 +191,17 @@ impl BoardLive {
     }
 }
 
-async fn read(store: &DynStore) -> crate::store::Result<Snapshot> {
+async fn read(store: &DynStore, now: i64) -> crate::store::Result<Snapshot> {
     let active = store
         .list_handoffs(&[handoff::OPEN, handoff::CLAIMED], ACTIVE_LIMIT)
         .await?;
-    Ok(snapshot(&active))
+    Ok(snapshot(&active, now))
 }
 
-async fn poll(inner: Arc<Inner>, store: DynStore) {
+async fn poll(inner: Arc<Inner>, store: DynStore, clock: crate::clock::Clock) {
     let mut before: Option<Snapshot> = None;
     loop {
-        match read(&store).await {
+        match read(&store, clock.now()).await {
             Ok(after) => {
                 if let Some(b) = &before {
                     let (mut events, gone) = diff(b, &after);
@@ -238,7 +251,7 @@ pub async fn events(State(st): State<AppState>, headers: HeaderMap) -> Response 
             return (StatusCode::UNAUTHORIZED, "sign in to the board").into_response()
         }
     }
-    let rx = st.board_live.subscribe(&st.store);
+    let rx = st.board_live.subscribe(&st.store, &st.clock);
     let closed = st.board_live.inner.closed.clone();
     let mut r = Sse::new(stream_of(rx, closed))
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
@@ -362,6 +375,7 @@ mod tests {
             messages: 1,
             responded_at: None,
             updated_at,
+            overdue: false,
         }
     }
 
@@ -391,5 +405,16 @@ mod tests {
         more.get_mut(&1).unwrap().messages = 2;
         let (events, _) = diff(&after, &more);
         assert_eq!(events[0].kind, "updated");
+        // The deadline passing unanswered, with no escalation configured: breached, once.
+        let mut late = after.clone();
+        late.get_mut(&1).unwrap().overdue = true;
+        let (events, _) = diff(&after, &late);
+        let kinds: Vec<(&str, i64)> = events.iter().map(|e| (e.kind, e.id)).collect();
+        assert_eq!(kinds, [("breached", 1)]);
+        assert_eq!(diff(&late, &late), (vec![], vec![]));
+        // Then escalated: breached again (the supervisors were told).
+        let mut escalated = late.clone();
+        escalated.get_mut(&1).unwrap().escalation_level = 1;
+        assert_eq!(diff(&late, &escalated).0[0].kind, "breached");
     }
 }

@@ -403,12 +403,13 @@ pub fn parse_since(s: &str, tz: chrono_tz::Tz) -> anyhow::Result<i64> {
 pub async fn command(
     store: &crate::store::DynStore,
     tz: chrono_tz::Tz,
+    lang: crate::i18n::Lang,
     since: Option<&str>,
     rule: Option<&str>,
 ) -> anyhow::Result<String> {
     let since = since.map(|s| parse_since(s, tz)).transpose()?.unwrap_or(0);
     let report = make(store, since, rule, crate::clock::system_now(), tz).await?;
-    Ok(render::text(&report, tz))
+    Ok(render::text(&report, tz, lang))
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use chrono::TimeZone;
+use rust_i18n::t;
 use serde::Serialize;
 use utoipa::ToSchema;
 use zaloflow_core::html::esc;
 
+use crate::i18n::{tr, Lang};
 use crate::store::{NotSentRow, SpendRow};
 
 /// Sends and their cost under one key (a rule, a channel, a class or a day).
@@ -74,25 +76,31 @@ pub fn add_not_sent(r: &mut SpendReport, rows: &[NotSentRow], rule: Option<&str>
         .collect();
 }
 
-/// A reason of a send not made, in the report's words.
-pub fn reason_words(reason: &str) -> &str {
-    match reason {
-        "not_configured" => "channel not configured",
-        "window_closed" => "outside Zalo's 7-day window",
-        "not_following" => "not following the OA",
-        "not_zalo_user" => "not a Zalo user",
-        "opted_out" => "the customer refused this type of message",
-        "fell_back" => "refused by Zalo, the next choice sent instead",
-        "no_recipient" => "no phone number or address",
-        "held" => "held (a cap, the budget, a quota or the billing account) and waiting",
-        other => other,
+/// The reasons of sends not made that have words of their own (others are shown as stored).
+pub const REASONS: [&str; 8] = [
+    "not_configured",
+    "window_closed",
+    "not_following",
+    "not_zalo_user",
+    "opted_out",
+    "fell_back",
+    "no_recipient",
+    "held",
+];
+
+/// A reason of a send not made, in the staff's words (the tick's summary uses them too).
+pub fn reason_words(lang: Lang, reason: &str) -> String {
+    if REASONS.contains(&reason) {
+        tr(lang, &format!("report.reason.{reason}")).into_owned()
+    } else {
+        reason.to_string()
     }
 }
 
-fn not_sent_text(s: &SpendReport) -> String {
+fn not_sent_text(s: &SpendReport, lang: Lang) -> String {
     s.not_sent
         .iter()
-        .map(|l| format!("{} {}: {}", l.jobs, l.rule, reason_words(&l.reason)))
+        .map(|l| format!("{} {}: {}", l.jobs, l.rule, reason_words(lang, &l.reason)))
         .collect::<Vec<_>>()
         .join(" · ")
 }
@@ -178,79 +186,133 @@ pub fn vnd(n: i64) -> String {
     format!("{out} VND")
 }
 
-fn lines(v: &[SpendLine]) -> String {
+fn lines(v: &[SpendLine], lang: Lang) -> String {
     v.iter()
-        .map(|l| format!("{} {} ({} sent)", l.key, vnd(l.vnd), l.sends))
+        .map(|l| {
+            let vnd = vnd(l.vnd);
+            t!(
+                "report.cost.line",
+                locale = lang.code(),
+                key = l.key,
+                vnd = vnd,
+                n = l.sends
+            )
+        })
         .collect::<Vec<_>>()
         .join(" · ")
 }
 
 /// The headline: total, sends, free-tier share.
-pub fn headline(s: &SpendReport) -> String {
+pub fn headline(s: &SpendReport, lang: Lang) -> String {
+    let l = lang.code();
     let free = match s.free_share {
-        Some(share) => format!(
-            "; {} of {} consultation messages in Zalo's free tier ({:.0}%)",
-            s.consultation_free,
-            s.consultation_sends,
-            share * 100.0
-        ),
+        Some(share) => t!(
+            "report.cost.free",
+            locale = l,
+            free = s.consultation_free,
+            all = s.consultation_sends,
+            pct = format!("{:.0}", share * 100.0)
+        )
+        .into_owned(),
         None => String::new(),
     };
-    format!("{} for {} messages sent{free}", vnd(s.total_vnd), s.sends)
+    let total = vnd(s.total_vnd);
+    t!(
+        "report.cost.headline",
+        locale = l,
+        total = total,
+        n = s.sends,
+        free = free
+    )
+    .into_owned()
 }
 
 /// The section of `zaloflow report`.
-pub fn text(s: &SpendReport) -> String {
-    let mut out = String::from("\nCost\n");
+pub fn text(s: &SpendReport, lang: Lang) -> String {
+    let mut out = format!("\n{}\n", tr(lang, "report.cost.title"));
+    const NAMES: [&str; 5] = [
+        "report.cost.not_sent",
+        "report.cost.by_rule",
+        "report.cost.by_channel",
+        "report.cost.by_class",
+        "report.cost.by_day",
+    ];
+    let width = NAMES
+        .iter()
+        .map(|k| tr(lang, k).chars().count())
+        .fold(11, usize::max);
     if !s.not_sent.is_empty() {
-        let _ = writeln!(out, "  not sent    {}", not_sent_text(s));
+        let name = tr(lang, "report.cost.not_sent");
+        let _ = writeln!(out, "  {name:<width$} {}", not_sent_text(s, lang));
     }
     if s.sends == 0 {
-        out.push_str("  No message was sent in this period.\n");
+        let _ = writeln!(out, "  {}", tr(lang, "report.cost.none"));
         return out;
     }
-    let _ = writeln!(out, "  {}", headline(s));
-    for (name, v) in [
-        ("by rule", &s.by_rule),
-        ("by channel", &s.by_channel),
-        ("by class", &s.by_class),
-        ("by day", &s.by_day),
+    let _ = writeln!(out, "  {}", headline(s, lang));
+    for (key, v) in [
+        ("report.cost.by_rule", &s.by_rule),
+        ("report.cost.by_channel", &s.by_channel),
+        ("report.cost.by_class", &s.by_class),
+        ("report.cost.by_day", &s.by_day),
     ] {
-        let _ = writeln!(out, "  {name:<11} {}", lines(v));
+        let name = tr(lang, key);
+        let _ = writeln!(out, "  {name:<width$} {}", lines(v, lang));
     }
     out
 }
 
 /// The section of the report page.
-pub fn html(s: &SpendReport) -> String {
-    let mut out = String::from("<section class=\"spend\" id=\"cost\"><h2>Cost</h2>");
+pub fn html(s: &SpendReport, lang: Lang) -> String {
+    let mut out = format!(
+        "<section class=\"spend\" id=\"cost\"><h2>{}</h2>",
+        esc(&tr(lang, "report.cost.title"))
+    );
     if !s.not_sent.is_empty() {
-        out.push_str("<table class=\"not-sent\"><thead><tr><th>Rule</th><th>not sent because</th><th>sends</th></tr></thead><tbody>");
+        let _ = write!(
+            out,
+            "<h3>{}</h3><table class=\"not-sent\"><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+            esc(&tr(lang, "report.not_sent.heading")),
+            esc(&tr(lang, "report.cost.col.rule")),
+            esc(&tr(lang, "report.cost.col.why")),
+            esc(&tr(lang, "report.cost.col.sends"))
+        );
         for l in &s.not_sent {
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
                 esc(&l.rule),
-                esc(reason_words(&l.reason)),
+                esc(&reason_words(lang, &l.reason)),
                 l.jobs
             );
         }
         out.push_str("</tbody></table>");
     }
     if s.sends == 0 {
-        out.push_str("<p>No message was sent in this period.</p></section>");
+        let _ = write!(
+            out,
+            "<p>{}</p></section>",
+            esc(&tr(lang, "report.cost.none"))
+        );
         return out;
     }
-    let _ = write!(out, "<p>{}</p>", esc(&headline(s)));
-    for (name, v) in [
-        ("Rule", &s.by_rule),
-        ("Channel", &s.by_channel),
-        ("Class", &s.by_class),
-        ("Day", &s.by_day),
+    let _ = write!(out, "<p>{}</p>", esc(&headline(s, lang)));
+    let (sent, cost) = (
+        tr(lang, "report.cost.col.sent"),
+        tr(lang, "report.cost.col.cost"),
+    );
+    for (key, v) in [
+        ("report.cost.col.rule", &s.by_rule),
+        ("report.cost.col.channel", &s.by_channel),
+        ("report.cost.col.class", &s.by_class),
+        ("report.cost.col.day", &s.by_day),
     ] {
         let _ = write!(
             out,
-            "<table><thead><tr><th>{name}</th><th>sent</th><th>cost</th></tr></thead><tbody>"
+            "<table><thead><tr><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+            esc(&tr(lang, key)),
+            esc(&sent),
+            esc(&cost)
         );
         for l in v {
             let _ = write!(
@@ -321,7 +383,7 @@ mod tests {
         );
         let only = build(&rows, Some("km"), tz);
         assert_eq!((only.total_vnd, only.sends), (165, 1));
-        assert!(text(&s).contains(
+        assert!(text(&s, Lang::En).contains(
             "330 VND for 12 messages sent; 8 of 11 consultation messages in Zalo's free tier (73%)"
         ));
         assert_eq!(vnd(1_234_567), "1.234.567 VND");
@@ -343,10 +405,10 @@ mod tests {
             },
         ];
         add_not_sent(&mut s, &rows, None);
-        assert!(text(&s).contains(
+        assert!(text(&s, Lang::En).contains(
             "not sent    3 kich_hoat/x: outside Zalo's 7-day window · 1 <i>km</i>: held"
         ));
-        let page = html(&s);
+        let page = html(&s, Lang::En);
         assert!(page.contains("&lt;i&gt;km&lt;/i&gt;") && !page.contains("<i>km</i>"));
         add_not_sent(&mut s, &rows, Some("kich_hoat"));
         assert_eq!(s.not_sent.len(), 1);
@@ -355,7 +417,7 @@ mod tests {
     #[test]
     fn keys_are_escaped_on_the_page() {
         let rows = [row(Some("<b>x</b>"), "promotion", 1, 1, 165)];
-        let page = html(&build(&rows, None, chrono_tz::Asia::Ho_Chi_Minh));
+        let page = html(&build(&rows, None, chrono_tz::Asia::Ho_Chi_Minh), Lang::En);
         assert!(page.contains("&lt;b&gt;x&lt;/b&gt;"), "{page}");
         assert!(!page.contains("<b>x</b>"));
     }

@@ -819,7 +819,12 @@ mod escape_tests {
 
     #[test]
     fn handoff_notices_show_names_and_messages_as_text() {
-        let w = crate::handoff::who("42", Some("<https://evil.example|Bấm vào đây>"), None);
+        let w = crate::handoff::who(
+            crate::i18n::Lang::Vi,
+            "42",
+            Some("<https://evil.example|Bấm vào đây>"),
+            None,
+        );
         assert_eq!(w, "&lt;https://evil.example|Bấm vào đây&gt; (42)");
         assert_eq!(escape_chat("a & <b>"), "a &amp; &lt;b&gt;");
     }

@@ -152,7 +152,7 @@ impl TickContext {
 #[tracing::instrument(skip_all, fields(at = now))]
 pub async fn tick(ctx: &TickContext, now: i64) -> Result<TickReport, StoreError> {
     let rules = ctx.engine.rule_set();
-    let mut report = TickReport::new(now, ctx.engine.tz());
+    let mut report = TickReport::new(now, ctx.engine.tz(), ctx.engine.lang());
     if take_lease(ctx).await? {
         let result = decide(ctx, &rules, now, &mut report).await;
         if let Err(e) = ctx.store.release_lease(TICK_LEASE, &ctx.owner).await {
@@ -479,7 +479,9 @@ pub async fn command(config: &crate::config::Config, at: Option<&str>) -> anyhow
         None => Engine::new(),
     }
     .with_channels(channels)
-    .with_promotion_hours(config.promotion_hours);
+    .with_promotion_hours(config.promotion_hours)
+    // The board's address, working hours and language of handoffs a pass opens (as `serve`).
+    .with_handoff_policy(config.handoff_policy());
     let instance = crate::wiring::instance_id();
     let sender = crate::wiring::build_sender(
         config,

@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use rust_i18n::t;
+
+use crate::i18n::{tr, Lang};
 use crate::outbox::Summary;
+use crate::report::spend::reason_words;
 
 /// One schedule occurrence.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -55,6 +59,9 @@ pub struct TickReport {
     pub at: i64,
     #[serde(skip)]
     pub tz: chrono_tz::Tz,
+    /// The language of the summary (`ZALOFLOW_LANG`).
+    #[serde(skip)]
+    pub lang: Lang,
     /// False when another instance held the tick lease (nothing was decided here).
     pub ran: bool,
     pub campaigns: BTreeMap<String, CampaignReport>,
@@ -76,10 +83,11 @@ pub struct TickReport {
 }
 
 impl TickReport {
-    pub fn new(at: i64, tz: chrono_tz::Tz) -> TickReport {
+    pub fn new(at: i64, tz: chrono_tz::Tz, lang: Lang) -> TickReport {
         TickReport {
             at,
             tz,
+            lang,
             ran: false,
             campaigns: BTreeMap::new(),
             field_changes: BTreeMap::new(),
@@ -168,84 +176,104 @@ impl TickReport {
 
 impl fmt::Display for TickReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "tick at {} ({})", self.local(self.at), self.tz)?;
+        let l = self.lang.code();
+        let at = self.local(self.at);
+        writeln!(
+            f,
+            "{}",
+            t!("tick.header", locale = l, at = at, tz = self.tz)
+        )?;
         if !self.ran {
-            writeln!(
-                f,
-                "  another instance is ticking right now: nothing decided here"
-            )?;
+            writeln!(f, "  {}", tr(self.lang, "tick.other_instance"))?;
         }
         for (id, c) in &self.campaigns {
             let mut parts = Vec::new();
             if c.entered > 0 {
-                parts.push(format!("{} entered", c.entered));
+                parts.push(t!("tick.campaign.entered", locale = l, n = c.entered));
             }
             for (step, n) in &c.steps {
-                parts.push(format!("step {step} ran for {n}"));
+                parts.push(t!("tick.campaign.step", locale = l, step = step, n = n));
             }
             if c.skipped > 0 {
-                parts.push(format!("{} steps skipped (their `if:`)", c.skipped));
+                parts.push(t!("tick.campaign.skipped", locale = l, n = c.skipped));
             }
             if c.rescheduled > 0 {
-                parts.push(format!(
-                    "{} moved to the next allowed day/time",
-                    c.rescheduled
+                parts.push(t!(
+                    "tick.campaign.rescheduled",
+                    locale = l,
+                    n = c.rescheduled
                 ));
             }
             if c.left > 0 {
-                parts.push(format!("{} left", c.left));
+                parts.push(t!("tick.campaign.left", locale = l, n = c.left));
             }
             if c.done > 0 {
-                parts.push(format!("{} finished", c.done));
+                parts.push(t!("tick.campaign.done", locale = l, n = c.done));
             }
             if !parts.is_empty() {
-                writeln!(f, "  campaign {id}: {}", parts.join(", "))?;
+                let parts = parts.join(", ");
+                writeln!(
+                    f,
+                    "  {}",
+                    t!("tick.campaign", locale = l, id = id, parts = parts)
+                )?;
             }
             for e in &c.edits {
-                writeln!(f, "  campaign {id} was edited: {e}")?;
+                writeln!(
+                    f,
+                    "  {}",
+                    t!("tick.campaign.edited", locale = l, id = id, what = e)
+                )?;
             }
         }
         for (rule, r) in &self.field_changes {
-            writeln!(f, "  field changed: {rule} ran for {}", r.fired)?;
+            let line = t!("tick.field_changed", locale = l, rule = rule, n = r.fired);
+            writeln!(f, "  {line}")?;
         }
         for s in &self.schedules {
-            match &s.status {
-                ScheduleStatus::Ran { contacts, fired } => writeln!(
-                    f,
-                    "  schedule {} at {}: {fired} of {contacts} contacts",
-                    s.rule,
-                    self.local(s.occurrence)
-                )?,
-                ScheduleStatus::Stale => writeln!(
-                    f,
-                    "  schedule {} at {}: missed (the service was not running), not sent late",
-                    s.rule,
-                    self.local(s.occurrence)
-                )?,
+            let at = self.local(s.occurrence);
+            let line = match &s.status {
+                ScheduleStatus::Ran { contacts, fired } => t!(
+                    "tick.schedule.ran",
+                    locale = l,
+                    rule = s.rule,
+                    at = at,
+                    fired = fired,
+                    contacts = contacts
+                ),
+                ScheduleStatus::Stale => {
+                    t!("tick.schedule.stale", locale = l, rule = s.rule, at = at)
+                }
+            };
+            writeln!(f, "  {line}")?;
+        }
+        for (key, scans) in [
+            ("tick.reactivation", &self.reactivation),
+            ("tick.special_day", &self.special_days),
+        ] {
+            for (rule, r) in scans {
+                let line = t!(
+                    key,
+                    locale = l,
+                    rule = rule,
+                    candidates = r.candidates,
+                    fired = r.fired
+                );
+                writeln!(f, "  {line}")?;
             }
         }
-        for (rule, r) in &self.reactivation {
-            writeln!(
-                f,
-                "  re-activation {rule}: {} silent contacts found, sent to {}",
-                r.candidates, r.fired
-            )?;
-        }
-        for (rule, r) in &self.special_days {
-            writeln!(
-                f,
-                "  special day {rule}: {} contacts with the date, sent to {}",
-                r.candidates, r.fired
-            )?;
-        }
         for (rule, r) in &self.not_opened {
-            writeln!(f, "  email not opened: {rule} ran for {}", r.fired)?;
+            writeln!(
+                f,
+                "  {}",
+                t!("tick.not_opened", locale = l, rule = rule, n = r.fired)
+            )?;
         }
         if self.escalated > 0 {
             writeln!(
                 f,
-                "  handoff deadlines missed and escalated: {}",
-                self.escalated
+                "  {}",
+                t!("tick.escalated", locale = l, n = self.escalated)
             )?;
         }
         if self.ran
@@ -254,45 +282,37 @@ impl fmt::Display for TickReport {
             && self.steps_run() == 0
             && self.fired() == 0
         {
-            writeln!(f, "  nothing was due")?;
+            writeln!(f, "  {}", tr(self.lang, "tick.nothing_due"))?;
         } else if self.jobs > 0 {
-            writeln!(f, "  {} messages and tasks queued", self.jobs)?;
+            writeln!(f, "  {}", t!("tick.jobs", locale = l, n = self.jobs))?;
         }
         if self.skipped > 0 {
-            let sends = if self.skipped == 1 { "send" } else { "sends" };
+            let key = if self.skipped == 1 {
+                "tick.skipped.one"
+            } else {
+                "tick.skipped.many"
+            };
             let why: Vec<String> = self
                 .skipped_by
                 .iter()
-                .map(|(reason, n)| format!("{n} {}", skip_reason_words(reason)))
+                .map(|(reason, n)| format!("{n} {}", reason_words(self.lang, reason)))
                 .collect();
-            writeln!(
-                f,
-                "  {} {sends} skipped (see the outbox, status=skipped): {}",
-                self.skipped,
-                why.join(", ")
-            )?;
+            let why = why.join(", ");
+            writeln!(f, "  {}", t!(key, locale = l, n = self.skipped, why = why))?;
         }
         if let Some(d) = &self.delivered {
-            writeln!(
-                f,
-                "  delivered: {} sent, {} skipped, {} held, {} to retry, {} failed for good",
-                d.sent, d.skipped, d.held, d.retried, d.dead
-            )?;
+            let line = t!(
+                "tick.delivered",
+                locale = l,
+                sent = d.sent,
+                skipped = d.skipped,
+                held = d.held,
+                retried = d.retried,
+                dead = d.dead
+            );
+            writeln!(f, "  {line}")?;
         }
         Ok(())
-    }
-}
-
-/// A skipped send's reason in the words of the tick's summary.
-fn skip_reason_words(reason: &str) -> &str {
-    match reason {
-        "not_configured" => "channel not configured",
-        "window_closed" => "outside Zalo's 7-day window",
-        "not_following" => "not following the OA",
-        "not_zalo_user" => "not a Zalo user",
-        "opted_out" => "the user refused this type of message",
-        "fell_back" => "refused by Zalo, the next choice sent instead",
-        other => other,
     }
 }
 

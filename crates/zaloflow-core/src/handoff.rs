@@ -67,14 +67,18 @@ pub struct Notice {
     pub source: String,
     /// `…/admin/board` (from `ZALOFLOW_PUBLIC_URL`).
     pub board_url: String,
+    /// The words before the claim and resolve links, in the staff's language
+    /// (`👉 Nhận xử lý`, `✅ Đã xong`).
+    pub link_labels: [String; 2],
 }
 
 impl Notice {
     /// The outbox job for handoff `id`: the text with its claim and resolve links.
     pub fn job(&self, id: i64) -> NewJob {
         let l = Links::new(&self.board_url, id);
+        let [claim, resolve] = &self.link_labels;
         let text = format!(
-            "{}\n👉 Nhận xử lý: {}\n✅ Đã xong: {}",
+            "{}\n{claim}: {}\n{resolve}: {}",
             self.text, l.claim, l.resolve
         );
         let mut data = self.data.clone();

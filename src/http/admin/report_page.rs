@@ -154,7 +154,12 @@ pub async fn report_page(
     let rule = q.rule.as_deref().filter(|r| !r.is_empty());
     match crate::report::make(&st.store, since, rule, st.clock.now(), st.config.tz).await {
         Ok(r) => {
-            let mut resp = Html(crate::report::render::html(&r, st.config.tz)).into_response();
+            let mut resp = Html(crate::report::render::html(
+                &r,
+                st.config.tz,
+                st.config.lang,
+            ))
+            .into_response();
             resp.headers_mut().insert(
                 header::CACHE_CONTROL,
                 header::HeaderValue::from_static("no-store"),

@@ -15,6 +15,7 @@
 //! Forms post only from our own pages (Origin checked; the cookie is not sent cross-site).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -26,10 +27,15 @@ use serde::Deserialize;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+mod card;
+
+use card::Card;
+
 use super::admin::handoffs::{agent_name, take, Take};
 use super::{esc, AppState};
-use crate::handoff::{self, clip, human_duration, local_time, Handoff};
-use crate::store::Contact;
+use crate::handoff::{self, local_time, Handoff};
+use crate::i18n::{tr, Lang};
+use rust_i18n::t;
 
 pub const SESSION_COOKIE: &str = "zf_board";
 pub const AGENT_COOKIE: &str = "zf_agent";
@@ -195,13 +201,14 @@ fn safe_next(next: Option<&str>) -> String {
 
 // --- responses ---
 
-fn page(status: StatusCode, title: &str, body: &str) -> Response {
-    html_page(status, title, "", body, "")
+fn page(lang: Lang, status: StatusCode, title: &str, body: &str) -> Response {
+    html_page(lang, status, title, "", body, "")
 }
 
-/// A staff page: Vietnamese, not cached, not framed, no scripts; `css` adds to the shared
-/// style, `form_action` names one more origin forms may go to.
+/// A staff page in the staff's language, not cached, not framed, no scripts; `css` adds to
+/// the shared style, `form_action` names one more origin forms may go to.
 pub(crate) fn html_page(
+    lang: Lang,
     status: StatusCode,
     title: &str,
     css: &str,
@@ -210,7 +217,7 @@ pub(crate) fn html_page(
 ) -> Response {
     let html = format!(
         r#"<!doctype html>
-<html lang="vi">
+<html lang="{lang}">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -262,32 +269,42 @@ pub(crate) fn see_other(to: &str, cookies: &[String]) -> Response {
     r
 }
 
-fn disabled() -> Response {
+fn disabled(lang: Lang) -> Response {
+    let title = tr(lang, "board.disabled.title");
     page(
+        lang,
         StatusCode::FORBIDDEN,
-        "Bảng hỗ trợ đang tắt",
-        "<main class=narrow><h1>Bảng hỗ trợ đang tắt</h1><p>The board is disabled: set <code>ZALOFLOW_ADMIN_TOKEN</code>.</p></main>",
+        &title,
+        &format!(
+            "<main class=narrow><h1>{}</h1><p>{}</p></main>",
+            esc(&title),
+            esc(&tr(lang, "board.disabled.text"))
+        ),
     )
 }
 
-fn login_page(status: StatusCode, next: &str, error: Option<&str>) -> Response {
+fn login_page(lang: Lang, status: StatusCode, next: &str, error: Option<&str>) -> Response {
     let err = error
         .map(|e| format!("<p class=\"flash bad\">{}</p>", esc(e)))
         .unwrap_or_default();
     page(
+        lang,
         status,
-        "Đăng nhập — Bảng hỗ trợ",
+        &tr(lang, "board.login.title"),
         &format!(
             r#"<main class=narrow>
-<h1>Bảng hỗ trợ khách hàng</h1>
+<h1>{title}</h1>
 {err}
 <form method="post" action="/admin/board/login" class="login">
-<label for="token">Mã truy cập (admin token)</label>
+<label for="token">{label}</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required>
 <input type="hidden" name="next" value="{next}">
-<button type="submit">Đăng nhập</button>
+<button type="submit">{submit}</button>
 </form>
 </main>"#,
+            title = esc(&tr(lang, "board.title")),
+            label = esc(&tr(lang, "board.login.token")),
+            submit = esc(&tr(lang, "board.login.submit")),
             next = esc(next)
         ),
     )
@@ -307,23 +324,25 @@ async fn board(
     headers: HeaderMap,
     Query(q): Query<BoardQuery>,
 ) -> Response {
+    let lang = st.config.lang;
     if let Some(given) = q.token.as_deref() {
         let Some(token) = st.config.admin_token.as_ref() else {
-            return disabled();
+            return disabled(lang);
         };
         return if ct_eq(given, token.expose()) {
             see_other("/admin/board", &[session_cookie(&st, token.expose())])
         } else {
             login_page(
+                lang,
                 StatusCode::UNAUTHORIZED,
                 "/admin/board",
-                Some("Mã truy cập không đúng."),
+                Some(&tr(lang, "board.login.wrong_token")),
             )
         };
     }
     match access(&st, &headers) {
-        Access::Disabled => return disabled(),
-        Access::Denied => return login_page(StatusCode::UNAUTHORIZED, "/admin/board", None),
+        Access::Disabled => return disabled(lang),
+        Access::Denied => return login_page(lang, StatusCode::UNAUTHORIZED, "/admin/board", None),
         Access::Granted => {}
     }
     let now = st.clock.now();
@@ -333,7 +352,7 @@ async fn board(
         .await
     {
         Ok(h) => h,
-        Err(e) => return unavailable(e),
+        Err(e) => return unavailable(lang, e),
     };
     let done = st
         .store
@@ -356,40 +375,61 @@ async fn board(
         .iter()
         .filter(|h| h.responded_at.is_none() && now > h.deadline_at)
         .count();
+    let l = lang.code();
     let mut body = String::new();
     body.push_str(&format!(
         r#"<header>
-<div><h1>Bảng hỗ trợ khách hàng</h1>
-<p class="sub">{waiting} chờ trả lời{overdue_txt} · {total} đang mở · cập nhật {updated}</p></div>
-<form method="post" action="/admin/board/logout"><button class="link" type="submit">Đăng xuất</button></form>
+<div><h1>{title}</h1>
+<p class="sub">{waiting}{overdue_txt} · {total} · {updated}</p></div>
+<form method="post" action="/admin/board/logout"><button class="link" type="submit">{logout}</button></form>
 </header>
 "#,
-        total = active.len(),
+        title = esc(&tr(lang, "board.title")),
+        waiting = esc(&t!("board.waiting", locale = l, n = waiting)),
+        total = esc(&t!("board.open_total", locale = l, n = active.len())),
         overdue_txt = if overdue > 0 {
-            format!(" · <strong class=\"bad\">{overdue} quá hạn</strong>")
+            format!(
+                " · <strong class=\"bad\">{}</strong>",
+                esc(&t!("board.overdue", locale = l, n = overdue))
+            )
         } else {
             String::new()
         },
-        updated = local_time(now, tz),
+        updated = esc(&t!("board.updated", locale = l, at = local_time(now, tz))),
+        logout = esc(&tr(lang, "board.logout")),
     ));
-    body.push_str(&flash(q.msg.as_deref(), q.id));
+    body.push_str(&flash(lang, q.msg.as_deref(), q.id));
     body.push_str("<main>\n");
+    let card_of = |h: &Handoff, with_form: bool| {
+        let c = Card {
+            lang,
+            now,
+            tz,
+            agent: &agent,
+            with_form,
+        };
+        c.render(h, contacts.get(&h.user_id))
+    };
     if active.is_empty() {
-        body.push_str("<p class=\"empty\">Không có yêu cầu nào đang chờ. 🎉</p>\n");
+        let _ = writeln!(
+            body,
+            "<p class=\"empty\">{}</p>",
+            esc(&tr(lang, "board.empty"))
+        );
     } else {
         body.push_str("<ol class=\"cards\">\n");
         for h in &active {
-            body.push_str(&card(h, contacts.get(&h.user_id), now, tz, &agent, true));
+            body.push_str(&card_of(h, true));
         }
         body.push_str("</ol>\n");
     }
     if !done.is_empty() {
         body.push_str(&format!(
-            "<details><summary>Đã xong gần đây ({})</summary>\n<ol class=\"cards done\">\n",
-            done.len()
+            "<details><summary>{}</summary>\n<ol class=\"cards done\">\n",
+            esc(&t!("board.recent_done", locale = l, n = done.len()))
         ));
         for h in &done {
-            body.push_str(&card(h, contacts.get(&h.user_id), now, tz, &agent, false));
+            body.push_str(&card_of(h, false));
         }
         body.push_str("</ol>\n</details>\n");
     }
@@ -399,7 +439,7 @@ async fn board(
     body.push_str(
         "<noscript><meta http-equiv=\"refresh\" content=\"60\"></noscript>\n<script src=\"/admin/board/live.js\" defer></script>\n",
     );
-    let mut r = page(StatusCode::OK, "Bảng hỗ trợ khách hàng", &body);
+    let mut r = page(lang, StatusCode::OK, &tr(lang, "board.title"), &body);
     // The one script, from this origin, and its event stream; nothing inline.
     r.headers_mut().insert(
         header::CONTENT_SECURITY_POLICY,
@@ -421,21 +461,20 @@ async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
+    let lang = st.config.lang;
     let Some(token) = st.config.admin_token.as_ref() else {
-        return disabled();
+        return disabled(lang);
     };
     let next = safe_next(f.next.as_deref());
     if !same_origin(&headers) {
-        return login_page(StatusCode::FORBIDDEN, &next, Some("Yêu cầu không hợp lệ."));
+        let why = tr(lang, "board.bad_request");
+        return login_page(lang, StatusCode::FORBIDDEN, &next, Some(&why));
     }
     if ct_eq(f.token.as_deref().unwrap_or("").trim(), token.expose()) {
         see_other(&next, &[session_cookie(&st, token.expose())])
     } else {
-        login_page(
-            StatusCode::UNAUTHORIZED,
-            &next,
-            Some("Mã truy cập không đúng."),
-        )
+        let why = tr(lang, "board.login.wrong_token");
+        login_page(lang, StatusCode::UNAUTHORIZED, &next, Some(&why))
     }
 }
 
@@ -463,60 +502,69 @@ async fn confirm(
     headers: HeaderMap,
     Path((id, action)): Path<(i64, String)>,
 ) -> Response {
+    let lang = st.config.lang;
     let Some(what) = parse_action(&action) else {
-        return not_found();
+        return not_found(lang);
     };
     let here = format!("/admin/board/handoffs/{id}/{action}");
     match access(&st, &headers) {
-        Access::Disabled => return disabled(),
-        Access::Denied => return login_page(StatusCode::UNAUTHORIZED, &here, None),
+        Access::Disabled => return disabled(lang),
+        Access::Denied => return login_page(lang, StatusCode::UNAUTHORIZED, &here, None),
         Access::Granted => {}
     }
     let h = match st.store.get_handoff(id).await {
         Ok(Some(h)) => h,
-        Ok(None) => return not_found(),
-        Err(e) => return unavailable(e),
+        Ok(None) => return not_found(lang),
+        Err(e) => return unavailable(lang, e),
     };
     let contact = st.store.get_contact(&h.user_id).await.ok().flatten();
     let now = st.clock.now();
     let agent = remembered_agent(&headers);
+    let l = lang.code();
     let title = match what {
-        Take::Claim => format!("Nhận xử lý #{id}"),
-        Take::Resolve => format!("Đánh dấu xong #{id}"),
+        Take::Claim => t!("board.confirm.claim", locale = l, id = id),
+        Take::Resolve => t!("board.confirm.resolve", locale = l, id = id),
     };
     let mut body = format!(
-        "<header><div><h1>{}</h1><p class=\"sub\"><a href=\"/admin/board#h{id}\">← Bảng hỗ trợ</a></p></div></header>\n<main>\n<ol class=\"cards\">\n",
-        esc(&title)
+        "<header><div><h1>{}</h1><p class=\"sub\"><a href=\"/admin/board#h{id}\">{}</a></p></div></header>\n<main>\n<ol class=\"cards\">\n",
+        esc(&title),
+        esc(&tr(lang, "board.back"))
     );
-    body.push_str(&card(
-        &h,
-        contact.as_ref(),
+    let c = Card {
+        lang,
         now,
-        st.config.tz,
-        &agent,
-        false,
-    ));
+        tz: st.config.tz,
+        agent: &agent,
+        with_form: false,
+    };
+    body.push_str(&c.render(&h, contact.as_ref()));
     body.push_str("</ol>\n");
     if h.status == handoff::RESOLVED {
-        body.push_str("<p class=\"flash\">Yêu cầu này đã xong.</p>\n");
+        let _ = writeln!(
+            body,
+            "<p class=\"flash\">{}</p>",
+            esc(&tr(lang, "board.already_done"))
+        );
     } else {
         let button = match what {
-            Take::Claim => "Nhận xử lý",
-            Take::Resolve => "Đã xong",
+            Take::Claim => tr(lang, "board.button.claim"),
+            Take::Resolve => tr(lang, "board.button.resolve"),
         };
         body.push_str(&format!(
             r#"<form method="post" action="{here}" class="act">
-<label for="agent">Tên của bạn</label>
-<input id="agent" name="agent" value="{agent}" required maxlength="80" autocomplete="name" placeholder="Tên của bạn">
+<label for="agent">{name}</label>
+<input id="agent" name="agent" value="{agent}" required maxlength="80" autocomplete="name" placeholder="{name}">
 <button type="submit" class="{cls}">{button}</button>
 </form>
 "#,
+            name = esc(&tr(lang, "board.your_name")),
             agent = esc(&agent),
+            button = esc(&button),
             cls = if what == Take::Claim { "claim" } else { "resolve" },
         ));
     }
     body.push_str("</main>\n");
-    page(StatusCode::OK, &title, &body)
+    page(lang, StatusCode::OK, &title, &body)
 }
 
 #[derive(Deserialize)]
@@ -530,13 +578,15 @@ async fn act(
     Path((id, action)): Path<(i64, String)>,
     Form(f): Form<ActForm>,
 ) -> Response {
+    let lang = st.config.lang;
     let Some(what) = parse_action(&action) else {
-        return not_found();
+        return not_found(lang);
     };
     match access(&st, &headers) {
-        Access::Disabled => return disabled(),
+        Access::Disabled => return disabled(lang),
         Access::Denied => {
             return login_page(
+                lang,
                 StatusCode::UNAUTHORIZED,
                 &format!("/admin/board/handoffs/{id}/{action}"),
                 None,
@@ -546,9 +596,13 @@ async fn act(
     }
     if !same_origin(&headers) {
         return page(
+            lang,
             StatusCode::FORBIDDEN,
-            "Yêu cầu không hợp lệ",
-            "<main class=narrow><p class=\"flash bad\">Yêu cầu không hợp lệ (khác nguồn).</p></main>",
+            &tr(lang, "board.bad_request.title"),
+            &format!(
+                "<main class=narrow><p class=\"flash bad\">{}</p></main>",
+                esc(&tr(lang, "board.bad_origin"))
+            ),
         );
     }
     let back = |msg: &str, cookies: &[String]| {
@@ -572,33 +626,43 @@ async fn act(
     }
 }
 
-fn not_found() -> Response {
+fn not_found(lang: Lang) -> Response {
     page(
+        lang,
         StatusCode::NOT_FOUND,
-        "Không tìm thấy",
-        "<main class=narrow><p class=\"flash bad\">Không tìm thấy yêu cầu này.</p><p><a href=\"/admin/board\">← Bảng hỗ trợ</a></p></main>",
+        &tr(lang, "board.not_found.title"),
+        &format!(
+            "<main class=narrow><p class=\"flash bad\">{}</p><p><a href=\"/admin/board\">{}</a></p></main>",
+            esc(&tr(lang, "board.not_found.text")),
+            esc(&tr(lang, "board.back"))
+        ),
     )
 }
 
-fn unavailable(e: crate::store::StoreError) -> Response {
+fn unavailable(lang: Lang, e: crate::store::StoreError) -> Response {
     tracing::error!(error = %e, "board: storage error");
     page(
+        lang,
         StatusCode::SERVICE_UNAVAILABLE,
-        "Tạm thời không truy cập được",
-        "<main class=narrow><p class=\"flash bad\">Cơ sở dữ liệu tạm thời không truy cập được. Thử lại sau ít phút.</p></main>",
+        &tr(lang, "board.unavailable.title"),
+        &format!(
+            "<main class=narrow><p class=\"flash bad\">{}</p></main>",
+            esc(&tr(lang, "board.unavailable.text"))
+        ),
     )
 }
 
 /// The message after an action (fixed texts: nothing from the URL is shown but the id).
-fn flash(msg: Option<&str>, id: Option<i64>) -> String {
+fn flash(lang: Lang, msg: Option<&str>, id: Option<i64>) -> String {
     let id = id.map(|i| format!("#{i}")).unwrap_or_default();
+    let l = lang.code();
     let (cls, text) = match msg {
-        Some("claimed") => ("ok", format!("Bạn đã nhận xử lý {id}.")),
-        Some("resolved") => ("ok", format!("Đã đánh dấu xong {id}.")),
-        Some("conflict") => ("bad", format!("{id} đã có người khác nhận hoặc đã xong.")),
-        Some("not_found") => ("bad", format!("Không tìm thấy {id}.")),
-        Some("bad_agent") => ("bad", "Hãy nhập tên của bạn (tối đa 80 ký tự).".to_string()),
-        Some("unavailable") => ("bad", "Tạm thời không lưu được. Thử lại sau.".to_string()),
+        Some("claimed") => ("ok", t!("board.flash.claimed", locale = l, id = id)),
+        Some("resolved") => ("ok", t!("board.flash.resolved", locale = l, id = id)),
+        Some("conflict") => ("bad", t!("board.flash.conflict", locale = l, id = id)),
+        Some("not_found") => ("bad", t!("board.flash.not_found", locale = l, id = id)),
+        Some("bad_agent") => ("bad", tr(lang, "board.flash.bad_agent")),
+        Some("unavailable") => ("bad", tr(lang, "board.flash.unavailable")),
         _ => return String::new(),
     };
     format!(
@@ -610,139 +674,6 @@ fn flash(msg: Option<&str>, id: Option<i64>) -> String {
 /// Unanswered first (by deadline, most urgent priority first), then the answered ones.
 fn urgency(h: &Handoff) -> (bool, i64, i32, i64) {
     (h.responded_at.is_some(), h.deadline_at, -h.priority, h.id)
-}
-
-fn card(
-    h: &Handoff,
-    contact: Option<&Contact>,
-    now: i64,
-    tz: chrono_tz::Tz,
-    agent: &str,
-    with_form: bool,
-) -> String {
-    let vip = contact.is_some_and(|c| c.tags.contains(crate::engine::VIP_TAG));
-    let name = h
-        .contact_name
-        .clone()
-        .or_else(|| contact.and_then(|c| c.display_name.clone()))
-        .unwrap_or_else(|| format!("Khách {}", h.user_id));
-    let state = if h.status == handoff::RESOLVED {
-        "done"
-    } else if h.responded_at.is_some() {
-        "answered"
-    } else if now > h.deadline_at {
-        "overdue"
-    } else if h.deadline_at - now < 30 * 60_000 {
-        "soon"
-    } else {
-        "ok"
-    };
-    let mut s = format!(
-        "<li class=\"card {state}\" id=\"h{id}\">\n<div class=\"row\"><strong class=\"name\">{name}</strong>",
-        id = h.id,
-        name = esc(&name)
-    );
-    if vip {
-        s.push_str("<span class=\"badge vip\">⭐ VIP</span>");
-    }
-    if h.priority > 0 {
-        s.push_str(&format!(
-            "<span class=\"badge prio\">ưu tiên {}</span>",
-            handoff::priority_vi(h.priority)
-        ));
-    }
-    s.push_str(&format!("<span class=\"id\">#{}</span></div>\n", h.id));
-    let mut contact_line = vec![esc(&h.user_id)];
-    if let Some(p) = contact.and_then(|c| c.phone.as_deref()) {
-        contact_line.push(format!("SĐT <a href=\"tel:+{0}\">{0}</a>", esc(p)));
-    }
-    s.push_str(&format!(
-        "<p class=\"contact\">{}</p>\n",
-        contact_line.join(" · ")
-    ));
-    if let Some(t) = &h.first_text {
-        s.push_str(&format!(
-            "<blockquote>{}</blockquote>\n",
-            esc(&clip(t, 400))
-        ));
-    }
-    if h.messages > 1 {
-        s.push_str(&format!(
-            "<p class=\"more\">+{} tin nhắn sau đó</p>\n",
-            h.messages - 1
-        ));
-    }
-    let due = local_time(h.deadline_at, tz);
-    let time = match (h.status.as_str(), h.responded_at) {
-        (handoff::RESOLVED, _) => format!(
-            "<span class=\"left\">Đã xong</span> · {} lúc {}",
-            esc(h.resolved_by.as_deref().unwrap_or("")),
-            h.resolved_at.map(|t| local_time(t, tz)).unwrap_or_default()
-        ),
-        (_, Some(t)) => format!(
-            "<span class=\"left\">{}</span> lúc {} · hạn {due}",
-            match h.response_via.as_deref() {
-                Some(handoff::VIA_OA) => "Đã trả lời trong OA",
-                Some(handoff::VIA_CLAIM) => "Đã nhận xử lý",
-                _ => "Đã phản hồi",
-            },
-            local_time(t, tz)
-        ),
-        (_, None) if now > h.deadline_at => format!(
-            "<span class=\"left\">Quá hạn {}</span> · hạn {due}{}",
-            human_duration(now - h.deadline_at),
-            if h.escalation_level > 0 {
-                " · đã báo quản lý"
-            } else {
-                ""
-            }
-        ),
-        (_, None) => format!(
-            "<span class=\"left\">Còn {}</span> · hạn {due}",
-            human_duration(h.deadline_at - now)
-        ),
-    };
-    s.push_str(&format!("<p class=\"due\">{time}</p>\n"));
-    let mut who = Vec::new();
-    if let Some(c) = &h.claimed_by {
-        who.push(format!(
-            "Đang xử lý: <strong>{}</strong>{}",
-            esc(c),
-            h.claimed_at
-                .map(|t| format!(" (từ {})", local_time(t, tz)))
-                .unwrap_or_default()
-        ));
-    } else if h.status != handoff::RESOLVED {
-        who.push("Chưa ai nhận".to_string());
-    }
-    if let (Some(by), Some(handoff::VIA_OA)) = (&h.responded_by, h.response_via.as_deref()) {
-        who.push(format!("trả lời bởi admin OA {}", esc(by)));
-    }
-    if let Some(t) = &h.team {
-        who.push(format!("nhóm {}", esc(t)));
-    }
-    if let Some(a) = &h.advisor {
-        who.push(format!("tư vấn viên {}", esc(a)));
-    }
-    s.push_str(&format!("<p class=\"who\">{}</p>\n", who.join(" · ")));
-    if with_form && h.status != handoff::RESOLVED {
-        let claim = if h.status == handoff::OPEN {
-            "<button type=\"submit\" class=\"claim\">Nhận xử lý</button>"
-        } else {
-            ""
-        };
-        s.push_str(&format!(
-            r#"<form method="post" action="/admin/board/handoffs/{id}/claim" class="act">
-<input name="agent" value="{agent}" required maxlength="80" autocomplete="name" placeholder="Tên của bạn" aria-label="Tên của bạn">
-{claim}<button type="submit" class="resolve" formaction="/admin/board/handoffs/{id}/resolve">Đã xong</button>
-</form>
-"#,
-            id = h.id,
-            agent = esc(agent),
-        ));
-    }
-    s.push_str("</li>\n");
-    s
 }
 
 pub(crate) const CSS: &str = r#"
