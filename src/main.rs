@@ -139,73 +139,7 @@ fn main() -> ExitCode {
     zaloflow::telemetry::init_logging(cli.log_json || config.log_json);
     // Rule commands need no runtime or database.
     match &cli.command {
-        Command::Rules { command } => {
-            let (out, ok, note) = match command {
-                RulesCommand::Check {
-                    rules,
-                    deny_warnings,
-                    against,
-                    forecast,
-                } => {
-                    let dir = rules.as_deref().unwrap_or(&config.rules_dir);
-                    let (mut out, ok, note) = zaloflow::rules::check_command_with(
-                        dir,
-                        *deny_warnings,
-                        &zaloflow::rule_load_options(&config),
-                        config
-                            .deployment_found
-                            .then(|| config.configured_channels())
-                            .as_ref(),
-                    );
-                    if *forecast && ok {
-                        let rt = tokio::runtime::Builder::new_multi_thread()
-                            .enable_all()
-                            .build()
-                            .expect("tokio runtime");
-                        match rt.block_on(zaloflow::forecast::short_command(&config, dir)) {
-                            Ok(more) => out.push_str(&more),
-                            Err(e) => {
-                                print!("{out}");
-                                eprintln!("zaloflow: rules check --forecast: {e:#}");
-                                return ExitCode::FAILURE;
-                            }
-                        }
-                    }
-                    if *against && ok {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .expect("tokio runtime");
-                        match rt.block_on(zaloflow::scheduler::check_against(
-                            dir,
-                            config.database_url.expose(),
-                        )) {
-                            Ok((more, _)) => out.push_str(&more),
-                            Err(e) => {
-                                print!("{out}");
-                                eprintln!("zaloflow: rules check --against: {e:#}");
-                                return ExitCode::FAILURE;
-                            }
-                        }
-                    }
-                    (out, ok, note)
-                }
-                RulesCommand::Schema => (
-                    zaloflow::rules::schema::to_pretty_string(),
-                    true,
-                    String::new(),
-                ),
-            };
-            print!("{out}");
-            if !note.is_empty() {
-                eprintln!("{note}");
-            }
-            return if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
+        Command::Rules { command } => return rules_command(&config, command),
         Command::Simulate { event, at, rules } => {
             let (out, code) = zaloflow::engine::simulate::command(
                 event,
@@ -303,5 +237,74 @@ fn main() -> ExitCode {
             eprintln!("zaloflow: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `zaloflow rules …`: checks (with `--against` and `--forecast`) and the schema.
+fn rules_command(config: &zaloflow::config::Config, command: &RulesCommand) -> ExitCode {
+    let (out, ok, note) = match command {
+        RulesCommand::Check {
+            rules,
+            deny_warnings,
+            against,
+            forecast,
+        } => {
+            let dir = rules.as_deref().unwrap_or(&config.rules_dir);
+            let (mut out, ok, note) = zaloflow::rules::check_command_with(
+                dir,
+                *deny_warnings,
+                &zaloflow::rule_load_options(config),
+                config
+                    .deployment_found
+                    .then(|| config.configured_channels())
+                    .as_ref(),
+            );
+            if *forecast && ok {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                match rt.block_on(zaloflow::forecast::short_command(config, dir)) {
+                    Ok(more) => out.push_str(&more),
+                    Err(e) => {
+                        print!("{out}");
+                        eprintln!("zaloflow: rules check --forecast: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            if *against && ok {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                match rt.block_on(zaloflow::scheduler::check_against(
+                    dir,
+                    config.database_url.expose(),
+                )) {
+                    Ok((more, _)) => out.push_str(&more),
+                    Err(e) => {
+                        print!("{out}");
+                        eprintln!("zaloflow: rules check --against: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            (out, ok, note)
+        }
+        RulesCommand::Schema => (
+            zaloflow::rules::schema::to_pretty_string(),
+            true,
+            String::new(),
+        ),
+    };
+    print!("{out}");
+    if !note.is_empty() {
+        eprintln!("{note}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

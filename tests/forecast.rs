@@ -326,7 +326,10 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
     assert_eq!(cam_on["current"]["sends"], 0);
     assert_eq!(cam_on["draft"]["sends"], 5);
     assert_eq!(cam_on["actual"]["sends"], 0);
-    assert_eq!(v["total"]["current"]["sends"], v["total"]["actual"]["sends"], "{v}");
+    assert_eq!(
+        v["total"]["current"]["sends"], v["total"]["actual"]["sends"],
+        "{v}"
+    );
     assert!(!v["cannot_know"].as_array().unwrap().is_empty());
 
     // A broken draft: its problems, with line:col.
@@ -339,7 +342,10 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
         .unwrap();
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["ok"], false);
-    assert!(v["problems"][0].as_str().unwrap().contains("t.yaml:9:11"), "{v}");
+    assert!(
+        v["problems"][0].as_str().unwrap().contains("t.yaml:9:11"),
+        "{v}"
+    );
 
     // The page: the form, then a forecast of what it holds; what staff typed is escaped.
     let page = format!("{}/admin/forecast.html", s.app.base);
@@ -375,7 +381,11 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("Forecast of the last 28 days"), "{text}");
     s.stop().await;
 }

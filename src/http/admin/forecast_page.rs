@@ -95,8 +95,9 @@ pub async fn run(
 
 fn refused(st: &AppState) -> Response {
     let title = esc(&tr(st.config.lang, "forecast.page.title"));
+    let text = esc(&tr(st.config.lang, "forecast.page.sign_in"));
     let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>Open /admin/report.html?token=… once to sign in.</p></body></html>"
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
     );
     (StatusCode::UNAUTHORIZED, Html(body)).into_response()
 }
@@ -146,8 +147,17 @@ fn result(out: &mut String, st: &AppState, v: &ForecastView) {
         );
         return;
     }
-    let _ = write!(out, "<p><b>{}</b></p>", esc(&v.summary).replace('\n', "<br>"));
-    let _ = write!(out, "<h2>{}</h2>{}", t("forecast.page.chart"), chart(&v.days));
+    let _ = write!(
+        out,
+        "<p><b>{}</b></p>",
+        esc(&v.summary).replace('\n', "<br>")
+    );
+    let _ = write!(
+        out,
+        "<h2>{}</h2>{}",
+        t("forecast.page.chart"),
+        chart(&v.days)
+    );
     let heads = format!(
         "<tr><th>{{}}</th><th>{} ({})</th><th>{} ({})</th><th>{}</th><th>{}</th><th>{}</th><th>{} ({})</th><th>{} ({})</th></tr>",
         t("forecast.col.sends"), t("forecast.col.current"),
