@@ -236,6 +236,39 @@ async fn a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and
     let short = forecast::text::short(&f, TZ, zaloflow::i18n::Lang::Vi);
     assert!(short.contains("cam_on: +5"), "{short}");
 
+    // A re-activation that sends twice: its past outcomes (a customer came back after it) give
+    // the expected returns of the extra sends as a range, never a point.
+    let twice = RULES.replace(
+        "      - send: Lâu rồi không thấy bạn, shop có hàng mới!\n",
+        "      - send: Lâu rồi không thấy bạn, shop có hàng mới!\n      - send: Ghé shop nhé!\n",
+    );
+    let g = forecast::replay_window(
+        &s.store,
+        rules_of(RULES),
+        rules_of(&twice),
+        window,
+        &settings(&s),
+        None,
+    )
+    .await
+    .unwrap();
+    let e = g
+        .outlook
+        .iter()
+        .find(|e| e.rule == "nhac_lai")
+        .unwrap_or_else(|| panic!("{:?}", g.outlook));
+    assert_eq!((e.extra_sends, e.past_sends), (4, 4), "{e:?}");
+    assert!(e.past_returns >= 1, "{e:?}");
+    assert!(e.returns.0 < e.returns.1 && e.returns.1 <= 4, "{e:?}");
+    let text = forecast::text::report(&g, TZ, zaloflow::i18n::Lang::En);
+    assert!(
+        text.contains(&format!(
+            "nhac_lai: +4 extra sends → {}–{} replies",
+            e.replies.0, e.replies.1
+        )),
+        "{text}"
+    );
+
     // The coming week from the contacts as they are: the new stage messages the three
     // customers as their silence reaches six days, at a promotion's price each.
     let before = dump(kind, s.db.url()).await;
