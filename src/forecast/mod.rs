@@ -199,8 +199,8 @@ pub struct Forecast {
 /// Progress of a run, for whoever shows it (the command prints it to stderr).
 pub type Progress = Arc<dyn Fn(&str, u64) + Send + Sync>;
 
-/// Replays `window` against `current` and `draft` (one after the other, each in its own
-/// scratch copy) and returns both tallies beside what the live outbox did.
+/// Replays `window` against `current` and `draft` (side by side, each in its own scratch
+/// copy) and returns both tallies beside what the live outbox did.
 pub async fn replay_window(
     live: &DynStore,
     current: Arc<RuleSet>,
@@ -209,8 +209,15 @@ pub async fn replay_window(
     settings: &Settings,
     progress: Option<Progress>,
 ) -> anyhow::Result<Forecast> {
-    let cur = replay::run(live, current, window, settings, "current", progress.clone()).await?;
-    let new = replay::run(live, draft, window, settings, "draft", progress).await?;
+    // The two runs side by side: each has its own scratch copy and reads the live store on
+    // its own (a page at a time).
+    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
+        tokio::spawn(
+            async move { replay::run(&live, rules, window, &settings, label, progress).await },
+        )
+    };
+    let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
     let actual = tally::from_live(live, window, settings.tz, settings.page).await?;
     let template_quota = live.daily_quota().await?;
     let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
@@ -228,6 +235,15 @@ pub async fn replay_window(
     })
 }
 
+/// Waits for both runs (on the runtime's threads side by side).
+async fn both(
+    a: tokio::task::JoinHandle<anyhow::Result<replay::Run>>,
+    b: tokio::task::JoinHandle<anyhow::Result<replay::Run>>,
+) -> anyhow::Result<(replay::Run, replay::Run)> {
+    let (a, b) = tokio::join!(a, b);
+    Ok((a??, b??))
+}
+
 /// Projects the coming `ahead` ms from `now`: the contacts as they are, the scheduler alone.
 pub async fn project_ahead(
     live: &DynStore,
@@ -242,8 +258,13 @@ pub async fn project_ahead(
         from: now,
         to: now + ahead,
     };
-    let cur = replay::ahead(live, current, window, settings, "current", progress.clone()).await?;
-    let new = replay::ahead(live, draft, window, settings, "draft", progress).await?;
+    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
+        tokio::spawn(async move {
+            replay::ahead(&live, rules, window, &settings, label, progress).await
+        })
+    };
+    let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
     let template_quota = live.daily_quota().await?;
     let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
     Ok(Forecast {
