@@ -133,6 +133,7 @@ async fn main() {
         cost: Default::default(),
         scratch_dir: None,
         page: 2000,
+        keep_sends: false,
     };
     let progress: forecast::Progress = Arc::new(|run: &str, n: u64| {
         eprintln!("  {run}: {n} events, peak {:.0} MiB", peak_mib());

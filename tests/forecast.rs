@@ -121,6 +121,7 @@ async fn run_week(s: &mut Shop, from: i64) {
 fn settings(s: &Shop) -> Settings {
     let mut st = Settings::from_config(&s.config);
     st.every_ms = HOUR;
+    st.keep_sends = true;
     st
 }
 

@@ -56,6 +56,8 @@ pub struct Settings {
     pub scratch_dir: Option<PathBuf>,
     /// Live rows read per page.
     pub page: i64,
+    /// Keep each send for exact comparisons (tests; memory grows with the sends).
+    pub keep_sends: bool,
 }
 
 impl Settings {
@@ -71,6 +73,7 @@ impl Settings {
             cost: config.cost,
             scratch_dir: None,
             page: 2000,
+            keep_sends: false,
         }
     }
 }
@@ -218,7 +221,14 @@ pub async fn replay_window(
         )
     };
     let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
-    let actual = tally::from_live(live, window, settings.tz, settings.page).await?;
+    let actual = tally::from_live(
+        live,
+        window,
+        settings.tz,
+        settings.page,
+        settings.keep_sends,
+    )
+    .await?;
     let template_quota = live.daily_quota().await?;
     let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
     Ok(Forecast {

@@ -74,7 +74,9 @@ impl Rig {
             clock,
             processor,
             ctx,
-            tally: Tally::new(settings.tz).within(window),
+            tally: Tally::new(settings.tz)
+                .within(window)
+                .keeping_sends(settings.keep_sends),
         })
     }
 

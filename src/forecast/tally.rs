@@ -77,9 +77,12 @@ pub struct Tally {
     #[serde(skip)]
     bounds: Option<(NaiveDate, NaiveDate)>,
     pub days: BTreeMap<NaiveDate, BTreeMap<String, Counts>>,
-    /// Each send, for exact comparisons: (rule, user, channel, text or template, day).
+    /// Each send, for exact comparisons: (rule, user, channel, text or template, day); kept
+    /// only when asked (`keeping_sends`: it grows with the sends).
     #[serde(skip)]
     pub sends: Vec<SendKey>,
+    #[serde(skip)]
+    keep_sends: bool,
 }
 
 /// One send, as a comparison of two runs sees it.
@@ -99,7 +102,14 @@ impl Tally {
             bounds: None,
             days: BTreeMap::new(),
             sends: Vec::new(),
+            keep_sends: false,
         }
+    }
+
+    /// Each send is kept too (tests compare runs send for send).
+    pub fn keeping_sends(mut self, keep: bool) -> Tally {
+        self.keep_sends = keep;
+        self
     }
 
     /// Counts are shown within `window`'s days.
@@ -171,7 +181,7 @@ impl Tally {
                     }
                 }
                 c.vnd += j.cost_vnd.unwrap_or(0);
-                if channel != "zalo_tag" {
+                if channel != "zalo_tag" && self.keep_sends {
                     self.sends.push(SendKey {
                         rule,
                         user: j.user_id.clone(),
@@ -304,8 +314,9 @@ pub async fn from_live(
     window: Window,
     tz: chrono_tz::Tz,
     page: i64,
+    keep_sends: bool,
 ) -> anyhow::Result<Tally> {
-    let mut t = Tally::new(tz).within(window);
+    let mut t = Tally::new(tz).within(window).keeping_sends(keep_sends);
     add_outbox(&mut t, live, window.from, window.to, page).await?;
     let hours = (
         window.from.div_euclid(3_600_000),
