@@ -395,6 +395,18 @@ def scheduler(a):
                 backend, v < 2, len(rs), "checked")
 
 
+def forecast(a):
+    # One run: a replay of 1,000,000 stored events (two rule sets) takes a while.
+    env = {"FORECAST_EVENTS": "100000"} if a.quick else {}
+    out = run([bench_bin("forecast")], env, timeout=3600)
+    r = results(out)[0]
+    n = int(r["events"])
+    v = float(r["seconds"])
+    add("forecast_sqlite", f"forecast of {n:,} stored events (current and draft replayed)",
+        "< 60 s", v, "s", "sqlite", v < 60, 1,
+        f"peak memory {r['peak_mib']} MiB, {r['events_per_s']} events/s over both runs")
+
+
 def startup(a):
     rdir = tempfile.mkdtemp(prefix="zf-rules-")
     run([sys.executable, os.path.join(ROOT, "benches", "gen_rules.py"), rdir, "1000"])
@@ -502,7 +514,8 @@ def main():
         steps = [("webhooks", lambda: webhooks(a, reqfile)), ("issue2", lambda: issue2(a, reqfile)),
                  ("rate", lambda: rate(a, reqfile)),
                  ("e2e", lambda: e2e(a)), ("rules", lambda: rules(a)), ("outbox", lambda: outbox(a)),
-                 ("scheduler", lambda: scheduler(a)), ("startup", lambda: startup(a)),
+                 ("scheduler", lambda: scheduler(a)), ("forecast", lambda: forecast(a)),
+                 ("startup", lambda: startup(a)),
                  ("scaleout", lambda: scaleout(a, reqfile))]
         for name, f in steps:
             if want(name):

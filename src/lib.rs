@@ -10,6 +10,7 @@ pub mod contacts;
 pub mod demo;
 pub mod engine;
 pub mod fakes;
+pub mod forecast;
 pub mod handoff;
 pub mod http;
 pub mod i18n;

@@ -67,6 +67,30 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// What-if: replay the stored events of a past window (default: the last 28 days) against
+    /// draft rules and the running ones, or project the coming days (--ahead 14d); prints
+    /// fires, sends, skips, handoffs, template quota and cost per rule and day. Nothing is sent
+    /// and the database is only read.
+    Forecast {
+        /// The draft rules folder.
+        #[arg(long)]
+        rules: std::path::PathBuf,
+        /// From this date (2027-03-01, OA time zone) or RFC 3339 instant.
+        #[arg(long)]
+        from: Option<String>,
+        /// To this date (inclusive) or instant.
+        #[arg(long)]
+        to: Option<String>,
+        /// The coming days instead of a past window (e.g. 14d).
+        #[arg(long)]
+        ahead: Option<String>,
+        /// The scheduler's cadence in the replay (default 10m).
+        #[arg(long)]
+        every: Option<String>,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Dry run: which rules match an event and what they would do; no side effects.
     Simulate {
         /// A Zalo webhook body, or {"event"|"trigger": …, "contact": …} (see rules/README.md).
@@ -96,6 +120,10 @@ enum RulesCommand {
         /// in the database of DATABASE_URL (changes nothing).
         #[arg(long)]
         against: bool,
+        /// Also replay the last 28 days with these rules beside the running ones
+        /// (ZALOFLOW_RULES) and print the short forecast (changes nothing).
+        #[arg(long)]
+        forecast: bool,
     },
     /// Print the JSON Schema of rule files (for editor completion).
     Schema,
@@ -117,59 +145,7 @@ fn main() -> ExitCode {
     zaloflow::telemetry::init_logging(cli.log_json || config.log_json);
     // Rule commands need no runtime or database.
     match &cli.command {
-        Command::Rules { command } => {
-            let (out, ok, note) = match command {
-                RulesCommand::Check {
-                    rules,
-                    deny_warnings,
-                    against,
-                } => {
-                    let dir = rules.as_deref().unwrap_or(&config.rules_dir);
-                    let (mut out, ok, note) = zaloflow::rules::check_command_with(
-                        dir,
-                        *deny_warnings,
-                        &zaloflow::rule_load_options(&config),
-                        config
-                            .deployment_found
-                            .then(|| config.configured_channels())
-                            .as_ref(),
-                    );
-                    if *against && ok {
-                        let rt = tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                            .expect("tokio runtime");
-                        match rt.block_on(zaloflow::scheduler::check_against(
-                            dir,
-                            config.database_url.expose(),
-                            config.lang,
-                        )) {
-                            Ok((more, _)) => out.push_str(&more),
-                            Err(e) => {
-                                print!("{out}");
-                                eprintln!("zaloflow: rules check --against: {e:#}");
-                                return ExitCode::FAILURE;
-                            }
-                        }
-                    }
-                    (out, ok, note)
-                }
-                RulesCommand::Schema => (
-                    zaloflow::rules::schema::to_pretty_string(),
-                    true,
-                    String::new(),
-                ),
-            };
-            print!("{out}");
-            if !note.is_empty() {
-                eprintln!("{note}");
-            }
-            return if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            };
-        }
+        Command::Rules { command } => return rules_command(&config, command),
         Command::Simulate { event, at, rules } => {
             let (out, code) = zaloflow::engine::simulate::command(
                 event,
@@ -233,6 +209,31 @@ fn main() -> ExitCode {
                 print!("{out}");
                 Ok(())
             }
+            Command::Forecast {
+                rules,
+                from,
+                to,
+                ahead,
+                every,
+                json,
+            } => {
+                let req = zaloflow::forecast::Request {
+                    draft: rules,
+                    from,
+                    to,
+                    ahead,
+                    every,
+                    json,
+                };
+                let (out, code) = zaloflow::forecast::command(&config, &req).await;
+                print!("{out}");
+                if code != 0 {
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                    std::process::exit(code);
+                }
+                Ok(())
+            }
             Command::Rules { .. } | Command::Simulate { .. } => Ok(()), // handled above
         }
     });
@@ -243,5 +244,75 @@ fn main() -> ExitCode {
             eprintln!("zaloflow: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `zaloflow rules …`: checks (with `--against` and `--forecast`) and the schema.
+fn rules_command(config: &zaloflow::config::Config, command: &RulesCommand) -> ExitCode {
+    let (out, ok, note) = match command {
+        RulesCommand::Check {
+            rules,
+            deny_warnings,
+            against,
+            forecast,
+        } => {
+            let dir = rules.as_deref().unwrap_or(&config.rules_dir);
+            let (mut out, ok, note) = zaloflow::rules::check_command_with(
+                dir,
+                *deny_warnings,
+                &zaloflow::rule_load_options(config),
+                config
+                    .deployment_found
+                    .then(|| config.configured_channels())
+                    .as_ref(),
+            );
+            if *forecast && ok {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                match rt.block_on(zaloflow::forecast::short_command(config, dir)) {
+                    Ok(more) => out.push_str(&more),
+                    Err(e) => {
+                        print!("{out}");
+                        eprintln!("zaloflow: rules check --forecast: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            if *against && ok {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                match rt.block_on(zaloflow::scheduler::check_against(
+                    dir,
+                    config.database_url.expose(),
+                    config.lang,
+                )) {
+                    Ok((more, _)) => out.push_str(&more),
+                    Err(e) => {
+                        print!("{out}");
+                        eprintln!("zaloflow: rules check --against: {e:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            (out, ok, note)
+        }
+        RulesCommand::Schema => (
+            zaloflow::rules::schema::to_pretty_string(),
+            true,
+            String::new(),
+        ),
+    };
+    print!("{out}");
+    if !note.is_empty() {
+        eprintln!("{note}");
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod lists;
 pub mod oa;
 pub mod postgres;
+pub mod replay;
 pub mod report;
 mod rows;
 pub mod spend;
@@ -37,6 +38,7 @@ pub use inbox::Inbox;
 pub use jobs::Jobs;
 pub use lists::Lists;
 pub use oa::Oa;
+pub use replay::{FireCount, Replay};
 pub use rows::*;
 pub use spend::{BatchHistory, NotSentRow, Spend, SpendRow};
 pub use templates::Templates;
@@ -45,8 +47,8 @@ pub use templates::Templates;
 /// in scope (`use zaloflow_store::prelude::*`).
 pub mod prelude {
     pub use crate::{
-        Agents, Campaigns, Contacts, Handoffs, Inbox, Jobs, Lists, Oa, ProfileSync, Spend, Store,
-        Templates,
+        Agents, Campaigns, Contacts, Handoffs, Inbox, Jobs, Lists, Oa, ProfileSync, Replay, Spend,
+        Store, Templates,
     };
 }
 
@@ -660,6 +662,7 @@ pub struct FieldUpdate {
 pub trait Store:
     Agents
     + Spend
+    + Replay
     + Templates
     + Inbox
     + Jobs

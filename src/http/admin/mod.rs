@@ -41,6 +41,8 @@ pub mod agents;
 pub mod campaigns;
 pub mod contacts;
 pub mod contacts_sync;
+pub mod forecast;
+pub mod forecast_page;
 pub mod handoffs;
 pub mod lists;
 pub mod outbox;
@@ -211,6 +213,7 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::list))
         .routes(routes!(rules::check))
         .routes(routes!(rules::reload))
+        .routes(routes!(forecast::forecast))
         .routes(routes!(handoffs::list))
         .routes(routes!(handoffs::show))
         .routes(routes!(handoffs::claim))
@@ -234,6 +237,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(OPENAPI_PATH, get(openapi_json))
         // The page signs in by cookie as well as by bearer token (it checks access itself).
         .route(report_page::PAGE_PATH, get(report_page::report_page))
+        .route(
+            forecast_page::PAGE_PATH,
+            get(forecast_page::page).post(forecast_page::run),
+        )
 }
 
 /// The whole OpenAPI document of the admin API.

@@ -1,0 +1,397 @@
+//! What-if (issue 28): replays the stored events of a past window, and the scheduler's passes
+//! over it, against draft rules and, side by side, the running ones — in a scratch SQLite copy
+//! of its own, through the real engine, inbox processor, scheduler and sender (whose channels
+//! send nothing). Nothing is sent and the live database is only read, page by page. The
+//! forward projection (`ahead`) starts the scratch from the contacts as they are now and runs
+//! the scheduler alone over the coming days.
+//!
+//! - [`scratch`]: the isolated copy and what it is seeded with;
+//! - [`replay`]: one rule set's run over a window;
+//! - [`tally`]: what a run did, per day and rule;
+//! - [`text`]: the report staff read (`zaloflow forecast`, `rules check --forecast`);
+//! - [`outlook`]: expected replies and returns, with intervals, from past outcomes.
+
+pub mod draft;
+pub mod dry;
+pub mod outlook;
+pub mod replay;
+pub mod scratch;
+pub mod tally;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use chrono::TimeZone;
+use serde::Serialize;
+
+use crate::channels::configured::Configured;
+use crate::config::Config;
+use crate::i18n::Lang;
+use crate::rules::model::{DAY, MINUTE};
+use crate::rules::{load_dir, LoadOptions, RuleSet};
+use crate::store::DynStore;
+
+pub use tally::{Counts, Tally};
+
+/// The finest cadence a forecast takes (a pass a minute, as `serve` by default).
+pub const MIN_EVERY: i64 = MINUTE;
+
+/// What a forecast needs of the deployment's settings (built from `Config` by the command).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tz: chrono_tz::Tz,
+    pub lang: Lang,
+    /// The scheduler's cadence in the replay (default 10 minutes: within the grace a missed
+    /// schedule occurrence keeps, so no occurrence is lost).
+    pub every_ms: i64,
+    pub handoff_policy: crate::handoff::HandoffPolicy,
+    pub handoffs: crate::handoff::HandoffConfig,
+    pub promotion_hours: (u32, u32),
+    /// The deployment's channels: a send through one it lacks is skipped, as live.
+    pub channels: Configured,
+    pub cost: zaloflow_core::cost::CostPolicy,
+    /// Where the scratch database goes (default: the system's temporary folder).
+    pub scratch_dir: Option<PathBuf>,
+    /// Live rows read per page.
+    pub page: i64,
+    /// Keep each send for exact comparisons (tests; memory grows with the sends).
+    pub keep_sends: bool,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            tz: config.tz,
+            lang: config.lang,
+            every_ms: 10 * MINUTE,
+            handoff_policy: config.handoff_policy(),
+            handoffs: config.handoffs.clone(),
+            promotion_hours: config.promotion_hours,
+            channels: config.configured_channels(),
+            cost: config.cost,
+            scratch_dir: None,
+            page: 2000,
+            keep_sends: false,
+        }
+    }
+}
+
+/// The instants a forecast covers, `[from, to)` (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub from: i64,
+    pub to: i64,
+}
+
+impl Window {
+    /// The last `days` whole local days before `now`'s day.
+    pub fn last_days(now: i64, days: i64, tz: chrono_tz::Tz) -> Window {
+        let today = day_start(now, tz);
+        Window {
+            from: today - days * DAY,
+            to: today,
+        }
+    }
+
+    /// From `--from`/`--to` (dates in the OA time zone, `--to` inclusive, or RFC 3339 instants).
+    pub fn parse(
+        from: Option<&str>,
+        to: Option<&str>,
+        now: i64,
+        tz: chrono_tz::Tz,
+    ) -> anyhow::Result<Window> {
+        let default = Window::last_days(now, 28, tz);
+        let from = match from {
+            Some(s) => parse_instant(s, tz, false)?,
+            None => default.from,
+        };
+        let to = match to {
+            Some(s) => parse_instant(s, tz, true)?,
+            None => default.to.max(from + DAY),
+        };
+        if to <= from {
+            bail!("--to must come after --from");
+        }
+        Ok(Window { from, to })
+    }
+}
+
+/// A date (`2027-03-01`, the start of that local day; with `end`, the start of the next) or
+/// an RFC 3339 instant.
+pub fn parse_instant(s: &str, tz: chrono_tz::Tz, end: bool) -> anyhow::Result<i64> {
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+        let t = tz
+            .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+            .earliest()
+            .ok_or_else(|| anyhow!("{s} has no midnight in {tz}"))?;
+        return Ok(t.timestamp_millis());
+    }
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|d| d.timestamp_millis())
+        .with_context(|| format!("{s:?} is neither a date (2027-03-01) nor an RFC 3339 time"))
+}
+
+/// A duration like `14d`, `36h`, `10m`.
+pub fn parse_span(s: &str) -> anyhow::Result<i64> {
+    let s = s.trim();
+    let (n, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = n
+        .parse()
+        .map_err(|_| anyhow!("{s:?} is not a duration (14d, 36h, 10m)"))?;
+    let ms = match unit {
+        "d" => n * DAY,
+        "h" => n * 3_600_000,
+        "m" => n * MINUTE,
+        _ => bail!("{s:?} is not a duration (14d, 36h, 10m)"),
+    };
+    if ms <= 0 {
+        bail!("{s:?} must be more than nothing");
+    }
+    Ok(ms)
+}
+
+/// The start of `at`'s local day.
+pub fn day_start(at: i64, tz: chrono_tz::Tz) -> i64 {
+    let d = tz
+        .timestamp_millis_opt(at)
+        .single()
+        .map(|t| t.date_naive())
+        .unwrap_or_default();
+    tz.from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+        .earliest()
+        .map(|t| t.timestamp_millis())
+        .unwrap_or(at)
+}
+
+/// Loads a rules folder as the service would, or the problems with `path:line:col`.
+pub fn load_rules(dir: &Path, opts: &LoadOptions) -> Result<RuleSet, String> {
+    load_dir(dir, opts).map_err(|diags| {
+        diags
+            .iter()
+            .map(|d| format!("{d}\n"))
+            .collect::<Vec<_>>()
+            .concat()
+    })
+}
+
+/// A whole forecast: the running rules' run, the draft's, and what the live outbox did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Forecast {
+    pub window: Window,
+    /// `replay` (a past window) or `ahead` (the coming days).
+    pub mode: &'static str,
+    pub current: Tally,
+    pub draft: Tally,
+    /// What the live outbox recorded over the window (replays only).
+    pub actual: Option<Tally>,
+    /// Events replayed.
+    pub events: u64,
+    /// Contacts the scratch started with.
+    pub contacts: u64,
+    /// The OA's daily template quota, when Zalo told it.
+    pub template_quota: Option<i64>,
+    /// Expected replies and returns of the draft's extra sends, where outcomes exist.
+    pub outlook: Vec<outlook::Expectation>,
+    /// The scheduler's cadence in the run (ms).
+    pub every_ms: i64,
+}
+
+/// Progress of a run, for whoever shows it (the command prints it to stderr).
+pub type Progress = Arc<dyn Fn(&str, u64) + Send + Sync>;
+
+/// Replays `window` against `current` and `draft` (side by side, each in its own scratch
+/// copy) and returns both tallies beside what the live outbox did.
+pub async fn replay_window(
+    live: &DynStore,
+    current: Arc<RuleSet>,
+    draft: Arc<RuleSet>,
+    window: Window,
+    settings: &Settings,
+    progress: Option<Progress>,
+) -> anyhow::Result<Forecast> {
+    // The two runs side by side: each has its own scratch copy and reads the live store on
+    // its own (a page at a time).
+    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
+        tokio::spawn(
+            async move { replay::run(&live, rules, window, &settings, label, progress).await },
+        )
+    };
+    let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
+    let actual = tally::from_live(
+        live,
+        window,
+        settings.tz,
+        settings.page,
+        settings.keep_sends,
+    )
+    .await?;
+    let template_quota = live.daily_quota().await?;
+    let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
+    Ok(Forecast {
+        window,
+        mode: "replay",
+        current: cur.tally,
+        draft: new.tally,
+        actual: Some(actual),
+        events: new.events,
+        contacts: new.contacts,
+        template_quota,
+        outlook,
+        every_ms: settings.every_ms,
+    })
+}
+
+/// Waits for both runs (on the runtime's threads side by side).
+async fn both(
+    a: tokio::task::JoinHandle<anyhow::Result<replay::Run>>,
+    b: tokio::task::JoinHandle<anyhow::Result<replay::Run>>,
+) -> anyhow::Result<(replay::Run, replay::Run)> {
+    let (a, b) = tokio::join!(a, b);
+    Ok((a??, b??))
+}
+
+/// Projects the coming `ahead` ms from `now`: the contacts as they are, the scheduler alone.
+pub async fn project_ahead(
+    live: &DynStore,
+    current: Arc<RuleSet>,
+    draft: Arc<RuleSet>,
+    now: i64,
+    ahead: i64,
+    settings: &Settings,
+    progress: Option<Progress>,
+) -> anyhow::Result<Forecast> {
+    let window = Window {
+        from: now,
+        to: now + ahead,
+    };
+    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
+        tokio::spawn(async move {
+            replay::ahead(&live, rules, window, &settings, label, progress).await
+        })
+    };
+    let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
+    let template_quota = live.daily_quota().await?;
+    let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
+    Ok(Forecast {
+        window,
+        mode: "ahead",
+        current: cur.tally,
+        draft: new.tally,
+        actual: None,
+        events: 0,
+        contacts: new.contacts,
+        template_quota,
+        outlook,
+        every_ms: settings.every_ms,
+    })
+}
+
+/// What `zaloflow forecast` was asked.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub draft: PathBuf,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `--ahead 14d`: the coming days instead of a past window.
+    pub ahead: Option<String>,
+    /// `--every 10m`: the scheduler's cadence in the replay.
+    pub every: Option<String>,
+    /// `--json`
+    pub json: bool,
+}
+
+/// `zaloflow forecast`: the report, or why there is none. Exit code 0 on a report, 1 when
+/// the draft does not load (its problems with `path:line:col`), 2 on a bad request.
+pub async fn command(config: &Config, req: &Request) -> (String, i32) {
+    let opts = crate::rule_load_options(config);
+    let draft = match load_rules(&req.draft, &opts) {
+        Ok(r) => Arc::new(r),
+        Err(problems) => {
+            let head = crate::i18n::tr(config.lang, "forecast.refused");
+            return (format!("{head}\n{problems}"), 1);
+        }
+    };
+    match run_command(config, req, draft).await {
+        Ok(s) => (s, 0),
+        Err(e) => (format!("zaloflow forecast: {e:#}\n"), 2),
+    }
+}
+
+async fn run_command(
+    config: &Config,
+    req: &Request,
+    draft: Arc<RuleSet>,
+) -> anyhow::Result<String> {
+    let opts = crate::rule_load_options(config);
+    let current = match load_rules(&config.rules_dir, &opts) {
+        Ok(r) => Arc::new(r),
+        Err(problems) => bail!(
+            "the running rules ({}) do not load:\n{problems}",
+            config.rules_dir.display()
+        ),
+    };
+    let mut settings = Settings::from_config(config);
+    if let Some(e) = &req.every {
+        settings.every_ms = parse_span(e)?.max(MIN_EVERY);
+    }
+    // Opened, not migrated: a forecast writes nothing to the live database.
+    let live = crate::store::open(config.database_url.expose()).await?;
+    let lang = config.lang;
+    let progress: Progress = Arc::new(move |run: &str, events: u64| {
+        eprintln!(
+            "{}",
+            text::words(
+                lang,
+                "forecast.progress",
+                &[("run", run.to_string()), ("events", events.to_string())]
+            )
+        );
+    });
+    let now = crate::clock::system_now();
+    let f = match &req.ahead {
+        Some(a) => {
+            let ahead = parse_span(a)?;
+            project_ahead(&live, current, draft, now, ahead, &settings, Some(progress)).await?
+        }
+        None => {
+            let window = Window::parse(req.from.as_deref(), req.to.as_deref(), now, config.tz)?;
+            replay_window(&live, current, draft, window, &settings, Some(progress)).await?
+        }
+    };
+    if req.json {
+        return Ok(serde_json::to_string_pretty(&f)? + "\n");
+    }
+    Ok(text::report(&f, config.tz, config.lang))
+}
+
+/// `rules check --forecast`: the short form of the last 28 days replayed with the rules of
+/// `dir` beside the running ones (`ZALOFLOW_RULES`).
+pub async fn short_command(config: &Config, dir: &Path) -> anyhow::Result<String> {
+    let opts = crate::rule_load_options(config);
+    let draft = load_rules(dir, &opts).map_err(|p| anyhow!("{p}"))?;
+    let current = load_rules(&config.rules_dir, &opts).map_err(|p| {
+        anyhow!(
+            "the running rules ({}) do not load:\n{p}",
+            config.rules_dir.display()
+        )
+    })?;
+    let settings = Settings::from_config(config);
+    let live = crate::store::open(config.database_url.expose()).await?;
+    let now = crate::clock::system_now();
+    let window = Window::last_days(now, 28, config.tz);
+    let f = replay_window(
+        &live,
+        Arc::new(current),
+        Arc::new(draft),
+        window,
+        &settings,
+        None,
+    )
+    .await?;
+    Ok(text::short(&f, config.tz, config.lang))
+}

@@ -1,0 +1,240 @@
+//! One rule set's run over a window, in a scratch copy: the live events of the window fed in
+//! order to the real inbox processor, the scheduler's passes at its cadence on a moved clock,
+//! each pass delivering what is due through channels that send nothing (`dry`). The live
+//! store is read a page at a time: memory does not grow with the number of events.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::engine::Engine;
+use crate::inbox::Processor;
+use crate::outbox::{cost::CostGuard, Sender, SenderOptions};
+use crate::rules::RuleSet;
+use crate::scheduler::{self, TickContext, TickOptions};
+use crate::store::{DynStore, InboxEvent, NewInboxEvent};
+
+use super::dry::DryChannel;
+use super::scratch::{Scratch, Seed};
+use super::tally::{self, Tally};
+use super::{day_start, Progress, Settings, Window};
+
+/// What a run did.
+pub struct Run {
+    pub tally: Tally,
+    pub events: u64,
+    pub contacts: u64,
+}
+
+/// The parts of a run: the scratch, its engine, processor and tick context, on one clock.
+struct Rig {
+    scratch: Scratch,
+    clock: Clock,
+    processor: Processor,
+    ctx: TickContext,
+    tally: Tally,
+}
+
+impl Rig {
+    async fn new(rules: Arc<RuleSet>, settings: &Settings, window: Window) -> anyhow::Result<Rig> {
+        let scratch = Scratch::create(settings.scratch_dir.as_deref()).await?;
+        let store = scratch.store.clone();
+        let clock = Clock::fixed(window.from);
+        let engine = Arc::new(
+            Engine::with_rule_set(rules, settings.tz)
+                .with_handoff_policy(settings.handoff_policy.clone())
+                .with_promotion_hours(settings.promotion_hours)
+                .with_channels(settings.channels.clone()),
+        );
+        let processor = Processor::new(
+            store.clone(),
+            engine.clone(),
+            clock.clone(),
+            "forecast/inbox".into(),
+        );
+        let sender = Sender::new(
+            store.clone(),
+            Arc::new(DryChannel::new(settings.channels.clone())),
+            "forecast/outbox",
+        )
+        .with_clock(clock.clone())
+        .with_options(SenderOptions {
+            cost: CostGuard::new(settings.cost, settings.tz, settings.promotion_hours),
+            ..SenderOptions::default()
+        });
+        let mut ctx = TickContext::new(store, engine, "forecast/tick")
+            .with_sender(sender)
+            .with_escalation(settings.handoffs.clone(), settings.handoff_policy.clone())
+            .with_options(TickOptions {
+                lease_wait: std::time::Duration::ZERO,
+                ..TickOptions::default()
+            });
+        ctx.clock = clock.clone();
+        Ok(Rig {
+            scratch,
+            clock,
+            processor,
+            ctx,
+            tally: Tally::new(settings.tz)
+                .within(window)
+                .keeping_sends(settings.keep_sends),
+        })
+    }
+
+    /// One scheduler pass at `at` (deciding, then delivering what is due).
+    async fn tick(&mut self, at: i64) -> anyhow::Result<()> {
+        self.clock.set(at);
+        let r = scheduler::tick(&self.ctx, at).await?;
+        anyhow::ensure!(r.ran, "the scratch copy's tick did not run");
+        Ok(())
+    }
+
+    /// Feeds `events` (in id order) to the scratch inbox and processes them as of the latest.
+    async fn feed(&mut self, events: &[InboxEvent]) -> anyhow::Result<()> {
+        let Some(latest) = events.iter().map(|e| e.received_at).max() else {
+            return Ok(());
+        };
+        let rows: Vec<NewInboxEvent> = events
+            .iter()
+            .map(|e| NewInboxEvent {
+                dedupe_key: e.dedupe_key.clone(),
+                event_name: e.event_name.clone(),
+                user_id: e.user_id.clone(),
+                priority: 0,
+                body: e.body.clone(),
+                event_ts: e.event_ts,
+                received_at: e.received_at,
+            })
+            .collect();
+        self.scratch.store.insert_inbox(&rows).await?;
+        self.clock.set(latest);
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.processor.drain(&stop).await?;
+        Ok(())
+    }
+
+    /// The tally of everything the run recorded in its scratch outbox.
+    async fn finish(mut self, window: Window, settings: &Settings) -> anyhow::Result<Tally> {
+        tally::add_scratch(&mut self.tally, &self.scratch.store, window, settings.page).await?;
+        Ok(self.tally)
+    }
+}
+
+/// Replays `window`'s stored events and the scheduler's passes against `rules`.
+pub async fn run(
+    live: &DynStore,
+    rules: Arc<RuleSet>,
+    window: Window,
+    settings: &Settings,
+    label: &str,
+    progress: Option<Progress>,
+) -> anyhow::Result<Run> {
+    let mut rig = Rig::new(rules, settings, window).await?;
+    let contacts = rig
+        .scratch
+        .seed(
+            live,
+            Seed {
+                at: window.from,
+                as_now: false,
+                page: settings.page,
+            },
+        )
+        .await?;
+    let mut after = 0i64;
+    let mut pending: Vec<InboxEvent> = Vec::new();
+    let mut exhausted = false;
+    let mut events = 0u64;
+    let mut t = window.from;
+    let mut day = day_start(window.from, settings.tz);
+    while t < window.to {
+        let next = (t + settings.every_ms).min(window.to);
+        // The events received before this pass, page by page from the live store.
+        loop {
+            if pending.is_empty() {
+                if exhausted {
+                    break;
+                }
+                pending = live
+                    .inbox_window(after, window.from, window.to, settings.page)
+                    .await?;
+                exhausted = (pending.len() as i64) < settings.page;
+                match pending.last() {
+                    Some(last) => after = last.id,
+                    None => break,
+                }
+            }
+            // Ids and arrival times agree but for a few out of order: what arrived later
+            // waits for its pass.
+            let (now, later): (Vec<InboxEvent>, Vec<InboxEvent>) =
+                pending.drain(..).partition(|e| e.received_at < next);
+            pending = later;
+            if now.is_empty() {
+                break;
+            }
+            events += now.len() as u64;
+            rig.feed(&now).await?;
+            if !pending.is_empty() {
+                break;
+            }
+        }
+        let next_day = day_start(next, settings.tz);
+        rig.tick(next).await?;
+        if next_day != day {
+            day = next_day;
+            if let Some(p) = &progress {
+                p(label, events);
+            }
+        }
+        t = next;
+    }
+    let tally = rig.finish(window, settings).await?;
+    Ok(Run {
+        tally,
+        events,
+        contacts,
+    })
+}
+
+/// The coming `window` from the contacts as they are now: the scheduler's passes alone (no
+/// customer writes in a projection).
+pub async fn ahead(
+    live: &DynStore,
+    rules: Arc<RuleSet>,
+    window: Window,
+    settings: &Settings,
+    label: &str,
+    progress: Option<Progress>,
+) -> anyhow::Result<Run> {
+    let mut rig = Rig::new(rules, settings, window).await?;
+    let contacts = rig
+        .scratch
+        .seed(
+            live,
+            Seed {
+                at: window.from,
+                as_now: true,
+                page: settings.page,
+            },
+        )
+        .await?;
+    let mut t = window.from;
+    let mut day = day_start(window.from, settings.tz);
+    while t < window.to {
+        let next = (t + settings.every_ms).min(window.to);
+        let next_day = day_start(next, settings.tz);
+        rig.tick(next).await?;
+        if next_day != day {
+            day = next_day;
+            if let Some(p) = &progress {
+                p(label, 0);
+            }
+        }
+        t = next;
+    }
+    let tally = rig.finish(window, settings).await?;
+    Ok(Run {
+        tally,
+        events: 0,
+        contacts,
+    })
+}

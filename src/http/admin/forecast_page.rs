@@ -1,0 +1,258 @@
+//! `/admin/forecast.html` (issue 28): a page where staff paste an edited rule file, and see what
+//! it would have done over the last 28 days (or will do over the coming days) beside the
+//! running rules: a chart and a table per day, a table per rule, what the forecast could not
+//! know. Words from `locales/forecast.yml`, in the shop's language.
+//!
+//! It takes the admin bearer token, or the session cookie the report page sets (open
+//! `/admin/report.html?token=…` once). The form posts back to the page (the cookie is
+//! SameSite=Strict, so another site cannot post it).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::Form;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::forecast::{ForecastDraft, ForecastView, SideBySide};
+use crate::http::{esc, AppState};
+use crate::i18n::tr;
+use crate::report::spend::vnd;
+
+/// Where the page is served.
+pub const PAGE_PATH: &str = "/admin/forecast.html";
+/// The report page's session cookie (an HMAC of the admin token, `report_page.rs`).
+const REPORT_COOKIE: &str = "zf_report";
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PageForm {
+    /// The file's name in the rules folder (`greetings.yaml`).
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    yaml: String,
+    /// Empty: the last 28 days; else e.g. `14d`.
+    #[serde(default)]
+    ahead: String,
+}
+
+fn granted(st: &AppState, headers: &HeaderMap) -> bool {
+    let Some(token) = st.config.admin_token.as_ref() else {
+        return false;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if bearer.is_some_and(|b| bool::from(b.as_bytes().ct_eq(token.expose().as_bytes()))) {
+        return true;
+    }
+    let session = crate::http::board::session_value(token.expose());
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.split_once('='))
+        .any(|(k, v)| {
+            k.trim() == REPORT_COOKIE && bool::from(v.trim().as_bytes().ct_eq(session.as_bytes()))
+        })
+}
+
+/// `GET /admin/forecast.html`: the form.
+pub async fn page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if !granted(&st, &headers) {
+        return refused(&st);
+    }
+    Html(render(&st, &PageForm::default(), None)).into_response()
+}
+
+/// `POST /admin/forecast.html`: the form, and the forecast of what it holds.
+pub async fn run(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<PageForm>,
+) -> Response {
+    if !granted(&st, &headers) {
+        return refused(&st);
+    }
+    let req = ForecastDraft {
+        files: BTreeMap::from([(form.name.trim().to_string(), form.yaml.clone())]),
+        from: None,
+        to: None,
+        ahead: Some(form.ahead.trim().to_string()).filter(|a| !a.is_empty()),
+        every: None,
+    };
+    let view = match super::forecast::run(&st, req).await {
+        Ok(v) => v,
+        Err(e) => ForecastView::refused(vec![e.message.clone()]),
+    };
+    Html(render(&st, &form, Some(&view))).into_response()
+}
+
+fn refused(st: &AppState) -> Response {
+    let title = esc(&tr(st.config.lang, "forecast.page.title"));
+    let text = esc(&tr(st.config.lang, "forecast.page.sign_in"));
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head><body><h1>{title}</h1><p>{text}</p></body></html>"
+    );
+    (StatusCode::UNAUTHORIZED, Html(body)).into_response()
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}\
+table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}\
+td:first-child,th:first-child{text-align:left}textarea{width:100%;height:16rem;font-family:monospace}\
+.up{color:#b00}.down{color:#070}.problems{color:#b00;white-space:pre-wrap}";
+
+fn render(st: &AppState, form: &PageForm, view: Option<&ForecastView>) -> String {
+    let lang = st.config.lang;
+    let t = |k: &str| esc(&tr(lang, k));
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1><p>{}</p>",
+        lang.code(),
+        t("forecast.page.title"),
+        t("forecast.page.title"),
+        t("forecast.page.intro"),
+    );
+    let _ = write!(
+        out,
+        "<form method=\"post\"><label>{}<br><input name=\"name\" value=\"{}\" placeholder=\"greetings.yaml\" required></label><br><textarea name=\"yaml\" required>{}</textarea><br><label>--ahead <input name=\"ahead\" value=\"{}\" placeholder=\"14d\" size=\"5\"></label> <button>{}</button></form>",
+        t("forecast.page.files"),
+        esc(&form.name),
+        esc(&form.yaml),
+        esc(&form.ahead),
+        t("forecast.page.run"),
+    );
+    if let Some(v) = view {
+        result(&mut out, st, v);
+    }
+    out.push_str("</body></html>");
+    out
+}
+
+fn result(out: &mut String, st: &AppState, v: &ForecastView) {
+    let lang = st.config.lang;
+    let t = |k: &str| esc(&tr(lang, k));
+    if !v.ok {
+        let _ = write!(
+            out,
+            "<p class=\"problems\">{}\n{}</p>",
+            t("forecast.refused"),
+            esc(&v.problems.join("\n"))
+        );
+        return;
+    }
+    let _ = write!(
+        out,
+        "<p><b>{}</b></p>",
+        esc(&v.summary).replace('\n', "<br>")
+    );
+    let _ = write!(
+        out,
+        "<h2>{}</h2>{}",
+        t("forecast.page.chart"),
+        chart(&v.days)
+    );
+    let heads = format!(
+        "<tr><th>{{}}</th><th>{} ({})</th><th>{} ({})</th><th>{}</th><th>{}</th><th>{}</th><th>{} ({})</th><th>{} ({})</th></tr>",
+        t("forecast.col.sends"), t("forecast.col.current"),
+        t("forecast.col.sends"), t("forecast.col.draft"),
+        t("forecast.col.diff"), t("forecast.col.skips"), t("forecast.col.handoffs"),
+        t("forecast.col.cost"), t("forecast.col.current"),
+        t("forecast.col.cost"), t("forecast.col.draft"),
+    );
+    for (title, col, rows) in [
+        ("forecast.section.days", "forecast.col.day", &v.days),
+        ("forecast.section.rules", "forecast.col.rule", &v.rules),
+    ] {
+        let _ = write!(
+            out,
+            "<h2>{}</h2><table>{}",
+            t(title),
+            heads.replacen("{}", &t(col), 1)
+        );
+        for r in rows {
+            row(out, st, r);
+        }
+        if let Some(total) = &v.total {
+            row(out, st, total);
+        }
+        out.push_str("</table>");
+    }
+    let _ = write!(out, "<h2>{}</h2><ul>", t("forecast.section.unknown"));
+    for u in &v.cannot_know {
+        let _ = write!(out, "<li>{}</li>", esc(u));
+    }
+    out.push_str("</ul>");
+}
+
+fn row(out: &mut String, st: &AppState, r: &SideBySide) {
+    let key = if r.key.is_empty() {
+        tr(st.config.lang, "forecast.no_rule").into_owned()
+    } else {
+        r.key.clone()
+    };
+    let d = r.draft.sends - r.current.sends;
+    let class = match d.signum() {
+        1 => "up",
+        -1 => "down",
+        _ => "",
+    };
+    let _ = write!(
+        out,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(&key),
+        r.current.sends,
+        r.draft.sends,
+        esc(&crate::forecast::text::signed(d)),
+        r.draft.skips.values().sum::<i64>(),
+        r.draft.handoffs,
+        esc(&vnd(r.current.vnd)),
+        esc(&vnd(r.draft.vnd)),
+    );
+}
+
+/// Bars per day: the running rules' sends (grey) beside the draft's (blue), inline SVG.
+pub fn chart(days: &[SideBySide]) -> String {
+    let max = days
+        .iter()
+        .map(|d| d.current.sends.max(d.draft.sends))
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let (w, h, bar) = (22.0 * days.len().max(1) as f64, 120.0, 9.0);
+    let mut svg = format!(
+        "<svg role=\"img\" width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        h + 14.0,
+        h + 14.0
+    );
+    for (i, d) in days.iter().enumerate() {
+        let x = i as f64 * 22.0 + 1.0;
+        for (n, (v, colour)) in [(d.current.sends, "#999"), (d.draft.sends, "#2a6fdb")]
+            .into_iter()
+            .enumerate()
+        {
+            let bh = (v as f64 / max * h).round();
+            let _ = write!(
+                svg,
+                "<rect x=\"{}\" y=\"{}\" width=\"{bar}\" height=\"{bh}\" fill=\"{colour}\"><title>{}: {v}</title></rect>",
+                x + n as f64 * (bar + 1.0),
+                h - bh,
+                esc(&d.key)
+            );
+        }
+        let _ = write!(
+            svg,
+            "<text x=\"{x}\" y=\"{}\" font-size=\"8\">{}</text>",
+            h + 11.0,
+            esc(d.key.get(8..).unwrap_or(&d.key))
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}

@@ -1,0 +1,425 @@
+//! Issue 28: what-if forecasts, on both backends, against a shop that really ran a week
+//! (the real service, its ticks, the fake Zalo): the week replayed with the running rules sends
+//! exactly what the outbox sent; a draft with one more rule shows exactly that rule's sends; a
+//! broken draft is refused with line:col; the live database is unchanged by a forecast; the
+//! coming week projected from the contacts as they are shows a new re-activation stage.
+
+mod common;
+mod sched;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use common::*;
+use sched::*;
+use serde_json::json;
+use zaloflow::forecast::{self, tally::SendKey, Settings, Window};
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name("sqlite").await } )* }
+        mod postgres { $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name("postgres").await } )* }
+    };
+}
+
+both!(
+    the_admin_api_and_the_page_forecast_a_draft,
+    a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage,
+    a_broken_draft_is_refused_with_line_and_column,
+);
+
+const RULES: &str = "tags:
+  uu_dai: nhận ưu đãi
+rules:
+  - id: tra_loi
+    when: message
+    do:
+      - send: Dạ shop nhận được rồi ạ!
+  - id: chao
+    when: follow
+    do:
+      - wait: 2h
+      - send: Chào bạn mới!
+  - id: nhac_lai
+    when:
+      inactive: {min_days: 2, max_days: 5}
+    do:
+      - send: Lâu rồi không thấy bạn, shop có hàng mới!
+  - id: km
+    when:
+      tag_added: uu_dai
+    do:
+      - send: {text: Ưu đãi! Giảm 10%., via: zalo_promotion}
+";
+
+/// A new re-activation stage for those silent a week (a priced promotion).
+const STAGE: &str = "  - id: nhac_tuan
+    when:
+      inactive: {min_days: 6, max_days: 9}
+    do:
+      - send: {text: Một tuần rồi! Giảm 15% cho bạn., via: zalo_promotion}
+";
+
+const EXTRA: &str = "  - id: cam_on
+    when: message
+    do:
+      - send: Cảm ơn bạn đã nhắn!
+";
+
+fn tagged(tag: &str, user: &str, ts: i64) -> String {
+    event_at(
+        "add_user_to_tag",
+        "",
+        ts,
+        json!({"tag": {"name": tag, "user_ids": [user]}}),
+    )
+}
+
+/// The week: three customers follow, write and are tagged; the shop ticks every hour.
+async fn run_week(s: &mut Shop, from: i64) {
+    let mut events: Vec<(i64, String)> = vec![
+        (from + 10 * HOUR, follow("7701", from + 10 * HOUR)),
+        (
+            from + 10 * HOUR + 5 * MINUTE,
+            message("7701", "a1", from + 10 * HOUR + 5 * MINUTE),
+        ),
+        (
+            from + 10 * HOUR + 20 * MINUTE,
+            message("7701", "a2", from + 10 * HOUR + 20 * MINUTE),
+        ),
+        (from + DAY + 9 * HOUR, follow("7702", from + DAY + 9 * HOUR)),
+        (
+            from + DAY + 9 * HOUR + 30 * MINUTE,
+            message("7702", "b1", from + DAY + 9 * HOUR + 30 * MINUTE),
+        ),
+        (
+            from + 2 * DAY + 15 * HOUR,
+            message("7703", "c1", from + 2 * DAY + 15 * HOUR),
+        ),
+        (
+            from + 3 * DAY + 11 * HOUR,
+            tagged("uu_dai", "7702", from + 3 * DAY + 11 * HOUR),
+        ),
+        (
+            from + 4 * DAY + 11 * HOUR,
+            message("7701", "a3", from + 4 * DAY + 11 * HOUR),
+        ),
+    ];
+    events.sort_by_key(|(t, _)| *t);
+    let mut next = events.into_iter().peekable();
+    let mut at = from + HOUR;
+    while at <= from + 7 * DAY {
+        while next.peek().is_some_and(|(t, _)| *t < at) {
+            let (_, body) = next.next().unwrap();
+            s.event(body).await;
+        }
+        s.tick(at).await;
+        at += HOUR;
+    }
+}
+
+fn settings(s: &Shop) -> Settings {
+    let mut st = Settings::from_config(&s.config);
+    st.every_ms = HOUR;
+    st.keep_sends = true;
+    st
+}
+
+fn rules_of(yaml: &str) -> Arc<zaloflow::rules::RuleSet> {
+    Arc::new(
+        zaloflow::rules::load_sources(
+            &[("t.yaml".into(), yaml.to_string())],
+            &zaloflow::rules::LoadOptions::default(),
+        )
+        .unwrap_or_else(|d| panic!("{d:?}")),
+    )
+}
+
+fn sorted(mut v: Vec<SendKey>) -> Vec<SendKey> {
+    v.sort();
+    v
+}
+
+/// Every row of every table, as text (a checksum of the database's content).
+async fn dump(kind: &str, url: &str) -> BTreeMap<String, String> {
+    use sqlx::{Connection, Row};
+    let mut out = BTreeMap::new();
+    if kind == "sqlite" {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+        for t in tables {
+            let cols: Vec<String> = sqlx::query(&format!("PRAGMA table_info(\"{t}\")"))
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| format!("quote(\"{}\")", r.get::<String, _>("name")))
+                .collect();
+            let sql = format!(
+                "SELECT COALESCE(group_concat(r, '|'), '') FROM (SELECT {} AS r FROM \"{t}\" ORDER BY 1)",
+                cols.join("||','||")
+            );
+            let v: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
+            out.insert(t, v);
+        }
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
+        )
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        for t in tables {
+            let sql = format!(
+                "SELECT COALESCE(string_agg(x::text, '|' ORDER BY x::text), '') FROM \"{t}\" x"
+            );
+            let v: String = sqlx::query_scalar(&sql).fetch_one(&mut c).await.unwrap();
+            out.insert(t, v);
+        }
+    }
+    out
+}
+
+async fn a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage(
+    kind: &str,
+) {
+    let mut s = shop(kind, Rules::Yaml(RULES)).await;
+    let from = hcm(2027, 3, 1, 0, 0);
+    run_week(&mut s, from).await;
+    let window = Window {
+        from,
+        to: from + 7 * DAY,
+    };
+    let before = dump(kind, s.db.url()).await;
+    let f = forecast::replay_window(
+        &s.store,
+        rules_of(RULES),
+        rules_of(&format!("{RULES}{EXTRA}")),
+        window,
+        &settings(&s),
+        None,
+    )
+    .await
+    .unwrap();
+    // Nothing in the live database changed.
+    assert_eq!(dump(kind, s.db.url()).await, before);
+
+    // The running rules replayed: send for send what the outbox sent.
+    let actual = f.actual.clone().unwrap();
+    let sent = sorted(actual.sends.clone());
+    assert_eq!(sent.len(), 12, "{sent:#?}");
+    assert_eq!(sorted(f.current.sends.clone()), sent);
+    assert_eq!(f.current.total().vnd, actual.total().vnd);
+    assert!(actual.total().vnd > 0, "the promotion is priced");
+
+    // The draft: exactly one more send per message, from the new rule; the rest as before.
+    let mut extra = sorted(f.draft.sends.clone());
+    extra.retain(|k| !sent.contains(k));
+    assert_eq!(extra.len(), 5, "{extra:#?}");
+    assert!(extra.iter().all(|k| k.rule == "cam_on"), "{extra:#?}");
+    let (cur, new) = (f.current.per_rule(), f.draft.per_rule());
+    for rule in ["tra_loi", "chao", "nhac_lai", "km"] {
+        assert_eq!(cur[rule].sent(), new[rule].sent(), "{rule}");
+    }
+    assert_eq!(new["cam_on"].fires, 5);
+    assert_eq!(cur["tra_loi"].fires, 5);
+    assert_eq!(cur["tra_loi"].fires, actual.per_rule()["tra_loi"].fires);
+    assert_eq!(cur["nhac_lai"].sent(), 4, "{cur:#?}");
+
+    let text = forecast::text::report(&f, TZ, zaloflow::i18n::Lang::En);
+    assert!(text.contains("cam_on"), "{text}");
+    assert!(text.contains("0 → 5 (+5)"), "{text}");
+    let short = forecast::text::short(&f, TZ, zaloflow::i18n::Lang::Vi);
+    assert!(short.contains("cam_on: +5"), "{short}");
+
+    // A re-activation that sends twice: its past outcomes (a customer came back after it) give
+    // the expected returns of the extra sends as a range, never a point.
+    let twice = RULES.replace(
+        "      - send: Lâu rồi không thấy bạn, shop có hàng mới!\n",
+        "      - send: Lâu rồi không thấy bạn, shop có hàng mới!\n      - send: Ghé shop nhé!\n",
+    );
+    let g = forecast::replay_window(
+        &s.store,
+        rules_of(RULES),
+        rules_of(&twice),
+        window,
+        &settings(&s),
+        None,
+    )
+    .await
+    .unwrap();
+    let e = g
+        .outlook
+        .iter()
+        .find(|e| e.rule == "nhac_lai")
+        .unwrap_or_else(|| panic!("{:?}", g.outlook));
+    assert_eq!((e.extra_sends, e.past_sends), (4, 4), "{e:?}");
+    assert!(e.past_returns >= 1, "{e:?}");
+    assert!(e.returns.0 < e.returns.1 && e.returns.1 <= 4, "{e:?}");
+    let text = forecast::text::report(&g, TZ, zaloflow::i18n::Lang::En);
+    assert!(
+        text.contains(&format!(
+            "nhac_lai: +4 extra sends → {}–{} replies",
+            e.replies.0, e.replies.1
+        )),
+        "{text}"
+    );
+
+    // The coming week from the contacts as they are: the new stage messages the three
+    // customers as their silence reaches six days, at a promotion's price each.
+    let before = dump(kind, s.db.url()).await;
+    let ahead = forecast::project_ahead(
+        &s.store,
+        rules_of(RULES),
+        rules_of(&format!("{RULES}{STAGE}")),
+        window.to,
+        7 * DAY,
+        &settings(&s),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dump(kind, s.db.url()).await, before);
+    assert_eq!(ahead.contacts, 3);
+    let (cur, new) = (ahead.current.per_rule(), ahead.draft.per_rule());
+    let stage = &new["nhac_tuan"];
+    assert_eq!(stage.sent(), 3, "{new:#?}");
+    assert_eq!(stage.classes.get("promotion"), Some(&3), "{stage:?}");
+    assert!(stage.vnd > 0);
+    assert_eq!(
+        ahead.draft.total().vnd - ahead.current.total().vnd,
+        stage.vnd
+    );
+    assert!(!cur.contains_key("nhac_tuan"));
+    let users: Vec<&str> = ahead
+        .draft
+        .sends
+        .iter()
+        .filter(|k| k.rule == "nhac_tuan")
+        .map(|k| k.user.as_str())
+        .collect();
+    assert_eq!(users.len(), 3, "{users:?}");
+    s.stop().await;
+}
+
+async fn a_broken_draft_is_refused_with_line_and_column(kind: &str) {
+    let s = shop(kind, Rules::Yaml(RULES)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let broken = RULES.replace("when: follow", "when: folow");
+    std::fs::write(dir.path().join("t.yaml"), broken).unwrap();
+    let (out, code) = forecast::command(
+        &s.config,
+        &forecast::Request {
+            draft: dir.path().to_path_buf(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("t.yaml:9:11"), "{out}");
+    s.stop().await;
+}
+
+const TOKEN: &str = "forecast-admin-token-0123456789";
+
+async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
+    let mut s = shop_settings(
+        kind,
+        Rules::Yaml(RULES),
+        false,
+        &[("ZALOFLOW_ADMIN_TOKEN", TOKEN)],
+    )
+    .await;
+    let from = hcm(2027, 3, 1, 0, 0);
+    run_week(&mut s, from).await;
+    let http = reqwest::Client::new();
+    // The draft file stands in for the running folder's t.yaml.
+    let r = http
+        .post(format!("{}/admin/forecast", s.app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"files": {"t.yaml": format!("{RULES}{EXTRA}")}, "from": "2027-03-01", "to": "2027-03-07", "every": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["mode"], "replay");
+    assert_eq!(v["days"].as_array().unwrap().len(), 7, "{v}");
+    let cam_on = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["key"] == "cam_on")
+        .unwrap();
+    assert_eq!(cam_on["current"]["sends"], 0);
+    assert_eq!(cam_on["draft"]["sends"], 5);
+    assert_eq!(cam_on["actual"]["sends"], 0);
+    assert_eq!(
+        v["total"]["current"]["sends"], v["total"]["actual"]["sends"],
+        "{v}"
+    );
+    assert!(!v["cannot_know"].as_array().unwrap().is_empty());
+
+    // A broken draft: its problems, with line:col.
+    let r = http
+        .post(format!("{}/admin/forecast", s.app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"files": {"t.yaml": RULES.replace("when: follow", "when: folow")}}))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["problems"][0].as_str().unwrap().contains("t.yaml:9:11"),
+        "{v}"
+    );
+
+    // The page: the form, then a forecast of what it holds; what staff typed is escaped.
+    let page = format!("{}/admin/forecast.html", s.app.base);
+    let r = http.get(&page).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.get(&page).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("<form method=\"post\""));
+    let yaml = format!("{RULES}{EXTRA}# </textarea><script>alert(1)</script>\n");
+    let r = http
+        .post(&page)
+        .bearer_auth(TOKEN)
+        .form(&[("name", "t.yaml"), ("yaml", yaml.as_str()), ("ahead", "2d")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<svg"), "{html}");
+    assert!(html.contains("Dự báo"), "{html}");
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(html.contains("&lt;script&gt;alert"), "{html}");
+
+    // `rules check --forecast` prints the short form (the last 28 days of the wall clock).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("t.yaml"), format!("{RULES}{EXTRA}")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+        .args(["rules", "check", "--forecast", "--rules"])
+        .arg(dir.path())
+        .env("DATABASE_URL", s.db.url())
+        .env("ZALOFLOW_RULES", s.config.rules_dir.as_os_str())
+        .env("ZALOFLOW_LANG", "en")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("Forecast of the last 28 days"), "{text}");
+    s.stop().await;
+}
