@@ -290,6 +290,9 @@ async fn a_contacts_timeline_shows_the_staff_notices_about_them(kind: &str) {
     s.say("7101", "m1", "chào shop", day(2, 15, 0)).await;
     s.tag_vip("7100", day(2, 15, 1)).await;
     assert_eq!(s.chat("/agents").len(), 1);
+    // The VIP writes: a handoff opens, and its notice names the contact as `contact`.
+    s.say("7100", "m2", "đơn của mình đâu rồi?", day(2, 15, 5))
+        .await;
     let timeline = |user: &'static str| {
         let r = s.api(reqwest::Method::GET, &format!("/admin/contacts/{user}"));
         async move {
@@ -308,12 +311,15 @@ async fn a_contacts_timeline_shows_the_staff_notices_about_them(kind: &str) {
         .iter()
         .filter(|e| e["job"]["channel"] == "chat")
         .collect();
-    assert_eq!(chat.len(), 1, "{vip:#?}");
+    assert_eq!(chat.len(), 2, "{vip:#?}");
+    let says = |needle: &str| {
+        chat.iter()
+            .any(|c| c["job"]["payload"].to_string().contains(needle))
+    };
+    assert!(says("Khách VIP mới"), "{chat:?}");
     assert!(
-        chat[0]["job"]["payload"]
-            .to_string()
-            .contains("Khách VIP mới"),
-        "{chat:?}"
+        says("Khách VIP cần hỗ trợ"),
+        "the handoff's notice: {chat:?}"
     );
     assert!(channels(&vip).contains(&"zalo".to_string()), "{vip:#?}");
     let other = timeline("7101").await;

@@ -475,7 +475,11 @@ async fn staff_jobs(
         .into_iter()
         .filter(|j| j.user_id.is_empty())
         .filter(|j| match serde_json::from_str::<Payload>(&j.payload) {
-            Ok(Payload::Chat { data, .. }) => data["user_id"].as_str() == Some(user_id),
+            // A rule's `notify` names the contact `user_id`; handoff and escalation notices
+            // name it `contact`.
+            Ok(Payload::Chat { data, .. }) => {
+                data["user_id"].as_str().or(data["contact"].as_str()) == Some(user_id)
+            }
             Ok(Payload::Task { contact, .. }) => contact.as_deref() == Some(user_id),
             _ => false,
         })

@@ -49,7 +49,7 @@ pub async fn list(State(st): State<AppState>, headers: HeaderMap) -> Response {
     let lang = st.config.lang;
     let all = match campaigns::list(&st).await {
         Ok(c) => c.campaigns,
-        Err(e) => return failed(lang, &e.message),
+        Err(e) => return super::unavailable(lang, &e.message),
     };
     let title = tr(lang, "board.campaigns.title");
     let mut body = header(lang, &title, ("/admin/board", "board.back"));
@@ -120,7 +120,7 @@ pub async fn members(
     let list = match campaigns::member_list(&st, id.clone()).await {
         Ok(m) => m,
         Err(e) if e.status == StatusCode::NOT_FOUND => return super::not_found(lang),
-        Err(e) => return failed(lang, &e.message),
+        Err(e) => return super::unavailable(lang, &e.message),
     };
     let steps: Vec<String> = st
         .rules
@@ -320,19 +320,6 @@ pub async fn act(
             pct(&contact)
         ),
         &[],
-    )
-}
-
-fn failed(lang: Lang, why: &str) -> Response {
-    tracing::error!(error = %why, "campaigns page");
-    page(
-        lang,
-        StatusCode::SERVICE_UNAVAILABLE,
-        &tr(lang, "board.unavailable.title"),
-        &format!(
-            "<main class=narrow><p class=\"flash bad\">{}</p></main>",
-            esc(&tr(lang, "board.unavailable.text"))
-        ),
     )
 }
 

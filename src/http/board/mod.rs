@@ -653,7 +653,7 @@ fn not_found(lang: Lang) -> Response {
     )
 }
 
-fn unavailable(lang: Lang, e: crate::store::StoreError) -> Response {
+fn unavailable(lang: Lang, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "board: storage error");
     page(
         lang,
