@@ -13,7 +13,7 @@ use axum::Form;
 use rust_i18n::t;
 use serde::Deserialize;
 
-use super::{access, disabled, esc, login_page, page, same_origin, see_other, Access};
+use super::{access, disabled, esc, login_page, same_origin, see_other, Access};
 use crate::handoff::local_time;
 use crate::http::admin::campaigns::{self, CampaignMembers, MemberView};
 use crate::http::AppState;
