@@ -380,13 +380,14 @@ async fn contact_timeline_shows_events_and_sends_newest_first(kind: &str) {
         .map(|e| e["job"]["channel"].as_str().unwrap())
         .collect();
     channels.sort();
-    assert_eq!(channels, ["email", "sms", "zalo"]);
+    // …and the team-chat notice about her (a handoff's notice names her as `contact`).
+    assert_eq!(channels, ["chat", "email", "sms", "zalo"]);
     let zalo = tl.iter().find(|e| e["job"]["channel"] == "zalo").unwrap();
     assert_eq!(zalo["job"]["payload"]["text"], "Chào Lan!");
     assert_eq!(zalo["job"]["rule_id"], "welcome");
-    // The limit bounds each side.
+    // The limit bounds each side: events, sends to her, staff notices about her.
     let (_, v) = a.get(&format!("/admin/contacts/{LAN}?limit=1")).await;
-    assert_eq!(v["timeline"].as_array().unwrap().len(), 2);
+    assert_eq!(v["timeline"].as_array().unwrap().len(), 3);
     let (st, v) = a.get("/admin/contacts/nobody").await;
     assert_eq!(st, 404);
     assert_error(&v, "not_found");
