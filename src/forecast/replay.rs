@@ -128,71 +128,7 @@ pub async fn run(
     label: &str,
     progress: Option<Progress>,
 ) -> anyhow::Result<Run> {
-    let mut rig = Rig::new(rules, settings, window).await?;
-    let contacts = rig
-        .scratch
-        .seed(
-            live,
-            Seed {
-                at: window.from,
-                as_now: false,
-                page: settings.page,
-            },
-        )
-        .await?;
-    let mut after = 0i64;
-    let mut pending: Vec<InboxEvent> = Vec::new();
-    let mut exhausted = false;
-    let mut events = 0u64;
-    let mut t = window.from;
-    let mut day = day_start(window.from, settings.tz);
-    while t < window.to {
-        let next = (t + settings.every_ms).min(window.to);
-        // The events received before this pass, page by page from the live store.
-        loop {
-            if pending.is_empty() {
-                if exhausted {
-                    break;
-                }
-                pending = live
-                    .inbox_window(after, window.from, window.to, settings.page)
-                    .await?;
-                exhausted = (pending.len() as i64) < settings.page;
-                match pending.last() {
-                    Some(last) => after = last.id,
-                    None => break,
-                }
-            }
-            // Ids and arrival times agree but for a few out of order: what arrived later
-            // waits for its pass.
-            let (now, later): (Vec<InboxEvent>, Vec<InboxEvent>) =
-                pending.drain(..).partition(|e| e.received_at < next);
-            pending = later;
-            if now.is_empty() {
-                break;
-            }
-            events += now.len() as u64;
-            rig.feed(&now).await?;
-            if !pending.is_empty() {
-                break;
-            }
-        }
-        let next_day = day_start(next, settings.tz);
-        rig.tick(next).await?;
-        if next_day != day {
-            day = next_day;
-            if let Some(p) = &progress {
-                p(label, events);
-            }
-        }
-        t = next;
-    }
-    let tally = rig.finish(window, settings).await?;
-    Ok(Run {
-        tally,
-        events,
-        contacts,
-    })
+    go(live, rules, window, settings, label, progress, Mode::Past).await
 }
 
 /// The coming `window` from the contacts as they are now: the scheduler's passes alone (no
@@ -205,6 +141,25 @@ pub async fn ahead(
     label: &str,
     progress: Option<Progress>,
 ) -> anyhow::Result<Run> {
+    go(live, rules, window, settings, label, progress, Mode::Ahead).await
+}
+
+/// A past window (its stored events fed in) or the coming days (none).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Past,
+    Ahead,
+}
+
+async fn go(
+    live: &DynStore,
+    rules: Arc<RuleSet>,
+    window: Window,
+    settings: &Settings,
+    label: &str,
+    progress: Option<Progress>,
+    mode: Mode,
+) -> anyhow::Result<Run> {
     let mut rig = Rig::new(rules, settings, window).await?;
     let contacts = rig
         .scratch
@@ -212,21 +167,29 @@ pub async fn ahead(
             live,
             Seed {
                 at: window.from,
-                as_now: true,
+                as_now: mode == Mode::Ahead,
                 page: settings.page,
             },
         )
         .await?;
+    let mut feed = Feed {
+        after: 0,
+        pending: Vec::new(),
+        exhausted: mode == Mode::Ahead,
+        events: 0,
+    };
     let mut t = window.from;
     let mut day = day_start(window.from, settings.tz);
     while t < window.to {
         let next = (t + settings.every_ms).min(window.to);
+        feed.until(live, &mut rig, window, settings.page, next)
+            .await?;
         let next_day = day_start(next, settings.tz);
         rig.tick(next).await?;
         if next_day != day {
             day = next_day;
             if let Some(p) = &progress {
-                p(label, 0);
+                p(label, feed.events);
             }
         }
         t = next;
@@ -234,7 +197,60 @@ pub async fn ahead(
     let tally = rig.finish(window, settings).await?;
     Ok(Run {
         tally,
-        events: 0,
+        events: feed.events,
         contacts,
     })
+}
+
+/// The window's stored events, read from the live store a page at a time.
+struct Feed {
+    /// The last id read.
+    after: i64,
+    /// Read but received after the pass being fed.
+    pending: Vec<InboxEvent>,
+    /// No more pages.
+    exhausted: bool,
+    /// How many were fed.
+    events: u64,
+}
+
+impl Feed {
+    /// Feeds the events received before `next` (the coming pass) to the rig.
+    async fn until(
+        &mut self,
+        live: &DynStore,
+        rig: &mut Rig,
+        window: Window,
+        page: i64,
+        next: i64,
+    ) -> anyhow::Result<()> {
+        loop {
+            if self.pending.is_empty() {
+                if self.exhausted {
+                    return Ok(());
+                }
+                self.pending = live
+                    .inbox_window(self.after, window.from, window.to, page)
+                    .await?;
+                self.exhausted = (self.pending.len() as i64) < page;
+                match self.pending.last() {
+                    Some(last) => self.after = last.id,
+                    None => return Ok(()),
+                }
+            }
+            // Ids and arrival times agree but for a few out of order: what arrived later
+            // waits for its pass.
+            let (now, later): (Vec<InboxEvent>, Vec<InboxEvent>) =
+                self.pending.drain(..).partition(|e| e.received_at < next);
+            self.pending = later;
+            if now.is_empty() {
+                return Ok(());
+            }
+            self.events += now.len() as u64;
+            rig.feed(&now).await?;
+            if !self.pending.is_empty() {
+                return Ok(());
+            }
+        }
+    }
 }
