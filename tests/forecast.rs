@@ -26,6 +26,7 @@ both!(
     the_admin_api_and_the_page_forecast_a_draft,
     a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage,
     a_broken_draft_is_refused_with_line_and_column,
+    a_tag_added_in_the_window_is_not_there_when_it_starts,
 );
 
 const RULES: &str = "tags:
@@ -304,6 +305,61 @@ async fn a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and
         .map(|k| k.user.as_str())
         .collect();
     assert_eq!(users.len(), 3, "{users:?}");
+    s.stop().await;
+}
+
+/// A customer seen before the window is tagged in it: the replay starts without the tag and
+/// meets it when it was added, so a draft rule on the tag answers only her later message (the
+/// tag copied as it is now would have answered the earlier one too).
+async fn a_tag_added_in_the_window_is_not_there_when_it_starts(kind: &str) {
+    let mut s = shop(kind, Rules::Yaml(RULES)).await;
+    // A past week, so that the tag's time (when the service took the event: now) falls in it.
+    let from = zaloflow::forecast::day_start(zaloflow::clock::system_now() - 8 * DAY, TZ);
+    s.event(message("7705", "x0", from - 2 * DAY)).await;
+    s.tick(from - 2 * DAY + HOUR).await;
+    for (at, body) in [
+        (from + DAY, message("7705", "x1", from + DAY)),
+        (from + 3 * DAY, tagged("khach_vip", "7705", from + 3 * DAY)),
+        (from + 5 * DAY, message("7705", "x2", from + 5 * DAY)),
+    ] {
+        s.event(body).await;
+        s.tick(at + HOUR).await;
+    }
+    let rules = RULES.replace("tags:\n", "tags:\n  khach_vip: khách VIP\n");
+    let draft = format!(
+        "{rules}  - id: vip_tra_loi
+    when: message
+    if:
+      has_tag: khach_vip
+    do:
+      - send: Chào khách VIP!
+"
+    );
+    let f = forecast::replay_window(
+        &s.store,
+        rules_of(RULES),
+        rules_of(&draft),
+        Window {
+            from,
+            to: from + 7 * DAY,
+        },
+        &settings(&s),
+        None,
+    )
+    .await
+    .unwrap();
+    let vip: Vec<&SendKey> = f
+        .draft
+        .sends
+        .iter()
+        .filter(|k| k.rule == "vip_tra_loi")
+        .collect();
+    assert_eq!(vip.len(), 1, "{vip:#?}");
+    let day = chrono::DateTime::from_timestamp_millis(from + 5 * DAY)
+        .unwrap()
+        .with_timezone(&TZ)
+        .date_naive();
+    assert_eq!(vip[0].day, day, "{vip:#?}");
     s.stop().await;
 }
 

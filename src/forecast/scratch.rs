@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::rules::model::DAY;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::store::{self, CampaignChange, ContactChange, DynStore, Effects, ListChange};
 
@@ -66,14 +66,21 @@ impl Scratch {
                 break;
             };
             let contacts = live.load_contacts(&ids).await?;
-            let last_seen: std::collections::HashMap<String, i64> = if seed.as_now {
-                Default::default()
-            } else {
-                live.last_events_before(&first, &last, seed.at)
-                    .await?
-                    .into_iter()
-                    .collect()
-            };
+            let (last_seen, later_tags): (HashMap<String, i64>, HashSet<(String, String)>) =
+                if seed.as_now {
+                    Default::default()
+                } else {
+                    (
+                        live.last_events_before(&first, &last, seed.at)
+                            .await?
+                            .into_iter()
+                            .collect(),
+                        live.tags_added_since(&first, &last, seed.at)
+                            .await?
+                            .into_iter()
+                            .collect(),
+                    )
+                };
             let mut changes = Vec::new();
             let mut kept = Vec::new();
             for id in &ids {
@@ -98,7 +105,14 @@ impl Scratch {
                 ch.followed_at = c.followed_at.filter(|t| seed.as_now || *t < seed.at);
                 ch.unfollowed_at = c.unfollowed_at.filter(|t| seed.as_now || *t < seed.at);
                 ch.interaction_at = interaction;
-                ch.tags_add = c.tags.iter().cloned().collect();
+                // Tags added in the window are left out: the replay adds again those a rule
+                // added (those staff added by hand in the window are lost, see the docs).
+                ch.tags_add = c
+                    .tags
+                    .iter()
+                    .filter(|t| !later_tags.contains(&(id.clone(), (*t).clone())))
+                    .cloned()
+                    .collect();
                 ch.fields_set = c
                     .fields
                     .iter()

@@ -38,6 +38,14 @@ pub trait Replay: Send + Sync {
         last: &str,
         before: i64,
     ) -> Result<Vec<(String, i64)>>;
+    /// (user, tag) of the tags of users in `[first, last]` (user id order) added at or after
+    /// `since`: tags a window's contacts did not have yet when it started.
+    async fn tags_added_since(
+        &self,
+        first: &str,
+        last: &str,
+        since: i64,
+    ) -> Result<Vec<(String, String)>>;
     /// Up to `limit` outbox jobs first due in `[from, to)` with an id above `after`, in id
     /// order.
     async fn outbox_window(&self, after: i64, from: i64, to: i64, limit: i64) -> Result<Vec<Job>>;
@@ -60,6 +68,9 @@ const INBOX_WINDOW: &str =
 const LAST_EVENTS: &str = "SELECT user_id, MAX(received_at) FROM inbox
   WHERE user_id >= $1 AND user_id <= $2 AND received_at < $3 AND status <> 'failed'
   GROUP BY user_id";
+
+const TAGS_ADDED: &str = "SELECT user_id, tag FROM contact_tags
+  WHERE user_id >= $1 AND user_id <= $2 AND added_at >= $3";
 
 fn outbox_window() -> String {
     format!(
@@ -110,6 +121,20 @@ macro_rules! replay_impl {
                     .bind(first)
                     .bind(last)
                     .bind(before)
+                    .fetch_all(&self.$pool)
+                    .await?)
+            }
+
+            async fn tags_added_since(
+                &self,
+                first: &str,
+                last: &str,
+                since: i64,
+            ) -> Result<Vec<(String, String)>> {
+                Ok(sqlx::query_as(&$sql(TAGS_ADDED))
+                    .bind(first)
+                    .bind(last)
+                    .bind(since)
                     .fetch_all(&self.$pool)
                     .await?)
             }
