@@ -166,21 +166,31 @@ fn result(out: &mut String, st: &AppState, v: &ForecastView) {
         t("forecast.col.cost"), t("forecast.col.current"),
         t("forecast.col.cost"), t("forecast.col.draft"),
     );
-    for (title, col, rows) in [
-        ("forecast.section.days", "forecast.col.day", &v.days),
-        ("forecast.section.rules", "forecast.col.rule", &v.rules),
+    for (title, col, class, rows) in [
+        ("forecast.section.days", "forecast.col.day", "days", &v.days),
+        (
+            "forecast.section.rules",
+            "forecast.col.rule",
+            "rules",
+            &v.rules,
+        ),
     ] {
         let _ = write!(
             out,
-            "<h2>{}</h2><table>{}",
+            "<h2>{}</h2><table class=\"{class}\">{}",
             t(title),
             heads.replacen("{}", &t(col), 1)
         );
         for r in rows {
-            row(out, st, r);
+            let key = if r.key.is_empty() {
+                tr(lang, "forecast.no_rule")
+            } else {
+                r.key.as_str().into()
+            };
+            row(out, &key, r);
         }
         if let Some(total) = &v.total {
-            row(out, st, total);
+            row(out, &tr(lang, "forecast.page.total"), total);
         }
         out.push_str("</table>");
     }
@@ -191,12 +201,8 @@ fn result(out: &mut String, st: &AppState, v: &ForecastView) {
     out.push_str("</ul>");
 }
 
-fn row(out: &mut String, st: &AppState, r: &SideBySide) {
-    let key = if r.key.is_empty() {
-        tr(st.config.lang, "forecast.no_rule").into_owned()
-    } else {
-        r.key.clone()
-    };
+/// One row: `label` (a rule, a day, the total), then the running rules and the draft.
+fn row(out: &mut String, label: &str, r: &SideBySide) {
     let d = r.draft.sends - r.current.sends;
     let class = match d.signum() {
         1 => "up",
@@ -206,7 +212,7 @@ fn row(out: &mut String, st: &AppState, r: &SideBySide) {
     let _ = write!(
         out,
         "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        esc(&key),
+        esc(label),
         r.current.sends,
         r.draft.sends,
         esc(&crate::forecast::text::signed(d)),
@@ -217,7 +223,8 @@ fn row(out: &mut String, st: &AppState, r: &SideBySide) {
     );
 }
 
-/// Bars per day: the running rules' sends (grey) beside the draft's (blue), inline SVG.
+/// Bars per day (a `g.day` each): the running rules' sends (grey) beside the draft's (blue),
+/// inline SVG.
 pub fn chart(days: &[SideBySide]) -> String {
     let max = days
         .iter()
@@ -227,20 +234,24 @@ pub fn chart(days: &[SideBySide]) -> String {
         .max(1) as f64;
     let (w, h, bar) = (22.0 * days.len().max(1) as f64, 120.0, 9.0);
     let mut svg = format!(
-        "<svg role=\"img\" width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
+        "<svg class=\"chart\" role=\"img\" width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\" xmlns=\"http://www.w3.org/2000/svg\">",
         h + 14.0,
         h + 14.0
     );
     for (i, d) in days.iter().enumerate() {
         let x = i as f64 * 22.0 + 1.0;
-        for (n, (v, colour)) in [(d.current.sends, "#999"), (d.draft.sends, "#2a6fdb")]
-            .into_iter()
-            .enumerate()
+        let _ = write!(svg, "<g class=\"day\" data-day=\"{}\">", esc(&d.key));
+        for (n, (v, colour, side)) in [
+            (d.current.sends, "#999", "current"),
+            (d.draft.sends, "#2a6fdb", "draft"),
+        ]
+        .into_iter()
+        .enumerate()
         {
             let bh = (v as f64 / max * h).round();
             let _ = write!(
                 svg,
-                "<rect x=\"{}\" y=\"{}\" width=\"{bar}\" height=\"{bh}\" fill=\"{colour}\"><title>{}: {v}</title></rect>",
+                "<rect class=\"{side}\" data-sends=\"{v}\" x=\"{}\" y=\"{}\" width=\"{bar}\" height=\"{bh}\" fill=\"{colour}\"><title>{}: {v}</title></rect>",
                 x + n as f64 * (bar + 1.0),
                 h - bh,
                 esc(&d.key)
@@ -252,6 +263,7 @@ pub fn chart(days: &[SideBySide]) -> String {
             h + 11.0,
             esc(d.key.get(8..).unwrap_or(&d.key))
         );
+        svg.push_str("</g>");
     }
     svg.push_str("</svg>");
     svg

@@ -3,11 +3,12 @@
 //!
 //! The page takes the admin bearer token, or a session cookie set from it: open
 //! `/admin/report.html?token=…` once and the page sets an HttpOnly, SameSite=Strict cookie
-//! holding an HMAC of the token (never the token itself), then redirects to the bare URL.
+//! holding an HMAC of the token (never the token itself), for this page and the forecast page
+//! (`forecast_page.rs`), then redirects to the bare URL.
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{AppendHeaders, Html, IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -121,16 +122,21 @@ pub async fn report_page(
             } else {
                 ""
             };
-            let cookie = format!(
-                "{COOKIE}={}; Path={PAGE_PATH}; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Strict{secure}",
-                crate::http::board::session_value(token.expose())
-            );
+            // The session is this page's and the forecast page's (which a browser would not
+            // send it to otherwise): one cookie per path, no wider.
+            let cookie = |path: &str| {
+                format!(
+                    "{COOKIE}={}; Path={path}; Max-Age={SESSION_SECONDS}; HttpOnly; SameSite=Strict{secure}",
+                    crate::http::board::session_value(token.expose())
+                )
+            };
             return (
                 StatusCode::SEE_OTHER,
-                [
-                    (header::SET_COOKIE, cookie),
-                    (header::LOCATION, PAGE_PATH.to_string()),
-                ],
+                AppendHeaders([
+                    (header::SET_COOKIE, cookie(PAGE_PATH)),
+                    (header::SET_COOKIE, cookie(super::forecast_page::PAGE_PATH)),
+                ]),
+                [(header::LOCATION, PAGE_PATH.to_string())],
             )
                 .into_response();
         }
