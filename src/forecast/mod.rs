@@ -212,15 +212,15 @@ pub async fn replay_window(
     settings: &Settings,
     progress: Option<Progress>,
 ) -> anyhow::Result<Forecast> {
-    // The two runs side by side: each has its own scratch copy and reads the live store on
-    // its own (a page at a time).
-    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
-        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
-        tokio::spawn(
-            async move { replay::run(&live, rules, window, &settings, label, progress).await },
-        )
-    };
-    let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
+    let (cur, new) = both(
+        live,
+        (current, draft),
+        window,
+        settings,
+        progress,
+        replay::Mode::Past,
+    )
+    .await?;
     let actual = tally::from_live(
         live,
         window,
@@ -245,12 +245,23 @@ pub async fn replay_window(
     })
 }
 
-/// Waits for both runs (on the runtime's threads side by side).
+/// Runs `current` and `draft` side by side (on the runtime's threads), each in its own
+/// scratch copy reading the live store on its own, a page at a time.
 async fn both(
-    a: tokio::task::JoinHandle<anyhow::Result<replay::Run>>,
-    b: tokio::task::JoinHandle<anyhow::Result<replay::Run>>,
+    live: &DynStore,
+    (current, draft): (Arc<RuleSet>, Arc<RuleSet>),
+    window: Window,
+    settings: &Settings,
+    progress: Option<Progress>,
+    mode: replay::Mode,
 ) -> anyhow::Result<(replay::Run, replay::Run)> {
-    let (a, b) = tokio::join!(a, b);
+    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
+        tokio::spawn(async move {
+            replay::run(&live, rules, window, &settings, label, progress, mode).await
+        })
+    };
+    let (a, b) = tokio::join!(spawn(current, "current"), spawn(draft, "draft"));
     Ok((a??, b??))
 }
 
@@ -268,13 +279,15 @@ pub async fn project_ahead(
         from: now,
         to: now + ahead,
     };
-    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
-        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
-        tokio::spawn(async move {
-            replay::ahead(&live, rules, window, &settings, label, progress).await
-        })
-    };
-    let (cur, new) = both(spawn(current, "current"), spawn(draft, "draft")).await?;
+    let (cur, new) = both(
+        live,
+        (current, draft),
+        window,
+        settings,
+        progress,
+        replay::Mode::Ahead,
+    )
+    .await?;
     let template_quota = live.daily_quota().await?;
     let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
     Ok(Forecast {

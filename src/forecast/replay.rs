@@ -119,39 +119,17 @@ impl Rig {
     }
 }
 
-/// Replays `window`'s stored events and the scheduler's passes against `rules`.
-pub async fn run(
-    live: &DynStore,
-    rules: Arc<RuleSet>,
-    window: Window,
-    settings: &Settings,
-    label: &str,
-    progress: Option<Progress>,
-) -> anyhow::Result<Run> {
-    go(live, rules, window, settings, label, progress, Mode::Past).await
-}
-
-/// The coming `window` from the contacts as they are now: the scheduler's passes alone (no
-/// customer writes in a projection).
-pub async fn ahead(
-    live: &DynStore,
-    rules: Arc<RuleSet>,
-    window: Window,
-    settings: &Settings,
-    label: &str,
-    progress: Option<Progress>,
-) -> anyhow::Result<Run> {
-    go(live, rules, window, settings, label, progress, Mode::Ahead).await
-}
-
-/// A past window (its stored events fed in) or the coming days (none).
+/// A past window (its stored events fed in) or the coming days from the contacts as they are
+/// now (the scheduler's passes alone: no customer writes in a projection).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     Past,
     Ahead,
 }
 
-async fn go(
+/// Runs `window` against `rules`: its stored events (in `Mode::Past`) and the scheduler's
+/// passes.
+pub async fn run(
     live: &DynStore,
     rules: Arc<RuleSet>,
     window: Window,
