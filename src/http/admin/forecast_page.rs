@@ -11,11 +11,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::forecast::{ForecastDraft, ForecastView, SideBySide};
 use crate::http::{esc, AppState};
@@ -24,8 +23,6 @@ use crate::report::spend::vnd;
 
 /// Where the page is served.
 pub const PAGE_PATH: &str = "/admin/forecast.html";
-/// The report page's session cookie (an HMAC of the admin token, `report_page.rs`).
-const REPORT_COOKIE: &str = "zf_report";
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PageForm {
@@ -39,27 +36,9 @@ pub struct PageForm {
     ahead: String,
 }
 
+/// The report page's access: the admin token, or the session cookie its sign-in sets.
 fn granted(st: &AppState, headers: &HeaderMap) -> bool {
-    let Some(token) = st.config.admin_token.as_ref() else {
-        return false;
-    };
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|b| bool::from(b.as_bytes().ct_eq(token.expose().as_bytes()))) {
-        return true;
-    }
-    let session = crate::http::board::session_value(token.expose());
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.split_once('='))
-        .any(|(k, v)| {
-            k.trim() == REPORT_COOKIE && bool::from(v.trim().as_bytes().ct_eq(session.as_bytes()))
-        })
+    super::report_page::granted(st, headers) == Some(true)
 }
 
 /// `GET /admin/forecast.html`: the form.

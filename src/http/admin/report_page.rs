@@ -73,25 +73,24 @@ pub struct PageQuery {
     token: Option<String>,
 }
 
-fn granted(st: &AppState, headers: &HeaderMap) -> Option<bool> {
+/// Whether the request carries the admin token (`Authorization: Bearer`) or the session cookie
+/// the report page sets (it opens the forecast page too); `None` when no admin token is set.
+pub(super) fn granted(st: &AppState, headers: &HeaderMap) -> Option<bool> {
+    use crate::http::board::{cookies, ct_eq, session_value};
     let token = st.config.admin_token.as_ref()?;
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if bearer.is_some_and(|b| bool::from(b.as_bytes().ct_eq(token.expose().as_bytes()))) {
+    if bearer.is_some_and(|b| ct_eq(b, token.expose())) {
         return Some(true);
     }
-    let session = crate::http::board::session_value(token.expose());
-    let cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| k.trim() == COOKIE)
-        .map(|(_, v)| v.trim().to_string());
-    Some(cookie.is_some_and(|c| bool::from(c.as_bytes().ct_eq(session.as_bytes()))))
+    let session = session_value(token.expose());
+    Some(
+        cookies(headers)
+            .get(COOKIE)
+            .is_some_and(|c| ct_eq(c, &session)),
+    )
 }
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
