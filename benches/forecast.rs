@@ -6,6 +6,7 @@
 //!
 //!   cargo bench --bench forecast
 //!   FORECAST_EVENTS=100000 cargo bench --bench forecast
+//!   FORECAST_TRACE=1 …   # every SQL statement on stderr, with its time (sqlx's debug log)
 //!
 //! Prints one `RESULT` line.
 
@@ -81,6 +82,12 @@ fn message(user: &str, n: i64, ts: i64) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::var_os("FORECAST_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("sqlx::query=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let events = env_num("FORECAST_EVENTS", 1_000_000);
     let users = env_num("FORECAST_USERS", 50_000);
     let dir = tempfile::tempdir().unwrap();

@@ -326,6 +326,21 @@ async fn a_batch_reads_its_users_history(kind: &str) {
     )
     .await
     .unwrap();
+    // A reply sent before the user's last interaction no longer counts: not read.
+    s.enqueue_jobs(&[job("zalo", "u1", "reply", "c0", 500)], 500)
+        .await
+        .unwrap();
+    let old = s
+        .claim_jobs("w0", 600, 600, 60_000, 10, JobLane::All)
+        .await
+        .unwrap();
+    s.finish_jobs(
+        "w0",
+        &[sent(old[0].id, Some(SendClass::ConsultationFree))],
+        800,
+    )
+    .await
+    .unwrap();
     s.enqueue_jobs(&[job("zalo", "u1", "promo", "p1", 1_500)], 1_500)
         .await
         .unwrap();
@@ -336,6 +351,20 @@ async fn a_batch_reads_its_users_history(kind: &str) {
     s.finish_jobs("w", &[sent(first[0].id, Some(SendClass::Promotion))], 2_000)
         .await
         .unwrap();
+    s.enqueue_jobs(&[job("zalo", "u1", "reply", "c1", 2_100)], 2_100)
+        .await
+        .unwrap();
+    let reply = s
+        .claim_jobs("w1", 2_100, 2_100, 60_000, 10, JobLane::All)
+        .await
+        .unwrap();
+    s.finish_jobs(
+        "w1",
+        &[sent(reply[0].id, Some(SendClass::ConsultationPaid))],
+        2_200,
+    )
+    .await
+    .unwrap();
     let mut held = job("zalo", "u1", "promo", "p2", 2_500);
     held.skip = Some(JobSkip {
         reason: "not_configured".into(),
@@ -349,19 +378,37 @@ async fn a_batch_reads_its_users_history(kind: &str) {
         .await
         .unwrap();
     assert_eq!(batch.len(), 1, "the skipped job is not claimed");
-    let h = s.claimed_history("w2", 0).await.unwrap();
+    let mut h = s.claimed_history("w2", 0).await.unwrap();
     assert_eq!(h.contacts, [("u1".to_string(), Some(1_000))]);
+    h.sends.sort();
     assert_eq!(
         h.sends,
+        [
+            (
+                "u1".to_string(),
+                first[0].id,
+                "promotion".to_string(),
+                2_000
+            ),
+            (
+                "u1".to_string(),
+                reply[0].id,
+                "consultation_paid".to_string(),
+                2_200
+            )
+        ]
+    );
+    assert_eq!(
+        s.claimed_history("w2", 2_001).await.unwrap().sends,
         [(
             "u1".to_string(),
-            first[0].id,
-            "promotion".to_string(),
-            2_000
+            reply[0].id,
+            "consultation_paid".to_string(),
+            2_200
         )]
     );
     assert!(s
-        .claimed_history("w2", 2_001)
+        .claimed_history("w2", 2_201)
         .await
         .unwrap()
         .sends
