@@ -1,7 +1,8 @@
 //! One rule set's run over a window, in a scratch copy: the live events of the window fed in
-//! order to the real inbox processor, the scheduler's passes at its cadence on a moved clock,
-//! each pass delivering what is due through channels that send nothing (`dry`). The live
-//! store is read a page at a time: memory does not grow with the number of events.
+//! order to the real inbox processor (handed over, not stored in the copy's inbox), the
+//! scheduler's passes at its cadence on a moved clock, each pass delivering what is due
+//! through channels that send nothing (`dry`). The live store is read a page at a time:
+//! memory does not grow with the number of events.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use crate::inbox::Processor;
 use crate::outbox::{cost::CostGuard, Sender, SenderOptions};
 use crate::rules::RuleSet;
 use crate::scheduler::{self, TickContext, TickOptions};
-use crate::store::{DynStore, InboxEvent, NewInboxEvent};
+use crate::store::{DynStore, InboxEvent};
 
 use super::dry::DryChannel;
 use super::scratch::{Scratch, Seed};
@@ -88,27 +89,14 @@ impl Rig {
         Ok(())
     }
 
-    /// Feeds `events` (in id order) to the scratch inbox and processes them as of the latest.
-    async fn feed(&mut self, events: &[InboxEvent]) -> anyhow::Result<()> {
+    /// Processes `events` (in id order) as of the latest: handed to the processor as they
+    /// are, not stored in the scratch's inbox (`Processor::replay`).
+    async fn feed(&mut self, events: Vec<InboxEvent>) -> anyhow::Result<()> {
         let Some(latest) = events.iter().map(|e| e.received_at).max() else {
             return Ok(());
         };
-        let rows: Vec<NewInboxEvent> = events
-            .iter()
-            .map(|e| NewInboxEvent {
-                dedupe_key: e.dedupe_key.clone(),
-                event_name: e.event_name.clone(),
-                user_id: e.user_id.clone(),
-                priority: 0,
-                body: e.body.clone(),
-                event_ts: e.event_ts,
-                received_at: e.received_at,
-            })
-            .collect();
-        self.scratch.store.insert_inbox(&rows).await?;
         self.clock.set(latest);
-        let stop = tokio_util::sync::CancellationToken::new();
-        self.processor.drain(&stop).await?;
+        self.processor.replay(events).await?;
         Ok(())
     }
 
@@ -225,7 +213,7 @@ impl Feed {
                 return Ok(());
             }
             self.events += now.len() as u64;
-            rig.feed(&now).await?;
+            rig.feed(now).await?;
             if !self.pending.is_empty() {
                 return Ok(());
             }

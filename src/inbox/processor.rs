@@ -305,6 +305,20 @@ impl Processor {
         crate::clock::system_now()
     }
 
+    /// Processes events replayed from another store into this one, a forecast's copy
+    /// (`Store::apply_replayed`): as a claimed batch is processed, in order, with no inbox row
+    /// to mark or claim. An event that does not parse is left out (the store it comes from
+    /// recorded its failure). Returns how many events were processed.
+    pub async fn replay(&self, events: Vec<InboxEvent>) -> Result<usize, StoreError> {
+        let batch = self.decide(events).await?;
+        self.store.apply_replayed(&batch.done, batch.now).await?;
+        if batch.done.iter().any(|c| !c.effects.jobs.is_empty()) {
+            self.jobs_enqueued.notify_one();
+        }
+        self.committed(&batch.done);
+        Ok(batch.done.len())
+    }
+
     /// Processes one claimed batch; with `claim_next`, its completion claims the next batch,
     /// which is returned.
     async fn process_batch(
@@ -312,57 +326,13 @@ impl Processor {
         claimed: Vec<InboxEvent>,
         claim_next: bool,
     ) -> Result<Vec<InboxEvent>, StoreError> {
-        let mut parsed: Vec<(InboxEvent, Result<Event, String>)> =
-            Vec::with_capacity(claimed.len());
-        let mut users: Vec<String> = Vec::new();
-        for row in claimed {
-            let ev = event::parse(row.body.as_bytes()).map_err(|e| e.to_string());
-            if let Ok(ev) = &ev {
-                users.extend(concerned_users(ev));
-            }
-            parsed.push((row, ev));
-        }
-        users.sort();
-        users.dedup();
-        let mut before = self.load_state(&users).await?;
-        // Opens and clicks name their email by outbox job: what sent it (rule or step).
-        for (_, ev) in &parsed {
-            if let Ok(Event {
-                kind: EventKind::EmailOpened { job_id, .. } | EventKind::EmailClicked { job_id, .. },
-                ..
-            }) = ev
-            {
-                if let std::collections::hash_map::Entry::Vacant(slot) =
-                    before.emails.entry(*job_id)
-                {
-                    if let Some(job) = self.store.get_job(*job_id).await? {
-                        slot.insert(job.rule_id.unwrap_or_default());
-                    }
-                }
-            }
-        }
-        let mut state = before.clone();
-
-        let mut done = Vec::with_capacity(parsed.len());
-        let mut failed = Vec::new();
-        for (row, ev) in &parsed {
-            match ev {
-                Ok(ev) => {
-                    let at = event_time(ev, row);
-                    let effects =
-                        self.engine
-                            .process(ev, at, &format!("inbox:{}", row.id), &mut state);
-                    done.push(Completion {
-                        inbox_id: row.id,
-                        effects,
-                    });
-                }
-                Err(e) => failed.push((row, e.clone())),
-            }
-        }
-        let now = self.clock.now();
-        self.permission_revoked(&parsed, now).await?;
-        self.template_events(&parsed, now).await?;
+        let Decided {
+            parsed,
+            before,
+            done,
+            failed,
+            now,
+        } = self.decide(claimed).await?;
         let claim = ClaimNext {
             now: self.lease_now(),
             lease_ms: self.lease_ms(),
@@ -407,10 +377,75 @@ impl Processor {
             .map(|c| (c.inbox_id, Caused::of(&c.effects)))
             .collect();
         self.record_done(&parsed, &caused, now);
-        for (row, e) in failed {
-            self.retry_later(row, &e).await?;
+        for i in failed {
+            if let (row, Err(e)) = &parsed[i] {
+                self.retry_later(row, e).await?;
+            }
         }
         Ok(next)
+    }
+
+    /// Runs a batch through the engine, in order: parsed, the state of its users loaded, each
+    /// event's effects decided, `permission_revoked` and template events recorded.
+    async fn decide(&self, claimed: Vec<InboxEvent>) -> Result<Decided, StoreError> {
+        let mut parsed: Vec<(InboxEvent, Result<Event, String>)> =
+            Vec::with_capacity(claimed.len());
+        let mut users: Vec<String> = Vec::new();
+        for row in claimed {
+            let ev = event::parse(row.body.as_bytes()).map_err(|e| e.to_string());
+            if let Ok(ev) = &ev {
+                users.extend(concerned_users(ev));
+            }
+            parsed.push((row, ev));
+        }
+        users.sort();
+        users.dedup();
+        let mut before = self.load_state(&users).await?;
+        // Opens and clicks name their email by outbox job: what sent it (rule or step).
+        for (_, ev) in &parsed {
+            if let Ok(Event {
+                kind: EventKind::EmailOpened { job_id, .. } | EventKind::EmailClicked { job_id, .. },
+                ..
+            }) = ev
+            {
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    before.emails.entry(*job_id)
+                {
+                    if let Some(job) = self.store.get_job(*job_id).await? {
+                        slot.insert(job.rule_id.unwrap_or_default());
+                    }
+                }
+            }
+        }
+        let mut state = before.clone();
+
+        let mut done = Vec::with_capacity(parsed.len());
+        let mut failed = Vec::new();
+        for (i, (row, ev)) in parsed.iter().enumerate() {
+            match ev {
+                Ok(ev) => {
+                    let at = event_time(ev, row);
+                    let effects =
+                        self.engine
+                            .process(ev, at, &format!("inbox:{}", row.id), &mut state);
+                    done.push(Completion {
+                        inbox_id: row.id,
+                        effects,
+                    });
+                }
+                Err(_) => failed.push(i),
+            }
+        }
+        let now = self.clock.now();
+        self.permission_revoked(&parsed, now).await?;
+        self.template_events(&parsed, now).await?;
+        Ok(Decided {
+            parsed,
+            before,
+            done,
+            failed,
+            now,
+        })
     }
 
     /// `permission_revoked`: OA calls wait and staff are told, once (before the batch commits;
@@ -659,6 +694,17 @@ impl Processor {
             );
         }
     }
+}
+
+/// A batch run through the engine, not yet committed.
+struct Decided {
+    parsed: Vec<(InboxEvent, Result<Event, String>)>,
+    /// The users' state before the batch (for a retry one event at a time).
+    before: BatchState,
+    done: Vec<Completion>,
+    /// Indexes in `parsed` of the events that did not parse.
+    failed: Vec<usize>,
+    now: i64,
 }
 
 /// Why the processor woke.

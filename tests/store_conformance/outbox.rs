@@ -2,9 +2,11 @@
 //! a batch's sender reads.
 
 use zaloflow::store::{
-    ContactChange, Effects, JobLane, JobOutcome, JobResult, JobSkip, NewJob, SyncPage, ZaloProfile,
+    Completion, ContactChange, Effects, JobLane, JobOutcome, JobResult, JobSkip, NewJob, RuleFire,
+    SyncPage, ZaloProfile,
 };
 use zaloflow_core::cost::{SendClass, SendCost};
+use zaloflow_core::outcome::OutcomeSignal;
 
 use super::{ev, open};
 
@@ -14,6 +16,7 @@ both!(
     profiles_sync_in_runs,
     templates_and_quota_are_kept,
     a_batch_reads_its_users_history,
+    replayed_events_apply_their_effects_with_no_inbox_row_or_credit,
 );
 
 fn job(channel: &str, user: &str, rule: &str, key: &str, run_at: i64) -> NewJob {
@@ -428,4 +431,103 @@ async fn a_batch_reads_its_users_history(kind: &str) {
         [(Some("promo"), "not_configured", 1)]
     );
     assert!(s.not_sent_rows(2_501).await.unwrap().is_empty());
+}
+
+/// What the processor decides for a customer's message at `at`: the contact, a reply, the
+/// rule's firing (and so its hour) and the writing (credited to earlier sends).
+fn message_effects(at: i64, key: &str) -> Effects {
+    Effects {
+        contacts: vec![ContactChange {
+            user_id: "u1".into(),
+            seen_at: at,
+            interaction_at: Some(at),
+            interactions: 1,
+            tags_add: vec!["da_nhan".into()],
+            ..Default::default()
+        }],
+        jobs: vec![job("zalo", "u1", "tra_loi", key, at)],
+        fires: vec![RuleFire {
+            user_id: "u1".into(),
+            rule_id: "tra_loi".into(),
+            period_key: key.into(),
+            fired_at: at,
+        }],
+        outcomes: vec![OutcomeSignal::Wrote {
+            user_id: "u1".into(),
+            at,
+        }],
+        ..Default::default()
+    }
+}
+
+async fn replayed_events_apply_their_effects_with_no_inbox_row_or_credit(kind: &str) {
+    let (_db, s) = open(kind).await;
+    // A reply sent an hour before the customer writes again.
+    s.enqueue_jobs(&[job("zalo", "u1", "chao", "c0", 1_000)], 1_000)
+        .await
+        .unwrap();
+    let c0 = s
+        .claim_jobs("w", 1_000, 1_000, 60_000, 10, JobLane::All)
+        .await
+        .unwrap();
+    s.finish_jobs("w", &[sent(c0[0].id, None)], 1_000)
+        .await
+        .unwrap();
+    let at = 3_601_000;
+    s.apply_replayed(
+        &[Completion {
+            inbox_id: 42,
+            effects: message_effects(at, "r1"),
+        }],
+        at,
+    )
+    .await
+    .unwrap();
+    // Its effects, as a completion applies them.
+    let u1 = s.load_contacts(&["u1".into()]).await.unwrap()["u1"].clone();
+    assert_eq!(u1.last_interaction, Some(at));
+    assert_eq!(u1.interaction_count, 1);
+    assert!(u1.tags.contains("da_nhan"));
+    let fires = s.load_rule_state(&["u1".into()]).await.unwrap();
+    assert_eq!(fires.len(), 1);
+    assert_eq!(fires[0].rule_id, "tra_loi");
+    let hours = s.fire_counts(0, i64::MAX).await.unwrap();
+    assert_eq!(
+        hours
+            .iter()
+            .map(|f| (f.rule_id.as_str(), f.hour, f.fires))
+            .collect::<Vec<_>>(),
+        [("tra_loi", 1, 1)]
+    );
+    let pending = s
+        .claim_jobs("w", at, at, 60_000, 10, JobLane::All)
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1, "the reply is queued");
+    // No inbox row, and no reply credited to the earlier send.
+    let stats = s.inbox_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.done, stats.failed), (0, 0, 0));
+    assert!(s.report_counts(0, None).await.unwrap().outcomes.is_empty());
+    // The same message stored and completed credits it.
+    s.insert_inbox(&[ev("m2", "u1", at + 1)]).await.unwrap();
+    let claimed = s.claim_inbox("p", at + 1, 60_000, 10).await.unwrap();
+    s.complete_inbox(
+        "p",
+        &[Completion {
+            inbox_id: claimed[0].id,
+            effects: message_effects(at + 1, "r2"),
+        }],
+        at + 1,
+    )
+    .await
+    .unwrap();
+    let credited: Vec<String> = s
+        .report_counts(0, None)
+        .await
+        .unwrap()
+        .outcomes
+        .into_iter()
+        .map(|o| o.kind)
+        .collect();
+    assert!(credited.contains(&"replied".to_string()), "{credited:?}");
 }

@@ -78,6 +78,12 @@ pub trait Inbox: Send + Sync {
     /// Applies effects that no inbox event carries (the scheduler's decisions), in one
     /// transaction.
     async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()>;
+    /// Applies the effects of events this inbox does not hold — a forecast's copy replaying
+    /// another store's events — in one transaction, as `complete_inbox` applies a batch's
+    /// (contacts, jobs, lists, firings and their hours, campaigns, handoffs), with no inbox row
+    /// to mark and no reply or return credited to an earlier send: a recorded message did not
+    /// answer a send that was only replayed.
+    async fn apply_replayed(&self, done: &[Completion], now: i64) -> Result<()>;
     /// The latest firing of every rule for these contacts.
     async fn load_rule_state(&self, user_ids: &[String]) -> Result<Vec<RuleFire>>;
 

@@ -259,11 +259,13 @@ async fn bulk_upsert_contacts(
 crate::inbox::fires_fn!(Postgres, 'static);
 
 /// Everything a batch of effects changes, in one transaction: contacts (merged per contact),
-/// outbox jobs, list operations, rule firings.
+/// outbox jobs, list operations, rule firings. `writings`: whether the times users wrote are
+/// credited to earlier sends (not for replayed events, `Inbox::apply_replayed`).
 async fn apply_effects<'e>(
     tx: &mut Transaction<'static, Postgres>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
     now: i64,
+    writings: bool,
 ) -> Result<crate::handoff::HandoffOutcomes> {
     let merged = merge_changes(effects.clone().flat_map(|e| &e.contacts));
     apply_contact_changes(tx, &merged, now).await?;
@@ -272,7 +274,7 @@ async fn apply_effects<'e>(
     apply_list_changes(tx, effects.clone().flat_map(|e| &e.lists), now).await?;
     let handoff_changes = effects.clone().flat_map(|e| &e.handoffs).collect();
     upsert_fires(tx, effects.clone().flat_map(|e| &e.fires)).await?;
-    outcomes::apply(tx, effects.clone(), now).await?;
+    outcomes::apply(tx, effects.clone(), writings).await?;
     let campaigns: Vec<&CampaignChange> = effects.flat_map(|e| &e.campaigns).collect();
     apply_campaign_changes(tx, &campaigns, now).await?;
     handoffs::apply(tx, handoff_changes, now).await
@@ -343,7 +345,7 @@ async fn apply_effects_bulk(
         .execute(&mut **tx)
         .await?;
     }
-    outcomes::apply(tx, effects.iter().copied(), now).await?;
+    outcomes::apply(tx, effects.iter().copied(), true).await?;
     let campaigns: Vec<&CampaignChange> = effects.iter().flat_map(|e| &e.campaigns).collect();
     apply_campaign_changes(tx, &campaigns, now).await?;
     handoffs::apply(tx, effects.iter().flat_map(|e| &e.handoffs).collect(), now).await?;

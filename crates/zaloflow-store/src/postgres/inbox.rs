@@ -99,7 +99,7 @@ crate::inbox::inbox_impl!(PgStore, postgres, {
         if r.rows_affected() != ids.len() as u64 {
             return Err(StoreError::LeaseLost(format!("inbox events {ids:?}")));
         }
-        let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now).await?;
+        let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now, true).await?;
         tx.commit().await?;
         handoffs.record();
         Ok(())
@@ -107,7 +107,18 @@ crate::inbox::inbox_impl!(PgStore, postgres, {
 
     async fn apply_effects(&self, effects: &Effects, now: i64) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        let handoffs = apply_effects(&mut tx, std::iter::once(effects), now).await?;
+        let handoffs = apply_effects(&mut tx, std::iter::once(effects), now, true).await?;
+        tx.commit().await?;
+        handoffs.record();
+        Ok(())
+    }
+
+    async fn apply_replayed(&self, done: &[Completion], now: i64) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now, false).await?;
         tx.commit().await?;
         handoffs.record();
         Ok(())

@@ -37,11 +37,11 @@ fn latest_sends() -> &'static str {
 }
 
 /// Records firings and the outcome signals of a batch of effects, inside `tx`: one statement
-/// per kind of signal.
+/// per kind of signal. `writings`: whether the times users wrote are credited to earlier sends.
 pub(super) async fn apply<'e>(
     tx: &mut Transaction<'static, Postgres>,
     effects: impl Iterator<Item = &'e Effects> + Clone,
-    _now: i64,
+    writings: bool,
 ) -> Result<()> {
     let hours = crate::report::fire_hours(effects.clone());
     if !hours.is_empty() {
@@ -81,7 +81,7 @@ pub(super) async fn apply<'e>(
         .execute(&mut **tx)
         .await?;
     }
-    if !rows.wrote.is_empty() {
+    if writings && !rows.wrote.is_empty() {
         sqlx::query(latest_sends())
             .bind(rows.wrote.iter().map(|r| r.0).collect::<Vec<_>>())
             .bind(rows.wrote.iter().map(|r| r.1).collect::<Vec<_>>())

@@ -90,6 +90,18 @@ crate::inbox::inbox_impl!(SqliteStore, sqlite, {
         Ok(())
     }
 
+    async fn apply_replayed(&self, done: &[Completion], now: i64) -> Result<()> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.writer.lock_relaxed().await?;
+        let mut tx = w.begin().await?;
+        let handoffs = apply_effects(&mut tx, done.iter().map(|c| &c.effects), now, false).await?;
+        tx.commit().await?;
+        handoffs.record();
+        Ok(())
+    }
+
     async fn fail_inbox(
         &self,
         owner: &str,
