@@ -2,7 +2,7 @@
 //! server and real HTTP, on both backends — a customer's name can never become markup or a
 //! link; tracking links are opaque; who counts as a reader (the table of
 //! docs/email-and-forms.md, each User-Agent, clicks); "not opened" never reaches someone who
-//! opened or clicked; repeat registrations (II.2) with the setting off and on; forms that
+//! opened or clicked, live and in a forecast of the same days (issue 28); repeat registrations (II.2) with the setting off and on; forms that
 //! nobody declared, oversized bodies and the documented limits.
 
 mod common;
@@ -243,6 +243,25 @@ rules:
         ("84900000007", Some("python-requests/2.31"), false),
     ];
     let t0 = zaloflow::clock::system_now();
+    // Jobs from before: the live emails' ids are not the ones a forecast's copy gives them.
+    let earlier: Vec<zaloflow::store::NewJob> = (0..5)
+        .map(|n| zaloflow::store::NewJob {
+            channel: "sms".into(),
+            user_id: "84900000099".into(),
+            payload: "{}".into(),
+            priority: 0,
+            run_at: t0 - DAY,
+            rule_id: Some("truoc".into()),
+            source: "test".into(),
+            dedupe_key: Some(format!("truoc:{n}")),
+            variant: None,
+            skip: Some(zaloflow::store::JobSkip {
+                reason: "not_configured".into(),
+                message: "before".into(),
+            }),
+        })
+        .collect();
+    s.store.enqueue_jobs(&earlier, t0 - DAY).await.unwrap();
     for (phone, _, _) in readers {
         let email = format!("{phone}@shop.test");
         s.register(
@@ -331,6 +350,50 @@ rules:
         assert_eq!(later(p), ["chua mo"], "{p}");
     }
     assert_eq!(later("84900000006"), ["chua mo", "chua mo ke ca may"]);
+    // A forecast of those days with the same rules (issue 28): each open and click follows
+    // the copy's own email of the same step to the same address, so the opens' rules and
+    // "not opened" reach the same people as they did live.
+    let rules = std::sync::Arc::new(
+        zaloflow::rules::load_sources(
+            &[("t.yaml".into(), yaml.to_string())],
+            &zaloflow::rules::LoadOptions::default(),
+        )
+        .unwrap(),
+    );
+    let mut settings = zaloflow::forecast::Settings::from_config(&s.config);
+    settings.every_ms = HOUR;
+    let f = zaloflow::forecast::replay_window(
+        &s.store,
+        rules.clone(),
+        rules,
+        zaloflow::forecast::Window {
+            from: t0 - HOUR,
+            to: t0 + 2 * DAY,
+        },
+        &settings,
+        None,
+    )
+    .await
+    .unwrap();
+    let sent = |t: &zaloflow::forecast::tally::Tally| -> Vec<(String, i64)> {
+        t.per_rule()
+            .into_iter()
+            .map(|(rule, c)| (rule, c.sent()))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    };
+    let want: Vec<(String, i64)> = [
+        ("chao/thu_1", 7),
+        ("chua_mo", 4),
+        ("chua_mo_ca_may", 1),
+        ("da_mo", 3),
+        ("da_mo_ca_may", 6),
+    ]
+    .iter()
+    .map(|(r, n)| (r.to_string(), *n))
+    .collect();
+    assert_eq!(sent(f.actual.as_ref().unwrap()), want);
+    assert_eq!(sent(&f.current), want);
     s.stop().await;
 }
 

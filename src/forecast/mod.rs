@@ -13,6 +13,7 @@
 
 pub mod draft;
 pub mod dry;
+pub mod emails;
 pub mod outlook;
 pub mod replay;
 pub mod scratch;

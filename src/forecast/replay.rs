@@ -33,6 +33,8 @@ struct Rig {
     processor: Processor,
     ctx: TickContext,
     tally: Tally,
+    /// Email opens and clicks waiting for the pass that sends their email in the copy.
+    waiting: Vec<InboxEvent>,
 }
 
 impl Rig {
@@ -78,25 +80,36 @@ impl Rig {
             tally: Tally::new(settings.tz)
                 .within(window)
                 .keeping_sends(settings.keep_sends),
+            waiting: Vec::new(),
         })
     }
 
-    /// One scheduler pass at `at` (deciding, then delivering what is due).
-    async fn tick(&mut self, at: i64) -> anyhow::Result<()> {
+    /// One scheduler pass at `at` (deciding, then delivering what is due), then the email
+    /// opens and clicks that waited for it.
+    async fn tick(&mut self, live: &DynStore, at: i64) -> anyhow::Result<()> {
         self.clock.set(at);
         let r = scheduler::tick(&self.ctx, at).await?;
         anyhow::ensure!(r.ran, "the scratch copy's tick did not run");
+        if !self.waiting.is_empty() {
+            let waiting = std::mem::take(&mut self.waiting);
+            let f = super::emails::follow(live, &self.scratch.store, waiting, false).await?;
+            self.processor.replay(f.ready).await?;
+        }
         Ok(())
     }
 
     /// Processes `events` (in id order) as of the latest: handed to the processor as they
-    /// are, not stored in the scratch's inbox (`Processor::replay`).
-    async fn feed(&mut self, events: Vec<InboxEvent>) -> anyhow::Result<()> {
+    /// are, not stored in the scratch's inbox (`Processor::replay`), but for email opens and
+    /// clicks, moved onto the scratch's emails first or left to wait for the next pass
+    /// (`emails::follow`).
+    async fn feed(&mut self, live: &DynStore, events: Vec<InboxEvent>) -> anyhow::Result<()> {
         let Some(latest) = events.iter().map(|e| e.received_at).max() else {
             return Ok(());
         };
         self.clock.set(latest);
-        self.processor.replay(events).await?;
+        let f = super::emails::follow(live, &self.scratch.store, events, true).await?;
+        self.waiting.extend(f.waiting);
+        self.processor.replay(f.ready).await?;
         Ok(())
     }
 
@@ -151,7 +164,7 @@ pub async fn run(
         feed.until(live, &mut rig, window, settings.page, next)
             .await?;
         let next_day = day_start(next, settings.tz);
-        rig.tick(next).await?;
+        rig.tick(live, next).await?;
         if next_day != day {
             day = next_day;
             if let Some(p) = &progress {
@@ -213,7 +226,7 @@ impl Feed {
                 return Ok(());
             }
             self.events += now.len() as u64;
-            rig.feed(now).await?;
+            rig.feed(live, now).await?;
             if !self.pending.is_empty() {
                 return Ok(());
             }
