@@ -312,6 +312,30 @@ async fn templates_and_quota_are_kept(kind: &str) {
     assert_eq!(s.daily_quota().await.unwrap(), None);
 }
 
+/// Queues job `key` of `rule` to u1 at `at`, then claims and sends it at `sent_at` billed as
+/// `class`; returns its id.
+async fn send_one(
+    s: &zaloflow::store::DynStore,
+    key: &str,
+    rule: &str,
+    at: i64,
+    class: SendClass,
+    sent_at: i64,
+) -> i64 {
+    s.enqueue_jobs(&[job("zalo", "u1", rule, key, at)], at)
+        .await
+        .unwrap();
+    let claimed = s
+        .claim_jobs(key, sent_at, sent_at, 60_000, 10, JobLane::All)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    s.finish_jobs(key, &[sent(claimed[0].id, Some(class))], sent_at)
+        .await
+        .unwrap();
+    claimed[0].id
+}
+
 async fn a_batch_reads_its_users_history(kind: &str) {
     let (_db, s) = open(kind).await;
     s.apply_effects(
@@ -330,44 +354,9 @@ async fn a_batch_reads_its_users_history(kind: &str) {
     .await
     .unwrap();
     // A reply sent before the user's last interaction no longer counts: not read.
-    s.enqueue_jobs(&[job("zalo", "u1", "reply", "c0", 500)], 500)
-        .await
-        .unwrap();
-    let old = s
-        .claim_jobs("w0", 600, 600, 60_000, 10, JobLane::All)
-        .await
-        .unwrap();
-    s.finish_jobs(
-        "w0",
-        &[sent(old[0].id, Some(SendClass::ConsultationFree))],
-        800,
-    )
-    .await
-    .unwrap();
-    s.enqueue_jobs(&[job("zalo", "u1", "promo", "p1", 1_500)], 1_500)
-        .await
-        .unwrap();
-    let first = s
-        .claim_jobs("w", 2_000, 2_000, 60_000, 10, JobLane::All)
-        .await
-        .unwrap();
-    s.finish_jobs("w", &[sent(first[0].id, Some(SendClass::Promotion))], 2_000)
-        .await
-        .unwrap();
-    s.enqueue_jobs(&[job("zalo", "u1", "reply", "c1", 2_100)], 2_100)
-        .await
-        .unwrap();
-    let reply = s
-        .claim_jobs("w1", 2_100, 2_100, 60_000, 10, JobLane::All)
-        .await
-        .unwrap();
-    s.finish_jobs(
-        "w1",
-        &[sent(reply[0].id, Some(SendClass::ConsultationPaid))],
-        2_200,
-    )
-    .await
-    .unwrap();
+    send_one(&s, "c0", "reply", 500, SendClass::ConsultationFree, 800).await;
+    let first = send_one(&s, "p1", "promo", 1_500, SendClass::Promotion, 2_000).await;
+    let reply = send_one(&s, "c1", "reply", 2_100, SendClass::ConsultationPaid, 2_200).await;
     let mut held = job("zalo", "u1", "promo", "p2", 2_500);
     held.skip = Some(JobSkip {
         reason: "not_configured".into(),
@@ -387,15 +376,10 @@ async fn a_batch_reads_its_users_history(kind: &str) {
     assert_eq!(
         h.sends,
         [
+            ("u1".to_string(), first, "promotion".to_string(), 2_000),
             (
                 "u1".to_string(),
-                first[0].id,
-                "promotion".to_string(),
-                2_000
-            ),
-            (
-                "u1".to_string(),
-                reply[0].id,
+                reply,
                 "consultation_paid".to_string(),
                 2_200
             )
@@ -405,7 +389,7 @@ async fn a_batch_reads_its_users_history(kind: &str) {
         s.claimed_history("w2", 2_001).await.unwrap().sends,
         [(
             "u1".to_string(),
-            reply[0].id,
+            reply,
             "consultation_paid".to_string(),
             2_200
         )]
@@ -463,16 +447,7 @@ fn message_effects(at: i64, key: &str) -> Effects {
 async fn replayed_events_apply_their_effects_with_no_inbox_row_or_credit(kind: &str) {
     let (_db, s) = open(kind).await;
     // A reply sent an hour before the customer writes again.
-    s.enqueue_jobs(&[job("zalo", "u1", "chao", "c0", 1_000)], 1_000)
-        .await
-        .unwrap();
-    let c0 = s
-        .claim_jobs("w", 1_000, 1_000, 60_000, 10, JobLane::All)
-        .await
-        .unwrap();
-    s.finish_jobs("w", &[sent(c0[0].id, None)], 1_000)
-        .await
-        .unwrap();
+    send_one(&s, "c0", "chao", 1_000, SendClass::ConsultationFree, 1_000).await;
     let at = 3_601_000;
     s.apply_replayed(
         &[Completion {
