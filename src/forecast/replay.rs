@@ -62,6 +62,10 @@ impl Rig {
         .with_clock(clock.clone())
         .with_options(SenderOptions {
             cost: CostGuard::new(settings.cost, settings.tz, settings.promotion_hours),
+            // Nothing is called: a pass's sends are claimed, priced and recorded a page at a
+            // time rather than the live sender's 200 (a claim, two pricing reads and the
+            // outcomes per batch).
+            batch: settings.page,
             ..SenderOptions::default()
         });
         let mut ctx = TickContext::new(store, engine, "forecast/tick")
