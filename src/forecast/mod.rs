@@ -213,7 +213,7 @@ pub async fn replay_window(
     settings: &Settings,
     progress: Option<Progress>,
 ) -> anyhow::Result<Forecast> {
-    let (cur, new) = both(
+    forecast(
         live,
         (current, draft),
         window,
@@ -221,49 +221,7 @@ pub async fn replay_window(
         progress,
         replay::Mode::Past,
     )
-    .await?;
-    let actual = tally::from_live(
-        live,
-        window,
-        settings.tz,
-        settings.page,
-        settings.keep_sends,
-    )
-    .await?;
-    let template_quota = live.daily_quota().await?;
-    let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
-    Ok(Forecast {
-        window,
-        mode: "replay",
-        current: cur.tally,
-        draft: new.tally,
-        actual: Some(actual),
-        events: new.events,
-        contacts: new.contacts,
-        template_quota,
-        outlook,
-        every_ms: settings.every_ms,
-    })
-}
-
-/// Runs `current` and `draft` side by side (on the runtime's threads), each in its own
-/// scratch copy reading the live store on its own, a page at a time.
-async fn both(
-    live: &DynStore,
-    (current, draft): (Arc<RuleSet>, Arc<RuleSet>),
-    window: Window,
-    settings: &Settings,
-    progress: Option<Progress>,
-    mode: replay::Mode,
-) -> anyhow::Result<(replay::Run, replay::Run)> {
-    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
-        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
-        tokio::spawn(async move {
-            replay::run(&live, rules, window, &settings, label, progress, mode).await
-        })
-    };
-    let (a, b) = tokio::join!(spawn(current, "current"), spawn(draft, "draft"));
-    Ok((a??, b??))
+    .await
 }
 
 /// Projects the coming `ahead` ms from `now`: the contacts as they are, the scheduler alone.
@@ -280,7 +238,7 @@ pub async fn project_ahead(
         from: now,
         to: now + ahead,
     };
-    let (cur, new) = both(
+    forecast(
         live,
         (current, draft),
         window,
@@ -288,16 +246,53 @@ pub async fn project_ahead(
         progress,
         replay::Mode::Ahead,
     )
-    .await?;
+    .await
+}
+
+/// Runs `current` and `draft` side by side (on the runtime's threads), each in its own
+/// scratch copy reading the live store on its own, a page at a time; then what the live store
+/// adds: the outbox of a past window, the template quota, the expected outcomes.
+async fn forecast(
+    live: &DynStore,
+    (current, draft): (Arc<RuleSet>, Arc<RuleSet>),
+    window: Window,
+    settings: &Settings,
+    progress: Option<Progress>,
+    mode: replay::Mode,
+) -> anyhow::Result<Forecast> {
+    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+        let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
+        tokio::spawn(async move {
+            replay::run(&live, rules, window, &settings, label, progress, mode).await
+        })
+    };
+    let (a, b) = tokio::join!(spawn(current, "current"), spawn(draft, "draft"));
+    let (cur, new) = (a??, b??);
+    let actual = match mode {
+        replay::Mode::Past => Some(
+            tally::from_live(
+                live,
+                window,
+                settings.tz,
+                settings.page,
+                settings.keep_sends,
+            )
+            .await?,
+        ),
+        replay::Mode::Ahead => None,
+    };
     let template_quota = live.daily_quota().await?;
     let outlook = outlook::expect(live, &cur.tally, &new.tally, window).await?;
     Ok(Forecast {
         window,
-        mode: "ahead",
+        mode: match mode {
+            replay::Mode::Past => "replay",
+            replay::Mode::Ahead => "ahead",
+        },
         current: cur.tally,
         draft: new.tally,
-        actual: None,
-        events: 0,
+        actual,
+        events: new.events,
         contacts: new.contacts,
         template_quota,
         outlook,
