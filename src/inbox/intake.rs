@@ -217,12 +217,12 @@ impl Commits {
         } = batch;
         match result {
             Ok(ids) => {
-                for (reply, id) in replies.into_iter().zip(&ids) {
-                    let _ = reply.send(Ok(Inserted::of(*id)));
-                }
+                // Passed on before the handlers are answered: once `submit` returns, its event
+                // is in the processor's queue (or the processor is notified), so a queue
+                // that looks short to the processor is short.
                 match (room, self.relay.as_deref()) {
                     (Some(room), Some(h)) => {
-                        let events = handed_rows(events, ids);
+                        let events = handed_rows(events, &ids);
                         // A processor that stopped gives its leases back as it goes; anything
                         // sent after that is taken again when its lease expires.
                         if !events.is_empty() {
@@ -234,6 +234,9 @@ impl Commits {
                     }
                     _ if ids.iter().any(Option::is_some) => self.stored.notify_one(),
                     _ => {}
+                }
+                for (reply, id) in replies.into_iter().zip(&ids) {
+                    let _ = reply.send(Ok(Inserted::of(*id)));
                 }
             }
             Err(e) => {
@@ -284,10 +287,10 @@ fn blocking_writer(inbox: &dyn SyncInbox, mut rx: mpsc::Receiver<Request>, commi
 
 /// The rows a batch stored (duplicates left out), as the processor receives them: leased, one
 /// attempt counted.
-fn handed_rows(events: Vec<NewInboxEvent>, ids: Vec<Option<i64>>) -> Vec<InboxEvent> {
+fn handed_rows(events: Vec<NewInboxEvent>, ids: &[Option<i64>]) -> Vec<InboxEvent> {
     events
         .into_iter()
-        .zip(ids)
+        .zip(ids.iter().copied())
         .filter_map(|(e, id)| {
             Some(InboxEvent {
                 id: id?,
