@@ -59,6 +59,11 @@ pub struct CostGuard {
     /// What this batch read of the OA's templates: each template's status and the daily quota
     /// (read once per batch, not once per send; a change lands at the next batch).
     templates_read: Arc<Mutex<TemplatesRead>>,
+    /// Held while a count that later checks add to (`spent`, `templates_before`) is read from
+    /// the store: the sends of a batch are checked side by side, and a second read, answered
+    /// after some of the batch's sends were committed, would count those sends twice (once in
+    /// the store, once as reserved) and hold sends that had room.
+    reading: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +94,7 @@ impl Default for CostGuard {
             templates_sent: Arc::default(),
             templates_before: Arc::default(),
             templates_read: Arc::default(),
+            reading: Arc::default(),
         }
     }
 }
@@ -273,13 +279,24 @@ impl CostGuard {
             return Ok(None);
         };
         let day = self.day_start(now);
-        let cached = *self.templates_before.lock().expect("poisoned");
-        let before = match cached {
-            Some((d, n)) if d == day => n,
-            _ => {
-                let n = store.template_sends_since(day).await?;
-                *self.templates_before.lock().expect("poisoned") = Some((day, n));
-                n
+        let known = || match *self.templates_before.lock().expect("poisoned") {
+            Some((d, n)) if d == day => Some(n),
+            _ => None,
+        };
+        let before = match known() {
+            Some(n) => n,
+            None => {
+                let _reading = self.reading.lock().await;
+                match known() {
+                    Some(n) => n,
+                    None => {
+                        // No send of this batch has been let through for `day` yet (each
+                        // waits here): the store's count holds none of them.
+                        let n = store.template_sends_since(day).await?;
+                        *self.templates_before.lock().expect("poisoned") = Some((day, n));
+                        n
+                    }
+                }
             }
         };
         // Checked and reserved at once: sends to other users run side by side. A send that
@@ -500,7 +517,12 @@ impl CostGuard {
     /// Reads today's spend from the store unless it is already known for today.
     async fn load_spent(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
         let day = self.day_start(now);
-        if matches!(*self.spent.lock().expect("poisoned"), Some((d, _)) if d == day) {
+        let known = || matches!(*self.spent.lock().expect("poisoned"), Some((d, _)) if d == day);
+        if known() {
+            return Ok(());
+        }
+        let _reading = self.reading.lock().await;
+        if known() {
             return Ok(());
         }
         let spent = store.spent_since(day).await?;
