@@ -142,8 +142,14 @@ async fn main() {
         page: 2000,
         keep_sends: false,
     };
-    let progress: forecast::Progress = Arc::new(|run: &str, n: u64| {
-        eprintln!("  {run}: {n} events, peak {:.0} MiB", peak_mib());
+    let progress: forecast::Progress = Arc::new(|step: forecast::Step| {
+        eprintln!(
+            "  {}: {} events ({:.0}%), peak {:.0} MiB",
+            step.run,
+            step.events,
+            step.share * 100.0,
+            peak_mib()
+        );
     });
     let t1 = Instant::now();
     let f = forecast::replay_window(

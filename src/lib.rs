@@ -179,6 +179,9 @@ pub async fn run_with_clock(
         vip,
         clock: clock.clone(),
         board_live: board_live.clone(),
+        forecasts: Arc::new(http::admin::forecast_runs::ForecastRuns::new(
+            std::env::var("FLY_MACHINE_ID").ok(),
+        )),
     });
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = ?store.backend(), "zaloflow listening");

@@ -342,6 +342,58 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
     );
     assert!(!v["cannot_know"].as_array().unwrap().is_empty());
 
+    // The same in the background: answered at once, followed to the same result.
+    let body = json!({"files": {"t.yaml": format!("{RULES}{EXTRA}")}, "from": "2027-03-01", "to": "2027-03-07", "every": "1h"});
+    let r = http
+        .post(format!("{}/admin/forecasts", s.app.base))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let run: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(run["state"], "running", "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // One at a time: a second while the first runs is refused, naming the first.
+    let r = http
+        .post(format!("{}/admin/forecasts", s.app.base))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "forecast_running");
+    assert!(e["error"]["message"].as_str().unwrap().contains(&id), "{e}");
+    let done = follow_run(&http, &s, &id).await;
+    assert_eq!(done["state"], "done", "{done}");
+    for part in ["rules", "days", "total", "events", "contacts"] {
+        assert_eq!(done["result"][part], v[part], "{part}");
+    }
+    // Each rule set's last step: the whole window, every event.
+    let steps = done["progress"].as_array().unwrap();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|p| p["run"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["current", "draft"],
+        "{done}"
+    );
+    for p in steps {
+        assert_eq!(p["share"], 1.0, "{done}");
+        assert_eq!(p["events"], v["events"], "{done}");
+    }
+    let r = http
+        .get(format!("{}/admin/forecasts/00ff00ff00ff00ff", s.app.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
     // A broken draft: its problems, with line:col.
     let r = http
         .post(format!("{}/admin/forecast", s.app.base))
@@ -372,8 +424,25 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
         .send()
         .await
         .unwrap();
+    // Sent on to the run's page, which refreshes itself until the result is there.
     assert_eq!(r.status(), 200);
-    let html = r.text().await.unwrap();
+    let mut at = r.url().clone();
+    assert!(at.as_str().contains("?run="), "{at}");
+    let mut html = r.text().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while html.contains("http-equiv=\"refresh\"") {
+        assert!(html.contains("class=\"progress\""), "{html}");
+        assert!(std::time::Instant::now() < deadline, "{html}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let r = http
+            .get(at.clone())
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        at = r.url().clone();
+        html = r.text().await.unwrap();
+    }
     assert!(html.contains("<svg"), "{html}");
     assert!(html.contains("Dự báo"), "{html}");
     assert!(!html.contains("<script>alert"), "{html}");
@@ -398,4 +467,24 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
     );
     assert!(text.contains("Forecast of the last 28 days"), "{text}");
     s.stop().await;
+}
+
+/// Polls a background forecast until it is no longer running.
+async fn follow_run(http: &reqwest::Client, s: &Shop, id: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let r = http
+            .get(format!("{}/admin/forecasts/{id}", s.app.base))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        if v["state"] != "running" {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

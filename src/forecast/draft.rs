@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::rules::{load_sources, Diagnostic, LoadOptions, RuleSet};
 use crate::store::DynStore;
 
-use super::{parse_span, project_ahead, replay_window, Forecast, Settings, Window};
+use super::{parse_span, project_ahead, replay_window, Forecast, Progress, Settings, Window};
 
 /// At most this many draft files.
 pub const MAX_FILES: usize = 200;
@@ -60,25 +60,47 @@ pub struct Ask {
     pub ahead: Option<String>,
 }
 
-/// Runs the forecast a request asks for.
+/// What a request's [`Ask`] comes to, checked before anything runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Plan {
+    /// The coming `ms` from `now`.
+    Ahead {
+        now: i64,
+        ms: i64,
+    },
+    Past(Window),
+}
+
+impl Ask {
+    /// The window or span asked for, or why it cannot be run (unreadable, or too long).
+    pub fn plan(&self, now: i64, tz: chrono_tz::Tz) -> anyhow::Result<Plan> {
+        match &self.ahead {
+            Some(a) => {
+                let ms = parse_span(a)?;
+                anyhow::ensure!(ms <= 92 * super::DAY, "look at most 92 days ahead");
+                Ok(Plan::Ahead { now, ms })
+            }
+            None => {
+                let w = Window::parse(self.from.as_deref(), self.to.as_deref(), now, tz)?;
+                anyhow::ensure!(w.to - w.from <= 92 * super::DAY, "replay at most 92 days");
+                Ok(Plan::Past(w))
+            }
+        }
+    }
+}
+
+/// Runs a planned forecast.
 pub async fn run(
     live: &DynStore,
-    current: Arc<RuleSet>,
-    draft: Arc<RuleSet>,
-    ask: &Ask,
+    (current, draft): (Arc<RuleSet>, Arc<RuleSet>),
+    plan: Plan,
     settings: &Settings,
-    now: i64,
+    progress: Option<Progress>,
 ) -> anyhow::Result<Forecast> {
-    match &ask.ahead {
-        Some(a) => {
-            let ahead = parse_span(a)?;
-            anyhow::ensure!(ahead <= 92 * super::DAY, "look at most 92 days ahead");
-            project_ahead(live, current, draft, now, ahead, settings, None).await
+    match plan {
+        Plan::Ahead { now, ms } => {
+            project_ahead(live, current, draft, now, ms, settings, progress).await
         }
-        None => {
-            let w = Window::parse(ask.from.as_deref(), ask.to.as_deref(), now, settings.tz)?;
-            anyhow::ensure!(w.to - w.from <= 92 * super::DAY, "replay at most 92 days");
-            replay_window(live, current, draft, w, settings, None).await
-        }
+        Plan::Past(w) => replay_window(live, current, draft, w, settings, progress).await,
     }
 }

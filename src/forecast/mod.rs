@@ -200,8 +200,20 @@ pub struct Forecast {
     pub every_ms: i64,
 }
 
-/// Progress of a run, for whoever shows it (the command prints it to stderr).
-pub type Progress = Arc<dyn Fn(&str, u64) + Send + Sync>;
+/// Where one of a forecast's two runs has got to, at the end of a simulated day.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct Step {
+    /// `current` or `draft`.
+    pub run: &'static str,
+    /// Stored events replayed so far.
+    pub events: u64,
+    /// The share of the window's time replayed, 0 to 1.
+    pub share: f64,
+}
+
+/// Progress of a run, for whoever shows it (the command prints it to stderr, the admin API
+/// keeps it for `GET /admin/forecasts/{id}`).
+pub type Progress = Arc<dyn Fn(Step) + Send + Sync>;
 
 /// Replays `window` against `current` and `draft` (side by side, each in its own scratch
 /// copy) and returns both tallies beside what the live outbox did.
@@ -351,13 +363,16 @@ async fn run_command(
     // Opened, not migrated: a forecast writes nothing to the live database.
     let live = crate::store::open(config.database_url.expose()).await?;
     let lang = config.lang;
-    let progress: Progress = Arc::new(move |run: &str, events: u64| {
+    let progress: Progress = Arc::new(move |step: Step| {
         eprintln!(
             "{}",
             text::words(
                 lang,
                 "forecast.progress",
-                &[("run", run.to_string()), ("events", events.to_string())]
+                &[
+                    ("run", step.run.to_string()),
+                    ("events", step.events.to_string())
+                ]
             )
         );
     });

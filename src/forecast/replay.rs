@@ -139,7 +139,7 @@ pub async fn run(
     rules: Arc<RuleSet>,
     window: Window,
     settings: &Settings,
-    label: &str,
+    label: &'static str,
     progress: Option<Progress>,
     mode: Mode,
 ) -> anyhow::Result<Run> {
@@ -172,7 +172,11 @@ pub async fn run(
         if next_day != day {
             day = next_day;
             if let Some(p) = &progress {
-                p(label, feed.events);
+                p(super::Step {
+                    run: label,
+                    events: feed.events,
+                    share: (next - window.from) as f64 / (window.to - window.from).max(1) as f64,
+                });
             }
         }
         t = next;

@@ -46,6 +46,8 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// The agents' board's live updates (server-sent events).
     pub board_live: live::BoardLive,
+    /// Forecasts run in the background (`/admin/forecasts`).
+    pub forecasts: std::sync::Arc<admin::forecast_runs::ForecastRuns>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::{ApiError, ApiJson, ErrorBody};
 use crate::forecast::{self, draft, Counts, Forecast};
 use crate::http::AppState;
+use crate::rules::RuleSet;
 
 /// Draft rule files and what to forecast.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -222,7 +223,23 @@ impl ForecastView {
 }
 
 /// Loads the draft beside the running folder and runs the forecast asked for.
-pub async fn run(st: &AppState, req: ForecastDraft) -> Result<ForecastView, ApiError> {
+/// A draft that loads, with what it is run beside and how: ready to run.
+pub struct Prepared {
+    rules: (Arc<RuleSet>, Arc<RuleSet>),
+    plan: draft::Plan,
+    settings: forecast::Settings,
+}
+
+/// What a request comes to before anything runs.
+pub enum Prepare {
+    Ready(Box<Prepared>),
+    /// The draft does not load: its problems, with line and column.
+    Refused(Box<ForecastView>),
+}
+
+/// Reads the request's draft beside the running folder and checks what it asks: a draft that
+/// does not load is `Refused`; an unreadable window, span or cadence is an error.
+pub async fn prepare(st: &AppState, req: ForecastDraft) -> Result<Prepare, ApiError> {
     if req.files.is_empty() || req.files.len() > draft::MAX_FILES {
         return Err(ApiError::invalid(format!(
             "give between 1 and {} files",
@@ -247,9 +264,9 @@ pub async fn run(st: &AppState, req: ForecastDraft) -> Result<ForecastView, ApiE
     let draft = match loaded.0 {
         Ok(d) => Arc::new(d),
         Err(diags) => {
-            return Ok(ForecastView::refused(
+            return Ok(Prepare::Refused(Box::new(ForecastView::refused(
                 diags.iter().map(|d| d.to_string()).collect(),
-            ))
+            ))))
         }
     };
     let current = match (&st.rules, loaded.1) {
@@ -272,10 +289,34 @@ pub async fn run(st: &AppState, req: ForecastDraft) -> Result<ForecastView, ApiE
         to: req.to,
         ahead: req.ahead,
     };
-    let f = draft::run(&st.store, current, draft, &ask, &settings, st.clock.now())
+    let plan = ask
+        .plan(st.clock.now(), settings.tz)
+        .map_err(|e| ApiError::bad_request("bad_forecast", format!("{e:#}")))?;
+    Ok(Prepare::Ready(Box::new(Prepared {
+        rules: (current, draft),
+        plan,
+        settings,
+    })))
+}
+
+/// Runs a prepared forecast, telling `progress` how far it has got.
+pub async fn execute(
+    st: &AppState,
+    p: Prepared,
+    progress: Option<forecast::Progress>,
+) -> Result<ForecastView, ApiError> {
+    let f = draft::run(&st.store, p.rules, p.plan, &p.settings, progress)
         .await
         .map_err(|e| ApiError::bad_request("bad_forecast", format!("{e:#}")))?;
     Ok(ForecastView::of(&f, st))
+}
+
+/// Prepares and runs a forecast within the request.
+pub async fn run(st: &AppState, req: ForecastDraft) -> Result<ForecastView, ApiError> {
+    match prepare(st, req).await? {
+        Prepare::Refused(view) => Ok(*view),
+        Prepare::Ready(p) => execute(st, *p, None).await,
+    }
 }
 
 /// Forecasts draft rule files: what they would have done over a past window (default: the
@@ -285,6 +326,10 @@ pub async fn run(st: &AppState, req: ForecastDraft) -> Result<ForecastView, ApiE
 ///
 /// The draft is loaded together with the other files of the running folder. The forecast runs
 /// in a scratch copy of its own: nothing is sent, nothing in the database changes.
+///
+/// It runs within the request, which the service ends after 10 seconds (408): enough for a
+/// few tens of thousands of stored events. `POST /admin/forecasts` runs it in the background
+/// with its progress to follow, however long it takes.
 #[utoipa::path(
     post,
     path = "/admin/forecast",

@@ -6,17 +6,22 @@
 //! It takes the admin bearer token, or the session cookie the report page sets (open
 //! `/admin/report.html?token=…` once). The form posts back to the page (the cookie is
 //! SameSite=Strict, so another site cannot post it).
+//!
+//! A draft that does not load is answered at once. Otherwise the forecast runs in the
+//! background (`forecast_runs`) and the post is sent on to `?run=ID`, a page that shows each
+//! rule set's progress and refreshes itself every 2 seconds until the result is there.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use serde::Deserialize;
 
 use super::forecast::{ForecastDraft, ForecastView, SideBySide};
+use super::forecast_runs::{self, ForecastRun, RunState};
 use crate::http::{esc, AppState};
 use crate::i18n::tr;
 use crate::report::spend::vnd;
@@ -36,20 +41,48 @@ pub struct PageForm {
     ahead: String,
 }
 
+/// `?run=ID`: the background run to show.
+#[derive(Debug, Default, Deserialize)]
+pub struct PageQuery {
+    run: Option<String>,
+}
+
 /// The report page's access: the admin token, or the session cookie its sign-in sets.
 fn granted(st: &AppState, headers: &HeaderMap) -> bool {
     super::report_page::granted(st, headers) == Some(true)
 }
 
-/// `GET /admin/forecast.html`: the form.
-pub async fn page(State(st): State<AppState>, headers: HeaderMap) -> Response {
+/// `GET /admin/forecast.html`: the form; with `?run=ID`, that run's progress or result beside
+/// the draft it was started with.
+pub async fn page(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<PageQuery>,
+) -> Response {
     if !granted(&st, &headers) {
         return refused(&st);
     }
-    Html(render(&st, &PageForm::default(), None)).into_response()
+    let Some(id) = q.run else {
+        return Html(render(&st, &PageForm::default(), Shown::Nothing)).into_response();
+    };
+    if let Some(machine) = st.forecasts.elsewhere(&id) {
+        return forecast_runs::replay_on(&machine);
+    }
+    let Some(entry) = st.forecasts.get(&id) else {
+        let gone = ForecastView::refused(vec![tr(st.config.lang, "forecast.page.gone").into()]);
+        return Html(render(&st, &PageForm::default(), Shown::Result(&gone))).into_response();
+    };
+    let (name, yaml) = entry.files.into_iter().next().unwrap_or_default();
+    let form = PageForm {
+        name,
+        yaml,
+        ahead: entry.ahead.unwrap_or_default(),
+    };
+    Html(render(&st, &form, Shown::Run(&entry.run))).into_response()
 }
 
-/// `POST /admin/forecast.html`: the form, and the forecast of what it holds.
+/// `POST /admin/forecast.html`: a draft that does not load is shown at once with its
+/// problems; one that loads starts a forecast, and the browser goes on to follow it.
 pub async fn run(
     State(st): State<AppState>,
     headers: HeaderMap,
@@ -65,11 +98,23 @@ pub async fn run(
         ahead: Some(form.ahead.trim().to_string()).filter(|a| !a.is_empty()),
         every: None,
     };
-    let view = match super::forecast::run(&st, req).await {
-        Ok(v) => v,
-        Err(e) => ForecastView::refused(vec![e.message.clone()]),
-    };
-    Html(render(&st, &form, Some(&view))).into_response()
+    match forecast_runs::begin(&st, req).await {
+        Ok(run) if run.state == RunState::Running => {
+            Redirect::to(&format!("{PAGE_PATH}?run={}", run.id)).into_response()
+        }
+        Ok(run) => Html(render(&st, &form, Shown::Run(&run))).into_response(),
+        Err(e) => {
+            let view = ForecastView::refused(vec![e.message.clone()]);
+            Html(render(&st, &form, Shown::Result(&view))).into_response()
+        }
+    }
+}
+
+/// What the page shows under the form.
+enum Shown<'a> {
+    Nothing,
+    Run(&'a ForecastRun),
+    Result(&'a ForecastView),
 }
 
 fn refused(st: &AppState) -> Response {
@@ -86,14 +131,16 @@ table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding
 td:first-child,th:first-child{text-align:left}textarea{width:100%;height:16rem;font-family:monospace}\
 .up{color:#b00}.down{color:#070}.problems{color:#b00;white-space:pre-wrap}";
 
-fn render(st: &AppState, form: &PageForm, view: Option<&ForecastView>) -> String {
+fn render(st: &AppState, form: &PageForm, shown: Shown) -> String {
     let lang = st.config.lang;
     let t = |k: &str| esc(&tr(lang, k));
     let mut out = String::new();
+    let running = matches!(shown, Shown::Run(r) if r.state == RunState::Running);
     let _ = write!(
         out,
-        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1><p>{}</p>",
+        "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">{}<title>{}</title><style>{STYLE}</style></head><body><h1>{}</h1><p>{}</p>",
         lang.code(),
+        if running { "<meta http-equiv=\"refresh\" content=\"2\">" } else { "" },
         t("forecast.page.title"),
         t("forecast.page.title"),
         t("forecast.page.intro"),
@@ -107,11 +154,60 @@ fn render(st: &AppState, form: &PageForm, view: Option<&ForecastView>) -> String
         esc(&form.ahead),
         t("forecast.page.run"),
     );
-    if let Some(v) = view {
-        result(&mut out, st, v);
+    match shown {
+        Shown::Nothing => {}
+        Shown::Result(v) => result(&mut out, st, v),
+        Shown::Run(r) => match (&r.state, &r.result, &r.error) {
+            (RunState::Running, _, _) => progress(&mut out, st, r),
+            (RunState::Done, Some(v), _) => result(&mut out, st, v),
+            (_, _, error) => {
+                let _ = write!(
+                    out,
+                    "<p class=\"problems\">{}\n{}</p>",
+                    t("forecast.page.failed"),
+                    esc(error.as_deref().unwrap_or_default())
+                );
+            }
+        },
     }
     out.push_str("</body></html>");
     out
+}
+
+/// How far each rule set's run has got: events replayed and the share of the window.
+fn progress(out: &mut String, st: &AppState, r: &ForecastRun) {
+    let lang = st.config.lang;
+    let _ = write!(
+        out,
+        "<div class=\"progress\" data-run=\"{}\"><p>{}</p><ul>",
+        esc(&r.id),
+        esc(&tr(lang, "forecast.page.running"))
+    );
+    if r.progress.is_empty() {
+        let _ = write!(out, "<li>{}</li>", esc(&tr(lang, "forecast.page.waiting")));
+    }
+    for step in &r.progress {
+        let percent = (step.share * 100.0).floor().clamp(0.0, 100.0);
+        let label = crate::forecast::text::words(
+            lang,
+            "forecast.page.step",
+            &[
+                (
+                    "run",
+                    tr(lang, &format!("forecast.col.{}", step.run)).into(),
+                ),
+                ("events", step.events.to_string()),
+                ("percent", format!("{percent}")),
+            ],
+        );
+        let _ = write!(
+            out,
+            "<li data-step=\"{}\"><progress max=\"100\" value=\"{percent}\"></progress> {}</li>",
+            esc(step.run),
+            esc(&label)
+        );
+    }
+    out.push_str("</ul></div>");
 }
 
 fn result(out: &mut String, st: &AppState, v: &ForecastView) {

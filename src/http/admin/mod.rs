@@ -43,6 +43,7 @@ pub mod contacts;
 pub mod contacts_sync;
 pub mod forecast;
 pub mod forecast_page;
+pub mod forecast_runs;
 pub mod handoffs;
 pub mod lists;
 pub mod outbox;
@@ -214,6 +215,8 @@ pub fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rules::check))
         .routes(routes!(rules::reload))
         .routes(routes!(forecast::forecast))
+        .routes(routes!(forecast_runs::start))
+        .routes(routes!(forecast_runs::show))
         .routes(routes!(handoffs::list))
         .routes(routes!(handoffs::show))
         .routes(routes!(handoffs::claim))
