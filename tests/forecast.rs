@@ -344,25 +344,19 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
 
     // The same in the background: answered at once, followed to the same result.
     let body = json!({"files": {"t.yaml": format!("{RULES}{EXTRA}")}, "from": "2027-03-01", "to": "2027-03-07", "every": "1h"});
-    let r = http
-        .post(format!("{}/admin/forecasts", s.app.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let start = || {
+        http.post(format!("{}/admin/forecasts", s.app.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let r = start().await.unwrap();
     assert_eq!(r.status(), 202);
     let run: serde_json::Value = r.json().await.unwrap();
     assert_eq!(run["state"], "running", "{run}");
     let id = run["id"].as_str().unwrap().to_string();
     // One at a time: a second while the first runs is refused, naming the first.
-    let r = http
-        .post(format!("{}/admin/forecasts", s.app.base))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = start().await.unwrap();
     assert_eq!(r.status(), 409);
     let e: serde_json::Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "forecast_running");

@@ -111,7 +111,19 @@ impl ForecastRuns {
         };
         tokio::spawn(async move {
             tracing::info!(run = %id, "forecast started");
-            let result = execute(&st, prepared, Some(progress)).await;
+            // On a task of its own: a run that panics is marked failed, not left running
+            // (which would refuse every later forecast here).
+            let work = {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    execute(&st, prepared, Some(progress))
+                        .await
+                        .map_err(|e| e.message)
+                })
+            };
+            let result = work
+                .await
+                .unwrap_or_else(|e| Err(format!("the forecast stopped: {e}")));
             let end = st.clock.now();
             runs.update(&id, |r| {
                 r.finished_at = Some(end);
@@ -122,7 +134,7 @@ impl ForecastRuns {
                     }
                     Err(e) => {
                         r.state = RunState::Failed;
-                        r.error = Some(e.message);
+                        r.error = Some(e);
                     }
                 }
             });
