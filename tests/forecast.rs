@@ -361,6 +361,22 @@ async fn the_admin_api_and_the_page_forecast_a_draft(kind: &str) {
     let e: serde_json::Value = r.json().await.unwrap();
     assert_eq!(e["error"]["code"], "forecast_running");
     assert!(e["error"]["message"].as_str().unwrap().contains(&id), "{e}");
+    // The page says so too, with a link to the run under way, the draft kept in its form.
+    let r = http
+        .post(format!("{}/admin/forecast.html", s.app.base))
+        .bearer_auth(TOKEN)
+        .form(&[("name", "t.yaml"), ("yaml", "rules: []\n# <b>x</b>\n")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("Một dự báo khác đang chạy"), "{html}");
+    assert!(
+        html.contains(&format!("href=\"/admin/forecast.html?run={id}\"")),
+        "{html}"
+    );
+    assert!(html.contains("# &lt;b&gt;x&lt;/b&gt;"), "{html}");
     let done = follow_run(&http, &s, &id).await;
     assert_eq!(done["state"], "done", "{done}");
     for part in ["rules", "days", "total", "events", "contacts"] {

@@ -69,8 +69,8 @@ pub async fn page(
         return forecast_runs::replay_on(&machine);
     }
     let Some(entry) = st.forecasts.get(&id) else {
-        let gone = ForecastView::refused(vec![tr(st.config.lang, "forecast.page.gone").into()]);
-        return Html(render(&st, &PageForm::default(), Shown::Result(&gone))).into_response();
+        let gone = Shown::Note("forecast.page.gone", None);
+        return Html(render(&st, &PageForm::default(), gone)).into_response();
     };
     let (name, yaml) = entry.files.into_iter().next().unwrap_or_default();
     let form = PageForm {
@@ -103,6 +103,11 @@ pub async fn run(
             Redirect::to(&format!("{PAGE_PATH}?run={}", run.id)).into_response()
         }
         Ok(run) => Html(render(&st, &form, Shown::Run(&run))).into_response(),
+        // Another forecast is running here: a link to it, the draft kept in the form.
+        Err(e) if e.code == "forecast_running" => {
+            let busy = Shown::Note("forecast.page.busy", st.forecasts.running());
+            Html(render(&st, &form, busy)).into_response()
+        }
         Err(e) => {
             let view = ForecastView::refused(vec![e.message.clone()]);
             Html(render(&st, &form, Shown::Result(&view))).into_response()
@@ -115,6 +120,8 @@ enum Shown<'a> {
     Nothing,
     Run(&'a ForecastRun),
     Result(&'a ForecastView),
+    /// A message (its locale key), with a link to a run.
+    Note(&'static str, Option<String>),
 }
 
 fn refused(st: &AppState) -> Response {
@@ -157,6 +164,18 @@ fn render(st: &AppState, form: &PageForm, shown: Shown) -> String {
     match shown {
         Shown::Nothing => {}
         Shown::Result(v) => result(&mut out, st, v),
+        Shown::Note(key, run) => {
+            let _ = write!(out, "<p class=\"problems\">{}", t(key));
+            if let Some(id) = run {
+                let _ = write!(
+                    out,
+                    " <a href=\"{PAGE_PATH}?run={}\">{}</a>",
+                    esc(&id),
+                    esc(&id)
+                );
+            }
+            out.push_str("</p>");
+        }
         Shown::Run(r) => match (&r.state, &r.result, &r.error) {
             (RunState::Running, _, _) => progress(&mut out, st, r),
             (RunState::Done, Some(v), _) => result(&mut out, st, v),

@@ -223,6 +223,16 @@ impl ForecastRuns {
         }
     }
 
+    /// The run under way here, if any.
+    pub fn running(&self) -> Option<String> {
+        self.runs
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .find(|e| e.run.state == RunState::Running)
+            .map(|e| e.run.id.clone())
+    }
+
     /// Run `id` as it is now, with its draft.
     pub fn get(&self, id: &str) -> Option<Entry> {
         self.runs
@@ -352,6 +362,7 @@ mod tests {
         let first = runs.reserve(draft(), None, 1_000).ok().unwrap();
         let busy = runs.reserve(draft(), None, 2_000).err().unwrap();
         assert_eq!(busy.id, first.id);
+        assert_eq!(runs.running(), Some(first.id.clone()));
         runs.update(&first.id, |r| {
             r.state = RunState::Done;
             r.finished_at = Some(3_000);
