@@ -180,7 +180,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         board_live: board_live.clone(),
         forecasts: Arc::new(http::admin::forecast_runs::ForecastRuns::new(
-            std::env::var("FLY_MACHINE_ID").ok(),
+            wiring::fly_machine_id(),
         )),
     });
     let addr = listener.local_addr()?;

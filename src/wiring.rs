@@ -179,10 +179,17 @@ pub fn tick_cron(config: &Config) -> anyhow::Result<Option<rules::model::Cron>> 
 
 /// A name for this process's leases: host and pid, unique enough across instances.
 pub fn instance_id() -> String {
-    let host = std::env::var("FLY_MACHINE_ID")
-        .or_else(|_| std::env::var("HOSTNAME"))
-        .unwrap_or_else(|_| "local".into());
+    let host = fly_machine_id()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "local".into());
     format!("{host}:{}", std::process::id())
+}
+
+/// This machine's id on Fly.io (`FLY_MACHINE_ID`, set by Fly), elsewhere none.
+pub fn fly_machine_id() -> Option<String> {
+    std::env::var("FLY_MACHINE_ID")
+        .ok()
+        .filter(|m| !m.is_empty())
 }
 
 /// Resolves on ctrl-c or SIGTERM.

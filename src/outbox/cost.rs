@@ -283,22 +283,15 @@ impl CostGuard {
             Some((d, n)) if d == day => Some(n),
             _ => None,
         };
-        let before = match known() {
-            Some(n) => n,
-            None => {
-                let _reading = self.reading.lock().await;
-                match known() {
-                    Some(n) => n,
-                    None => {
-                        // No send of this batch has been let through for `day` yet (each
-                        // waits here): the store's count holds none of them.
-                        let n = store.template_sends_since(day).await?;
-                        *self.templates_before.lock().expect("poisoned") = Some((day, n));
-                        n
-                    }
-                }
-            }
-        };
+        // No send of this batch has been let through for `day` before this read (each waits
+        // for it): the store's count holds none of them.
+        let before = self
+            .read_once(known, async {
+                let n = store.template_sends_since(day).await?;
+                *self.templates_before.lock().expect("poisoned") = Some((day, n));
+                Ok(n)
+            })
+            .await?;
         // Checked and reserved at once: sends to other users run side by side. A send that
         // does not go out gives its place back (`template_unsent`).
         let sent = self
@@ -517,17 +510,32 @@ impl CostGuard {
     /// Reads today's spend from the store unless it is already known for today.
     async fn load_spent(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
         let day = self.day_start(now);
-        let known = || matches!(*self.spent.lock().expect("poisoned"), Some((d, _)) if d == day);
-        if known() {
-            return Ok(());
+        let known = || {
+            matches!(*self.spent.lock().expect("poisoned"), Some((d, _)) if d == day).then_some(())
+        };
+        self.read_once(known, async {
+            let spent = store.spent_since(day).await?;
+            *self.spent.lock().expect("poisoned") = Some((day, spent));
+            Ok(())
+        })
+        .await
+    }
+
+    /// What `known` gives, or else `read` (which stores it where `known` looks), one read at a
+    /// time (`reading`): a check that waited for another's read finds its result.
+    async fn read_once<T>(
+        &self,
+        known: impl Fn() -> Option<T>,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        if let Some(v) = known() {
+            return Ok(v);
         }
         let _reading = self.reading.lock().await;
-        if known() {
-            return Ok(());
+        match known() {
+            Some(v) => Ok(v),
+            None => read.await,
         }
-        let spent = store.spent_since(day).await?;
-        *self.spent.lock().expect("poisoned") = Some((day, spent));
-        Ok(())
     }
 
     /// Tells staff of a hold once a local day, across instances (a lease named for the hold and

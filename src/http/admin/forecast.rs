@@ -222,7 +222,6 @@ impl ForecastView {
     }
 }
 
-/// Loads the draft beside the running folder and runs the forecast asked for.
 /// A draft that loads, with what it is run beside and how: ready to run.
 pub struct Prepared {
     rules: (Arc<RuleSet>, Arc<RuleSet>),

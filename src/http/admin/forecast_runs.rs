@@ -80,7 +80,7 @@ pub struct Busy {
 impl ForecastRuns {
     pub fn new(machine: Option<String>) -> ForecastRuns {
         ForecastRuns {
-            machine: machine.filter(|m| !m.is_empty()),
+            machine,
             runs: Mutex::new(VecDeque::new()),
         }
     }
@@ -94,7 +94,7 @@ impl ForecastRuns {
         ahead: Option<String>,
     ) -> Result<ForecastRun, Busy> {
         let now = st.clock.now();
-        let run = self.reserve(files, ahead, now)?;
+        let run = self.add(None, files, ahead, now)?;
         let id = run.id.clone();
         let (runs, st, progress_id) = (self.clone(), st.clone(), id.clone());
         let progress: crate::forecast::Progress = {
@@ -143,26 +143,29 @@ impl ForecastRuns {
         Ok(run)
     }
 
-    /// A new running entry, unless one is running already.
-    fn reserve(
+    /// A new entry: running (unless one is running already), or, with its `result`, one that
+    /// finished at once (its draft does not load), kept like the others.
+    fn add(
         &self,
+        result: Option<ForecastView>,
         files: BTreeMap<String, String>,
         ahead: Option<String>,
         now: i64,
     ) -> Result<ForecastRun, Busy> {
         let mut runs = self.runs.lock().expect("poisoned");
-        if let Some(busy) = runs.iter().find(|e| e.run.state == RunState::Running) {
-            return Err(Busy {
-                id: busy.run.id.clone(),
-            });
+        if let (None, Some(id)) = (&result, running_in(&runs)) {
+            return Err(Busy { id });
         }
         let run = ForecastRun {
             id: self.new_id(),
-            state: RunState::Running,
+            state: match result {
+                None => RunState::Running,
+                Some(_) => RunState::Done,
+            },
             started_at: now,
-            finished_at: None,
+            finished_at: result.as_ref().map(|_| now),
             progress: Vec::new(),
-            result: None,
+            result,
             error: None,
         };
         make_room(&mut runs, now);
@@ -172,34 +175,6 @@ impl ForecastRuns {
             ahead,
         });
         Ok(run)
-    }
-
-    /// A run that finished at once (its draft does not load), kept like the others.
-    pub fn refused(
-        &self,
-        st: &AppState,
-        view: ForecastView,
-        files: BTreeMap<String, String>,
-        ahead: Option<String>,
-    ) -> ForecastRun {
-        let now = st.clock.now();
-        let run = ForecastRun {
-            id: self.new_id(),
-            state: RunState::Done,
-            started_at: now,
-            finished_at: Some(now),
-            progress: Vec::new(),
-            result: Some(view),
-            error: None,
-        };
-        let mut runs = self.runs.lock().expect("poisoned");
-        make_room(&mut runs, now);
-        runs.push_back(Entry {
-            run: run.clone(),
-            files,
-            ahead,
-        });
-        run
     }
 
     /// A new run's id: random, after this machine's id on Fly.io.
@@ -225,12 +200,7 @@ impl ForecastRuns {
 
     /// The run under way here, if any.
     pub fn running(&self) -> Option<String> {
-        self.runs
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .find(|e| e.run.state == RunState::Running)
-            .map(|e| e.run.id.clone())
+        running_in(&self.runs.lock().expect("poisoned"))
     }
 
     /// Run `id` as it is now, with its draft.
@@ -253,6 +223,13 @@ impl ForecastRuns {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_');
         (plain && machine != here).then(|| machine.to_string())
     }
+}
+
+/// The id of the run under way among `runs`.
+fn running_in(runs: &VecDeque<Entry>) -> Option<String> {
+    runs.iter()
+        .find(|e| e.run.state == RunState::Running)
+        .map(|e| e.run.id.clone())
 }
 
 /// Drops the runs that finished more than an hour before `now`, then the oldest finished ones
@@ -295,7 +272,10 @@ pub async fn start(
 pub async fn begin(st: &AppState, req: ForecastDraft) -> Result<ForecastRun, ApiError> {
     let (files, ahead) = (req.files.clone(), req.ahead.clone());
     match prepare(st, req).await? {
-        Prepare::Refused(view) => Ok(st.forecasts.refused(st, *view, files, ahead)),
+        Prepare::Refused(view) => st
+            .forecasts
+            .add(Some(*view), files, ahead, st.clock.now())
+            .map_err(busy),
         Prepare::Ready(p) => st.forecasts.start(st, *p, files, ahead).map_err(busy),
     }
 }
@@ -359,16 +339,24 @@ mod tests {
     #[test]
     fn one_run_at_a_time_and_finished_ones_are_kept_an_hour() {
         let runs = ForecastRuns::new(None);
-        let first = runs.reserve(draft(), None, 1_000).ok().unwrap();
-        let busy = runs.reserve(draft(), None, 2_000).err().unwrap();
+        let first = runs.add(None, draft(), None, 1_000).ok().unwrap();
+        let busy = runs.add(None, draft(), None, 2_000).err().unwrap();
         assert_eq!(busy.id, first.id);
+        assert_eq!(runs.running(), Some(first.id.clone()));
+        // A draft that does not load is answered (done at once) even while one runs.
+        let refused = ForecastView::refused(vec!["t.yaml:1:1: bad".into()]);
+        let done = runs.add(Some(refused), draft(), None, 2_000).ok().unwrap();
+        assert_eq!(
+            (done.state, done.finished_at),
+            (RunState::Done, Some(2_000))
+        );
         assert_eq!(runs.running(), Some(first.id.clone()));
         runs.update(&first.id, |r| {
             r.state = RunState::Done;
             r.finished_at = Some(3_000);
         });
         let second = runs
-            .reserve(draft(), Some("7d".into()), 4_000)
+            .add(None, draft(), Some("7d".into()), 4_000)
             .ok()
             .unwrap();
         assert_ne!(second.id, first.id);
@@ -379,7 +367,7 @@ mod tests {
             r.finished_at = Some(5_000);
         });
         // An hour after the first finished, it is gone; the second (finished later) stays.
-        let third = runs.reserve(draft(), None, 3_000 + KEPT_MS).ok().unwrap();
+        let third = runs.add(None, draft(), None, 3_000 + KEPT_MS).ok().unwrap();
         assert!(runs.get(&first.id).is_none());
         assert!(runs.get(&second.id).is_some());
         // At most KEPT: the oldest finished go first, the running one stays.
@@ -389,7 +377,7 @@ mod tests {
         });
         let ids: Vec<String> = (0..KEPT + 2)
             .map(|i| {
-                let r = runs.reserve(draft(), None, 3_001 + KEPT_MS).ok().unwrap();
+                let r = runs.add(None, draft(), None, 3_001 + KEPT_MS).ok().unwrap();
                 if i < KEPT + 1 {
                     runs.update(&r.id, |r| {
                         r.state = RunState::Done;
@@ -411,7 +399,7 @@ mod tests {
     #[test]
     fn on_fly_an_id_names_its_machine_and_another_machines_id_is_replayed_there() {
         let here = ForecastRuns::new(Some("3d8d9e1b".into()));
-        let run = here.reserve(draft(), None, 0).ok().unwrap();
+        let run = here.add(None, draft(), None, 0).ok().unwrap();
         assert!(run.id.starts_with("3d8d9e1b-"), "{}", run.id);
         assert_eq!(here.elsewhere(&run.id), None);
         assert_eq!(
@@ -424,7 +412,7 @@ mod tests {
         assert_eq!(replayed.headers()["fly-replay"], "instance=e784079b");
         // Off Fly.io ids name no machine, and nothing is replayed.
         let local = ForecastRuns::new(None);
-        let run = local.reserve(draft(), None, 0).ok().unwrap();
+        let run = local.add(None, draft(), None, 0).ok().unwrap();
         assert!(!run.id.contains('-'));
         assert_eq!(local.elsewhere("e784079b-00ff00ff00ff00ff"), None);
     }
