@@ -41,7 +41,7 @@ impl Scratch {
             None => builder.tempdir()?,
         };
         let url = format!("sqlite://{}", tmp.path().join("scratch.db").display());
-        let store = store::open(&url).await?;
+        let store = store::open_throwaway(&url).await?;
         store.migrate().await?;
         Ok(Scratch { store, _dir: tmp })
     }

@@ -69,7 +69,7 @@ pub struct TickOptions {
     pub grace_ms: i64,
     /// Contacts evaluated per transaction.
     pub page: usize,
-    /// How long the tick lease lasts (renewed between stages).
+    /// How long the tick lease lasts (renewed between stages once a quarter of it has gone).
     pub lease_ms: i64,
     /// How long to wait for the lease when another instance is ticking (0: skip this tick).
     pub lease_wait: Duration,
@@ -105,6 +105,8 @@ pub struct TickContext {
     pub(crate) options: TickOptions,
     /// When set, the tick also escalates missed handoff deadlines (VIP care).
     pub(crate) escalation: Option<(crate::handoff::HandoffConfig, crate::handoff::HandoffPolicy)>,
+    /// When this context last took or renewed the tick lease (`renew`).
+    renewed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl TickContext {
@@ -117,6 +119,7 @@ impl TickContext {
             clock: Clock::system(),
             options: TickOptions::default(),
             escalation: None,
+            renewed: Arc::default(),
         }
     }
 
@@ -180,6 +183,7 @@ pub async fn tick(ctx: &TickContext, now: i64) -> Result<TickReport, StoreError>
 async fn take_lease(ctx: &TickContext) -> Result<bool, StoreError> {
     let deadline = std::time::Instant::now() + ctx.options.lease_wait;
     loop {
+        let asked = std::time::Instant::now();
         if ctx
             .store
             .try_lease(
@@ -190,6 +194,7 @@ async fn take_lease(ctx: &TickContext) -> Result<bool, StoreError> {
             )
             .await?
         {
+            *ctx.renewed.lock().expect("not poisoned") = Some(asked);
             return Ok(true);
         }
         if std::time::Instant::now() >= deadline {
@@ -199,7 +204,20 @@ async fn take_lease(ctx: &TickContext) -> Result<bool, StoreError> {
     }
 }
 
+/// Renews the tick lease between stages and chunks, once a quarter of it has gone since it
+/// was last taken or renewed: earlier, it cannot have passed to another instance, and a
+/// renewal is a write (on SQLite, behind any write in flight). A pass that takes a second or
+/// two writes the lease twice, not after every stage.
 async fn renew(ctx: &TickContext) -> Result<(), StoreError> {
+    let fresh = ctx
+        .renewed
+        .lock()
+        .expect("not poisoned")
+        .is_some_and(|at| (at.elapsed().as_millis() as i64) <= ctx.options.lease_ms / 4);
+    if fresh {
+        return Ok(());
+    }
+    let asked = std::time::Instant::now();
     if ctx
         .store
         .try_lease(
@@ -210,6 +228,7 @@ async fn renew(ctx: &TickContext) -> Result<(), StoreError> {
         )
         .await?
     {
+        *ctx.renewed.lock().expect("not poisoned") = Some(asked);
         Ok(())
     } else {
         Err(StoreError::LeaseLost(TICK_LEASE.into()))
@@ -359,7 +378,6 @@ where
         tokio::spawn(async move { load_state(&store, &ids, lists, campaigns).await })
     };
     let mut next = chunks.first().map(|c| load(c));
-    let mut renewed = std::time::Instant::now();
     // SQLite has one writer: a second write in flight would only queue behind the first.
     // PostgreSQL writes two chunks at once (different contacts: no row is shared), which the
     // drip step over 100,000 members needs, its writes taking longer than the decisions.
@@ -385,11 +403,7 @@ where
             let h = tokio::spawn(async move { store.apply_decisions(&decisions, at).await });
             writing.push_back((h, jobs, n));
         }
-        // Not after every chunk: on SQLite the renewal would wait for the write in flight.
-        if renewed.elapsed().as_millis() as i64 > ctx.options.lease_ms / 4 {
-            renew(ctx).await?;
-            renewed = std::time::Instant::now();
-        }
+        renew(ctx).await?;
     }
     while let Some(w) = writing.pop_front() {
         written(w, report).await?;
@@ -499,4 +513,49 @@ pub async fn command(config: &crate::config::Config, at: Option<&str>) -> anyhow
         });
     let report = tick(&ctx, now).await?;
     Ok(report.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn context(dir: &std::path::Path) -> TickContext {
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = crate::store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let rules = crate::rules::load_sources(
+            &[("t.yaml".into(), "rules: []\n".into())],
+            &crate::rules::LoadOptions::default(),
+        )
+        .unwrap();
+        let engine = Arc::new(Engine::with_rule_set(
+            Arc::new(rules),
+            chrono_tz::Asia::Ho_Chi_Minh,
+        ));
+        TickContext::new(store, engine, "a")
+    }
+
+    /// Between stages the tick lease is written again only once a quarter of it has gone
+    /// since it was taken: before that, a renewal costs no write; after, a lease that passed
+    /// to another instance is found lost.
+    #[tokio::test]
+    async fn the_tick_lease_is_renewed_once_a_quarter_of_it_has_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context(dir.path()).await;
+        assert!(take_lease(&ctx).await.unwrap());
+        // Another instance takes it, as if ours had run out (its clock ten minutes on).
+        let later = crate::clock::system_now() + 10 * MINUTE;
+        assert!(ctx
+            .store
+            .try_lease(TICK_LEASE, "b", later, ctx.options.lease_ms)
+            .await
+            .unwrap());
+        renew(&ctx)
+            .await
+            .expect("taken just now: not written again");
+        let quarter = Duration::from_millis(ctx.options.lease_ms as u64 / 4 + 1_000);
+        let taken = std::time::Instant::now().checked_sub(quarter);
+        *ctx.renewed.lock().unwrap() = taken;
+        assert!(matches!(renew(&ctx).await, Err(StoreError::LeaseLost(_))));
+    }
 }

@@ -695,3 +695,11 @@ pub async fn open(url: &str) -> anyhow::Result<DynStore> {
         anyhow::bail!("unsupported database URL scheme (use sqlite:// or postgres://)")
     }
 }
+
+/// Opens a SQLite store whose data may be lost with the process, a forecast's scratch copy:
+/// its commits do not wait for the disk (`SqliteStore::open_throwaway`). Does not migrate.
+pub async fn open_throwaway(sqlite_url: &str) -> anyhow::Result<DynStore> {
+    Ok(Arc::new(
+        sqlite::SqliteStore::open_throwaway(sqlite_url).await?,
+    ))
+}

@@ -88,11 +88,27 @@ impl SqliteStore {
     }
 
     pub async fn open(url: &str) -> Result<Self> {
+        Self::open_with(url, true).await
+    }
+
+    /// A store whose data may be lost with the process (a forecast's scratch copy): its
+    /// commits never wait for the disk (`synchronous = OFF`), so the writer is never switched
+    /// between durabilities.
+    pub async fn open_throwaway(url: &str) -> Result<Self> {
+        Self::open_with(url, false).await
+    }
+
+    async fn open_with(url: &str, durable: bool) -> Result<Self> {
+        let synchronous = if durable {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Off
+        };
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before a webhook is answered 200.
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
@@ -105,6 +121,7 @@ impl SqliteStore {
             Writer::open(
                 opts.clone().pragma("wal_autocheckpoint", "0"),
                 Duration::from_secs(10),
+                durable,
             )
             .await?,
         );
@@ -428,6 +445,26 @@ mod tests {
             .unwrap();
         assert_eq!(synchronous(&store).await, 2);
         assert_eq!(store.inbox_stats().await.unwrap().done, 1);
+    }
+
+    /// A throwaway store's writer never waits for the disk (0 = OFF), whatever durability a
+    /// caller asks for: it is not switched between them.
+    #[tokio::test]
+    async fn a_throwaway_store_never_waits_for_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = SqliteStore::open_throwaway(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        assert_eq!(synchronous(&store).await, 0);
+        {
+            let mut w = store.writer.lock_relaxed().await.unwrap();
+            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+                .fetch_one(&mut *w)
+                .await
+                .unwrap();
+            assert_eq!(level, 0);
+        }
+        assert_eq!(synchronous(&store).await, 0);
     }
 
     /// The intake's connection writes only in the writer's turn: while another caller holds

@@ -27,6 +27,9 @@ pub(crate) struct Writer {
     slot: Mutex<Slot>,
     /// How long a caller waits for its turn before giving up.
     wait: Duration,
+    /// False for a throwaway store: the connection keeps the durability it was opened with
+    /// (`synchronous = OFF`), whatever a caller asks.
+    durable: bool,
 }
 
 struct Slot {
@@ -43,7 +46,11 @@ pub(crate) struct WriterGuard<'a> {
 }
 
 impl Writer {
-    pub(crate) async fn open(opts: SqliteConnectOptions, wait: Duration) -> Result<Writer> {
+    pub(crate) async fn open(
+        opts: SqliteConnectOptions,
+        wait: Duration,
+        durable: bool,
+    ) -> Result<Writer> {
         let conn = SqliteConnection::connect_with(&opts).await?;
         Ok(Writer {
             opts,
@@ -52,6 +59,7 @@ impl Writer {
                 relaxed: false,
             }),
             wait,
+            durable,
         })
     }
 
@@ -94,7 +102,7 @@ impl Writer {
             slot.conn = Some(SqliteConnection::connect_with(&self.opts).await?);
             slot.relaxed = false;
         }
-        if slot.relaxed != relaxed {
+        if self.durable && slot.relaxed != relaxed {
             let sql = if relaxed {
                 "PRAGMA synchronous = NORMAL"
             } else {
