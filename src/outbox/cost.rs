@@ -50,20 +50,27 @@ pub struct CostGuard {
     /// The claimed batch's users' history, read once for the batch (`prefetch`): a user
     /// missing here is read from the store when their send is checked.
     batch: Arc<Mutex<HashMap<String, UserHistory>>>,
-    /// Template messages this sender checked (and so reserved a place in the OA's daily
-    /// quota for) since the batch started, less those that did not go out.
-    templates_sent: Arc<std::sync::atomic::AtomicI64>,
-    /// (local day, template messages the store counted sent that day when this batch first
-    /// checked one): with `templates_sent`, each counted once.
-    templates_before: Arc<Mutex<Option<(i64, i64)>>>,
+    /// Per local day this batch checked template messages for: the store's count of that
+    /// day's template sends when the batch first checked one, and the places in the OA's
+    /// daily quota the batch's checks reserved since (less those that did not go out). Each
+    /// send is counted once, and in its own day: a batch that runs over midnight starts the
+    /// new day with none of the old day's sends.
+    template_days: Arc<Mutex<HashMap<i64, TemplateDay>>>,
     /// What this batch read of the OA's templates: each template's status and the daily quota
     /// (read once per batch, not once per send; a change lands at the next batch).
     templates_read: Arc<Mutex<TemplatesRead>>,
-    /// Held while a count that later checks add to (`spent`, `templates_before`) is read from
+    /// Held while a count that later checks add to (`spent`, `template_days`) is read from
     /// the store: the sends of a batch are checked side by side, and a second read, answered
     /// after some of the batch's sends were committed, would count those sends twice (once in
     /// the store, once as reserved) and hold sends that had room.
     reading: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// A local day's template sends as a batch counts them (`CostGuard::template_days`).
+#[derive(Debug, Clone, Copy)]
+struct TemplateDay {
+    before: i64,
+    reserved: i64,
 }
 
 #[derive(Debug, Default)]
@@ -91,8 +98,7 @@ impl Default for CostGuard {
             spent: Arc::default(),
             recent: Arc::default(),
             batch: Arc::default(),
-            templates_sent: Arc::default(),
-            templates_before: Arc::default(),
+            template_days: Arc::default(),
             templates_read: Arc::default(),
             reading: Arc::default(),
         }
@@ -145,9 +151,7 @@ impl CostGuard {
         // The previous batch's outcomes are all committed when the next one starts.
         self.recent.lock().expect("poisoned").clear();
         self.batch.lock().expect("poisoned").clear();
-        self.templates_sent
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        *self.templates_before.lock().expect("poisoned") = None;
+        self.template_days.lock().expect("poisoned").clear();
         *self.templates_read.lock().expect("poisoned") = TemplatesRead::default();
         if self.policy.daily_budget_vnd.is_none() {
             return Ok(());
@@ -214,12 +218,12 @@ impl CostGuard {
         Some((u.last_interaction, ids))
     }
 
-    /// Gives back the place in the OA's daily template quota that a checked template send
-    /// reserved and did not use.
-    pub fn template_unsent(&self) {
-        if self.quota_reserved() {
-            self.templates_sent
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    /// Gives back the place in the OA's daily template quota that a template send checked
+    /// at `checked_at` reserved and did not use.
+    pub fn template_unsent(&self, checked_at: i64) {
+        let day = self.day_start(checked_at);
+        if let Some(t) = self.template_days.lock().expect("poisoned").get_mut(&day) {
+            t.reserved -= 1;
         }
     }
 
@@ -275,33 +279,40 @@ impl CostGuard {
             }
         };
         let Some(quota) = quota else {
-            *self.templates_before.lock().expect("poisoned") = None;
             return Ok(None);
         };
         let day = self.day_start(now);
-        let known = || match *self.templates_before.lock().expect("poisoned") {
-            Some((d, n)) if d == day => Some(n),
-            _ => None,
+        let known = || {
+            let days = self.template_days.lock().expect("poisoned");
+            days.get(&day).map(|_| ())
         };
         // No send of this batch has been let through for `day` before this read (each waits
         // for it): the store's count holds none of them.
-        let before = self
-            .read_once(known, async {
-                let n = store.template_sends_since(day).await?;
-                *self.templates_before.lock().expect("poisoned") = Some((day, n));
-                Ok(n)
-            })
-            .await?;
+        self.read_once(known, async {
+            let n = store.template_sends_since(day).await?;
+            let fresh = TemplateDay {
+                before: n,
+                reserved: 0,
+            };
+            self.template_days
+                .lock()
+                .expect("poisoned")
+                .insert(day, fresh);
+            Ok(())
+        })
+        .await?;
         // Checked and reserved at once: sends to other users run side by side. A send that
         // does not go out gives its place back (`template_unsent`).
-        let sent = self
-            .templates_sent
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let used = before + sent;
+        let used = {
+            let mut days = self.template_days.lock().expect("poisoned");
+            let t = days.get_mut(&day).expect("read above");
+            t.reserved += 1;
+            t.before + t.reserved - 1
+        };
         if used < quota {
             return Ok(None);
         }
-        self.template_unsent();
+        self.template_unsent(now);
         let until = match tag {
             Some(2 | 3) => self.next_day_promotion_start(now),
             _ => self.next_day_start(now),
@@ -342,18 +353,13 @@ impl CostGuard {
                     let verdict = self.check_class(store, user_id, payload, now).await;
                     if !matches!(verdict, Ok(Verdict::Go(_))) {
                         // Held for another reason (or unpriced): its quota place is free.
-                        self.template_unsent();
+                        self.template_unsent(now);
                     }
                     return verdict;
                 }
             }
         }
         self.check_class(store, user_id, payload, now).await
-    }
-
-    /// Whether template checks reserve places in a daily quota this batch.
-    fn quota_reserved(&self) -> bool {
-        self.templates_before.lock().expect("poisoned").is_some()
     }
 
     /// The class and price of `payload`, or why it must wait: caps, budget.
@@ -643,5 +649,57 @@ mod tests {
         assert_eq!(g.next_day_promotion_start(now), ms(2027, 1, 1, 7, 0));
         assert_eq!(g.month_start(now), ms(2026, 12, 1, 0, 0));
         assert_eq!(g.next_month_promotion_start(now), ms(2027, 1, 1, 7, 0));
+    }
+
+    /// A batch that runs over midnight counts each template send in its own day: the OA's
+    /// daily quota (2) is full at 23:59, and a send checked at 00:01 in the same batch goes
+    /// out, none of the day before counted against the new day (it was before).
+    #[tokio::test]
+    async fn a_batch_over_midnight_starts_the_new_day_with_its_own_template_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let g = CostGuard::default();
+        let at = |d, h, m| {
+            g.tz.with_ymd_and_hms(2026, 12, d, h, m, 0)
+                .unwrap()
+                .timestamp_millis()
+        };
+        store.set_daily_quota(Some(2), at(1, 8, 0)).await.unwrap();
+        let zns = |user: &str| Payload::Zns {
+            phone: String::new(),
+            template_id: "t1".into(),
+            template_data: serde_json::json!({}),
+            tracking_id: format!("tr-{user}"),
+            user_id: Some(user.into()),
+            tag: Some(1),
+        };
+        let late = at(3, 23, 59);
+        g.refresh(&store, late).await.unwrap();
+        let mut verdicts = Vec::new();
+        for (user, now) in [
+            ("u1", late),
+            ("u2", late),
+            ("u3", late),
+            ("u4", at(4, 0, 1)),
+        ] {
+            let v = g.check(&store, user, &zns(user), now).await.unwrap();
+            verdicts.push(matches!(v, Verdict::Go(_)));
+        }
+        assert_eq!(verdicts, [true, true, false, true]);
+        // A send checked before midnight that did not go out gives its place back to its own
+        // day, not to the new one.
+        g.template_unsent(late);
+        let v = g
+            .check(&store, "u5", &zns("u5"), at(4, 0, 2))
+            .await
+            .unwrap();
+        assert!(matches!(v, Verdict::Go(_)), "{v:?}");
+        let v = g
+            .check(&store, "u6", &zns("u6"), at(4, 0, 3))
+            .await
+            .unwrap();
+        assert!(matches!(v, Verdict::Hold { .. }), "{v:?}");
     }
 }

@@ -390,10 +390,11 @@ impl Sender {
                 }
             }
         };
+        let checked_at = self.clock.now();
         let cost = match self
             .options
             .cost
-            .check(&self.store, &job.user_id, &payload, self.clock.now())
+            .check(&self.store, &job.user_id, &payload, checked_at)
             .await
         {
             Ok(Verdict::Go(cost)) => cost,
@@ -428,7 +429,7 @@ impl Sender {
             self.options.cost.unreserve(c, self.clock.now());
         }
         if result.is_err() && job.channel == crate::channels::zns::NAME {
-            self.options.cost.template_unsent();
+            self.options.cost.template_unsent(checked_at);
         }
         let channel = channel_label(&job.channel);
         metrics::histogram!("zaloflow_outbox_send_seconds", "channel" => channel)
