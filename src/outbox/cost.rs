@@ -284,28 +284,33 @@ impl CostGuard {
         let day = self.day_start(now);
         let known = || {
             let days = self.template_days.lock().expect("poisoned");
-            days.get(&day).map(|_| ())
+            days.get(&day).map(|t| t.before)
         };
         // No send of this batch has been let through for `day` before this read (each waits
         // for it): the store's count holds none of them.
-        self.read_once(known, async {
-            let n = store.template_sends_since(day).await?;
-            let fresh = TemplateDay {
-                before: n,
-                reserved: 0,
-            };
-            self.template_days
-                .lock()
-                .expect("poisoned")
-                .insert(day, fresh);
-            Ok(())
-        })
-        .await?;
+        let before = self
+            .read_once(known, async {
+                let n = store.template_sends_since(day).await?;
+                let fresh = TemplateDay {
+                    before: n,
+                    reserved: 0,
+                };
+                self.template_days
+                    .lock()
+                    .expect("poisoned")
+                    .insert(day, fresh);
+                Ok(n)
+            })
+            .await?;
         // Checked and reserved at once: sends to other users run side by side. A send that
-        // does not go out gives its place back (`template_unsent`).
+        // does not go out gives its place back (`template_unsent`). (The day is there unless
+        // another lane's batch started meanwhile and cleared the batch's counts.)
         let used = {
             let mut days = self.template_days.lock().expect("poisoned");
-            let t = days.get_mut(&day).expect("read above");
+            let t = days.entry(day).or_insert(TemplateDay {
+                before,
+                reserved: 0,
+            });
             t.reserved += 1;
             t.before + t.reserved - 1
         };
