@@ -357,6 +357,28 @@ async fn contacts_search_by_name_phone_tag_with_pages(kind: &str) {
 async fn contact_timeline_shows_events_and_sends_newest_first(kind: &str) {
     let a = Admin::start(kind, &[]).await;
     seed(&a.store).await;
+    // A busy shop: 2,500 sends to other customers and a notice about someone else came after
+    // the notice about her. It is still found (staff jobs are not looked for among the latest
+    // jobs only).
+    let now = zaloflow::clock::system_now();
+    let mut busy: Vec<zaloflow::store::NewJob> = (0..2_500)
+        .map(|i| {
+            let p = Payload::Zalo {
+                user_id: format!("other-{i}"),
+                kind: Default::default(),
+                text: Some(format!("Chào bạn {i}")),
+                attachment: None,
+            };
+            zaloflow::outbox::job(&p, now + 3_600_000, "busy")
+        })
+        .collect();
+    let other = Payload::Chat {
+        channel: None,
+        text: "Cần nhân viên hỗ trợ: Minh".into(),
+        data: json!({"user_id": MINH, "rule": "vip"}),
+    };
+    busy.push(zaloflow::outbox::job(&other, now + 3_600_000, "busy"));
+    a.store.enqueue_jobs(&busy, now).await.unwrap();
     let (st, v) = a.get(&format!("/admin/contacts/{LAN}")).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["contact"]["display_name"], "Lan Nguyễn");
@@ -382,6 +404,8 @@ async fn contact_timeline_shows_events_and_sends_newest_first(kind: &str) {
     channels.sort();
     // …and the team-chat notice about her (a handoff's notice names her as `contact`).
     assert_eq!(channels, ["chat", "email", "sms", "zalo"]);
+    let chat = tl.iter().find(|e| e["job"]["channel"] == "chat").unwrap();
+    assert_eq!(chat["job"]["payload"]["data"]["contact"], LAN);
     let zalo = tl.iter().find(|e| e["job"]["channel"] == "zalo").unwrap();
     assert_eq!(zalo["job"]["payload"]["text"], "Chào Lan!");
     assert_eq!(zalo["job"]["rule_id"], "welcome");

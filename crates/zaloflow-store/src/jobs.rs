@@ -35,6 +35,11 @@ pub trait Jobs: Send + Sync {
 
     /// Outbox jobs addressed to any of `keys` (a contact's id, phone and email), newest first.
     async fn contact_jobs(&self, keys: &[String], limit: i64) -> Result<Vec<Job>>;
+    /// Staff jobs about the contact `user_id`, newest first: team-chat notices naming it in
+    /// their data (a rule's `notify` as `user_id`, a handoff's or escalation's as `contact`)
+    /// and tasks for it. They have no recipient lane (they go to staff): every staff job is
+    /// looked at, however many sends to customers came since.
+    async fn staff_jobs_about(&self, user_id: &str, limit: i64) -> Result<Vec<Job>>;
     /// Emails sent with `sent_at` in `[from, to)`, optionally only those of one rule or step.
     async fn sent_emails(&self, rule_id: Option<&str>, from: i64, to: i64) -> Result<Vec<Job>>;
 }
@@ -109,6 +114,24 @@ macro_rules! jobs_impl {
                     "SELECT {JOB_COLUMNS} FROM outbox WHERE ($1::text IS NULL OR status = $1) ORDER BY id DESC LIMIT $2"
                 )))
                 .bind(status)
+                .bind(limit)
+                .fetch_all(reader!($db, self))
+                .await?)
+            }
+
+            async fn staff_jobs_about(&self, user_id: &str, limit: i64) -> Result<Vec<Job>> {
+                // Labels, not `$.` paths: `sql!` turns every `$` into SQLite's `?`.
+                let payload = pick!($db, sqlite: "payload", postgres: "payload::jsonb");
+                let about = format!(
+                    "({payload} -> 'data' ->> 'user_id' = $1 OR {payload} -> 'data' ->> 'contact' = $1
+                      OR {payload} ->> 'contact' = $1)"
+                );
+                Ok(sqlx::query_as(sql!($db, format!(
+                    "SELECT {JOB_COLUMNS} FROM outbox
+                     WHERE user_id = '' AND channel IN ('chat', 'task') AND {about}
+                     ORDER BY id DESC LIMIT $2"
+                )))
+                .bind(user_id)
                 .bind(limit)
                 .fetch_all(reader!($db, self))
                 .await?)

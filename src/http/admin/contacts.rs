@@ -232,7 +232,7 @@ pub async fn show(
         .store
         .contact_jobs(&contact_keys(&contact), limit)
         .await?;
-    jobs.extend(staff_jobs(&st, &id, limit).await?);
+    jobs.extend(st.store.staff_jobs_about(&id, limit).await?);
     let mut timeline: Vec<TimelineEntry> = events
         .into_iter()
         .map(|r| TimelineEntry {
@@ -457,36 +457,6 @@ async fn load(st: &AppState, id: &str) -> Result<Contact, ApiError> {
 }
 
 /// The addresses jobs to this contact are sent to: its id, phone and email.
-/// Jobs scanned for the chat and task jobs about a contact: those have no recipient lane (they
-/// go to staff), so the contact is found in their payload.
-const STAFF_JOBS_SCANNED: i64 = 2000;
-
-/// The team-chat and task jobs about `user_id` (a notice naming the contact in its data, a
-/// task for the contact), newest first, at most `limit`, among the latest
-/// [`STAFF_JOBS_SCANNED`] jobs.
-async fn staff_jobs(
-    st: &AppState,
-    user_id: &str,
-    limit: i64,
-) -> Result<Vec<crate::store::Job>, ApiError> {
-    use zaloflow_core::job::Payload;
-    let recent = st.store.list_jobs(None, STAFF_JOBS_SCANNED).await?;
-    Ok(recent
-        .into_iter()
-        .filter(|j| j.user_id.is_empty())
-        .filter(|j| match serde_json::from_str::<Payload>(&j.payload) {
-            // A rule's `notify` names the contact `user_id`; handoff and escalation notices
-            // name it `contact`.
-            Ok(Payload::Chat { data, .. }) => {
-                data["user_id"].as_str().or(data["contact"].as_str()) == Some(user_id)
-            }
-            Ok(Payload::Task { contact, .. }) => contact.as_deref() == Some(user_id),
-            _ => false,
-        })
-        .take(usize::try_from(limit).unwrap_or(0))
-        .collect())
-}
-
 fn contact_keys(c: &Contact) -> Vec<String> {
     let mut keys = vec![c.user_id.clone()];
     keys.extend(c.phone.iter().cloned());
