@@ -389,7 +389,16 @@ mod tests {
 
     /// The writer's `synchronous` as a caller that asks for durable commits gets it.
     async fn synchronous(store: &SqliteStore) -> i64 {
-        let mut w = store.writer.lock().await.unwrap();
+        synchronous_as(store, false).await
+    }
+
+    /// The writer's `synchronous` as a caller gets it that asks for relaxed commits or not.
+    async fn synchronous_as(store: &SqliteStore, relaxed: bool) -> i64 {
+        let mut w = if relaxed {
+            store.writer.lock_relaxed().await.unwrap()
+        } else {
+            store.writer.lock().await.unwrap()
+        };
         let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
             .fetch_one(&mut *w)
             .await
@@ -425,14 +434,7 @@ mod tests {
             inbox_id: id,
             effects: Effects::default(),
         };
-        {
-            let mut w = store.writer.lock_relaxed().await.unwrap();
-            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-                .fetch_one(&mut *w)
-                .await
-                .unwrap();
-            assert_eq!(level, 1);
-        }
+        assert_eq!(synchronous_as(&store, true).await, 1);
         // A lost lease: the completion fails inside its transaction.
         let lost = store
             .complete_inbox("other", &[done(claimed[0].id)], 20)
@@ -456,14 +458,7 @@ mod tests {
         let store = SqliteStore::open_throwaway(&url).await.unwrap();
         store.migrate().await.unwrap();
         assert_eq!(synchronous(&store).await, 0);
-        {
-            let mut w = store.writer.lock_relaxed().await.unwrap();
-            let (level,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-                .fetch_one(&mut *w)
-                .await
-                .unwrap();
-            assert_eq!(level, 0);
-        }
+        assert_eq!(synchronous_as(&store, true).await, 0);
         assert_eq!(synchronous(&store).await, 0);
     }
 
