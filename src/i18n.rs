@@ -72,6 +72,16 @@ pub fn tr(lang: Lang, key: &str) -> Cow<'_, str> {
     rust_i18n::t!(key, locale = lang.code())
 }
 
+/// `key`'s text in `lang` with each `%{name}` replaced by its value (values are put in as
+/// they are: escape what a customer or a provider wrote before it goes into markup).
+pub fn words(lang: Lang, key: &str, args: &[(&str, String)]) -> String {
+    let mut s = tr(lang, key).into_owned();
+    for (k, v) in args {
+        s = s.replace(&format!("%{{{k}}}"), v);
+    }
+    s
+}
+
 /// The catalogue's text of `key` in `lang` when the catalogue has it in that language (tests
 /// and the completeness check; `tr` falls back to English).
 pub fn has(lang: Lang, key: &str) -> bool {

@@ -1,6 +1,7 @@
 //! Staff read zaloflow in Vietnamese by default and in English with `ZALOFLOW_LANG=en` (issue
-//! 30): the board, the report page and `zaloflow report`, the tick's summary and the team-chat
-//! notices of a handoff (with working hours, whose weekday names follow the language). Each
+//! 30): the board, the report page and `zaloflow report`, the OA connect page, the tick's
+//! summary and the team-chat notices of a handoff (with working hours, whose weekday names
+//! follow the language). Each
 //! screen is rendered by the running service over real HTTP and checked to hold none of the
 //! other language's fixed words, on SQLite and PostgreSQL.
 
@@ -169,6 +170,42 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         let none = i18n::tr(lang, "board.campaigns.none");
         assert!(campaigns.contains(none.as_ref()), "{campaigns}");
         assert_one_language("the campaigns page", &campaigns, lang);
+
+        // The page that connects the OA: its state, its sign-in form, and a failed callback.
+        let (status, connect) = staff_page(&s.app.base, "/admin/zalo/connect").await;
+        assert_eq!(status, 200, "{connect}");
+        assert!(
+            connect.contains(&format!("<html lang=\"{lang}\">")),
+            "{connect}"
+        );
+        for key in [
+            "connect.title",
+            "connect.label_expires",
+            "connect.expiry_unknown",
+        ] {
+            let want = i18n::tr(lang, key);
+            assert!(connect.contains(want.as_ref()), "{key}: {connect}");
+        }
+        assert_one_language("the connect page", &connect, lang);
+        let login = common::client()
+            .get(format!("{}/admin/zalo/connect", s.app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 401);
+        let login = login.text().await.unwrap();
+        assert!(
+            login.contains(i18n::tr(lang, "connect.token_label").as_ref()),
+            "{login}"
+        );
+        assert_one_language("the connect sign-in page", &login, lang);
+        let (status, failed) = staff_page(&s.app.base, "/admin/zalo/connect/callback").await;
+        assert_eq!(status, 400, "{failed}");
+        assert!(
+            failed.contains(i18n::tr(lang, "connect.no_state").as_ref()),
+            "{failed}"
+        );
+        assert_one_language("the connect page's problem", &failed, lang);
 
         // The report page and the CLI's report.
         let (_, page) = staff_page(&s.app.base, "/admin/report.html").await;

@@ -12,14 +12,7 @@ use crate::report::spend::vnd;
 use super::tally::{Counts, NO_RULE};
 use super::{Forecast, Window};
 
-/// `key`'s text with each `%{name}` replaced.
-pub fn words(lang: Lang, key: &str, args: &[(&str, String)]) -> String {
-    let mut s = tr(lang, key).into_owned();
-    for (k, v) in args {
-        s = s.replace(&format!("%{{{k}}}"), v);
-    }
-    s
-}
+pub use crate::i18n::words;
 
 /// A signed difference: `+3`, `−2`, `±0`.
 pub fn signed(n: i64) -> String {

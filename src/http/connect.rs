@@ -3,12 +3,13 @@
 //!
 //! Access as for the agents' board: the admin bearer token, or a session cookie made from it
 //! (`?token=…` once, or the login form), HttpOnly and SameSite=Lax, holding an HMAC of the
-//! token. "Kết nối" posts to `/start`, which keeps a new flow server-side (the state and a
+//! token. The connect button posts to `/start`, which keeps a new flow server-side (the state and a
 //! browser binding, both hashed, the code verifier, an expiry of 10 minutes), sets the binding
 //! in a cookie of its own and sends the browser to Zalo's permission page. Zalo sends it back
 //! to `/callback?code=…&oa_id=…&state=…`: the flow is taken (once), its binding must be this
 //! browser's and not expired, then the code and verifier are exchanged and the pair is stored
 //! under the token refresh lease. Anything wrong answers a page saying what, and stores nothing.
+//! The page speaks the staff's language (`ZALOFLOW_LANG`, `locales/connect.yml`).
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -22,6 +23,7 @@ use sha2::Sha256;
 
 use super::board::{cookies, ct_eq, same_origin, secure, see_other};
 use super::{esc, AppState};
+use crate::i18n::{tr, words, Lang};
 use crate::store::{OaConnection, OauthState};
 use crate::zalo::connect::{self as oauth, CALLBACK_PATH, FLOW_TTL_MS};
 use crate::zalo::token::{self, TokenConfig, UNKNOWN_EXPIRY_MS};
@@ -97,11 +99,30 @@ fn origin(url: &str) -> String {
     }
 }
 
+/// The language of the page (`ZALOFLOW_LANG`; words in `locales/connect.yml`).
+fn lang(st: &AppState) -> Lang {
+    st.config.lang
+}
+
+/// `key` in the page's language.
+fn t(st: &AppState, key: &str) -> String {
+    tr(lang(st), key).into_owned()
+}
+
+/// `key` in the page's language with its `%{name}`s filled.
+fn w(st: &AppState, key: &str, args: &[(&str, String)]) -> String {
+    words(lang(st), key, args)
+}
+
+/// The connect button's words, as the messages that name it quote them.
+fn button_args(st: &AppState) -> [(&'static str, String); 1] {
+    [("button", t(st, "connect.button"))]
+}
+
 fn page(st: &AppState, status: StatusCode, title: &str, body: &str) -> Response {
     // The connect form's answer redirects to Zalo: form-action allows that origin too.
-    // The connect page speaks Vietnamese only (for now): its words are not in the catalogue.
     super::board::html_page(
-        crate::i18n::Lang::Vi,
+        lang(st),
         status,
         title,
         "\ndl{display:grid;grid-template-columns:max-content 1fr;gap:.35rem .8rem;margin:.4rem 0}\ndt{color:#475467} dd{margin:0;overflow-wrap:anywhere}\ncode{overflow-wrap:anywhere}\n",
@@ -112,23 +133,33 @@ fn page(st: &AppState, status: StatusCode, title: &str, body: &str) -> Response 
 
 /// A page that says what went wrong and links back to the connect page.
 fn problem(st: &AppState, status: StatusCode, message: &str) -> Response {
+    let title = t(st, "connect.title");
     page(
         st,
         status,
-        "Kết nối Zalo OA",
+        &title,
         &format!(
-            "<main class=narrow><h1>Kết nối Zalo OA</h1><p class=\"flash bad\" id=problem>{}</p><p>Chưa có gì được lưu. <a href=\"{PAGE}\">← Quay lại trang kết nối</a> và bấm “Kết nối Zalo OA” để thử lại.</p></main>",
-            esc(message)
+            "<main class=narrow><h1>{title}</h1><p class=\"flash bad\" id=problem>{}</p><p>{} <a href=\"{PAGE}\">{}</a> {}</p></main>",
+            esc(message),
+            esc(&t(st, "connect.nothing_stored")),
+            esc(&t(st, "connect.back")),
+            esc(&w(st, "connect.try_again", &button_args(st))),
+            title = esc(&title),
         ),
     )
 }
 
 fn disabled(st: &AppState) -> Response {
+    let title = t(st, "connect.off_title");
+    let off = esc(&t(st, "connect.off")).replace("%{var}", "<code>ZALOFLOW_ADMIN_TOKEN</code>");
     page(
         st,
         StatusCode::FORBIDDEN,
-        "Trang kết nối đang tắt",
-        "<main class=narrow><h1>Trang kết nối đang tắt</h1><p>Trang kết nối chưa bật: người quản trị cần đặt <code>ZALOFLOW_ADMIN_TOKEN</code>.</p></main>",
+        &title,
+        &format!(
+            "<main class=narrow><h1>{title}</h1><p>{off}</p></main>",
+            title = esc(&title)
+        ),
     )
 }
 
@@ -139,17 +170,20 @@ fn login_page(st: &AppState, status: StatusCode, error: Option<&str>) -> Respons
     page(
         st,
         status,
-        "Đăng nhập — Kết nối Zalo OA",
+        &t(st, "connect.login_title"),
         &format!(
             r#"<main class=narrow>
-<h1>Kết nối Zalo OA</h1>
+<h1>{title}</h1>
 {err}
 <form method="post" action="/admin/zalo/connect/login" class="login">
-<label for="token">Mã truy cập (admin token)</label>
+<label for="token">{label}</label>
 <input id="token" name="token" type="password" autocomplete="current-password" required>
-<button type="submit">Đăng nhập</button>
+<button type="submit">{submit}</button>
 </form>
-</main>"#
+</main>"#,
+            title = esc(&t(st, "connect.title")),
+            label = esc(&t(st, "connect.token_label")),
+            submit = esc(&t(st, "connect.sign_in")),
         ),
     )
 }
@@ -177,7 +211,7 @@ async fn show(
             login_page(
                 &st,
                 StatusCode::UNAUTHORIZED,
-                Some("Mã truy cập không đúng."),
+                Some(&t(&st, "connect.wrong_token")),
             )
         };
     }
@@ -193,21 +227,25 @@ async fn show(
             return problem(
                 &st,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Không đọc được cơ sở dữ liệu lúc này; hãy thử lại sau ít phút.",
+                &t(&st, "connect.db_unreadable"),
             );
         }
     };
     let flash = match q.msg.as_deref() {
         Some("connected") => format!(
-            "<p class=flash id=flash>Đã kết nối OA {}. zaloflow dùng mã truy cập mới ngay từ bây giờ.</p>",
-            esc(conn.oa_id.as_deref().unwrap_or(""))
+            "<p class=flash id=flash>{}</p>",
+            esc(&w(
+                &st,
+                "connect.connected_flash",
+                &[("oa", conn.oa_id.clone().unwrap_or_default())]
+            ))
         ),
         _ => String::new(),
     };
     page(
         &st,
         StatusCode::OK,
-        "Kết nối Zalo OA",
+        &t(&st, "connect.title"),
         &status_html(&st, &conn, tokens.as_ref(), waiting, &flash),
     )
 }
@@ -231,7 +269,7 @@ async fn read_state(
 fn when(st: &AppState, ms: i64) -> String {
     crate::clock::to_utc(ms)
         .with_timezone(&st.config.tz)
-        .format("%H:%M ngày %d/%m/%Y")
+        .format(&t(st, "connect.at"))
         .to_string()
 }
 
@@ -245,53 +283,81 @@ fn status_html(
     let now = st.clock.now();
     let env_tokens =
         st.config.zalo_access_token.is_some() || st.config.zalo_refresh_token.is_some();
+    // Every text below is escaped where it lands; the markup the words name (a setting in
+    // <code>) is put in after.
+    let code = |vars: &[&str]| {
+        vars.iter()
+            .map(|v| format!("<code>{v}</code>"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
     let state = if let Some(at) = conn.revoked_at {
         let why = match conn.revoked_reason.as_deref() {
-            Some(crate::outbox::oa::REFRESH_REFUSED) => "Zalo từ chối gia hạn mã truy cập",
-            _ => "Quyền của ứng dụng trên OA đã bị thu hồi",
+            Some(crate::outbox::oa::REFRESH_REFUSED) => t(st, "connect.refresh_refused"),
+            _ => t(st, "connect.revoked"),
         };
         format!(
-            "<span class=bad>⛔ Cần kết nối lại.</span> {} lúc {}. zaloflow đang tạm dừng gửi tin Zalo; {} tin đang chờ sẽ được gửi ngay khi OA được kết nối lại.",
-            esc(why),
-            esc(&when(st, at)),
-            waiting
+            "<span class=bad>{}</span> {}",
+            esc(&t(st, "connect.needs_reconnect")),
+            esc(&w(
+                st,
+                "connect.paused",
+                &[
+                    ("why", why),
+                    ("at", when(st, at)),
+                    ("n", waiting.to_string())
+                ]
+            ))
         )
     } else if conn.connected_at.is_some() {
-        "✅ Đã kết nối. zaloflow gửi tin thay cho OA.".to_string()
+        esc(&t(st, "connect.state_connected"))
     } else if tokens.is_some() || env_tokens {
-        "✅ Đang dùng mã truy cập nhập tay (biến môi trường <code>ZALO_ACCESS_TOKEN</code> / <code>ZALO_REFRESH_TOKEN</code>). Bấm “Kết nối Zalo OA” để kết nối từ trình duyệt.".to_string()
+        esc(&w(
+            st,
+            "connect.state_env_tokens",
+            &[
+                ("button", t(st, "connect.button")),
+                ("vars", "%{vars}".into()),
+            ],
+        ))
+        .replace(
+            "%{vars}",
+            &code(&["ZALO_ACCESS_TOKEN", "ZALO_REFRESH_TOKEN"]),
+        )
     } else {
-        "Chưa kết nối: bấm “Kết nối Zalo OA” bên dưới.".to_string()
+        esc(&w(st, "connect.state_none", &button_args(st)))
     };
     let oa = match &conn.oa_id {
         Some(id) => esc(id),
-        None => "(chưa kết nối qua trang này)".to_string(),
+        None => esc(&t(st, "connect.oa_unknown")),
     };
     let expires = match tokens {
-        None if env_tokens => "không rõ (mã nhập tay từ biến môi trường)".to_string(),
-        None => "chưa có mã truy cập".to_string(),
-        Some(p) if p.expires_at_ms == UNKNOWN_EXPIRY_MS => {
-            "không rõ (mã nhập tay từ biến môi trường)".to_string()
+        None if env_tokens => t(st, "connect.expiry_unknown"),
+        None => t(st, "connect.no_token"),
+        Some(p) if p.expires_at_ms == UNKNOWN_EXPIRY_MS => t(st, "connect.expiry_unknown"),
+        Some(p) if p.expires_at_ms <= now => {
+            w(st, "connect.expired", &[("at", when(st, p.expires_at_ms))])
         }
-        Some(p) if p.expires_at_ms <= now => format!(
-            "đã hết hạn lúc {} — zaloflow tự gia hạn ở lần gửi tới",
-            esc(&when(st, p.expires_at_ms))
-        ),
-        Some(p) => format!(
-            "{} (còn {}); zaloflow tự gia hạn trước khi hết hạn",
-            esc(&when(st, p.expires_at_ms)),
-            esc(&crate::handoff::human_duration(
-                crate::i18n::Lang::Vi,
-                p.expires_at_ms - now
-            ))
+        Some(p) => w(
+            st,
+            "connect.expires",
+            &[
+                ("at", when(st, p.expires_at_ms)),
+                (
+                    "left",
+                    crate::handoff::human_duration(lang(st), p.expires_at_ms - now),
+                ),
+            ],
         ),
     };
+    let expires = esc(&expires);
     let refresh = match (conn.last_refresh_at, &conn.last_refresh_error) {
-        (None, _) => "chưa gia hạn lần nào".to_string(),
-        (Some(at), None) => format!("{} — thành công", esc(&when(st, at))),
+        (None, _) => esc(&t(st, "connect.never_refreshed")),
+        (Some(at), None) => esc(&w(st, "connect.refreshed", &[("at", when(st, at))])),
         (Some(at), Some(e)) => format!(
-            "{} — <span class=bad>thất bại</span>: {}",
+            "{} — <span class=bad>{}</span>: {}",
             esc(&when(st, at)),
+            esc(&t(st, "connect.refresh_failed")),
             esc(&crate::handoff::clip(e, 300))
         ),
     };
@@ -299,31 +365,47 @@ fn status_html(
         .connected_at
         .map(|at| esc(&when(st, at)))
         .unwrap_or_else(|| "—".into());
-    let ready = match (st.config.zalo_app_id.is_some(), st.config.zalo_app_secret.is_some()) {
+    let ready = match (
+        st.config.zalo_app_id.is_some(),
+        st.config.zalo_app_secret.is_some(),
+    ) {
         (true, true) => String::new(),
-        _ => "<p class=\"flash bad\">Chưa thể kết nối: hãy đặt biến <code>ZALO_APP_ID</code> và <code>ZALO_APP_SECRET</code> (lấy ở trang ứng dụng trên developers.zalo.me) rồi khởi động lại.</p>".to_string(),
+        _ => format!(
+            "<p class=\"flash bad\">{}</p>",
+            esc(&t(st, "connect.needs_app"))
+                .replace("%{a}", &code(&["ZALO_APP_ID"]))
+                .replace("%{b}", &code(&["ZALO_APP_SECRET"]))
+        ),
     };
     let button = if conn.needs_reconnect() || conn.connected_at.is_none() {
-        "Kết nối Zalo OA"
+        t(st, "connect.button")
     } else {
-        "Kết nối lại Zalo OA"
+        t(st, "connect.button_again")
     };
     format!(
-        r#"<header><div><h1>Kết nối Zalo OA</h1><p class="sub">zaloflow gửi tin thay cho Official Account của cửa hàng</p></div></header>
+        r#"<header><div><h1>{title}</h1><p class="sub">{subtitle}</p></div></header>
 <main>
 {flash}{ready}
 <section class="card ok">
 <p id=state>{state}</p>
 <dl>
 <dt>OA</dt><dd id=oa-id>{oa}</dd>
-<dt>Kết nối lúc</dt><dd id=connected>{connected}</dd>
-<dt>Mã truy cập hết hạn</dt><dd id=expires>{expires}</dd>
-<dt>Lần gia hạn gần nhất</dt><dd id=refresh>{refresh}</dd>
+<dt>{l_connected}</dt><dd id=connected>{connected}</dd>
+<dt>{l_expires}</dt><dd id=expires>{expires}</dd>
+<dt>{l_refresh}</dt><dd id=refresh>{refresh}</dd>
 </dl>
 </section>
 <form method="post" action="/admin/zalo/connect/start" class="act"><button id=connect type="submit">{button}</button></form>
-<details><summary>Địa chỉ callback khai báo ở Zalo</summary><p><code id=callback>{callback}</code></p><p>Nhập đúng địa chỉ này vào mục “Callback URL” của ứng dụng trên developers.zalo.me.</p></details>
+<details><summary>{callback_summary}</summary><p><code id=callback>{callback}</code></p><p>{callback_help}</p></details>
 </main>"#,
+        title = esc(&t(st, "connect.title")),
+        subtitle = esc(&t(st, "connect.subtitle")),
+        l_connected = esc(&t(st, "connect.label_connected")),
+        l_expires = esc(&t(st, "connect.label_expires")),
+        l_refresh = esc(&t(st, "connect.label_refresh")),
+        button = esc(&button),
+        callback_summary = esc(&t(st, "connect.callback_summary")),
+        callback_help = esc(&t(st, "connect.callback_help")),
         callback = esc(&oauth::redirect_uri(&st.config.public_url)),
     )
 }
@@ -339,11 +421,7 @@ async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     if !same_origin(&headers) {
-        return problem(
-            &st,
-            StatusCode::FORBIDDEN,
-            "Yêu cầu không đến từ trang này.",
-        );
+        return problem(&st, StatusCode::FORBIDDEN, &t(&st, "connect.not_this_page"));
     }
     let Some(token) = st.config.admin_token.as_ref() else {
         return disabled(&st);
@@ -354,7 +432,7 @@ async fn login(
         login_page(
             &st,
             StatusCode::UNAUTHORIZED,
-            Some("Mã truy cập không đúng."),
+            Some(&t(&st, "connect.wrong_token")),
         )
     }
 }
@@ -381,11 +459,7 @@ async fn start(State(st): State<AppState>, headers: HeaderMap) -> Response {
         Access::Disabled => return disabled(&st),
     }
     if !same_origin(&headers) {
-        return problem(
-            &st,
-            StatusCode::FORBIDDEN,
-            "Yêu cầu không đến từ trang này.",
-        );
+        return problem(&st, StatusCode::FORBIDDEN, &t(&st, "connect.not_this_page"));
     }
     let Some(app_id) = st
         .config
@@ -396,7 +470,11 @@ async fn start(State(st): State<AppState>, headers: HeaderMap) -> Response {
         return problem(
             &st,
             StatusCode::CONFLICT,
-            "Chưa thể kết nối: hãy đặt ZALO_APP_ID và ZALO_APP_SECRET rồi khởi động lại.",
+            &w(
+                &st,
+                "connect.start_needs_app",
+                &[("a", "ZALO_APP_ID".into()), ("b", "ZALO_APP_SECRET".into())],
+            ),
         );
     };
     let (verifier, state, binding) = (
@@ -416,7 +494,7 @@ async fn start(State(st): State<AppState>, headers: HeaderMap) -> Response {
         return problem(
             &st,
             StatusCode::SERVICE_UNAVAILABLE,
-            "Không lưu được phiên kết nối vào cơ sở dữ liệu; hãy thử lại sau ít phút.",
+            &t(&st, "connect.flow_not_saved"),
         );
     }
     let url = oauth::permission_url(
@@ -450,7 +528,7 @@ async fn callback(
             return login_page(
                 &st,
                 StatusCode::UNAUTHORIZED,
-                Some("Phiên đăng nhập đã hết: hãy đăng nhập rồi bấm “Kết nối Zalo OA” lại."),
+                Some(&w(&st, "connect.session_over", &button_args(&st))),
             )
         }
         Access::Disabled => return disabled(&st),
@@ -461,20 +539,18 @@ async fn callback(
         .as_deref()
         .filter(|s| !s.is_empty() && s.len() <= 256)
     else {
-        return bad("Zalo không gửi lại mã phiên (state): hãy bắt đầu lại từ trang kết nối.");
+        return bad(&t(&st, "connect.no_state"));
     };
     // The flow is used once, whatever happens next.
     let flow = match st.store.take_oauth_state(&oauth::hash(state)).await {
         Ok(Some(flow)) => flow,
-        Ok(None) => return bad(
-            "Phiên kết nối không hợp lệ hoặc đã được dùng rồi: hãy bắt đầu lại từ trang kết nối.",
-        ),
+        Ok(None) => return bad(&t(&st, "connect.state_used")),
         Err(e) => {
             tracing::warn!(error = %e, "connect: could not read the flow");
             return problem(
                 &st,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Không đọc được cơ sở dữ liệu lúc này; hãy thử lại sau ít phút.",
+                &t(&st, "connect.db_unreadable"),
             );
         }
     };
@@ -484,17 +560,18 @@ async fn callback(
         .unwrap_or_default();
     if binding.is_empty() || !ct_eq(&oauth::hash(&binding), &flow.session_hash) {
         tracing::warn!("connect: a callback whose state belongs to another browser session");
-        return bad("Phiên kết nối này không được bắt đầu từ trình duyệt này: hãy bắt đầu lại từ trang kết nối.");
+        return bad(&t(&st, "connect.other_browser"));
     }
     let now = st.clock.now();
     if flow.expires_at < now {
-        return bad("Phiên kết nối đã hết hạn (quá 10 phút): hãy bắt đầu lại từ trang kết nối.");
+        return bad(&t(&st, "connect.flow_expired"));
     }
     if let Some(err) = q.error.as_deref().filter(|e| !e.is_empty()) {
         let detail = q.error_description.as_deref().unwrap_or(err);
-        return bad(&format!(
-            "Zalo không cấp quyền: {}",
-            crate::handoff::clip(detail, 200)
+        return bad(&w(
+            &st,
+            "connect.zalo_denied",
+            &[("detail", crate::handoff::clip(detail, 200))],
         ));
     }
     let Some(code) = q
@@ -502,11 +579,11 @@ async fn callback(
         .as_deref()
         .filter(|c| !c.is_empty() && c.len() <= 4096)
     else {
-        return bad("Zalo không gửi mã xác nhận (code): hãy bắt đầu lại từ trang kết nối.");
+        return bad(&t(&st, "connect.no_code"));
     };
     let oa_id = q.oa_id.as_deref().unwrap_or("");
     if oa_id.is_empty() || oa_id.len() > 40 || !oa_id.bytes().all(|b| b.is_ascii_digit()) {
-        return bad("Zalo gửi mã OA (oa_id) không hợp lệ: hãy bắt đầu lại từ trang kết nối.");
+        return bad(&t(&st, "connect.bad_oa_id"));
     }
     let http = token::http_client(st.config.send_timeout);
     let pair = match oauth::exchange_code(&http, &token_config(&st), code, &flow.code_verifier, now)
@@ -517,10 +594,18 @@ async fn callback(
             tracing::warn!(error = %e, "connect: Zalo refused the code exchange");
             let why = match &e {
                 token::TokenError::Rejected { code, message } => match code {
-                    Some(c) => format!("Zalo từ chối cấp mã truy cập (mã lỗi {c}): {message}"),
-                    None => format!("Zalo từ chối cấp mã truy cập: {message}"),
+                    Some(c) => w(
+                        &st,
+                        "connect.token_refused_code",
+                        &[("code", c.to_string()), ("message", message.clone())],
+                    ),
+                    None => w(
+                        &st,
+                        "connect.token_refused",
+                        &[("message", message.clone())],
+                    ),
                 },
-                other => format!("Không liên lạc được với Zalo: {other}"),
+                other => w(&st, "connect.unreachable", &[("error", other.to_string())]),
             };
             return problem(&st, StatusCode::BAD_GATEWAY, &why);
         }
@@ -535,7 +620,7 @@ async fn callback(
         return problem(
             &st,
             StatusCode::SERVICE_UNAVAILABLE,
-            "Không lưu được mã truy cập vào cơ sở dữ liệu; hãy kết nối lại sau ít phút.",
+            &t(&st, "connect.tokens_not_saved"),
         );
     }
     tracing::info!(oa_id, token = %pair.fingerprint(), "OA connected from the browser");
