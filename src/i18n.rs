@@ -74,12 +74,32 @@ pub fn tr(lang: Lang, key: &str) -> Cow<'_, str> {
 
 /// `key`'s text in `lang` with each `%{name}` replaced by its value (values are put in as
 /// they are: escape what a customer or a provider wrote before it goes into markup).
+/// Each placeholder is filled once, from the text of the catalogue: a value that holds
+/// `%{…}` itself (a rule's message) is left as it is.
 pub fn words(lang: Lang, key: &str, args: &[(&str, String)]) -> String {
-    let mut s = tr(lang, key).into_owned();
-    for (k, v) in args {
-        s = s.replace(&format!("%{{{k}}}"), v);
+    let text = tr(lang, key);
+    let mut out = String::with_capacity(text.len());
+    let mut rest: &str = &text;
+    while let Some(start) = rest.find("%{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                let name = &after[..end];
+                match args.iter().find(|(k, _)| *k == name) {
+                    Some((_, v)) => out.push_str(v),
+                    None => out.push_str(&rest[start..start + 2 + end + 1]),
+                }
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
     }
-    s
+    out.push_str(rest);
+    out
 }
 
 /// The catalogue's text of `key` in `lang` when the catalogue has it in that language (tests
@@ -127,6 +147,22 @@ mod tests {
             .parse::<Lang>()
             .unwrap_err()
             .contains("vi (Tiếng Việt)"));
+    }
+
+    #[test]
+    fn words_fill_each_placeholder_once() {
+        // A value holding a placeholder of its own (a rule's text) is not filled again.
+        let s = words(
+            Lang::En,
+            "simulate.send_via",
+            &[("text", "\"giảm %{via}\"".into()), ("via", "sms".into())],
+        );
+        assert_eq!(s, "send via sms: \"giảm %{via}\"");
+        // A placeholder without a value is left for the reader to see.
+        assert_eq!(
+            words(Lang::En, "simulate.send_via", &[]),
+            "send via %{via}: %{text}"
+        );
     }
 
     #[test]

@@ -152,6 +152,7 @@ fn main() -> ExitCode {
                 at.as_deref(),
                 rules.as_deref().unwrap_or(&config.rules_dir),
                 config.tz,
+                config.lang,
             );
             print!("{out}");
             return ExitCode::from(code as u8);

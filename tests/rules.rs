@@ -817,6 +817,7 @@ fn simulate_prints_matches_and_actions() {
     let bin = env!("CARGO_BIN_EXE_zaloflow");
     let out = std::process::Command::new(bin)
         .arg("simulate")
+        .env("ZALOFLOW_LANG", "en")
         .arg(manifest("tests/fixtures/rules/events/message_morning.json"))
         .arg("--rules")
         .arg(manifest("rules"))
@@ -848,6 +849,7 @@ fn simulate_prints_matches_and_actions() {
     // --at moves the event to 15:00: no greeting, only the tag.
     let out = std::process::Command::new(bin)
         .arg("simulate")
+        .env("ZALOFLOW_LANG", "en")
         .arg(manifest("tests/fixtures/rules/events/message_morning.json"))
         .args(["--at", "2024-05-01T15:00:00+07:00", "--rules"])
         .arg(manifest("rules"))
@@ -862,6 +864,7 @@ fn simulate_prints_matches_and_actions() {
     // A scheduler trigger with a contact given in the file.
     let out = std::process::Command::new(bin)
         .arg("simulate")
+        .env("ZALOFLOW_LANG", "en")
         .arg(manifest("tests/fixtures/rules/events/silent_10_days.json"))
         .args(["--at", "2024-05-01T15:00:00+07:00", "--rules"])
         .arg(manifest("rules"))
@@ -880,6 +883,7 @@ fn simulate_prints_matches_and_actions() {
     std::fs::write(&bad, "{\"contact\": {}}").unwrap();
     let out = std::process::Command::new(bin)
         .arg("simulate")
+        .env("ZALOFLOW_LANG", "en")
         .arg(&bad)
         .arg("--rules")
         .arg(manifest("rules"))

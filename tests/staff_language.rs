@@ -244,3 +244,79 @@ fn the_reconnect_notice_follows_the_language() {
         }
     }
 }
+
+/// `zaloflow simulate` (the real binary) in each language: its report on the shipped rules —
+/// a morning message, a VIP's message with its handoff, a customer silent for ten days — and
+/// a broken rule's problem hold none of the other language's words.
+#[test]
+fn simulate_speaks_the_staff_language() {
+    let bin = env!("CARGO_BIN_EXE_zaloflow");
+    let manifest = |p: &str| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
+    let simulate = |lang: Lang, event: &str, rules: &std::path::Path| {
+        // Re-activation goes out in the afternoon; the greetings in the morning.
+        let at = if event.starts_with("silent") {
+            "2024-05-01T15:00:00+07:00"
+        } else {
+            "2024-05-01T07:30:00+07:00"
+        };
+        let out = std::process::Command::new(bin)
+            .arg("simulate")
+            .arg(manifest(&format!("tests/fixtures/rules/events/{event}")))
+            .args(["--at", at, "--rules"])
+            .arg(rules)
+            .env("ZALOFLOW_LANG", lang.code())
+            .env("ZALOFLOW_TZ", "Asia/Ho_Chi_Minh")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let broken = tempfile::tempdir().unwrap();
+    std::fs::write(
+        broken.path().join("r.yaml"),
+        "rules:\n  - id: chao\n    when: mesage\n    do: [{send: Chào bạn}]\n",
+    )
+    .unwrap();
+    let quoted = regex::Regex::new(r#""[^"]*""#).unwrap();
+    for lang in Lang::ALL {
+        let mut screens = Vec::new();
+        for event in [
+            "message_morning.json",
+            "vip_message.json",
+            "silent_10_days.json",
+        ] {
+            let (code, out) = simulate(lang, event, &manifest("rules"));
+            assert_eq!(code, Some(0), "{out}");
+            screens.push(out);
+        }
+        let all = screens.join("\n");
+        let (matched, dry, weekday) = match lang {
+            Lang::Vi => ("2 quy tắc khớp:", "Chạy thử: không gửi", "Thứ Tư"),
+            Lang::En => ("2 rules match:", "Dry run: nothing was sent", " Wed "),
+        };
+        assert!(screens[0].contains(matched), "{}", screens[0]);
+        assert!(all.contains(dry) && all.contains(weekday), "{all}");
+        let handoff = i18n::words(
+            lang,
+            "simulate.handoff",
+            &[("team", String::new()), ("priority", String::new())],
+        );
+        let handoff = handoff.split(' ').next().unwrap().to_string();
+        assert!(screens[1].contains(&handoff), "{}", screens[1]);
+        assert!(
+            screens[2].contains("kich_hoat_giai_doan_1"),
+            "{}",
+            screens[2]
+        );
+        // The shop's own message texts (quoted) are Vietnamese in either language: only the
+        // report's fixed words are checked.
+        let fixed = quoted.replace_all(&all, "\"…\"");
+        assert_one_language("simulate's report", &fixed, lang);
+        let (code, problem) = simulate(lang, "message_morning.json", broken.path());
+        assert_eq!(code, Some(1), "{problem}");
+        assert!(problem.contains("r.yaml"), "{problem}");
+        assert_one_language("simulate's rule problem", &problem, lang);
+    }
+}

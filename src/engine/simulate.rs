@@ -27,11 +27,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context};
-use chrono::TimeZone;
+use chrono::{Datelike, TimeZone};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::channels::{Payload, ZaloKind};
+use crate::i18n::{tr, words, Lang};
 use crate::store::Contact;
 use crate::zalo::event::{self, Event};
 
@@ -169,12 +170,13 @@ pub fn read_input(json: &str) -> anyhow::Result<SimInput> {
     })
 }
 
-/// Runs the dry run and returns the report.
+/// Runs the dry run and returns the report, in `lang`.
 pub fn run(
     rules: &RuleSet,
     input: &SimInput,
     at: Option<i64>,
     tz: chrono_tz::Tz,
+    lang: Lang,
 ) -> anyhow::Result<String> {
     let at = at
         .or_else(|| input.event.as_ref().and_then(|e| e.timestamp_ms))
@@ -245,11 +247,19 @@ pub fn run(
         .with_lists(&input.lists);
     let ev = rules.evaluate_cascade(&eval_input);
     let what = match (&input.event, &input.trigger) {
-        (Some(e), _) => format!("{} from user {user_id}", e.name),
-        (None, Some(t)) => format!("scheduler trigger {t:?} for user {user_id}"),
+        (Some(e), _) => words(
+            lang,
+            "simulate.what_event",
+            &[("event", e.name.to_string()), ("user", user_id.clone())],
+        ),
+        (None, Some(t)) => words(
+            lang,
+            "simulate.what_trigger",
+            &[("trigger", format!("{t:?}")), ("user", user_id.clone())],
+        ),
         _ => String::new(),
     };
-    Ok(report(rules, &what, at, tz, &ev))
+    Ok(report(rules, &what, at, tz, &ev, lang))
 }
 
 fn local(ms: i64, tz: chrono_tz::Tz) -> chrono::DateTime<chrono_tz::Tz> {
@@ -262,8 +272,9 @@ fn quote(s: &str) -> String {
     format!("\"{}\"", s.trim_end().replace('\n', "\n            "))
 }
 
-/// One line per planned action, as a person would read it.
-pub fn describe(a: &ActionPlan) -> String {
+/// One line per planned action, as a person would read it, in `lang`.
+pub fn describe(a: &ActionPlan, lang: Lang) -> String {
+    let w = |key: &str, args: &[(&str, String)]| words(lang, key, args);
     match a {
         ActionPlan::Outbound { payload } => match payload {
             Payload::Zalo {
@@ -273,63 +284,106 @@ pub fn describe(a: &ActionPlan) -> String {
                 ..
             } => {
                 let via = match kind {
-                    ZaloKind::Cs => "zalo (customer-service message)",
-                    ZaloKind::Promotion => "zalo_promotion",
-                    ZaloKind::Transaction => "zalo_transaction",
+                    ZaloKind::Cs => tr(lang, "simulate.via_cs"),
+                    ZaloKind::Promotion => tr(lang, "simulate.via_promotion"),
+                    ZaloKind::Transaction => tr(lang, "simulate.via_transaction"),
                 };
                 let promotion = attachment
                     .as_ref()
                     .and_then(zaloflow_core::job::promotion_text);
                 let extra = match (&promotion, attachment) {
-                    (Some(_), _) => " [promotion template]",
-                    (None, Some(_)) => " [+ image/buttons]",
-                    (None, None) => "",
+                    (Some(_), _) => format!(" {}", tr(lang, "simulate.promotion_template")),
+                    (None, Some(_)) => format!(" {}", tr(lang, "simulate.with_media")),
+                    (None, None) => String::new(),
                 };
                 let shown = promotion.as_deref().or(text.as_deref()).unwrap_or("");
-                format!("send via {via}: {}{extra}", quote(shown))
+                w(
+                    "simulate.send_via",
+                    &[("via", via.into_owned()), ("text", quote(shown))],
+                ) + &extra
             }
             Payload::ZaloTag { tag, add, .. } => {
-                format!("{} Zalo tag {tag}", if *add { "set" } else { "remove" })
+                let key = if *add {
+                    "simulate.zalo_tag_set"
+                } else {
+                    "simulate.zalo_tag_remove"
+                };
+                w(key, &[("tag", tag.clone())])
             }
-            Payload::Sms { to, text } => format!("sms to {to}: {}", quote(text)),
-            Payload::Email { to, subject, .. } => {
-                format!("email to {to}: subject {}", quote(subject))
+            Payload::Sms { to, text } => {
+                w("simulate.sms", &[("to", to.clone()), ("text", quote(text))])
             }
+            Payload::Email { to, subject, .. } => w(
+                "simulate.email",
+                &[("to", to.clone()), ("subject", quote(subject))],
+            ),
             Payload::Zns {
                 phone,
                 template_id,
                 template_data,
                 user_id,
                 ..
-            } => match user_id {
-                Some(u) => format!("template {template_id} to Zalo user {u} with {template_data}"),
-                None => format!("zns template {template_id} to {phone} with {template_data}"),
-            },
-            Payload::Chat { channel, text, .. } => format!(
-                "notify team chat {}: {}",
-                channel.as_deref().unwrap_or("(default)"),
-                quote(text)
+            } => {
+                let (template, data) = (template_id.clone(), template_data.to_string());
+                match user_id {
+                    Some(u) => w(
+                        "simulate.template_zalo",
+                        &[("template", template), ("user", u.clone()), ("data", data)],
+                    ),
+                    None => w(
+                        "simulate.template_zns",
+                        &[
+                            ("template", template),
+                            ("phone", phone.clone()),
+                            ("data", data),
+                        ],
+                    ),
+                }
+            }
+            Payload::Chat { channel, text, .. } => w(
+                "simulate.chat",
+                &[
+                    (
+                        "channel",
+                        channel
+                            .clone()
+                            .unwrap_or_else(|| tr(lang, "simulate.chat_default").into_owned()),
+                    ),
+                    ("text", quote(text)),
+                ],
             ),
-            Payload::Task { title, due_at, .. } => format!(
-                "create task {}{}",
-                quote(title),
-                due_at
-                    .as_deref()
-                    .map(|d| format!(" due {d}"))
-                    .unwrap_or_default()
-            ),
+            Payload::Task { title, due_at, .. } => {
+                let mut s = w("simulate.task", &[("title", quote(title))]);
+                if let Some(d) = due_at {
+                    s.push(' ');
+                    s.push_str(&w("simulate.task_due", &[("due", d.clone())]));
+                }
+                s
+            }
         },
         ActionPlan::FirstOf(choices) => {
-            let each: Vec<String> = choices.iter().map(describe).collect();
-            format!("the first Zalo accepts of: {}", each.join(" | else "))
+            let each: Vec<String> = choices.iter().map(|c| describe(c, lang)).collect();
+            w(
+                "simulate.first_of",
+                &[("each", each.join(&tr(lang, "simulate.or_else")))],
+            )
         }
-        ActionPlan::Tag { tag, add: true } => format!("tag {tag} (also in Zalo)"),
-        ActionPlan::Tag { tag, add: false } => format!("untag {tag} (also in Zalo)"),
-        ActionPlan::SetField { name, value } => format!("set field {name} = {}", quote(value)),
-        ActionPlan::List { op, list, from } => match from {
-            Some(f) => format!("list {op} {list} (from {f})"),
-            None => format!("list {op} {list}"),
-        },
+        ActionPlan::Tag { tag, add: true } => w("simulate.tag", &[("tag", tag.clone())]),
+        ActionPlan::Tag { tag, add: false } => w("simulate.untag", &[("tag", tag.clone())]),
+        ActionPlan::SetField { name, value } => w(
+            "simulate.set_field",
+            &[("name", name.clone()), ("value", quote(value))],
+        ),
+        ActionPlan::List { op, list, from } => {
+            let mut args = vec![("op", op.to_string()), ("list", list.clone())];
+            match from {
+                Some(f) => {
+                    args.push(("from", f.clone()));
+                    w("simulate.list_from", &args)
+                }
+                None => w("simulate.list", &args),
+            }
+        }
         ActionPlan::Handoff {
             team,
             advisor,
@@ -341,46 +395,99 @@ pub fn describe(a: &ActionPlan) -> String {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_default();
-            let mut s = format!(
-                "handoff to {} (priority {priority})",
-                team.as_deref().unwrap_or("the default chat")
+            let team = team
+                .clone()
+                .unwrap_or_else(|| tr(lang, "simulate.handoff_default").into_owned());
+            let mut s = w(
+                "simulate.handoff",
+                &[("team", team), ("priority", priority)],
             );
             if let Some(a) = advisor {
-                s.push_str(&format!(", advisor {a}"));
+                s.push_str(&w("simulate.advisor", &[("advisor", a.clone())]));
             }
             if let Some(n) = note {
                 s.push_str(&format!(": {}", quote(n)));
             }
             s
         }
-        ActionPlan::Skipped { action, reason } => format!("skip {action}: {reason}"),
+        ActionPlan::Skipped { action, reason } => {
+            let reason = match reason.as_str() {
+                crate::rules::matcher::NO_PHONE => tr(lang, "simulate.no_phone").into_owned(),
+                crate::rules::matcher::NO_EMAIL => tr(lang, "simulate.no_email").into_owned(),
+                other => other.to_string(),
+            };
+            w(
+                "simulate.skip",
+                &[("action", action.to_string()), ("reason", reason)],
+            )
+        }
     }
 }
 
-fn report(rules: &RuleSet, what: &str, at: i64, tz: chrono_tz::Tz, ev: &Evaluation) -> String {
+fn report(
+    rules: &RuleSet,
+    what: &str,
+    at: i64,
+    tz: chrono_tz::Tz,
+    ev: &Evaluation,
+    lang: Lang,
+) -> String {
     let when = local(at, tz);
     let mut out = String::new();
-    let _ = writeln!(out, "Event: {what}");
-    let _ = writeln!(out, "At:    {} ({tz})", when.format("%Y-%m-%d %H:%M %a"));
-    let _ = writeln!(out, "Rules: {}", rules.summary());
+    // The three labels, padded to the longest, so their values line up.
+    let labels = ["simulate.event", "simulate.at", "simulate.rules"].map(|k| {
+        let l = tr(lang, k);
+        format!("{l}:")
+    });
+    let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0) + 1;
+    let label = |i: usize| format!("{:<width$}", labels[i]);
+    let weekday = match lang {
+        Lang::En => when.format("%a").to_string(),
+        Lang::Vi => {
+            crate::i18n::weekday(lang, when.weekday().num_days_from_monday() as usize).into_owned()
+        }
+    };
+    let _ = writeln!(out, "{}{what}", label(0));
+    let _ = writeln!(
+        out,
+        "{}{} {weekday} ({tz})",
+        label(1),
+        when.format("%Y-%m-%d %H:%M")
+    );
+    let _ = writeln!(out, "{}{}", label(2), rules.summary_in(lang));
     if ev.fired.is_empty() {
-        let _ = writeln!(out, "\nNo rule matches.");
+        let _ = writeln!(out, "\n{}", tr(lang, "simulate.no_match"));
     } else {
         let n = ev.fired.len();
-        let _ = writeln!(out, "\n{n} rule{} match:", if n == 1 { "" } else { "s" });
+        let head = match n {
+            1 => tr(lang, "simulate.match_one").into_owned(),
+            n => words(lang, "simulate.match_many", &[("n", n.to_string())]),
+        };
+        let _ = writeln!(out, "\n{head}");
         for (i, f) in ev.fired.iter().enumerate() {
             let origin = rules
                 .get(&f.rule_id)
                 .map(|r| r.origin.to_string())
                 .unwrap_or_default();
             let cascade = if f.depth > 0 {
-                format!(" [cascade {}: {}]", f.depth, f.cause)
+                format!(
+                    " [{}]",
+                    words(
+                        lang,
+                        "simulate.cascade",
+                        &[
+                            ("depth", f.depth.to_string()),
+                            ("cause", f.cause.to_string())
+                        ]
+                    )
+                )
             } else {
                 String::new()
             };
             let _ = writeln!(out, "{:>3}. {}  ({origin}){cascade}", i + 1, f.rule_id);
             if !f.period_key.starts_with("at:") {
-                let _ = writeln!(out, "     once: would record {}", f.period_key);
+                let once = words(lang, "simulate.once", &[("key", f.period_key.clone())]);
+                let _ = writeln!(out, "     {once}");
             }
             for a in &f.actions {
                 let t = local(a.run_at, tz);
@@ -389,21 +496,25 @@ fn report(rules: &RuleSet, what: &str, at: i64, tz: chrono_tz::Tz, ev: &Evaluati
                 } else {
                     t.format("%Y-%m-%d %H:%M").to_string()
                 };
-                let _ = writeln!(out, "     {stamp:<5}  {}", describe(&a.action));
+                let _ = writeln!(out, "     {stamp:<5}  {}", describe(&a.action, lang));
             }
             if f.stopped {
-                let _ = writeln!(out, "     (stop: no lower-priority rule runs)");
+                let _ = writeln!(out, "     {}", tr(lang, "simulate.stop"));
             }
         }
     }
     if ev.cascade_truncated {
         let _ = writeln!(
             out,
-            "\nThe tag cascade stopped at depth {}: rules keep tagging each other.",
-            crate::rules::CASCADE_DEPTH
+            "\n{}",
+            words(
+                lang,
+                "simulate.cascade_truncated",
+                &[("depth", crate::rules::CASCADE_DEPTH.to_string())]
+            )
         );
     }
-    let _ = writeln!(out, "\nDry run: nothing was sent or recorded.");
+    let _ = writeln!(out, "\n{}", tr(lang, "simulate.dry_run"));
     out
 }
 
@@ -414,11 +525,12 @@ pub fn command(
     at: Option<&str>,
     dir: &Path,
     tz: chrono_tz::Tz,
+    lang: Lang,
 ) -> (String, i32) {
-    // The dry run's report is in English still: its rule problems too, so the screen does not
-    // mix languages (issue 30 translates `rules check`; `simulate` follows).
+    // The report and the rules' problems in the staff's language (`ZALOFLOW_LANG`); the
+    // input file's problems are in English (serde's words are).
     let opts = LoadOptions {
-        lang: crate::i18n::Lang::En,
+        lang,
         ..LoadOptions::default()
     };
     let rules = match load_dir(dir, &opts) {
@@ -436,7 +548,7 @@ pub fn command(
         let json = std::fs::read_to_string(event_path)
             .with_context(|| format!("cannot read {}", event_path.display()))?;
         let input = read_input(&json)?;
-        run(&rules, &input, at, tz)
+        run(&rules, &input, at, tz, lang)
     })();
     match result {
         Ok(s) => (s, 0),
@@ -466,12 +578,12 @@ mod machine_open_tests {
         .unwrap();
         let tz = chrono_tz::Asia::Ho_Chi_Minh;
         let person = read_input(r#"{"trigger": {"email_opened": "thu_moi"}}"#).unwrap();
-        let out = run(&set, &person, Some(0), tz).unwrap();
+        let out = run(&set, &person, Some(0), tz, Lang::En).unwrap();
         assert!(out.contains("2 rules match"), "{out}");
         let machine =
             read_input(r#"{"trigger": {"email_opened": {"email": "thu_moi", "machine": true}}}"#)
                 .unwrap();
-        let out = run(&set, &machine, Some(0), tz).unwrap();
+        let out = run(&set, &machine, Some(0), tz, Lang::En).unwrap();
         assert!(
             out.contains("1 rule match") && out.contains("tag may_doc"),
             "{out}"

@@ -292,6 +292,8 @@ mod index;
 mod judge;
 mod plan;
 
+pub use plan::{NO_EMAIL, NO_PHONE};
+
 use eval::*;
 pub(super) use index::Index;
 use index::*;

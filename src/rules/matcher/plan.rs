@@ -80,7 +80,7 @@ pub(super) fn plan_one(
                         },
                     },
                 ),
-                None => push(t, skipped("sms", "the contact has no phone number")),
+                None => push(t, skipped("sms", NO_PHONE)),
             }
         }
         Action::Email {
@@ -117,7 +117,7 @@ pub(super) fn plan_one(
                     },
                 )
             }
-            None => push(t, skipped("email", "the contact has no email address")),
+            None => push(t, skipped("email", NO_EMAIL)),
         },
         Action::Zns { .. } => zns_plan(rule, a, c, user_id, t, push),
         Action::Notify { channel, text } => push(
@@ -191,6 +191,11 @@ pub(super) fn plan_one(
         _ => {}
     }
 }
+
+/// Why an SMS or ZNS send is skipped: the contact has no phone number.
+pub const NO_PHONE: &str = "the contact has no phone number";
+/// Why an email is skipped: the contact has no email address.
+pub const NO_EMAIL: &str = "the contact has no email address";
 
 pub(super) fn skipped(action: &'static str, reason: &str) -> ActionPlan {
     ActionPlan::Skipped {
@@ -345,7 +350,7 @@ fn zns_plan(
                     payload: payload(phone, None),
                 },
             ),
-            None => push(t, skipped("zns", "the contact has no phone number")),
+            None => push(t, skipped("zns", NO_PHONE)),
         }
     }
 }
