@@ -54,6 +54,20 @@ async fn staff_page(base: &str, path: &str) -> (u16, String) {
     (r.status().as_u16(), r.text().await.unwrap())
 }
 
+/// A staff page read without a session: its sign-in form (401), holding `key`'s words and
+/// none of the other language's.
+async fn signin_page(base: &str, path: &str, lang: Lang, key: &str) {
+    let r = common::client()
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "{path}");
+    let page = r.text().await.unwrap();
+    assert!(page.contains(i18n::tr(lang, key).as_ref()), "{page}");
+    assert_one_language(&format!("the sign-in page of {path}"), &page, lang);
+}
+
 #[test]
 fn every_key_has_both_languages_and_the_same_placeholders() {
     let vi = i18n::messages(Lang::Vi);
@@ -152,18 +166,7 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
         assert!(board.contains(title.as_ref()), "{board}");
         assert_one_language("the board", &board, lang);
         // The agents' sign-in page (the board without a session).
-        let signin = common::client()
-            .get(format!("{}/admin/board", s.app.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(signin.status(), 401);
-        let signin = signin.text().await.unwrap();
-        assert!(
-            signin.contains(i18n::tr(lang, "agents.signin.submit").as_ref()),
-            "{signin}"
-        );
-        assert_one_language("the sign-in page", &signin, lang);
+        signin_page(&s.app.base, "/admin/board", lang, "agents.signin.submit").await;
 
         // The board's campaigns page.
         let (_, campaigns) = staff_page(&s.app.base, "/admin/board/campaigns").await;
@@ -187,18 +190,13 @@ async fn every_staff_screen_speaks_one_language(kind: &str) {
             assert!(connect.contains(want.as_ref()), "{key}: {connect}");
         }
         assert_one_language("the connect page", &connect, lang);
-        let login = common::client()
-            .get(format!("{}/admin/zalo/connect", s.app.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(login.status(), 401);
-        let login = login.text().await.unwrap();
-        assert!(
-            login.contains(i18n::tr(lang, "connect.token_label").as_ref()),
-            "{login}"
-        );
-        assert_one_language("the connect sign-in page", &login, lang);
+        signin_page(
+            &s.app.base,
+            "/admin/zalo/connect",
+            lang,
+            "connect.token_label",
+        )
+        .await;
         let (status, failed) = staff_page(&s.app.base, "/admin/zalo/connect/callback").await;
         assert_eq!(status, 400, "{failed}");
         assert!(
