@@ -16,6 +16,29 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
     Ok(store)
 }
 
+/// Opens the database for a command that must change nothing in it (`forecast`, `rules check
+/// --against`), or says in `lang` why it cannot and what to do: a SQLite file that does not
+/// exist is not created, and a database this version has not migrated (a first day before
+/// `serve`, or a new version before its first start) is not migrated here.
+pub async fn open_unchanged(url: &str, lang: crate::i18n::Lang) -> anyhow::Result<DynStore> {
+    use crate::i18n::words;
+    match store::readiness(url).await? {
+        store::Readiness::Ready => store::open(url).await,
+        store::Readiness::Missing(path) => anyhow::bail!(
+            "{}",
+            words(
+                lang,
+                "common.db_missing",
+                &[("path", path.display().to_string())]
+            )
+        ),
+        store::Readiness::Unmigrated(n) => anyhow::bail!(
+            "{}",
+            words(lang, "common.db_unmigrated", &[("n", n.to_string())])
+        ),
+    }
+}
+
 /// The channels this deployment has, logged: where each operator-set URL points (trusted
 /// wherever that is), and whether the OA's tokens are in the environment or the database.
 pub async fn deployment_channels(

@@ -28,6 +28,7 @@ both!(
     the_admin_api_and_the_page_forecast_a_draft,
     a_recorded_week_replays_send_for_send_a_draft_shows_its_extra_sends_and_the_next_week_its_new_stage,
     a_broken_draft_is_refused_with_line_and_column,
+    a_database_not_set_up_is_refused_with_the_fix_and_left_as_it_was,
     a_tag_added_in_the_window_is_not_there_when_it_starts,
 );
 
@@ -299,6 +300,125 @@ async fn a_broken_draft_is_refused_with_line_and_column(kind: &str) {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("t.yaml:9:11"), "{out}");
     s.stop().await;
+}
+
+/// The first day: `forecast`, `rules check --forecast` and `rules check --against` on a
+/// database that does not exist yet (SQLite), that no zaloflow ever migrated, and that an
+/// older version migrated (one migration short). Each is refused with what to do, in the
+/// staff's language, and the database is left as it was — the missing file not created, the
+/// tables not made. Once migrated, the forecast runs on the empty history.
+async fn a_database_not_set_up_is_refused_with_the_fix_and_left_as_it_was(kind: &str) {
+    let db = Db::new(kind).await;
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("t.yaml"), RULES).unwrap();
+    let rules_dir = rules.path().display().to_string();
+    let config = common::config(
+        db.url(),
+        &[("ZALOFLOW_LANG", "en"), ("ZALOFLOW_RULES", &rules_dir)],
+    );
+    let req = forecast::Request {
+        draft: rules.path().to_path_buf(),
+        ..Default::default()
+    };
+    // What the three commands say now.
+    let refusals = || async {
+        let (out, code) = forecast::command(&config, &req).await;
+        assert_eq!(code, 2, "{out}");
+        let short = forecast::short_command(&config, rules.path())
+            .await
+            .unwrap_err()
+            .to_string();
+        let against =
+            zaloflow::scheduler::check_against(rules.path(), db.url(), zaloflow::i18n::Lang::En)
+                .await
+                .unwrap_err()
+                .to_string();
+        assert!(
+            out.contains(&short) && out.contains(&against),
+            "{out}\n{short}\n{against}"
+        );
+        out
+    };
+    let file = match &db {
+        Db::Sqlite(dir, _) => Some(dir.path().join("zaloflow.db")),
+        Db::Pg(_) => None,
+    };
+    if let Some(file) = &file {
+        let out = refusals().await;
+        assert!(out.contains("There is no database at"), "{out}");
+        assert!(out.contains("zaloflow migrate"), "{out}");
+        assert!(!file.exists(), "the missing database was created");
+        // A file that is some other program's database.
+        let conn = rusqlite::Connection::open(file).unwrap();
+        conn.execute_batch("CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('a');")
+            .unwrap();
+        drop(conn);
+    }
+    let before = file.as_ref().map(|f| std::fs::read(f).unwrap());
+    let out = refusals().await;
+    assert!(
+        out.contains("The database has not been set up by this version of zaloflow"),
+        "{out}"
+    );
+    assert!(out.contains("zaloflow migrate"), "{out}");
+    if let (Some(f), Some(before)) = (&file, before) {
+        assert_eq!(std::fs::read(f).unwrap(), before, "the file changed");
+    }
+    let store = zaloflow::store::open(db.url()).await.unwrap();
+    let pending = store.pending_migrations().await.unwrap();
+    assert!(pending > 10, "never migrated: {pending}");
+    if kind == "postgres" {
+        let (made,): (Option<String>,) =
+            sqlx::query_as("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(
+                    &mut <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+                        .await
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+        assert_eq!(made, None, "the migrations table was made");
+    }
+
+    // An older version's database: its newest migration is not there.
+    store.migrate().await.unwrap();
+    assert_eq!(store.pending_migrations().await.unwrap(), 0);
+    let newest = "(SELECT max(version) FROM _sqlx_migrations)";
+    sql(
+        &db,
+        &format!("UPDATE _sqlx_migrations SET success = false WHERE version = {newest}"),
+    )
+    .await;
+    let out = refusals().await;
+    assert!(
+        out.contains(": 1 changes to its tables are not applied"),
+        "{out}"
+    );
+    sql(
+        &db,
+        "UPDATE _sqlx_migrations SET success = true WHERE NOT success",
+    )
+    .await;
+
+    // Migrated: the first day's forecast is an empty history, not an error.
+    store.migrate().await.unwrap();
+    let (out, code) = forecast::command(&config, &req).await;
+    assert_eq!(code, 0, "{out}");
+}
+
+/// Runs the test's own statement on either backend.
+async fn sql(db: &Db, statement: &str) {
+    use sqlx::Connection;
+    match db {
+        Db::Sqlite(dir, _) => {
+            let conn = rusqlite::Connection::open(dir.path().join("zaloflow.db")).unwrap();
+            conn.execute_batch(statement).unwrap();
+        }
+        Db::Pg(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+    }
 }
 
 const TOKEN: &str = "forecast-admin-token-0123456789";

@@ -361,7 +361,7 @@ async fn run_command(
         settings.every_ms = parse_span(e)?.max(MIN_EVERY);
     }
     // Opened, not migrated: a forecast writes nothing to the live database.
-    let live = crate::store::open(config.database_url.expose()).await?;
+    let live = crate::wiring::open_unchanged(config.database_url.expose(), config.lang).await?;
     let lang = config.lang;
     let progress: Progress = Arc::new(move |step: Step| {
         eprintln!(
@@ -405,7 +405,7 @@ pub async fn short_command(config: &Config, dir: &Path) -> anyhow::Result<String
         )
     })?;
     let settings = Settings::from_config(config);
-    let live = crate::store::open(config.database_url.expose()).await?;
+    let live = crate::wiring::open_unchanged(config.database_url.expose(), config.lang).await?;
     let now = crate::clock::system_now();
     let window = Window::last_days(now, 28, config.tz);
     let f = replay_window(

@@ -296,7 +296,7 @@ pub async fn check_against(
         Ok(set) => set,
         Err(_) => return Ok((String::new(), false)),
     };
-    let store = crate::store::open(database_url).await?;
+    let store = crate::wiring::open_unchanged(database_url, lang).await?;
     let lines = edits_against(&store, &set, lang).await?;
     let mut out = String::new();
     if lines.is_empty() {

@@ -679,11 +679,74 @@ pub trait Store:
     fn backend(&self) -> Backend;
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
+    /// How many of this version's migrations the database has not applied (all of them when
+    /// it was never migrated). Reads only: for the commands that must change nothing
+    /// (`forecast`, `rules check --against`), which refuse such a database with the fix.
+    async fn pending_migrations(&self) -> Result<usize>;
     /// Cheap reachability check (readiness).
     async fn ping(&self) -> Result<()>;
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// How many of `migrator`'s migrations are not among `applied` (the versions the database's
+/// `_sqlx_migrations` holds as done). A database error reading them (no such table: never
+/// migrated) counts every one as pending.
+fn pending_of(
+    migrator: &sqlx::migrate::Migrator,
+    applied: std::result::Result<Vec<i64>, sqlx::Error>,
+) -> Result<usize> {
+    let applied = match applied {
+        Ok(v) => v,
+        Err(sqlx::Error::Database(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .count())
+}
+
+/// The versions of the migrations a database holds as applied.
+const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+
+/// Whether a database can serve a command that must change nothing in it (`forecast`,
+/// `rules check --against`), found without changing it: a SQLite file is not created, not
+/// switched to WAL, not migrated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    /// Every migration of this version is applied.
+    Ready,
+    /// A `sqlite://` URL names a file that does not exist.
+    Missing(std::path::PathBuf),
+    /// This many of this version's migrations are not applied.
+    Unmigrated(usize),
+}
+
+/// The [`Readiness`] of the database `url` names.
+pub async fn readiness(url: &str) -> anyhow::Result<Readiness> {
+    use std::str::FromStr;
+    if url.starts_with("sqlite:") {
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Ok(Readiness::Ready);
+        }
+        let path = opts.get_filename().to_path_buf();
+        if !path.exists() {
+            return Ok(Readiness::Missing(path));
+        }
+        let pending = tokio::task::spawn_blocking(move || sqlite::pending_in_file(&path)).await??;
+        return Ok(match pending {
+            0 => Readiness::Ready,
+            n => Readiness::Unmigrated(n),
+        });
+    }
+    let store = open(url).await?;
+    Ok(match store.pending_migrations().await? {
+        0 => Readiness::Ready,
+        n => Readiness::Unmigrated(n),
+    })
+}
 
 /// Opens the store named by the URL (`sqlite://…` or `postgres://…`). Does not migrate.
 pub async fn open(url: &str) -> anyhow::Result<DynStore> {

@@ -58,6 +58,13 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn pending_migrations(&self) -> Result<usize> {
+        let applied = sqlx::query_scalar::<_, i64>(crate::APPLIED_MIGRATIONS)
+            .fetch_all(&self.pool)
+            .await;
+        crate::pending_of(&MIGRATOR, applied)
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

@@ -65,6 +65,30 @@ const OPTIMIZE_EVERY: Duration = Duration::from_secs(3600);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
+/// How many of this version's migrations the SQLite file at `path` has not applied, read
+/// through a connection of its own that changes nothing (no journal mode set, nothing
+/// created; a file that is not a database answers an error).
+pub(crate) fn pending_in_file(path: &std::path::Path) -> Result<usize> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let has_table: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    let applied: Vec<i64> = if has_table {
+        let mut stmt = conn.prepare(crate::APPLIED_MIGRATIONS)?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    crate::pending_of(&MIGRATOR, Ok(applied))
+}
+
 impl SqliteStore {
     /// The one writer connection, in turn (for the area modules that write).
     pub(crate) async fn write_lock(&self) -> Result<writer::WriterGuard<'_>> {
@@ -294,6 +318,13 @@ impl Store for SqliteStore {
     async fn migrate(&self) -> Result<()> {
         MIGRATOR.run_direct(&mut *self.writer.lock().await?).await?;
         Ok(())
+    }
+
+    async fn pending_migrations(&self) -> Result<usize> {
+        let applied = sqlx::query_scalar::<_, i64>(crate::APPLIED_MIGRATIONS)
+            .fetch_all(&self.reader)
+            .await;
+        crate::pending_of(&MIGRATOR, applied)
     }
 
     async fn ping(&self) -> Result<()> {
