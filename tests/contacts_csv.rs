@@ -62,6 +62,7 @@ async fn import_reports_bad_rows_and_reimport_updates(kind: &str) {
     let path = write(dir.path(), "contacts.csv", FILE);
     let opts = ImportOptions {
         batch: 2, // several transactions even for a small file
+        lang: zaloflow::i18n::Lang::En,
         ..Default::default()
     };
 
@@ -254,6 +255,7 @@ async fn cli_import_then_export() {
             .args(args)
             .current_dir(dir.path())
             .env("DATABASE_URL", &db)
+            .env("ZALOFLOW_LANG", "en")
             .output()
             .unwrap();
         assert!(

@@ -318,3 +318,73 @@ fn simulate_speaks_the_staff_language() {
         assert_one_language("simulate's rule problem", &problem, lang);
     }
 }
+
+/// `zaloflow contacts import` (the real binary) of a shop's old customer list with mistakes a
+/// spreadsheet makes, in each language: the summary, each rejected row's reason and the
+/// rejected-rows file hold none of the other language's words; the good rows are imported.
+#[test]
+fn contacts_import_speaks_the_staff_language() {
+    const FILE: &str = "name,phone,email,birthday,follows,last_interaction
+Lan,0912 345 678,lan@example.vn,30/10/1999,có,2023-10-01
+Số sai,12345,,,,
+Thư sai,,not-an-email,,,
+Ngày sai,0988000111,,31/02/2000,,
+Quan tâm sai,0988000222,,,maybe,
+Ngày tới,0988000333,,,,2099-01-01
+Không có gì,,,,,
+";
+    let bin = env!("CARGO_BIN_EXE_zaloflow");
+    for lang in Lang::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("khach.csv");
+        std::fs::write(&file, FILE).unwrap();
+        let out = std::process::Command::new(bin)
+            .args(["contacts", "import"])
+            .arg(&file)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}", dir.path().join("z.db").display()),
+            )
+            .env("ZALOFLOW_LANG", lang.code())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (summary, phone, future) = match lang {
+            Lang::Vi => (
+                "thêm mới 1",
+                "phone \"12345\" không phải số điện thoại",
+                "ở trong tương lai",
+            ),
+            Lang::En => (
+                "imported 1",
+                "phone \"12345\" is not a phone number",
+                "is in the future",
+            ),
+        };
+        assert!(stdout.contains(summary), "{stdout}");
+        assert!(
+            stdout.contains(phone) && stdout.contains(future),
+            "{stdout}"
+        );
+        assert_eq!(
+            stdout.matches("\n  ").count(),
+            6,
+            "six rows rejected: {stdout}"
+        );
+        // The rows' own cells (Vietnamese names) are data: only the fixed words are checked.
+        let fixed = stdout.replace(&dir.path().display().to_string(), "DIR");
+        assert_one_language("contacts import", &fixed, lang);
+        let rejected = std::fs::read_to_string(dir.path().join("khach.csv.rejected.csv")).unwrap();
+        let reasons: Vec<String> = ::csv::Reader::from_reader(rejected.as_bytes())
+            .records()
+            .map(|r| r.unwrap()[1].to_string())
+            .collect();
+        assert_eq!(reasons.len(), 6, "{rejected}");
+        assert_one_language("the rejected rows' reasons", &reasons.join("\n"), lang);
+    }
+}

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::*;
+use crate::i18n::{tr, words, Lang};
 use crate::store::{ContactChange, DynStore, ListChange};
 
 /// Standard columns, in export order.
@@ -45,6 +46,8 @@ pub struct ImportOptions {
     pub progress: bool,
     /// The OA time zone, for `last_interaction` days and local times.
     pub tz: chrono_tz::Tz,
+    /// The language of the rejected rows' reasons (`ZALOFLOW_LANG`).
+    pub lang: Lang,
 }
 
 impl Default for ImportOptions {
@@ -54,6 +57,7 @@ impl Default for ImportOptions {
             batch: 5000,
             progress: false,
             tz: chrono_tz::Asia::Ho_Chi_Minh,
+            lang: Lang::default(),
         }
     }
 }
@@ -124,7 +128,14 @@ pub async fn import(
     let started = Instant::now();
     if let Some(l) = &opts.list {
         if !crate::store::valid_list_name(l) {
-            bail!("--list {l:?} is not a valid list name");
+            bail!(
+                "{}",
+                words(
+                    opts.lang,
+                    "contacts.import.bad_list",
+                    &[("list", format!("{l:?}"))]
+                )
+            );
         }
     }
     let bytes_total = std::fs::metadata(path)
@@ -141,7 +152,7 @@ pub async fn import(
         .headers()
         .with_context(|| format!("{}: cannot read the header row", path.display()))?
         .clone();
-    let (cols, field_names) = map_header(&header)?;
+    let (cols, field_names) = map_header(&header, opts.lang)?;
 
     let bar = progress_bar(opts.progress, bytes_total);
     let mut report = ImportReport::default();
@@ -158,7 +169,12 @@ pub async fn import(
                 if record.iter().all(|c| c.trim().is_empty()) {
                     continue;
                 }
-                match parse_row(&record, &cols, &field_names, header.len(), opts.tz, now) {
+                let shape = Shape {
+                    cols: &cols,
+                    field_names: &field_names,
+                    width: header.len(),
+                };
+                match parse_row(&record, &shape, opts.tz, opts.lang, now) {
                     Ok(row) => batch.push(row),
                     Err(reason) => report.rejected.push(Rejected {
                         line,
@@ -172,8 +188,14 @@ pub async fn import(
                 report.rows += 1;
                 let line = e.position().map_or(line, |p| p.line());
                 let reason = match e.kind() {
-                    ::csv::ErrorKind::Utf8 { .. } => "is not valid UTF-8 text".to_string(),
-                    other => format!("cannot be read: {other:?}"),
+                    ::csv::ErrorKind::Utf8 { .. } => {
+                        tr(opts.lang, "contacts.import.not_utf8").into_owned()
+                    }
+                    other => words(
+                        opts.lang,
+                        "contacts.import.unreadable",
+                        &[("error", format!("{other:?}"))],
+                    ),
                 };
                 report.rejected.push(Rejected {
                     line,
@@ -188,10 +210,13 @@ pub async fn import(
         if batch.len() >= opts.batch.max(1) {
             flush(store, &mut batch, &mut resolver, opts, &mut report, now).await?;
             bar.set_position(reader.position().byte());
-            bar.set_message(format!(
-                "{} rows, {} rejected",
-                report.rows,
-                report.rejected.len()
+            bar.set_message(words(
+                opts.lang,
+                "contacts.import.progress",
+                &[
+                    ("rows", report.rows.to_string()),
+                    ("rejected", report.rejected.len().to_string()),
+                ],
             ));
         }
     }
@@ -226,7 +251,7 @@ fn sniff_delimiter(path: &Path) -> anyhow::Result<u8> {
     })
 }
 
-fn map_header(header: &::csv::StringRecord) -> anyhow::Result<(Vec<Col>, Vec<String>)> {
+fn map_header(header: &::csv::StringRecord, lang: Lang) -> anyhow::Result<(Vec<Col>, Vec<String>)> {
     let mut cols = Vec::with_capacity(header.len());
     let mut fields = Vec::new();
     let mut seen = HashSet::new();
@@ -234,7 +259,14 @@ fn map_header(header: &::csv::StringRecord) -> anyhow::Result<(Vec<Col>, Vec<Str
         let name = raw.trim_start_matches('\u{feff}').trim();
         let lower = name.to_lowercase();
         if !seen.insert(lower.clone()) {
-            bail!("the header has the column {name:?} twice");
+            bail!(
+                "{}",
+                words(
+                    lang,
+                    "contacts.import.twice",
+                    &[("name", format!("{name:?}"))]
+                )
+            );
         }
         let col = match lower.as_str() {
             "user_id" => Col::UserId,
@@ -246,8 +278,16 @@ fn map_header(header: &::csv::StringRecord) -> anyhow::Result<(Vec<Col>, Vec<Str
             "follows" => Col::Follows,
             "last_interaction" => Col::LastInteraction,
             _ => {
-                let f = parse_field_name(name)
-                    .map_err(|e| anyhow::anyhow!("header column {}: {e}", i + 1))?;
+                let f = parse_field_name(name).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}",
+                        words(
+                            lang,
+                            "contacts.import.header_column",
+                            &[("n", (i + 1).to_string()), ("problem", e.words(lang))]
+                        )
+                    )
+                })?;
                 fields.push(f);
                 Col::Field(fields.len() - 1)
             }
@@ -258,19 +298,19 @@ fn map_header(header: &::csv::StringRecord) -> anyhow::Result<(Vec<Col>, Vec<Str
         .iter()
         .any(|c| matches!(c, Col::UserId | Col::Phone | Col::Email))
     {
-        bail!("the header has none of the columns user_id, phone, email: contacts cannot be identified");
+        bail!("{}", tr(lang, "contacts.import.no_id_column"));
     }
     Ok((cols, fields))
 }
 
 /// A follow status: `true`/`false`, `yes`/`no`, `y`/`n`, `1`/`0`, `có`/`không` (any case).
 /// Empty = unknown (the stored value is left alone).
-pub fn parse_follows(raw: &str) -> Result<Option<bool>, String> {
+pub fn parse_follows(raw: &str) -> Result<Option<bool>, Invalid> {
     match raw.trim().to_lowercase().as_str() {
         "" => Ok(None),
         "true" | "yes" | "y" | "1" | "có" | "co" => Ok(Some(true)),
         "false" | "no" | "n" | "0" | "không" | "khong" => Ok(Some(false)),
-        _ => Err("is not a follow status (true/false, yes/no, 1/0, có/không)".into()),
+        _ => Err(Invalid::Follows),
     }
 }
 
@@ -281,16 +321,13 @@ pub fn parse_last_interaction(
     raw: &str,
     tz: chrono_tz::Tz,
     now: i64,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, Invalid> {
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
     }
-    let bad = || {
-        "is not a time (2027-03-01T09:30:00+07:00, 2027-03-01 09:30, 2027-03-01 or 01/03/2027)"
-            .to_string()
-    };
+    let bad = || Invalid::Time;
     let at = if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         t.timestamp_millis()
     } else if let Ok(t) = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
@@ -298,7 +335,7 @@ pub fn parse_last_interaction(
     {
         tz.from_local_datetime(&t)
             .earliest()
-            .ok_or_else(|| "does not exist in the OA time zone (a clock change)".to_string())?
+            .ok_or(Invalid::ClockChange)?
             .timestamp_millis()
     } else {
         let day = NaiveDate::parse_from_str(s, "%Y-%m-%d")
@@ -308,15 +345,15 @@ pub fn parse_last_interaction(
             > chrono::DateTime::from_timestamp_millis(now)
                 .map_or(day, |t| t.with_timezone(&tz).date_naive())
         {
-            return Err("is in the future".into());
+            return Err(Invalid::Future);
         }
         super::sync::interaction_day(day, tz, now).1
     };
     if at > now + 60_000 {
-        return Err("is in the future".into());
+        return Err(Invalid::Future);
     }
     if at < 946_684_800_000 {
-        return Err("is before 2000".into());
+        return Err(Invalid::Before2000);
     }
     Ok(Some(at))
 }
@@ -330,24 +367,48 @@ fn cell(raw: &str) -> &str {
     }
 }
 
+/// The file's columns, as its header names them.
+struct Shape<'a> {
+    cols: &'a [Col],
+    field_names: &'a [String],
+    /// How many columns the header has.
+    width: usize,
+}
+
+/// A row as a contact, or why it is rejected (in `lang`).
 fn parse_row(
     record: &::csv::StringRecord,
-    cols: &[Col],
-    field_names: &[String],
-    width: usize,
+    shape: &Shape<'_>,
     tz: chrono_tz::Tz,
+    lang: Lang,
     now: i64,
 ) -> Result<Row, String> {
+    let Shape {
+        cols,
+        field_names,
+        width,
+    } = *shape;
     if record.len() > width && record.iter().skip(width).any(|c| !c.trim().is_empty()) {
-        return Err(format!(
-            "has {} cells but the header has {width} columns",
-            record.len()
+        return Err(words(
+            lang,
+            "contacts.import.cells",
+            &[
+                ("cells", record.len().to_string()),
+                ("columns", width.to_string()),
+            ],
         ));
     }
     let mut row = Row::default();
     let mut problems = Vec::new();
-    let mut note = |what: &str, value: &str, e: String| {
-        problems.push(format!("{what} {value:?} {e}"));
+    let mut note = |what: &str, value: &str, e: Invalid| {
+        problems.push(format!("{what} {value:?} {}", e.words(lang)));
+    };
+    let column = |name: &str, i: usize| {
+        words(
+            lang,
+            "contacts.import.column_n",
+            &[("name", name.to_string()), ("n", (i + 1).to_string())],
+        )
     };
     for (i, col) in cols.iter().enumerate() {
         let raw = cell(record.get(i).unwrap_or(""));
@@ -375,16 +436,16 @@ fn parse_row(
             },
             Col::Follows => match parse_follows(raw) {
                 Ok(v) => row.follows = v,
-                Err(e) => note(&format!("follows (column {})", i + 1), raw, e),
+                Err(e) => note(&column("follows", i), raw, e),
             },
             Col::LastInteraction => match parse_last_interaction(raw, tz, now) {
                 Ok(v) => row.last_interaction = v,
-                Err(e) => note(&format!("last_interaction (column {})", i + 1), raw, e),
+                Err(e) => note(&column("last_interaction", i), raw, e),
             },
             Col::Tags => {
                 for t in raw.split(';').map(str::trim).filter(|t| !t.is_empty()) {
                     if t.chars().count() > 64 || t.chars().any(char::is_control) {
-                        note("tag", t, "is not a tag name (at most 64 characters)".into());
+                        note("tag", t, Invalid::Tag);
                     } else if !row.tags.iter().any(|x| x == t) {
                         row.tags.push(t.to_string());
                     }
@@ -401,7 +462,7 @@ fn parse_row(
         return Err(problems.join("; "));
     }
     if row.user_id.is_none() && row.phone.is_none() && row.email.is_none() {
-        return Err("has no user_id, phone or email to identify the contact".into());
+        return Err(tr(lang, "contacts.import.no_id").into_owned());
     }
     Ok(row)
 }
@@ -624,12 +685,12 @@ mod tests {
     #[test]
     fn header_needs_an_identifying_column() {
         let h = ::csv::StringRecord::from(vec!["name", "city"]);
-        assert!(map_header(&h).is_err());
+        assert!(map_header(&h, Lang::En).is_err());
         let h = ::csv::StringRecord::from(vec!["\u{feff}Phone", "Name", "Quà tặng"]);
-        let (cols, fields) = map_header(&h).unwrap();
+        let (cols, fields) = map_header(&h, Lang::En).unwrap();
         assert_eq!(cols, vec![Col::Phone, Col::Name, Col::Field(0)]);
         assert_eq!(fields, vec!["Quà tặng".to_string()]);
         let h = ::csv::StringRecord::from(vec!["phone", "PHONE"]);
-        assert!(map_header(&h).is_err());
+        assert!(map_header(&h, Lang::En).is_err());
     }
 }

@@ -20,24 +20,92 @@ pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_FIELD_NAME_CHARS: usize = 64;
 pub const MAX_FIELD_VALUE_CHARS: usize = 2000;
 
+/// Why a value from outside is refused. Shown in English (`Display`: the admin API's and the
+/// forms' error messages) or in the staff's language ([`Invalid::words`]: `contacts import`
+/// and its rejected-rows file; `locales/contacts.yml`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    TooLong(usize),
+    Control,
+    PhoneChar(char),
+    PhonePlus,
+    PhoneLength,
+    Email,
+    Date,
+    Year(i32),
+    FieldEmpty,
+    FieldTooLong(usize),
+    FieldControl,
+    Reserved(String),
+    ContactId,
+    Spreadsheet,
+    Follows,
+    Time,
+    ClockChange,
+    Future,
+    Before2000,
+    Tag,
+}
+
+impl Invalid {
+    /// The reason in `lang`.
+    pub fn words(&self, lang: crate::i18n::Lang) -> String {
+        let (key, args): (&str, Vec<(&str, String)>) = match self {
+            Invalid::TooLong(n) => ("too_long", vec![("n", n.to_string())]),
+            Invalid::Control => ("control", vec![]),
+            Invalid::PhoneChar(c) => ("phone_char", vec![("c", format!("{c:?}"))]),
+            Invalid::PhonePlus => ("phone_plus", vec![]),
+            Invalid::PhoneLength => ("phone_length", vec![]),
+            Invalid::Email => ("email", vec![]),
+            Invalid::Date => ("date", vec![]),
+            Invalid::Year(y) => ("year", vec![("year", y.to_string())]),
+            Invalid::FieldEmpty => ("field_empty", vec![]),
+            Invalid::FieldTooLong(n) => ("field_too_long", vec![("n", n.to_string())]),
+            Invalid::FieldControl => ("field_control", vec![]),
+            Invalid::Reserved(name) => ("reserved", vec![("name", format!("{name:?}"))]),
+            Invalid::ContactId => ("contact_id", vec![]),
+            Invalid::Spreadsheet => ("spreadsheet", vec![]),
+            Invalid::Follows => ("follows", vec![]),
+            Invalid::Time => ("time", vec![]),
+            Invalid::ClockChange => ("clock_change", vec![]),
+            Invalid::Future => ("future", vec![]),
+            Invalid::Before2000 => ("before_2000", vec![]),
+            Invalid::Tag => ("tag", vec![]),
+        };
+        crate::i18n::words(lang, &format!("contacts.invalid.{key}"), &args)
+    }
+}
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.words(crate::i18n::Lang::En))
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> String {
+        e.to_string()
+    }
+}
+
 /// A display name: trimmed, at most 200 characters, no control characters. Empty = none.
-pub fn parse_name(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_name(raw: &str) -> Result<Option<String>, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
     }
     if s.chars().count() > MAX_NAME_CHARS {
-        return Err(format!("is longer than {MAX_NAME_CHARS} characters"));
+        return Err(Invalid::TooLong(MAX_NAME_CHARS));
     }
     if s.chars().any(char::is_control) {
-        return Err("contains control characters".into());
+        return Err(Invalid::Control);
     }
     Ok(Some(s.to_string()))
 }
 
 /// A phone number in the international form `84…` (Vietnamese `0912 345 678`, `+84 912…`,
 /// `84912…`; other countries with a leading `+`). Empty = none.
-pub fn parse_phone(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_phone(raw: &str) -> Result<Option<String>, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
@@ -46,27 +114,27 @@ pub fn parse_phone(raw: &str) -> Result<Option<String>, String> {
         .chars()
         .find(|c| !(c.is_ascii_digit() || " +-.()".contains(*c)))
     {
-        return Err(format!("is not a phone number (unexpected {c:?})"));
+        return Err(Invalid::PhoneChar(c));
     }
     if s.chars().skip(1).any(|c| c == '+') {
-        return Err("is not a phone number ('+' only at the start)".into());
+        return Err(Invalid::PhonePlus);
     }
     let international = s.starts_with('+');
     match crate::engine::normalise_phone(s) {
         // Vietnam: 84 + 9 digits (mobile) or 10 (landline).
         Some(p) if p.starts_with("84") && (11..=12).contains(&p.len()) => Ok(Some(p)),
         Some(p) if international && !p.starts_with("84") => Ok(Some(p)),
-        _ => Err("is not a phone number (too short or too long)".into()),
+        _ => Err(Invalid::PhoneLength),
     }
 }
 
 /// An email address, lower-cased. Empty = none.
-pub fn parse_email(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_email(raw: &str) -> Result<Option<String>, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
     }
-    let bad = || Err("is not an email address".to_string());
+    let bad = || Err(Invalid::Email);
     if s.len() > 254 {
         return bad();
     }
@@ -99,7 +167,7 @@ pub fn parse_email(raw: &str) -> Result<Option<String>, String> {
 
 /// A birthday as `DD/MM/YYYY` (also `D/M/YYYY`, `DD-MM-YYYY`) or `YYYY-MM-DD`, returned as
 /// `YYYY-MM-DD`. Empty = none.
-pub fn parse_birthday(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_birthday(raw: &str) -> Result<Option<String>, Invalid> {
     use chrono::NaiveDate;
     let s = raw.trim();
     if s.is_empty() {
@@ -108,61 +176,59 @@ pub fn parse_birthday(raw: &str) -> Result<Option<String>, String> {
     let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%d/%m/%Y"))
         .or_else(|_| NaiveDate::parse_from_str(s, "%d-%m-%Y"))
-        .map_err(|_| "is not a date (DD/MM/YYYY or YYYY-MM-DD)".to_string())?;
+        .map_err(|_| Invalid::Date)?;
     let year = chrono::Datelike::year(&date);
     if !(1900..=2100).contains(&year) {
-        return Err(format!("has an implausible year ({year})"));
+        return Err(Invalid::Year(year));
     }
     Ok(Some(date.format("%Y-%m-%d").to_string()))
 }
 
 /// A custom field name: trimmed, 1–64 characters, no control characters, not reserved.
-pub fn parse_field_name(raw: &str) -> Result<String, String> {
+pub fn parse_field_name(raw: &str) -> Result<String, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
-        return Err("field name is empty".into());
+        return Err(Invalid::FieldEmpty);
     }
     if s.chars().count() > MAX_FIELD_NAME_CHARS {
-        return Err(format!(
-            "field name is longer than {MAX_FIELD_NAME_CHARS} characters"
-        ));
+        return Err(Invalid::FieldTooLong(MAX_FIELD_NAME_CHARS));
     }
     if s.chars().any(char::is_control) {
-        return Err("field name contains control characters".into());
+        return Err(Invalid::FieldControl);
     }
     if RESERVED_FIELDS.contains(&s.to_ascii_lowercase().as_str()) {
-        return Err(format!("{s:?} is reserved and cannot be set here"));
+        return Err(Invalid::Reserved(s.to_string()));
     }
     Ok(s.to_string())
 }
 
 /// A custom field value: trimmed, at most 2000 characters; line breaks and tabs allowed,
 /// other control characters not. Empty = none (the stored value is left alone).
-pub fn parse_field_value(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_field_value(raw: &str) -> Result<Option<String>, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
     }
     if s.chars().count() > MAX_FIELD_VALUE_CHARS {
-        return Err(format!("is longer than {MAX_FIELD_VALUE_CHARS} characters"));
+        return Err(Invalid::TooLong(MAX_FIELD_VALUE_CHARS));
     }
     if s.chars()
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
-        return Err("contains control characters".into());
+        return Err(Invalid::Control);
     }
     Ok(Some(s.to_string()))
 }
 
 /// A contact id from a file: 1–128 characters without spaces or control characters, and not
 /// a number a spreadsheet turned into `1.23E+18`.
-pub fn parse_user_id(raw: &str) -> Result<Option<String>, String> {
+pub fn parse_user_id(raw: &str) -> Result<Option<String>, Invalid> {
     let s = raw.trim();
     if s.is_empty() {
         return Ok(None);
     }
     if s.len() > 128 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("is not a contact id".into());
+        return Err(Invalid::ContactId);
     }
     let upper = s.to_ascii_uppercase();
     if let Some((mantissa, exp)) = upper.split_once("E+") {
@@ -170,9 +236,7 @@ pub fn parse_user_id(raw: &str) -> Result<Option<String>, String> {
             && mantissa.chars().all(|c| c.is_ascii_digit() || c == '.')
             && exp.chars().all(|c| c.is_ascii_digit())
         {
-            return Err(
-                "was turned into a number by a spreadsheet (format the column as text)".into(),
-            );
+            return Err(Invalid::Spreadsheet);
         }
     }
     Ok(Some(s.to_string()))
@@ -243,10 +307,11 @@ pub async fn run(config: &crate::config::Config, command: Command) -> anyhow::Re
                 batch,
                 progress: true,
                 tz: config.tz,
+                lang: config.lang,
             };
             let now = crate::clock::system_now();
             let report = csv::import(&store, &file, &opts, now).await?;
-            print_report(&report);
+            print_report(&report, config.lang);
         }
         Command::Sync => return sync::command(config).await,
         Command::Export { list, output } => {
@@ -259,7 +324,12 @@ pub async fn run(config: &crate::config::Config, command: Command) -> anyhow::Re
                 None => csv::export(&store, list.as_deref(), std::io::stdout().lock()).await?,
             };
             if let Some(path) = output {
-                println!("exported {n} contacts to {}", path.display());
+                let file = path.display().to_string();
+                let done = [("n", n.to_string()), ("file", file)];
+                println!(
+                    "{}",
+                    crate::i18n::words(config.lang, "contacts.export.done", &done)
+                );
             }
         }
     }
@@ -269,23 +339,44 @@ pub async fn run(config: &crate::config::Config, command: Command) -> anyhow::Re
 /// How many rejected rows the terminal report lists (the file has all of them).
 const REPORT_REJECTED_LINES: usize = 100;
 
-fn print_report(r: &csv::ImportReport) {
+fn print_report(r: &csv::ImportReport, lang: crate::i18n::Lang) {
+    use crate::i18n::words;
     let secs = r.elapsed.as_secs_f64();
     println!(
-        "{} rows in {secs:.2} s ({:.0} rows/s): imported {}, updated {}, rejected {}",
-        r.rows,
-        r.rows as f64 / secs.max(1e-9),
-        r.imported,
-        r.updated,
-        r.rejected.len()
+        "{}",
+        words(
+            lang,
+            "contacts.import.summary",
+            &[
+                ("rows", r.rows.to_string()),
+                ("secs", format!("{secs:.2}")),
+                ("rate", format!("{:.0}", r.rows as f64 / secs.max(1e-9))),
+                ("imported", r.imported.to_string()),
+                ("updated", r.updated.to_string()),
+                ("rejected", r.rejected.len().to_string()),
+            ]
+        )
     );
     if let Some(f) = &r.rejected_file {
-        println!("rejected rows (all of them are in {}):", f.display());
+        let file = f.display().to_string();
+        println!(
+            "{}",
+            words(lang, "contacts.import.rejected_head", &[("file", file)])
+        );
         for x in r.rejected.iter().take(REPORT_REJECTED_LINES) {
-            println!("  line {}: {}", x.line, x.reason);
+            let line = words(
+                lang,
+                "contacts.import.line",
+                &[("line", x.line.to_string()), ("reason", x.reason.clone())],
+            );
+            println!("  {line}");
         }
         if r.rejected.len() > REPORT_REJECTED_LINES {
-            println!("  … and {} more", r.rejected.len() - REPORT_REJECTED_LINES);
+            let n = r.rejected.len() - REPORT_REJECTED_LINES;
+            println!(
+                "  {}",
+                words(lang, "contacts.import.more", &[("n", n.to_string())])
+            );
         }
     }
 }

@@ -277,7 +277,7 @@ pub fn validate(pairs: Vec<Pair>) -> Result<Registration, BTreeMap<String, Strin
             },
         };
         if let Err(e) = result {
-            errors.insert(err_key, e);
+            errors.insert(err_key, e.to_string());
         }
     }
     if reg.fields.len() > MAX_FIELDS {

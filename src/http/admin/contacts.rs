@@ -312,7 +312,7 @@ pub async fn edit(
     let now = st.clock.now();
     let contact = load(&st, &id).await?;
     let mut change = ContactChange::new(id.clone(), now);
-    let required = |what: &str, r: Result<Option<String>, String>| match r {
+    let required = |what: &str, r: Result<Option<String>, parse::Invalid>| match r {
         Ok(Some(v)) => Ok(v),
         Ok(None) => Err(ApiError::invalid(format!("{what} is empty"))),
         Err(e) => Err(ApiError::invalid(format!("{what} {e}"))),
@@ -327,7 +327,7 @@ pub async fn edit(
         change.email = Some(required("email", parse::parse_email(e))?);
     }
     for (name, value) in &edit.fields {
-        let name = parse::parse_field_name(name).map_err(ApiError::invalid)?;
+        let name = parse::parse_field_name(name).map_err(|e| ApiError::invalid(e.to_string()))?;
         let value = if name == parse::BIRTHDAY_FIELD {
             required(&format!("field {name}"), parse::parse_birthday(value))?
         } else {
