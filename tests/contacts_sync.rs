@@ -6,6 +6,8 @@
 //! for the first time gets their name on the agents' board without delaying the webhook.
 
 mod common;
+#[path = "common/i18n.rs"]
+mod i18n_check;
 mod sched;
 
 use std::collections::HashMap;
@@ -255,6 +257,7 @@ fn sync_command(db_url: &str, zalo: &FakeZalo) -> Command {
         .env("ZALOFLOW_SEND_TIMEOUT", "2s")
         .env("ZALOFLOW_OUTBOX_LEASE", "5s")
         .env("RUST_LOG", "warn")
+        .env("ZALOFLOW_LANG", "en")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd
@@ -338,6 +341,24 @@ async fn a_killed_sync_resumes_without_duplicates(kind: &str) {
     assert!(twice <= 50, "{twice} profiles read twice");
     // The rate held across both processes (400/s, and one at a time).
     assert!(zalo.max_calls_in_one_second() <= 400);
+
+    // Staff who read Vietnamese (the default) read the next run in Vietnamese.
+    let out = tokio::task::spawn_blocking({
+        let mut cmd = sync_command(db.url(), &zalo);
+        cmd.env("ZALOFLOW_LANG", "vi");
+        move || cmd.output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let next = done.id + 1;
+    assert!(
+        stdout.contains(&format!("đồng bộ khách hàng #{next} bắt đầu"))
+            && stdout.contains("xong: đã đọc 600 người từ Zalo"),
+        "{stdout}"
+    );
+    i18n_check::assert_one_language(&stdout, zaloflow::i18n::Lang::Vi);
 }
 
 async fn first_sight_puts_the_name_on_the_board(kind: &str) {
@@ -471,9 +492,11 @@ async fn csv_import_takes_follows_and_last_interaction(kind: &str) {
 ",
     )
     .unwrap();
-    let r = import(&store, &path, &ImportOptions::default(), now)
-        .await
-        .unwrap();
+    let opts = ImportOptions {
+        lang: zaloflow::i18n::Lang::En,
+        ..ImportOptions::default()
+    };
+    let r = import(&store, &path, &opts, now).await.unwrap();
     let rejected: Vec<(u64, String)> = r
         .rejected
         .iter()

@@ -532,13 +532,24 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
     let store = crate::wiring::open_store(config).await?;
     let instance = crate::wiring::instance_id();
     let owner = format!("{instance}/contacts-sync");
+    let lang = config.lang;
+    let say = |key: &str, args: &[(&str, String)]| crate::i18n::words(lang, key, args);
     let (mut run, new) = store.start_contact_sync("cli", system_now()).await?;
+    let id = run.id.to_string();
     if new {
-        println!("contacts sync #{} started", run.id);
+        println!("{}", say("contacts.sync.started", &[("id", id.clone())]));
     } else {
         println!(
-            "contacts sync #{} resumed ({} list, offset {}; {} users read so far)",
-            run.id, run.phase, run.next_offset, run.listed
+            "{}",
+            say(
+                "contacts.sync.resumed",
+                &[
+                    ("id", id.clone()),
+                    ("phase", run.phase.clone()),
+                    ("offset", run.next_offset.to_string()),
+                    ("listed", run.listed.to_string()),
+                ]
+            )
         );
     }
     let lease = config.outbox_lease.max(Duration::from_secs(5));
@@ -564,9 +575,10 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
     let bar = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} users {msg}",
-            )
+            indicatif::ProgressStyle::with_template(&format!(
+                "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {} {{msg}}",
+                crate::i18n::tr(lang, "contacts.sync.users")
+            ))
             .expect("valid template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
@@ -577,9 +589,13 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
     let show = |r: &ContactSync| {
         bar.set_length(r.total.unwrap_or(0).max(r.listed) as u64);
         bar.set_position(r.listed as u64);
-        bar.set_message(format!(
-            "({} new, {} known, {} unreadable)",
-            r.created, r.updated, r.unreadable
+        bar.set_message(say(
+            "contacts.sync.progress",
+            &[
+                ("new", r.created.to_string()),
+                ("known", r.updated.to_string()),
+                ("unreadable", r.unreadable.to_string()),
+            ],
         ));
     };
     show(&run);
@@ -594,8 +610,8 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
     let result = loop {
         if stop.is_cancelled() {
             break Err(anyhow::anyhow!(
-                "interrupted: contacts sync #{} stays where it stopped; run `zaloflow contacts sync` again to resume",
-                run.id
+                "{}",
+                say("contacts.sync.interrupted", &[("id", id.clone())])
             ));
         }
         if run.status == "done" {
@@ -616,11 +632,19 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
                         .await;
                     if failures >= 5 {
                         break Err(anyhow::anyhow!(
-                            "contacts sync #{} stopped after {failures} failed attempts: {e}; it resumes where it stopped on the next `zaloflow contacts sync`",
-                            run.id
+                            "{}",
+                            say(
+                                "contacts.sync.gave_up",
+                                &[
+                                    ("id", id.clone()),
+                                    ("n", failures.to_string()),
+                                    ("error", e.to_string())
+                                ]
+                            )
                         ));
                     }
-                    bar.suspend(|| eprintln!("page failed ({e}); retrying"));
+                    let retrying = say("contacts.sync.retrying", &[("error", e.to_string())]);
+                    bar.suspend(|| eprintln!("{retrying}"));
                     tokio::select! {
                         _ = stop.cancelled() => {}
                         _ = tokio::time::sleep(backoff(failures - 1)) => {}
@@ -630,9 +654,8 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
         } else {
             if !following {
                 following = true;
-                bar.suspend(|| {
-                    eprintln!("another zaloflow process holds the OA (the zalo-sender lease): a running `serve` runs this sync, following its progress (ctrl-c stops following, not the sync); a sync that was killed lets go within ZALOFLOW_OUTBOX_LEASE, then this one resumes it")
-                });
+                let following = say("contacts.sync.following", &[]);
+                bar.suspend(|| eprintln!("{following}"));
             }
             tokio::select! {
                 _ = stop.cancelled() => {}
@@ -652,13 +675,21 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
     bar.finish_and_clear();
     result?;
     println!(
-        "contacts sync #{} done: {} users read from Zalo ({} followers listed by Zalo), {} new contacts, {} updated, {} profiles Zalo refused",
-        run.id,
-        run.listed,
-        run.total.map_or("?".to_string(), |t| t.to_string()),
-        run.created,
-        run.updated,
-        run.unreadable
+        "{}",
+        say(
+            "contacts.sync.done",
+            &[
+                ("id", run.id.to_string()),
+                ("listed", run.listed.to_string()),
+                (
+                    "total",
+                    run.total.map_or("?".to_string(), |t| t.to_string())
+                ),
+                ("created", run.created.to_string()),
+                ("updated", run.updated.to_string()),
+                ("unreadable", run.unreadable.to_string()),
+            ]
+        )
     );
     Ok(())
 }
