@@ -528,7 +528,6 @@ async fn start_when_due(
 /// when no `serve` holds the OA, else follows `serve` running it. Prints a progress bar on a
 /// terminal and a summary at the end.
 pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
-    use std::io::IsTerminal;
     let store = crate::wiring::open_store(config).await?;
     let instance = crate::wiring::instance_id();
     let owner = format!("{instance}/contacts-sync");
@@ -572,20 +571,7 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
             }
         });
     }
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(&format!(
-                "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {} {{msg}}",
-                crate::i18n::tr(lang, "contacts.sync.users")
-            ))
-            .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = progress_bar(lang);
     let show = |r: &ContactSync| {
         bar.set_length(r.total.unwrap_or(0).max(r.listed) as u64);
         bar.set_position(r.listed as u64);
@@ -674,24 +660,45 @@ pub async fn command(config: &crate::config::Config) -> anyhow::Result<()> {
     let _ = store.release_lease(ZALO_SENDER_LEASE, &owner).await;
     bar.finish_and_clear();
     result?;
-    println!(
-        "{}",
-        say(
-            "contacts.sync.done",
-            &[
-                ("id", run.id.to_string()),
-                ("listed", run.listed.to_string()),
-                (
-                    "total",
-                    run.total.map_or("?".to_string(), |t| t.to_string())
-                ),
-                ("created", run.created.to_string()),
-                ("updated", run.updated.to_string()),
-                ("unreadable", run.unreadable.to_string()),
-            ]
-        )
-    );
+    println!("{}", done_line(&run, lang));
     Ok(())
+}
+
+/// The command's progress bar on a terminal (users read of Zalo's count), else a hidden one.
+fn progress_bar(lang: crate::i18n::Lang) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {} {{msg}}",
+            crate::i18n::tr(lang, "contacts.sync.users")
+        ))
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// The command's last line: what the run read and changed.
+fn done_line(run: &ContactSync, lang: crate::i18n::Lang) -> String {
+    crate::i18n::words(
+        lang,
+        "contacts.sync.done",
+        &[
+            ("id", run.id.to_string()),
+            ("listed", run.listed.to_string()),
+            (
+                "total",
+                run.total.map_or("?".to_string(), |t| t.to_string()),
+            ),
+            ("created", run.created.to_string()),
+            ("updated", run.updated.to_string()),
+            ("unreadable", run.unreadable.to_string()),
+        ],
+    )
 }
 
 #[cfg(test)]
