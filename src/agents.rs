@@ -22,6 +22,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use sha2::{Digest, Sha256};
 
+use crate::i18n::{tr, words, Lang};
 use crate::store::{Agent, DynStore, SessionAgent, StoreError};
 
 /// The shortest password an agent may have.
@@ -48,6 +49,26 @@ pub enum AgentError {
     Hash(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl AgentError {
+    /// The message in `lang` (the CLI); `Display` is the English one (the admin API).
+    pub fn words(&self, lang: Lang) -> String {
+        let (key, args): (&str, Vec<(&str, String)>) = match self {
+            AgentError::BadName => ("bad_name", vec![("max", MAX_NAME_CHARS.to_string())]),
+            AgentError::ShortPassword => (
+                "short_password",
+                vec![("n", MIN_PASSWORD_CHARS.to_string())],
+            ),
+            AgentError::LongPassword => {
+                ("long_password", vec![("n", MAX_PASSWORD_BYTES.to_string())])
+            }
+            AgentError::NameTaken(n) => ("name_taken", vec![("name", format!("{n:?}"))]),
+            AgentError::NotFound(n) => ("not_found", vec![("name", format!("{n:?}"))]),
+            AgentError::Hash(_) | AgentError::Store(_) => return self.to_string(),
+        };
+        words(lang, &format!("agents.error.{key}"), &args)
+    }
 }
 
 /// An agent's name as given: trimmed, 1–80 characters, no control characters.
@@ -238,39 +259,62 @@ pub enum Command {
 
 /// Runs an `agents` command against the configured database.
 pub async fn run(config: &crate::config::Config, command: Command) -> anyhow::Result<()> {
+    let lang = config.lang;
+    match run_in(config, command, lang).await {
+        Ok(out) => {
+            print!("{out}");
+            Ok(())
+        }
+        // What the person typing can mend, in their language.
+        Err(e) => match e.downcast_ref::<AgentError>() {
+            Some(a) => Err(anyhow::anyhow!("{}", a.words(lang))),
+            None => Err(e),
+        },
+    }
+}
+
+/// What `run` prints, in `lang`.
+async fn run_in(
+    config: &crate::config::Config,
+    command: Command,
+    lang: Lang,
+) -> anyhow::Result<String> {
     let store = crate::wiring::open_store(config).await?;
     let now = crate::clock::system_now();
-    let out = match command {
+    let said = |key: &str, name: &str, more: &[(&str, String)]| {
+        let mut args = vec![("name", format!("{name:?}"))];
+        args.extend(more.iter().cloned());
+        words(lang, key, &args) + "\n"
+    };
+    Ok(match command {
         Command::Add { name } => {
-            let password = read_password(&name)?;
+            let password = read_password(&name, lang)?;
             let a = create(&store, &name, &password, now).await?;
-            format!(
-                "agent {:?} created: they sign in at {}\n",
-                a.name,
-                config.board_url()
+            said(
+                "agents.cli.created",
+                &a.name,
+                &[("url", config.board_url())],
             )
         }
-        Command::List => list_text(&store.list_agents(now).await?),
+        Command::List => list_text(&store.list_agents(now).await?, lang),
         Command::Disable { name } => {
             found(store.disable_agent(&name, now).await?, &name)?;
-            format!("agent {name:?} disabled: their sessions ended\n")
+            said("agents.cli.disabled", &name, &[])
         }
         Command::Enable { name } => {
             found(store.enable_agent(&name, now).await?, &name)?;
-            format!("agent {name:?} enabled\n")
+            said("agents.cli.enabled", &name, &[])
         }
         Command::Revoke { name } => match store.revoke_agent_sessions(&name).await? {
-            Some(n) => format!("agent {name:?}: {n} session(s) ended\n"),
+            Some(n) => said("agents.cli.revoked", &name, &[("n", n.to_string())]),
             None => return Err(AgentError::NotFound(name).into()),
         },
         Command::Password { name } => {
-            let password = read_password(&name)?;
+            let password = read_password(&name, lang)?;
             set_password(&store, &name, &password, now).await?;
-            format!("agent {name:?}: new password set, their sessions ended\n")
+            said("agents.cli.password_set", &name, &[])
         }
-    };
-    print!("{out}");
-    Ok(())
+    })
 }
 
 fn found(yes: bool, name: &str) -> Result<(), AgentError> {
@@ -282,14 +326,18 @@ fn found(yes: bool, name: &str) -> Result<(), AgentError> {
 }
 
 /// One line of standard input; at a terminal, a prompt on stderr and the typing not echoed.
-fn read_password(name: &str) -> anyhow::Result<String> {
+fn read_password(name: &str, lang: Lang) -> anyhow::Result<String> {
     use std::io::IsTerminal;
     let tty = std::io::stdin().is_terminal();
     let stty = |arg: &str| {
         let _ = std::process::Command::new("stty").arg(arg).status();
     };
     if tty {
-        eprint!("password for {name} (at least {MIN_PASSWORD_CHARS} characters): ");
+        let prompt = [
+            ("name", name.to_string()),
+            ("n", MIN_PASSWORD_CHARS.to_string()),
+        ];
+        eprint!("{}", words(lang, "agents.cli.prompt", &prompt));
         stty("-echo");
     }
     let mut line = String::new();
@@ -305,9 +353,9 @@ fn read_password(name: &str) -> anyhow::Result<String> {
 }
 
 /// The `agents list` table.
-pub fn list_text(agents: &[Agent]) -> String {
+pub fn list_text(agents: &[Agent], lang: Lang) -> String {
     if agents.is_empty() {
-        return "no agents yet: create one with `zaloflow agents add NAME`\n".to_string();
+        return format!("{}\n", tr(lang, "agents.cli.none"));
     }
     let width = agents
         .iter()
@@ -315,16 +363,35 @@ pub fn list_text(agents: &[Agent]) -> String {
         .max()
         .unwrap_or(4)
         .max(4);
-    let mut out = format!("{:<width$}  {:<8}  sessions\n", "name", "state");
+    let state_of = |a: &Agent| {
+        tr(
+            lang,
+            if a.disabled_at.is_some() {
+                "agents.cli.off"
+            } else {
+                "agents.cli.active"
+            },
+        )
+    };
+    let col = |k: &str| tr(lang, k).into_owned();
+    let (name, state) = (col("agents.cli.col_name"), col("agents.cli.col_state"));
+    let width = width.max(name.chars().count());
+    let state_width = agents
+        .iter()
+        .map(|a| state_of(a).chars().count())
+        .chain([state.chars().count()])
+        .max()
+        .unwrap_or(8);
+    let mut out = format!(
+        "{name:<width$}  {state:<state_width$}  {}\n",
+        col("agents.cli.col_sessions")
+    );
     for a in agents {
-        let state = if a.disabled_at.is_some() {
-            "disabled"
-        } else {
-            "active"
-        };
         out.push_str(&format!(
-            "{:<width$}  {:<8}  {}\n",
-            a.name, state, a.sessions
+            "{:<width$}  {:<state_width$}  {}\n",
+            a.name,
+            state_of(a),
+            a.sessions
         ));
     }
     out

@@ -78,14 +78,26 @@ fn http() -> reqwest::Client {
     .clone()
 }
 
-/// `zaloflow agents ARGS` on the shop's database, `stdin` on its standard input.
+/// The language a CLI call is made in: English, but for `--vi` calls (the test of the
+/// Vietnamese words), which pass the flag here, not to the command.
+fn lang_of(args: &[&str]) -> &'static str {
+    if args.first() == Some(&"--vi") {
+        "vi"
+    } else {
+        "en"
+    }
+}
+
+/// `zaloflow agents ARGS` on the shop's database, `stdin` on its standard input; a first
+/// argument `--vi` asks for Vietnamese (`lang_of`) and is not passed on.
 fn cli(db_url: &str, args: &[&str], stdin: &str) -> Output {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_zaloflow"))
         .arg("agents")
-        .args(args)
+        .args(args.iter().filter(|a| **a != "--vi"))
         .env("DATABASE_URL", db_url)
         .env("ZALOFLOW_CONFIG", "/nonexistent/zaloflow.toml")
+        .env("ZALOFLOW_LANG", lang_of(args))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -403,6 +415,26 @@ async fn an_agent_works_the_board_under_their_name_and_nothing_else(kind: &str) 
     assert!(
         listed.contains("Lan") && listed.contains("Minh"),
         "{listed}"
+    );
+    // The same in Vietnamese, the shop's default: the table, a refusal and its reason.
+    let out = cli(s.db.url(), &["--vi", "list"], "");
+    let listed = text(&out.stdout);
+    assert!(
+        listed.starts_with("tên") && listed.contains("đang dùng"),
+        "{listed}"
+    );
+    let out = cli(s.db.url(), &["--vi", "add", "Bảo"], "ngan\n");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("mật khẩu quá ngắn: dùng ít nhất 10 ký tự"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cli(s.db.url(), &["--vi", "disable", "Nobody"], "");
+    assert!(
+        text(&out.stderr).contains("không có nhân viên nào tên \"Nobody\""),
+        "{}",
+        text(&out.stderr)
     );
     let (st, _) = api(reqwest::Method::GET, &base, "/admin/contacts", None).await;
     assert_eq!(st, 200);
