@@ -717,24 +717,37 @@ async fn an_agent_signs_in_and_claims_in_chromium() {
     b.type_into(&password, MINH_PW).await;
     let submit = b.find("form[action='/admin/board/signin'] button").await;
     b.click(&submit).await;
+    // The sign-in page was served at the link's address: wait for the link's own page (no
+    // password field), not just the address, or the next page races the sign-in.
     wait_until(Duration::from_secs(10), || async {
         b.url().await == format!("{base}/admin/board/handoffs/{id}/claim")
+            && !b.source().await.contains("name=\"password\"")
     })
     .await;
     b.goto(&format!("{base}/admin/board")).await;
     let page = b.text().await;
     assert!(page.contains("Đang đăng nhập: Nguyễn Văn Minh"), "{page}");
-    let shown = b
-        .execute(&format!(
-            "return getComputedStyle(document.querySelector('#h{id} input[name=agent]')).display"
-        ))
-        .await;
+    // The live list may be swapped in between two commands, the card missing for a moment:
+    // the field is found and read in one script, until the card is there.
+    let script = format!(
+        "const e = document.querySelector('#h{id} input[name=agent]'); \
+         return e ? getComputedStyle(e).display : null"
+    );
+    let mut shown = b.execute(&script).await;
+    let start = std::time::Instant::now();
+    while shown.is_null() && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shown = b.execute(&script).await;
+    }
     assert_eq!(shown, "none", "no name to type: the account's name is used");
     // Clicked from the page's script: the live list may be swapped in under a found element.
-    b.execute(&format!(
-        "document.querySelector('#h{id} button.claim').click()"
-    ))
-    .await;
+    let click = format!(
+        "const e = document.querySelector('#h{id} button.claim'); if (e) e.click(); return !!e"
+    );
+    let start = std::time::Instant::now();
+    while b.execute(&click).await != true && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     wait_until(Duration::from_secs(10), || async {
         b.text().await.contains("Đang xử lý: Nguyễn Văn Minh")
     })
