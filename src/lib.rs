@@ -246,3 +246,16 @@ fn contacts_sync(
 fn inbox_owner(instance: &str, n: usize) -> String {
     format!("{instance}/inbox-{n}")
 }
+
+/// What the unit tests of several modules share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    /// A migrated SQLite store in a new temporary folder (kept while the folder guard lives).
+    pub async fn temp_store() -> (tempfile::TempDir, crate::store::DynStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = crate::store::open(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+}

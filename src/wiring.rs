@@ -22,9 +22,9 @@ pub async fn open_store(config: &Config) -> anyhow::Result<DynStore> {
 /// `serve`, or a new version before its first start) is not migrated here.
 pub async fn open_unchanged(url: &str, lang: crate::i18n::Lang) -> anyhow::Result<DynStore> {
     use crate::i18n::words;
-    match store::readiness(url).await? {
-        store::Readiness::Ready => store::open(url).await,
-        store::Readiness::Missing(path) => anyhow::bail!(
+    match store::open_unchanged(url).await? {
+        Ok(store) => Ok(store),
+        Err(store::NotReady::Missing(path)) => anyhow::bail!(
             "{}",
             words(
                 lang,
@@ -32,7 +32,7 @@ pub async fn open_unchanged(url: &str, lang: crate::i18n::Lang) -> anyhow::Resul
                 &[("path", path.display().to_string())]
             )
         ),
-        store::Readiness::Unmigrated(n) => anyhow::bail!(
+        Err(store::NotReady::Unmigrated(n)) => anyhow::bail!(
             "{}",
             words(lang, "common.db_unmigrated", &[("n", n.to_string())])
         ),

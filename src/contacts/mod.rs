@@ -82,12 +82,6 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-impl From<Invalid> for String {
-    fn from(e: Invalid) -> String {
-        e.to_string()
-    }
-}
-
 /// A display name: trimmed, at most 200 characters, no control characters. Empty = none.
 pub fn parse_name(raw: &str) -> Result<Option<String>, Invalid> {
     let s = raw.trim();

@@ -726,10 +726,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_schedule_starts_a_fresh_install_then_each_missed_occurrence_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = crate::store::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = crate::test_support::temp_store().await;
         let tz = chrono_tz::Asia::Ho_Chi_Minh;
         let cron = parse_cron("0 3 * * *").unwrap();
         // Never synced: a run at once.

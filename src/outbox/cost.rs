@@ -661,10 +661,7 @@ mod tests {
     /// out, none of the day before counted against the new day (it was before).
     #[tokio::test]
     async fn a_batch_over_midnight_starts_the_new_day_with_its_own_template_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = crate::store::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = crate::test_support::temp_store().await;
         let g = CostGuard::default();
         let at = |d, h, m| {
             g.tz.with_ymd_and_hms(2026, 12, d, h, m, 0)

@@ -710,41 +710,41 @@ fn pending_of(
 /// The versions of the migrations a database holds as applied.
 const APPLIED_MIGRATIONS: &str = "SELECT version FROM _sqlx_migrations WHERE success";
 
-/// Whether a database can serve a command that must change nothing in it (`forecast`,
+/// Why a database cannot serve a command that must change nothing in it (`forecast`,
 /// `rules check --against`), found without changing it: a SQLite file is not created, not
 /// switched to WAL, not migrated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Readiness {
-    /// Every migration of this version is applied.
-    Ready,
+pub enum NotReady {
     /// A `sqlite://` URL names a file that does not exist.
     Missing(std::path::PathBuf),
     /// This many of this version's migrations are not applied.
     Unmigrated(usize),
 }
 
-/// The [`Readiness`] of the database `url` names.
-pub async fn readiness(url: &str) -> anyhow::Result<Readiness> {
+/// Opens the store `url` names for a command that must change nothing in it, or says why it
+/// cannot ([`NotReady`]). A SQLite file is checked through a read-only connection before the
+/// store opens it (opening would create it or switch it to WAL); PostgreSQL is opened once
+/// and checked through [`Store::pending_migrations`].
+pub async fn open_unchanged(url: &str) -> anyhow::Result<Result<DynStore, NotReady>> {
     use std::str::FromStr;
-    if url.starts_with("sqlite:") {
-        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
-        if url.contains(":memory:") || url.contains("mode=memory") {
-            return Ok(Readiness::Ready);
-        }
-        let path = opts.get_filename().to_path_buf();
+    let memory = url.contains(":memory:") || url.contains("mode=memory");
+    if url.starts_with("sqlite:") && !memory {
+        let path = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+            .get_filename()
+            .to_path_buf();
         if !path.exists() {
-            return Ok(Readiness::Missing(path));
+            return Ok(Err(NotReady::Missing(path)));
         }
         let pending = tokio::task::spawn_blocking(move || sqlite::pending_in_file(&path)).await??;
-        return Ok(match pending {
-            0 => Readiness::Ready,
-            n => Readiness::Unmigrated(n),
-        });
+        if pending > 0 {
+            return Ok(Err(NotReady::Unmigrated(pending)));
+        }
+        return Ok(Ok(open(url).await?));
     }
     let store = open(url).await?;
     Ok(match store.pending_migrations().await? {
-        0 => Readiness::Ready,
-        n => Readiness::Unmigrated(n),
+        0 => Ok(store),
+        n => Err(NotReady::Unmigrated(n)),
     })
 }
 

@@ -418,6 +418,21 @@ async fn apply_effects<'e>(
 mod tests {
     use super::*;
 
+    /// A migrated store in a new temporary folder (kept while the folder guard lives): a
+    /// throwaway one or not.
+    async fn temp_store(throwaway: bool) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = if throwaway {
+            SqliteStore::open_throwaway(&url).await
+        } else {
+            SqliteStore::open(&url).await
+        }
+        .unwrap();
+        store.migrate().await.unwrap();
+        (dir, store)
+    }
+
     /// The writer's `synchronous` as a caller that asks for durable commits gets it.
     async fn synchronous(store: &SqliteStore) -> i64 {
         synchronous_as(store, false).await
@@ -454,10 +469,7 @@ mod tests {
     /// the disk again (2 = FULL).
     #[tokio::test]
     async fn completions_give_the_writer_back_synced() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = temp_store(false).await;
         assert_eq!(synchronous(&store).await, 2);
         store.insert_inbox(&[event("a")]).await.unwrap();
         let claimed = store.claim_inbox("w", 10, 60_000, 10).await.unwrap();
@@ -484,10 +496,7 @@ mod tests {
     /// caller asks for: it is not switched between them.
     #[tokio::test]
     async fn a_throwaway_store_never_waits_for_the_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open_throwaway(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = temp_store(true).await;
         assert_eq!(synchronous(&store).await, 0);
         assert_eq!(synchronous_as(&store, true).await, 0);
         assert_eq!(synchronous(&store).await, 0);
@@ -498,10 +507,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn intake_inserts_wait_for_the_writers_turn() {
         use std::sync::atomic::{AtomicBool, Ordering};
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let store = SqliteStore::open(&url).await.unwrap();
-        store.migrate().await.unwrap();
+        let (_dir, store) = temp_store(false).await;
         let released = Arc::new(AtomicBool::new(false));
         let held = store.writer.lock().await.unwrap();
         let (inbox, seen) = (store.inbox.clone(), released.clone());
