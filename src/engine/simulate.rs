@@ -410,17 +410,13 @@ pub fn describe(a: &ActionPlan, lang: Lang) -> String {
             }
             s
         }
-        ActionPlan::Skipped { action, reason } => {
-            let reason = match reason.as_str() {
-                crate::rules::matcher::NO_PHONE => tr(lang, "simulate.no_phone").into_owned(),
-                crate::rules::matcher::NO_EMAIL => tr(lang, "simulate.no_email").into_owned(),
-                other => other.to_string(),
-            };
-            w(
-                "simulate.skip",
-                &[("action", action.to_string()), ("reason", reason)],
-            )
-        }
+        ActionPlan::Skipped { action, reason } => w(
+            "simulate.skip",
+            &[
+                ("action", action.to_string()),
+                ("reason", reason.words(lang)),
+            ],
+        ),
     }
 }
 

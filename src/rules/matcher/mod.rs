@@ -224,8 +224,42 @@ pub enum ActionPlan {
     /// An action that cannot run for this contact (e.g. an SMS without a phone number).
     Skipped {
         action: &'static str,
-        reason: String,
+        reason: SkipReason,
     },
+}
+
+/// Why a planned action cannot run for this contact. `Display` is English (the skipped job's
+/// `last_error`, the log); [`SkipReason::words`] is in the staff's language (`simulate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// An SMS or ZNS send to a contact with no phone number.
+    NoPhone,
+    /// An email to a contact with no email address.
+    NoEmail,
+}
+
+impl SkipReason {
+    /// The reason in `lang`.
+    pub fn words(self, lang: crate::i18n::Lang) -> String {
+        let key = match self {
+            SkipReason::NoPhone => "simulate.no_phone",
+            SkipReason::NoEmail => "simulate.no_email",
+        };
+        crate::i18n::tr(lang, key).into_owned()
+    }
+}
+
+/// Serialised as its English words, as the reason was before it had a type.
+impl serde::Serialize for SkipReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.words(crate::i18n::Lang::En))
+    }
 }
 
 impl PlannedAction {
@@ -291,8 +325,6 @@ mod eval;
 mod index;
 mod judge;
 mod plan;
-
-pub use plan::{NO_EMAIL, NO_PHONE};
 
 use eval::*;
 pub(super) use index::Index;

@@ -80,7 +80,7 @@ pub(super) fn plan_one(
                         },
                     },
                 ),
-                None => push(t, skipped("sms", NO_PHONE)),
+                None => push(t, skipped("sms", SkipReason::NoPhone)),
             }
         }
         Action::Email {
@@ -117,7 +117,7 @@ pub(super) fn plan_one(
                     },
                 )
             }
-            None => push(t, skipped("email", NO_EMAIL)),
+            None => push(t, skipped("email", SkipReason::NoEmail)),
         },
         Action::Zns { .. } => zns_plan(rule, a, c, user_id, t, push),
         Action::Notify { channel, text } => push(
@@ -192,16 +192,8 @@ pub(super) fn plan_one(
     }
 }
 
-/// Why an SMS or ZNS send is skipped: the contact has no phone number.
-pub const NO_PHONE: &str = "the contact has no phone number";
-/// Why an email is skipped: the contact has no email address.
-pub const NO_EMAIL: &str = "the contact has no email address";
-
-pub(super) fn skipped(action: &'static str, reason: &str) -> ActionPlan {
-    ActionPlan::Skipped {
-        action,
-        reason: reason.to_string(),
-    }
+pub(super) fn skipped(action: &'static str, reason: SkipReason) -> ActionPlan {
+    ActionPlan::Skipped { action, reason }
 }
 
 pub(super) fn recipient(
@@ -350,7 +342,7 @@ fn zns_plan(
                     payload: payload(phone, None),
                 },
             ),
-            None => push(t, skipped("zns", NO_PHONE)),
+            None => push(t, skipped("zns", SkipReason::NoPhone)),
         }
     }
 }
