@@ -585,4 +585,30 @@ mod tests {
             tx.rollback().await.unwrap();
         }
     }
+
+    /// A claim looks for an earlier unsent job of the same user among the unsent jobs only
+    /// (`outbox_lane`), not through everything the user was ever sent (`outbox_user`): a
+    /// customer's long history must not slow every claim that involves them.
+    #[tokio::test]
+    async fn the_claim_looks_at_unsent_jobs_only() {
+        let (_dir, store) = temp_store(false).await;
+        for lane in [JobLane::All, JobLane::ZaloOa, JobLane::NotZaloOa] {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN {}",
+                crate::dialect::sqlite(&crate::jobs::claim_sql(lane))
+            );
+            let plan: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&sql).fetch_all(&store.reader).await.unwrap();
+            let plan: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("SEARCH k USING INDEX outbox_lane")),
+                "{plan:#?}"
+            );
+            assert!(
+                !plan.iter().any(|p| p.contains("outbox_user ")),
+                "{plan:#?}"
+            );
+        }
+    }
 }
