@@ -61,11 +61,11 @@ pub trait Spend: Send + Sync {
 
 const LAST_INTERACTION: &str = "SELECT last_interaction FROM contacts WHERE user_id = $1";
 
-const CONSULTATION_SENDS: &str = "SELECT id FROM outbox
+pub(crate) const CONSULTATION_SENDS: &str = "SELECT id FROM outbox
   WHERE user_id = $1 AND status = 'sent'
     AND send_class IN ('consultation_free', 'consultation_paid') AND sent_at >= $2";
 
-const CLASS_SEND_IDS: &str = "SELECT id FROM outbox
+pub(crate) const CLASS_SEND_IDS: &str = "SELECT id FROM outbox
   WHERE user_id = $1 AND status = 'sent' AND send_class = $2 AND sent_at >= $3";
 
 const SPENT_SINCE: &str = "SELECT CAST(COALESCE(SUM(cost_vnd), 0) AS BIGINT) FROM outbox
@@ -97,7 +97,7 @@ fn claimed_contacts() -> String {
 /// Consultation sends count from the user's last interaction on (PROTOCOL.md §5), so only
 /// those are read: a month of every user's replies was most of what a busy sender read (and
 /// handed row by row from SQLite's thread), and all but the last few went unused.
-fn claimed_sends() -> String {
+pub(crate) fn claimed_sends() -> String {
     format!(
         "SELECT o.user_id, o.id, o.send_class, o.sent_at FROM outbox o
   LEFT JOIN contacts c ON c.user_id = o.user_id

@@ -586,6 +586,33 @@ mod tests {
         }
     }
 
+    /// The plan SQLite makes of `sql`, one line a step.
+    async fn plan(store: &SqliteStore, sql: &str) -> Vec<String> {
+        let sql = format!("EXPLAIN QUERY PLAN {}", crate::dialect::sqlite(sql));
+        let rows: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&sql).fetch_all(&store.reader).await.unwrap();
+        rows.into_iter().map(|r| r.3).collect()
+    }
+
+    /// The cost guard reads a claimed user's sends since a time through `outbox_user_sent`
+    /// (their sent jobs by time), not every job they ever had (`outbox_user`).
+    #[tokio::test]
+    async fn a_users_sends_are_read_from_a_time_on() {
+        let (_dir, store) = temp_store(false).await;
+        for sql in [
+            crate::spend::claimed_sends(),
+            crate::spend::CONSULTATION_SENDS.to_string(),
+            crate::spend::CLASS_SEND_IDS.to_string(),
+        ] {
+            let plan = plan(&store, &sql).await;
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("USING INDEX outbox_user_sent (user_id=? AND sent_at>?)")),
+                "{sql}\n{plan:#?}"
+            );
+        }
+    }
+
     /// A claim looks for an earlier unsent job of the same user among the unsent jobs only
     /// (`outbox_lane`), not through everything the user was ever sent (`outbox_user`): a
     /// customer's long history must not slow every claim that involves them.
@@ -593,13 +620,7 @@ mod tests {
     async fn the_claim_looks_at_unsent_jobs_only() {
         let (_dir, store) = temp_store(false).await;
         for lane in [JobLane::All, JobLane::ZaloOa, JobLane::NotZaloOa] {
-            let sql = format!(
-                "EXPLAIN QUERY PLAN {}",
-                crate::dialect::sqlite(&crate::jobs::claim_sql(lane))
-            );
-            let plan: Vec<(i64, i64, i64, String)> =
-                sqlx::query_as(&sql).fetch_all(&store.reader).await.unwrap();
-            let plan: Vec<&str> = plan.iter().map(|r| r.3.as_str()).collect();
+            let plan = plan(&store, &crate::jobs::claim_sql(lane)).await;
             assert!(
                 plan.iter()
                     .any(|p| p.contains("SEARCH k USING INDEX outbox_lane")),
