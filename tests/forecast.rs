@@ -406,6 +406,75 @@ async fn a_database_not_set_up_is_refused_with_the_fix_and_left_as_it_was(kind: 
     assert_eq!(code, 0, "{out}");
 }
 
+/// Staff mistype what they ask of `zaloflow forecast`: each is told in their language, with
+/// what they typed, exit 2, before any database is opened (the file named is not created).
+/// `--ahead 14đ` (a unit wider than a byte) made the command panic; the messages were English.
+#[test]
+fn a_mistyped_request_is_told_in_the_staffs_language() {
+    let rules = tempfile::tempdir().unwrap();
+    std::fs::write(rules.path().join("t.yaml"), RULES).unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let file = db.path().join("zaloflow.db");
+    let cases: [(&[&str], &str, &str); 6] = [
+        (
+            &["--ahead", "14đ"],
+            "“14đ” không phải một khoảng thời gian",
+            "“14đ” is not a length of time",
+        ),
+        (
+            &["--ahead", "2 tuần"],
+            "“2 tuần” không phải một khoảng thời gian",
+            "“2 tuần” is not a length of time",
+        ),
+        (
+            &["--ahead", "0d"],
+            "“0d” phải dài hơn 0",
+            "“0d” must be longer than nothing",
+        ),
+        (
+            &["--ahead", "99999999999999d"],
+            "không phải một khoảng thời gian",
+            "is not a length of time",
+        ),
+        (
+            &["--from", "hôm qua"],
+            "“hôm qua” không phải một ngày",
+            "“hôm qua” is neither a date",
+        ),
+        (
+            &["--from", "2027-03-10", "--to", "2027-03-01"],
+            "ngày kết thúc (--to) phải sau ngày bắt đầu (--from)",
+            "the end (--to) must come after the start (--from)",
+        ),
+    ];
+    for (args, vi, en) in cases {
+        for (lang, expected) in [("vi", vi), ("en", en)] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_zaloflow"))
+                .arg("forecast")
+                .arg("--rules")
+                .arg(rules.path())
+                .args(args)
+                .env("DATABASE_URL", format!("sqlite://{}", file.display()))
+                .env("ZALOFLOW_RULES", rules.path())
+                .env("ZALOFLOW_LANG", lang)
+                .output()
+                .unwrap();
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{args:?} {lang}: {stdout}{stderr}"
+            );
+            assert!(stdout.contains(expected), "{args:?} {lang}: {stdout}");
+            assert!(!stderr.contains("panicked"), "{stderr}");
+            assert!(!file.exists(), "{args:?}: the database was created");
+        }
+    }
+}
+
 /// Runs the test's own statement on either backend.
 async fn sql(db: &Db, statement: &str) {
     use sqlx::Connection;

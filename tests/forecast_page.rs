@@ -290,6 +290,33 @@ async fn a_draft_with_a_yaml_mistake_shows_it_with_line_and_column_in_vietnamese
     // What was typed stays in the form, to be corrected.
     let area = b.find("textarea[name=yaml]").await;
     assert_eq!(b.value_of(&area).await, broken);
+
+    // A span mistyped (a Vietnamese unit, with markup): explained in Vietnamese, shown as
+    // typed, and kept in the form. It was the admin API's English message before, and `14đ`
+    // (a unit wider than a byte) a failed request.
+    for ahead in ["2 tuần", "14đ<b>x</b>đ", "0d"] {
+        b.goto(&format!("{}/admin/forecast.html", s.app.base)).await;
+        b.type_into(&b.find("input[name=name]").await, "t.yaml")
+            .await;
+        b.type_into(&b.find("textarea[name=yaml]").await, RULES)
+            .await;
+        let field = b.find("input[name=ahead]").await;
+        b.type_into(&field, ahead).await;
+        b.click(&b.find("form button").await).await;
+        let shown = problems(&b).await;
+        let expected = if ahead == "0d" {
+            format!("“{ahead}” phải dài hơn 0")
+        } else {
+            format!("“{ahead}” không phải một khoảng thời gian")
+        };
+        assert!(shown.contains(&expected), "{shown}");
+        no_markup(&b).await;
+        let text = b.text().await;
+        assert!(text.contains("Những ngày tới"), "{text}");
+        i18n_check::assert_one_language(&text, Lang::Vi);
+        let field = b.find("input[name=ahead]").await;
+        assert_eq!(b.value_of(&field).await, ahead);
+    }
     b.quit().await;
     s.stop().await;
 }

@@ -9,7 +9,12 @@ use std::sync::Arc;
 use crate::rules::{load_sources, Diagnostic, LoadOptions, RuleSet};
 use crate::store::DynStore;
 
-use super::{parse_span, project_ahead, replay_window, Forecast, Progress, Settings, Window};
+use super::{
+    parse_span, project_ahead, replay_window, BadAsk, Forecast, Progress, Settings, Window,
+};
+
+/// The longest window or span the admin API and the page run (a quarter).
+pub const MAX_DAYS: i64 = 92;
 
 /// At most this many draft files.
 pub const MAX_FILES: usize = 200;
@@ -73,16 +78,20 @@ pub enum Plan {
 
 impl Ask {
     /// The window or span asked for, or why it cannot be run (unreadable, or too long).
-    pub fn plan(&self, now: i64, tz: chrono_tz::Tz) -> anyhow::Result<Plan> {
+    pub fn plan(&self, now: i64, tz: chrono_tz::Tz) -> Result<Plan, BadAsk> {
         match &self.ahead {
             Some(a) => {
                 let ms = parse_span(a)?;
-                anyhow::ensure!(ms <= 92 * super::DAY, "look at most 92 days ahead");
+                if ms > MAX_DAYS * super::DAY {
+                    return Err(BadAsk::TooFarAhead(MAX_DAYS));
+                }
                 Ok(Plan::Ahead { now, ms })
             }
             None => {
                 let w = Window::parse(self.from.as_deref(), self.to.as_deref(), now, tz)?;
-                anyhow::ensure!(w.to - w.from <= 92 * super::DAY, "replay at most 92 days");
+                if w.to - w.from > MAX_DAYS * super::DAY {
+                    return Err(BadAsk::TooLong(MAX_DAYS));
+                }
                 Ok(Plan::Past(w))
             }
         }

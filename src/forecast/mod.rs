@@ -23,7 +23,7 @@ pub mod text;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use chrono::TimeZone;
 use serde::Serialize;
 
@@ -102,7 +102,7 @@ impl Window {
         to: Option<&str>,
         now: i64,
         tz: chrono_tz::Tz,
-    ) -> anyhow::Result<Window> {
+    ) -> Result<Window, BadAsk> {
         let default = Window::last_days(now, 28, tz);
         let from = match from {
             Some(s) => parse_instant(s, tz, false)?,
@@ -113,43 +113,79 @@ impl Window {
             None => default.to.max(from + DAY),
         };
         if to <= from {
-            bail!("--to must come after --from");
+            return Err(BadAsk::ToBeforeFrom);
         }
         Ok(Window { from, to })
     }
 }
 
+/// What staff asked of a forecast that cannot be read or will not run. The English `Display`
+/// is the admin API's message; staff read [`BadAsk::words`] in their language (`zaloflow
+/// forecast`, the forecast page; `locales/forecast.yml`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadAsk {
+    #[error("{0:?} is neither a date (2027-03-01) nor an RFC 3339 time")]
+    NotATime(String),
+    #[error("{0:?} is not a duration (14d, 36h, 10m)")]
+    NotASpan(String),
+    #[error("{0:?} must be more than nothing")]
+    NoSpan(String),
+    #[error("--to must come after --from")]
+    ToBeforeFrom,
+    #[error("look at most {0} days ahead")]
+    TooFarAhead(i64),
+    #[error("replay at most {0} days")]
+    TooLong(i64),
+}
+
+impl BadAsk {
+    /// The reason in `lang`, with what was typed as it was typed.
+    pub fn words(&self, lang: Lang) -> String {
+        let (key, args): (&str, Vec<(&str, String)>) = match self {
+            BadAsk::NotATime(s) => ("not_a_time", vec![("text", s.clone())]),
+            BadAsk::NotASpan(s) => ("not_a_span", vec![("text", s.clone())]),
+            BadAsk::NoSpan(s) => ("no_span", vec![("text", s.clone())]),
+            BadAsk::ToBeforeFrom => ("to_before_from", vec![]),
+            BadAsk::TooFarAhead(n) => ("too_far_ahead", vec![("days", n.to_string())]),
+            BadAsk::TooLong(n) => ("too_long", vec![("days", n.to_string())]),
+        };
+        crate::i18n::words(lang, &format!("forecast.bad.{key}"), &args)
+    }
+}
+
 /// A date (`2027-03-01`, the start of that local day; with `end`, the start of the next) or
 /// an RFC 3339 instant.
-pub fn parse_instant(s: &str, tz: chrono_tz::Tz, end: bool) -> anyhow::Result<i64> {
+pub fn parse_instant(s: &str, tz: chrono_tz::Tz, end: bool) -> Result<i64, BadAsk> {
     if let Ok(d) = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
         let d = if end { d.succ_opt().unwrap_or(d) } else { d };
+        // A zone without that midnight (none in Vietnam) is no date to start from either.
         let t = tz
             .from_local_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
             .earliest()
-            .ok_or_else(|| anyhow!("{s} has no midnight in {tz}"))?;
+            .ok_or_else(|| BadAsk::NotATime(s.to_string()))?;
         return Ok(t.timestamp_millis());
     }
     chrono::DateTime::parse_from_rfc3339(s.trim())
         .map(|d| d.timestamp_millis())
-        .with_context(|| format!("{s:?} is neither a date (2027-03-01) nor an RFC 3339 time"))
+        .map_err(|_| BadAsk::NotATime(s.to_string()))
 }
 
 /// A duration like `14d`, `36h`, `10m`.
-pub fn parse_span(s: &str) -> anyhow::Result<i64> {
+pub fn parse_span(s: &str) -> Result<i64, BadAsk> {
     let s = s.trim();
-    let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = n
-        .parse()
-        .map_err(|_| anyhow!("{s:?} is not a duration (14d, 36h, 10m)"))?;
-    let ms = match unit {
-        "d" => n * DAY,
-        "h" => n * 3_600_000,
-        "m" => n * MINUTE,
-        _ => bail!("{s:?} is not a duration (14d, 36h, 10m)"),
+    let bad = || BadAsk::NotASpan(s.to_string());
+    // The unit is the last character, whatever its width (`14đ` is no span, not a panic).
+    let (n, unit) = s.split_at(s.char_indices().last().map_or(0, |(i, _)| i));
+    let n: i64 = n.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "d" => DAY,
+        "h" => 3_600_000,
+        "m" => MINUTE,
+        _ => return Err(bad()),
     };
+    let ms = n.checked_mul(unit).ok_or_else(bad)?;
     if ms <= 0 {
-        bail!("{s:?} must be more than nothing");
+        return Err(BadAsk::NoSpan(s.to_string()));
     }
     Ok(ms)
 }
@@ -339,7 +375,13 @@ pub async fn command(config: &Config, req: &Request) -> (String, i32) {
     };
     match run_command(config, req, draft).await {
         Ok(s) => (s, 0),
-        Err(e) => (format!("zaloflow forecast: {e:#}\n"), 2),
+        Err(e) => match e.downcast_ref::<BadAsk>() {
+            Some(bad) => (
+                format!("zaloflow forecast: {}\n", bad.words(config.lang)),
+                2,
+            ),
+            None => (format!("zaloflow forecast: {e:#}\n"), 2),
+        },
     }
 }
 
@@ -351,15 +393,27 @@ async fn run_command(
     let opts = crate::rule_load_options(config);
     let current = match load_rules(&config.rules_dir, &opts) {
         Ok(r) => Arc::new(r),
-        Err(problems) => bail!(
-            "the running rules ({}) do not load:\n{problems}",
-            config.rules_dir.display()
-        ),
+        Err(problems) => bail!("{}", running_broken(config, &problems)),
     };
     let mut settings = Settings::from_config(config);
     if let Some(e) = &req.every {
         settings.every_ms = parse_span(e)?.max(MIN_EVERY);
     }
+    // What was asked is read before the database is opened: a typo is told first. (No limit
+    // on the span here, unlike over HTTP: the command runs on the operator's own time.)
+    let now = crate::clock::system_now();
+    let plan = match &req.ahead {
+        Some(a) => draft::Plan::Ahead {
+            now,
+            ms: parse_span(a)?,
+        },
+        None => draft::Plan::Past(Window::parse(
+            req.from.as_deref(),
+            req.to.as_deref(),
+            now,
+            config.tz,
+        )?),
+    };
     // Opened, not migrated: a forecast writes nothing to the live database.
     let live = crate::wiring::open_unchanged(config.database_url.expose(), config.lang).await?;
     let lang = config.lang;
@@ -376,21 +430,22 @@ async fn run_command(
             )
         );
     });
-    let now = crate::clock::system_now();
-    let f = match &req.ahead {
-        Some(a) => {
-            let ahead = parse_span(a)?;
-            project_ahead(&live, current, draft, now, ahead, &settings, Some(progress)).await?
-        }
-        None => {
-            let window = Window::parse(req.from.as_deref(), req.to.as_deref(), now, config.tz)?;
-            replay_window(&live, current, draft, window, &settings, Some(progress)).await?
-        }
-    };
+    let f = draft::run(&live, (current, draft), plan, &settings, Some(progress)).await?;
     if req.json {
         return Ok(serde_json::to_string_pretty(&f)? + "\n");
     }
     Ok(text::report(&f, config.tz, config.lang))
+}
+
+/// Why there is no forecast when the running rules (`ZALOFLOW_RULES`) do not load, in the
+/// staff's language, with their problems.
+fn running_broken(config: &Config, problems: &str) -> String {
+    let head = text::words(
+        config.lang,
+        "forecast.running_broken",
+        &[("dir", config.rules_dir.display().to_string())],
+    );
+    format!("{head}\n{problems}")
 }
 
 /// `rules check --forecast`: the short form of the last 28 days replayed with the rules of
@@ -398,12 +453,8 @@ async fn run_command(
 pub async fn short_command(config: &Config, dir: &Path) -> anyhow::Result<String> {
     let opts = crate::rule_load_options(config);
     let draft = load_rules(dir, &opts).map_err(|p| anyhow!("{p}"))?;
-    let current = load_rules(&config.rules_dir, &opts).map_err(|p| {
-        anyhow!(
-            "the running rules ({}) do not load:\n{p}",
-            config.rules_dir.display()
-        )
-    })?;
+    let current = load_rules(&config.rules_dir, &opts)
+        .map_err(|p| anyhow!("{}", running_broken(config, &p)))?;
     let settings = Settings::from_config(config);
     let live = crate::wiring::open_unchanged(config.database_url.expose(), config.lang).await?;
     let now = crate::clock::system_now();

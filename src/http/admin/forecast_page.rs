@@ -98,6 +98,16 @@ pub async fn run(
         ahead: Some(form.ahead.trim().to_string()).filter(|a| !a.is_empty()),
         every: None,
     };
+    // A span staff mistyped is explained in their words (the API's message is English).
+    let ask = crate::forecast::draft::Ask {
+        from: None,
+        to: None,
+        ahead: req.ahead.clone(),
+    };
+    if let Err(bad) = ask.plan(st.clock.now(), st.config.tz) {
+        let view = ForecastView::refused(vec![bad.words(st.config.lang)]);
+        return Html(render(&st, &form, Shown::Result(&view))).into_response();
+    }
     match forecast_runs::begin(&st, req).await {
         Ok(run) if run.state == RunState::Running => {
             Redirect::to(&format!("{PAGE_PATH}?run={}", run.id)).into_response()
@@ -154,10 +164,11 @@ fn render(st: &AppState, form: &PageForm, shown: Shown) -> String {
     );
     let _ = write!(
         out,
-        "<form method=\"post\"><label>{}<br><input name=\"name\" value=\"{}\" placeholder=\"greetings.yaml\" required></label><br><textarea name=\"yaml\" required>{}</textarea><br><label>--ahead <input name=\"ahead\" value=\"{}\" placeholder=\"14d\" size=\"5\"></label> <button>{}</button></form>",
+        "<form method=\"post\"><label>{}<br><input name=\"name\" value=\"{}\" placeholder=\"greetings.yaml\" required></label><br><textarea name=\"yaml\" required>{}</textarea><br><label>{}<br><input name=\"ahead\" value=\"{}\" placeholder=\"14d\" size=\"5\"></label> <button>{}</button></form>",
         t("forecast.page.files"),
         esc(&form.name),
         esc(&form.yaml),
+        t("forecast.page.ahead"),
         esc(&form.ahead),
         t("forecast.page.run"),
     );
