@@ -80,15 +80,16 @@ impl RetryPolicy {
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;
-    let secs = match unit {
+    let unit = match unit {
         "ms" => return Some(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
         _ => return None,
     };
-    Some(Duration::from_secs(secs))
+    // Too long to count is no duration (it wrapped round to a short one).
+    Some(Duration::from_secs(n.checked_mul(unit)?))
 }
 
 #[cfg(test)]
@@ -150,6 +151,8 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("1d"), Some(Duration::from_secs(86400)));
         assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("14đ"), None);
+        assert_eq!(parse_duration("999999999999999999d"), None);
         assert!(RetryPolicy::parse("1s,,2s").is_err());
     }
 }
