@@ -172,6 +172,19 @@ pub trait Handoffs: Send + Sync {
     async fn handoff_timings(&self, since: i64) -> crate::Result<Vec<HandoffTiming>>;
 }
 
+/// The payloads of a user's Zalo jobs in flight (`hint`: SQLite's `INDEXED BY outbox_lane`).
+/// Read for an echo of the OA's message during a handoff; through `outbox_lane` (the unsent
+/// jobs, by user) rather than `outbox_user`, every job the user ever had, which SQLite's
+/// planner chose unhinted (test `in_flight_sends_are_read_from_the_unsent_jobs`). The index's
+/// own condition is written out: SQLite uses a partial index only where the query says so.
+pub(crate) fn in_flight_payloads(hint: &str) -> String {
+    format!(
+        "SELECT payload FROM outbox {hint}
+          WHERE user_id = $1 AND status IN ('pending', 'sending') AND channel = 'zalo'
+            AND status = 'sending'"
+    )
+}
+
 /// Implements [`Handoffs`] for a backend, invoked in the backend's module (its helpers are
 /// found there): `$store` the store, `$db` `sqlite` or `postgres` (the hooks of
 /// [`crate::dialect`]), then the methods written per backend.
@@ -693,9 +706,10 @@ macro_rules! handoff_fns {
             if known {
                 return Ok(true);
             }
-            let payloads: Vec<(String,)> = sqlx::query_as(
-                sql!($db, "SELECT payload FROM outbox WHERE user_id = $1 AND channel = 'zalo' AND status = 'sending'"),
-            )
+            let sql = $crate::handoff::in_flight_payloads(
+                pick!($db, sqlite: "INDEXED BY outbox_lane", postgres: ""),
+            );
+            let payloads: Vec<(String,)> = sqlx::query_as(sql!($db, sql))
             .bind(user_id)
             .fetch_all(&mut **tx)
             .await?;

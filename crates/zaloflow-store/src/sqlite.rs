@@ -613,6 +613,22 @@ mod tests {
         }
     }
 
+    /// An echo during a handoff reads the user's jobs in flight among the unsent jobs only.
+    #[tokio::test]
+    async fn in_flight_sends_are_read_from_the_unsent_jobs() {
+        let (_dir, store) = temp_store(false).await;
+        let sql = crate::handoff::in_flight_payloads("INDEXED BY outbox_lane");
+        let plan = plan(&store, &sql).await;
+        assert!(
+            plan.iter()
+                .any(|p| p.contains("SEARCH outbox USING INDEX outbox_lane (user_id=?)")),
+            "{plan:#?}"
+        );
+        // Unhinted, SQLite reads every job the user ever had.
+        let plan = self::plan(&store, &crate::handoff::in_flight_payloads("")).await;
+        assert!(plan.iter().any(|p| p.contains("outbox_user")), "{plan:#?}");
+    }
+
     /// A claim looks for an earlier unsent job of the same user among the unsent jobs only
     /// (`outbox_lane`), not through everything the user was ever sent (`outbox_user`): a
     /// customer's long history must not slow every claim that involves them.
