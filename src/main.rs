@@ -163,6 +163,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let serving = matches!(cli.command, Command::Serve);
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve => {
@@ -241,7 +242,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // The service's failure goes to its log too (JSON where asked); a command's is
+            // said once, plainly, to whoever ran it.
+            if serving {
+                tracing::error!("{e:#}");
+            }
             eprintln!("zaloflow: {e:#}");
             ExitCode::FAILURE
         }

@@ -705,3 +705,36 @@ fn english() -> zaloflow::rules::LoadOptions {
         ..Default::default()
     }
 }
+
+/// A command that fails says why once, on stderr, to whoever ran it: not again as a log line,
+/// and a database error not three times over (the driver's message repeated by each error
+/// wrapping it).
+#[test]
+fn a_commands_failure_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("no-such-folder").join("z.db").display()
+    );
+    let csv = dir.path().join("c.csv");
+    std::fs::write(&csv, "user_id,name\n123,An\n").unwrap();
+    for (args, why) in [
+        (
+            vec!["contacts", "import", csv.to_str().unwrap()],
+            "unable to open database file",
+        ),
+        (vec!["tick", "--at", "garbage"], "is not an RFC 3339 time"),
+    ] {
+        let out = bin()
+            .env("DATABASE_URL", &url)
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches(why).count(), 1, "{args:?}:\n{err}");
+        let line = err.lines().find(|l| l.contains(why)).unwrap();
+        assert!(line.starts_with("zaloflow: "), "{line}");
+        assert!(!err.contains("ERROR"), "{err}");
+    }
+}
