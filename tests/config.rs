@@ -737,4 +737,16 @@ fn a_commands_failure_is_said_once() {
         assert!(line.starts_with("zaloflow: "), "{line}");
         assert!(!err.contains("ERROR"), "{err}");
     }
+    // In the staff's language, with what was typed.
+    let out = bin()
+        .env("DATABASE_URL", &url)
+        .env("ZALOFLOW_LANG", "vi")
+        .args(["tick", "--at", "sáng mai"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zaloflow: --at “sáng mai” không phải một thời điểm RFC 3339"),
+        "{err}"
+    );
 }

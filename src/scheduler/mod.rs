@@ -473,9 +473,10 @@ pub async fn run(
 pub async fn command(config: &crate::config::Config, at: Option<&str>) -> anyhow::Result<String> {
     let now = match at {
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .map_err(|e| {
+            .map_err(|_| {
                 anyhow::anyhow!(
-                    "--at {s:?} is not an RFC 3339 time ({e}); e.g. 2027-03-05T09:00:00+07:00"
+                    "{}",
+                    crate::i18n::words(config.lang, "tick.bad_at", &[("text", s.to_string())])
                 )
             })?
             .timestamp_millis(),
