@@ -171,7 +171,13 @@ impl Browser {
                 .await;
             match v {
                 Ok(v) => return v.as_str().unwrap().to_string(),
-                Err(e) if e.contains("stale element") => {
+                // The page was replaced between finding its body and reading it (a refresh):
+                // chromedriver says "stale element", or, when the old body's node is gone
+                // mid-read, "does not belong to the document" (vip.rs in CI, 2026-12-05).
+                Err(e)
+                    if e.contains("stale element")
+                        || e.contains("does not belong to the document") =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await
                 }
                 Err(e) => panic!("WebDriver text: {e}"),
