@@ -280,7 +280,7 @@ pub async fn prepare(st: &AppState, req: ForecastDraft) -> Result<Prepare, ApiEr
     let mut settings = forecast::Settings::from_config(&st.config);
     if let Some(e) = req.every.as_deref() {
         settings.every_ms = forecast::parse_span(e)
-            .map_err(|e| ApiError::bad_request("bad_forecast", format!("{e:#}")))?
+            .map_err(|e| bad_ask(st, e))?
             .max(forecast::MIN_EVERY);
     }
     let ask = draft::Ask {
@@ -290,12 +290,18 @@ pub async fn prepare(st: &AppState, req: ForecastDraft) -> Result<Prepare, ApiEr
     };
     let plan = ask
         .plan(st.clock.now(), settings.tz)
-        .map_err(|e| ApiError::bad_request("bad_forecast", format!("{e:#}")))?;
+        .map_err(|e| bad_ask(st, e))?;
     Ok(Prepare::Ready(Box::new(Prepared {
         rules: (current, draft),
         plan,
         settings,
     })))
+}
+
+/// A window, span or cadence that cannot be read or is too long: 400 `bad_forecast`, in English
+/// for programs and in the staff's words for the page.
+fn bad_ask(st: &AppState, e: forecast::BadAsk) -> ApiError {
+    ApiError::bad_request("bad_forecast", e.to_string()).with_words(e.words(st.config.lang))
 }
 
 /// Runs a prepared forecast, telling `progress` how far it has got.

@@ -98,16 +98,6 @@ pub async fn run(
         ahead: Some(form.ahead.trim().to_string()).filter(|a| !a.is_empty()),
         every: None,
     };
-    // A span staff mistyped is explained in their words (the API's message is English).
-    let ask = crate::forecast::draft::Ask {
-        from: None,
-        to: None,
-        ahead: req.ahead.clone(),
-    };
-    if let Err(bad) = ask.plan(st.clock.now(), st.config.tz) {
-        let view = ForecastView::refused(vec![bad.words(st.config.lang)]);
-        return Html(render(&st, &form, Shown::Result(&view))).into_response();
-    }
     match forecast_runs::begin(&st, req).await {
         Ok(run) if run.state == RunState::Running => {
             Redirect::to(&format!("{PAGE_PATH}?run={}", run.id)).into_response()
@@ -119,7 +109,8 @@ pub async fn run(
             Html(render(&st, &form, busy)).into_response()
         }
         Err(e) => {
-            let view = ForecastView::refused(vec![e.message.clone()]);
+            // A span mistyped is said in the staff's words (the API's message is English).
+            let view = ForecastView::refused(vec![e.for_staff().to_string()]);
             Html(render(&st, &form, Shown::Result(&view))).into_response()
         }
     }

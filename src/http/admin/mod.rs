@@ -62,7 +62,10 @@ pub const SECURITY_SCHEME: &str = "bearer";
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
+    /// English, for programs (the JSON body's `message`).
     pub message: String,
+    /// The same in the staff's language, where a page shows it (not in the JSON body).
+    pub words: Option<String>,
 }
 
 impl ApiError {
@@ -71,7 +74,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            words: None,
         }
+    }
+    /// With what a page shows staff instead of the English message.
+    pub fn with_words(mut self, words: String) -> Self {
+        self.words = Some(words);
+        self
+    }
+    /// What a page shows staff: their words where there are some, else the message.
+    pub fn for_staff(&self) -> &str {
+        self.words.as_deref().unwrap_or(&self.message)
     }
     pub fn not_found(what: impl Into<String>) -> Self {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", what)
