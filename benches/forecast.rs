@@ -7,6 +7,7 @@
 //!   cargo bench --bench forecast
 //!   FORECAST_EVENTS=100000 cargo bench --bench forecast
 //!   FORECAST_TRACE=1 …   # every SQL statement on stderr, with its time (sqlx's debug log)
+//!   FORECAST_SQL_SENDS=1 … # the copy's sends through its outbox table, as before 2026-12-05
 //!
 //! Prints one `RESULT` line.
 
@@ -141,6 +142,7 @@ async fn main() {
         scratch_dir: None,
         page: 2000,
         keep_sends: false,
+        sends_in_memory: std::env::var_os("FORECAST_SQL_SENDS").is_none(),
     };
     let progress: forecast::Progress = Arc::new(|step: forecast::Step| {
         eprintln!(

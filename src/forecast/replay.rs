@@ -15,6 +15,7 @@ use crate::scheduler::{self, TickContext, TickOptions};
 use crate::store::{DynStore, InboxEvent};
 
 use super::dry::DryChannel;
+use super::outbox::MemOutbox;
 use super::scratch::{Scratch, Seed};
 use super::tally::{self, Tally};
 use super::{day_start, Progress, Settings, Window};
@@ -32,7 +33,10 @@ struct Rig {
     clock: Clock,
     processor: Processor,
     ctx: TickContext,
+    /// What the run decided, but for the sends in memory (which `mem` tallies).
     tally: Tally,
+    /// The copy's sends in memory (`Settings::sends_in_memory`).
+    mem: Option<Arc<MemOutbox>>,
     /// Email opens and clicks waiting for the pass that sends their email in the copy.
     waiting: Vec<InboxEvent>,
 }
@@ -48,7 +52,20 @@ impl Rig {
                 .with_promotion_hours(settings.promotion_hours)
                 .with_channels(settings.channels.clone()),
         );
-        let processor = Processor::new(
+        let guard = || CostGuard::new(settings.cost, settings.tz, settings.promotion_hours);
+        let tally = Tally::new(settings.tz)
+            .within(window)
+            .keeping_sends(settings.keep_sends);
+        let mem = settings.sends_in_memory.then(|| {
+            Arc::new(MemOutbox::new(
+                store.clone(),
+                settings.channels.clone(),
+                guard(),
+                ("forecast/outbox", settings.page),
+                tally.clone(),
+            ))
+        });
+        let mut processor = Processor::new(
             store.clone(),
             engine.clone(),
             clock.clone(),
@@ -61,11 +78,15 @@ impl Rig {
         )
         .with_clock(clock.clone())
         .with_options(SenderOptions {
-            cost: CostGuard::new(settings.cost, settings.tz, settings.promotion_hours),
+            cost: guard(),
             // Nothing is called: a pass's sends are claimed, priced and recorded a page at a
             // time rather than the live sender's 200 (a claim, two pricing reads and the
             // outcomes per batch).
             batch: settings.page,
+            // One send at a time: which sends a budget or the template quota lets through
+            // must not depend on which of them finished first (a forecast comes out the same
+            // every time; nothing waits on a network here).
+            concurrency: 1,
             ..SenderOptions::default()
         });
         let mut ctx = TickContext::new(store, engine, "forecast/tick")
@@ -76,14 +97,17 @@ impl Rig {
                 ..TickOptions::default()
             });
         ctx.clock = clock.clone();
+        if let Some(mem) = &mem {
+            processor = processor.with_sink(mem.clone());
+            ctx = ctx.with_sink(mem.clone());
+        }
         Ok(Rig {
             scratch,
             clock,
             processor,
             ctx,
-            tally: Tally::new(settings.tz)
-                .within(window)
-                .keeping_sends(settings.keep_sends),
+            tally,
+            mem,
             waiting: Vec::new(),
         })
     }
@@ -94,6 +118,16 @@ impl Rig {
         self.clock.set(at);
         let r = scheduler::tick(&self.ctx, at).await?;
         anyhow::ensure!(r.ran, "the scratch copy's tick did not run");
+        if let Some(mem) = &self.mem {
+            if mem.deliver(at).await? {
+                // Staff were told of a hold: the store's sender delivers it in this pass.
+                if let Some(sender) = &self.ctx.sender {
+                    sender
+                        .deliver(&tokio_util::sync::CancellationToken::new())
+                        .await?;
+                }
+            }
+        }
         if !self.waiting.is_empty() {
             let waiting = std::mem::take(&mut self.waiting);
             let f = super::emails::follow(live, &self.scratch.store, waiting, false).await?;
@@ -118,9 +152,25 @@ impl Rig {
     }
 
     /// The tally of everything the run recorded in its scratch outbox.
-    async fn finish(mut self, window: Window, settings: &Settings) -> anyhow::Result<Tally> {
-        tally::add_scratch(&mut self.tally, &self.scratch.store, window, settings.page).await?;
-        Ok(self.tally)
+    async fn finish(self, window: Window, settings: &Settings) -> anyhow::Result<Tally> {
+        let Rig {
+            scratch,
+            processor,
+            ctx,
+            tally,
+            mem,
+            ..
+        } = self;
+        // The processor and the tick context hold the memory outbox too.
+        drop((processor, ctx));
+        let mut tally = match mem {
+            Some(mem) => Arc::try_unwrap(mem)
+                .map_err(|_| anyhow::anyhow!("the forecast's outbox is still in use"))?
+                .finish(),
+            None => tally,
+        };
+        tally::add_scratch(&mut tally, &scratch.store, window, settings.page).await?;
+        Ok(tally)
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Processor {
     pub(crate) oa_notice: crate::outbox::oa::OaNotice,
     /// The outbox's gate on OA calls in this process, closed at once on `permission_revoked`.
     pub(crate) oa_gate: crate::outbox::oa::OaGate,
+    /// A forecast's copy keeps its sends here instead of the store's outbox (`replay`).
+    pub(crate) sink: Option<Arc<dyn crate::outbox::sink::JobSink>>,
 }
 
 impl Processor {
@@ -81,7 +83,14 @@ impl Processor {
             vip: None,
             oa_notice: Default::default(),
             oa_gate: Default::default(),
+            sink: None,
         }
+    }
+
+    /// Replayed events' sends go to `sink` rather than the store's outbox (a forecast's copy).
+    pub fn with_sink(mut self, sink: Arc<dyn crate::outbox::sink::JobSink>) -> Self {
+        self.sink = Some(sink);
+        self
     }
 
     /// How long a claim lasts (`ZALOFLOW_INBOX_LEASE`).
@@ -310,7 +319,12 @@ impl Processor {
     /// to mark or claim. An event that does not parse is left out (the store it comes from
     /// recorded its failure). Returns how many events were processed.
     pub async fn replay(&self, events: Vec<InboxEvent>) -> Result<usize, StoreError> {
-        let batch = self.decide(events).await?;
+        let mut batch = self.decide(events).await?;
+        if let Some(sink) = &self.sink {
+            for c in &mut batch.done {
+                crate::outbox::sink::divert_event(&**sink, &mut c.effects, batch.now);
+            }
+        }
         self.store.apply_replayed(&batch.done, batch.now).await?;
         if batch.done.iter().any(|c| !c.effects.jobs.is_empty()) {
             self.jobs_enqueued.notify_one();

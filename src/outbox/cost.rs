@@ -14,7 +14,7 @@ use serde_json::json;
 use zaloflow_core::cost::{ConsultationHistory, CostPolicy, SendClass, SendCost};
 
 use crate::channels::{Payload, ZaloKind};
-use crate::store::{DynStore, NewJob, StoreError};
+use crate::store::{DynStore, NewJob, Spend, StoreError, Templates};
 
 /// Promotions a user may receive a day and a month (PROTOCOL.md §5: tag 3).
 pub const PROMOTIONS_PER_DAY: i64 = 1;
@@ -29,6 +29,63 @@ pub const TEMPLATE_RETRY_MS: i64 = 3_600_000;
 
 /// The reason code of a send skipped because the user refused its type (`-244`).
 pub const OPTED_OUT: &str = "opted_out";
+
+/// What the cost guard reads of past sends and of the OA's templates: the store's outbox, or
+/// a forecast's memory of the sends its copy decided (`forecast::outbox`), which keeps them
+/// out of its store.
+#[async_trait::async_trait]
+pub trait SendHistory: Send + Sync {
+    /// The user's last interaction and the ids of their consultation sends since it.
+    async fn consultation_sends(
+        &self,
+        user_id: &str,
+    ) -> Result<(Option<i64>, Vec<i64>), StoreError>;
+    /// The ids of the user's sends of `class` from `since` on.
+    async fn class_send_ids(
+        &self,
+        user_id: &str,
+        class: &str,
+        since: i64,
+    ) -> Result<Vec<i64>, StoreError>;
+    /// VND spent from `since` on.
+    async fn spent_since(&self, since: i64) -> Result<i64, StoreError>;
+    /// Template messages sent from `since` on.
+    async fn template_sends_since(&self, since: i64) -> Result<i64, StoreError>;
+    /// The template's status as Zalo last told it.
+    async fn template_status(&self, id: &str) -> Result<Option<String>, StoreError>;
+    /// The OA's daily template quota, when Zalo told it.
+    async fn daily_quota(&self) -> Result<Option<i64>, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl SendHistory for DynStore {
+    async fn consultation_sends(
+        &self,
+        user_id: &str,
+    ) -> Result<(Option<i64>, Vec<i64>), StoreError> {
+        Spend::consultation_sends(&**self, user_id).await
+    }
+    async fn class_send_ids(
+        &self,
+        user_id: &str,
+        class: &str,
+        since: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        Spend::class_send_ids(&**self, user_id, class, since).await
+    }
+    async fn spent_since(&self, since: i64) -> Result<i64, StoreError> {
+        Spend::spent_since(&**self, since).await
+    }
+    async fn template_sends_since(&self, since: i64) -> Result<i64, StoreError> {
+        Templates::template_sends_since(&**self, since).await
+    }
+    async fn template_status(&self, id: &str) -> Result<Option<String>, StoreError> {
+        Templates::template_status(&**self, id).await
+    }
+    async fn daily_quota(&self) -> Result<Option<i64>, StoreError> {
+        Templates::daily_quota(&**self).await
+    }
+}
 
 /// The sender's view of costs: the policy, the OA's time zone and promotion hours, where staff
 /// hear of holds, and today's spend (shared by a sender's clones).
@@ -147,7 +204,7 @@ impl CostGuard {
 
     /// Today's spend is read from the store again (at the start of each batch, when a budget
     /// is set): other instances' sends count too.
-    pub async fn refresh(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
+    pub async fn refresh(&self, store: &dyn SendHistory, now: i64) -> Result<(), StoreError> {
         // The previous batch's outcomes are all committed when the next one starts.
         self.recent.lock().expect("poisoned").clear();
         self.batch.lock().expect("poisoned").clear();
@@ -232,7 +289,7 @@ impl CostGuard {
     /// template quota (`change_oa_daily_quota`) is used up (the next day).
     async fn template_hold(
         &self,
-        store: &DynStore,
+        store: &dyn SendHistory,
         template_id: &str,
         tag: Option<u8>,
         now: i64,
@@ -343,7 +400,7 @@ impl CostGuard {
     /// The class and price of `payload` sent at `now`, or why it must wait.
     pub async fn check(
         &self,
-        store: &DynStore,
+        store: &dyn SendHistory,
         user_id: &str,
         payload: &Payload,
         now: i64,
@@ -370,7 +427,7 @@ impl CostGuard {
     /// The class and price of `payload`, or why it must wait: caps, budget.
     async fn check_class(
         &self,
-        store: &DynStore,
+        store: &dyn SendHistory,
         user_id: &str,
         payload: &Payload,
         now: i64,
@@ -519,7 +576,7 @@ impl CostGuard {
     }
 
     /// Reads today's spend from the store unless it is already known for today.
-    async fn load_spent(&self, store: &DynStore, now: i64) -> Result<(), StoreError> {
+    async fn load_spent(&self, store: &dyn SendHistory, now: i64) -> Result<(), StoreError> {
         let day = self.day_start(now);
         let known = || {
             matches!(*self.spent.lock().expect("poisoned"), Some((d, _)) if d == day).then_some(())
@@ -602,7 +659,8 @@ impl CostGuard {
         self.at_local(self.local(now).date_naive() + chrono::Days::new(1), 0)
     }
 
-    fn month_start(&self, now: i64) -> i64 {
+    /// Local midnight of the first day of `now`'s month.
+    pub fn month_start(&self, now: i64) -> i64 {
         self.at_local(self.local(now).date_naive().with_day(1).expect("day 1"), 0)
     }
 

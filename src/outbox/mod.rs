@@ -9,6 +9,7 @@ pub mod cost;
 pub mod oa;
 pub mod retry;
 pub mod sender;
+pub mod sink;
 
 pub use crate::zalo::limiter::Limiter;
 pub use retry::RetryPolicy;

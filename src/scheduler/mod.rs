@@ -107,6 +107,8 @@ pub struct TickContext {
     pub(crate) escalation: Option<(crate::handoff::HandoffConfig, crate::handoff::HandoffPolicy)>,
     /// When this context last took or renewed the tick lease (`renew`).
     renewed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+    /// A forecast's copy keeps its sends here instead of the store's outbox.
+    pub(crate) sink: Option<Arc<dyn crate::outbox::sink::JobSink>>,
 }
 
 impl TickContext {
@@ -120,7 +122,15 @@ impl TickContext {
             options: TickOptions::default(),
             escalation: None,
             renewed: Arc::default(),
+            sink: None,
         }
+    }
+
+    /// The jobs of applied decisions go to `sink` rather than the store's outbox (a
+    /// forecast's copy).
+    pub fn with_sink(mut self, sink: Arc<dyn crate::outbox::sink::JobSink>) -> TickContext {
+        self.sink = Some(sink);
+        self
     }
 
     /// Delivers the jobs due by the tick's instant through `sender` (`tick --at`).
@@ -335,13 +345,46 @@ async fn apply(
         return Ok(0);
     }
     let counts = job_counts(&decisions);
-    let applied = ctx
-        .store
-        .apply_decisions(&decisions, ctx.clock.now())
-        .await?;
+    let mut decisions = decisions;
+    let kept = Kept::take(ctx, &mut decisions);
+    let now = ctx.clock.now();
+    let applied = ctx.store.apply_decisions(&decisions, now).await?;
+    kept.hand_over(&applied, now);
     // Some decisions may have been taken before (their marks exist): count what went in.
-    report.add_jobs(&counts, applied, decisions.len());
-    Ok(applied)
+    report.add_jobs(&counts, applied.len(), decisions.len());
+    Ok(applied.len())
+}
+
+/// The jobs a forecast's sink keeps, taken out of decisions before they are applied and
+/// handed to it for those applied (a decision whose mark exists adds nothing).
+struct Kept(Option<(Arc<dyn crate::outbox::sink::JobSink>, DecisionJobs)>);
+
+/// Each decision's jobs, in the decisions' order.
+type DecisionJobs = Vec<Vec<crate::store::NewJob>>;
+
+impl Kept {
+    fn take(ctx: &TickContext, decisions: &mut [Decision]) -> Kept {
+        Kept(ctx.sink.clone().map(|sink| {
+            let jobs = decisions
+                .iter_mut()
+                .map(|d| crate::outbox::sink::take_jobs(&*sink, &mut d.effects))
+                .collect();
+            (sink, jobs)
+        }))
+    }
+
+    fn hand_over(self, applied: &[usize], now: i64) {
+        let Some((sink, mut jobs)) = self.0 else {
+            return;
+        };
+        let kept: Vec<crate::store::NewJob> = applied
+            .iter()
+            .flat_map(|&i| std::mem::take(&mut jobs[i]))
+            .collect();
+        if !kept.is_empty() {
+            sink.add(kept, now);
+        }
+    }
 }
 
 /// Jobs queued, and sends recorded as skipped by reason, by these decisions.
@@ -399,8 +442,14 @@ where
         if !decisions.is_empty() {
             let jobs = job_counts(&decisions);
             let n = decisions.len();
+            let mut decisions = decisions;
+            let kept = Kept::take(ctx, &mut decisions);
             let (store, at) = (ctx.store.clone(), ctx.clock.now());
-            let h = tokio::spawn(async move { store.apply_decisions(&decisions, at).await });
+            let h = tokio::spawn(async move {
+                let applied = store.apply_decisions(&decisions, at).await?;
+                kept.hand_over(&applied, at);
+                Ok(applied.len())
+            });
             writing.push_back((h, jobs, n));
         }
         renew(ctx).await?;

@@ -58,10 +58,10 @@ fn entering(user: &str, at: i64, next_at: i64) -> Decision {
 async fn decisions_apply_once_per_key(kind: &str) {
     let (_db, s) = open(kind).await;
     let ds = [entering("u1", 1_000, 2_000), entering("u2", 1_000, 9_000)];
-    assert_eq!(s.apply_decisions(&ds, 1_000).await.unwrap(), 2);
+    assert_eq!(s.apply_decisions(&ds, 1_000).await.unwrap(), [0, 1]);
     assert_eq!(
         s.apply_decisions(&ds, 1_100).await.unwrap(),
-        0,
+        Vec::<usize>::new(),
         "keys already taken"
     );
     let mut marks = s

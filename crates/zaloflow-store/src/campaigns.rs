@@ -7,8 +7,9 @@ use crate::*;
 #[async_trait]
 pub trait Campaigns: Send + Sync {
     /// Applies decisions in one transaction: each keyed decision only if its key is new (the
-    /// key is kept). Returns how many were applied.
-    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<usize>;
+    /// key is kept). Returns the places in `decisions` of those applied (a forecast hands
+    /// their jobs to its own outbox).
+    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<Vec<usize>>;
     /// Every campaign membership of these contacts.
     async fn load_campaign_members(&self, user_ids: &[String]) -> Result<Vec<CampaignMember>>;
     /// Active memberships whose next step is due by `now`, earliest first, optionally only of

@@ -3,9 +3,9 @@
 use super::*;
 
 crate::campaigns::campaigns_impl!(PgStore, postgres, {
-    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<usize> {
+    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<Vec<usize>> {
         if decisions.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut tx = self.pool.begin().await?;
         let keys: Vec<&str> = decisions.iter().filter_map(|d| d.key.as_deref()).collect();
@@ -21,14 +21,13 @@ crate::campaigns::campaigns_impl!(PgStore, postgres, {
             .await?;
             fresh.extend(rows.into_iter().map(|(k,)| k));
         }
-        let chosen: Vec<&Effects> = decisions
-            .iter()
-            .filter(|d| d.key.as_ref().is_none_or(|k| fresh.contains(k)))
-            .map(|d| &d.effects)
+        let applied: Vec<usize> = (0..decisions.len())
+            .filter(|&i| decisions[i].key.as_ref().is_none_or(|k| fresh.contains(k)))
             .collect();
+        let chosen: Vec<&Effects> = applied.iter().map(|&i| &decisions[i].effects).collect();
         apply_effects_bulk(&mut tx, &chosen, now).await?;
         tx.commit().await?;
-        Ok(chosen.len())
+        Ok(applied)
     }
 
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {

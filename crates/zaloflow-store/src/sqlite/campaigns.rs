@@ -3,9 +3,9 @@
 use super::*;
 
 crate::campaigns::campaigns_impl!(SqliteStore, sqlite, {
-    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<usize> {
+    async fn apply_decisions(&self, decisions: &[Decision], now: i64) -> Result<Vec<usize>> {
         if decisions.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut w = self.writer.lock().await?;
         let mut tx = w.begin().await?;
@@ -21,14 +21,13 @@ crate::campaigns::campaigns_impl!(SqliteStore, sqlite, {
             let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
             fresh.extend(rows.into_iter().map(|(k,)| k));
         }
-        let chosen: Vec<&Effects> = decisions
-            .iter()
-            .filter(|d| d.key.as_ref().is_none_or(|k| fresh.contains(k)))
-            .map(|d| &d.effects)
+        let applied: Vec<usize> = (0..decisions.len())
+            .filter(|&i| decisions[i].key.as_ref().is_none_or(|k| fresh.contains(k)))
             .collect();
+        let chosen: Vec<&Effects> = applied.iter().map(|&i| &decisions[i].effects).collect();
         apply_effects(&mut tx, chosen.iter().copied(), now, true).await?;
         tx.commit().await?;
-        Ok(chosen.len())
+        Ok(applied)
     }
 
     async fn set_campaign_steps(&self, campaign: &str, steps: &[String], now: i64) -> Result<()> {
