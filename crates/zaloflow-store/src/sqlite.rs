@@ -136,7 +136,12 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
+            .pragma("cache_size", "-16000")
+            // A throwaway store (a forecast's copy) shares one page cache among its
+            // connections: in WAL mode a connection drops its whole cache whenever another
+            // one has written, and the copy reads right after each write (1,000,000 events:
+            // 89.3 s, now 76.6 s; system time 39 s, now 30 s).
+            .shared_cache(!durable);
         // The writer never checkpoints: SQLite's automatic checkpoint runs inside the COMMIT
         // that crosses 1,000 WAL pages, copying them into the database file and syncing it,
         // while every webhook waiting on that group commit waits too (a p99 of hundreds of ms
