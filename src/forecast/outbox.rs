@@ -315,6 +315,14 @@ impl MemOutbox {
         sends.push((k.id, cost.class, now));
     }
 
+    /// VND spent and template messages sent from `since` (a minute's start) on.
+    fn minutes_since(&self, since: i64) -> (i64, i64) {
+        let st = self.state();
+        st.minutes
+            .range(since.div_euclid(60_000)..)
+            .fold((0, 0), |(v, n), (_, (vnd, t))| (v + vnd, n + t))
+    }
+
     /// The tally, with the jobs still unsent at the end of the run (held ones as held).
     pub fn finish(self) -> Tally {
         let st = self.state.into_inner().expect("poisoned");
@@ -469,21 +477,11 @@ impl SendHistory for MemOutbox {
     }
 
     async fn spent_since(&self, since: i64) -> Result<i64, StoreError> {
-        let st = self.state();
-        Ok(st
-            .minutes
-            .range(since.div_euclid(60_000)..)
-            .map(|(_, (vnd, _))| vnd)
-            .sum())
+        Ok(self.minutes_since(since).0)
     }
 
     async fn template_sends_since(&self, since: i64) -> Result<i64, StoreError> {
-        let st = self.state();
-        Ok(st
-            .minutes
-            .range(since.div_euclid(60_000)..)
-            .map(|(_, (_, n))| n)
-            .sum())
+        Ok(self.minutes_since(since).1)
     }
 
     async fn template_status(&self, id: &str) -> Result<Option<String>, StoreError> {

@@ -98,7 +98,7 @@ impl Rig {
             });
         ctx.clock = clock.clone();
         if let Some(mem) = &mem {
-            processor = processor.with_sink(mem.clone());
+            processor.sink = Some(mem.clone());
             ctx = ctx.with_sink(mem.clone());
         }
         Ok(Rig {

@@ -87,12 +87,6 @@ impl Processor {
         }
     }
 
-    /// Replayed events' sends go to `sink` rather than the store's outbox (a forecast's copy).
-    pub fn with_sink(mut self, sink: Arc<dyn crate::outbox::sink::JobSink>) -> Self {
-        self.sink = Some(sink);
-        self
-    }
-
     /// How long a claim lasts (`ZALOFLOW_INBOX_LEASE`).
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
@@ -320,11 +314,7 @@ impl Processor {
     /// recorded its failure). Returns how many events were processed.
     pub async fn replay(&self, events: Vec<InboxEvent>) -> Result<usize, StoreError> {
         let mut batch = self.decide(events).await?;
-        if let Some(sink) = &self.sink {
-            for c in &mut batch.done {
-                crate::outbox::sink::divert_event(&**sink, &mut c.effects, batch.now);
-            }
-        }
+        crate::outbox::sink::divert_events(self.sink.as_deref(), &mut batch.done, batch.now);
         self.store.apply_replayed(&batch.done, batch.now).await?;
         if batch.done.iter().any(|c| !c.effects.jobs.is_empty()) {
             self.jobs_enqueued.notify_one();

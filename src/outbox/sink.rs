@@ -6,7 +6,7 @@
 
 use zaloflow_core::handoff::HandoffChange;
 
-use crate::store::{ContactChange, Effects, NewJob};
+use crate::store::{Completion, ContactChange, Effects, NewJob};
 
 pub trait JobSink: Send + Sync {
     /// Whether the sink keeps this job; the others go to the store's outbox as usual.
@@ -31,10 +31,17 @@ pub fn take_jobs(sink: &dyn JobSink, effects: &mut Effects) -> Vec<NewJob> {
     kept
 }
 
-/// What an event's effects give the sink, in order: an agent's reply that echoes a kept job in
-/// flight is left out (the store leaves out the echo of one of its own jobs), then the kept
-/// jobs are taken and added at once, so a later echo in the same batch finds them.
-pub fn divert_event(sink: &dyn JobSink, effects: &mut Effects, now: i64) {
+/// What processed events' effects give the sink (if any), event by event: an agent's reply
+/// that echoes a kept job in flight is left out (the store leaves out the echo of one of its
+/// own jobs), then the kept jobs are taken and added at once, so a later echo finds them.
+pub fn divert_events(sink: Option<&dyn JobSink>, done: &mut [Completion], now: i64) {
+    let Some(sink) = sink else { return };
+    for c in done {
+        divert_event(sink, &mut c.effects, now);
+    }
+}
+
+fn divert_event(sink: &dyn JobSink, effects: &mut Effects, now: i64) {
     effects.handoffs.retain(|h| match h {
         HandoffChange::AgentReply {
             user_id, message, ..
