@@ -1,8 +1,9 @@
 //! One rule set's run over a window, in a scratch copy: the live events of the window fed in
 //! order to the real inbox processor (handed over, not stored in the copy's inbox), the
-//! scheduler's passes at its cadence on a moved clock, each pass delivering what is due
-//! through channels that send nothing (`dry`). The live store is read a page at a time:
-//! memory does not grow with the number of events.
+//! scheduler's passes at its cadence on a moved clock, each pass deciding what is due: the
+//! sends kept in memory (`outbox`, by default), and those left in the copy's outbox table
+//! (emails, staff notices) through channels that send nothing (`dry`). The live store is read
+//! a page at a time: memory does not grow with the number of events.
 
 use std::sync::Arc;
 
