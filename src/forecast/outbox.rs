@@ -105,8 +105,12 @@ impl MemOutbox {
         self.state.lock().expect("poisoned")
     }
 
-    fn count(&self, job: &Job) {
-        self.tally.lock().expect("poisoned").add_job(job);
+    /// Counts `job`, whose payload `k` has read already.
+    fn count(&self, k: &Kept, job: &Job) {
+        self.tally
+            .lock()
+            .expect("poisoned")
+            .add_read_job(job, k.payload.as_ref());
     }
 
     /// Decides every job due by `now` as the sender's pass would, with one send at a time (the
@@ -179,7 +183,7 @@ impl MemOutbox {
     ) -> Result<Option<Kept>, StoreError> {
         k.attempts += 1;
         let Some(payload) = k.payload.clone() else {
-            self.count(&as_job(&k, "dead", None, None));
+            self.count(&k, &as_job(&k, "dead", None, None));
             return Ok(None);
         };
         match self
@@ -198,14 +202,14 @@ impl MemOutbox {
                     }
                     let mut j = as_job(&k, "skipped", None, None);
                     j.skip_reason = Some(NOT_CONFIGURED.into());
-                    self.count(&j);
+                    self.count(&k, &j);
                     return Ok(None);
                 }
                 if let Some(c) = &cost {
                     self.guard.sent(k.id, &k.job.user_id, c, now);
                     self.remember(&k, c, now);
                 }
-                self.count(&as_job(&k, "sent", Some(now), cost));
+                self.count(&k, &as_job(&k, "sent", Some(now), cost));
                 Ok(None)
             }
             Verdict::Hold {
@@ -328,7 +332,7 @@ impl MemOutbox {
         let st = self.state.into_inner().expect("poisoned");
         let mut tally = self.tally.into_inner().expect("poisoned");
         for k in st.queues.values().flatten().chain(&st.staff) {
-            tally.add_job(&as_job(k, "pending", None, None));
+            tally.add_read_job(&as_job(k, "pending", None, None), k.payload.as_ref());
         }
         tally
     }
@@ -405,7 +409,7 @@ impl JobSink for MemOutbox {
             }
         }
         for k in skipped {
-            self.count(&as_job(&k, "skipped", None, None));
+            self.count(&k, &as_job(&k, "skipped", None, None));
         }
     }
 

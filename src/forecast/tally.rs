@@ -157,9 +157,14 @@ impl Tally {
 
     /// Counts one outbox job: sent on its send day, not sent on the day it was first due.
     pub fn add_job(&mut self, j: &Job) {
-        let rule = j.rule_id.clone().unwrap_or_default();
         let payload: Option<Payload> = serde_json::from_str(&j.payload).ok();
-        let channel = match &payload {
+        self.add_read_job(j, payload.as_ref());
+    }
+
+    /// [`Tally::add_job`] with the job's payload already read (the memory outbox has it).
+    pub fn add_read_job(&mut self, j: &Job, payload: Option<&Payload>) {
+        let rule = j.rule_id.clone().unwrap_or_default();
+        let channel = match payload {
             Some(Payload::ZaloTag { .. }) => "zalo_tag".to_string(),
             _ => j.channel.clone(),
         };
@@ -170,7 +175,7 @@ impl Tally {
         match j.status.as_str() {
             "sent" => {
                 let at = j.sent_at.unwrap_or(j.run_at);
-                let what = payload.as_ref().map(what_of).unwrap_or_default();
+                let what = payload.map(what_of).unwrap_or_default();
                 let day = self.day_of(at);
                 let c = self.entry(at, &rule);
                 *c.sends.entry(channel.clone()).or_default() += 1;
