@@ -436,16 +436,22 @@ macro_rules! contact_rows_fn {
                         .push_bind(now)
                         .push_bind(ch.interactions);
                 });
-                qb.push(
-                    " ON CONFLICT (user_id) DO UPDATE SET
-                    display_name = COALESCE(excluded.display_name, contacts.display_name),
-                    phone = COALESCE(excluded.phone, contacts.phone),
-                    email = COALESCE(excluded.email, contacts.email),
-                    follows = COALESCE(excluded.follows, contacts.follows),
-                    followed_at = COALESCE(excluded.followed_at, contacts.followed_at),
-                    unfollowed_at = COALESCE(excluded.unfollowed_at, contacts.unfollowed_at),
-                    last_interaction = ",
-                );
+                qb.push(" ON CONFLICT (user_id) DO UPDATE SET ");
+                // Only the columns some change in the chunk sets: SQLite rewrites the index
+                // entries of every column named here, changed or not (a message moves only
+                // the last interaction and the count, not the phone, email or follows).
+                let sets: [(&str, bool); 6] = [
+                    ("display_name", chunk.iter().any(|c| c.display_name.is_some())),
+                    ("phone", chunk.iter().any(|c| c.phone.is_some())),
+                    ("email", chunk.iter().any(|c| c.email.is_some())),
+                    ("follows", chunk.iter().any(|c| c.follows.is_some())),
+                    ("followed_at", chunk.iter().any(|c| c.followed_at.is_some())),
+                    ("unfollowed_at", chunk.iter().any(|c| c.unfollowed_at.is_some())),
+                ];
+                for (col, _) in sets.iter().filter(|(_, set)| *set) {
+                    qb.push(format!("{col} = COALESCE(excluded.{col}, contacts.{col}), "));
+                }
+                qb.push("last_interaction = ");
                 // GREATEST ignores a NULL; SQLite's MAX would answer NULL.
                 qb.push(pick!(
                     $db,
