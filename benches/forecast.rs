@@ -8,6 +8,7 @@
 //!   FORECAST_EVENTS=100000 cargo bench --bench forecast
 //!   FORECAST_TRACE=1 …   # every SQL statement on stderr, with its time (sqlx's debug log)
 //!   FORECAST_SQL_SENDS=1 … # the copy's sends through its outbox table, as before 2026-12-05
+//!   FORECAST_SQL_STATES=1 … # contacts' state read back from the copy every batch (before 2026-12-05's second session)
 //!
 //! Prints one `RESULT` line.
 
@@ -143,6 +144,11 @@ async fn main() {
         page: 2000,
         keep_sends: false,
         sends_in_memory: std::env::var_os("FORECAST_SQL_SENDS").is_none(),
+        states_in_memory: if std::env::var_os("FORECAST_SQL_STATES").is_some() {
+            0
+        } else {
+            forecast::STATES_IN_MEMORY
+        },
     };
     let progress: forecast::Progress = Arc::new(|step: forecast::Step| {
         eprintln!(

@@ -7,6 +7,7 @@ mod campaigns;
 mod event;
 mod plan;
 pub mod simulate;
+pub mod state;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -51,7 +52,8 @@ pub struct BatchState {
 /// The latest firing of each (contact, rule): what every limit needs.
 #[derive(Debug, Default, Clone)]
 pub struct History {
-    latest: HashMap<(String, String), (String, i64)>,
+    /// Contact -> rule -> (period key, fired at).
+    latest: HashMap<String, HashMap<String, (String, i64)>>,
 }
 
 impl History {
@@ -64,24 +66,52 @@ impl History {
     }
 
     pub fn record(&mut self, user_id: &str, rule_id: &str, period_key: &str, at: i64) {
-        self.latest.insert(
-            (user_id.to_string(), rule_id.to_string()),
-            (period_key.to_string(), at),
-        );
+        let of = match self.latest.get_mut(user_id) {
+            Some(of) => of,
+            None => self.latest.entry(user_id.to_string()).or_default(),
+        };
+        of.insert(rule_id.to_string(), (period_key.to_string(), at));
+    }
+
+    /// One contact's latest firings: (rule, period key, fired at).
+    pub fn of_user<'a>(&'a self, user_id: &str) -> impl Iterator<Item = (&'a str, &'a str, i64)> {
+        self.latest
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .map(|(rule, (period, at))| (rule.as_str(), period.as_str(), *at))
+    }
+
+    /// Takes one contact's latest firings out: rule -> (period key, fired at).
+    pub fn take_user(&mut self, user_id: &str) -> HashMap<String, (String, i64)> {
+        self.latest.remove(user_id).unwrap_or_default()
+    }
+
+    /// Puts one contact's latest firings in (as [`History::take_user`] gave them).
+    pub fn put_user(&mut self, user_id: String, fires: HashMap<String, (String, i64)>) {
+        if !fires.is_empty() {
+            self.latest.insert(user_id, fires);
+        }
+    }
+
+    /// Adds the firings of contacts `self` does not hold.
+    pub fn extend(&mut self, other: History) {
+        self.latest.extend(other.latest);
+    }
+
+    fn latest(&self, user_id: &str, rule_id: &str) -> Option<&(String, i64)> {
+        self.latest.get(user_id).and_then(|of| of.get(rule_id))
     }
 }
 
 impl FireHistory for History {
     fn fired(&self, user_id: &str, rule_id: &str, period_key: &str) -> bool {
-        self.latest
-            .get(&(user_id.to_string(), rule_id.to_string()))
+        self.latest(user_id, rule_id)
             .is_some_and(|(k, _)| k == period_key)
     }
 
     fn last_fired(&self, user_id: &str, rule_id: &str) -> Option<i64> {
-        self.latest
-            .get(&(user_id.to_string(), rule_id.to_string()))
-            .map(|(_, at)| *at)
+        self.latest(user_id, rule_id).map(|(_, at)| *at)
     }
 }
 

@@ -40,6 +40,9 @@ pub use tally::{Counts, Tally};
 /// The finest cadence a forecast takes (a pass a minute, as `serve` by default).
 pub const MIN_EVERY: i64 = MINUTE;
 
+/// How many contacts' state a run keeps in memory at most (about half a kilobyte each).
+pub const STATES_IN_MEMORY: usize = 200_000;
+
 /// What a forecast needs of the deployment's settings (built from `Config` by the command).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -64,6 +67,10 @@ pub struct Settings {
     /// store's outbox table: the same decisions, in a fraction of the time. Off only to
     /// compare the two (tests).
     pub sends_in_memory: bool,
+    /// The contacts' state is kept in memory between batches (`engine::state::StateCache`,
+    /// up to this many contacts a run) rather than read back from the copy each batch. 0:
+    /// always read back (to compare the two, tests).
+    pub states_in_memory: usize,
 }
 
 impl Settings {
@@ -81,6 +88,7 @@ impl Settings {
             page: 2000,
             keep_sends: false,
             sends_in_memory: true,
+            states_in_memory: STATES_IN_MEMORY,
         }
     }
 }
@@ -304,7 +312,7 @@ pub async fn project_ahead(
 }
 
 /// Runs `current` and `draft` side by side (on the runtime's threads), each in its own
-/// scratch copy reading the live store on its own, a page at a time; then what the live store
+/// scratch copy, handed the live store's events read once, a page at a time; then what the live store
 /// adds: the outbox of a past window, the template quota, the expected outcomes.
 async fn forecast(
     live: &DynStore,
@@ -314,13 +322,22 @@ async fn forecast(
     progress: Option<Progress>,
     mode: replay::Mode,
 ) -> anyhow::Result<Forecast> {
-    let spawn = |rules: Arc<RuleSet>, label: &'static str| {
+    // The live events are read once, for both runs.
+    let mut pages = match mode {
+        replay::Mode::Past => replay::read_events(live.clone(), window, settings.page, 2)
+            .into_iter()
+            .map(Some)
+            .collect(),
+        replay::Mode::Ahead => vec![None, None],
+    };
+    let spawn = |rules: Arc<RuleSet>, label: &'static str, events: Option<replay::Pages>| {
         let (live, settings, progress) = (live.clone(), settings.clone(), progress.clone());
         tokio::spawn(async move {
-            replay::run(&live, rules, window, &settings, label, progress, mode).await
+            replay::run(&live, rules, window, &settings, label, progress, events).await
         })
     };
-    let (a, b) = tokio::join!(spawn(current, "current"), spawn(draft, "draft"));
+    let (d, c) = (pages.pop().flatten(), pages.pop().flatten());
+    let (a, b) = tokio::join!(spawn(current, "current", c), spawn(draft, "draft", d));
     let (cur, new) = (a??, b??);
     let actual = match mode {
         replay::Mode::Past => Some(

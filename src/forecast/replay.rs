@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
-use crate::engine::Engine;
+use crate::engine::{state::StateCache, Engine};
 use crate::inbox::Processor;
 use crate::outbox::{cost::CostGuard, Sender, SenderOptions};
 use crate::rules::RuleSet;
@@ -102,6 +102,11 @@ impl Rig {
             processor.sink = Some(mem.clone());
             ctx = ctx.with_sink(mem.clone());
         }
+        if settings.states_in_memory > 0 {
+            let cache = Arc::new(StateCache::new(settings.states_in_memory));
+            processor.cache = Some(cache.clone());
+            ctx = ctx.with_state_cache(cache);
+        }
         Ok(Rig {
             scratch,
             clock,
@@ -183,8 +188,8 @@ pub enum Mode {
     Ahead,
 }
 
-/// Runs `window` against `rules`: its stored events (in `Mode::Past`) and the scheduler's
-/// passes.
+/// Runs `window` against `rules`: the stored events `events` hands over (a past window; none
+/// ahead) and the scheduler's passes.
 pub async fn run(
     live: &DynStore,
     rules: Arc<RuleSet>,
@@ -192,8 +197,13 @@ pub async fn run(
     settings: &Settings,
     label: &'static str,
     progress: Option<Progress>,
-    mode: Mode,
+    events: Option<Pages>,
 ) -> anyhow::Result<Run> {
+    let mode = if events.is_some() {
+        Mode::Past
+    } else {
+        Mode::Ahead
+    };
     let mut rig = Rig::new(rules, settings, window).await?;
     let contacts = rig
         .scratch
@@ -207,17 +217,15 @@ pub async fn run(
         )
         .await?;
     let mut feed = Feed {
-        after: 0,
+        pages: events,
         pending: Vec::new(),
-        exhausted: mode == Mode::Ahead,
         events: 0,
     };
     let mut t = window.from;
     let mut day = day_start(window.from, settings.tz);
     while t < window.to {
         let next = (t + settings.every_ms).min(window.to);
-        feed.until(live, &mut rig, window, settings.page, next)
-            .await?;
+        feed.until(live, &mut rig, next).await?;
         let next_day = day_start(next, settings.tz);
         rig.tick(live, next).await?;
         if next_day != day {
@@ -240,40 +248,72 @@ pub async fn run(
     })
 }
 
-/// The window's stored events, read from the live store a page at a time.
+/// A page of the window's stored events, or why the live store could not be read.
+type Page = Result<Vec<InboxEvent>, String>;
+
+/// The pages of the window's stored events one run is handed, in id order.
+pub type Pages = tokio::sync::mpsc::Receiver<Page>;
+
+/// Reads the window's stored events from the live store a page at a time, once, and hands
+/// each page to every run (`runs` of them), at most two pages ahead of the slowest: memory
+/// does not grow with the number of events. A run that stopped is handed nothing more.
+pub fn read_events(live: DynStore, window: Window, page: i64, runs: usize) -> Vec<Pages> {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..runs).map(|_| tokio::sync::mpsc::channel(2)).unzip();
+    tokio::spawn(async move {
+        let mut after = 0;
+        loop {
+            let read = live
+                .inbox_window(after, window.from, window.to, page)
+                .await
+                .map_err(|e| format!("reading the live events: {e}"));
+            let last = match &read {
+                Ok(rows) => rows.last().map(|r| r.id),
+                Err(_) => None,
+            };
+            let more = matches!(&read, Ok(rows) if rows.len() as i64 == page);
+            // A run that stopped has dropped its receiver: it needs nothing more.
+            if let Some((last_run, others)) = txs.split_last() {
+                for tx in others {
+                    let _ = tx.send(read.clone()).await;
+                }
+                let _ = last_run.send(read).await;
+            }
+            match (last, more) {
+                (Some(id), true) => after = id,
+                _ => return,
+            }
+        }
+    });
+    rxs
+}
+
+/// The window's stored events, handed over a page at a time.
 struct Feed {
-    /// The last id read.
-    after: i64,
+    /// `None`: no events (the coming days), or every page was handed over.
+    pages: Option<Pages>,
     /// Read but received after the pass being fed.
     pending: Vec<InboxEvent>,
-    /// No more pages.
-    exhausted: bool,
     /// How many were fed.
     events: u64,
 }
 
 impl Feed {
     /// Feeds the events received before `next` (the coming pass) to the rig.
-    async fn until(
-        &mut self,
-        live: &DynStore,
-        rig: &mut Rig,
-        window: Window,
-        page: i64,
-        next: i64,
-    ) -> anyhow::Result<()> {
+    async fn until(&mut self, live: &DynStore, rig: &mut Rig, next: i64) -> anyhow::Result<()> {
         loop {
             if self.pending.is_empty() {
-                if self.exhausted {
+                let Some(pages) = &mut self.pages else {
                     return Ok(());
+                };
+                match pages.recv().await {
+                    Some(page) => self.pending = page.map_err(|e| anyhow::anyhow!(e))?,
+                    None => {
+                        self.pages = None;
+                        return Ok(());
+                    }
                 }
-                self.pending = live
-                    .inbox_window(self.after, window.from, window.to, page)
-                    .await?;
-                self.exhausted = (self.pending.len() as i64) < page;
-                match self.pending.last() {
-                    Some(last) => self.after = last.id,
-                    None => return Ok(()),
+                if self.pending.is_empty() {
+                    return Ok(());
                 }
             }
             // Ids and arrival times agree but for a few out of order: what arrived later

@@ -5,7 +5,7 @@
 //! concurrently or out of order; different users' events run in parallel across workers and
 //! instances.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::engine::{BatchState, Engine, History};
+use crate::engine::state::{self, Need, StateCache};
+use crate::engine::{BatchState, Engine};
 use crate::inbox::intake::{Handed, RelayQueue};
 use crate::store::{ClaimNext, Completion, DynStore, InboxEvent, StoreError};
 use crate::zalo::event::{self, Event, EventKind};
@@ -62,6 +63,8 @@ pub struct Processor {
     pub(crate) oa_gate: crate::outbox::oa::OaGate,
     /// A forecast's copy keeps its sends here instead of the store's outbox (`replay`).
     pub(crate) sink: Option<Arc<dyn crate::outbox::sink::JobSink>>,
+    /// A forecast's contacts' state between batches (`Processor::replay` only).
+    pub(crate) cache: Option<Arc<StateCache>>,
 }
 
 impl Processor {
@@ -84,6 +87,7 @@ impl Processor {
             oa_notice: Default::default(),
             oa_gate: Default::default(),
             sink: None,
+            cache: None,
         }
     }
 
@@ -316,6 +320,10 @@ impl Processor {
         let mut batch = self.decide(events).await?;
         crate::outbox::sink::divert_events(self.sink.as_deref(), &mut batch.done, batch.now);
         self.store.apply_replayed(&batch.done, batch.now).await?;
+        if let Some(cache) = &self.cache {
+            let effects = batch.done.iter().map(|c| &c.effects);
+            cache.keep(&batch.users, batch.before, effects);
+        }
         if batch.done.iter().any(|c| !c.effects.jobs.is_empty()) {
             self.jobs_enqueued.notify_one();
         }
@@ -334,6 +342,7 @@ impl Processor {
             parsed,
             before,
             done,
+            users: _,
             failed,
             now,
         } = self.decide(claimed).await?;
@@ -446,6 +455,7 @@ impl Processor {
         Ok(Decided {
             parsed,
             before,
+            users,
             done,
             failed,
             now,
@@ -569,38 +579,20 @@ impl Processor {
         Ok(())
     }
 
-    /// Contacts, rule firings and (when rules use lists) list memberships of these users.
+    /// Contacts, rule firings and (when rules use lists) list memberships of these users: from
+    /// the forecast's cache when it has one, else from the store.
     async fn load_state(&self, users: &[String]) -> Result<BatchState, StoreError> {
-        let contacts = self.store.load_contacts(users).await?;
         let rules = self.engine.rule_set();
-        // Campaigns need it too (a repeat registration's cooldown).
-        let history = if rules.is_empty() && rules.campaigns().is_empty() {
-            History::default()
-        } else {
-            History::from_fires(self.store.load_rule_state(users).await?)
+        let need = Need {
+            // Campaigns need it too (a repeat registration's cooldown).
+            history: !(rules.is_empty() && rules.campaigns().is_empty()),
+            lists: !rules.lists().is_empty(),
+            campaigns: !rules.campaigns().is_empty(),
         };
-        let mut lists = HashMap::new();
-        if !rules.lists().is_empty() {
-            for u in users {
-                let of: BTreeSet<String> =
-                    self.store.lists_of_contact(u).await?.into_iter().collect();
-                lists.insert(u.clone(), of);
-            }
+        match &self.cache {
+            Some(cache) => cache.load(&self.store, users, need).await,
+            None => state::load(&self.store, users, need).await,
         }
-        let mut campaigns: HashMap<String, Vec<crate::store::CampaignMember>> = HashMap::new();
-        if !self.engine.rule_set().campaigns().is_empty() {
-            for m in self.store.load_campaign_members(users).await? {
-                campaigns.entry(m.contact_id.clone()).or_default().push(m);
-            }
-        }
-        Ok(BatchState {
-            contacts,
-            history,
-            lists,
-            campaigns,
-            emails: HashMap::new(),
-            cause: None,
-        })
     }
 
     async fn one_by_one(
@@ -705,6 +697,8 @@ struct Decided {
     parsed: Vec<(InboxEvent, Result<Event, String>)>,
     /// The users' state before the batch (for a retry one event at a time).
     before: BatchState,
+    /// Whose state it is.
+    users: Vec<String>,
     done: Vec<Completion>,
     /// Indexes in `parsed` of the events that did not parse.
     failed: Vec<usize>,

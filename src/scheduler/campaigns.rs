@@ -120,6 +120,10 @@ pub(super) async fn step_edits(
         if old == ids {
             continue;
         }
+        // Members' steps change all at once: a forecast's cached states are read again.
+        if let Some(cache) = &ctx.cache {
+            cache.clear();
+        }
         if old.is_empty() {
             let n = ctx.store.map_member_positions(&c.id, &ids, wall).await?;
             if n > 0 {
@@ -168,6 +172,7 @@ pub(super) async fn step_edits(
                                 ..Effects::default()
                             },
                         };
+                        ctx.forget(std::slice::from_ref(&d));
                         ctx.store.apply_decisions(&[d], wall).await?;
                     }
                     let lang = ctx.engine.lang();

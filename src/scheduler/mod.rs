@@ -39,7 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::engine::{BatchState, Engine, History};
+use crate::engine::{BatchState, Engine};
 use crate::outbox::Sender;
 use crate::rules::model::{Condition, SpecialDate, Trigger, DAY, HOUR, MINUTE};
 use crate::rules::{Campaign, RuleSet, SendTime, Stimulus};
@@ -109,6 +109,9 @@ pub struct TickContext {
     renewed: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
     /// A forecast's copy keeps its sends here instead of the store's outbox.
     pub(crate) sink: Option<Arc<dyn crate::outbox::sink::JobSink>>,
+    /// A forecast's contacts' state kept by its processor: the contacts a pass decides
+    /// something for are forgotten there.
+    pub(crate) cache: Option<Arc<crate::engine::state::StateCache>>,
 }
 
 impl TickContext {
@@ -123,6 +126,7 @@ impl TickContext {
             escalation: None,
             renewed: Arc::default(),
             sink: None,
+            cache: None,
         }
     }
 
@@ -131,6 +135,20 @@ impl TickContext {
     pub fn with_sink(mut self, sink: Arc<dyn crate::outbox::sink::JobSink>) -> TickContext {
         self.sink = Some(sink);
         self
+    }
+
+    /// The contacts a pass decides something for are forgotten in `cache` (a forecast's
+    /// processor keeps their state there).
+    pub fn with_state_cache(mut self, cache: Arc<crate::engine::state::StateCache>) -> TickContext {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// Forgets, in the forecast's cache, the contacts these decisions change.
+    fn forget(&self, decisions: &[Decision]) {
+        if let Some(cache) = &self.cache {
+            cache.forget(decisions.iter().map(|d| &d.effects));
+        }
     }
 
     /// Delivers the jobs due by the tick's instant through `sender` (`tick --at`).
@@ -273,29 +291,12 @@ async fn load_state(
     lists: bool,
     campaigns: bool,
 ) -> Result<BatchState, StoreError> {
-    let contacts = store.load_contacts(users).await?;
-    let history = History::from_fires(store.load_rule_state(users).await?);
-    let mut state = BatchState {
-        contacts,
-        history,
-        ..BatchState::default()
+    let need = crate::engine::state::Need {
+        history: true,
+        lists,
+        campaigns,
     };
-    if lists {
-        for u in users {
-            let of: BTreeSet<String> = store.lists_of_contact(u).await?.into_iter().collect();
-            state.lists.insert(u.clone(), of);
-        }
-    }
-    if campaigns {
-        for m in store.load_campaign_members(users).await? {
-            state
-                .campaigns
-                .entry(m.contact_id.clone())
-                .or_default()
-                .push(m);
-        }
-    }
-    Ok(state)
+    crate::engine::state::load(store, users, need).await
 }
 
 /// [`load_state`] with what the running rules need.
@@ -347,6 +348,7 @@ async fn apply(
     let counts = job_counts(&decisions);
     let mut decisions = decisions;
     let kept = Kept::take(ctx, &mut decisions);
+    ctx.forget(&decisions);
     let now = ctx.clock.now();
     let applied = ctx.store.apply_decisions(&decisions, now).await?;
     kept.hand_over(&applied, now);
@@ -444,6 +446,7 @@ where
             let n = decisions.len();
             let mut decisions = decisions;
             let kept = Kept::take(ctx, &mut decisions);
+            ctx.forget(&decisions);
             let (store, at) = (ctx.store.clone(), ctx.clock.now());
             let h = tokio::spawn(async move {
                 let applied = store.apply_decisions(&decisions, at).await?;
