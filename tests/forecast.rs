@@ -59,6 +59,25 @@ fn rules_of(yaml: &str) -> Arc<zaloflow::rules::RuleSet> {
     )
 }
 
+/// The same rules (as current and draft) over `window`, once with each of two settings.
+async fn replay_twice(
+    s: &Shop,
+    yaml: &str,
+    window: Window,
+    one: &Settings,
+    other: &Settings,
+) -> (forecast::Forecast, forecast::Forecast) {
+    let mut out = Vec::new();
+    for st in [one, other] {
+        let f = forecast::replay_window(&s.store, rules_of(yaml), rules_of(yaml), window, st, None)
+            .await
+            .unwrap();
+        out.push(f);
+    }
+    let other = out.pop().unwrap();
+    (out.pop().unwrap(), other)
+}
+
 fn sorted(mut v: Vec<SendKey>) -> Vec<SendKey> {
     v.sort();
     v
@@ -755,15 +774,7 @@ async fn the_sends_in_memory_are_decided_as_the_outbox_table_decides_them(kind: 
         st
     };
     let (memory, table) = (run(true), run(false));
-    let rules = || (rules_of(HOLDS), rules_of(HOLDS));
-    let (a, b) = rules();
-    let m = forecast::replay_window(&s.store, a, b, window, &memory, None)
-        .await
-        .unwrap();
-    let (a, b) = rules();
-    let t = forecast::replay_window(&s.store, a, b, window, &table, None)
-        .await
-        .unwrap();
+    let (m, t) = replay_twice(&s, HOLDS, window, &memory, &table).await;
     let total = m.current.total();
     // What the comparison must cover, or it proves nothing.
     assert!(
@@ -911,15 +922,7 @@ async fn the_contacts_state_kept_in_memory_is_the_copys(kind: &str) {
         st
     };
     let (kept, read) = (run(forecast::STATES_IN_MEMORY), run(0));
-    let rules = || (rules_of(STATES), rules_of(STATES));
-    let (a, b) = rules();
-    let k = forecast::replay_window(&s.store, a, b, window, &kept, None)
-        .await
-        .unwrap();
-    let (a, b) = rules();
-    let r = forecast::replay_window(&s.store, a, b, window, &read, None)
-        .await
-        .unwrap();
+    let (k, r) = replay_twice(&s, STATES, window, &kept, &read).await;
     // Every rule and step fired, or the comparison proves nothing.
     let per_rule = k.current.per_rule();
     for rule in [

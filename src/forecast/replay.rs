@@ -279,6 +279,8 @@ pub fn read_events(live: DynStore, window: Window, page: i64, runs: usize) -> Ve
                 let _ = last_run.send(read).await;
             }
             match (last, more) {
+                // No run left to hand pages to: stop reading.
+                _ if txs.iter().all(|tx| tx.is_closed()) => return,
                 (Some(id), true) => after = id,
                 _ => return,
             }
