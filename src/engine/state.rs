@@ -95,15 +95,6 @@ impl StateCache {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// How many contacts are kept.
-    pub fn len(&self) -> usize {
-        self.kept().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// The state of `users`: the kept ones from memory, the others from the store.
     pub async fn load(
         &self,

@@ -120,7 +120,8 @@ pub(super) async fn step_edits(
         if old == ids {
             continue;
         }
-        // Members' steps change all at once: a forecast's cached states are read again.
+        // Members' steps change all at once: a forecast's cached states are read again
+        // (every write below included).
         if let Some(cache) = &ctx.cache {
             cache.clear();
         }
@@ -172,7 +173,6 @@ pub(super) async fn step_edits(
                                 ..Effects::default()
                             },
                         };
-                        ctx.forget(std::slice::from_ref(&d));
                         ctx.store.apply_decisions(&[d], wall).await?;
                     }
                     let lang = ctx.engine.lang();

@@ -144,13 +144,6 @@ impl TickContext {
         self
     }
 
-    /// Forgets, in the forecast's cache, the contacts these decisions change.
-    fn forget(&self, decisions: &[Decision]) {
-        if let Some(cache) = &self.cache {
-            cache.forget(decisions.iter().map(|d| &d.effects));
-        }
-    }
-
     /// Delivers the jobs due by the tick's instant through `sender` (`tick --at`).
     pub fn with_sender(mut self, sender: Sender) -> TickContext {
         self.sender = Some(sender);
@@ -347,8 +340,7 @@ async fn apply(
     }
     let counts = job_counts(&decisions);
     let mut decisions = decisions;
-    let kept = Kept::take(ctx, &mut decisions);
-    ctx.forget(&decisions);
+    let kept = Kept::before_apply(ctx, &mut decisions);
     let now = ctx.clock.now();
     let applied = ctx.store.apply_decisions(&decisions, now).await?;
     kept.hand_over(&applied, now);
@@ -357,15 +349,19 @@ async fn apply(
     Ok(applied.len())
 }
 
-/// The jobs a forecast's sink keeps, taken out of decisions before they are applied and
-/// handed to it for those applied (a decision whose mark exists adds nothing).
+/// What a forecast's copy does around applying decisions: the jobs its sink keeps, taken out
+/// of the decisions before they are applied and handed to it for those applied (a decision
+/// whose mark exists adds nothing); the contacts they change, forgotten in its state cache.
 struct Kept(Option<(Arc<dyn crate::outbox::sink::JobSink>, DecisionJobs)>);
 
 /// Each decision's jobs, in the decisions' order.
 type DecisionJobs = Vec<Vec<crate::store::NewJob>>;
 
 impl Kept {
-    fn take(ctx: &TickContext, decisions: &mut [Decision]) -> Kept {
+    fn before_apply(ctx: &TickContext, decisions: &mut [Decision]) -> Kept {
+        if let Some(cache) = &ctx.cache {
+            cache.forget(decisions.iter().map(|d| &d.effects));
+        }
         Kept(ctx.sink.clone().map(|sink| {
             let jobs = decisions
                 .iter_mut()
@@ -445,8 +441,7 @@ where
             let jobs = job_counts(&decisions);
             let n = decisions.len();
             let mut decisions = decisions;
-            let kept = Kept::take(ctx, &mut decisions);
-            ctx.forget(&decisions);
+            let kept = Kept::before_apply(ctx, &mut decisions);
             let (store, at) = (ctx.store.clone(), ctx.clock.now());
             let h = tokio::spawn(async move {
                 let applied = store.apply_decisions(&decisions, at).await?;
