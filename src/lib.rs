@@ -35,6 +35,12 @@ pub use zaloflow_core::clock;
 rust_i18n::i18n!("locales", fallback = "en");
 pub use zaloflow_store as store;
 
+/// The allocator of every binary that links zaloflow (the service, its tests and benchmarks):
+/// mimalloc. With glibc's, allocating and freeing took about a quarter of a forecast's CPU time
+/// (docs/benchmarks.md, 2026-12-05).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
